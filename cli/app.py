@@ -1,0 +1,32 @@
+"""The root typer app; each module registers its commands here so `--help` lists them all."""
+
+from __future__ import annotations
+
+import typer
+
+from cli import database
+from cli.common import settings
+from jobs.logs import configure_logging
+
+app = typer.Typer(
+    name="run.py",
+    help=(
+        "Orrery: the background runtime of an AI companion that remembers.\n\n"
+        "With no DATABASE_URL / REDIS_URL set, an embedded Postgres and Redis start under ORRERY_DATA_DIR "
+        "(default ./.orrery). Start with `python run.py doctor`."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _main() -> None:
+    cfg = settings()  # fails with one line per bad variable before any command runs
+    configure_logging(cfg.log_level, cfg.log_format)
+
+
+app.command("migrate")(database.migrate_command)
+app.command("doctor")(database.doctor_command)
+app.add_typer(database.stack_app, name="stack")

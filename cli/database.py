@@ -1,0 +1,173 @@
+"""`migrate`, `doctor` and `stack`: getting a database ready and knowing whether every backend is up."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import httpx
+import typer
+from rich.table import Table
+
+from cli.common import backends, console, describe_backends, fail, run_async, settings
+from store import embedded
+from store.migrate import applied_migrations, check_history, load_migrations, migrate
+from store.postgres import BackendUnavailable, connect, redact_url
+from store.redis import connect_redis
+
+
+def migrate_command() -> None:
+    """Apply pending SQL migrations (safe to run twice, or from two processes at once)."""
+    found = backends()
+
+    async def _run() -> None:
+        conn = await connect(found.database_url)
+        try:
+            report = await migrate(conn)
+        finally:
+            await conn.close()
+        for name in report.applied:
+            console.print(f"applied  {name}")
+        console.print(
+            f"database is up to date ({len(report.applied)} applied now, {len(report.already_applied)} before) "
+            f"on {describe_backends(found)}"
+        )
+
+    run_async(_run())
+
+
+@dataclass
+class Check:
+    backend: str
+    target: str
+    ok: bool
+    detail: str
+    required: bool
+
+
+async def _check_postgres(url: str) -> Check:
+    started = time.perf_counter()
+    try:
+        conn = await connect(url, timeout=5)
+    except BackendUnavailable as exc:
+        return Check("Postgres", redact_url(url), False, str(exc), True)
+    try:
+        version = await conn.fetchval("SHOW server_version")
+        vector = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        pending = check_history(load_migrations(), await applied_migrations(conn))
+    except Exception as exc:
+        return Check("Postgres", redact_url(url), False, str(exc), True)
+    finally:
+        await conn.close()
+    ms = (time.perf_counter() - started) * 1000
+    detail = f"PostgreSQL {version}, pgvector {vector or 'not installed'}, {ms:.0f} ms"
+    if pending:
+        return Check("Postgres", redact_url(url), False, f"{detail}; {len(pending)} migrations pending: run `migrate`", True)
+    return Check("Postgres", redact_url(url), True, f"{detail}; schema up to date", True)
+
+
+async def _check_redis(url: str) -> Check:
+    try:
+        client = await connect_redis(url)
+    except BackendUnavailable as exc:
+        return Check("Redis", redact_url(url), False, str(exc), True)
+    try:
+        info = await client.info("server")
+    finally:
+        await client.aclose()
+    return Check("Redis", redact_url(url), True, f"Redis {info.get('redis_version')}", True)
+
+
+async def _check_neo4j(uri: str | None, user: str, password: str | None) -> Check:
+    if uri is None:
+        return Check("Neo4j", "-", True, "not configured: the graph lives in Postgres (runtime schema)", False)
+    from neo4j import AsyncGraphDatabase
+
+    driver = AsyncGraphDatabase.driver(uri, auth=(user, password or ""))
+    try:
+        await driver.verify_connectivity()
+        return Check("Neo4j", uri, True, "connected", True)
+    except Exception as exc:
+        return Check("Neo4j", uri, False, f"cannot reach Neo4j at {uri}: {str(exc)[:160]}", True)
+    finally:
+        await driver.close()
+
+
+async def _check_weaviate(url: str | None) -> Check:
+    if url is None:
+        return Check("Weaviate", "-", True, "not configured: vectors live in pgvector", False)
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            response = await client.get(f"{url.rstrip('/')}/v1/.well-known/ready")
+        ok = response.status_code == 200
+        return Check("Weaviate", url, ok, "ready" if ok else f"not ready (HTTP {response.status_code})", True)
+    except httpx.HTTPError as exc:
+        return Check("Weaviate", url, False, f"cannot reach Weaviate at {url}: {exc}", True)
+
+
+def doctor_command() -> None:
+    """Check every configured backend and print a table; exit 1 when a required one is down."""
+    cfg = settings()
+    found = backends()
+
+    async def _run() -> list[Check]:
+        password = cfg.neo4j_password.get_secret_value() if cfg.neo4j_password else None
+        return [
+            await _check_postgres(found.database_url),
+            await _check_redis(found.redis_url),
+            await _check_neo4j(cfg.neo4j_uri, cfg.neo4j_user, password),
+            await _check_weaviate(cfg.weaviate_url),
+        ]
+
+    checks = run_async(_run())
+    llm = (
+        "scripted sample answers (no OPENAI_API_KEY / OPENAI_BASE_URL)"
+        if cfg.llm_is_scripted
+        else f"{cfg.openai_base_url or 'api.openai.com'}, ingestion model {cfg.ingestion_model}"
+    )
+    table = Table(title=f"Orrery doctor — {describe_backends(found)}")
+    for column in ("backend", "target", "status", "detail"):
+        table.add_column(column)
+    for check in checks:
+        status = "[green]ok[/]" if check.ok else ("[red]DOWN[/]" if check.required else "[yellow]warn[/]")
+        table.add_row(check.backend, check.target, status, check.detail)
+    table.add_row("LLM", "-", "[green]ok[/]", llm)
+    console.print(table)
+    if any(not c.ok and c.required for c in checks):
+        raise typer.Exit(1)
+
+
+stack_app = typer.Typer(help="Manage the embedded Postgres and Redis that run when no URL is configured.")
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Show where the embedded servers keep their data and whether they run."""
+    cfg = settings()
+    data_dir = cfg.resolved_data_dir
+    pg_running = embedded.postgres_running(data_dir)
+    console.print(f"data directory: {data_dir}")
+    console.print(f"embedded Postgres: {'running' if pg_running else 'stopped'}"
+                  f"{' (DATABASE_URL is set, so it is not used)' if cfg.database_url else ''}")
+    redis_running = embedded.redis_running(data_dir)
+    console.print(f"embedded Redis: {'running' if redis_running else 'stopped'}"
+                  f"{' (REDIS_URL is set, so it is not used)' if cfg.redis_url else ''}")
+
+
+@stack_app.command("stop")
+def stack_stop() -> None:
+    """Stop the embedded servers (data is kept; the next command starts them again)."""
+    data_dir = settings().resolved_data_dir
+    stopped = [name for name, fn in (("Postgres", embedded.stop_postgres), ("Redis", embedded.stop_redis))
+               if fn(data_dir)]
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@stack_app.command("reset")
+def stack_reset(yes: bool = typer.Option(False, "--yes", help="Confirm deleting every embedded database.")) -> None:
+    """Stop the embedded servers and DELETE their data directory."""
+    data_dir = settings().resolved_data_dir
+    if not yes:
+        fail(f"this deletes {data_dir}; add --yes to confirm")
+    embedded.remove_data_dir(data_dir)
+    console.print(f"deleted {data_dir}")

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Create .venv with Python 3.11 and install Orrery with its dev extras; re-install only when pyproject.toml changes.
+# Sourced by scripts/demo.sh and scripts/test.sh, so a fresh clone needs nothing else.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+python_bin="${PYTHON:-}"
+if [ -z "$python_bin" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      python_bin="$candidate"; break
+    fi
+  done
+fi
+if [ -z "$python_bin" ]; then
+  echo "error: Orrery needs Python 3.11 (set PYTHON=/path/to/python3.11)" >&2
+  exit 2
+fi
+if [ ! -x .venv/bin/python ]; then
+  echo "creating .venv with $python_bin" >&2
+  "$python_bin" -m venv .venv
+fi
+stamp=".venv/.orrery-installed"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "installing Orrery and its dependencies into .venv (first run takes a minute)" >&2
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e '.[dev]'
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,146 @@
+"""All of Orrery's configuration in one pydantic-settings object.
+
+Standard variables keep their usual names (DATABASE_URL, REDIS_URL, NEO4J_URI, OPENAI_API_KEY, …); Orrery's own
+knobs are prefixed ORRERY_. Every value is validated once at start-up, so a typo fails with one line naming the
+variable instead of a traceback deep inside a job.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Unset URLs mean "use the embedded stack" (see store/embedded.py)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ORRERY_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- backends --------------------------------------------------------------------------------------------
+    database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
+    neo4j_uri: str | None = Field(None, validation_alias=_env("NEO4J_URI"))
+    neo4j_user: str = Field("neo4j", validation_alias=_env("NEO4J_USER"))
+    neo4j_password: SecretStr | None = Field(None, validation_alias=_env("NEO4J_PASSWORD"))
+    weaviate_url: str | None = Field(None, validation_alias=_env("WEAVIATE_URL"))
+    weaviate_api_key: SecretStr | None = Field(None, validation_alias=_env("WEAVIATE_API_KEY"))
+    data_dir: Path = Field(Path(".orrery"), description="Where the embedded Postgres and Redis keep their data.")
+
+    # --- LLM ------------------------------------------------------------------------------------------------
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
+    ingestion_model: str = "gpt-4o-mini"
+    insight_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = Field(60.0, gt=0)
+    llm_max_retries: int = Field(3, ge=0, le=10)
+    daily_token_budget: int = Field(2_000_000, ge=0, description="Per user per UTC day; 0 disables the budget.")
+    llm_input_token_budget: int = Field(12_000, ge=500, description="Conversation tokens per LLM window.")
+
+    # --- job runtime ----------------------------------------------------------------------------------------
+    poll_delay_s: float = Field(0.01, gt=0, le=5)
+    health_check_interval_s: float = Field(5.0, gt=0, le=300)
+    job_lease_s: float = Field(15.0, ge=2, le=600, description="A killed worker's job is taken over after this.")
+    shutdown_grace_s: float = Field(30.0, ge=0, le=3600)
+    worker_concurrency: int = Field(10, ge=1, le=1000)
+    ledger_retention_days: int = Field(30, ge=1)
+
+    # --- agents ---------------------------------------------------------------------------------------------
+    conversation_timeout_minutes: float = Field(10.0, gt=0)
+    ingestion_importance_threshold: float = Field(3.0, ge=0, le=10)
+    card_importance_threshold: float = Field(6.0, ge=0, le=10)
+    concept_similarity_threshold: float = Field(0.9, gt=0, le=1)
+    cycle_length_days: int = Field(7, ge=1)
+
+    # --- logging --------------------------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("postgres://", "postgresql://")):
+            raise ValueError("must start with postgresql:// or postgres://")
+        return value or None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+    @field_validator("neo4j_uri")
+    @classmethod
+    def _neo4j_scheme(cls, value: str | None) -> str | None:
+        schemes = ("neo4j://", "neo4j+s://", "neo4j+ssc://", "bolt://", "bolt+s://", "bolt+ssc://")
+        if value and not value.startswith(schemes):
+            raise ValueError("must start with neo4j:// or bolt:// (optionally +s / +ssc)")
+        return value or None
+
+    @field_validator("weaviate_url", "openai_base_url")
+    @classmethod
+    def _http_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value or None
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def llm_is_scripted(self) -> bool:
+        """No API key and no base URL: agents answer from the scripted sample fixtures."""
+        return self.openai_api_key is None and self.openai_base_url is None
+
+
+class SettingsError(Exception):
+    """Configuration is invalid; the message names every bad variable."""
+
+
+def _env_name(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, AliasChoices):
+        first = info.validation_alias.choices[0]
+        if isinstance(first, str):
+            return first
+    return f"ORRERY_{field.upper()}"
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per bad setting: `NAME: problem (got 'value')`."""
+    lines = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        got = err.get("input")
+        shown = "" if isinstance(got, dict) or got is None else f" (got {str(got)[:60]!r})"
+        lines.append(f"{_env_name(field)}: {err['msg']}{shown}")
+    return "; ".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from the environment, turning validation errors into a SettingsError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(f"invalid configuration: {format_validation_error(exc)}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,128 @@
+"""Apply the plain-SQL migrations in store/migrations/ in order, once each.
+
+Why hand-rolled rather than a framework: the files must stay plain SQL that matches what Prisma Migrate would write
+(the web app shares the database), and all we need is ordering, a checksum ledger and an advisory lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+ADVISORY_LOCK_KEY = 0x4F52_5259  # "ORRY": one migrator at a time, across every process and host
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+class MigrationError(Exception):
+    """The migration history and the files disagree; the message says which file and what to do."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        normalized = self.sql.replace("\r\n", "\n").encode()
+        return hashlib.sha256(normalized).hexdigest()
+
+
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Every NNNN_name.sql file in order; a misnamed or duplicated version is an error, not a silent skip."""
+    migrations: list[Migration] = []
+    seen: dict[str, str] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _NAME.match(path.name)
+        if match is None:
+            raise MigrationError(f"{path.name}: migration files must be named NNNN_lowercase_name.sql")
+        version = match.group(1)
+        if version in seen:
+            raise MigrationError(f"{path.name}: version {version} is also used by {seen[version]}")
+        seen[version] = path.name
+        migrations.append(Migration(version, path.name, path.read_text(encoding="utf-8")))
+    return migrations
+
+
+_LEDGER = """
+CREATE SCHEMA IF NOT EXISTS runtime;
+CREATE TABLE IF NOT EXISTS runtime.schema_migrations (
+    version     TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    checksum    TEXT NOT NULL,
+    applied_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    duration_ms INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    applied: list[str]
+    already_applied: list[str]
+
+
+async def applied_migrations(conn: asyncpg.Connection) -> dict[str, tuple[str, str]]:
+    """version -> (name, checksum) for what the database has recorded (empty before the first migrate)."""
+    exists = await conn.fetchval("SELECT to_regclass('runtime.schema_migrations') IS NOT NULL")
+    if not exists:
+        return {}
+    rows = await conn.fetch("SELECT version, name, checksum FROM runtime.schema_migrations")
+    return {r["version"]: (r["name"], r["checksum"]) for r in rows}
+
+
+def check_history(files: list[Migration], applied: dict[str, tuple[str, str]]) -> list[Migration]:
+    """Pure check of recorded history against the files; returns the migrations still to apply."""
+    known = {m.version for m in files}
+    unknown = sorted(set(applied) - known)
+    if unknown:
+        names = ", ".join(applied[v][0] for v in unknown)
+        raise MigrationError(
+            f"the database has migrations this code does not know ({names}); run a newer Orrery against it"
+        )
+    pending = []
+    for migration in files:
+        recorded = applied.get(migration.version)
+        if recorded is None:
+            pending.append(migration)
+        elif recorded[1] != migration.checksum:
+            raise MigrationError(
+                f"{migration.name} was edited after it was applied (checksum differs from the one recorded); "
+                "restore the file and put the change in a new migration"
+            )
+    return pending
+
+
+async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> MigrationReport:
+    """Apply pending migrations, each in its own transaction, under a cluster-wide advisory lock."""
+    files = load_migrations(directory)
+    await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
+    try:
+        await conn.execute(_LEDGER)
+        pending = check_history(files, await applied_migrations(conn))
+        done = [m.name for m in files if m not in pending]
+        applied = []
+        for migration in pending:
+            started = time.perf_counter()
+            try:
+                async with conn.transaction():
+                    await conn.execute(migration.sql)
+                    await conn.execute(
+                        "INSERT INTO runtime.schema_migrations (version, name, checksum, duration_ms) "
+                        "VALUES ($1, $2, $3, $4)",
+                        migration.version, migration.name, migration.checksum,
+                        int((time.perf_counter() - started) * 1000),
+                    )  # fmt: skip
+            except asyncpg.PostgresError as exc:
+                raise MigrationError(f"{migration.name} failed and was rolled back: {exc}") from None
+            applied.append(migration.name)
+        return MigrationReport(applied=applied, already_applied=done)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)
