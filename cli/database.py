@@ -62,7 +62,8 @@ async def _check_postgres(url: str) -> Check:
     ms = (time.perf_counter() - started) * 1000
     detail = f"PostgreSQL {version}, pgvector {vector or 'not installed'}, {ms:.0f} ms"
     if pending:
-        return Check("Postgres", redact_url(url), False, f"{detail}; {len(pending)} migrations pending: run `migrate`", True)
+        summary = f"{detail}; {len(pending)} migrations pending: run `migrate`"
+        return Check("Postgres", redact_url(url), False, summary, True)
     return Check("Postgres", redact_url(url), True, f"{detail}; schema up to date", True)
 
 
@@ -147,19 +148,24 @@ def stack_status() -> None:
     data_dir = cfg.resolved_data_dir
     pg_running = embedded.postgres_running(data_dir)
     console.print(f"data directory: {data_dir}")
-    console.print(f"embedded Postgres: {'running' if pg_running else 'stopped'}"
-                  f"{' (DATABASE_URL is set, so it is not used)' if cfg.database_url else ''}")
+    console.print(
+        f"embedded Postgres: {'running' if pg_running else 'stopped'}"
+        f"{' (DATABASE_URL is set, so it is not used)' if cfg.database_url else ''}"
+    )
     redis_running = embedded.redis_running(data_dir)
-    console.print(f"embedded Redis: {'running' if redis_running else 'stopped'}"
-                  f"{' (REDIS_URL is set, so it is not used)' if cfg.redis_url else ''}")
+    console.print(
+        f"embedded Redis: {'running' if redis_running else 'stopped'}"
+        f"{' (REDIS_URL is set, so it is not used)' if cfg.redis_url else ''}"
+    )
 
 
 @stack_app.command("stop")
 def stack_stop() -> None:
     """Stop the embedded servers (data is kept; the next command starts them again)."""
     data_dir = settings().resolved_data_dir
-    stopped = [name for name, fn in (("Postgres", embedded.stop_postgres), ("Redis", embedded.stop_redis))
-               if fn(data_dir)]
+    stopped = [
+        name for name, fn in (("Postgres", embedded.stop_postgres), ("Redis", embedded.stop_redis)) if fn(data_dir)
+    ]
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 

@@ -40,7 +40,7 @@ class Backends:
 def _ensure_writable(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".write-test"
+        probe = directory / f".write-test-{os.getpid()}"  # per process: several may start at once
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
@@ -57,11 +57,11 @@ def start_postgres(data_dir: Path) -> str:
     _ensure_writable(data_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        import pgserver
+        from pgserver import get_server  # type: ignore[attr-defined]
 
         with FileLock(str(data_dir / ".postgres.lock"), timeout=120):
             try:
-                server = pgserver.get_server(data_dir / "postgres", cleanup_mode=None)
+                server = get_server(data_dir / "postgres", cleanup_mode=None)
             except Exception as exc:
                 log = data_dir / "postgres" / "log"
                 raise EmbeddedStackError(
@@ -78,7 +78,7 @@ def stop_postgres(data_dir: Path) -> bool:
     pgdata = data_dir / "postgres"
     if not (pgdata / "postmaster.pid").exists():
         return False
-    from pgserver import pg_ctl
+    from pgserver import pg_ctl  # type: ignore[attr-defined]
 
     user = "pgserver" if os.geteuid() == 0 else None
     try:

@@ -10,7 +10,7 @@ from store.postgres import BackendUnavailable, redact_url
 
 async def connect_redis(url: str, *, timeout: float = 5.0) -> aioredis.Redis:
     """A client that has answered PING, or BackendUnavailable naming the server."""
-    client = aioredis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    client: aioredis.Redis = aioredis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         await client.ping()
     except (RedisError, OSError) as exc:

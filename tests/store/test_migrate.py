@@ -49,7 +49,7 @@ async def test_edited_applied_file_is_refused(empty_database_url: str, tmp_path:
     try:
         await migrate(conn, directory)
         extra.write_text("CREATE TABLE runtime.probe (id BIGINT);\n")
-        with pytest.raises(MigrationError, match="9000_probe.sql was edited after it was applied"):
+        with pytest.raises(MigrationError, match=r"9000_probe\.sql was edited after it was applied"):
             await migrate(conn, directory)
         extra.unlink()
         with pytest.raises(MigrationError, match="does not know"):
@@ -65,7 +65,7 @@ async def test_failed_migration_rolls_back(empty_database_url: str, tmp_path: Pa
     (directory / "0002_broken.sql").write_text("CREATE TABLE half (id INT);\nSELEC 1;\n")
     conn = await connect(empty_database_url)
     try:
-        with pytest.raises(MigrationError, match="0002_broken.sql failed and was rolled back"):
+        with pytest.raises(MigrationError, match=r"0002_broken\.sql failed and was rolled back"):
             await migrate(conn, directory)
         assert await conn.fetchval("SELECT to_regclass('half')") is None
         assert await conn.fetchval("SELECT count(*) FROM runtime.schema_migrations") == 1
@@ -75,5 +75,5 @@ async def test_failed_migration_rolls_back(empty_database_url: str, tmp_path: Pa
 
 def test_misnamed_file_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "1_bad.sql").write_text("SELECT 1;")
-    with pytest.raises(MigrationError, match="NNNN_lowercase_name.sql"):
+    with pytest.raises(MigrationError, match=r"NNNN_lowercase_name\.sql"):
         load_migrations(tmp_path)
