@@ -21,6 +21,10 @@ import redis.asyncio as aioredis
 from store import embedded
 from store.migrate import migrate
 from store.postgres import connect, create_pool
+from tests import network_guard as _network_guard
+from tests.network_guard import network_guard  # noqa: F401  (autouse: only this machine is reachable in tests)
+
+_network_guard.install()
 
 logging.getLogger("pgserver").setLevel(logging.WARNING)
 
