@@ -1,0 +1,321 @@
+"""A scripted OpenAI-compatible HTTP server on 127.0.0.1, for tests and for the demo without an API key.
+
+Why a real server instead of a mock: the LLM layer's behaviour at the wire (status codes, Retry-After, timeouts,
+response_format negotiation, usage accounting) is exactly what can break, so tests drive the real `openai` client
+over real HTTP and assert on the requests this server recorded.
+
+Two ways to script it:
+- a queue of `ScriptedReply` (tests): JSON content, raw text, an HTTP error with an optional Retry-After, or a
+  delay before replying to provoke a client timeout. Each request takes the next reply.
+- keyed answers (demo): `KeyedAnswer(match, answer)`; when the queue is empty, the first answer whose `match`
+  occurs in the request's message texts is returned.
+A request with neither gets a 400 that says so, which the client reports as a permanent error.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+
+SAMPLE_ANSWERS = "ingestion_answers.json"
+
+
+def count_tokens(text: str) -> int:
+    """The server's rough tokenizer (~4 characters a token): enough for usage accounting and budgets."""
+    return len(text) // 4
+
+
+@dataclass(frozen=True)
+class ScriptedReply:
+    """One scripted response. Build with the class methods; `delay_s` is waited before anything is sent."""
+
+    status: int = 200
+    content: str | None = None
+    error_message: str | None = None
+    error_type: str = "server_error"
+    error_code: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    finish_reason: str = "stop"
+
+    @classmethod
+    def json(cls, value: Any, *, delay_s: float = 0.0) -> ScriptedReply:
+        return cls(content=json.dumps(value), delay_s=delay_s)
+
+    @classmethod
+    def text(cls, content: str, *, finish_reason: str = "stop", delay_s: float = 0.0) -> ScriptedReply:
+        return cls(content=content, finish_reason=finish_reason, delay_s=delay_s)
+
+    @classmethod
+    def error(
+        cls,
+        status: int,
+        message: str,
+        *,
+        retry_after: str | None = None,
+        error_type: str | None = None,
+        code: str | None = None,
+    ) -> ScriptedReply:
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        kind = error_type or ("invalid_request_error" if status < 500 else "server_error")
+        return cls(status=status, error_message=message, error_type=kind, error_code=code, headers=headers)
+
+    @classmethod
+    def slow(cls, delay_s: float, then: ScriptedReply | None = None) -> ScriptedReply:
+        """Wait `delay_s`, then send `then` (an empty JSON object by default) — if the client is still there."""
+        base = then or cls.json({})
+        return cls(
+            status=base.status, content=base.content, error_message=base.error_message, error_type=base.error_type,
+            error_code=base.error_code, headers=base.headers, delay_s=delay_s, finish_reason=base.finish_reason,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class KeyedAnswer:
+    """Answer `answer` (as JSON) to any request whose message texts contain `match`."""
+
+    match: str
+    answer: Any
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """A request as the server received it."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: Any
+    received_at: float  # time.monotonic()
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        if isinstance(self.body, dict) and isinstance(self.body.get("messages"), list):
+            return list(self.body["messages"])
+        return []
+
+    @property
+    def response_format(self) -> dict[str, Any] | None:
+        value = self.body.get("response_format") if isinstance(self.body, dict) else None
+        return value if isinstance(value, dict) else None
+
+    def message_text(self, role: str | None = None) -> str:
+        """All message contents (of one role, if given), joined by blank lines."""
+        return "\n\n".join(str(m.get("content", "")) for m in self.messages if role is None or m.get("role") == role)
+
+
+class ScriptedLLMServer:
+    """The server; use as a context manager (or start()/stop()). `base_url` ends in /v1, like OpenAI's."""
+
+    def __init__(
+        self,
+        replies: Iterable[ScriptedReply] = (),
+        *,
+        keyed_answers: Sequence[KeyedAnswer] = (),
+        supports_json_schema: bool = True,
+        model_name: str = "scripted",
+    ) -> None:
+        self._lock = threading.Lock()
+        self._queue: deque[ScriptedReply] = deque(replies)
+        self._keyed = list(keyed_answers)
+        self._requests: list[RecordedRequest] = []
+        self.supports_json_schema = supports_json_schema
+        self.model_name = model_name
+        self._stopping = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._completions = 0
+
+    # --- scripting ---------------------------------------------------------------------------------------------
+    def enqueue(self, *replies: ScriptedReply) -> None:
+        with self._lock:
+            self._queue.extend(replies)
+
+    @property
+    def pending_replies(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far, in order (a copy)."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def chat_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("the scripted LLM server is not running; use it as a context manager")
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}/v1"
+
+    def start(self) -> ScriptedLLMServer:
+        handler = type("Handler", (_Handler,), {"scripted": self})
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd.daemon_threads = True
+        httpd.block_on_close = False  # a handler still sleeping out a delay must not hold up stop()
+        self._httpd = httpd
+        self._stopping.clear()
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="scripted-llm", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._httpd = None
+        self._thread = None
+
+    def __enter__(self) -> ScriptedLLMServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # --- request handling (called from handler threads) ----------------------------------------------------------
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    def _next_reply(self, request: RecordedRequest) -> ScriptedReply:
+        format_type = (request.response_format or {}).get("type")
+        if format_type == "json_schema" and not self.supports_json_schema:
+            # What vLLM/llama.cpp-style servers without schema support answer; not taken from the queue.
+            return ScriptedReply.error(400, "response_format type 'json_schema' is not supported by this server")
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+        text = request.message_text()
+        for keyed in self._keyed:
+            if keyed.match in text:
+                return ScriptedReply.json(keyed.answer)
+        return ScriptedReply.error(400, "scripted LLM server: no reply scripted for this request")
+
+    def _completion_body(self, request: RecordedRequest, reply: ScriptedReply) -> dict[str, Any]:
+        with self._lock:
+            self._completions += 1
+            number = self._completions
+        content = reply.content or ""
+        prompt_tokens = count_tokens(request.message_text())
+        completion_tokens = count_tokens(content)
+        model = request.body.get("model") if isinstance(request.body, dict) else None
+        return {
+            "id": f"chatcmpl-scripted-{number}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model or self.model_name,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": reply.finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+    def _models_body(self) -> dict[str, Any]:
+        model = {"id": self.model_name, "object": "model", "created": 0, "owned_by": "orrery-scripted"}
+        return {"object": "list", "data": [model]}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    scripted: ScriptedLLMServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the per-request stderr lines; tests assert on `requests` instead."""
+
+    def do_GET(self) -> None:
+        self._record(None)
+        if self.path.rstrip("/").endswith("/models"):
+            self._send_json(200, self.scripted._models_body())
+        else:
+            self._send_json(404, _error_body(f"no route GET {self.path}", "invalid_request_error", None))
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            body = raw.decode("utf-8", "replace")
+        request = self._record(body)
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._send_json(404, _error_body(f"no route POST {self.path}", "invalid_request_error", None))
+            return
+        reply = self.scripted._next_reply(request)
+        if reply.delay_s and self.scripted._stopping.wait(reply.delay_s):
+            return  # server stopping: drop the reply
+        if reply.status != 200:
+            body_out = _error_body(reply.error_message or HTTPStatus(reply.status).phrase, reply.error_type,
+                                   reply.error_code)  # fmt: skip
+            self._send_json(reply.status, body_out, reply.headers)
+        else:
+            self._send_json(200, self.scripted._completion_body(request, reply), reply.headers)
+
+    def _record(self, body: Any) -> RecordedRequest:
+        request = RecordedRequest(
+            method=self.command,
+            path=self.path,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+            received_at=time.monotonic(),
+        )
+        self.scripted._record(request)
+        return request
+
+    def _send_json(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode("utf-8")
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a provoked timeout); nothing to send it
+
+
+def _error_body(message: str, error_type: str, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+
+
+def load_sample_answers(name: str = SAMPLE_ANSWERS) -> list[KeyedAnswer]:
+    """The keyed answers shipped in agents/samples/ (the demo's answers for the sample user's conversations)."""
+    text = resources.files("agents").joinpath("samples", name).read_text(encoding="utf-8")
+    return [KeyedAnswer(match=item["match"], answer=item["answer"]) for item in json.loads(text)["answers"]]
+
+
+@contextmanager
+def sample_answers_server() -> Iterator[ScriptedLLMServer]:
+    """The scripted server loaded with the sample answers: what the demo talks to when no API key is set."""
+    with ScriptedLLMServer(keyed_answers=load_sample_answers()) as server:
+        yield server
