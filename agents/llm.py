@@ -23,7 +23,8 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -387,7 +388,9 @@ class LLMClient:
         strict_schema: bool = True,
         format_support: ResponseFormatSupport = RESPONSE_FORMAT_SUPPORT,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        scripted: bool = False,
     ) -> None:
+        self.scripted = scripted  # answers come from the scripted sample server: output must say so
         self.base_url = base_url.rstrip("/")
         self.endpoint = _public_endpoint(self.base_url)
         self._client = AsyncOpenAI(api_key=api_key, base_url=self.base_url, timeout=timeout_s, max_retries=0)
@@ -559,7 +562,7 @@ class LLMClient:
             raise PermanentError(f"{where} failed ({failure.outcome.value}): {_short(failure.detail)}; {hint}")
         if retries >= self._max_retries:
             raise TransientError(
-                f"{where} still failing after {retries + 1} attempts ({failure.outcome.value}): "
+                f"{where} still failing after {retries + 1} attempt{'s' if retries else ''} ({failure.outcome.value}): "
                 f"{_short(failure.detail)}; the job will be retried"
             )
         if failure.retry_after is not None and failure.retry_after > self._backoff_max_s:
@@ -659,3 +662,24 @@ class LLMClient:
                 error=_short(error) if error else None,
             )
         )
+
+
+@asynccontextmanager
+async def open_llm_client(settings: Settings, call_log: CallLog, **overrides: Any) -> AsyncIterator[LLMClient]:
+    """The client the settings describe, closed on exit.
+
+    With neither OPENAI_API_KEY nor OPENAI_BASE_URL set (`settings.llm_is_scripted`), it talks to a scripted server
+    on 127.0.0.1 that answers the sample user's conversations from agents/samples/, and `client.scripted` is True so
+    the caller labels what it shows.
+    """
+    if not settings.llm_is_scripted:
+        async with LLMClient.from_settings(settings, call_log, **overrides) as client:
+            yield client
+        return
+    from agents.scripted_llm import sample_answers_server  # only needed without a real endpoint
+
+    with sample_answers_server() as server:
+        async with LLMClient.from_settings(
+            settings, call_log, base_url=server.base_url, api_key="scripted", scripted=True, **overrides
+        ) as client:
+            yield client

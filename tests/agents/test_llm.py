@@ -19,11 +19,13 @@ from agents.llm import (
     LLMClient,
     ResponseFormatMode,
     next_utc_midnight,
+    open_llm_client,
     strict_json_schema,
 )
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply
 from jobs.errors import DeferredError, PermanentError, TransientError
 from prompts import RenderedPrompt
+from settings import load_settings
 from tests.agents.conftest import ClientFactory
 
 
@@ -331,3 +333,26 @@ def _spent(user_id: str, tokens: int) -> LLMCallRecord:
         prompt_version="0123456789ab", purpose=CallPurpose.ANSWER, response_format=ResponseFormatMode.JSON_SCHEMA,
         attempt=1, prompt_tokens=tokens, completion_tokens=0, latency_ms=1, outcome=CallOutcome.OK, error=None,
     )  # fmt: skip
+
+
+async def test_open_llm_client_without_a_key_uses_the_scripted_sample_server() -> None:
+    settings = load_settings(openai_api_key=None, openai_base_url=None)
+    assert settings.llm_is_scripted
+    async with open_llm_client(settings, InMemoryCallLog()) as client:
+        assert client.scripted
+        assert client.base_url.startswith("http://127.0.0.1:")
+        models = await client._client.models.list()
+        assert [model.id for model in models.data] == ["scripted"]
+
+
+async def test_open_llm_client_follows_the_settings(server: ScriptedLLMServer, call_log: InMemoryCallLog) -> None:
+    settings = load_settings(
+        openai_api_key=None, openai_base_url=server.base_url, llm_timeout_s=0.2, llm_max_retries=0,
+        daily_token_budget=0,
+    )  # fmt: skip
+    server.enqueue(ScriptedReply.slow(1.0))
+    async with open_llm_client(settings, call_log) as client:
+        assert not client.scripted and client.base_url == server.base_url
+        with pytest.raises(TransientError, match=r"after 1 attempt \(timeout\)"):  # the settings' timeout and retries
+            await ask(client)
+    assert server.chat_requests[0].headers["authorization"] == "Bearer not-needed"
