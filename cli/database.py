@@ -13,6 +13,7 @@ from cli.common import backends, console, describe_backends, fail, run_async, se
 from store import embedded
 from store.migrate import applied_migrations, check_history, load_migrations, migrate
 from store.postgres import BackendUnavailable, connect, redact_url
+from store.prisma_schema import live_tables, load_expected_tables, schema_differences
 from store.redis import connect_redis
 
 
@@ -55,6 +56,7 @@ async def _check_postgres(url: str) -> Check:
         version = await conn.fetchval("SHOW server_version")
         vector = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         pending = check_history(load_migrations(), await applied_migrations(conn))
+        drift = [] if pending else schema_differences(load_expected_tables(), await live_tables(conn))
     except Exception as exc:
         return Check("Postgres", redact_url(url), False, str(exc), True)
     finally:
@@ -64,7 +66,11 @@ async def _check_postgres(url: str) -> Check:
     if pending:
         summary = f"{detail}; {len(pending)} migrations pending: run `migrate`"
         return Check("Postgres", redact_url(url), False, summary, True)
-    return Check("Postgres", redact_url(url), True, f"{detail}; schema up to date", True)
+    if drift:
+        summary = f"{detail}; public schema differs from store/schema.prisma: " + "; ".join(drift[:3])
+        more = f" (+{len(drift) - 3} more)" if len(drift) > 3 else ""
+        return Check("Postgres", redact_url(url), False, summary + more, True)
+    return Check("Postgres", redact_url(url), True, f"{detail}; schema up to date and matches schema.prisma", True)
 
 
 async def _check_redis(url: str) -> Check:

@@ -118,3 +118,21 @@ def test_embedded_stack_is_shared_by_processes_and_survives_restarts(tmp_path: P
         assert redis.Redis.from_url(again.redis_url).get("probe") == b"kept"
     finally:
         embedded.remove_data_dir(data_dir)
+
+
+async def test_doctor_is_green_on_a_migrated_database_and_names_schema_drift(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "ORRERY_DATA_DIR": str(tmp_path), "COLUMNS": "250"}
+    healthy = run_cli("doctor", env=env)
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert "matches schema.prisma" in healthy.stdout
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute('ALTER TABLE "memory_units" DROP COLUMN "sentiment_score"')
+    finally:
+        await conn.close()
+    drifted = run_cli("doctor", env=env)
+    assert drifted.returncode == 1
+    assert "memory_units.sentiment_score" in drifted.stdout
