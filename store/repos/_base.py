@@ -1,0 +1,131 @@
+"""What every repository shares: UTC timestamps, ids, tolerant JSON columns, row-count parsing, row locks."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any, Self
+
+import asyncpg
+import structlog
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
+
+from store.postgres import Executor
+
+log = structlog.get_logger(__name__)
+
+
+class NotFoundError(LookupError):
+    """The row does not exist for this user (it may exist for another one: the message never says so)."""
+
+
+def new_id() -> str:
+    """A fresh row id: the runtime generates TEXT uuid4 ids, as Prisma's client does (no database default)."""
+    return str(uuid.uuid4())
+
+
+def utc_now() -> datetime:
+    """Now, aware UTC, cut to the millisecond that TIMESTAMP(3) keeps, so a written value reads back equal."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def to_db(moment: datetime) -> datetime:
+    """An aware datetime as the naive UTC value a TIMESTAMP(3) column holds.
+
+    Naive input is refused: guessing its zone is how timestamps silently shift by hours.
+    """
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"naive datetime {moment.isoformat()} given; pass an aware (UTC) datetime")
+    naive = moment.astimezone(UTC).replace(tzinfo=None)
+    return naive.replace(microsecond=naive.microsecond // 1000 * 1000)
+
+
+def opt_to_db(moment: datetime | None) -> datetime | None:
+    return None if moment is None else to_db(moment)
+
+
+def _as_aware_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_aware_utc)]
+"""A TIMESTAMP(3) column read back: the stored naive UTC value as an aware UTC datetime."""
+
+
+def _object_or_none(value: Any, info: ValidationInfo) -> Any:
+    if value is None or isinstance(value, dict):
+        return value
+    log.warning("store.json_not_an_object", field=info.field_name, got=type(value).__name__)
+    return None
+
+
+JsonObject = Annotated[dict[str, Any] | None, BeforeValidator(_object_or_none)]
+"""A JSONB column that should hold an object. Another program (the web app) writes these columns too, so a list or
+a string found there reads as None with a warning instead of crashing the job that reads the row."""
+
+
+def _object_or_empty(value: Any, info: ValidationInfo) -> Any:
+    return _object_or_none(value, info) or {}
+
+
+RequiredJsonObject = Annotated[dict[str, Any], BeforeValidator(_object_or_empty)]
+"""A NOT NULL JSONB column that should hold an object; anything else reads as {} with a warning."""
+
+
+def _list_or_empty(value: Any) -> Any:
+    return [] if value is None else value
+
+
+TextArray = Annotated[list[str], BeforeValidator(_list_or_empty)]
+"""A nullable TEXT[] column with an empty-array default (Prisma's String[]): NULL reads as []."""
+
+
+class Record(BaseModel):
+    """A row as the repositories return it; built from an asyncpg record by column name."""
+
+    model_config = ConfigDict(frozen=True)
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Self:
+        return cls.model_validate(dict(row))
+
+    @classmethod
+    def from_optional(cls, row: asyncpg.Record | None) -> Self | None:
+        return None if row is None else cls.from_row(row)
+
+
+def row_count(status: str) -> int:
+    """The number of rows an INSERT/UPDATE/DELETE status string ("DELETE 3") reports."""
+    return int(status.split()[-1])
+
+
+@asynccontextmanager
+async def serialized(db: Executor, key: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection holding a transaction-scoped advisory lock on `key` until its transaction ends.
+
+    Why: "find, else insert" on a table without a matching unique index (concept normalized names, one card per
+    entity) is only race-free when racers for the same key take turns. On a pool a short transaction is opened;
+    on a connection already inside a transaction (a job's write) the lock is held until that transaction ends.
+    """
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+            yield conn
+        return
+    if db.is_in_transaction():
+        await db.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+        yield db
+        return
+    async with db.transaction():
+        await db.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+        yield db
+
+
+def json_object(value: dict[str, Any] | None, column: str) -> dict[str, Any] | None:
+    """Refuse a non-object for a JSONB column the runtime writes as an object (callers outside mypy's view)."""
+    if value is not None and not isinstance(value, dict):
+        raise TypeError(f"{column} must be a JSON object (dict), got {type(value).__name__}")
+    return value

@@ -1,0 +1,102 @@
+"""public.cards: what the web app shows on the user's canvas, at most one per source entity."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from store.postgres import Executor
+from store.repos._base import (
+    JsonObject,
+    NotFoundError,
+    Record,
+    UtcDatetime,
+    json_object,
+    new_id,
+    row_count,
+    serialized,
+    to_db,
+    utc_now,
+)
+
+CARD_STATUSES = ("active_canvas", "active_archive", "completed")
+
+
+class CardRecord(Record):
+    card_id: str
+    user_id: str
+    card_type: str
+    source_entity_id: str
+    source_entity_type: str
+    status: str
+    is_favorited: bool
+    display_data: JsonObject
+    is_synced: bool
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+async def ensure_card(
+    db: Executor,
+    user_id: str,
+    *,
+    card_type: str,
+    source_entity_id: str,
+    source_entity_type: str,
+    display_data: dict[str, Any] | None,
+    card_id: str | None = None,
+) -> tuple[CardRecord, bool]:
+    """The user's card for this entity, created when there is none; returns (card, created).
+
+    There is no unique index on (user_id, source_entity_id, source_entity_type) in the Prisma schema, so racers
+    for the same entity take turns on an advisory lock before the conditional insert.
+    """
+    async with serialized(db, f"card:{user_id}:{source_entity_type}:{source_entity_id}") as conn:
+        now = to_db(utc_now())
+        inserted = await conn.fetchrow(
+            "INSERT INTO cards (card_id, user_id, card_type, source_entity_id, source_entity_type, display_data, "
+            "created_at, updated_at) SELECT $1, $2, $3, $4, $5, $6, $7, $7 WHERE NOT EXISTS (SELECT 1 FROM cards "
+            "WHERE user_id = $2 AND source_entity_id = $4 AND source_entity_type = $5) RETURNING *",
+            card_id or new_id(), user_id, card_type, source_entity_id, source_entity_type,
+            json_object(display_data, "display_data"), now,
+        )  # fmt: skip
+        if inserted is not None:
+            return CardRecord.from_row(inserted), True
+        existing = await conn.fetchrow(
+            "SELECT * FROM cards WHERE user_id = $1 AND source_entity_id = $2 AND source_entity_type = $3 "
+            "ORDER BY created_at, card_id LIMIT 1",
+            user_id, source_entity_id, source_entity_type,
+        )  # fmt: skip
+        return CardRecord.from_row(existing), False
+
+
+async def get_card(db: Executor, user_id: str, card_id: str) -> CardRecord | None:
+    row = await db.fetchrow("SELECT * FROM cards WHERE user_id = $1 AND card_id = $2", user_id, card_id)
+    return CardRecord.from_optional(row)
+
+
+async def list_cards(db: Executor, user_id: str, *, status: str | None = None) -> list[CardRecord]:
+    rows = await db.fetch(
+        "SELECT * FROM cards WHERE user_id = $1 AND ($2::text IS NULL OR status = $2) ORDER BY created_at, card_id",
+        user_id, status,
+    )  # fmt: skip
+    return [CardRecord.from_row(row) for row in rows]
+
+
+async def set_card_status(db: Executor, user_id: str, card_id: str, status: str) -> None:
+    if status not in CARD_STATUSES:
+        raise ValueError(f"unknown card status {status!r}; expected one of {', '.join(CARD_STATUSES)}")
+    result = await db.execute(
+        "UPDATE cards SET status = $3, updated_at = $4 WHERE user_id = $1 AND card_id = $2",
+        user_id, card_id, status, to_db(utc_now()),
+    )  # fmt: skip
+    if row_count(result) == 0:
+        raise NotFoundError(f"card {card_id} not found for user {user_id}")
+
+
+async def delete_cards_for_entities(db: Executor, user_id: str, entity_ids: Sequence[str]) -> int:
+    """Delete the user's cards about these entities (their memory units or concepts are going away)."""
+    result = await db.execute(
+        "DELETE FROM cards WHERE user_id = $1 AND source_entity_id = ANY($2::text[])", user_id, list(entity_ids)
+    )
+    return row_count(result)

@@ -1,0 +1,77 @@
+"""public.memory_units: what ingestion remembers from a conversation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from store.postgres import Executor
+from store.repos._base import JsonObject, NotFoundError, Record, UtcDatetime, json_object, new_id, to_db, utc_now
+
+
+class MemoryUnitRecord(Record):
+    muid: str
+    user_id: str
+    title: str
+    content: str
+    creation_ts: UtcDatetime
+    ingestion_ts: UtcDatetime
+    last_modified_ts: UtcDatetime
+    importance_score: float | None
+    sentiment_score: float | None
+    source_conversation_id: str | None
+    metadata: JsonObject
+
+
+async def insert_memory_unit(
+    db: Executor,
+    user_id: str,
+    *,
+    title: str,
+    content: str,
+    creation_ts: datetime,
+    importance_score: float | None,
+    sentiment_score: float | None,
+    source_conversation_id: str | None,
+    metadata: dict[str, Any] | None = None,
+    muid: str | None = None,
+) -> MemoryUnitRecord:
+    """Insert a memory unit; NotFoundError when the source conversation is not this user's (checked in SQL)."""
+    now = to_db(utc_now())
+    row = await db.fetchrow(
+        "INSERT INTO memory_units (muid, user_id, title, content, creation_ts, ingestion_ts, last_modified_ts, "
+        "importance_score, sentiment_score, source_conversation_id, metadata) "
+        "SELECT $1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10 "
+        "WHERE $9::text IS NULL OR EXISTS (SELECT 1 FROM conversations WHERE id = $9 AND user_id = $2) RETURNING *",
+        muid or new_id(), user_id, title, content, to_db(creation_ts), now, importance_score, sentiment_score,
+        source_conversation_id, json_object(metadata, "metadata"),
+    )  # fmt: skip
+    if row is None:
+        raise NotFoundError(f"conversation {source_conversation_id} not found for user {user_id}")
+    return MemoryUnitRecord.from_row(row)
+
+
+async def get_memory_unit(db: Executor, user_id: str, muid: str) -> MemoryUnitRecord | None:
+    row = await db.fetchrow("SELECT * FROM memory_units WHERE user_id = $1 AND muid = $2", user_id, muid)
+    return MemoryUnitRecord.from_optional(row)
+
+
+async def list_memory_units(
+    db: Executor, user_id: str, *, source_conversation_id: str | None = None
+) -> list[MemoryUnitRecord]:
+    """The user's memory units, oldest first; only one conversation's when given."""
+    rows = await db.fetch(
+        "SELECT * FROM memory_units WHERE user_id = $1 AND ($2::text IS NULL OR source_conversation_id = $2) "
+        "ORDER BY creation_ts, muid",
+        user_id, source_conversation_id,
+    )  # fmt: skip
+    return [MemoryUnitRecord.from_row(row) for row in rows]
+
+
+async def delete_memory_units_from_conversation(db: Executor, user_id: str, conversation_id: str) -> list[str]:
+    """Delete what a conversation produced (re-ingestion starts clean); returns the deleted ids for the outbox."""
+    rows = await db.fetch(
+        "DELETE FROM memory_units WHERE user_id = $1 AND source_conversation_id = $2 RETURNING muid",
+        user_id, conversation_id,
+    )  # fmt: skip
+    return sorted(row["muid"] for row in rows)

@@ -1,0 +1,94 @@
+"""public.users: the one table where the user id is the row itself."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from store.postgres import Executor
+from store.repos._base import (
+    JsonObject,
+    NotFoundError,
+    Record,
+    UtcDatetime,
+    json_object,
+    row_count,
+    to_db,
+    utc_now,
+)
+
+
+class UserRecord(Record):
+    user_id: str
+    email: str
+    hashed_password: str | None
+    name: str | None
+    region: str
+    timezone: str | None
+    language_preference: str | None
+    profile_picture_url: str | None
+    account_status: str
+    created_at: UtcDatetime
+    last_active_at: UtcDatetime | None
+    memory_profile: JsonObject
+    knowledge_graph_schema: JsonObject
+    next_conversation_context_package: JsonObject
+    last_cycle_started_at: UtcDatetime | None
+    concepts_created_in_cycle: int
+    preferences: JsonObject
+
+
+async def create_user(
+    db: Executor,
+    user_id: str,
+    *,
+    email: str,
+    name: str | None = None,
+    timezone: str = "UTC",
+    language_preference: str = "en",
+    memory_profile: dict[str, Any] | None = None,
+    preferences: dict[str, Any] | None = None,
+) -> UserRecord:
+    """Insert a user with the given id (the web app owns sign-up; the runtime creates users for samples and tests)."""
+    now = to_db(utc_now())
+    row = await db.fetchrow(
+        "INSERT INTO users (user_id, email, name, timezone, language_preference, memory_profile, preferences, "
+        "created_at, last_active_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING *",
+        user_id, email, name, timezone, language_preference, json_object(memory_profile, "memory_profile"),
+        json_object(preferences, "preferences"), now,
+    )  # fmt: skip
+    return UserRecord.from_row(row)
+
+
+async def get_user(db: Executor, user_id: str) -> UserRecord | None:
+    return UserRecord.from_optional(await db.fetchrow("SELECT * FROM users WHERE user_id = $1", user_id))
+
+
+async def _update(db: Executor, user_id: str, assignments: str, *args: Any) -> None:
+    """Run `UPDATE users SET <assignments>, last_active_at = now` (@updatedAt) for this user; $1 is the user id."""
+    now_param = f"${len(args) + 2}"
+    status = await db.execute(
+        f"UPDATE users SET {assignments}, last_active_at = {now_param} WHERE user_id = $1",
+        user_id, *args, to_db(utc_now()),
+    )  # fmt: skip
+    if row_count(status) == 0:
+        raise NotFoundError(f"user {user_id} not found")
+
+
+async def set_next_conversation_context(db: Executor, user_id: str, package: dict[str, Any]) -> None:
+    """Store the package the dialogue side reads when the user's next conversation starts."""
+    await _update(db, user_id, "next_conversation_context_package = $2", json_object(package, "package"))
+
+
+async def add_concepts_created_in_cycle(db: Executor, user_id: str, count: int) -> None:
+    """Count concepts created in the current cycle (an increment, so concurrent jobs do not lose each other's)."""
+    await _update(db, user_id, "concepts_created_in_cycle = concepts_created_in_cycle + $2", count)
+
+
+async def set_memory_profile(db: Executor, user_id: str, profile: dict[str, Any]) -> None:
+    await _update(db, user_id, "memory_profile = $2", json_object(profile, "memory_profile"))
+
+
+async def start_cycle(db: Executor, user_id: str, at: datetime) -> None:
+    """Begin a new growth cycle at `at`: the per-cycle concept count starts again from zero."""
+    await _update(db, user_id, "last_cycle_started_at = $2, concepts_created_in_cycle = 0", to_db(at))

@@ -1,0 +1,243 @@
+"""Round trips for what ingestion writes: memory units, concepts (dedupe and races), growth events, cards, edges."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from store.repos import cards, concepts, conversations, growth_events, knowledge_edges, memory_units, users
+from store.repos._base import NotFoundError
+
+MOMENT = datetime(2026, 3, 1, 12, 30, 15, 123000, tzinfo=UTC)
+
+
+@pytest.fixture
+async def user(pool: asyncpg.Pool) -> str:
+    await users.create_user(pool, "u-1", email="a@example.org")
+    await conversations.create_conversation(pool, "u-1", conversation_id="c-1")
+    await conversations.create_conversation(pool, "u-1", conversation_id="c-2")
+    return "u-1"
+
+
+async def test_memory_unit_round_trip_and_delete_by_conversation(pool: asyncpg.Pool, user: str) -> None:
+    unit = await memory_units.insert_memory_unit(
+        pool, user, title="10k", content="Ran 10k", creation_ts=MOMENT, importance_score=8.0, sentiment_score=0.7,
+        source_conversation_id="c-1", metadata={"key": "m1"}, muid="mu-1",
+    )  # fmt: skip
+    assert (unit.muid, unit.user_id, unit.title, unit.content, unit.importance_score, unit.sentiment_score) == (
+        "mu-1", user, "10k", "Ran 10k", 8.0, 0.7,
+    )  # fmt: skip
+    assert unit.creation_ts == MOMENT and unit.metadata == {"key": "m1"}
+    assert unit.ingestion_ts.tzinfo is UTC and unit.last_modified_ts == unit.ingestion_ts
+    other = await memory_units.insert_memory_unit(
+        pool, user, title="t", content="c", creation_ts=MOMENT + timedelta(hours=1), importance_score=None,
+        sentiment_score=None, source_conversation_id="c-2",
+    )  # fmt: skip
+    assert await memory_units.get_memory_unit(pool, user, "mu-1") == unit
+    assert await memory_units.list_memory_units(pool, user) == [unit, other]
+    assert await memory_units.list_memory_units(pool, user, source_conversation_id="c-2") == [other]
+    assert await memory_units.delete_memory_units_from_conversation(pool, user, "c-1") == ["mu-1"]
+    assert await memory_units.list_memory_units(pool, user) == [other]
+
+
+async def test_memory_unit_needs_the_users_own_conversation(pool: asyncpg.Pool, user: str) -> None:
+    with pytest.raises(NotFoundError):
+        await memory_units.insert_memory_unit(
+            pool, user, title="t", content="c", creation_ts=MOMENT, importance_score=1, sentiment_score=0,
+            source_conversation_id="missing",
+        )  # fmt: skip
+
+
+async def test_concept_round_trip_found_by_name_and_alias(pool: asyncpg.Pool, user: str) -> None:
+    created = await concepts.create_concept(
+        pool, user, name="Morning Runs", type="activity", description=None, normalized_name="morning runs",
+        concept_id="k-1",
+    )  # fmt: skip
+    assert (created.concept_id, created.name, created.type, created.status, created.description) == (
+        "k-1", "Morning Runs", "activity", "active", None,
+    )  # fmt: skip
+    assert created.normalized_name == "morning runs" and created.aliases == []
+    assert created.created_at == created.last_updated_ts
+
+    assert await concepts.find_concept(pool, user, normalized_name="morning runs", type="activity") == created
+    assert await concepts.find_concept(pool, user, normalized_name="morning runs", type="habit") is None
+    await asyncio.sleep(0.01)
+    await concepts.add_concept_alias(pool, user, "k-1", "dawn jogging")
+    await concepts.add_concept_alias(pool, user, "k-1", "dawn jogging")
+    await concepts.add_concept_alias(pool, user, "k-1", "morning runs")
+    by_alias = await concepts.find_concept(pool, user, normalized_name="dawn jogging", type="activity")
+    assert by_alias is not None and by_alias.concept_id == "k-1" and by_alias.aliases == ["dawn jogging"]
+    assert by_alias.last_updated_ts > created.last_updated_ts
+
+    same = await concepts.create_concept(
+        pool, user, name="Dawn-Jogging", type="activity", description="x", normalized_name="dawn jogging"
+    )
+    assert same.concept_id == "k-1"
+
+    await concepts.touch_concept(pool, user, "k-1", description="Runs before work")
+    await concepts.touch_concept(pool, user, "k-1", description="Ignored: the first description stays")
+    touched = await concepts.get_concept(pool, user, "k-1")
+    assert touched is not None and touched.description == "Runs before work"
+    assert touched.last_updated_ts >= by_alias.last_updated_ts
+    with pytest.raises(NotFoundError):
+        await concepts.touch_concept(pool, user, "missing")
+
+    await pool.execute("UPDATE concepts SET status = 'merged' WHERE concept_id = 'k-1'")
+    assert await concepts.find_concept(pool, user, normalized_name="morning runs", type="activity") is None
+    assert await concepts.list_concepts(pool, user) == []
+    assert [c.concept_id for c in await concepts.list_concepts(pool, user, status=None)] == ["k-1"]
+
+
+async def test_concept_with_the_same_surface_name_and_no_metadata_is_reused(pool: asyncpg.Pool, user: str) -> None:
+    """A concept the web app created (no normalized name) is taken over, not duplicated, by ON CONFLICT."""
+    await pool.execute(
+        "INSERT INTO concepts (concept_id, user_id, name, type, last_updated_ts) "
+        "VALUES ('web', 'u-1', 'Lena', 'person', now())"
+    )
+    found = await concepts.create_concept(
+        pool, user, name="Lena", type="person", description="Sister", normalized_name="lena"
+    )
+    assert (found.concept_id, found.normalized_name, found.description) == ("web", "lena", "Sister")
+
+
+async def test_racing_creates_make_one_concept(pool: asyncpg.Pool, user: str) -> None:
+    results = await asyncio.gather(*(
+        concepts.create_concept(pool, user, name=name, type="person", description=None, normalized_name="priya")
+        for name in ("Priya", "priya", "PRIYA!", "Priya", "priya ")
+    ))  # fmt: skip
+    assert len({c.concept_id for c in results}) == 1
+    assert await pool.fetchval("SELECT count(*) FROM concepts WHERE user_id = 'u-1'") == 1
+
+
+async def test_racing_transactions_see_each_others_concept_after_commit(pool: asyncpg.Pool, user: str) -> None:
+    """Inside a job's transaction the lock is held until commit, so the second job finds the first one's row."""
+
+    async def ingest(name: str) -> str:
+        async with pool.acquire() as conn, conn.transaction():
+            concept = await concepts.create_concept(
+                conn, user, name=name, type="place", description=None, normalized_name="lisbon"
+            )
+            await asyncio.sleep(0.05)
+            return concept.concept_id
+
+    ids = await asyncio.gather(ingest("Lisbon"), ingest("lisbon"))
+    assert ids[0] == ids[1]
+
+
+async def test_relevant_concepts_order(pool: asyncpg.Pool, user: str) -> None:
+    for i, salience in enumerate((None, 0.9, 0.2)):
+        await concepts.create_concept(pool, user, name=f"c{i}", type="t", description=None,
+                                      normalized_name=f"c{i}", concept_id=f"k{i}")  # fmt: skip
+        await pool.execute("UPDATE concepts SET salience = $1 WHERE concept_id = $2", salience, f"k{i}")
+    assert [c.concept_id for c in await concepts.list_relevant_concepts(pool, user)] == ["k1", "k2", "k0"]
+    assert [c.concept_id for c in await concepts.list_relevant_concepts(pool, user, limit=1)] == ["k1"]
+
+
+async def test_growth_events_round_trip(pool: asyncpg.Pool, user: str) -> None:
+    event = await growth_events.insert_growth_event(
+        pool, user, entity_id="mu-1", entity_type="MemoryUnit", dim_key="act_self", delta=0.5, source="ingestion",
+        details={"rationale": "ran", "source_conversation_id": "c-1"}, event_id="g-1",
+    )  # fmt: skip
+    assert (event.event_id, event.entity_id, event.entity_type, event.dim_key, event.delta, event.source) == (
+        "g-1", "mu-1", "MemoryUnit", "act_self", 0.5, "ingestion",
+    )  # fmt: skip
+    assert event.details == {"rationale": "ran", "source_conversation_id": "c-1"} and event.created_at.tzinfo is UTC
+    await growth_events.insert_growth_event(
+        pool, user, entity_id="k-1", entity_type="Concept", dim_key="act_self", delta=-0.25, source="ingestion",
+        details={"source_conversation_id": "c-2"},
+    )  # fmt: skip
+    await growth_events.insert_growth_event(
+        pool, user, entity_id="k-1", entity_type="Concept", dim_key="know_self", delta=1.0, source="ingestion",
+        details=None,
+    )  # fmt: skip
+    assert await growth_events.growth_by_dimension(pool, user) == {"act_self": 0.25, "know_self": 1.0}
+    assert [e.event_id for e in await growth_events.list_growth_events(pool, user, entity_id="mu-1")] == ["g-1"]
+    assert len(await growth_events.list_growth_events(pool, user)) == 3
+    assert await growth_events.delete_growth_events_from_conversation(pool, user, "c-1") == 1
+    assert await growth_events.growth_by_dimension(pool, user) == {"act_self": -0.25, "know_self": 1.0}
+
+
+async def test_cards_are_one_per_entity_and_update_their_timestamp(pool: asyncpg.Pool, user: str) -> None:
+    card, created = await cards.ensure_card(
+        pool, user, card_type="memory", source_entity_id="mu-1", source_entity_type="MemoryUnit",
+        display_data={"title": "10k"}, card_id="card-1",
+    )  # fmt: skip
+    assert created
+    assert (card.card_id, card.card_type, card.status, card.is_favorited, card.is_synced, card.display_data) == (
+        "card-1", "memory", "active_canvas", False, True, {"title": "10k"},
+    )  # fmt: skip
+    assert card.updated_at == card.created_at
+    again, created_again = await cards.ensure_card(
+        pool, user, card_type="memory", source_entity_id="mu-1", source_entity_type="MemoryUnit",
+        display_data={"title": "other"},
+    )  # fmt: skip
+    assert (again, created_again) == (card, False)
+    racing = await asyncio.gather(*(
+        cards.ensure_card(pool, user, card_type="concept", source_entity_id="k-1", source_entity_type="Concept",
+                          display_data=None)
+        for _ in range(5)
+    ))  # fmt: skip
+    assert sum(made for _, made in racing) == 1 and len({c.card_id for c, _ in racing}) == 1
+
+    await asyncio.sleep(0.01)
+    await cards.set_card_status(pool, user, "card-1", "completed")
+    updated = await cards.get_card(pool, user, "card-1")
+    assert updated is not None and updated.status == "completed" and updated.updated_at > card.updated_at
+    assert [c.card_id for c in await cards.list_cards(pool, user, status="completed")] == ["card-1"]
+    assert len(await cards.list_cards(pool, user)) == 2
+    with pytest.raises(ValueError, match="unknown card status"):
+        await cards.set_card_status(pool, user, "card-1", "gone")
+    with pytest.raises(NotFoundError):
+        await cards.set_card_status(pool, user, "missing", "completed")
+    assert await cards.delete_cards_for_entities(pool, user, ["mu-1", "k-1", "other"]) == 2
+    assert await cards.list_cards(pool, user) == []
+
+
+async def test_edges_upsert_to_the_stronger_and_delete(pool: asyncpg.Pool, user: str) -> None:
+    edge = await knowledge_edges.upsert_edge(
+        pool, user, source_id="mu-1", source_type="MemoryUnit", target_id="k-1", target_type="Concept",
+        relationship_type="HIGHLIGHTS", strength=0.6, description="first", source_conversation_id="c-1",
+        edge_id="e-1",
+    )  # fmt: skip
+    assert (edge.edge_id, edge.strength, edge.description, edge.source_conversation_id) == (
+        "e-1", 0.6, "first", "c-1",
+    )  # fmt: skip
+    weaker = await knowledge_edges.upsert_edge(
+        pool, user, source_id="mu-1", source_type="MemoryUnit", target_id="k-1", target_type="Concept",
+        relationship_type="HIGHLIGHTS", strength=0.3, description="second", source_conversation_id="c-2",
+    )  # fmt: skip
+    assert (weaker.edge_id, weaker.strength, weaker.description, weaker.source_conversation_id) == (
+        "e-1", 0.6, "second", "c-1",
+    )  # fmt: skip
+    assert weaker.updated_at >= edge.updated_at
+    stronger = await knowledge_edges.upsert_edge(
+        pool, user, source_id="mu-1", source_type="MemoryUnit", target_id="k-1", target_type="Concept",
+        relationship_type="HIGHLIGHTS", strength=0.9, description=None, source_conversation_id="c-2",
+    )  # fmt: skip
+    assert (stronger.strength, stronger.description) == (0.9, "second")
+    await knowledge_edges.upsert_edge(
+        pool, user, source_id="k-1", source_type="Concept", target_id="k-2", target_type="Concept",
+        relationship_type="RELATED_TO", strength=0.5, description=None, source_conversation_id="c-2", edge_id="e-2",
+    )  # fmt: skip
+    await knowledge_edges.upsert_edge(
+        pool, user, source_id="k-3", source_type="Concept", target_id="k-4", target_type="Concept",
+        relationship_type="RELATED_TO", strength=0.5, description=None, source_conversation_id="c-2", edge_id="e-3",
+    )  # fmt: skip
+    assert [e.edge_id for e in await knowledge_edges.list_edges(pool, user)] == ["e-1", "e-2", "e-3"]
+    assert [e.edge_id for e in await knowledge_edges.list_edges(pool, user, source_conversation_id="c-1")] == ["e-1"]
+    assert await knowledge_edges.delete_edges_touching(pool, user, ["k-1"]) == 2
+    assert await knowledge_edges.delete_edges_from_conversation(pool, user, "c-2") == 1
+    assert await knowledge_edges.list_edges(pool, user) == []
+
+
+async def test_create_concept_on_a_connection_outside_a_transaction(pool: asyncpg.Pool, user: str) -> None:
+    async with pool.acquire() as conn:
+        first = await concepts.create_concept(conn, user, name="Dad", type="person", description=None,
+                                              normalized_name="dad")  # fmt: skip
+        assert not conn.is_in_transaction()
+        second = await concepts.create_concept(conn, user, name="dad", type="person", description=None,
+                                               normalized_name="dad")  # fmt: skip
+    assert first == second
