@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import database
+from cli import database, samples
 from cli.common import settings
 from jobs.logs import configure_logging
 
@@ -30,3 +30,4 @@ def _main() -> None:
 app.command("migrate")(database.migrate_command)
 app.command("doctor")(database.doctor_command)
 app.add_typer(database.stack_app, name="stack")
+app.command("seed-sample")(samples.seed_sample_command)

@@ -1,0 +1,73 @@
+"""`seed-sample`: put the sample user and their conversations into the database (the demo and the tests use it)."""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+import typer
+from rich.table import Table
+
+from cli.common import CommandError, backends, console, describe_backends, fail, run_async
+from store.postgres import create_pool
+from store.redis import connect_redis
+from store.samples.loader import SampleError, SeededSample, seed_sample_user
+
+
+def seed_sample_command(
+    user_email: str | None = typer.Option(
+        None, "--user-email", help="Load the sample under this e-mail instead of the file's (a separate user)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table."),
+) -> None:
+    """Load the sample user with several conversations; running it again changes nothing."""
+    if user_email is not None and "@" not in user_email:
+        fail(f"--user-email {user_email!r} is not an e-mail address")
+    found = backends()
+
+    async def _run() -> SeededSample:
+        pool = await create_pool(found.database_url, min_size=1, max_size=2)
+        try:
+            redis = await connect_redis(found.redis_url)
+            try:
+                return await seed_sample_user(pool, redis, email=user_email)
+            finally:
+                await redis.aclose()
+        except asyncpg.UndefinedTableError:
+            raise CommandError("the database has no Orrery tables yet: run `python run.py migrate` first") from None
+        except SampleError as exc:
+            raise CommandError(str(exc)) from None
+        finally:
+            await pool.close()
+
+    seeded = run_async(_run())
+    if as_json:
+        typer.echo(json.dumps(_as_json(seeded), indent=2))
+        return
+    table = Table(title=f"sample user {seeded.email} ({seeded.user_id})")
+    for column in ("conversation", "id", "status", "messages", "this run"):
+        table.add_column(column, justify="right" if column == "messages" else "left")
+    for conversation in seeded.conversations:
+        new = conversation.key in seeded.created_keys
+        table.add_row(
+            conversation.key, conversation.conversation_id, conversation.status, str(conversation.message_count),
+            "[green]created[/]" if new else "already present",
+        )  # fmt: skip
+    console.print(table)
+    if seeded.already_present:
+        console.print("already present: nothing changed")
+    else:
+        console.print(f"created {len(seeded.created_keys)} conversations on {describe_backends(found)}")
+
+
+def _as_json(seeded: SeededSample) -> dict[str, object]:
+    return {
+        "user_id": seeded.user_id,
+        "email": seeded.email,
+        "already_present": seeded.already_present,
+        "user_created": seeded.user_created,
+        "conversations": [
+            {**conversation._asdict(), "created": conversation.key in seeded.created_keys}
+            for conversation in seeded.conversations
+        ],
+    }
