@@ -96,7 +96,13 @@ async def create_concept(
             concept_id or new_id(), user_id, name, type, description, now,
             {"normalized_name": normalized_name, "aliases": []},
         )  # fmt: skip
-        return ConceptRecord.from_row(row)
+        concept = ConceptRecord.from_row(row)
+        if concept.status == "merged" and concept.merged_into_concept_id is not None:
+            # the surface name belongs to a concept merged away: its successor is the concept meant
+            successor = await get_concept(conn, user_id, concept.merged_into_concept_id)
+            if successor is not None and successor.status == "active":
+                return successor
+        return concept
 
 
 async def _update_one(db: Executor, user_id: str, concept_id: str, assignments: str, *args: Any) -> None:

@@ -241,3 +241,26 @@ async def test_create_concept_on_a_connection_outside_a_transaction(pool: asyncp
         second = await concepts.create_concept(conn, user, name="dad", type="person", description=None,
                                                normalized_name="dad")  # fmt: skip
     assert first == second
+
+
+async def test_creating_the_name_of_a_merged_concept_returns_its_successor(pool: asyncpg.Pool, user: str) -> None:
+    await concepts.create_concept(pool, user, name="Dani", type="person", description=None, normalized_name="dani",
+                                  concept_id="old")  # fmt: skip
+    await concepts.create_concept(pool, user, name="Coach Dani", type="person", description=None,
+                                  normalized_name="coach dani", concept_id="new")  # fmt: skip
+    await pool.execute("UPDATE concepts SET status = 'merged', merged_into_concept_id = 'new' WHERE concept_id = 'old'")
+    again = await concepts.create_concept(pool, user, name="Dani", type="person", description=None,
+                                          normalized_name="dani")  # fmt: skip
+    assert again.concept_id == "new"
+
+
+async def test_concept_metadata_of_the_wrong_shape_reads_and_heals(pool: asyncpg.Pool, user: str) -> None:
+    await concepts.create_concept(pool, user, name="Lena", type="person", description=None, normalized_name="lena",
+                                  concept_id="k-1")  # fmt: skip
+    await pool.execute("""UPDATE concepts SET metadata = '"lena"' WHERE concept_id = 'k-1'""")
+    odd = await concepts.get_concept(pool, user, "k-1")
+    assert odd is not None and (odd.metadata, odd.normalized_name, odd.aliases) == (None, None, [])
+    assert await concepts.find_concept(pool, user, normalized_name="lena", type="person") is None
+    await concepts.add_concept_alias(pool, user, "k-1", "my sister")
+    healed = await concepts.find_concept(pool, user, normalized_name="my sister", type="person")
+    assert healed is not None and healed.metadata == {"aliases": ["my sister"]}
