@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -30,6 +31,12 @@ async def table_counts(pool: asyncpg.Pool) -> tuple[int, int, int]:
     return row[0], row[1], row[2]
 
 
+def expected_counts() -> tuple[int, int, int]:
+    """(users, conversations, messages) of one loaded sample."""
+    sample = load_sample()
+    return 1, len(sample.conversations), sum(len(c.messages) for c in sample.conversations)
+
+
 async def test_seeding_twice_changes_nothing(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
     sample = load_sample()
     first = await seed_sample_user(pool, redis_client, now=NOW)
@@ -39,7 +46,7 @@ async def test_seeding_twice_changes_nothing(pool: asyncpg.Pool, redis_client: a
         (c.key, c.status, len(c.messages)) for c in sample.conversations
     ]
     counts = await table_counts(pool)
-    assert counts == (1, len(sample.conversations), sum(len(c.messages) for c in sample.conversations))
+    assert counts == expected_counts()
     stored_before = await conversations.list_conversations(pool, first.user_id)
 
     await conversations.set_conversation_status(pool, first.user_id, first.conversations[0].conversation_id,
@@ -51,6 +58,13 @@ async def test_seeding_twice_changes_nothing(pool: asyncpg.Pool, redis_client: a
     assert await table_counts(pool) == counts
     stored_after = await conversations.list_conversations(pool, first.user_id)
     assert [c.start_time for c in stored_after] == [c.start_time for c in stored_before]
+
+
+async def test_two_seeders_at_once_load_it_once(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
+    first, second = await asyncio.gather(*(seed_sample_user(pool, redis_client, now=NOW) for _ in range(2)))
+    assert sorted([first.user_created, second.user_created]) == [False, True]
+    assert first.conversations == second.conversations
+    assert await table_counts(pool) == expected_counts()
 
 
 async def test_seeded_rows_match_the_file(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
@@ -117,10 +131,7 @@ async def test_cli_twice_same_ids_then_already_present(
     assert [c["conversation_id"] for c in again_out["conversations"]] == [
         c["conversation_id"] for c in first_out["conversations"]
     ]
-    sample = load_sample()
-    assert await table_counts(pool) == (
-        1, len(sample.conversations), sum(len(c.messages) for c in sample.conversations),
-    )  # fmt: skip
+    assert await table_counts(pool) == expected_counts()
 
     table = run_seed_sample(database_url=database_url, redis_url=redis_url, tmp_path=tmp_path)
     assert table.returncode == 0, table.stderr
