@@ -1,0 +1,81 @@
+"""`worker` and `health`: running the job runtime and asking whether it runs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import typer
+from rich.table import Table
+
+from cli.common import backends, console, fail, run_async, settings
+from jobs.catalog import all_jobs
+from jobs.keys import QUEUES, health_key_pattern
+from jobs.worker import WorkerOptions, run_workers
+from store.postgres import BackendUnavailable
+from store.redis import connect_redis
+
+EXIT_UNHEALTHY = 1
+
+
+def _check_queues(queues: list[str] | None) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(queues or QUEUES))
+    unknown = [q for q in chosen if q not in QUEUES]
+    if unknown:
+        fail(f"unknown queue {unknown[0]!r}; queues: {', '.join(QUEUES)}")
+    return chosen
+
+
+def worker_command(
+    queue: list[str] | None = typer.Option(None, "--queue", "-q", help="Serve only this queue (repeatable)."),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", "-c", min=1, help="Jobs run at once per queue (default ORRERY_WORKER_CONCURRENCY)."
+    ),
+    burst: bool = typer.Option(False, "--burst", help="Run until the queues are empty, then exit (no cron)."),
+) -> None:
+    """Run jobs from the interactive and batch queues (or --queue), fire cron schedules, drain on SIGTERM."""
+    cfg = settings()
+    found = backends()
+    all_jobs()  # importing jobs.catalog registered every job
+    options = WorkerOptions(queues=_check_queues(queue), concurrency=concurrency or cfg.worker_concurrency, burst=burst)
+    run_async(run_workers(cfg, found.database_url, found.redis_url, options))
+
+
+async def _live_workers(redis_url: str, queues: tuple[str, ...]) -> dict[str, list[tuple[str, str]]]:
+    client = await connect_redis(redis_url)
+    try:
+        live: dict[str, list[tuple[str, str]]] = {}
+        for queue in queues:
+            entries = []
+            async for key in client.scan_iter(match=health_key_pattern(queue), count=500):
+                value = await client.get(key)
+                worker_id = key.decode().rsplit(":health-check:", 1)[-1]
+                entries.append((worker_id, value.decode() if value else ""))
+            live[queue] = sorted(entries)
+        return live
+    finally:
+        await client.aclose()
+
+
+def health_command(
+    queue: list[str] | None = typer.Option(None, "--queue", "-q", help="Require only this queue (repeatable)."),
+) -> None:
+    """Exit 0 when every queue (or each --queue) has at least one live worker, else 1."""
+    queues = _check_queues(queue)
+    found = backends()
+    started = time.perf_counter()
+    try:
+        live = asyncio.run(_live_workers(found.redis_url, queues))
+    except BackendUnavailable as exc:
+        fail(str(exc), code=EXIT_UNHEALTHY)
+    table = Table("queue", "live workers", "last report")
+    for name in queues:
+        workers = live[name]
+        detail = "; ".join(f"{wid}: {info}" for wid, info in workers) or "-"
+        table.add_row(name, str(len(workers)), detail)
+    console.print(table)
+    missing = [name for name in queues if not live[name]]
+    elapsed = (time.perf_counter() - started) * 1000
+    if missing:
+        fail(f"no live worker for queue(s): {', '.join(missing)} (checked in {elapsed:.0f} ms)", code=EXIT_UNHEALTHY)
+    console.print(f"healthy: every queue has a live worker ({elapsed:.0f} ms)")

@@ -1,0 +1,125 @@
+"""Cron firing: each slot of each scheduled job is enqueued by exactly one worker, however many run.
+
+Every worker process computes the same slots; the first to `SET orrery:cron:{job}:{slot} NX` enqueues it, the others
+see the key and skip. Slots are only ever in the future of the process's start, so a restart (or ten workers
+starting together) fires nothing extra; slots missed while no worker ran are skipped, not replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import pydantic
+import redis.asyncio as aioredis
+import structlog
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jobs.enqueue import EnqueueResult, enqueue
+from jobs.keys import cron_claim_key
+from jobs.registry import JobSpec, get_job
+from jobs.schedule import OFF, Schedule, ScheduleError, parse_cron
+
+CLAIM_TTL_S = 7200
+"""A claim outlives its slot by far more than any clock skew between workers."""
+
+logger = structlog.get_logger("orrery.cron")
+
+
+class CronSettings(BaseSettings):
+    """ORRERY_CRON='{"sweep_timeouts": "*/2 * * * *", "prune_ledger": "off"}' overrides schedules by job name."""
+
+    model_config = SettingsConfigDict(env_prefix="ORRERY_", env_file=".env", extra="ignore")
+    cron: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    spec: JobSpec
+    schedule: Schedule
+
+
+def schedules(specs: list[JobSpec], overrides: Mapping[str, str]) -> list[ScheduledJob]:
+    """The effective schedule of every job: its own cron unless overridden; "off" disables one.
+
+    An override may schedule a job that has no cron of its own if its arguments all have defaults.
+    """
+    by_name = {spec.name: spec for spec in specs}
+    for name in overrides:
+        get_job(name)  # unknown names fail loudly, listing the known ones
+    result = []
+    for name in sorted(set(by_name) | set(overrides)):
+        spec = by_name.get(name)
+        if spec is None:
+            continue  # a job of a queue this worker does not serve
+        expression = overrides.get(name, spec.cron)
+        if expression is None or expression.strip().lower() == OFF:
+            continue
+        try:
+            spec.args_model.model_validate({})
+        except pydantic.ValidationError:
+            raise ScheduleError(f"job {name!r} needs arguments, so it cannot run on a schedule") from None
+        result.append(ScheduledJob(spec, parse_cron(expression)))
+    return result
+
+
+def cron_job_id(spec: JobSpec, slot: datetime) -> str:
+    """The dedupe key when the job has one (an overrunning run makes the next slot a no-op), else one id per slot."""
+    return spec.dedupe_key or f"{spec.name}@{slot.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+
+
+class CronScheduler:
+    """Fires due slots. `clock` is injectable so tests can drive several schedulers through the same slots."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        pool: asyncpg.Pool,
+        jobs: list[ScheduledJob],
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._redis = redis
+        self._pool = pool
+        self._clock = clock
+        started = clock()
+        self._next = {job.spec.name: job.schedule.next_after(started) for job in jobs}
+        self._jobs = jobs
+
+    def next_runs(self) -> dict[str, datetime]:
+        return dict(self._next)
+
+    async def tick(self) -> list[EnqueueResult]:
+        """Fire every job whose slot has come; returns what this scheduler enqueued."""
+        now = self._clock()
+        fired = []
+        for job in self._jobs:
+            slot = self._next[job.spec.name]
+            if now < slot:
+                continue
+            self._next[job.spec.name] = job.schedule.next_after(now)
+            claimed = await self._redis.set(cron_claim_key(job.spec.name, slot), "1", nx=True, ex=CLAIM_TTL_S)
+            if not claimed:
+                continue
+            result = await enqueue(self._redis, self._pool, job.spec.name, {}, job_id=cron_job_id(job.spec, slot))
+            logger.info("cron fired", job_name=job.spec.name, slot=slot.isoformat(), enqueued=result.enqueued)
+            fired.append(result)
+        return fired
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick until `stop` is set; a failed tick (Redis or Postgres down) is logged and the next one tries again."""
+        while not stop.is_set():
+            try:
+                await self.tick()
+            except Exception as exc:
+                logger.warning("cron tick failed", error_class=type(exc).__name__, error=str(exc)[:200])
+            if not self._next:
+                await stop.wait()
+                return
+            wait = (min(self._next.values()) - self._clock()).total_seconds()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=min(max(wait, 0.01), 1.0))

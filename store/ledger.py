@@ -1,0 +1,205 @@
+"""The job ledger (runtime.job_runs): every run's state, attempt, error and timings, and the dead-letter list.
+
+Written by the job runtime only, never by handlers, with one statement per transition so that it stays a small part
+of a job's cost (bench/bench_dispatch.py measures it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from store.postgres import Executor
+
+RunState = Literal["queued", "running", "failed", "succeeded", "dead"]
+ACTIVE_STATES: tuple[RunState, ...] = ("queued", "running", "failed")
+FINAL_STATES: tuple[RunState, ...] = ("succeeded", "dead")
+
+_ACTIVE = "state IN ('queued', 'running', 'failed')"
+_COLUMNS = (
+    "id, job_id, job_name, queue, args, state, attempt, max_tries, error_class, error, result, worker_id, "
+    "enqueued_at, run_at, started_at, finished_at, duration_ms, updated_at"
+)
+
+
+@dataclass(frozen=True)
+class JobRun:
+    id: int
+    job_id: str
+    job_name: str
+    queue: str
+    args: dict[str, Any]
+    state: RunState
+    attempt: int
+    max_tries: int
+    error_class: str | None
+    error: str | None
+    result: dict[str, Any] | None
+    worker_id: str | None
+    enqueued_at: datetime
+    run_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    updated_at: datetime
+
+
+def _run(record: Any) -> JobRun:
+    return JobRun(**dict(record))
+
+
+async def insert_queued(
+    db: Executor, *, job_id: str, job_name: str, queue: str, args: Mapping[str, Any], max_tries: int, run_at: datetime
+) -> int | None:
+    """A new 'queued' run, or None when this job id already has an active run (the dedupe check)."""
+    run_id: int | None = await db.fetchval(
+        f"""
+        INSERT INTO runtime.job_runs (job_id, job_name, queue, args, state, max_tries, run_at)
+        VALUES ($1, $2, $3, $4, 'queued', $5, $6)
+        ON CONFLICT (job_id) WHERE {_ACTIVE} DO NOTHING
+        RETURNING id
+        """,
+        job_id, job_name, queue, dict(args), max_tries, run_at,
+    )  # fmt: skip
+    return run_id
+
+
+async def delete_run(db: Executor, run_id: int) -> None:
+    """Undo insert_queued when Redis refused the job (someone enqueued the same id directly in Redis first)."""
+    await db.execute("DELETE FROM runtime.job_runs WHERE id = $1 AND state = 'queued'", run_id)
+
+
+async def mark_lost(db: Executor, job_id: str) -> None:
+    """An active row whose job is gone from Redis (data loss, a finish never recorded) becomes a dead letter."""
+    await db.execute(
+        f"""
+        UPDATE runtime.job_runs
+        SET state = 'dead', error_class = 'LostJob', finished_at = now(), updated_at = now(),
+            error = 'the job disappeared from Redis before it finished; `jobs retry` re-enqueues it'
+        WHERE job_id = $1 AND {_ACTIVE}
+        """,
+        job_id,
+    )
+
+
+async def start_run(
+    db: Executor,
+    *,
+    job_id: str,
+    job_name: str,
+    queue: str,
+    args: Mapping[str, Any],
+    attempt: int,
+    max_tries: int,
+    worker_id: str,
+) -> int:
+    """Mark the active run 'running' (creating it when a non-Python producer enqueued straight into Redis)."""
+    run_id: int = await db.fetchval(
+        f"""
+        INSERT INTO runtime.job_runs (job_id, job_name, queue, args, state, attempt, max_tries, worker_id, started_at)
+        VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, now())
+        ON CONFLICT (job_id) WHERE {_ACTIVE} DO UPDATE
+        SET state = 'running', attempt = EXCLUDED.attempt, worker_id = EXCLUDED.worker_id, started_at = now(),
+            updated_at = now()
+        RETURNING id
+        """,
+        job_id, job_name, queue, dict(args), attempt, max_tries, worker_id,
+    )  # fmt: skip
+    return run_id
+
+
+async def finish_run(
+    db: Executor,
+    run_id: int,
+    *,
+    state: RunState,
+    duration_ms: int,
+    error_class: str | None = None,
+    error: str | None = None,
+    result: Mapping[str, Any] | None = None,
+    run_at: datetime | None = None,
+) -> None:
+    """Record how an attempt ended: final ('succeeded', 'dead') or waiting for its next try ('failed', 'queued')."""
+    await db.execute(
+        """
+        UPDATE runtime.job_runs
+        SET state = $2, duration_ms = $3, error_class = $4, error = $5, result = $6,
+            run_at = COALESCE($7, run_at),
+            finished_at = CASE WHEN $2 IN ('succeeded', 'dead') THEN now() END,
+            updated_at = now()
+        WHERE id = $1
+        """,
+        run_id, state, duration_ms, error_class, error, dict(result) if result is not None else None, run_at,
+    )  # fmt: skip
+
+
+async def mark_unrunnable(
+    db: Executor, *, job_id: str, job_name: str, queue: str, args: Mapping[str, Any], error_class: str, error: str
+) -> None:
+    """A job the runtime could not even start (unknown job name, unreadable record, expired) becomes a dead letter,
+    with a row of its own when a non-Python producer enqueued it and no row exists yet."""
+    await db.execute(
+        f"""
+        WITH updated AS (
+            UPDATE runtime.job_runs
+            SET state = 'dead', error_class = $5, error = $6, finished_at = now(), updated_at = now()
+            WHERE job_id = $1 AND {_ACTIVE}
+            RETURNING id
+        )
+        INSERT INTO runtime.job_runs (job_id, job_name, queue, args, state, max_tries, error_class, error, finished_at)
+        SELECT $1, $2, $3, $4, 'dead', 1, $5, $6, now()
+        WHERE NOT EXISTS (SELECT 1 FROM updated)
+        """,
+        job_id, job_name, queue, dict(args), error_class, error,
+    )  # fmt: skip
+
+
+async def runs_of(db: Executor, job_id: str, *, limit: int = 20) -> list[JobRun]:
+    """Every run of a job id, newest first."""
+    rows = await db.fetch(
+        f"SELECT {_COLUMNS} FROM runtime.job_runs WHERE job_id = $1 ORDER BY id DESC LIMIT $2", job_id, limit
+    )
+    return [_run(r) for r in rows]
+
+
+async def latest_run(db: Executor, job_id: str) -> JobRun | None:
+    runs = await runs_of(db, job_id, limit=1)
+    return runs[0] if runs else None
+
+
+async def get_run(db: Executor, run_id: int) -> JobRun | None:
+    row = await db.fetchrow(f"SELECT {_COLUMNS} FROM runtime.job_runs WHERE id = $1", run_id)
+    return _run(row) if row is not None else None
+
+
+async def dead_letters(db: Executor, *, limit: int = 50, job_name: str | None = None) -> list[JobRun]:
+    """Dead runs, newest first, leaving out jobs that have since been retried or re-enqueued."""
+    rows = await db.fetch(
+        f"""
+        SELECT {_COLUMNS} FROM runtime.job_runs d
+        WHERE state = 'dead' AND ($2::text IS NULL OR job_name = $2)
+          AND NOT EXISTS (SELECT 1 FROM runtime.job_runs n WHERE n.job_id = d.job_id AND n.id > d.id)
+        ORDER BY finished_at DESC LIMIT $1
+        """,
+        limit, job_name,
+    )  # fmt: skip
+    return [_run(r) for r in rows]
+
+
+async def running_per_queue(db: Executor) -> dict[str, int]:
+    rows = await db.fetch("SELECT queue, count(*) AS n FROM runtime.job_runs WHERE state = 'running' GROUP BY queue")
+    return {r["queue"]: r["n"] for r in rows}
+
+
+async def prune_finished(db: Executor, *, older_than_days: int) -> int:
+    """Delete finished runs (succeeded and dead) older than the retention; active runs are never pruned."""
+    status: str = await db.execute(
+        """
+        DELETE FROM runtime.job_runs
+        WHERE finished_at IS NOT NULL AND finished_at < now() - make_interval(days => $1)
+        """,
+        older_than_days,
+    )
+    return int(status.split()[-1])

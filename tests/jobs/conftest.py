@@ -1,0 +1,170 @@
+"""Fixtures for the job runtime tests: settings pointing at the test servers, in-process and subprocess workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict
+
+import jobs.catalog  # noqa: F401  (registers every job)
+from jobs.context import JobContext
+from jobs.keys import INTERACTIVE, QUEUES, health_key_pattern
+from jobs.registry import JobSpec, register
+from jobs.resources import WorkerResources
+from jobs.worker import WorkerOptions, run_workers
+from settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FAST_ENV = {
+    "ORRERY_POLL_DELAY_S": "0.01",
+    "ORRERY_JOB_LEASE_S": "2",
+    "ORRERY_HEALTH_CHECK_INTERVAL_S": "0.5",
+    "ORRERY_SHUTDOWN_GRACE_S": "5",
+    "ORRERY_LOG_FORMAT": "json",
+}
+"""Short intervals so the runtime's timings fit in test time."""
+
+
+class SlowArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sleep_s: float = 0.0
+    mark: str = "slow"
+
+
+async def _slow(ctx: JobContext, args: SlowArgs) -> dict[str, Any]:
+    """Test-only job with a 0.3 s timeout: sleeps longer than that on its first attempt only."""
+    await ctx.redis.incr(f"test:{args.mark}:attempts")
+    if ctx.attempt == 1:
+        await asyncio.sleep(args.sleep_s)
+    return {"attempt": ctx.attempt}
+
+
+SLOW = register(
+    JobSpec(
+        name="test.slow",
+        args_model=SlowArgs,
+        handler=_slow,
+        queue=INTERACTIVE,
+        timeout_s=0.3,
+        max_tries=3,
+        backoff_s=0.05,
+        dedupe_key=None,
+        cron=None,
+        description="Test-only: times out on its first attempt.",
+    )
+)
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
+    return load_settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        data_dir=tmp_path,
+        poll_delay_s=0.01,
+        job_lease_s=2,
+        health_check_interval_s=0.5,
+        shutdown_grace_s=5,
+    )
+
+
+@pytest.fixture
+async def resources(settings: Settings, pool: asyncpg.Pool, redis_client: aioredis.Redis) -> WorkerResources:
+    return WorkerResources(settings, pool, redis_client, "test-host:1")
+
+
+BurstRunner = Callable[..., Any]
+
+
+@pytest.fixture
+def run_burst(settings: Settings, database_url: str, redis_url: str) -> BurstRunner:
+    """Run an in-process worker until the queues are empty (retries included)."""
+
+    async def _run(queues: tuple[str, ...] = QUEUES, timeout: float = 30) -> None:
+        options = WorkerOptions(queues=queues, concurrency=4, burst=True)
+        await asyncio.wait_for(run_workers(settings, database_url, redis_url, options), timeout)
+
+    return _run
+
+
+def cli_env(database_url: str, redis_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORRERY_", "DATABASE_URL", "REDIS_URL"))}
+    env.update(FAST_ENV, DATABASE_URL=database_url, REDIS_URL=redis_url, ORRERY_DATA_DIR=str(data_dir))
+    env.update(COLUMNS="250", **extra)
+    return env
+
+
+def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args], capture_output=True, text=True, env=env, timeout=timeout,
+        cwd=ROOT,
+    )  # fmt: skip
+
+
+class WorkerProcesses:
+    """`run.py worker` subprocesses, stopped (SIGKILL) at teardown if a test left them running."""
+
+    def __init__(self, env: dict[str, str], tmp_path: Path) -> None:
+        self.env = env
+        self.tmp_path = tmp_path
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
+        log = (self.tmp_path / f"worker-{len(self.procs)}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "run.py"), "worker", *args], env={**self.env, **extra_env}, cwd=ROOT,
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def log(self, index: int) -> str:
+        return (self.tmp_path / f"worker-{index}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(10)
+
+
+@pytest.fixture
+def workers(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[WorkerProcesses]:
+    group = WorkerProcesses(cli_env(database_url, redis_url, tmp_path), tmp_path)
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
+async def wait_for_workers(client: aioredis.Redis, count: int, timeout: float = 30) -> None:
+    """Until `count` workers report health on the interactive queue (they are polling)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        live = [k async for k in client.scan_iter(match=health_key_pattern(INTERACTIVE))]
+        if len(live) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fewer than {count} workers came up in {timeout} s")
+
+
+async def wait_until(predicate: Callable[[], Any], timeout: float = 20, interval: float = 0.05) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)
