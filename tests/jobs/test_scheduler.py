@@ -1,0 +1,98 @@
+"""Cron: every slot is enqueued by exactly one of several schedulers, and starting up fires nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict
+
+from jobs.keys import BATCH
+from jobs.registry import JobSpec, all_jobs, get_job, register
+from jobs.schedule import ScheduleError
+from jobs.scheduler import CronScheduler, ScheduledJob, cron_job_id, schedules
+from store import ledger
+
+
+class _NeedsArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: str
+
+
+async def _noop(ctx: object, args: _NeedsArgs) -> None:
+    return None
+
+
+register(
+    JobSpec(
+        name="test.needs-args", args_model=_NeedsArgs, handler=_noop, queue=BATCH, timeout_s=1, max_tries=1,
+        backoff_s=0, dedupe_key=None, cron=None, description="Test-only: has a required argument.",
+    )
+)  # fmt: skip
+
+
+class Clock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_effective_schedules_with_overrides() -> None:
+    specs = all_jobs()
+    default = {job.spec.name: job.schedule.expression for job in schedules(specs, {})}
+    assert default["sweep_timeouts"] == "* * * * *" and "diag.echo" not in default
+
+    overridden = {
+        job.spec.name: job.schedule.expression
+        for job in schedules(specs, {"sweep_timeouts": "*/2 * * * *", "prune_ledger": "off", "diag.echo": "* * * * *"})
+    }
+    assert overridden["sweep_timeouts"] == "*/2 * * * *" and overridden["diag.echo"] == "* * * * *"
+    assert "prune_ledger" not in overridden
+
+
+def test_overrides_must_name_real_jobs_that_take_no_required_arguments() -> None:
+    with pytest.raises(LookupError, match="unknown job 'sweep'"):
+        schedules(all_jobs(), {"sweep": "* * * * *"})
+    with pytest.raises(ScheduleError, match="cannot run on a schedule"):
+        schedules(all_jobs(), {"test.needs-args": "* * * * *"})
+
+
+async def test_each_slot_fires_once_across_schedulers(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
+    start = datetime(2026, 1, 5, 9, 30, 0, 400_000, tzinfo=UTC)
+    jobs = [ScheduledJob(get_job("diag.echo"), schedules(all_jobs(), {"diag.echo": "* * * * * *"})[0].schedule)]
+    clocks = [Clock(start), Clock(start + timedelta(milliseconds=150))]  # two workers, clocks slightly apart
+    workers = [CronScheduler(redis_client, pool, jobs, clock=clock) for clock in clocks]
+
+    assert [await w.tick() for w in workers] == [[], []]  # start-up: the current second's slot is not fired
+
+    fired: list[str] = []
+    for step in range(1, 6):
+        for worker, clock in zip(workers, clocks, strict=True):
+            clock.now = start + timedelta(seconds=step, milliseconds=clocks.index(clock) * 150)
+            fired += [r.job_id for r in await worker.tick() if r.enqueued]
+
+    expected = [cron_job_id(jobs[0].spec, start.replace(microsecond=0) + timedelta(seconds=s)) for s in range(1, 6)]
+    assert sorted(fired) == expected
+    for job_id in expected:
+        assert len(await ledger.runs_of(pool, job_id)) == 1
+
+
+async def test_overrunning_job_with_a_dedupe_key_skips_the_next_slot(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    start = datetime(2026, 1, 5, 9, 30, 30, tzinfo=UTC)
+    clock = Clock(start)
+    jobs = schedules([get_job("sweep_timeouts")], {})
+    scheduler = CronScheduler(redis_client, pool, jobs, clock=clock)
+
+    clock.now = start + timedelta(minutes=1)
+    first = await scheduler.tick()
+    clock.now = start + timedelta(minutes=2)
+    second = await scheduler.tick()
+
+    assert [r.enqueued for r in first] == [True] and [r.enqueued for r in second] == [False]
+    assert first[0].job_id == "sweep_timeouts"

@@ -1,0 +1,164 @@
+"""Workers as real `run.py worker` processes: signals, crashes, cron across processes, health and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from jobs.diagnostics import mark_keys
+from jobs.enqueue import enqueue
+from jobs.keys import job_key, queue_key, retry_key
+from store import ledger
+from tests.jobs.conftest import WorkerProcesses, cli_env, run_cli, wait_for_workers, wait_until
+
+
+async def _started(redis_client: aioredis.Redis, mark: str, count: int = 1) -> None:
+    key = mark_keys(mark)[0]
+
+    async def check() -> bool:
+        return int(await redis_client.get(key) or 0) >= count
+
+    await wait_until(check)
+
+
+async def _exit(proc: object, timeout: float = 20) -> int:
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:  # type: ignore[attr-defined]
+        if time.monotonic() > deadline:
+            raise AssertionError("worker did not exit")
+        await asyncio.sleep(0.05)
+    code: int = proc.returncode  # type: ignore[attr-defined]
+    return code
+
+
+async def test_sigterm_drains_running_jobs_and_takes_no_new_ones(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, workers: WorkerProcesses
+) -> None:
+    proc = workers.start()
+    await wait_for_workers(redis_client, 1)
+    running = await enqueue(redis_client, pool, "diag.echo", {"sleep_s": 1.5, "mark": "drain"})
+    await _started(redis_client, "drain")
+
+    proc.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.2)
+    late = await enqueue(redis_client, pool, "diag.echo", {"mark": "late"})
+
+    assert await _exit(proc) == 0, workers.log(0)
+    finished = await ledger.latest_run(pool, running.job_id)
+    assert finished is not None and finished.state == "succeeded"
+    untouched = await ledger.latest_run(pool, late.job_id)
+    assert untouched is not None and untouched.state == "queued"
+    assert await redis_client.zscore(queue_key("interactive"), late.job_id) is not None
+
+
+async def test_sigterm_past_the_grace_hands_the_job_back(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, workers: WorkerProcesses
+) -> None:
+    proc = workers.start(ORRERY_SHUTDOWN_GRACE_S="0.3")
+    await wait_for_workers(redis_client, 1)
+    result = await enqueue(redis_client, pool, "diag.echo", {"sleep_s": 30, "mark": "long"})
+    await _started(redis_client, "long")
+
+    proc.send_signal(signal.SIGTERM)
+
+    assert await _exit(proc) == 0, workers.log(0)
+    run = await ledger.latest_run(pool, result.job_id)
+    assert run is not None and (run.state, run.error_class) == ("queued", "Interrupted")
+    assert await redis_client.exists(job_key(result.job_id)) == 1
+    assert await redis_client.zscore(queue_key("interactive"), result.job_id) is not None
+    assert int(await redis_client.get(retry_key(result.job_id)) or 0) == 0  # the hand-back used no attempt
+
+
+async def test_sigkilled_workers_job_is_finished_by_another_within_the_lease(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, workers: WorkerProcesses
+) -> None:
+    procs = [workers.start(), workers.start()]
+    await wait_for_workers(redis_client, 2)
+    result = await enqueue(redis_client, pool, "diag.echo", {"sleep_s": 1.0, "mark": "crash"})
+    await _started(redis_client, "crash")
+    first = await ledger.latest_run(pool, result.job_id)
+    assert first is not None and first.worker_id is not None
+    victim = next(p for p in procs if first.worker_id.endswith(f":{p.pid}"))
+
+    victim.send_signal(signal.SIGKILL)
+    killed_at = datetime.now(UTC)
+
+    async def finished() -> object:
+        run = await ledger.latest_run(pool, result.job_id)
+        return run if run is not None and run.state == "succeeded" else None
+
+    run = await wait_until(finished, timeout=20)
+    assert run.attempt == 2 and run.worker_id != first.worker_id
+    assert (run.started_at - killed_at).total_seconds() <= 2 + 1.0  # ORRERY_JOB_LEASE_S=2, plus poll and slack
+    started_key, finished_key = mark_keys("crash")
+    assert int(await redis_client.get(started_key)) == 2  # two attempts began…
+    assert await redis_client.smembers(finished_key) == {result.job_id.encode()}  # type: ignore[misc]  # …one effect
+
+
+async def test_cron_slot_fires_once_with_two_workers(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, workers: WorkerProcesses
+) -> None:
+    every_second = json.dumps({"diag.echo": "* * * * * *"})
+    started = datetime.now(UTC)
+    procs = [workers.start(ORRERY_CRON=every_second), workers.start(ORRERY_CRON=every_second)]
+    await wait_for_workers(redis_client, 2)
+    await asyncio.sleep(3.5)
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        assert await _exit(proc) == 0
+
+    rows = await pool.fetch(
+        "SELECT job_id, count(*) AS runs, min(state) AS state FROM runtime.job_runs "
+        "WHERE job_name = 'diag.echo' GROUP BY job_id ORDER BY job_id"
+    )
+    assert len(rows) >= 3, workers.log(0)
+    assert all(r["runs"] == 1 and r["state"] == "succeeded" for r in rows)
+    slots = [datetime.strptime(r["job_id"].split("@")[1], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC) for r in rows]
+    assert all((b - a).total_seconds() == 1 for a, b in itertools.pairwise(slots))
+    assert slots[0] > started  # nothing fired for a slot before the workers started
+
+
+async def test_health_and_the_jobs_cli(
+    database_url: str, redis_url: str, redis_client: aioredis.Redis, workers: WorkerProcesses, tmp_path: Path
+) -> None:
+    env = cli_env(database_url, redis_url, tmp_path)
+    assert run_cli(env, "health").returncode == 1
+
+    workers.start()
+    await wait_for_workers(redis_client, 1)
+    health = run_cli(env, "health")
+    assert health.returncode == 0, health.stderr
+
+    ok = run_cli(env, "trigger", "diag.echo", "--arg", "sleep_s=0.1", "--wait", "--timeout", "20")
+    assert ok.returncode == 0, ok.stderr
+    assert "succeeded attempt 1/3" in ok.stdout
+
+    dead = run_cli(env, "trigger", "diag.echo", "--arg", "fail_mode=permanent", "--job-id", "doomed", "--wait")
+    assert dead.returncode == 1 and "dead" in dead.stdout and "PermanentError" in dead.stdout
+
+    failed = run_cli(env, "jobs", "failed", "--json")
+    assert [r["job_id"] for r in json.loads(failed.stdout)] == ["doomed"]
+
+    retried = run_cli(env, "jobs", "retry", "doomed")
+    assert retried.returncode == 0 and "enqueued diag.echo" in retried.stdout, retried.stderr
+
+    async def dead_twice() -> bool:
+        shown = json.loads(run_cli(env, "jobs", "show", "doomed", "--json").stdout)
+        return [r["state"] for r in shown["runs"]] == ["dead", "dead"]
+
+    await wait_until(dead_twice, timeout=20, interval=0.2)
+
+    queues = json.loads(run_cli(env, "jobs", "queues", "--json").stdout)
+    assert {q["queue"]: q["live_workers"] for q in queues} == {"interactive": 1, "batch": 1}
+
+    invalid = run_cli(env, "trigger", "diag.echo", "--arg", "sleep_s=later")
+    assert invalid.returncode == 2 and "sleep_s" in invalid.stderr
