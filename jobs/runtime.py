@@ -62,7 +62,7 @@ async def run_attempt(
     started = time.perf_counter()
     try:
         run_id = await ledger.start_run(
-            resources.pool, job_id=job_id, job_name=spec.name, queue=spec.queue, args=raw, attempt=attempt,
+            resources.ledger_pool, job_id=job_id, job_name=spec.name, queue=spec.queue, args=raw, attempt=attempt,
             max_tries=spec.max_tries, worker_id=resources.worker_id,
         )  # fmt: skip
     except Exception as exc:  # Postgres unreachable: leave the job queued and come back later
@@ -74,7 +74,7 @@ async def run_attempt(
     if attempt > spec.max_tries:  # only reachable when workers died mid-run on every try
         error = f"started {attempt - 1} times without finishing (worker killed each time); not trying again"
         await ledger.finish_run(
-            resources.pool, run_id, state="dead", duration_ms=0, error_class="Abandoned", error=error
+            resources.ledger_pool, run_id, state="dead", duration_ms=0, error_class="Abandoned", error=error
         )
         log.error("job dead", error_class="Abandoned", error=error)
         return
@@ -92,7 +92,7 @@ async def run_attempt(
         # The worker is stopping (shutdown grace exceeded): hand the job back; arq puts it back in the queue.
         error = "worker stopped before the job finished; handed back to the queue"
         await ledger.finish_run(
-            resources.pool, run_id, state="queued", duration_ms=_elapsed_ms(started), error_class="Interrupted",
+            resources.ledger_pool, run_id, state="queued", duration_ms=_elapsed_ms(started), error_class="Interrupted",
             error=error,
         )  # fmt: skip
         await _reschedule(resources, job_id, 0, keep_attempt=True)
@@ -107,7 +107,7 @@ async def run_attempt(
         return
     duration = _elapsed_ms(started)
     summary = json.loads(wire.serialize(result)) if result is not None else None
-    await ledger.finish_run(resources.pool, run_id, state="succeeded", duration_ms=duration, result=summary)
+    await ledger.finish_run(resources.ledger_pool, run_id, state="succeeded", duration_ms=duration, result=summary)
     ctx.log.info("job succeeded", duration_ms=duration)
 
 
@@ -119,7 +119,7 @@ async def _record_failure(
         fields["exc_info"] = exc
     if decision.action == "dead":
         await ledger.finish_run(
-            resources.pool, run_id, state="dead", duration_ms=duration, error_class=decision.error_class,
+            resources.ledger_pool, run_id, state="dead", duration_ms=duration, error_class=decision.error_class,
             error=decision.message,
         )  # fmt: skip
         ctx.log.error("job dead", **fields)
@@ -127,7 +127,7 @@ async def _record_failure(
     next_run = datetime.now(UTC) + timedelta(seconds=decision.delay_s)
     state: ledger.RunState = "failed" if decision.action == "retry" else "queued"
     await ledger.finish_run(
-        resources.pool, run_id, state=state, duration_ms=duration, error_class=decision.error_class,
+        resources.ledger_pool, run_id, state=state, duration_ms=duration, error_class=decision.error_class,
         error=decision.message, run_at=next_run,
     )  # fmt: skip
     await _reschedule(resources, ctx.job_id, decision.delay_s, keep_attempt=decision.action == "defer")

@@ -23,7 +23,7 @@ from arq.connections import RedisSettings
 from jobs import wire
 from jobs.keys import health_key, in_progress_key, queue_key
 from jobs.registry import JobSpec, all_jobs
-from jobs.resources import WorkerResources, make_worker_id
+from jobs.resources import WorkerResources, ledger_dsn, make_worker_id
 from jobs.runtime import RESOURCES, arq_function
 from jobs.scheduler import CronScheduler, CronSettings, schedules
 from settings import Settings
@@ -123,8 +123,9 @@ async def run_workers(settings: Settings, database_url: str, redis_url: str, opt
     logging.getLogger("arq").setLevel(logging.WARNING)  # our own structured lines replace arq's per-job lines
     specs = all_jobs()
     pool = await create_pool(database_url, min_size=1, max_size=min(options.concurrency * len(options.queues), 20) + 2)
+    ledger_pool = await create_pool(ledger_dsn(database_url), min_size=1, max_size=min(options.concurrency, 10) + 1)
     redis = await connect_redis(redis_url)
-    resources = WorkerResources(settings, pool, redis, make_worker_id())
+    resources = WorkerResources(settings, pool, redis, make_worker_id(), ledger_pool=ledger_pool)
     workers = [
         build_worker(queue, specs, resources, redis_url=redis_url, concurrency=options.concurrency, burst=options.burst)
         for queue in options.queues
@@ -161,6 +162,7 @@ async def run_workers(settings: Settings, database_url: str, redis_url: str, opt
         await asyncio.gather(*(worker.close() for worker in workers), return_exceptions=True)
         await resources.aclose()
         await pool.close()
+        await ledger_pool.close()
         await redis.aclose()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -16,6 +16,7 @@ from jobs import wire
 from jobs.errors import DeferredError, PermanentError, TransientError
 from jobs.keys import INTERACTIVE, cron_claim_key
 from jobs.registry import JobSpec, UnknownJobError, get_job, register
+from jobs.resources import ledger_dsn
 from jobs.retry import BACKOFF_CAP_S, backoff_delay, decide
 from jobs.schedule import ScheduleError, parse_cron
 
@@ -200,3 +201,10 @@ def test_wire_format_is_json_and_tolerates_minimal_records() -> None:
     minimal = wire.deserialize(b'{"f": "ingest", "k": {"conversation_id": "c1"}}')
     assert minimal["a"] == [] and minimal["t"] is None and minimal["et"] > 0
     assert json.loads(wire.serialize({"r": ValueError("boom")})) == {"r": "boom"}
+
+
+def test_ledger_connections_skip_the_commit_flush() -> None:
+    assert ledger_dsn("postgresql://u:p@h:5432/db") == "postgresql://u:p@h:5432/db?synchronous_commit=off"
+    assert ledger_dsn("postgresql://u@/db?host=/tmp/s&synchronous_commit=on") == (
+        "postgresql://u@/db?host=%2Ftmp%2Fs&synchronous_commit=off"
+    )
