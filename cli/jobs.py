@@ -20,7 +20,15 @@ from rich.table import Table
 from cli.common import CommandError, backends, console, fail, run_async
 from cli.job_args import ArgumentParseError, collect_args, parse_at, parse_duration
 from jobs.catalog import all_jobs
-from jobs.enqueue import EnqueueResult, JobArgumentsError, enqueue, resolve_run_at, validate_args
+from jobs.enqueue import (
+    EnqueueResult,
+    JobArgumentsError,
+    NotRetryableError,
+    enqueue,
+    resolve_run_at,
+    retry_dead,
+    validate_args,
+)
 from jobs.keys import QUEUES, health_key_pattern, job_key, queue_key
 from jobs.registry import UnknownJobError, get_job
 from jobs.schedule import ScheduleError
@@ -287,15 +295,10 @@ def retry_command(
 
     async def _run() -> EnqueueResult:
         async with _stores() as (conn, client):
-            run = await ledger.latest_run(conn, job_id)
-            if run is None:
-                raise CommandError(f"no job with id {job_id!r} in the ledger")
-            if run.state != "dead":
-                raise CommandError(f"job {job_id} is {run.state}, not dead; only dead letters can be retried")
             try:
-                return await enqueue(client, conn, run.job_name, run.args, job_id=job_id, queue=run.queue)
-            except (UnknownJobError, JobArgumentsError) as exc:
-                raise CommandError(f"cannot retry {job_id}: {exc}") from None
+                return await retry_dead(client, conn, job_id)
+            except (NotRetryableError, UnknownJobError, JobArgumentsError) as exc:
+                raise CommandError(str(exc)) from None
 
     result = run_async(_run())
     _report_enqueue(result, as_json)

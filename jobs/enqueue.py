@@ -119,3 +119,17 @@ async def enqueue(
         await ledger.delete_run(pool, run_id)
         return not_enqueued
     return EnqueueResult(job_id, name, queue, enqueued=True, run_at=when, run_id=run_id)
+
+
+class NotRetryableError(LookupError):
+    """`jobs retry` was given a job id that is unknown or whose latest run is not dead."""
+
+
+async def retry_dead(redis: aioredis.Redis, pool: Executor, job_id: str) -> EnqueueResult:
+    """Re-enqueue a dead letter with the same name, arguments, queue and id (the ledger keeps the dead run)."""
+    run = await ledger.latest_run(pool, job_id)
+    if run is None:
+        raise NotRetryableError(f"no job with id {job_id!r} in the ledger")
+    if run.state != "dead":
+        raise NotRetryableError(f"job {job_id} is {run.state}, not dead; only dead letters can be retried")
+    return await enqueue(redis, pool, run.job_name, run.args, job_id=job_id, queue=run.queue)

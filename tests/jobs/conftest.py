@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 import jobs.catalog  # noqa: F401  (registers every job)
 from jobs.context import JobContext
+from jobs.errors import PermanentError
 from jobs.keys import INTERACTIVE, QUEUES, health_key_pattern
 from jobs.registry import JobSpec, register
 from jobs.resources import WorkerResources
@@ -64,6 +65,21 @@ SLOW = register(
         description="Test-only: times out on its first attempt.",
     )
 )
+
+
+async def _broken_while_flagged(ctx: JobContext, args: SlowArgs) -> dict[str, Any]:
+    """Test-only: fails permanently while Redis holds test:{mark}:broken (an entity that is missing, then fixed)."""
+    if await ctx.redis.exists(f"test:{args.mark}:broken"):
+        raise PermanentError(f"{args.mark} is broken")
+    return {"attempt": ctx.attempt}
+
+
+register(
+    JobSpec(
+        name="test.fixable", args_model=SlowArgs, handler=_broken_while_flagged, queue=INTERACTIVE, timeout_s=5,
+        max_tries=3, backoff_s=0.05, dedupe_key="fixable:{mark}", cron=None, description="Test-only: fixable.",
+    )
+)  # fmt: skip
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from jobs.enqueue import enqueue
+from jobs.enqueue import NotRetryableError, enqueue, retry_dead
 from jobs.keys import job_key, queue_key, retry_key
 from jobs.registry import get_job
 from jobs.resources import WorkerResources
@@ -133,3 +133,26 @@ async def test_foreign_producer_job_runs_and_gets_a_ledger_row(
     assert unknown is not None and (unknown.state, unknown.error_class) == ("dead", "NotRunnable")
     assert unknown.job_name == "no.such.job" and unknown.args == {"x": 1}
     assert unknown.error is not None and "no.such.job" in unknown.error
+
+
+async def test_dead_letter_is_revived_by_retry(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner
+) -> None:
+    await redis_client.set("test:order-7:broken", "1")
+    first = await enqueue(redis_client, pool, "test.fixable", {"mark": "order-7"})
+    await run_burst()
+    dead = await ledger.latest_run(pool, "fixable:order-7")
+    assert dead is not None and (dead.state, dead.attempt, dead.error) == ("dead", 1, "order-7 is broken")
+
+    busy = await enqueue(redis_client, pool, "diag.echo", {})
+    with pytest.raises(NotRetryableError, match="is queued, not dead"):
+        await retry_dead(redis_client, pool, busy.job_id)
+    await redis_client.delete("test:order-7:broken")  # the operator fixes the cause
+    revived = await retry_dead(redis_client, pool, "fixable:order-7")
+    await run_burst()
+
+    assert revived.enqueued and revived.job_id == first.job_id and revived.run_id != first.run_id
+    runs = await ledger.runs_of(pool, "fixable:order-7")
+    args = {"sleep_s": 0.0, "mark": "order-7"}
+    assert [(r.state, r.args) for r in runs] == [("succeeded", args), ("dead", args)]
+    assert await ledger.dead_letters(pool) == []  # a revived job is no longer listed as a dead letter

@@ -44,14 +44,19 @@ async def test_sigterm_drains_running_jobs_and_takes_no_new_ones(
 ) -> None:
     proc = workers.start()
     await wait_for_workers(redis_client, 1)
-    running = await enqueue(redis_client, pool, "diag.echo", {"sleep_s": 1.5, "mark": "drain"})
-    await _started(redis_client, "drain")
+    running = await enqueue(redis_client, pool, "diag.echo", {"sleep_s": 1.5, "mark": "m-7f3e"})
+    await _started(redis_client, "m-7f3e")
 
     proc.send_signal(signal.SIGTERM)
     await asyncio.sleep(0.2)
     late = await enqueue(redis_client, pool, "diag.echo", {"mark": "late"})
 
     assert await _exit(proc) == 0, workers.log(0)
+    lines = [json.loads(line) for line in workers.log(0).splitlines() if line.startswith("{")]
+    job_lines = [line for line in lines if line.get("job_id") == running.job_id]
+    assert {line["event"] for line in job_lines} == {"job started", "job succeeded"}
+    assert all(line["job_name"] == "diag.echo" and line["attempt"] == 1 for line in job_lines)
+    assert "m-7f3e" not in workers.log(0)  # arguments are never logged
     finished = await ledger.latest_run(pool, running.job_id)
     assert finished is not None and finished.state == "succeeded"
     untouched = await ledger.latest_run(pool, late.job_id)
