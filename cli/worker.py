@@ -11,7 +11,7 @@ from rich.table import Table
 from cli.common import backends, console, fail, run_async, settings
 from jobs.catalog import all_jobs
 from jobs.keys import QUEUES, health_key_pattern
-from jobs.worker import WorkerOptions, run_workers
+from jobs.worker import WorkerConfigError, WorkerOptions, run_workers
 from store.postgres import BackendUnavailable
 from store.redis import connect_redis
 
@@ -38,7 +38,10 @@ def worker_command(
     found = backends()
     all_jobs()  # importing jobs.catalog registered every job
     options = WorkerOptions(queues=_check_queues(queue), concurrency=concurrency or cfg.worker_concurrency, burst=burst)
-    run_async(run_workers(cfg, found.database_url, found.redis_url, options))
+    try:
+        run_async(run_workers(cfg, found.database_url, found.redis_url, options))
+    except WorkerConfigError as exc:
+        fail(str(exc))
 
 
 async def _live_workers(redis_url: str, queues: tuple[str, ...]) -> dict[str, list[tuple[str, str]]]:

@@ -34,6 +34,10 @@ from store.redis import connect_redis
 logger = structlog.get_logger("orrery.worker")
 
 
+class WorkerConfigError(Exception):
+    """The worker was asked to serve nothing; the message says what."""
+
+
 class OrreryWorker(arq.worker.Worker):
     """arq's Worker with a short, heartbeat-refreshed lease and unrunnable jobs recorded as dead letters."""
 
@@ -122,6 +126,8 @@ async def run_workers(settings: Settings, database_url: str, redis_url: str, opt
     """Run until SIGTERM/SIGINT (or, with burst, until every queue is empty)."""
     logging.getLogger("arq").setLevel(logging.WARNING)  # our own structured lines replace arq's per-job lines
     specs = all_jobs()
+    if not any(spec.queue in options.queues for spec in specs):
+        raise WorkerConfigError(f"no job is registered on queue(s) {', '.join(options.queues)}")
     pool = await create_pool(database_url, min_size=1, max_size=min(options.concurrency * len(options.queues), 20) + 2)
     ledger_pool = await create_pool(ledger_dsn(database_url), min_size=1, max_size=min(options.concurrency, 10) + 1)
     redis = await connect_redis(redis_url)
