@@ -168,3 +168,10 @@ async def test_health_and_the_jobs_cli(
 
     invalid = run_cli(env, "trigger", "diag.echo", "--arg", "sleep_s=later")
     assert invalid.returncode == 2 and "sleep_s" in invalid.stderr
+
+    plan = json.loads(run_cli(env, "trigger", "sweep_timeouts", "--in", "10m", "--dry-run", "--json").stdout)
+    assert plan["job_id"] == "sweep_timeouts" and plan["queue"] == "interactive" and plan["dry_run"] is True
+
+    table = {row["name"]: row for row in json.loads(run_cli(env, "jobs", "list", "--json").stdout)}
+    assert table["sweep_timeouts"]["schedule"] == "* * * * *" and table["sweep_timeouts"]["next_run"].endswith("Z")
+    assert table["diag.echo"]["next_run"] is None
