@@ -1,0 +1,224 @@
+"""Writing one conversation's extraction: everything in one transaction, or nothing.
+
+Why one transaction, gated on the conversation row: arq delivers at least once, so the same extraction can arrive
+twice (a duplicate enqueue, a worker killed after the LLM call, a retry after a lost connection). The conversation
+row is locked and checked first; if it is already `processed` the second writer changes nothing. A per-user advisory
+lock serializes concurrent ingestions of one user's conversations, so two of them cannot both create the same
+concept. Memory unit ids are derived from the conversation id and the extraction key, so a reprocess (or a derived
+store) sees the same ids for the same extraction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agents.ingestion import ConceptDraft, EntityKind, EntityRef, IngestionResult, IngestionStatus
+from jobs.errors import PermanentError
+from store.postgres import Executor
+from store.repos import cards, concepts, conversations, growth_events, knowledge_edges, memory_units, users
+from store.repos._base import serialized
+
+MEMORY_UNIT_NAMESPACE = uuid.UUID("6f1d1f57-8d1e-4a53-9a51-3f0c2d7e9b10")
+GROWTH_SOURCE = "ingestion"
+
+
+@dataclass(frozen=True)
+class IngestionThresholds:
+    """Below `importance` a conversation is processed without memory writes; cards from `card_importance` up."""
+
+    importance: float
+    card_importance: float
+
+
+@dataclass
+class IngestionWriteSummary:
+    conversation_id: str
+    user_id: str
+    outcome: str  # "written", "below_threshold", "nothing_to_extract", "already_processed"
+    memory_units: int = 0
+    concepts_created: int = 0
+    concepts_reused: int = 0
+    growth_events: int = 0
+    cards: int = 0
+    relationships: int = 0
+    replaced: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "conversation_id": self.conversation_id,
+            "outcome": self.outcome,
+            "memory_units": self.memory_units,
+            "concepts_created": self.concepts_created,
+            "concepts_reused": self.concepts_reused,
+            "growth_events": self.growth_events,
+            "cards": self.cards,
+            "relationships": self.relationships,
+            "replaced": self.replaced,
+        }
+
+
+def memory_unit_id(conversation_id: str, key: str) -> str:
+    return str(uuid.uuid5(MEMORY_UNIT_NAMESPACE, f"{conversation_id}:{key}"))
+
+
+async def write_ingestion(
+    db: Executor, result: IngestionResult, thresholds: IngestionThresholds, *, reprocess: bool = False
+) -> IngestionWriteSummary:
+    """Persist `result`; with `reprocess`, replace what an earlier ingestion of the conversation wrote."""
+    user_id, conversation_id = result.user_id, result.conversation_id
+    summary = IngestionWriteSummary(conversation_id, user_id, outcome="written")
+    async with serialized(db, f"ingest-user:{user_id}") as conn:
+        conversation = await conversations.get_conversation(conn, user_id, conversation_id, for_update=True)
+        if conversation is None:
+            raise PermanentError(f"conversation {conversation_id} was deleted while it was being ingested")
+        if conversation.status == "processed" and not reprocess:
+            summary.outcome = "already_processed"
+            return summary
+        if reprocess:
+            summary.replaced = await _remove_previous(conn, user_id, conversation_id)
+
+        extracted = result.status == IngestionStatus.EXTRACTED
+        importance = result.importance_score
+        if not extracted:
+            summary.outcome = "nothing_to_extract"
+        elif importance is not None and importance < thresholds.importance:
+            summary.outcome = "below_threshold"
+        else:
+            await _write_memory(conn, result, thresholds, summary)
+            if result.forward_context is not None:
+                await users.set_next_conversation_context(
+                    conn,
+                    user_id,
+                    {
+                        **result.forward_context.model_dump(mode="json"),
+                        "source_conversation_id": conversation_id,
+                        "generated_at": datetime.now(UTC).isoformat(),
+                    },
+                )
+        await conversations.mark_conversation_processed(
+            conn,
+            user_id,
+            conversation_id,
+            title=result.title,
+            context_summary=result.context_summary,
+            importance_score=importance,
+        )
+    return summary
+
+
+async def _remove_previous(conn: Executor, user_id: str, conversation_id: str) -> dict[str, int]:
+    """What this conversation produced before; concepts stay (other conversations may point at them)."""
+    unit_ids = await memory_units.delete_memory_units_from_conversation(conn, user_id, conversation_id)
+    return {
+        "memory_units": len(unit_ids),
+        "cards": await cards.delete_cards_for_entities(conn, user_id, unit_ids),
+        "growth_events": await growth_events.delete_growth_events_from_conversation(conn, user_id, conversation_id),
+        "relationships": await knowledge_edges.delete_edges_from_conversation(conn, user_id, conversation_id),
+    }
+
+
+async def _write_memory(
+    conn: Executor, result: IngestionResult, thresholds: IngestionThresholds, summary: IngestionWriteSummary
+) -> None:
+    user_id, conversation_id = result.user_id, result.conversation_id
+    ids: dict[EntityRef, str] = {}
+
+    for draft in result.concepts:
+        concept_id, created = await _resolve_concept(conn, user_id, draft)
+        ids[EntityRef(kind=EntityKind.CONCEPT, key=draft.key)] = concept_id
+        if created:
+            summary.concepts_created += 1
+            _, card_created = await cards.ensure_card(
+                conn,
+                user_id,
+                card_type="concept",
+                source_entity_id=concept_id,
+                source_entity_type="Concept",
+                display_data={"title": draft.name, "subtitle": draft.type, "description": draft.description},
+            )
+            summary.cards += card_created
+        else:
+            summary.concepts_reused += 1
+
+    for unit in result.memory_units:
+        muid = memory_unit_id(conversation_id, unit.key)
+        await memory_units.insert_memory_unit(
+            conn,
+            user_id,
+            muid=muid,
+            title=unit.title,
+            content=unit.content,
+            creation_ts=unit.creation_ts,
+            importance_score=unit.importance_score,
+            sentiment_score=unit.sentiment_score,
+            source_conversation_id=conversation_id,
+            metadata={"extraction_key": unit.key, "prompt_version": result.prompt_version, "model": result.model},
+        )
+        ids[EntityRef(kind=EntityKind.MEMORY_UNIT, key=unit.key)] = muid
+        summary.memory_units += 1
+        if unit.importance_score >= thresholds.card_importance:
+            _, card_created = await cards.ensure_card(
+                conn,
+                user_id,
+                card_type="memory",
+                source_entity_id=muid,
+                source_entity_type="MemoryUnit",
+                display_data={"title": unit.title, "preview": unit.content[:280], "importance": unit.importance_score},
+            )
+            summary.cards += card_created
+
+    for event in result.growth_events:
+        await growth_events.insert_growth_event(
+            conn,
+            user_id,
+            entity_id=ids[event.about],
+            entity_type=event.about.kind.value,
+            dim_key=event.dim_key.value,
+            delta=event.delta,
+            source=GROWTH_SOURCE,
+            details={"rationale": event.rationale, "source_conversation_id": conversation_id},
+        )
+        summary.growth_events += 1
+
+    for relationship in result.relationships:
+        await knowledge_edges.upsert_edge(
+            conn,
+            user_id,
+            source_id=ids[relationship.source],
+            source_type=relationship.source.kind.value,
+            target_id=ids[relationship.target],
+            target_type=relationship.target.kind.value,
+            relationship_type=relationship.relationship_type.value,
+            strength=relationship.strength,
+            description=relationship.description,
+            source_conversation_id=conversation_id,
+        )
+        summary.relationships += 1
+
+    if summary.concepts_created:
+        await users.add_concepts_created_in_cycle(conn, user_id, summary.concepts_created)
+
+
+async def _resolve_concept(conn: Executor, user_id: str, draft: ConceptDraft) -> tuple[str, bool]:
+    """The concept's id and whether it is new: the model's reuse, then the same normalized name or alias, then new."""
+    if draft.existing_concept_id is not None:
+        existing = await concepts.get_concept(conn, user_id, draft.existing_concept_id)
+        if existing is not None:  # the handle came from this user's list; a concept deleted since is created anew
+            await concepts.touch_concept(conn, user_id, existing.concept_id, description=draft.description)
+            return existing.concept_id, False
+    found = await concepts.find_concept(conn, user_id, normalized_name=draft.normalized_name, type=draft.type)
+    if found is not None:
+        await concepts.touch_concept(conn, user_id, found.concept_id, description=draft.description)
+        return found.concept_id, False
+    created = await concepts.create_concept(
+        conn,
+        user_id,
+        name=draft.name,
+        type=draft.type,
+        description=draft.description,
+        normalized_name=draft.normalized_name,
+    )
+    return created.concept_id, True

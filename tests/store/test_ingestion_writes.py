@@ -1,0 +1,225 @@
+"""write_ingestion on a real database: exact rows, written once, replaced on reprocess, never half-written."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from agents.ingestion import (
+    ConceptDraft,
+    EntityKind,
+    EntityRef,
+    ForwardContext,
+    GrowthDimension,
+    GrowthEventDraft,
+    IngestionResult,
+    IngestionStatus,
+    MemoryUnitDraft,
+    RelationshipDraft,
+    RelationshipType,
+    UnresolvedTopic,
+)
+from store.ingestion_writes import IngestionThresholds, memory_unit_id, write_ingestion
+from store.repos import cards, concepts, conversations, growth_events, knowledge_edges, memory_units, users
+
+THRESHOLDS = IngestionThresholds(importance=3, card_importance=6)
+WHEN = datetime(2026, 11, 20, 18, 30, tzinfo=UTC)
+
+
+def mu(key: str) -> EntityRef:
+    return EntityRef(kind=EntityKind.MEMORY_UNIT, key=key)
+
+
+def result_for(
+    user_id: str, conversation_id: str, *, importance: float = 7, existing_concept_id: str | None = None
+) -> IngestionResult:
+    return IngestionResult(
+        conversation_id=conversation_id,
+        user_id=user_id,
+        status=IngestionStatus.EXTRACTED,
+        title="Training for the half marathon",
+        context_summary="Maya ran 14 km and worries about her knee.",
+        importance_score=importance,
+        memory_units=[
+            MemoryUnitDraft(
+                key="m1",
+                title="Longest run yet",
+                content="Ran 14 km on Sunday.",
+                creation_ts=WHEN,
+                importance_score=8,
+                sentiment_score=0.7,
+            ),
+            MemoryUnitDraft(
+                key="m2",
+                title="Knee twinge",
+                content="Left knee hurt after the run.",
+                creation_ts=WHEN,
+                importance_score=4,
+                sentiment_score=-0.3,
+            ),
+        ],
+        concepts=[
+            ConceptDraft(
+                key="c1",
+                name="Half Marathon",
+                normalized_name="half marathon",
+                type="goal",
+                description="Lisbon half marathon in March",
+                existing_concept_id=existing_concept_id,
+            ),
+            ConceptDraft(
+                key="c2",
+                name="Running",
+                normalized_name="running",
+                type="activity",
+                description=None,
+                existing_concept_id=None,
+            ),
+        ],
+        relationships=[
+            RelationshipDraft(
+                source=mu("m1"),
+                target=EntityRef(kind=EntityKind.CONCEPT, key="c1"),
+                relationship_type=RelationshipType.HIGHLIGHTS,
+                strength=0.9,
+                description="the long run is training for it",
+            ),
+            RelationshipDraft(
+                source=EntityRef(kind=EntityKind.CONCEPT, key="c2"),
+                target=EntityRef(kind=EntityKind.CONCEPT, key="c1"),
+                relationship_type=RelationshipType.ENABLES,
+                strength=0.6,
+                description="running enables the race",
+            ),
+        ],
+        growth_events=[
+            GrowthEventDraft(about=mu("m1"), dim_key=GrowthDimension.ACT_SELF, delta=0.5, rationale="kept the plan"),
+        ],
+        forward_context=ForwardContext(
+            proactive_greeting="How is the knee?",
+            unresolved_topics=[UnresolvedTopic(topic="knee", suggested_question="Did the twinge come back?")],
+            suggested_focus="recovery",
+        ),
+        windows=1,
+        llm_calls=1,
+        prompt_tokens=900,
+        completion_tokens=300,
+        model="test-model",
+        prompt_name="ingestion",
+        prompt_version="abc123",
+    )
+
+
+@pytest.fixture
+async def ended(pool: asyncpg.Pool) -> tuple[str, str]:
+    user = await users.create_user(pool, "user-maya", email="maya@example.com", name="Maya")
+    conversation = await conversations.create_conversation(pool, user.user_id, status="ended")
+    return user.user_id, conversation.id
+
+
+async def counts(pool: asyncpg.Pool, user_id: str) -> dict[str, int]:
+    return {
+        "memory_units": len(await memory_units.list_memory_units(pool, user_id)),
+        "concepts": len(await concepts.list_concepts(pool, user_id)),
+        "growth_events": len(await growth_events.list_growth_events(pool, user_id)),
+        "cards": len(await cards.list_cards(pool, user_id)),
+        "edges": len(await knowledge_edges.list_edges(pool, user_id)),
+    }
+
+
+async def test_writes_every_row_once_and_marks_processed(pool: asyncpg.Pool, ended: tuple[str, str]) -> None:
+    user_id, conversation_id = ended
+    summary = await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS)
+
+    assert summary.outcome == "written"
+    # one card for the important memory unit (8 >= 6) and one per new concept; not for m2 (4 < 6)
+    assert await counts(pool, user_id) == {"memory_units": 2, "concepts": 2, "growth_events": 1, "cards": 3, "edges": 2}
+    unit = await memory_units.get_memory_unit(pool, user_id, memory_unit_id(conversation_id, "m1"))
+    assert unit is not None and unit.title == "Longest run yet" and unit.source_conversation_id == conversation_id
+    assert unit.creation_ts == WHEN and unit.importance_score == 8 and unit.sentiment_score == 0.7
+    conversation = await conversations.get_conversation(pool, user_id, conversation_id)
+    assert conversation is not None
+    assert (conversation.status, conversation.title, conversation.importance_score) == (
+        "processed",
+        "Training for the half marathon",
+        7,
+    )
+    user = await users.get_user(pool, user_id)
+    assert user is not None and user.concepts_created_in_cycle == 2
+    package = user.next_conversation_context_package
+    assert isinstance(package, dict) and package["proactive_greeting"] == "How is the knee?"
+    assert package["source_conversation_id"] == conversation_id
+    event = (await growth_events.list_growth_events(pool, user_id))[0]
+    assert (event.entity_id, event.entity_type) == (unit.muid, "MemoryUnit")
+    assert (event.dim_key, event.delta) == ("act_self", 0.5)
+
+
+async def test_second_write_changes_nothing(pool: asyncpg.Pool, ended: tuple[str, str]) -> None:
+    user_id, conversation_id = ended
+    await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS)
+    before = await counts(pool, user_id)
+    again = await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS)
+    assert again.outcome == "already_processed"
+    assert await counts(pool, user_id) == before
+    user = await users.get_user(pool, user_id)
+    assert user is not None and user.concepts_created_in_cycle == 2
+
+
+async def test_concurrent_writers_of_one_conversation_write_once(pool: asyncpg.Pool, ended: tuple[str, str]) -> None:
+    """A job redelivered while the first run is still writing: the row lock makes the second one a no-op."""
+    user_id, conversation_id = ended
+    outcomes = await asyncio.gather(
+        *(write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS) for _ in range(3))
+    )
+    assert sorted(o.outcome for o in outcomes) == ["already_processed", "already_processed", "written"]
+    assert await counts(pool, user_id) == {"memory_units": 2, "concepts": 2, "growth_events": 1, "cards": 3, "edges": 2}
+
+
+async def test_reprocess_replaces_what_the_conversation_produced(pool: asyncpg.Pool, ended: tuple[str, str]) -> None:
+    user_id, conversation_id = ended
+    await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS)
+    summary = await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS, reprocess=True)
+    assert summary.outcome == "written"
+    assert summary.replaced == {"memory_units": 2, "cards": 1, "growth_events": 1, "relationships": 2}
+    assert summary.concepts_created == 0 and summary.concepts_reused == 2  # concepts are kept and matched by name
+    assert await counts(pool, user_id) == {"memory_units": 2, "concepts": 2, "growth_events": 1, "cards": 3, "edges": 2}
+
+
+async def test_concepts_are_reused_by_handle_and_by_normalized_name(pool: asyncpg.Pool, ended: tuple[str, str]) -> None:
+    user_id, conversation_id = ended
+    first = await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS)
+    assert first.concepts_created == 2
+    goal = next(c for c in await concepts.list_concepts(pool, user_id) if c.type == "goal")
+
+    second_conversation = await conversations.create_conversation(pool, user_id, status="ended")
+    second = await write_ingestion(
+        pool, result_for(user_id, second_conversation.id, existing_concept_id=goal.concept_id), THRESHOLDS
+    )
+    assert (second.concepts_created, second.concepts_reused) == (0, 2)
+    assert len(await concepts.list_concepts(pool, user_id)) == 2
+    user = await users.get_user(pool, user_id)
+    assert user is not None and user.concepts_created_in_cycle == 2
+
+
+async def test_below_threshold_is_processed_without_memory(pool: asyncpg.Pool, ended: tuple[str, str]) -> None:
+    user_id, conversation_id = ended
+    summary = await write_ingestion(pool, result_for(user_id, conversation_id, importance=2), THRESHOLDS)
+    assert summary.outcome == "below_threshold"
+    assert await counts(pool, user_id) == {"memory_units": 0, "concepts": 0, "growth_events": 0, "cards": 0, "edges": 0}
+    conversation = await conversations.get_conversation(pool, user_id, conversation_id)
+    assert conversation is not None and conversation.status == "processed" and conversation.importance_score == 2
+
+
+async def test_a_failure_half_way_leaves_nothing(pool: asyncpg.Pool, ended: tuple[str, str]) -> None:
+    """An edge that violates a constraint (strength > 1 slipped past validation) rolls back every row before it."""
+    user_id, conversation_id = ended
+    bad = result_for(user_id, conversation_id)
+    bad.relationships[1].strength = 1.5
+    with pytest.raises(asyncpg.CheckViolationError):
+        await write_ingestion(pool, bad, THRESHOLDS)
+    assert await counts(pool, user_id) == {"memory_units": 0, "concepts": 0, "growth_events": 0, "cards": 0, "edges": 0}
+    conversation = await conversations.get_conversation(pool, user_id, conversation_id)
+    assert conversation is not None and conversation.status == "ended"
