@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobs import diagnostics, maintenance
+from jobs import diagnostics, ingest, maintenance
 from jobs.registry import all_jobs
 
-__all__ = ["all_jobs", "diagnostics", "maintenance"]
+__all__ = ["all_jobs", "diagnostics", "ingest", "maintenance"]
