@@ -1,0 +1,245 @@
+"""The ingest job through a real in-process worker, a real openai client and a scripted OpenAI-compatible server.
+
+Each test scripts the LLM's answers, runs the worker until the queues are empty and then asserts the database:
+the rows written (exactly, and once), the conversation's status, the ledger and runtime.llm_calls.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_sample_answers
+from jobs.enqueue import enqueue
+from settings import Settings, load_settings
+from store import ledger
+from store.llm_calls import list_llm_calls
+from store.repos import cards, concepts, conversations, growth_events, knowledge_edges, memory_units, users
+from store.samples.loader import seed_sample_user
+from tests.jobs.conftest import BurstRunner
+
+SAMPLE_ANSWER: dict[str, Any] = load_sample_answers()[0].answer  # a valid answer (the 10k run conversation)
+
+
+@pytest.fixture
+def llm_server() -> Iterator[ScriptedLLMServer]:
+    with ScriptedLLMServer(keyed_answers=load_sample_answers()) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, tmp_path: Path, llm_server: ScriptedLLMServer) -> Settings:
+    """The worker's settings: the test servers, fast runtime timings and the scripted LLM over HTTP."""
+    return load_settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        data_dir=tmp_path,
+        poll_delay_s=0.01,
+        job_lease_s=2,
+        health_check_interval_s=0.5,
+        shutdown_grace_s=5,
+        openai_base_url=llm_server.base_url,
+        openai_api_key="test-key",
+        llm_timeout_s=0.5,
+        llm_max_retries=2,
+    )
+
+
+async def one_conversation(pool: asyncpg.Pool, *, status: str = "ended") -> tuple[str, str]:
+    user = await users.create_user(pool, str(uuid.uuid4()), email="ana@example.com", name="Ana")
+    conversation = await conversations.create_conversation(pool, user.user_id, status=status)
+    await conversations.add_message(pool, user.user_id, conversation.id, role="assistant", content="How was the run?")
+    await conversations.add_message(pool, user.user_id, conversation.id, role="user", content="Ran 10k, no stops!")
+    return user.user_id, conversation.id
+
+
+async def memory_counts(pool: asyncpg.Pool, user_id: str) -> dict[str, int]:
+    return {
+        "memory_units": len(await memory_units.list_memory_units(pool, user_id)),
+        "concepts": len(await concepts.list_concepts(pool, user_id)),
+        "growth_events": len(await growth_events.list_growth_events(pool, user_id)),
+        "cards": len(await cards.list_cards(pool, user_id)),
+        "edges": len(await knowledge_edges.list_edges(pool, user_id)),
+    }
+
+
+async def ingest(redis: aioredis.Redis, pool: asyncpg.Pool, conversation_id: str, **extra: Any) -> str:
+    result = await enqueue(redis, pool, "ingest", {"conversation_id": conversation_id, **extra})
+    assert result.enqueued
+    return result.job_id
+
+
+EXPECTED_FROM_SAMPLE = {
+    "memory_units": len(SAMPLE_ANSWER["memory_units"]),
+    "concepts": len(SAMPLE_ANSWER["concepts"]),
+    "growth_events": len(SAMPLE_ANSWER["growth_events"]),
+    "edges": len(SAMPLE_ANSWER["relationships"]),
+}
+
+
+async def test_valid_answer_writes_memory_once_and_a_rerun_changes_nothing(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner, llm_server: ScriptedLLMServer
+) -> None:
+    user_id, conversation_id = await one_conversation(pool)
+    llm_server.enqueue(ScriptedReply.json(SAMPLE_ANSWER))
+    job_id = await ingest(redis_client, pool, conversation_id)
+    await run_burst()
+
+    assert job_id == f"ingest:{conversation_id}"
+    run = await ledger.latest_run(pool, job_id)
+    assert run is not None and run.state == "succeeded" and run.attempt == 1
+    assert run.result is not None and run.result["outcome"] == "written" and run.result["llm_calls"] == 1
+    counts = await memory_counts(pool, user_id)
+    assert {k: v for k, v in counts.items() if k != "cards"} == EXPECTED_FROM_SAMPLE
+    high = sum(1 for unit in SAMPLE_ANSWER["memory_units"] if unit["importance"] >= 6)
+    assert counts["cards"] == len(SAMPLE_ANSWER["concepts"]) + high
+    conversation = await conversations.get_conversation(pool, user_id, conversation_id)
+    assert conversation is not None and conversation.status == "processed"
+    assert conversation.title == SAMPLE_ANSWER["title"]
+    calls = await list_llm_calls(pool, user_id)
+    assert [(c.call.job_id, c.call.outcome.value) for c in calls] == [(job_id, "ok")]
+
+    # a duplicate delivery or a manual re-trigger: nothing new, not even an LLM call
+    await ingest(redis_client, pool, conversation_id)
+    await run_burst()
+    assert await memory_counts(pool, user_id) == counts
+    assert len(await list_llm_calls(pool, user_id)) == 1
+    rerun = await ledger.latest_run(pool, job_id)
+    assert rerun is not None and rerun.result == {"conversation_id": conversation_id, "outcome": "already_processed"}
+
+    # reprocess re-derives: the same rows again (replaced, not added), one more LLM call
+    llm_server.enqueue(ScriptedReply.json(SAMPLE_ANSWER))
+    await ingest(redis_client, pool, conversation_id, reprocess=True)
+    await run_burst()
+    assert await memory_counts(pool, user_id) == counts
+    assert len(await list_llm_calls(pool, user_id)) == 2
+
+
+async def test_invalid_json_is_repaired_once(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner, llm_server: ScriptedLLMServer
+) -> None:
+    user_id, conversation_id = await one_conversation(pool)
+    llm_server.enqueue(ScriptedReply.text("Sure! Here is the JSON: {title: oops"), ScriptedReply.json(SAMPLE_ANSWER))
+    await ingest(redis_client, pool, conversation_id)
+    await run_burst()
+
+    conversation = await conversations.get_conversation(pool, user_id, conversation_id)
+    assert conversation is not None and conversation.status == "processed"
+    calls = await list_llm_calls(pool, user_id)
+    assert [(c.call.purpose.value, c.call.outcome.value) for c in calls] == [
+        ("answer", "invalid_json"),
+        ("repair", "ok"),
+    ]
+    assert (await memory_counts(pool, user_id))["memory_units"] == EXPECTED_FROM_SAMPLE["memory_units"]
+
+
+async def test_schema_invalid_twice_is_a_dead_letter_and_writes_nothing(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner, llm_server: ScriptedLLMServer
+) -> None:
+    user_id, conversation_id = await one_conversation(pool)
+    broken = {**SAMPLE_ANSWER, "importance_score": 42}  # outside 1..10
+    llm_server.enqueue(ScriptedReply.json(broken), ScriptedReply.json(broken))
+    job_id = await ingest(redis_client, pool, conversation_id)
+    await run_burst()
+
+    run = await ledger.latest_run(pool, job_id)
+    assert run is not None and run.state == "dead" and run.attempt == 1  # permanent: no retry
+    assert run.error_class == "PermanentError" and run.error is not None and "importance_score" in run.error
+    assert await memory_counts(pool, user_id) == dict.fromkeys(
+        ("memory_units", "concepts", "growth_events", "cards", "edges"), 0
+    )
+    conversation = await conversations.get_conversation(pool, user_id, conversation_id)
+    assert conversation is not None and conversation.status == "failed"
+    assert isinstance(conversation.metadata, dict) and "importance_score" in conversation.metadata["failure"]["reason"]
+    calls = await list_llm_calls(pool, user_id)
+    assert [c.call.outcome.value for c in calls] == ["schema_invalid", "schema_invalid"]
+    user = await users.get_user(pool, user_id)
+    assert user is not None and user.next_conversation_context_package is None
+
+
+async def test_rate_limit_then_success(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner, llm_server: ScriptedLLMServer
+) -> None:
+    user_id, conversation_id = await one_conversation(pool)
+    llm_server.enqueue(ScriptedReply.error(429, "slow down", retry_after="0"), ScriptedReply.json(SAMPLE_ANSWER))
+    job_id = await ingest(redis_client, pool, conversation_id)
+    await run_burst()
+
+    run = await ledger.latest_run(pool, job_id)
+    assert run is not None and run.state == "succeeded"
+    assert [c.call.outcome.value for c in await list_llm_calls(pool, user_id)] == ["rate_limited", "ok"]
+    assert (await memory_counts(pool, user_id))["memory_units"] == EXPECTED_FROM_SAMPLE["memory_units"]
+
+
+async def test_a_timed_out_llm_call_is_retried(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner, llm_server: ScriptedLLMServer
+) -> None:
+    user_id, conversation_id = await one_conversation(pool)
+    llm_server.enqueue(ScriptedReply.slow(2.0, ScriptedReply.json(SAMPLE_ANSWER)), ScriptedReply.json(SAMPLE_ANSWER))
+    await ingest(redis_client, pool, conversation_id)
+    await run_burst()
+
+    assert [c.call.outcome.value for c in await list_llm_calls(pool, user_id)] == ["timeout", "ok"]
+    conversation = await conversations.get_conversation(pool, user_id, conversation_id)
+    assert conversation is not None and conversation.status == "processed"
+    assert (await memory_counts(pool, user_id))["memory_units"] == EXPECTED_FROM_SAMPLE["memory_units"]
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [("active", "is 'active', not ended"), (None, "does not exist")],
+)
+async def test_conversations_that_cannot_be_ingested_are_dead_at_once_with_a_reason(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner, status: str | None, message: str
+) -> None:
+    conversation_id = (await one_conversation(pool, status=status))[1] if status else "no-such-conversation"
+    job_id = await ingest(redis_client, pool, conversation_id)
+    await run_burst()
+    run = await ledger.latest_run(pool, job_id)
+    assert run is not None and run.state == "dead" and run.attempt == 1
+    assert run.error is not None and message in run.error
+
+
+async def test_the_sample_user_end_to_end(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner, llm_server: ScriptedLLMServer
+) -> None:
+    """Seed → timeout sweep → ingestion of every ended conversation with the shipped sample answers."""
+    seeded = await seed_sample_user(pool, redis_client)
+    user_id = seeded.user_id
+    await enqueue(redis_client, pool, "sweep_timeouts", {})
+    await run_burst()  # the sweep ends the stale active conversation and enqueues ingestion of every ended one
+    await run_burst()  # the ingestion jobs
+
+    by_key = {c.key: c.conversation_id for c in seeded.conversations}
+    final = {c.id: c for c in await conversations.list_conversations(pool, user_id)}
+    assert {c.status for c in final.values()} == {"processed"}
+    assert final[by_key["quick-check"]].importance_score is not None
+    assert final[by_key["quick-check"]].importance_score < 3  # below the threshold: processed, nothing remembered
+    assert await memory_units.list_memory_units(pool, user_id, source_conversation_id=by_key["quick-check"]) == []
+    assert await memory_units.list_memory_units(pool, user_id, source_conversation_id=by_key["sister-visit"])
+
+    calls = await list_llm_calls(pool, user_id)
+    assert len(calls) == 6 and {c.call.outcome.value for c in calls} == {"ok"}  # one call each; none for the empty one
+    assert len(llm_server.chat_requests) == 6
+
+    # the prompt-injection conversation produced ordinary memory of this user, and nothing about anyone else
+    injected = await memory_units.list_memory_units(pool, user_id, source_conversation_id=by_key["stressful-week"])
+    assert injected and all(unit.user_id == user_id for unit in injected)
+    assert await pool.fetchval("SELECT count(*) FROM users") == 1
+    assert await pool.fetchval("SELECT count(DISTINCT user_id) FROM memory_units") == 1
+
+    user = await users.get_user(pool, user_id)
+    assert user is not None and isinstance(user.next_conversation_context_package, dict)
+    assert user.next_conversation_context_package["proactive_greeting"]
+    assert user.concepts_created_in_cycle == len(await concepts.list_concepts(pool, user_id))
+    # concepts reused across conversations instead of duplicated: no two share a normalized name and type
+    names = [(c.normalized_name, c.type) for c in await concepts.list_concepts(pool, user_id)]
+    assert len(names) == len(set(names))
+    assert json.dumps(user.next_conversation_context_package)  # stored JSON is plain JSON
