@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import database, samples
+from cli import database, demo, samples
 from cli import jobs as jobs_cli
 from cli import worker as worker_cli
 from cli.common import settings
@@ -33,6 +33,7 @@ app.command("migrate")(database.migrate_command)
 app.command("doctor")(database.doctor_command)
 app.add_typer(database.stack_app, name="stack")
 app.command("seed-sample")(samples.seed_sample_command)
+app.command("demo")(demo.demo_command)
 app.command("worker")(worker_cli.worker_command)
 app.command("health")(worker_cli.health_command)
 app.command("trigger")(jobs_cli.trigger_command)

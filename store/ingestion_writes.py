@@ -88,13 +88,14 @@ async def write_ingestion(
             summary.outcome = "below_threshold"
         else:
             await _write_memory(conn, result, thresholds, summary)
-            if result.forward_context is not None:
+            if result.forward_context is not None and await _is_latest(conn, user_id, conversation.start_time):
                 await users.set_next_conversation_context(
                     conn,
                     user_id,
                     {
                         **result.forward_context.model_dump(mode="json"),
                         "source_conversation_id": conversation_id,
+                        "source_conversation_start_time": conversation.start_time.isoformat(),
                         "generated_at": datetime.now(UTC).isoformat(),
                     },
                 )
@@ -107,6 +108,22 @@ async def write_ingestion(
             importance_score=importance,
         )
     return summary
+
+
+async def _is_latest(conn: Executor, user_id: str, start_time: datetime) -> bool:
+    """Whether this conversation may set the next-conversation package: ingestions finish in any order (several
+    workers, retries, a reprocess of an old conversation), and the newest conversation's outlook must win."""
+    user = await users.get_user(conn, user_id)
+    package = user.next_conversation_context_package if user is not None else None
+    if not isinstance(package, dict) or not isinstance(package.get("source_conversation_start_time"), str):
+        return True
+    try:
+        current = datetime.fromisoformat(package["source_conversation_start_time"])
+    except ValueError:
+        return True  # unreadable (written by someone else): replace it
+    if current.tzinfo is None:
+        current = current.replace(tzinfo=UTC)
+    return start_time >= current
 
 
 async def _remove_previous(conn: Executor, user_id: str, conversation_id: str) -> dict[str, int]:

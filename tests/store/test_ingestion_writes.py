@@ -223,3 +223,22 @@ async def test_a_failure_half_way_leaves_nothing(pool: asyncpg.Pool, ended: tupl
     assert await counts(pool, user_id) == {"memory_units": 0, "concepts": 0, "growth_events": 0, "cards": 0, "edges": 0}
     conversation = await conversations.get_conversation(pool, user_id, conversation_id)
     assert conversation is not None and conversation.status == "ended"
+
+
+async def test_an_older_conversation_finishing_later_does_not_replace_the_next_greeting(
+    pool: asyncpg.Pool, ended: tuple[str, str]
+) -> None:
+    user_id, newer_id = ended
+    older = await conversations.create_conversation(
+        pool, user_id, status="ended", start_time=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    await write_ingestion(pool, result_for(user_id, newer_id), THRESHOLDS)
+    stale = result_for(user_id, older.id)
+    assert stale.forward_context is not None
+    stale.forward_context.proactive_greeting = "An old greeting"
+    await write_ingestion(pool, stale, THRESHOLDS)
+
+    user = await users.get_user(pool, user_id)
+    assert user is not None and isinstance(user.next_conversation_context_package, dict)
+    assert user.next_conversation_context_package["proactive_greeting"] == "How is the knee?"
+    assert user.next_conversation_context_package["source_conversation_id"] == newer_id

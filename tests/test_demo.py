@@ -1,0 +1,33 @@
+"""`run.py demo` as the README runs it: seed, sweep, a real worker subprocess, the summary; idempotent on rerun."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+
+from tests.test_foundation_cli import run_cli
+
+
+async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "ORRERY_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
+    first = run_cli("demo", env=env, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "scripted sample answers" in first.stdout  # labelled: no model produced this
+    assert "1 silent conversation(s) ended; 7 ingestion job(s) queued" in first.stdout
+    assert "ingested 7 conversation(s)" in first.stdout
+    assert "Memory units (12)" in first.stdout and "LLM: 6 calls" in first.stdout
+    assert "Next conversation opens with" in first.stdout
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        before = await conn.fetchval("SELECT count(*) FROM memory_units")
+        second = run_cli("demo", env=env, timeout=300)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "nothing to ingest" in second.stdout and "LLM: 6 calls" in second.stdout
+        assert await conn.fetchval("SELECT count(*) FROM memory_units") == before == 12
+        assert await conn.fetchval("SELECT count(*) FROM runtime.job_runs WHERE state <> 'succeeded'") == 0
+    finally:
+        await conn.close()
