@@ -1,0 +1,351 @@
+"""Ingestion benchmark: LLM cost per conversation on the sample set, and throughput against a raw-insert floor.
+
+    .venv/bin/python bench/bench_ingest.py [--conversations 300] [--concurrency 10]
+
+1. LLM calls and prompt/completion tokens per conversation: the sample user's conversations ingested through an
+   in-process worker, answered by the scripted server from the shipped sample answers (token counts are the scripted
+   server's estimate, ~4 characters per token, of the real prompts the agent sends).
+2. Throughput: --conversations conversations (one user each, six messages) ingested through the real runtime —
+   enqueue, arq worker, ledger, the real openai client over HTTP to a zero-latency scripted server, validation, the
+   one-transaction write — against the floor: a bare asyncpg script performing the same inserts and updates, one
+   transaction per conversation, at the same concurrency. Goal: 1 LLM call per conversation; runtime within 3x floor.
+Uses DATABASE_URL / REDIS_URL when set, else a throwaway embedded Postgres and Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import asyncpg
+
+from agents.ingestion import (
+    ConversationInput,
+    ConversationMessage,
+    IngestionAgent,
+    IngestionInput,
+    IngestionResult,
+)
+from agents.llm import InMemoryCallLog, LLMClient
+from agents.scripted_llm import KeyedAnswer, ScriptedLLMServer, load_sample_answers
+from jobs import catalog  # noqa: F401  (registers every job)
+from jobs.enqueue import enqueue
+from jobs.keys import INTERACTIVE
+from jobs.logs import configure_logging
+from jobs.worker import WorkerOptions, run_workers
+from settings import load_settings
+from store import embedded, sweeps
+from store.ingestion_writes import IngestionThresholds, write_ingestion
+from store.llm_calls import list_llm_calls
+from store.migrate import migrate
+from store.postgres import connect, create_pool
+from store.redis import connect_redis
+from store.repos import conversations, users
+from store.samples.loader import seed_sample_user
+
+ANSWER: dict[str, Any] = load_sample_answers()[0].answer
+MESSAGES = [
+    ("assistant", "Morning! How did the long run go?"),
+    ("user", "I finally ran 10k without stopping, at an easy pace like coach Dani said."),
+    ("assistant", "That is a big milestone. How do your shins feel?"),
+    ("user", "A bit sore, so I'm keeping to the ten percent rule and running three times a week."),
+    ("assistant", "Sensible. What does this mean for the half marathon?"),
+    ("user", "For the first time I believe I can finish it in October."),
+]
+
+
+async def _fresh_database(server_dsn: str) -> str:
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = await connect(server_dsn)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    dsn = urlunsplit(urlsplit(server_dsn)._replace(path=f"/{name}"))
+    conn = await connect(dsn)
+    await migrate(conn)
+    await conn.close()
+    return dsn
+
+
+async def _make_conversations(pool: asyncpg.Pool, count: int, label: str) -> list[tuple[str, str]]:
+    """`count` users with one ended conversation each: (user_id, conversation_id)."""
+    made = []
+    start = datetime.now(UTC) - timedelta(hours=1)
+    for index in range(count):
+        user = await users.create_user(pool, str(uuid.uuid4()), email=f"{label}-{index}@bench.invalid")
+        conversation = await conversations.create_conversation(pool, user.user_id, status="ended", start_time=start)
+        for offset, (role, content) in enumerate(MESSAGES):
+            await conversations.add_message(
+                pool, user.user_id, conversation.id, role=role, content=content,
+                timestamp=start + timedelta(seconds=offset),
+            )  # fmt: skip
+        made.append((user.user_id, conversation.id))
+    return made
+
+
+async def sample_costs(database_url: str, redis_url: str, data_dir: Path) -> list[tuple[str, int, int, int]]:
+    settings = load_settings(database_url=database_url, redis_url=redis_url, data_dir=data_dir, log_level="WARNING")
+    pool = await create_pool(database_url)
+    redis = await connect_redis(redis_url)
+    try:
+        seeded = await seed_sample_user(pool, redis)
+        await sweeps.end_silent_conversations(pool, timeout_minutes=settings.conversation_timeout_minutes, limit=100)
+        for conversation_id in await sweeps.ended_conversation_ids(pool, limit=100):
+            await enqueue(redis, pool, "ingest", {"conversation_id": conversation_id})
+        await run_workers(settings, database_url, redis_url, WorkerOptions((INTERACTIVE,), 4, burst=True))
+        calls = await list_llm_calls(pool, seeded.user_id)
+        rows = []
+        for conversation in seeded.conversations:
+            mine = [c.call for c in calls if c.call.job_id == f"ingest:{conversation.conversation_id}"]
+            rows.append(
+                (
+                    conversation.key,
+                    len(mine),
+                    sum(c.prompt_tokens for c in mine),
+                    sum(c.completion_tokens for c in mine),
+                )
+            )
+        return rows
+    finally:
+        await redis.aclose()
+        await pool.close()
+
+
+def _serve_answer(base_url_out: Connection) -> None:
+    """Child process: a zero-latency scripted LLM answering ANSWER to everything, until killed."""
+    with ScriptedLLMServer(keyed_answers=[KeyedAnswer(match="", answer=ANSWER)]) as server:
+        base_url_out.send(server.base_url)
+        threading.Event().wait()
+
+
+@contextmanager
+def llm_in_another_process() -> Iterator[str]:
+    """The scripted LLM in its own process, so its CPU is not the worker's (a real LLM is remote, too)."""
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    process = multiprocessing.get_context("spawn").Process(target=_serve_answer, args=(sender,), daemon=True)
+    process.start()
+    try:
+        yield receiver.recv()
+    finally:
+        process.kill()
+        process.join()
+
+
+async def runtime_throughput(database_url: str, redis_url: str, data_dir: Path, count: int, concurrency: int) -> float:
+    with llm_in_another_process() as base_url:
+        settings = load_settings(
+            database_url=database_url, redis_url=redis_url, data_dir=data_dir, log_level="WARNING",
+            openai_base_url=base_url, openai_api_key="bench",
+        )  # fmt: skip
+        pool = await create_pool(database_url)
+        redis = await connect_redis(redis_url)
+        try:
+            made = await _make_conversations(pool, count, "runtime")
+            started = time.perf_counter()
+            for _, conversation_id in made:
+                await enqueue(redis, pool, "ingest", {"conversation_id": conversation_id})
+            await run_workers(settings, database_url, redis_url, WorkerOptions((INTERACTIVE,), concurrency, True))
+            elapsed = time.perf_counter() - started
+            processed = await pool.fetchval(
+                "SELECT count(*) FROM conversations WHERE status = 'processed' AND id = ANY($1::text[])",
+                [c for _, c in made],
+            )
+            if processed != count:
+                raise SystemExit(f"only {processed} of {count} conversations were processed")
+            return elapsed
+        finally:
+            await redis.aclose()
+            await pool.close()
+
+
+async def _floor_one(conn: asyncpg.Connection, user_id: str, conversation_id: str) -> None:
+    """The same rows the ingest job writes for ANSWER, as plain statements in one transaction."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    async with conn.transaction():
+        await conn.fetchrow("SELECT status FROM conversations WHERE id = $1 AND user_id = $2 FOR UPDATE",
+                            conversation_id, user_id)  # fmt: skip
+        ids: dict[str, str] = {}
+        for concept in ANSWER["concepts"]:
+            ids[concept["key"]] = await conn.fetchval(
+                "INSERT INTO concepts (concept_id, user_id, name, type, description, last_updated_ts, metadata) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id, name, type) DO UPDATE "
+                "SET last_updated_ts = EXCLUDED.last_updated_ts RETURNING concept_id",
+                str(uuid.uuid4()), user_id, concept["name"], concept["type"], concept["description"], now,
+                {"normalized_name": concept["name"].lower(), "aliases": []},
+            )  # fmt: skip
+        for unit in ANSWER["memory_units"]:
+            ids[unit["key"]] = str(uuid.uuid4())
+            await conn.execute(
+                "INSERT INTO memory_units (muid, user_id, title, content, creation_ts, last_modified_ts, "
+                "importance_score, sentiment_score, source_conversation_id) VALUES ($1,$2,$3,$4,$5,$5,$6,$7,$8)",
+                ids[unit["key"]], user_id, unit["title"], unit["content"], now, unit["importance"],
+                unit["sentiment"], conversation_id,
+            )  # fmt: skip
+        card_sources = [(ids[c["key"]], "Concept") for c in ANSWER["concepts"]]
+        card_sources += [(ids[u["key"]], "MemoryUnit") for u in ANSWER["memory_units"] if u["importance"] >= 6]
+        await conn.executemany(
+            "INSERT INTO cards (card_id, user_id, card_type, source_entity_id, source_entity_type, updated_at) "
+            "VALUES ($1, $2, 'card', $3, $4, $5)",
+            [(str(uuid.uuid4()), user_id, source, kind, now) for source, kind in card_sources],
+        )
+        await conn.executemany(
+            "INSERT INTO growth_events (event_id, user_id, entity_id, entity_type, dim_key, delta, source, details) "
+            "VALUES ($1, $2, $3, 'MemoryUnit', $4, $5, 'ingestion', $6)",
+            [
+                (str(uuid.uuid4()), user_id, ids.get(e["about"], e["about"]), e["dim_key"], e["delta"],
+                 {"rationale": e["rationale"]})
+                for e in ANSWER["growth_events"]
+            ],
+        )  # fmt: skip
+        await conn.executemany(
+            "INSERT INTO runtime.knowledge_edges (edge_id, user_id, source_id, source_type, target_id, target_type, "
+            "relationship_type, strength, description, source_conversation_id) "
+            "VALUES ($1, $2, $3, 'MemoryUnit', $4, 'Concept', $5, $6, $7, $8)",
+            [
+                (str(uuid.uuid4()), user_id, ids[r["source"]], ids[r["target"]], r["type"], r["strength"],
+                 r["description"], conversation_id)
+                for r in ANSWER["relationships"]
+            ],
+        )  # fmt: skip
+        await conn.execute(
+            "UPDATE conversations SET status = 'processed', title = $3, context_summary = $4, importance_score = $5 "
+            "WHERE id = $1 AND user_id = $2",
+            conversation_id, user_id, ANSWER["title"], ANSWER["context_summary"], ANSWER["importance_score"],
+        )  # fmt: skip
+        await conn.execute(
+            "UPDATE users SET next_conversation_context_package = $2, last_active_at = $3, "
+            "concepts_created_in_cycle = concepts_created_in_cycle + $4 WHERE user_id = $1",
+            user_id, ANSWER["forward_context"], now, len(ANSWER["concepts"]),
+        )  # fmt: skip
+
+
+async def floor_throughput(database_url: str, count: int, concurrency: int) -> float:
+    pool = await create_pool(database_url, min_size=concurrency, max_size=concurrency)
+    try:
+        made = await _make_conversations(pool, count, "floor")
+        queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        for item in made:
+            queue.put_nowait(item)
+
+        async def drain() -> None:
+            async with pool.acquire() as conn:
+                while not queue.empty():
+                    await _floor_one(conn, *queue.get_nowait())
+
+        started = time.perf_counter()
+        await asyncio.gather(*(drain() for _ in range(concurrency)))
+        return time.perf_counter() - started
+    finally:
+        await pool.close()
+
+
+async def breakdown(database_url: str, data_dir: Path, count: int, concurrency: int) -> tuple[float, float]:
+    """The two halves of an ingestion timed alone: the agent (openai client over HTTP + validation) and the write."""
+    settings = load_settings(database_url=database_url, data_dir=data_dir, log_level="WARNING")
+    pool = await create_pool(database_url, min_size=concurrency, max_size=concurrency)
+    gate = asyncio.Semaphore(concurrency)
+    results: list[IngestionResult] = []
+    try:
+        made = await _make_conversations(pool, count, "parts")
+        with llm_in_another_process() as base_url:
+            async with LLMClient(base_url=base_url, api_key="bench", call_log=InMemoryCallLog()) as client:
+                agent = IngestionAgent.from_settings(client, settings)
+
+                async def extract(user_id: str, conversation_id: str) -> None:
+                    async with gate:
+                        stored = await conversations.list_messages(pool, user_id, conversation_id)
+                        messages = [ConversationMessage(role=m.role, content=m.content, timestamp=m.timestamp)
+                                    for m in stored]  # fmt: skip
+                        data = IngestionInput(
+                            conversation=ConversationInput(
+                                id=conversation_id, user_id=user_id, start_time=stored[0].timestamp, messages=messages
+                            )
+                        )
+                        results.append(await agent.run(data))
+
+                started = time.perf_counter()
+                await asyncio.gather(*(extract(u, c) for u, c in made))
+                agent_s = time.perf_counter() - started
+        thresholds = IngestionThresholds(settings.ingestion_importance_threshold, settings.card_importance_threshold)
+
+        async def write(result: IngestionResult) -> None:
+            async with gate:
+                await write_ingestion(pool, result, thresholds)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(write(r) for r in results))
+        return agent_s, time.perf_counter() - started
+    finally:
+        await pool.close()
+
+
+async def run(server_dsn: str, redis_url: str, data_dir: Path, count: int, concurrency: int) -> None:
+    costs = await sample_costs(await _fresh_database(server_dsn), redis_url, data_dir)
+    print("\nLLM cost per conversation (sample user, scripted sample answers)\n")
+    print(f"| {'conversation':<18} | LLM calls | prompt tokens | completion tokens |")
+    print(f"|{'-' * 20}|----------:|--------------:|------------------:|")
+    for key, calls, prompt, completion in costs:
+        print(f"| {key:<18} | {calls:>9} | {prompt:>13} | {completion:>17} |")
+    ingested = [row for row in costs if row[1]]
+    print(
+        f"| {'mean (with a call)':<18} | {sum(r[1] for r in ingested) / len(ingested):>9.2f} | "
+        f"{sum(r[2] for r in ingested) / len(ingested):>13.0f} | {sum(r[3] for r in ingested) / len(ingested):>17.0f} |"
+    )
+
+    await redis_flush(redis_url)
+    runtime_s = await runtime_throughput(await _fresh_database(server_dsn), redis_url, data_dir, count, concurrency)
+    floor_s = await floor_throughput(await _fresh_database(server_dsn), count, concurrency)
+    agent_s, write_s = await breakdown(await _fresh_database(server_dsn), data_dir, count, concurrency)
+    print(f"\nIngestion throughput, {count} conversations, concurrency {concurrency}\n")
+    print("| path | seconds | conversations/s | time vs floor |")
+    print("|---|---:|---:|---:|")
+    print(f"| Orrery: enqueue → worker → LLM over HTTP → one-transaction write | {runtime_s:.2f} | "
+          f"{count / runtime_s:.1f} | {runtime_s / floor_s:.2f}x |")  # fmt: skip
+    print(f"| part: the agent alone (openai client over HTTP, validation) | {agent_s:.2f} | {count / agent_s:.1f} | "
+          f"{agent_s / floor_s:.2f}x |")  # fmt: skip
+    print(f"| part: write_ingestion alone (one transaction) | {write_s:.2f} | {count / write_s:.1f} | "
+          f"{write_s / floor_s:.2f}x |")  # fmt: skip
+    print(f"| floor: bare asyncpg, same inserts | {floor_s:.2f} | {count / floor_s:.1f} | 1.00x |")
+
+
+async def redis_flush(redis_url: str) -> None:
+    client = await connect_redis(redis_url)
+    await client.flushdb()
+    await client.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--conversations", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=10)
+    options = parser.parse_args()
+    configure_logging("WARNING", "json")
+    database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
+    with tempfile.TemporaryDirectory(prefix="orrery-bench-") as tmp:
+        data_dir = Path(tmp)
+        try:
+            server = database_url or embedded.start_postgres(data_dir)
+            redis_url = redis_url or embedded.start_redis(data_dir)
+            asyncio.run(run(server, redis_url, data_dir, options.conversations, options.concurrency))
+        finally:
+            embedded.stop_postgres(data_dir)
+            embedded.stop_redis(data_dir)
+
+
+if __name__ == "__main__":
+    main()
