@@ -20,6 +20,9 @@ from jobs.errors import PermanentError
 from store.postgres import Executor
 from store.repos import cards, concepts, conversations, growth_events, knowledge_edges, memory_units, users
 from store.repos._base import serialized
+from store.repos.cards import NewCard
+from store.repos.growth_events import NewGrowthEvent
+from store.repos.knowledge_edges import NewEdge
 
 MEMORY_UNIT_NAMESPACE = uuid.UUID("6f1d1f57-8d1e-4a53-9a51-3f0c2d7e9b10")
 GROWTH_SOURCE = "ingestion"
@@ -142,21 +145,21 @@ async def _write_memory(
 ) -> None:
     user_id, conversation_id = result.user_id, result.conversation_id
     ids: dict[EntityRef, str] = {}
+    new_cards: list[NewCard] = []
 
     for draft in result.concepts:
         concept_id, created = await _resolve_concept(conn, user_id, draft)
         ids[EntityRef(kind=EntityKind.CONCEPT, key=draft.key)] = concept_id
         if created:
             summary.concepts_created += 1
-            _, card_created = await cards.ensure_card(
-                conn,
-                user_id,
-                card_type="concept",
-                source_entity_id=concept_id,
-                source_entity_type="Concept",
-                display_data={"title": draft.name, "subtitle": draft.type, "description": draft.description},
+            new_cards.append(
+                NewCard(
+                    card_type="concept",
+                    source_entity_id=concept_id,
+                    source_entity_type="Concept",
+                    display_data={"title": draft.name, "subtitle": draft.type, "description": draft.description},
+                )
             )
-            summary.cards += card_created
         else:
             summary.concepts_reused += 1
 
@@ -177,43 +180,54 @@ async def _write_memory(
         ids[EntityRef(kind=EntityKind.MEMORY_UNIT, key=unit.key)] = muid
         summary.memory_units += 1
         if unit.importance_score >= thresholds.card_importance:
-            _, card_created = await cards.ensure_card(
-                conn,
-                user_id,
-                card_type="memory",
-                source_entity_id=muid,
-                source_entity_type="MemoryUnit",
-                display_data={"title": unit.title, "preview": unit.content[:280], "importance": unit.importance_score},
+            new_cards.append(
+                NewCard(
+                    card_type="memory",
+                    source_entity_id=muid,
+                    source_entity_type="MemoryUnit",
+                    display_data={
+                        "title": unit.title,
+                        "preview": unit.content[:280],
+                        "importance": unit.importance_score,
+                    },
+                )
             )
-            summary.cards += card_created
+    summary.cards = await cards.ensure_cards(conn, user_id, new_cards)
 
-    for event in result.growth_events:
-        await growth_events.insert_growth_event(
-            conn,
-            user_id,
-            entity_id=ids[event.about],
-            entity_type=event.about.kind.value,
-            dim_key=event.dim_key.value,
-            delta=event.delta,
-            source=GROWTH_SOURCE,
-            details={"rationale": event.rationale, "source_conversation_id": conversation_id},
-        )
-        summary.growth_events += 1
-
-    for relationship in result.relationships:
-        await knowledge_edges.upsert_edge(
-            conn,
-            user_id,
-            source_id=ids[relationship.source],
-            source_type=relationship.source.kind.value,
-            target_id=ids[relationship.target],
-            target_type=relationship.target.kind.value,
-            relationship_type=relationship.relationship_type.value,
-            strength=relationship.strength,
-            description=relationship.description,
-            source_conversation_id=conversation_id,
-        )
-        summary.relationships += 1
+    await growth_events.insert_growth_events(
+        conn,
+        user_id,
+        [
+            NewGrowthEvent(
+                entity_id=ids[event.about],
+                entity_type=event.about.kind.value,
+                dim_key=event.dim_key.value,
+                delta=event.delta,
+                source=GROWTH_SOURCE,
+                details={"rationale": event.rationale, "source_conversation_id": conversation_id},
+            )
+            for event in result.growth_events
+        ],
+    )
+    summary.growth_events = len(result.growth_events)
+    await knowledge_edges.upsert_edges(
+        conn,
+        user_id,
+        [
+            NewEdge(
+                source_id=ids[relationship.source],
+                source_type=relationship.source.kind.value,
+                target_id=ids[relationship.target],
+                target_type=relationship.target.kind.value,
+                relationship_type=relationship.relationship_type.value,
+                strength=relationship.strength,
+                description=relationship.description,
+                source_conversation_id=conversation_id,
+            )
+            for relationship in result.relationships
+        ],
+    )
+    summary.relationships = len(result.relationships)
 
     if summary.concepts_created:
         await users.add_concepts_created_in_cycle(conn, user_id, summary.concepts_created)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Self
@@ -102,9 +102,19 @@ def row_count(status: str) -> int:
     return int(status.split()[-1])
 
 
+async def _lock(conn: asyncpg.Connection, key: str | Sequence[str]) -> None:
+    keys = [key] if isinstance(key, str) else sorted(set(key))
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+        "FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) AS sorted_keys",
+        keys,
+    )
+
+
 @asynccontextmanager
-async def serialized(db: Executor, key: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection holding a transaction-scoped advisory lock on `key` until its transaction ends.
+async def serialized(db: Executor, key: str | Sequence[str]) -> AsyncIterator[asyncpg.Connection]:
+    """A connection holding a transaction-scoped advisory lock on `key` (or on each of several keys, taken in sorted
+    order in one round trip so two callers can never deadlock) until its transaction ends.
 
     Why: "find, else insert" on a table without a matching unique index (concept normalized names, one card per
     entity) is only race-free when racers for the same key take turns. On a pool a short transaction is opened;
@@ -112,15 +122,15 @@ async def serialized(db: Executor, key: str) -> AsyncIterator[asyncpg.Connection
     """
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+            await _lock(conn, key)
             yield conn
         return
     if db.is_in_transaction():
-        await db.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+        await _lock(db, key)
         yield db
         return
     async with db.transaction():
-        await db.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+        await _lock(db, key)
         yield db
 
 

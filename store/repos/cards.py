@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
+
+from pydantic import BaseModel
 
 from store.postgres import Executor
 from store.repos._base import (
@@ -68,6 +71,38 @@ async def ensure_card(
             user_id, source_entity_id, source_entity_type,
         )  # fmt: skip
         return CardRecord.from_row(existing), False
+
+
+class NewCard(BaseModel):
+    """One card for `ensure_cards`."""
+
+    card_type: str
+    source_entity_id: str
+    source_entity_type: str
+    display_data: dict[str, Any] | None = None
+
+
+async def ensure_cards(db: Executor, user_id: str, new_cards: Sequence[NewCard]) -> int:
+    """`ensure_card` for many entities in two round trips (one for all the locks, one insert); returns how many
+    were created. Ingestion writes a card per new entity, and one statement per card was most of its write cost."""
+    wanted = list({(c.source_entity_type, c.source_entity_id): c for c in new_cards}.values())
+    if not wanted:
+        return 0
+    keys = [f"card:{user_id}:{c.source_entity_type}:{c.source_entity_id}" for c in wanted]
+    async with serialized(db, keys) as conn:
+        status = await conn.execute(
+            "INSERT INTO cards (card_id, user_id, card_type, source_entity_id, source_entity_type, display_data, "
+            "created_at, updated_at) SELECT n.card_id, $1, n.card_type, n.source_entity_id, n.source_entity_type, "
+            "n.display_data::jsonb, $2, $2 FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) "
+            "AS n(card_id, card_type, source_entity_id, source_entity_type, display_data) WHERE NOT EXISTS ("
+            "SELECT 1 FROM cards c WHERE c.user_id = $1 AND c.source_entity_id = n.source_entity_id "
+            "AND c.source_entity_type = n.source_entity_type)",
+            user_id, to_db(utc_now()), [new_id() for _ in wanted], [c.card_type for c in wanted],
+            [c.source_entity_id for c in wanted], [c.source_entity_type for c in wanted],
+            [None if c.display_data is None else json.dumps(json_object(c.display_data, "display_data"))
+             for c in wanted],
+        )  # fmt: skip
+    return row_count(status)
 
 
 async def get_card(db: Executor, user_id: str, card_id: str) -> CardRecord | None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from pydantic import BaseModel
 
 from store.postgres import Executor
 from store.repos._base import JsonObject, Record, UtcDatetime, json_object, new_id, row_count, to_db, utc_now
@@ -40,6 +43,31 @@ async def insert_growth_event(
         json_object(details, "details"),
     )  # fmt: skip
     return GrowthEventRecord.from_row(row)
+
+
+class NewGrowthEvent(BaseModel):
+    """One event for `insert_growth_events`."""
+
+    entity_id: str
+    entity_type: str
+    dim_key: str
+    delta: float
+    source: str
+    details: dict[str, Any] | None = None
+
+
+async def insert_growth_events(db: Executor, user_id: str, events: Sequence[NewGrowthEvent]) -> None:
+    """Insert several events in one pipelined round trip (ingestion writes a handful per conversation)."""
+    now = to_db(utc_now())
+    await db.executemany(
+        "INSERT INTO growth_events (event_id, user_id, entity_id, entity_type, dim_key, delta, source, created_at, "
+        "details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        [
+            (new_id(), user_id, e.entity_id, e.entity_type, e.dim_key, e.delta, e.source, now,
+             json_object(e.details, "details"))
+            for e in events
+        ],
+    )  # fmt: skip
 
 
 async def list_growth_events(db: Executor, user_id: str, *, entity_id: str | None = None) -> list[GrowthEventRecord]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from pydantic import BaseModel
+
 from store.postgres import Executor
 from store.repos._base import Record, new_id, row_count
 
@@ -26,6 +28,41 @@ class KnowledgeEdgeRecord(Record):
     source_conversation_id: str | None
     created_at: datetime  # TIMESTAMPTZ: already aware
     updated_at: datetime
+
+
+_UPSERT = (
+    "INSERT INTO runtime.knowledge_edges (edge_id, user_id, source_id, source_type, target_id, target_type, "
+    "relationship_type, strength, description, source_conversation_id) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+    "ON CONFLICT ON CONSTRAINT knowledge_edges_unique DO UPDATE SET "
+    "strength = GREATEST(knowledge_edges.strength, EXCLUDED.strength), "
+    "description = COALESCE(EXCLUDED.description, knowledge_edges.description), updated_at = now()"
+)
+
+
+class NewEdge(BaseModel):
+    """One edge for `upsert_edges`."""
+
+    source_id: str
+    source_type: str
+    target_id: str
+    target_type: str
+    relationship_type: str
+    strength: float
+    description: str | None
+    source_conversation_id: str | None
+
+
+async def upsert_edges(db: Executor, user_id: str, edges: Sequence[NewEdge]) -> None:
+    """`upsert_edge` for several edges in one pipelined round trip."""
+    await db.executemany(
+        _UPSERT,
+        [
+            (new_id(), user_id, e.source_id, e.source_type, e.target_id, e.target_type, e.relationship_type,
+             e.strength, e.description, e.source_conversation_id)
+            for e in edges
+        ],
+    )  # fmt: skip
 
 
 async def upsert_edge(
@@ -47,13 +84,7 @@ async def upsert_edge(
     The existing edge keeps its id and source conversation: ids in the graph store stay stable.
     """
     row = await db.fetchrow(
-        "INSERT INTO runtime.knowledge_edges (edge_id, user_id, source_id, source_type, target_id, target_type, "
-        "relationship_type, strength, description, source_conversation_id) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-        "ON CONFLICT ON CONSTRAINT knowledge_edges_unique DO UPDATE SET "
-        "strength = GREATEST(knowledge_edges.strength, EXCLUDED.strength), "
-        "description = COALESCE(EXCLUDED.description, knowledge_edges.description), updated_at = now() "
-        "RETURNING *",
+        _UPSERT + " RETURNING *",
         edge_id or new_id(), user_id, source_id, source_type, target_id, target_type, relationship_type, strength,
         description, source_conversation_id,
     )  # fmt: skip

@@ -264,3 +264,37 @@ async def test_concept_metadata_of_the_wrong_shape_reads_and_heals(pool: asyncpg
     await concepts.add_concept_alias(pool, user, "k-1", "my sister")
     healed = await concepts.find_concept(pool, user, normalized_name="my sister", type="person")
     assert healed is not None and healed.metadata == {"aliases": ["my sister"]}
+
+
+async def test_batched_cards_events_and_edges(pool: asyncpg.Pool, user: str) -> None:
+    """The batch writers ingestion uses: cards stay one per entity across both APIs, racing batches included."""
+    single, _ = await cards.ensure_card(
+        pool, user, card_type="concept", source_entity_id="c-1", source_entity_type="Concept", display_data=None
+    )
+    batch = [
+        cards.NewCard(card_type="concept", source_entity_id=f"c-{i}", source_entity_type="Concept",
+                      display_data={"title": f"#{i}"})
+        for i in range(1, 4)
+    ]  # fmt: skip
+    assert await cards.ensure_cards(pool, user, batch) == 2  # c-1 already had its card
+    assert await cards.ensure_cards(pool, user, batch) == 0
+    racing = await asyncio.gather(*(cards.ensure_cards(pool, user, [*batch, batch[0]]) for _ in range(3)))
+    assert racing == [0, 0, 0]
+    stored = {c.source_entity_id: c for c in await cards.list_cards(pool, user)}
+    assert sorted(stored) == ["c-1", "c-2", "c-3"] and stored["c-1"].card_id == single.card_id
+    assert stored["c-2"].display_data == {"title": "#2"} and stored["c-2"].updated_at == stored["c-2"].created_at
+
+    await growth_events.insert_growth_events(
+        pool,
+        user,
+        [growth_events.NewGrowthEvent(entity_id="c-2", entity_type="Concept", dim_key=d, delta=0.5, source="t",
+                                      details={"rationale": "r"}) for d in ("know_self", "act_world")],
+    )  # fmt: skip
+    assert await growth_events.growth_by_dimension(pool, user) == {"know_self": 0.5, "act_world": 0.5}
+
+    edge = knowledge_edges.NewEdge(source_id="c-2", source_type="Concept", target_id="c-3", target_type="Concept",
+                                   relationship_type="ENABLES", strength=0.4, description="a",
+                                   source_conversation_id=None)  # fmt: skip
+    await knowledge_edges.upsert_edges(pool, user, [edge, edge.model_copy(update={"strength": 0.9})])
+    [stored_edge] = await knowledge_edges.list_edges(pool, user)
+    assert (stored_edge.strength, stored_edge.user_id) == (0.9, user)

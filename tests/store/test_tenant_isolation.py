@@ -252,6 +252,18 @@ CASES: dict[str, Case] = {
     "growth_events.growth_by_dimension": Case(
         lambda db, a: growth_events.growth_by_dimension(db, B), lambda dims: A_ONLY_DIMENSION not in dims
     ),
+    "growth_events.insert_growth_events": Case(
+        lambda db, a: growth_events.insert_growth_events(
+            db,
+            B,
+            [
+                growth_events.NewGrowthEvent(
+                    entity_id=a.memory_unit, entity_type="MemoryUnit", dim_key="know_self", delta=0.1, source="test"
+                )
+            ],
+        ),
+        is_none,
+    ),
     "growth_events.delete_growth_events_from_conversation": Case(
         lambda db, a: growth_events.delete_growth_events_from_conversation(db, B, a.conversation), equals(0)
     ),
@@ -266,6 +278,13 @@ CASES: dict[str, Case] = {
             display_data=None,
         ),
         lambda result: result[1] is True and owned_by_b(result[0]),
+    ),
+    "cards.ensure_cards": Case(
+        lambda db, a: cards.ensure_cards(
+            db, B, [cards.NewCard(card_type="memory", source_entity_id=a.memory_unit, source_entity_type="MemoryUnit")]
+        ),
+        # B's own card (0 when the ensure_card case above made it already); A's card is neither reused nor changed
+        lambda created: created in (0, 1),
     ),
     "cards.get_card": Case(lambda db, a: cards.get_card(db, B, a.card), is_none),
     "cards.list_cards": Case(lambda db, a: cards.list_cards(db, B), nothing_of_a),
@@ -288,6 +307,25 @@ CASES: dict[str, Case] = {
             source_conversation_id=None,
         ),
         lambda edge: owned_by_b(edge) and edge.edge_id != f"{A}-edge",
+    ),
+    "knowledge_edges.upsert_edges": Case(
+        lambda db, a: knowledge_edges.upsert_edges(
+            db,
+            B,
+            [
+                knowledge_edges.NewEdge(
+                    source_id=a.memory_unit,
+                    source_type="MemoryUnit",
+                    target_id=a.concept,
+                    target_type="Concept",
+                    relationship_type="HIGHLIGHTS",
+                    strength=1.0,
+                    description="overwritten?",
+                    source_conversation_id=None,
+                )
+            ],
+        ),
+        is_none,
     ),
     "knowledge_edges.list_edges": Case(
         lambda db, a: knowledge_edges.list_edges(db, B, source_conversation_id=a.conversation), equals([])
