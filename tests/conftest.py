@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -38,8 +39,11 @@ def with_database(dsn: str, database: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    directory = tmp_path_factory.mktemp("orrery-stack")
+def stack_dir() -> Iterator[Path]:
+    """Outside pytest's basetemp on purpose: pytest deletes all but the newest three basetemp directories when a
+    session starts, so a second test session started meanwhile (another checkout, an IDE) would delete this
+    session's running Postgres under it."""
+    directory = Path(tempfile.mkdtemp(prefix="orrery-test-stack-"))
     yield directory
     embedded.remove_data_dir(directory)
 
