@@ -48,9 +48,10 @@ from jobs import catalog  # noqa: F401  (registers every job)
 from jobs.enqueue import enqueue
 from jobs.keys import INTERACTIVE
 from jobs.logs import configure_logging
+from jobs.maintenance import end_and_enqueue_ingestion
 from jobs.worker import WorkerOptions, run_workers
 from settings import load_settings
-from store import embedded, sweeps
+from store import embedded
 from store.ingestion_writes import IngestionThresholds, write_ingestion
 from store.llm_calls import list_llm_calls
 from store.migrate import migrate
@@ -104,9 +105,7 @@ async def sample_costs(database_url: str, redis_url: str, data_dir: Path) -> lis
     redis = await connect_redis(redis_url)
     try:
         seeded = await seed_sample_user(pool, redis)
-        await sweeps.end_silent_conversations(pool, timeout_minutes=settings.conversation_timeout_minutes, limit=100)
-        for conversation_id in await sweeps.ended_conversation_ids(pool, limit=100):
-            await enqueue(redis, pool, "ingest", {"conversation_id": conversation_id})
+        await end_and_enqueue_ingestion(pool, redis, timeout_minutes=settings.conversation_timeout_minutes, limit=100)
         await run_workers(settings, database_url, redis_url, WorkerOptions((INTERACTIVE,), 4, burst=True))
         calls = await list_llm_calls(pool, seeded.user_id)
         rows = []

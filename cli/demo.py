@@ -19,11 +19,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from cli.common import CommandError, backends, console, describe_backends, run_async, settings
 from cli.demo_report import load_report, render_report
 from jobs import catalog  # noqa: F401  (registers every job)
-from jobs.enqueue import enqueue
 from jobs.keys import INTERACTIVE
-from jobs.maintenance import INGEST_JOB
+from jobs.maintenance import end_and_enqueue_ingestion
 from settings import Settings
-from store import ledger, sweeps
+from store import ledger
 from store.embedded import Backends
 from store.migrate import migrate
 from store.postgres import create_pool
@@ -72,15 +71,12 @@ async def _demo(cfg: Settings, found: Backends, concurrency: int) -> None:
             f"({len(seeded.created_keys)} new)"
         )
 
-        ended = await sweeps.end_silent_conversations(
-            pool, timeout_minutes=cfg.conversation_timeout_minutes, limit=10_000
+        swept = await end_and_enqueue_ingestion(
+            pool, redis, timeout_minutes=cfg.conversation_timeout_minutes, limit=10_000
         )
-        job_ids = []
-        for conversation_id in await sweeps.ended_conversation_ids(pool, limit=10_000):
-            result = await enqueue(redis, pool, INGEST_JOB, {"conversation_id": conversation_id})
-            job_ids.append(result.job_id)
+        job_ids = swept.ingest_job_ids
         console.print(
-            f"[bold]4/5[/] timeout sweep: {len(ended)} silent conversation(s) ended; "
+            f"[bold]4/5[/] timeout sweep: {swept.ended} silent conversation(s) ended; "
             f"{len(job_ids)} ingestion job(s) queued"
         )
 

@@ -6,16 +6,19 @@ The hourly cycle dispatcher (users whose growth cycle is due → insight jobs) a
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
 
+from jobs import ingest
 from jobs.context import JobContext
+from jobs.enqueue import enqueue
 from jobs.keys import BATCH, INTERACTIVE
-from jobs.registry import JobSpec, UnknownJobError, get_job, register
+from jobs.registry import JobSpec, register
 from store import ledger, sweeps
-
-INGEST_JOB = "ingest"
+from store.postgres import Executor
 
 
 class SweepTimeoutsArgs(BaseModel):
@@ -24,28 +27,43 @@ class SweepTimeoutsArgs(BaseModel):
     limit: int = Field(500, ge=1, le=10_000, description="Conversations ended and enqueued per run at most.")
 
 
-async def sweep_timeouts(ctx: JobContext, args: SweepTimeoutsArgs) -> Mapping[str, Any]:
+@dataclass(frozen=True)
+class SweepResult:
+    ended: int
+    ingest_job_ids: list[str]  # one per ended conversation, whether enqueued now or already queued/running
+    ingest_enqueued: int
+
+
+async def end_and_enqueue_ingestion(
+    pool: Executor, redis: aioredis.Redis, *, timeout_minutes: float, limit: int
+) -> SweepResult:
     """End conversations silent for longer than the timeout, then enqueue ingestion of every `ended` one.
 
     Idempotent: ending is a conditional update (only `active` rows change), and ingestion is enqueued under its
     dedupe key `ingest:{conversation_id}`, so a conversation already queued or running is not enqueued twice; a
-    repeated sweep finds nothing new to end and enqueues nothing new.
+    repeated sweep finds nothing new to end and enqueues nothing new. The cron job and the demo both run this.
     """
-    minutes = args.timeout_minutes or ctx.settings.conversation_timeout_minutes
-    ended = await sweeps.end_silent_conversations(ctx.pool, timeout_minutes=minutes, limit=args.limit)
-    try:
-        get_job(INGEST_JOB)
-    except UnknownJobError:
-        ctx.log.warning("ingestion job not registered; ended conversations wait for it", ended=len(ended))
-        return {"ended": len(ended), "ingest_enqueued": 0, "ingest_already_queued": 0}
-    enqueued = already = 0
-    for conversation_id in await sweeps.ended_conversation_ids(ctx.pool, limit=args.limit):
-        result = await ctx.enqueue(INGEST_JOB, {"conversation_id": conversation_id})
+    ended = await sweeps.end_silent_conversations(pool, timeout_minutes=timeout_minutes, limit=limit)
+    job_ids: list[str] = []
+    enqueued = 0
+    for conversation_id in await sweeps.ended_conversation_ids(pool, limit=limit):
+        result = await enqueue(redis, pool, ingest.SPEC.name, {"conversation_id": conversation_id})
+        job_ids.append(result.job_id)
         enqueued += result.enqueued
-        already += not result.enqueued
-    if ended or enqueued:
-        ctx.log.info("conversations swept", ended=len(ended), ingest_enqueued=enqueued)
-    return {"ended": len(ended), "ingest_enqueued": enqueued, "ingest_already_queued": already}
+    return SweepResult(len(ended), job_ids, enqueued)
+
+
+async def sweep_timeouts(ctx: JobContext, args: SweepTimeoutsArgs) -> Mapping[str, Any]:
+    """The cron face of `end_and_enqueue_ingestion` (idempotent for the reasons given there)."""
+    minutes = args.timeout_minutes or ctx.settings.conversation_timeout_minutes
+    swept = await end_and_enqueue_ingestion(ctx.pool, ctx.redis, timeout_minutes=minutes, limit=args.limit)
+    if swept.ended or swept.ingest_enqueued:
+        ctx.log.info("conversations swept", ended=swept.ended, ingest_enqueued=swept.ingest_enqueued)
+    return {
+        "ended": swept.ended,
+        "ingest_enqueued": swept.ingest_enqueued,
+        "ingest_already_queued": len(swept.ingest_job_ids) - swept.ingest_enqueued,
+    }
 
 
 class PruneLedgerArgs(BaseModel):

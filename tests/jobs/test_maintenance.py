@@ -104,17 +104,6 @@ async def test_sweep_ends_silent_conversations_and_enqueues_ingestion(
     assert again == {"ended": 0, "ingest_enqueued": 0, "ingest_already_queued": 3}  # idempotent
 
 
-async def test_sweep_without_an_ingest_job_only_ends(
-    pool: asyncpg.Pool, resources: WorkerResources, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delitem(registry._REGISTRY, "ingest", raising=False)
-    await _conversations(pool)
-
-    summary = await sweep_timeouts(_ctx(resources, "sweep_timeouts"), SweepTimeoutsArgs())
-
-    assert summary == {"ended": 2, "ingest_enqueued": 0, "ingest_already_queued": 0}
-
-
 async def test_prune_ledger_keeps_active_and_recent_runs(
     pool: asyncpg.Pool, redis_client: aioredis.Redis, resources: WorkerResources
 ) -> None:
