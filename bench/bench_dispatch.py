@@ -20,20 +20,18 @@ import asyncio
 import os
 import random
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import arq.worker
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from bench_stack import bench_servers, fresh_database
 from pydantic import BaseModel, ConfigDict
 
 from jobs.context import JobContext
@@ -44,9 +42,7 @@ from jobs.registry import JobSpec, get_job, register
 from jobs.resources import WorkerResources, ledger_dsn
 from jobs.worker import build_worker
 from settings import load_settings
-from store import embedded, ledger
-from store.migrate import migrate
-from store.postgres import connect
+from store import ledger
 from store.postgres import create_pool as create_pg_pool
 from store.redis import connect_redis
 
@@ -238,18 +234,6 @@ async def run(database_url: str, redis_url: str, jobs: int, samples: int) -> Non
     )
 
 
-async def _fresh_database(server_dsn: str) -> str:
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = await connect(server_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    dsn = urlunsplit(urlsplit(server_dsn)._replace(path=f"/{name}"))
-    conn = await connect(dsn)
-    await migrate(conn)
-    await conn.close()
-    return dsn
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=2000)
@@ -259,16 +243,9 @@ def main() -> None:
     real_stderr, sys.stderr = sys.stderr, devnull
     configure_logging("INFO", "json")  # the runtime's real per-job log lines, rendered and thrown away
     sys.stderr = real_stderr
-    database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
-    with tempfile.TemporaryDirectory(prefix="orrery-bench-") as tmp:
-        data_dir = Path(tmp)
-        try:
-            server = database_url or embedded.start_postgres(data_dir)
-            redis_url = redis_url or embedded.start_redis(data_dir)
-            asyncio.run(run(asyncio.run(_fresh_database(server)), redis_url, options.jobs, options.samples))
-        finally:
-            embedded.stop_postgres(data_dir)
-            embedded.stop_redis(data_dir)
+    with bench_servers() as servers:
+        database_url = asyncio.run(fresh_database(servers.postgres_dsn))
+        asyncio.run(run(database_url, servers.redis_url, options.jobs, options.samples))
 
 
 if __name__ == "__main__":

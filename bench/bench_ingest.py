@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import os
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -29,33 +27,29 @@ from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
+from bench_stack import bench_servers, fresh_database
 
 from agents.ingestion import (
-    ConversationInput,
-    ConversationMessage,
     IngestionAgent,
-    IngestionInput,
     IngestionResult,
 )
 from agents.llm import InMemoryCallLog, LLMClient
 from agents.scripted_llm import KeyedAnswer, ScriptedLLMServer, load_sample_answers
 from jobs import catalog  # noqa: F401  (registers every job)
 from jobs.enqueue import enqueue
+from jobs.ingest import load_ingestion_input
 from jobs.keys import INTERACTIVE
 from jobs.logs import configure_logging
 from jobs.maintenance import end_and_enqueue_ingestion
 from jobs.worker import WorkerOptions, run_workers
 from settings import load_settings
-from store import embedded
 from store.ingestion_writes import IngestionThresholds, write_ingestion
 from store.llm_calls import list_llm_calls
-from store.migrate import migrate
-from store.postgres import connect, create_pool
+from store.postgres import create_pool
 from store.redis import connect_redis
 from store.repos import conversations, users
 from store.samples.loader import seed_sample_user
@@ -69,18 +63,6 @@ MESSAGES = [
     ("assistant", "Sensible. What does this mean for the half marathon?"),
     ("user", "For the first time I believe I can finish it in October."),
 ]
-
-
-async def _fresh_database(server_dsn: str) -> str:
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = await connect(server_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    dsn = urlunsplit(urlsplit(server_dsn)._replace(path=f"/{name}"))
-    conn = await connect(dsn)
-    await migrate(conn)
-    await conn.close()
-    return dsn
 
 
 async def _make_conversations(pool: asyncpg.Pool, count: int, label: str) -> list[tuple[str, str]]:
@@ -253,10 +235,14 @@ async def floor_throughput(database_url: str, count: int, concurrency: int) -> f
         await pool.close()
 
 
-async def breakdown(database_url: str, data_dir: Path, count: int, concurrency: int) -> tuple[float, float]:
-    """The two halves of an ingestion timed alone: the agent (openai client over HTTP + validation) and the write."""
+async def breakdown(
+    database_url: str, redis_url: str, data_dir: Path, count: int, concurrency: int
+) -> tuple[float, float]:
+    """The two halves of an ingestion timed alone: load + agent (the job's reads, the openai client over HTTP,
+    validation) and the write."""
     settings = load_settings(database_url=database_url, data_dir=data_dir, log_level="WARNING")
     pool = await create_pool(database_url, min_size=concurrency, max_size=concurrency)
+    redis = await connect_redis(redis_url)
     gate = asyncio.Semaphore(concurrency)
     results: list[IngestionResult] = []
     try:
@@ -267,15 +253,9 @@ async def breakdown(database_url: str, data_dir: Path, count: int, concurrency: 
 
                 async def extract(user_id: str, conversation_id: str) -> None:
                     async with gate:
-                        stored = await conversations.list_messages(pool, user_id, conversation_id)
-                        messages = [ConversationMessage(role=m.role, content=m.content, timestamp=m.timestamp)
-                                    for m in stored]  # fmt: skip
-                        data = IngestionInput(
-                            conversation=ConversationInput(
-                                id=conversation_id, user_id=user_id, start_time=stored[0].timestamp, messages=messages
-                            )
-                        )
-                        results.append(await agent.run(data))
+                        conversation = await conversations.get_conversation(pool, user_id, conversation_id)
+                        assert conversation is not None
+                        results.append(await agent.run(await load_ingestion_input(pool, redis, conversation)))
 
                 started = time.perf_counter()
                 await asyncio.gather(*(extract(u, c) for u, c in made))
@@ -290,11 +270,12 @@ async def breakdown(database_url: str, data_dir: Path, count: int, concurrency: 
         await asyncio.gather(*(write(r) for r in results))
         return agent_s, time.perf_counter() - started
     finally:
+        await redis.aclose()
         await pool.close()
 
 
 async def run(server_dsn: str, redis_url: str, data_dir: Path, count: int, concurrency: int) -> None:
-    costs = await sample_costs(await _fresh_database(server_dsn), redis_url, data_dir)
+    costs = await sample_costs(await fresh_database(server_dsn), redis_url, data_dir)
     print("\nLLM cost per conversation (sample user, scripted sample answers)\n")
     print(f"| {'conversation':<18} | LLM calls | prompt tokens | completion tokens |")
     print(f"|{'-' * 20}|----------:|--------------:|------------------:|")
@@ -307,15 +288,15 @@ async def run(server_dsn: str, redis_url: str, data_dir: Path, count: int, concu
     )
 
     await redis_flush(redis_url)
-    runtime_s = await runtime_throughput(await _fresh_database(server_dsn), redis_url, data_dir, count, concurrency)
-    floor_s = await floor_throughput(await _fresh_database(server_dsn), count, concurrency)
-    agent_s, write_s = await breakdown(await _fresh_database(server_dsn), data_dir, count, concurrency)
+    runtime_s = await runtime_throughput(await fresh_database(server_dsn), redis_url, data_dir, count, concurrency)
+    floor_s = await floor_throughput(await fresh_database(server_dsn), count, concurrency)
+    agent_s, write_s = await breakdown(await fresh_database(server_dsn), redis_url, data_dir, count, concurrency)
     print(f"\nIngestion throughput, {count} conversations, concurrency {concurrency}\n")
     print("| path | seconds | conversations/s | time vs floor |")
     print("|---|---:|---:|---:|")
     print(f"| Orrery: enqueue → worker → LLM over HTTP → one-transaction write | {runtime_s:.2f} | "
           f"{count / runtime_s:.1f} | {runtime_s / floor_s:.2f}x |")  # fmt: skip
-    print(f"| part: the agent alone (openai client over HTTP, validation) | {agent_s:.2f} | {count / agent_s:.1f} | "
+    print(f"| part: load + agent alone (reads, openai client, validation) | {agent_s:.2f} | {count / agent_s:.1f} | "
           f"{agent_s / floor_s:.2f}x |")  # fmt: skip
     print(f"| part: write_ingestion alone (one transaction) | {write_s:.2f} | {count / write_s:.1f} | "
           f"{write_s / floor_s:.2f}x |")  # fmt: skip
@@ -334,16 +315,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     options = parser.parse_args()
     configure_logging("WARNING", "json")
-    database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
-    with tempfile.TemporaryDirectory(prefix="orrery-bench-") as tmp:
-        data_dir = Path(tmp)
-        try:
-            server = database_url or embedded.start_postgres(data_dir)
-            redis_url = redis_url or embedded.start_redis(data_dir)
-            asyncio.run(run(server, redis_url, data_dir, options.conversations, options.concurrency))
-        finally:
-            embedded.stop_postgres(data_dir)
-            embedded.stop_redis(data_dir)
+    with bench_servers() as servers:
+        asyncio.run(
+            run(servers.postgres_dsn, servers.redis_url, servers.data_dir, options.conversations, options.concurrency)
+        )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.ingestion import ConversationInput, ConversationMessage, ExistingConcept, IngestionAgent, IngestionInput
@@ -19,7 +20,9 @@ from jobs.errors import DeferredError, PermanentError
 from jobs.registry import INTERACTIVE, JobSpec, register
 from store.context import read_turn_context
 from store.ingestion_writes import IngestionThresholds, write_ingestion
+from store.postgres import Executor
 from store.repos import concepts, conversations, users
+from store.repos.conversations import ConversationRecord
 
 RELEVANT_CONCEPTS = 50
 """How many of the user's concepts the model sees (as handles) so it can reuse them instead of inventing twins."""
@@ -33,6 +36,28 @@ class IngestArgs(BaseModel):
 
     conversation_id: str = Field(min_length=1, max_length=200, description="conversations.id to ingest")
     reprocess: bool = Field(False, description="Re-derive a processed conversation, replacing what it produced")
+
+
+async def load_ingestion_input(db: Executor, redis: aioredis.Redis, conversation: ConversationRecord) -> IngestionInput:
+    """Everything the agent reads: messages, the live turn context, the memory profile, the relevant concepts."""
+    user_id, conversation_id = conversation.user_id, conversation.id
+    messages = await conversations.list_messages(db, user_id, conversation_id)
+    user = await users.get_user(db, user_id)
+    known = await concepts.list_relevant_concepts(db, user_id, limit=RELEVANT_CONCEPTS)
+    return IngestionInput(
+        conversation=ConversationInput(
+            id=conversation_id,
+            user_id=user_id,
+            title=conversation.title,
+            start_time=conversation.start_time,
+            messages=[ConversationMessage(role=m.role, content=m.content, timestamp=m.timestamp) for m in messages],
+        ),
+        turn_context=await read_turn_context(redis, conversation_id),
+        memory_profile=user.memory_profile if user is not None and isinstance(user.memory_profile, dict) else None,
+        existing_concepts=[
+            ExistingConcept(concept_id=c.concept_id, name=c.name, type=c.type, description=c.description) for c in known
+        ],
+    )
 
 
 async def ingest(ctx: JobContext, args: IngestArgs) -> Mapping[str, Any]:
@@ -54,23 +79,7 @@ async def ingest(ctx: JobContext, args: IngestArgs) -> Mapping[str, Any]:
             f"(timeout sweep or the web app setting status 'ended')"
         )
 
-    messages = await conversations.list_messages(ctx.pool, user_id, conversation_id)
-    user = await users.get_user(ctx.pool, user_id)
-    known = await concepts.list_relevant_concepts(ctx.pool, user_id, limit=RELEVANT_CONCEPTS)
-    data = IngestionInput(
-        conversation=ConversationInput(
-            id=conversation_id,
-            user_id=user_id,
-            title=conversation.title,
-            start_time=conversation.start_time,
-            messages=[ConversationMessage(role=m.role, content=m.content, timestamp=m.timestamp) for m in messages],
-        ),
-        turn_context=await read_turn_context(ctx.redis, conversation_id),
-        memory_profile=user.memory_profile if user is not None and isinstance(user.memory_profile, dict) else None,
-        existing_concepts=[
-            ExistingConcept(concept_id=c.concept_id, name=c.name, type=c.type, description=c.description) for c in known
-        ],
-    )
+    data = await load_ingestion_input(ctx.pool, ctx.redis, conversation)
     agent = IngestionAgent.from_settings(await ctx.llm(), ctx.settings)
     try:
         result = await agent.run(data, job_id=ctx.job_id)
