@@ -9,16 +9,16 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from pydantic import SecretStr
 
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_sample_answers
 from jobs.enqueue import enqueue
-from settings import Settings, load_settings
+from settings import Settings
 from store import ledger
 from store.llm_calls import list_llm_calls
 from store.repos import cards, concepts, conversations, growth_events, knowledge_edges, memory_units, users
@@ -35,20 +35,15 @@ def llm_server() -> Iterator[ScriptedLLMServer]:
 
 
 @pytest.fixture
-def settings(database_url: str, redis_url: str, tmp_path: Path, llm_server: ScriptedLLMServer) -> Settings:
-    """The worker's settings: the test servers, fast runtime timings and the scripted LLM over HTTP."""
-    return load_settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        data_dir=tmp_path,
-        poll_delay_s=0.01,
-        job_lease_s=2,
-        health_check_interval_s=0.5,
-        shutdown_grace_s=5,
-        openai_base_url=llm_server.base_url,
-        openai_api_key="test-key",
-        llm_timeout_s=0.5,
-        llm_max_retries=2,
+def settings(settings: Settings, llm_server: ScriptedLLMServer) -> Settings:
+    """The runtime tests' worker settings, talking to the scripted LLM over HTTP with short LLM timeouts."""
+    return settings.model_copy(
+        update={
+            "openai_base_url": llm_server.base_url,
+            "openai_api_key": SecretStr("test-key"),
+            "llm_timeout_s": 0.5,
+            "llm_max_retries": 2,
+        }
     )
 
 
