@@ -44,7 +44,6 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
     ingestion_model: str = "gpt-4o-mini"
-    insight_model: str = "gpt-4o-mini"
     llm_timeout_s: float = Field(60.0, gt=0)
     llm_max_retries: int = Field(3, ge=0, le=10)
     daily_token_budget: int = Field(2_000_000, ge=0, description="Per user per UTC day; 0 disables the budget.")
@@ -62,8 +61,6 @@ class Settings(BaseSettings):
     conversation_timeout_minutes: float = Field(10.0, gt=0)
     ingestion_importance_threshold: float = Field(3.0, ge=0, le=10)
     card_importance_threshold: float = Field(6.0, ge=0, le=10)
-    concept_similarity_threshold: float = Field(0.9, gt=0, le=1)
-    cycle_length_days: int = Field(7, ge=1)
 
     # --- logging --------------------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
