@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.ingestion import ConceptDraft, EntityKind, EntityRef, IngestionResult, IngestionStatus
+from agents.ingestion import EntityKind, EntityRef, IngestionResult, IngestionStatus
 from jobs.errors import PermanentError
 from store.postgres import Executor
 from store.repos import cards, concepts, conversations, growth_events, knowledge_edges, memory_units, users
 from store.repos._base import serialized
 from store.repos.cards import NewCard
+from store.repos.concepts import NewConcept
 from store.repos.growth_events import NewGrowthEvent
 from store.repos.knowledge_edges import NewEdge
+from store.repos.memory_units import NewMemoryUnit
 
 MEMORY_UNIT_NAMESPACE = uuid.UUID("6f1d1f57-8d1e-4a53-9a51-3f0c2d7e9b10")
 GROWTH_SOURCE = "ingestion"
@@ -147,15 +149,28 @@ async def _write_memory(
     ids: dict[EntityRef, str] = {}
     new_cards: list[NewCard] = []
 
-    for draft in result.concepts:
-        concept_id, created = await _resolve_concept(conn, user_id, draft)
-        ids[EntityRef(kind=EntityKind.CONCEPT, key=draft.key)] = concept_id
-        if created:
+    ensured = await concepts.ensure_concepts(
+        conn,
+        user_id,
+        [
+            NewConcept(
+                name=draft.name,
+                type=draft.type,
+                description=draft.description,
+                normalized_name=draft.normalized_name,
+                existing_concept_id=draft.existing_concept_id,
+            )
+            for draft in result.concepts
+        ],
+    )
+    for draft, concept in zip(result.concepts, ensured, strict=True):
+        ids[EntityRef(kind=EntityKind.CONCEPT, key=draft.key)] = concept.concept_id
+        if concept.created:
             summary.concepts_created += 1
             new_cards.append(
                 NewCard(
                     card_type="concept",
-                    source_entity_id=concept_id,
+                    source_entity_id=concept.concept_id,
                     source_entity_type="Concept",
                     display_data={"title": draft.name, "subtitle": draft.type, "description": draft.description},
                 )
@@ -163,22 +178,26 @@ async def _write_memory(
         else:
             summary.concepts_reused += 1
 
-    for unit in result.memory_units:
-        muid = memory_unit_id(conversation_id, unit.key)
-        await memory_units.insert_memory_unit(
-            conn,
-            user_id,
-            muid=muid,
-            title=unit.title,
-            content=unit.content,
-            creation_ts=unit.creation_ts,
-            importance_score=unit.importance_score,
-            sentiment_score=unit.sentiment_score,
-            source_conversation_id=conversation_id,
-            metadata={"extraction_key": unit.key, "prompt_version": result.prompt_version, "model": result.model},
-        )
+    units = [(memory_unit_id(conversation_id, unit.key), unit) for unit in result.memory_units]
+    summary.memory_units = await memory_units.insert_memory_units(
+        conn,
+        user_id,
+        [
+            NewMemoryUnit(
+                muid=muid,
+                title=unit.title,
+                content=unit.content,
+                creation_ts=unit.creation_ts,
+                importance_score=unit.importance_score,
+                sentiment_score=unit.sentiment_score,
+                source_conversation_id=conversation_id,
+                metadata={"extraction_key": unit.key, "prompt_version": result.prompt_version, "model": result.model},
+            )
+            for muid, unit in units
+        ],
+    )
+    for muid, unit in units:
         ids[EntityRef(kind=EntityKind.MEMORY_UNIT, key=unit.key)] = muid
-        summary.memory_units += 1
         if unit.importance_score >= thresholds.card_importance:
             new_cards.append(
                 NewCard(
@@ -231,25 +250,3 @@ async def _write_memory(
 
     if summary.concepts_created:
         await users.add_concepts_created_in_cycle(conn, user_id, summary.concepts_created)
-
-
-async def _resolve_concept(conn: Executor, user_id: str, draft: ConceptDraft) -> tuple[str, bool]:
-    """The concept's id and whether it is new: the model's reuse, then the same normalized name or alias, then new."""
-    if draft.existing_concept_id is not None:
-        existing = await concepts.get_concept(conn, user_id, draft.existing_concept_id)
-        if existing is not None:  # the handle came from this user's list; a concept deleted since is created anew
-            await concepts.touch_concept(conn, user_id, existing.concept_id, description=draft.description)
-            return existing.concept_id, False
-    found = await concepts.find_concept(conn, user_id, normalized_name=draft.normalized_name, type=draft.type)
-    if found is not None:
-        await concepts.touch_concept(conn, user_id, found.concept_id, description=draft.description)
-        return found.concept_id, False
-    created = await concepts.create_concept(
-        conn,
-        user_id,
-        name=draft.name,
-        type=draft.type,
-        description=draft.description,
-        normalized_name=draft.normalized_name,
-    )
-    return created.concept_id, True

@@ -8,7 +8,12 @@ name): concurrent ingestions of the same new concept produce one row.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+from pydantic import BaseModel
 
 from store.postgres import Executor
 from store.repos._base import (
@@ -49,9 +54,27 @@ class ConceptRecord(Record):
         return [alias for alias in value if isinstance(alias, str)] if isinstance(value, list) else []
 
 
-_MATCHES_NAME = (
-    "(metadata->>'normalized_name' = $2 OR (jsonb_typeof(metadata->'aliases') = 'array' AND metadata->'aliases' ? $2))"
+def _matches_name(concept: str, name: str) -> str:
+    """SQL: the concept row `concept` has the normalized name `name` as its own or as an alias."""
+    return (
+        f"({concept}metadata->>'normalized_name' = {name} OR (jsonb_typeof({concept}metadata->'aliases') = 'array' "
+        f"AND {concept}metadata->'aliases' ? {name}))"
+    )
+
+
+_MATCHES_NAME = _matches_name("", "$2")
+
+_INSERT_CONFLICT = (
+    "ON CONFLICT (user_id, name, type) DO UPDATE SET last_updated_ts = EXCLUDED.last_updated_ts, "
+    "description = COALESCE(concepts.description, EXCLUDED.description), "
+    "metadata = CASE WHEN jsonb_typeof(concepts.metadata) = 'object' "
+    "AND concepts.metadata ? 'normalized_name' THEN concepts.metadata ELSE EXCLUDED.metadata END "
 )
+"""A racing or web-app row with the same surface name is the concept meant: keep its identity, fill its gaps."""
+
+
+def _concept_lock(user_id: str, type: str, normalized_name: str) -> str:
+    return f"concept:{user_id}:{type}:{normalized_name}"
 
 
 async def find_concept(db: Executor, user_id: str, *, normalized_name: str, type: str) -> ConceptRecord | None:
@@ -80,18 +103,14 @@ async def create_concept(
     advisory lock, and the insert is ON CONFLICT (user_id, name, type) DO UPDATE, which returns a row of the same
     surface name (filling its normalized name when the web app created it without one).
     """
-    async with serialized(db, f"concept:{user_id}:{type}:{normalized_name}") as conn:
+    async with serialized(db, _concept_lock(user_id, type, normalized_name)) as conn:
         found = await find_concept(conn, user_id, normalized_name=normalized_name, type=type)
         if found is not None:
             return found
         now = to_db(utc_now())
         row = await conn.fetchrow(
             "INSERT INTO concepts (concept_id, user_id, name, type, description, status, created_at, "
-            "last_updated_ts, metadata) VALUES ($1, $2, $3, $4, $5, 'active', $6, $6, $7) "
-            "ON CONFLICT (user_id, name, type) DO UPDATE SET last_updated_ts = EXCLUDED.last_updated_ts, "
-            "description = COALESCE(concepts.description, EXCLUDED.description), "
-            "metadata = CASE WHEN jsonb_typeof(concepts.metadata) = 'object' "
-            "AND concepts.metadata ? 'normalized_name' THEN concepts.metadata ELSE EXCLUDED.metadata END "
+            f"last_updated_ts, metadata) VALUES ($1, $2, $3, $4, $5, 'active', $6, $6, $7) {_INSERT_CONFLICT}"
             "RETURNING *",
             concept_id or new_id(), user_id, name, type, description, now,
             {"normalized_name": normalized_name, "aliases": []},
@@ -103,6 +122,107 @@ async def create_concept(
             if successor is not None and successor.status == "active":
                 return successor
         return concept
+
+
+class NewConcept(BaseModel):
+    """One concept for `ensure_concepts`."""
+
+    name: str
+    type: str
+    description: str | None
+    normalized_name: str
+    existing_concept_id: str | None = None  # the caller believes it is this concept (a model's handle)
+
+
+@dataclass(frozen=True)
+class EnsuredConcept:
+    concept_id: str
+    created: bool
+
+
+async def ensure_concepts(db: Executor, user_id: str, wanted: Sequence[NewConcept]) -> list[EnsuredConcept]:
+    """The concept meant by each of `wanted`, in order, creating the missing ones; reused ones are touched.
+
+    Each resolves to: its `existing_concept_id` when that is one of the user's concepts, else the user's oldest
+    active concept of its type whose normalized name or alias matches, else a new row (or the row of the same
+    surface name, or that row's active successor when it was merged away). Two entries meaning the same concept get
+    the same id; only the first counts as created. At most five round trips whatever the count (the locks, one
+    lookup, one insert, one touch, successors), where `create_concept` per item took four each: an ingestion
+    resolves several concepts, and this was the largest part of its write. Takes the same per-name advisory locks
+    as `create_concept`, so the two never create twins.
+    """
+    if not wanted:
+        return []
+    keys = [_concept_lock(user_id, c.type, c.normalized_name) for c in wanted]
+    async with serialized(db, keys) as conn:
+        rows = await conn.fetch(
+            "SELECT DISTINCT ON (d.i) d.i, c.concept_id "
+            "FROM unnest($2::int[], $3::text[], $4::text[], $5::text[]) AS d(i, existing_id, type, normalized_name) "
+            "JOIN concepts c ON c.user_id = $1 AND (c.concept_id = d.existing_id OR (c.type = d.type "
+            f"AND c.status = 'active' AND {_matches_name('c.', 'd.normalized_name')})) "
+            "ORDER BY d.i, c.concept_id IS NOT DISTINCT FROM d.existing_id DESC, c.created_at, c.concept_id",
+            user_id, list(range(len(wanted))), [c.existing_concept_id for c in wanted], [c.type for c in wanted],
+            [c.normalized_name for c in wanted],
+        )  # fmt: skip
+        found: dict[int, str] = {row["i"]: row["concept_id"] for row in rows}
+        now = to_db(utc_now())
+        # one new row per (type, normalized name): "Morning runs" and "morning runs" in one batch are one concept
+        missing: dict[tuple[str, str], NewConcept] = {}
+        for index, concept in enumerate(wanted):
+            if index not in found:
+                missing.setdefault((concept.type, concept.normalized_name), concept)
+        made = await _insert_missing(conn, user_id, list(missing.values()), now)
+        results: list[EnsuredConcept] = []
+        claimed: set[str] = set()
+        for index, concept in enumerate(wanted):
+            if index in found:
+                results.append(EnsuredConcept(found[index], created=False))
+                continue
+            first = missing[(concept.type, concept.normalized_name)]
+            ensured = made[(first.type, first.name)]
+            first_use = ensured.concept_id not in claimed
+            claimed.add(ensured.concept_id)
+            results.append(EnsuredConcept(ensured.concept_id, created=ensured.created and first_use))
+        touched = {r.concept_id: c.description for r, c in zip(results, wanted, strict=True) if not r.created}
+        if touched:
+            await conn.execute(
+                "UPDATE concepts c SET description = COALESCE(NULLIF(btrim(c.description), ''), t.description, "
+                "c.description), last_updated_ts = $2 FROM unnest($3::text[], $4::text[]) AS t(concept_id, "
+                "description) WHERE c.user_id = $1 AND c.concept_id = t.concept_id",
+                user_id, now, list(touched), list(touched.values()),
+            )  # fmt: skip
+    return results
+
+
+async def _insert_missing(
+    conn: Executor, user_id: str, missing: Sequence[NewConcept], now: datetime
+) -> dict[tuple[str, str], EnsuredConcept]:
+    """Insert the concepts no lookup found, one row per surface (type, name); keyed by that surface."""
+    unique = list({(c.type, c.name): c for c in missing}.values())
+    if not unique:
+        return {}
+    rows = await conn.fetch(
+        "INSERT INTO concepts (concept_id, user_id, name, type, description, status, created_at, last_updated_ts, "
+        "metadata) SELECT n.concept_id, $1, n.name, n.type, n.description, 'active', $2, $2, "
+        "jsonb_build_object('normalized_name', n.normalized_name, 'aliases', '[]'::jsonb) "
+        "FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) "
+        f"AS n(concept_id, name, type, description, normalized_name) {_INSERT_CONFLICT}"
+        "RETURNING concept_id, name, type, status, merged_into_concept_id, xmax = 0 AS inserted",
+        user_id, now, [new_id() for _ in unique], [c.name for c in unique], [c.type for c in unique],
+        [c.description for c in unique], [c.normalized_name for c in unique],
+    )  # fmt: skip
+    made = {(row["type"], row["name"]): EnsuredConcept(row["concept_id"], row["inserted"]) for row in rows}
+    merged = {row["merged_into_concept_id"]: (row["type"], row["name"]) for row in rows
+              if row["status"] == "merged" and row["merged_into_concept_id"] is not None}  # fmt: skip
+    if merged:  # the surface name belongs to a concept merged away: its active successor is the concept meant
+        successors = await conn.fetch(
+            "SELECT concept_id FROM concepts WHERE user_id = $1 AND concept_id = ANY($2::text[]) "
+            "AND status = 'active'",
+            user_id, list(merged),
+        )  # fmt: skip
+        for row in successors:
+            made[merged[row["concept_id"]]] = EnsuredConcept(row["concept_id"], created=False)
+    return made
 
 
 async def _update_one(db: Executor, user_id: str, concept_id: str, assignments: str, *args: Any) -> None:

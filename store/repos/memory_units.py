@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
+
 from store.postgres import Executor
-from store.repos._base import JsonObject, NotFoundError, Record, UtcDatetime, json_object, new_id, to_db, utc_now
+from store.repos._base import (
+    JsonObject,
+    NotFoundError,
+    Record,
+    UtcDatetime,
+    json_object,
+    new_id,
+    row_count,
+    to_db,
+    utc_now,
+)
 
 
 class MemoryUnitRecord(Record):
@@ -49,6 +63,45 @@ async def insert_memory_unit(
     if row is None:
         raise NotFoundError(f"conversation {source_conversation_id} not found for user {user_id}")
     return MemoryUnitRecord.from_row(row)
+
+
+class NewMemoryUnit(BaseModel):
+    """One memory unit for `insert_memory_units`."""
+
+    title: str
+    content: str
+    creation_ts: datetime
+    importance_score: float | None
+    sentiment_score: float | None
+    source_conversation_id: str | None
+    metadata: dict[str, Any] | None = None
+    muid: str | None = None
+
+
+async def insert_memory_units(db: Executor, user_id: str, units: Sequence[NewMemoryUnit]) -> int:
+    """`insert_memory_unit` for many units in one statement; all or none: NotFoundError (and nothing written) when
+    any source conversation is not this user's. Returns how many were inserted."""
+    if not units:
+        return 0
+    status = await db.execute(
+        "INSERT INTO memory_units (muid, user_id, title, content, creation_ts, ingestion_ts, last_modified_ts, "
+        "importance_score, sentiment_score, source_conversation_id, metadata) "
+        "SELECT u.muid, $1, u.title, u.content, u.creation_ts, $2, $2, u.importance_score, u.sentiment_score, "
+        "u.source_conversation_id, u.metadata::jsonb "
+        "FROM unnest($3::text[], $4::text[], $5::text[], $6::timestamp[], $7::float8[], $8::float8[], $9::text[], "
+        "$10::text[]) AS u(muid, title, content, creation_ts, importance_score, sentiment_score, "
+        "source_conversation_id, metadata) "
+        "WHERE NOT EXISTS (SELECT 1 FROM unnest($9::text[]) AS s(id) WHERE s.id IS NOT NULL "
+        "AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = s.id AND c.user_id = $1))",
+        user_id, to_db(utc_now()), [u.muid or new_id() for u in units], [u.title for u in units],
+        [u.content for u in units], [to_db(u.creation_ts) for u in units], [u.importance_score for u in units],
+        [u.sentiment_score for u in units], [u.source_conversation_id for u in units],
+        [None if u.metadata is None else json.dumps(json_object(u.metadata, "metadata")) for u in units],
+    )  # fmt: skip
+    if row_count(status) != len(units):
+        sources = sorted({u.source_conversation_id for u in units if u.source_conversation_id is not None})
+        raise NotFoundError(f"conversation(s) {', '.join(sources)} not found for user {user_id}")
+    return len(units)
 
 
 async def get_memory_unit(db: Executor, user_id: str, muid: str) -> MemoryUnitRecord | None:

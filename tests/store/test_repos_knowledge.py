@@ -127,6 +127,105 @@ async def test_racing_transactions_see_each_others_concept_after_commit(pool: as
     assert ids[0] == ids[1]
 
 
+def wanted(
+    name: str, type: str = "person", existing: str | None = None, description: str | None = None
+) -> concepts.NewConcept:
+    return concepts.NewConcept(
+        name=name, type=type, description=description, normalized_name=name.lower().strip(" !"),
+        existing_concept_id=existing,
+    )  # fmt: skip
+
+
+async def test_ensure_concepts_reuses_by_handle_name_and_alias_and_creates_the_rest(
+    pool: asyncpg.Pool, user: str
+) -> None:
+    await concepts.create_concept(pool, user, name="Lena", type="person", description=None, normalized_name="lena",
+                                  concept_id="k-lena")  # fmt: skip
+    await concepts.create_concept(pool, user, name="Dani", type="person", description="coach",
+                                  normalized_name="dani", concept_id="k-dani")  # fmt: skip
+    await concepts.add_concept_alias(pool, user, "k-dani", "coach dani")
+    before = await concepts.get_concept(pool, user, "k-lena")
+    await asyncio.sleep(0.01)
+
+    result = await concepts.ensure_concepts(pool, user, [
+        wanted("Sister", existing="k-lena", description="Younger sister"),  # the model's handle wins over the name
+        wanted("Coach Dani"),  # an alias
+        wanted("Half marathon", type="goal"),
+        wanted("half marathon!", type="goal"),  # the same new concept twice: one row, created once
+        wanted("Lena", type="place"),  # same name, another type: another concept
+        wanted("Ghost", existing="no-such-id"),  # a stale handle: created by name
+    ])  # fmt: skip
+
+    assert [r.created for r in result] == [False, False, True, False, True, True]
+    assert [r.concept_id for r in result[:2]] == ["k-lena", "k-dani"]
+    assert result[3].concept_id == result[2].concept_id
+    assert len({r.concept_id for r in result}) == 5
+    rows = await concepts.list_concepts(pool, user)
+    assert sorted((c.name, c.type) for c in rows) == [
+        ("Dani", "person"), ("Ghost", "person"), ("Half marathon", "goal"), ("Lena", "person"), ("Lena", "place"),
+    ]  # fmt: skip
+    lena = await concepts.get_concept(pool, user, "k-lena")
+    assert before is not None and lena is not None
+    assert lena.description == "Younger sister" and lena.last_updated_ts > before.last_updated_ts  # touched
+    created = next(c for c in rows if c.name == "Half marathon")
+    assert created.normalized_name == "half marathon" and created.aliases == []
+
+
+async def test_ensure_concepts_takes_over_surface_names_and_follows_merges(pool: asyncpg.Pool, user: str) -> None:
+    await pool.execute(
+        "INSERT INTO concepts (concept_id, user_id, name, type, last_updated_ts) "
+        "VALUES ('web', 'u-1', 'Priya', 'person', now())"
+    )  # the web app's row, no normalized name
+    await concepts.create_concept(pool, user, name="Running", type="activity", description=None,
+                                  normalized_name="running", concept_id="old")  # fmt: skip
+    await concepts.create_concept(pool, user, name="Runs", type="activity", description=None,
+                                  normalized_name="runs", concept_id="new")  # fmt: skip
+    await pool.execute("UPDATE concepts SET status = 'merged', merged_into_concept_id = 'new' WHERE concept_id = 'old'")
+
+    result = await concepts.ensure_concepts(pool, user, [wanted("Priya"), wanted("Running", type="activity")])
+
+    assert result == [concepts.EnsuredConcept("web", created=False), concepts.EnsuredConcept("new", created=False)]
+    web = await concepts.get_concept(pool, user, "web")
+    assert web is not None and web.normalized_name == "priya"
+    assert await pool.fetchval("SELECT count(*) FROM concepts WHERE user_id = 'u-1'") == 3
+    assert await concepts.ensure_concepts(pool, user, []) == []
+
+
+async def test_racing_batches_and_single_creates_make_one_concept(pool: asyncpg.Pool, user: str) -> None:
+    """ensure_concepts and create_concept take the same locks: a batch and single creates never make twins."""
+
+    async def batch(name: str) -> str:
+        async with pool.acquire() as conn, conn.transaction():
+            (made,) = await concepts.ensure_concepts(conn, user, [wanted(name, type="place")])
+            await asyncio.sleep(0.05)
+            return made.concept_id
+
+    single = concepts.create_concept(pool, user, name="LISBON", type="place", description=None,
+                                     normalized_name="lisbon")  # fmt: skip
+    results = await asyncio.gather(batch("Lisbon"), batch("lisbon"), single)
+    ids = {results[0], results[1], results[2].concept_id}
+    assert len(ids) == 1
+    assert await pool.fetchval("SELECT count(*) FROM concepts WHERE user_id = 'u-1'") == 1
+
+
+async def test_insert_memory_units_all_or_nothing(pool: asyncpg.Pool, user: str) -> None:
+    def unit(muid: str, conversation: str | None) -> memory_units.NewMemoryUnit:
+        return memory_units.NewMemoryUnit(
+            muid=muid, title=f"t-{muid}", content="c", creation_ts=MOMENT, importance_score=7.5,
+            sentiment_score=-0.25, source_conversation_id=conversation, metadata={"key": muid},
+        )  # fmt: skip
+
+    assert await memory_units.insert_memory_units(pool, user, [unit("a", "c-1"), unit("b", None)]) == 2
+    a = await memory_units.get_memory_unit(pool, user, "a")
+    assert a is not None and (a.title, a.creation_ts, a.importance_score, a.sentiment_score, a.metadata) == (
+        "t-a", MOMENT, 7.5, -0.25, {"key": "a"},
+    )  # fmt: skip
+    with pytest.raises(NotFoundError, match="missing"):
+        await memory_units.insert_memory_units(pool, user, [unit("c", "c-2"), unit("d", "missing")])
+    assert [u.muid for u in await memory_units.list_memory_units(pool, user)] == ["a", "b"]
+    assert await memory_units.insert_memory_units(pool, user, []) == 0
+
+
 async def test_relevant_concepts_order(pool: asyncpg.Pool, user: str) -> None:
     for i, salience in enumerate((None, 0.9, 0.2)):
         await concepts.create_concept(pool, user, name=f"c{i}", type="t", description=None,

@@ -209,6 +209,22 @@ CASES: dict[str, Case] = {
             source_conversation_id=a.conversation,
         )
     ),
+    "memory_units.insert_memory_units": not_found(
+        lambda db, a: memory_units.insert_memory_units(
+            db,
+            B,
+            [
+                memory_units.NewMemoryUnit(
+                    title="t",
+                    content="c",
+                    creation_ts=MOMENT,
+                    importance_score=1,
+                    sentiment_score=0,
+                    source_conversation_id=a.conversation,
+                )
+            ],
+        )
+    ),
     "memory_units.get_memory_unit": Case(lambda db, a: memory_units.get_memory_unit(db, B, a.memory_unit), is_none),
     "memory_units.list_memory_units": Case(
         lambda db, a: memory_units.list_memory_units(db, B, source_conversation_id=a.conversation), equals([])
@@ -226,6 +242,19 @@ CASES: dict[str, Case] = {
             db, B, name="Priya", type="person", description=None, normalized_name="priya", concept_id=a.concept
         ),
         raises=asyncpg.UniqueViolationError,
+    ),
+    "concepts.ensure_concepts": Case(
+        # A's concept id handed in as the "existing" one resolves to B's own Lena, never to A's row
+        lambda db, a: concepts.ensure_concepts(
+            db,
+            B,
+            [
+                concepts.NewConcept(
+                    name="Lena", type="person", description="x", normalized_name="lena", existing_concept_id=a.concept
+                )
+            ],
+        ),
+        equals([concepts.EnsuredConcept(f"{B}-concept", created=False)]),
     ),
     "concepts.add_concept_alias": not_found(lambda db, a: concepts.add_concept_alias(db, B, a.concept, "x")),
     "concepts.touch_concept": not_found(lambda db, a: concepts.touch_concept(db, B, a.concept, description="x")),
