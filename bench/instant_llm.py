@@ -1,0 +1,89 @@
+"""A zero-latency, near-zero-CPU OpenAI-compatible endpoint for throughput benchmarks.
+
+Why not agents.scripted_llm.ScriptedLLMServer: that server parses and records every request (http.server, one thread
+per connection), which costs about 8 ms of CPU per call. A real LLM runs elsewhere and costs this machine nothing, so
+on a 2-core box the scripted server's CPU would be taken from the worker and Postgres being measured. This one answers
+every POST with the same pre-encoded chat completion, reading just enough of the request to keep HTTP/1.1 keep-alive
+working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from multiprocessing import get_context
+from multiprocessing.connection import Connection
+from typing import Any
+
+
+def completion_bytes(answer: Any, prompt_tokens: int) -> bytes:
+    """The whole HTTP response: a chat.completion whose content is `answer` as JSON."""
+    content = json.dumps(answer)
+    completion_tokens = len(content) // 4
+    body = json.dumps(
+        {
+            "id": "chatcmpl-instant",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "instant",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+    ).encode()
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    return head + body
+
+
+async def _serve(response: bytes, ready: Connection) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                if length:
+                    await reader.readexactly(length)
+                writer.write(response)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    ready.send(f"http://127.0.0.1:{port}/v1")
+    await server.serve_forever()
+
+
+def _child(response: bytes, ready: Connection) -> None:
+    asyncio.run(_serve(response, ready))
+
+
+@contextmanager
+def instant_llm(answer: Any, prompt_tokens: int = 1500) -> Iterator[str]:
+    """Serve `answer` to every chat completion from a child process; yields the base URL (ending in /v1)."""
+    receiver, sender = get_context("spawn").Pipe(duplex=False)
+    process = get_context("spawn").Process(
+        target=_child, args=(completion_bytes(answer, prompt_tokens), sender), daemon=True
+    )
+    process.start()
+    try:
+        if not receiver.poll(30):
+            raise RuntimeError("the instant LLM server did not start within 30 s")
+        yield receiver.recv()
+    finally:
+        process.kill()
+        process.join()
