@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(15.0, ge=2, le=600, description="A killed worker's job is taken over after this.")
     shutdown_grace_s: float = Field(30.0, ge=0, le=3600)
     worker_concurrency: int = Field(10, ge=1, le=1000)
+    worker_processes: int = Field(1, ge=1, le=64, description="Worker processes per `run.py worker` (one per core).")
     ledger_retention_days: int = Field(30, ge=1)
 
     # --- agents ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from rich.table import Table
 from cli.common import backends, console, fail, run_async, settings
 from jobs.catalog import all_jobs
 from jobs.keys import QUEUES, health_key_pattern
+from jobs.processes import run_worker_processes
 from jobs.worker import WorkerConfigError, WorkerOptions, run_workers
 from store.postgres import BackendUnavailable
 from store.redis import connect_redis
@@ -32,16 +33,35 @@ def worker_command(
         None, "--concurrency", "-c", min=1, help="Jobs run at once per queue (default ORRERY_WORKER_CONCURRENCY)."
     ),
     burst: bool = typer.Option(False, "--burst", help="Run until the queues are empty, then exit (no cron)."),
+    processes: int | None = typer.Option(
+        None,
+        "--processes",
+        "-p",
+        min=1,
+        max=64,
+        help="Worker processes, each with --concurrency jobs; one per CPU core uses them all "
+        "(default ORRERY_WORKER_PROCESSES, 1).",
+    ),
 ) -> None:
-    """Run jobs from the interactive and batch queues (or --queue), fire cron schedules, drain on SIGTERM."""
+    """Run jobs from the interactive and batch queues (or --queue), fire cron schedules, drain on SIGTERM.
+
+    A process runs one job's Python code at a time: with several cores, run one process per core (--processes).
+    The parent forwards SIGTERM to every process and exits non-zero if one of them dies.
+    """
     cfg = settings()
     found = backends()
     all_jobs()  # importing jobs.catalog registered every job
     options = WorkerOptions(queues=_check_queues(queue), concurrency=concurrency or cfg.worker_concurrency, burst=burst)
+    count = processes or cfg.worker_processes
     try:
-        run_async(run_workers(cfg, found.database_url, found.redis_url, options))
+        if count == 1:
+            run_async(run_workers(cfg, found.database_url, found.redis_url, options))
+            return
+        code = run_worker_processes(cfg, found.database_url, found.redis_url, options, count)
     except WorkerConfigError as exc:
         fail(str(exc))
+    if code:
+        raise typer.Exit(code)
 
 
 async def _live_workers(redis_url: str, queues: tuple[str, ...]) -> dict[str, list[tuple[str, str]]]:

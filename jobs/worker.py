@@ -122,12 +122,17 @@ class WorkerOptions:
     burst: bool = False
 
 
+def check_served(options: WorkerOptions) -> None:
+    """Refuse options that would serve no job at all."""
+    if not any(spec.queue in options.queues for spec in all_jobs()):
+        raise WorkerConfigError(f"no job is registered on queue(s) {', '.join(options.queues)}")
+
+
 async def run_workers(settings: Settings, database_url: str, redis_url: str, options: WorkerOptions) -> None:
     """Run until SIGTERM/SIGINT (or, with burst, until every queue is empty)."""
     logging.getLogger("arq").setLevel(logging.WARNING)  # our own structured lines replace arq's per-job lines
+    check_served(options)
     specs = all_jobs()
-    if not any(spec.queue in options.queues for spec in specs):
-        raise WorkerConfigError(f"no job is registered on queue(s) {', '.join(options.queues)}")
     pool = await create_pool(database_url, min_size=1, max_size=min(options.concurrency * len(options.queues), 20) + 2)
     ledger_pool = await create_pool(ledger_dsn(database_url), min_size=1, max_size=min(options.concurrency, 10) + 1)
     redis = await connect_redis(redis_url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import signal
 import time
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ import redis.asyncio as aioredis
 
 from jobs.diagnostics import mark_keys
 from jobs.enqueue import enqueue
-from jobs.keys import job_key, queue_key, retry_key
+from jobs.keys import INTERACTIVE, health_key_pattern, job_key, queue_key, retry_key
 from store import ledger
 from tests.jobs.conftest import WorkerProcesses, cli_env, run_cli, wait_for_workers, wait_until
 
@@ -175,3 +176,55 @@ async def test_health_and_the_jobs_cli(
     table = {row["name"]: row for row in json.loads(run_cli(env, "jobs", "list", "--json").stdout)}
     assert table["sweep_timeouts"]["schedule"] == "* * * * *" and table["sweep_timeouts"]["next_run"].endswith("Z")
     assert table["diag.echo"]["next_run"] is None
+
+
+async def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+async def _worker_pids(redis_client: aioredis.Redis) -> list[int]:
+    keys = [key.decode() async for key in redis_client.scan_iter(match=health_key_pattern(INTERACTIVE))]
+    return sorted(int(key.rsplit(":", 1)[-1]) for key in keys)
+
+
+async def test_processes_share_the_queues_and_drain_together_on_sigterm(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, workers: WorkerProcesses
+) -> None:
+    proc = workers.start("--processes", "2", "--concurrency", "1")
+    await wait_for_workers(redis_client, 2)
+    assert proc.pid not in await _worker_pids(redis_client)  # the parent supervises, the children work
+    results = [await enqueue(redis_client, pool, "diag.echo", {"sleep_s": 1.0, "mark": "pair"}) for _ in range(2)]
+    await _started(redis_client, "pair", count=2)  # one job per process: each runs one at a time
+
+    proc.send_signal(signal.SIGTERM)
+
+    assert await _exit(proc) == 0, workers.log(0)
+    runs = [await ledger.latest_run(pool, result.job_id) for result in results]
+    assert [run.state if run else None for run in runs] == ["succeeded", "succeeded"]
+    assert len({run.worker_id for run in runs if run}) == 2
+    for pid in {int(run.worker_id.rsplit(":", 1)[-1]) for run in runs if run and run.worker_id}:
+        assert await _gone(pid)  # the parent exits only after every child
+
+
+async def test_a_process_that_dies_stops_the_worker_with_its_code(
+    redis_client: aioredis.Redis, workers: WorkerProcesses
+) -> None:
+    proc = workers.start("--processes", "2")
+    await wait_for_workers(redis_client, 2)
+    first, second = await _worker_pids(redis_client)
+
+    os.kill(first, signal.SIGKILL)
+
+    assert await _exit(proc) == 128 + signal.SIGKILL, workers.log(0)
+    assert "worker process died; stopping the others" in workers.log(0)
+    await wait_until(lambda: _gone(second), timeout=10)
+
+
+async def test_processes_must_be_at_least_one(workers: WorkerProcesses) -> None:
+    proc = workers.start("--processes", "0")
+    assert await _exit(proc) == 2
+    assert "--processes" in workers.log(0)
