@@ -1,6 +1,6 @@
 """Ingestion benchmark: LLM cost per conversation on the sample set, and throughput against a raw-insert floor.
 
-    .venv/bin/python bench/bench_ingest.py [--conversations 300] [--concurrency 10]
+    .venv/bin/python bench/bench_ingest.py [--conversations 300] [--concurrency 10] [--rounds 3]
 
 1. LLM calls and prompt/completion tokens per conversation: the sample user's conversations ingested through an
    in-process worker, answered by the scripted server from the shipped sample answers (token counts are the scripted
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import statistics
 import sys
 import time
 import uuid
@@ -52,6 +54,7 @@ from store.redis import connect_redis
 from store.repos import conversations, users
 from store.samples.loader import seed_sample_user
 
+ROOT = Path(__file__).resolve().parent.parent
 ANSWER: dict[str, Any] = load_sample_answers()[0].answer
 MESSAGES = [
     ("assistant", "Morning! How did the long run go?"),
@@ -106,38 +109,57 @@ async def sample_costs(database_url: str, redis_url: str, data_dir: Path) -> lis
 
 
 WARMUP_CONVERSATIONS = 20
-"""Ingested by a first worker run before the measured one, so imports and lazily built schemas are warm."""
+"""Ready at once, so the worker processes warm up (first connections, the LLM client, statement caches) on them."""
+
+BACKLOG_DELAY_S = 15.0
+"""The backlog is queued to become due this long after the worker command starts, so every process is up and warm
+when it does (a fresh interpreter per process takes a few seconds to import everything)."""
 
 
 async def runtime_throughput(
-    database_url: str, redis_url: str, data_dir: Path, count: int, concurrency: int
+    database_url: str, redis_url: str, data_dir: Path, count: int, concurrency: int, processes: int
 ) -> tuple[float, float]:
-    """(seconds of the warm-up run, seconds for a worker to ingest a backlog of `count` queued conversations: start
-    to exit, pools and arq start-up included). The jobs are queued before the clock starts, as the web app queues
-    them from its own process; bench_dispatch.py measures enqueueing."""
+    """(seconds from the worker command's start to the warm-up done, seconds from the first backlog job's start to
+    the last one's finish, by the ledger's clock).
+
+    The worker is the real `run.py worker --burst` command; the jobs are queued beforehand from this process, as the
+    web app queues them from its own (bench_dispatch.py measures enqueueing)."""
     with instant_llm(ANSWER) as base_url:
-        settings = load_settings(
-            database_url=database_url, redis_url=redis_url, data_dir=data_dir, log_level="WARNING",
-            openai_base_url=base_url, openai_api_key="bench",
+        env = {key: value for key, value in os.environ.items() if not key.startswith("ORRERY_")}
+        env.update(
+            DATABASE_URL=database_url, REDIS_URL=redis_url, ORRERY_DATA_DIR=str(data_dir), ORRERY_LOG_LEVEL="WARNING",
+            ORRERY_LOG_FORMAT="json", OPENAI_BASE_URL=base_url, OPENAI_API_KEY="bench",
         )  # fmt: skip
         pool = await create_pool(database_url)
         redis = await connect_redis(redis_url)
-        options = WorkerOptions((INTERACTIVE,), concurrency, burst=True)
         try:
-            timings = []
-            for label, size in (("warmup", WARMUP_CONVERSATIONS), ("runtime", count)):
-                made = [c for _, c in await _make_conversations(pool, size, label)]
-                for conversation_id in made:
-                    await enqueue(redis, pool, "ingest", {"conversation_id": conversation_id})
-                started = time.perf_counter()
-                await run_workers(settings, database_url, redis_url, options)
-                timings.append(time.perf_counter() - started)
-                processed = await pool.fetchval(
-                    "SELECT count(*) FROM conversations WHERE status = 'processed' AND id = ANY($1::text[])", made
+            warmup = [c for _, c in await _make_conversations(pool, WARMUP_CONVERSATIONS, "warmup")]
+            backlog = [c for _, c in await _make_conversations(pool, count, "runtime")]
+            for conversation_id in warmup:
+                await enqueue(redis, pool, "ingest", {"conversation_id": conversation_id})
+            due = datetime.now(UTC) + timedelta(seconds=BACKLOG_DELAY_S)
+            for conversation_id in backlog:
+                await enqueue(redis, pool, "ingest", {"conversation_id": conversation_id}, run_at=due)
+            command = [sys.executable, str(ROOT / "run.py"), "worker", "--burst", "--queue", INTERACTIVE,
+                       "--concurrency", str(concurrency), "--processes", str(processes)]  # fmt: skip
+            started = time.time()
+            worker = await asyncio.create_subprocess_exec(*command, env=env, cwd=ROOT, stderr=asyncio.subprocess.PIPE)
+            _, stderr = await worker.communicate()
+            if worker.returncode != 0:
+                raise SystemExit(f"the worker exited {worker.returncode}:\n{stderr.decode(errors='replace')[-2000:]}")
+            spans = {}
+            for label, ids in (("warmup", warmup), ("backlog", backlog)):
+                spans[label] = await pool.fetchrow(
+                    "SELECT count(*) FILTER (WHERE state = 'succeeded') AS done, min(started_at) AS first, "
+                    "max(finished_at) AS last FROM runtime.job_runs WHERE job_id = ANY($1::text[])",
+                    [f"ingest:{c}" for c in ids],
                 )
-                if processed != size:
-                    raise SystemExit(f"only {processed} of {size} {label} conversations were processed")
-            return timings[0], timings[1]
+                if spans[label]["done"] != len(ids):
+                    raise SystemExit(f"only {spans[label]['done']} of {len(ids)} {label} ingestions succeeded")
+            if spans["backlog"]["first"] < spans["warmup"]["last"]:
+                raise SystemExit(f"the workers took over {BACKLOG_DELAY_S} s to warm up; raise BACKLOG_DELAY_S")
+            warm_s = spans["warmup"]["last"].timestamp() - started
+            return warm_s, (spans["backlog"]["last"] - spans["backlog"]["first"]).total_seconds()
         finally:
             await redis.aclose()
             await pool.close()
@@ -263,7 +285,9 @@ async def breakdown(
         await pool.close()
 
 
-async def run(server_dsn: str, redis_url: str, data_dir: Path, count: int, concurrency: int) -> None:
+async def run(
+    server_dsn: str, redis_url: str, data_dir: Path, count: int, concurrency: int, rounds: int, processes: int
+) -> None:
     costs = await sample_costs(await fresh_database(server_dsn), redis_url, data_dir)
     print("\nLLM cost per conversation (sample user, scripted sample answers)\n")
     print(f"| {'conversation':<18} | LLM calls | prompt tokens | completion tokens |")
@@ -276,23 +300,34 @@ async def run(server_dsn: str, redis_url: str, data_dir: Path, count: int, concu
         f"{sum(r[2] for r in ingested) / len(ingested):>13.0f} | {sum(r[3] for r in ingested) / len(ingested):>17.0f} |"
     )
 
-    await redis_flush(redis_url)
-    runtime_db = await fresh_database(server_dsn)
-    startup_s, runtime_s = await runtime_throughput(runtime_db, redis_url, data_dir, count, concurrency)
-    floor_s = await floor_throughput(await fresh_database(server_dsn), count, concurrency)
-    agent_s, write_s = await breakdown(await fresh_database(server_dsn), redis_url, data_dir, count, concurrency)
-    print(f"\nIngestion throughput, {count} conversations, concurrency {concurrency}\n")
+    samples: dict[str, list[float]] = {"runtime": [], "floor": [], "agent": [], "write": [], "warmup": []}
+    for round_number in range(1, rounds + 1):
+        print(f"round {round_number}/{rounds}…", file=sys.stderr)
+        await redis_flush(redis_url)
+        runtime_db = await fresh_database(server_dsn)
+        warmup_s, runtime_s = await runtime_throughput(runtime_db, redis_url, data_dir, count, concurrency, processes)
+        samples["warmup"].append(warmup_s)
+        samples["runtime"].append(runtime_s)
+        samples["floor"].append(await floor_throughput(await fresh_database(server_dsn), count, concurrency))
+        agent_s, write_s = await breakdown(await fresh_database(server_dsn), redis_url, data_dir, count, concurrency)
+        samples["agent"].append(agent_s)
+        samples["write"].append(write_s)
+    median = {name: statistics.median(values) for name, values in samples.items()}
+    ratios = [r / f for r, f in zip(samples["runtime"], samples["floor"], strict=True)]
+    floor_s = median["floor"]
+
+    def row(label: str, seconds: float) -> str:
+        return f"| {label} | {seconds:.2f} | {count / seconds:.1f} | {seconds / floor_s:.2f}x |"
+
+    print(f"\nIngestion throughput, {count} conversations, concurrency {concurrency}, median of {rounds} rounds\n")
     print("| path | seconds | conversations/s | time vs floor |")
     print("|---|---:|---:|---:|")
-    print(f"| Orrery: queued backlog → worker → LLM over HTTP → one-transaction write | {runtime_s:.2f} | "
-          f"{count / runtime_s:.1f} | {runtime_s / floor_s:.2f}x |")  # fmt: skip
-    print(f"| part: load + agent alone (reads, openai client, validation) | {agent_s:.2f} | {count / agent_s:.1f} | "
-          f"{agent_s / floor_s:.2f}x |")  # fmt: skip
-    print(f"| part: write_ingestion alone (one transaction) | {write_s:.2f} | {count / write_s:.1f} | "
-          f"{write_s / floor_s:.2f}x |")  # fmt: skip
-    print(f"| warm-up: first worker run, {WARMUP_CONVERSATIONS} conversations (not in the rows above) | "
-          f"{startup_s:.2f} | | |")  # fmt: skip
-    print(f"| floor: bare asyncpg, same inserts | {floor_s:.2f} | {count / floor_s:.1f} | 1.00x |")
+    print(row("Orrery: queued backlog → worker → LLM over HTTP → one-transaction write", median["runtime"]))
+    print(row("part: load + agent alone (reads, openai client, validation)", median["agent"]))
+    print(row("part: write_ingestion alone (one transaction)", median["write"]))
+    print(row("floor: bare asyncpg, same inserts", floor_s))
+    print(f"\nruntime/floor per round: {', '.join(f'{r:.2f}x' for r in ratios)}; warm-up run "
+          f"({WARMUP_CONVERSATIONS} conversations, not in the table): {median['warmup']:.2f} s")  # fmt: skip
 
 
 async def redis_flush(redis_url: str) -> None:
@@ -305,12 +340,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--conversations", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3, help="measure this many times and report medians")
+    parser.add_argument(
+        "--processes", type=int, default=os.cpu_count() or 1, help="worker processes (default: one per CPU core)"
+    )
     options = parser.parse_args()
     configure_logging("WARNING", "json")
     with bench_servers() as servers:
-        asyncio.run(
-            run(servers.postgres_dsn, servers.redis_url, servers.data_dir, options.conversations, options.concurrency)
-        )
+        workload = (options.conversations, options.concurrency, options.rounds, options.processes)
+        asyncio.run(run(servers.postgres_dsn, servers.redis_url, servers.data_dir, *workload))
 
 
 if __name__ == "__main__":
