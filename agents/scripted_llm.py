@@ -46,6 +46,7 @@ class ScriptedReply:
     headers: Mapping[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     finish_reason: str = "stop"
+    raw_body: str | None = None  # sent as the whole response body instead of a chat completion
 
     @classmethod
     def json(cls, value: Any, *, delay_s: float = 0.0) -> ScriptedReply:
@@ -70,12 +71,18 @@ class ScriptedReply:
         return cls(status=status, error_message=message, error_type=kind, error_code=code, headers=headers)
 
     @classmethod
+    def garbled(cls, body: str) -> ScriptedReply:
+        """A 200 whose body is not a chat completion (a broken proxy or server)."""
+        return cls(raw_body=body)
+
+    @classmethod
     def slow(cls, delay_s: float, then: ScriptedReply | None = None) -> ScriptedReply:
         """Wait `delay_s`, then send `then` (an empty JSON object by default) — if the client is still there."""
         base = then or cls.json({})
         return cls(
             status=base.status, content=base.content, error_message=base.error_message, error_type=base.error_type,
             error_code=base.error_code, headers=base.headers, delay_s=delay_s, finish_reason=base.finish_reason,
+            raw_body=base.raw_body,
         )  # fmt: skip
 
 
@@ -272,7 +279,9 @@ class _Handler(BaseHTTPRequestHandler):
         reply = self.scripted._next_reply(request)
         if reply.delay_s and self.scripted._stopping.wait(reply.delay_s):
             return  # server stopping: drop the reply
-        if reply.status != 200:
+        if reply.raw_body is not None:
+            self._send_bytes(reply.status, reply.raw_body.encode("utf-8"), reply.headers)
+        elif reply.status != 200:
             body_out = _error_body(reply.error_message or HTTPStatus(reply.status).phrase, reply.error_type,
                                    reply.error_code)  # fmt: skip
             self._send_json(reply.status, body_out, reply.headers)
@@ -291,7 +300,9 @@ class _Handler(BaseHTTPRequestHandler):
         return request
 
     def _send_json(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode("utf-8")
+        self._send_bytes(status, json.dumps(payload).encode("utf-8"), headers)
+
+    def _send_bytes(self, status: int, data: bytes, headers: Mapping[str, str] | None = None) -> None:
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

@@ -174,6 +174,16 @@ async def test_server_error_is_retried(server: ScriptedLLMServer, client: LLMCli
     ]  # fmt: skip
 
 
+async def test_a_200_that_is_not_a_completion_is_retried_like_a_server_error(
+    server: ScriptedLLMServer, client: LLMClient, call_log: InMemoryCallLog
+) -> None:
+    server.enqueue(ScriptedReply.garbled('{"detail": "upstream reset"}'), ScriptedReply.json(GOOD))
+    assert await ask(client) == Verdict(**GOOD)
+    records = [record for _, record in call_log.records]
+    assert [r.outcome for r in records] == [CallOutcome.SERVER_ERROR, CallOutcome.OK]
+    assert records[0].error is not None and "not a chat completion" in records[0].error
+
+
 async def test_persistent_server_errors_become_transient(server: ScriptedLLMServer, make_client: ClientFactory) -> None:
     client = make_client(max_retries=1)
     server.enqueue(*[ScriptedReply.error(502, "bad gateway")] * 3)
