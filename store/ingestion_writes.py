@@ -93,16 +93,17 @@ async def write_ingestion(
             summary.outcome = "below_threshold"
         else:
             await _write_memory(conn, result, thresholds, summary)
+            package = None
             if result.forward_context is not None and await _is_latest(conn, user_id, conversation.start_time):
-                await users.set_next_conversation_context(
-                    conn,
-                    user_id,
-                    {
-                        **result.forward_context.model_dump(mode="json"),
-                        "source_conversation_id": conversation_id,
-                        "source_conversation_start_time": conversation.start_time.isoformat(),
-                        "generated_at": datetime.now(UTC).isoformat(),
-                    },
+                package = {
+                    **result.forward_context.model_dump(mode="json"),
+                    "source_conversation_id": conversation_id,
+                    "source_conversation_start_time": conversation.start_time.isoformat(),
+                    "generated_at": datetime.now(UTC).isoformat(),
+                }
+            if summary.concepts_created or package is not None:
+                await users.record_ingestion(
+                    conn, user_id, concepts_created=summary.concepts_created, next_context=package
                 )
         await conversations.mark_conversation_processed(
             conn,
@@ -118,9 +119,8 @@ async def write_ingestion(
 async def _is_latest(conn: Executor, user_id: str, start_time: datetime) -> bool:
     """Whether this conversation may set the next-conversation package: ingestions finish in any order (several
     workers, retries, a reprocess of an old conversation), and the newest conversation's outlook must win."""
-    user = await users.get_user(conn, user_id)
-    package = user.next_conversation_context_package if user is not None else None
-    if not isinstance(package, dict) or not isinstance(package.get("source_conversation_start_time"), str):
+    package = await users.get_next_conversation_context(conn, user_id)
+    if package is None or not isinstance(package.get("source_conversation_start_time"), str):
         return True
     try:
         current = datetime.fromisoformat(package["source_conversation_start_time"])
@@ -247,6 +247,3 @@ async def _write_memory(
         ],
     )
     summary.relationships = len(result.relationships)
-
-    if summary.concepts_created:
-        await users.add_concepts_created_in_cycle(conn, user_id, summary.concepts_created)

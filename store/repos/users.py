@@ -80,9 +80,24 @@ async def set_next_conversation_context(db: Executor, user_id: str, package: dic
     await _update(db, user_id, "next_conversation_context_package = $2", json_object(package, "package"))
 
 
-async def add_concepts_created_in_cycle(db: Executor, user_id: str, count: int) -> None:
-    """Count concepts created in the current cycle (an increment, so concurrent jobs do not lose each other's)."""
-    await _update(db, user_id, "concepts_created_in_cycle = concepts_created_in_cycle + $2", count)
+async def get_next_conversation_context(db: Executor, user_id: str) -> dict[str, Any] | None:
+    """Only the stored next-conversation package (None when unset, or not an object)."""
+    package = await db.fetchval("SELECT next_conversation_context_package FROM users WHERE user_id = $1", user_id)
+    return package if isinstance(package, dict) else None
+
+
+async def record_ingestion(
+    db: Executor, user_id: str, *, concepts_created: int, next_context: dict[str, Any] | None
+) -> None:
+    """What one ingestion changes on the user, in one statement: the cycle's concept count goes up by
+    `concepts_created` (an increment, so concurrent jobs do not lose each other's) and, when given, `next_context`
+    becomes the next-conversation package."""
+    await _update(
+        db, user_id,
+        "concepts_created_in_cycle = concepts_created_in_cycle + $2, "
+        "next_conversation_context_package = COALESCE($3::jsonb, next_conversation_context_package)",
+        concepts_created, None if next_context is None else json_object(next_context, "next_context"),
+    )  # fmt: skip
 
 
 async def set_memory_profile(db: Executor, user_id: str, profile: dict[str, Any]) -> None:

@@ -30,8 +30,9 @@ async def test_user_round_trip_and_updated_at_advances(pool: asyncpg.Pool) -> No
     await asyncio.sleep(0.01)
     await users.set_next_conversation_context(pool, "u-1", {"focus": "sleep"})
     await users.set_memory_profile(pool, "u-1", {"summary": "marathoner"})
-    await users.add_concepts_created_in_cycle(pool, "u-1", 3)
-    await users.add_concepts_created_in_cycle(pool, "u-1", 2)
+    assert await users.get_next_conversation_context(pool, "u-1") == {"focus": "sleep"}
+    await users.record_ingestion(pool, "u-1", concepts_created=3, next_context=None)  # the package stays
+    await users.record_ingestion(pool, "u-1", concepts_created=2, next_context={"focus": "sleep"})
     after = await users.get_user(pool, "u-1")
     assert after is not None and created.last_active_at is not None and after.last_active_at is not None
     assert after.next_conversation_context_package == {"focus": "sleep"}

@@ -67,6 +67,7 @@ class Rows:
 async def give_user_a_row_everywhere(db: Executor, user_id: str, dimension: str) -> Rows:
     p = f"{user_id}-"
     await users.create_user(db, user_id, email=f"{user_id}@example.org", memory_profile={"of": user_id})
+    await users.set_next_conversation_context(db, user_id, {"of": user_id})
     await conversations.create_conversation(db, user_id, conversation_id=p + "conv", start_time=MOMENT)
     await conversations.add_message(db, user_id, p + "conv", role="user", content="secret", message_id=p + "msg")
     await memory_units.insert_memory_unit(
@@ -167,7 +168,13 @@ CASES: dict[str, Case] = {
     "users.set_next_conversation_context": Case(
         lambda db, a: users.set_next_conversation_context(db, B, {"x": 1}), is_none
     ),
-    "users.add_concepts_created_in_cycle": Case(lambda db, a: users.add_concepts_created_in_cycle(db, B, 5), is_none),
+    "users.record_ingestion": Case(
+        lambda db, a: users.record_ingestion(db, B, concepts_created=5, next_context={"x": 1}), is_none
+    ),
+    "users.get_next_conversation_context": Case(
+        lambda db, a: users.get_next_conversation_context(db, B),
+        lambda package: package != {"of": A},  # B's own
+    ),
     "users.set_memory_profile": Case(lambda db, a: users.set_memory_profile(db, B, {"x": 1}), is_none),
     "users.start_cycle": Case(lambda db, a: users.start_cycle(db, B, FAR_FUTURE), is_none),
     # conversations and messages
