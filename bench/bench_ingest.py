@@ -6,10 +6,11 @@
    in-process worker, answered by the scripted server from the shipped sample answers (token counts are the scripted
    server's estimate, ~4 characters per token, of the real prompts the agent sends).
 2. Throughput: a backlog of --conversations queued ingest jobs (one user each, six messages) worked off by the real
-   runtime — arq worker, ledger, the real openai client over HTTP to a zero-latency LLM in another process (a real
-   one runs elsewhere too), validation, the one-transaction write — against the floor: a bare asyncpg script
-   performing the same inserts and updates, one transaction per conversation, at the same concurrency. A first
-   worker run of 20 conversations warms the process up and is reported on its own line.
+   `run.py worker --burst --processes N` command — arq, ledger, the real openai client over HTTP to a zero-latency
+   LLM in another process (a real one runs elsewhere too), validation, the one-transaction write — timed by the
+   ledger from the first job's start to the last one's finish, after the processes warmed up on 20 other
+   conversations; against the floor: a bare asyncpg script performing the same inserts and updates, one transaction
+   per conversation. Both keep --concurrency jobs in flight (split across the worker processes). Medians of --rounds.
    Goal: 1 LLM call per conversation; runtime within 3x floor.
 Uses DATABASE_URL / REDIS_URL when set, else a throwaway embedded Postgres and Redis.
 """
@@ -140,8 +141,9 @@ async def runtime_throughput(
             due = datetime.now(UTC) + timedelta(seconds=BACKLOG_DELAY_S)
             for conversation_id in backlog:
                 await enqueue(redis, pool, "ingest", {"conversation_id": conversation_id}, run_at=due)
+            per_process = -(-concurrency // processes)  # the same jobs in flight as the floor's connections, in all
             command = [sys.executable, str(ROOT / "run.py"), "worker", "--burst", "--queue", INTERACTIVE,
-                       "--concurrency", str(concurrency), "--processes", str(processes)]  # fmt: skip
+                       "--concurrency", str(per_process), "--processes", str(processes)]  # fmt: skip
             started = time.time()
             worker = await asyncio.create_subprocess_exec(*command, env=env, cwd=ROOT, stderr=asyncio.subprocess.PIPE)
             _, stderr = await worker.communicate()
@@ -319,7 +321,8 @@ async def run(
     def row(label: str, seconds: float) -> str:
         return f"| {label} | {seconds:.2f} | {count / seconds:.1f} | {seconds / floor_s:.2f}x |"
 
-    print(f"\nIngestion throughput, {count} conversations, concurrency {concurrency}, median of {rounds} rounds\n")
+    print(f"\nIngestion throughput, {count} conversations, {concurrency} at once ({processes} worker processes), "
+          f"median of {rounds} rounds\n")  # fmt: skip
     print("| path | seconds | conversations/s | time vs floor |")
     print("|---|---:|---:|---:|")
     print(row("Orrery: queued backlog → worker → LLM over HTTP → one-transaction write", median["runtime"]))
