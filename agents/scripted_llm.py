@@ -14,6 +14,7 @@ A request with neither gets a 400 that says so, which the client reports as a pe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -78,12 +79,7 @@ class ScriptedReply:
     @classmethod
     def slow(cls, delay_s: float, then: ScriptedReply | None = None) -> ScriptedReply:
         """Wait `delay_s`, then send `then` (an empty JSON object by default) — if the client is still there."""
-        base = then or cls.json({})
-        return cls(
-            status=base.status, content=base.content, error_message=base.error_message, error_type=base.error_type,
-            error_code=base.error_code, headers=base.headers, delay_s=delay_s, finish_reason=base.finish_reason,
-            raw_body=base.raw_body,
-        )  # fmt: skip
+        return dataclasses.replace(then or cls.json({}), delay_s=delay_s)
 
 
 @dataclass(frozen=True)
