@@ -19,8 +19,10 @@ from typing import Any
 import arq.worker
 import structlog
 from arq.connections import RedisSettings
+from arq.utils import timestamp_ms
 
 from jobs import wire
+from jobs.claim import QueueClaimer
 from jobs.keys import health_key, in_progress_key, queue_key
 from jobs.registry import JobSpec, all_jobs
 from jobs.resources import WorkerResources, ledger_dsn, make_worker_id
@@ -32,6 +34,9 @@ from store.postgres import create_pool
 from store.redis import connect_redis
 
 logger = structlog.get_logger("orrery.worker")
+
+SLOT_WAIT_S = 1.0
+"""How long a poll with every slot busy waits for one to free up before it refreshes the health key and cron."""
 
 
 class WorkerConfigError(Exception):
@@ -46,6 +51,50 @@ class OrreryWorker(arq.worker.Worker):
         self.in_progress_timeout_s = lease_s
         self.queue = queue
         self.resources = resources
+        self._claimer: QueueClaimer | None = None
+        self._slot_freed = asyncio.Event()
+
+    async def _poll_iteration(self) -> None:
+        """arq's poll iteration with the one-round-trip claim of jobs/claim.py in place of ZRANGEBYSCORE and a
+        WATCH/MULTI transaction per id.
+
+        While every slot is busy it waits (up to SLOT_WAIT_S, so the health key and cron still get their turn) for
+        one to free up, and takes the next job at once instead of a poll delay later."""
+        if self.allow_pick_jobs and self.job_counter >= self.max_jobs:
+            self._slot_freed.clear()
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow the stop's cancellation
+                async with asyncio.timeout(SLOT_WAIT_S):
+                    await self._slot_freed.wait()
+        wanted = self.max_jobs - self.job_counter
+        if self.burst and self.max_burst_jobs >= 0:
+            wanted = min(wanted, self.max_burst_jobs - self._jobs_started())
+        if self.allow_pick_jobs and wanted > 0:
+            for job in await self.claimer.claim(timestamp_ms(), wanted):
+                await self.sem.acquire()  # never waits: `wanted` slots are free and nothing else takes them
+                self.job_counter += 1
+                task = self.loop.create_task(self.run_job(job.job_id, job.score))
+                task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+                self.tasks[job.job_id] = task
+        if self.allow_abort_jobs:
+            await self._cancel_aborted_jobs()
+        for job_id, task in list(self.tasks.items()):
+            if task.done():
+                del self.tasks[job_id]
+                task.result()  # arq's way of surfacing an error raised outside a job's own handling
+        await self.heart_beat()
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        self._slot_freed.set()
+
+    @property
+    def claimer(self) -> QueueClaimer:
+        if self._claimer is None:  # arq opens its Redis pool in main(), after __init__
+            self._claimer = QueueClaimer(
+                self.pool, self.queue_name, lease_ms=int(self.in_progress_timeout_s * 1000),
+                scan_limit=self.queue_read_limit,
+            )  # fmt: skip
+        return self._claimer
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
         """arq calls this for jobs it cannot run at all (unknown name, unreadable record, expired)."""

@@ -1,0 +1,72 @@
+"""Taking due jobs off a queue: one Redis round trip per poll, however many jobs are due or already running.
+
+Why not arq's own claim: arq reads up to 100 due ids and then, one id at a time, waits for a free slot and runs
+WATCH, EXISTS, ZSCORE and MULTI/EXEC (or UNWATCH) on it. Jobs stay in the queue while they run, so every poll walks
+over the jobs this worker and the others are already running: three to four round trips per id, about three ids per
+job started (measured with strace under bench/bench_ingest.py), half of the worker's Redis traffic. This Lua script
+does the same checks and claims in Redis itself, atomically, so no WATCH is needed either.
+
+The claim is arq's: a job is running while its in-progress key exists (the lease, jobs/worker.py), and a due job
+without that key is free to take.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+from jobs.keys import in_progress_key
+
+CLAIM_SCRIPT = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[4]))
+local claimed = {}
+local wanted = tonumber(ARGV[2])
+for i = 1, #due, 2 do
+    if #claimed >= 2 * wanted then break end
+    local lease = ARGV[5] .. due[i]
+    if redis.call('EXISTS', lease) == 0 then
+        redis.call('PSETEX', lease, ARGV[3], '1')
+        claimed[#claimed + 1] = due[i]
+        claimed[#claimed + 1] = due[i + 1]
+    end
+end
+return claimed
+"""
+"""KEYS[1] the queue; ARGV: now (ms), how many to claim, lease (ms), how many due ids to look at, the lease prefix.
+Returns [job id, score, job id, score, ...] of the jobs it claimed, oldest first."""
+
+LEASE_PREFIX = in_progress_key("")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    job_id: str
+    score: int  # when the job was due (unix ms), which arq's run_job wants
+
+
+class QueueClaimer:
+    """Claims due jobs of one queue for a worker; the script is loaded once and then run by its SHA."""
+
+    def __init__(self, redis: aioredis.Redis, queue_key: str, *, lease_ms: int, scan_limit: int) -> None:
+        self._script: AsyncScript = redis.register_script(CLAIM_SCRIPT)
+        self._queue_key = queue_key
+        self._lease_ms = lease_ms
+        self._scan_limit = scan_limit
+
+    async def claim(self, now_ms: int, wanted: int) -> list[Claimed]:
+        """Up to `wanted` due jobs that no worker holds a lease on, each now leased to the caller."""
+        if wanted < 1:
+            return []
+        reply = await self._script(
+            keys=[self._queue_key], args=[now_ms, wanted, self._lease_ms, self._scan_limit, LEASE_PREFIX]
+        )
+        return [
+            Claimed(job_id=_text(reply[index]), score=int(float(_text(reply[index + 1]))))
+            for index in range(0, len(reply), 2)
+        ]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
