@@ -42,7 +42,7 @@ from agents.llm import InMemoryCallLog, LLMClient
 from agents.scripted_llm import load_sample_answers
 from jobs import catalog  # noqa: F401  (registers every job)
 from jobs.enqueue import enqueue
-from jobs.ingest import load_ingestion_input
+from jobs.ingest import ingestion_input, read_ingestion_source
 from jobs.keys import INTERACTIVE
 from jobs.logs import configure_logging
 from jobs.maintenance import end_and_enqueue_ingestion
@@ -264,14 +264,14 @@ async def breakdown(
             async with LLMClient(base_url=base_url, api_key="bench", call_log=InMemoryCallLog()) as client:
                 agent = IngestionAgent.from_settings(client, settings)
 
-                async def extract(user_id: str, conversation_id: str) -> None:
+                async def extract(conversation_id: str) -> None:
                     async with gate:
-                        conversation = await conversations.get_conversation(pool, user_id, conversation_id)
-                        assert conversation is not None
-                        results.append(await agent.run(await load_ingestion_input(pool, redis, conversation)))
+                        source, turn_context = await read_ingestion_source(pool, redis, conversation_id)
+                        assert source is not None
+                        results.append(await agent.run(ingestion_input(source, turn_context)))
 
                 started = time.perf_counter()
-                await asyncio.gather(*(extract(u, c) for u, c in made))
+                await asyncio.gather(*(extract(c) for _, c in made))
                 agent_s = time.perf_counter() - started
         thresholds = IngestionThresholds(settings.ingestion_importance_threshold, settings.card_importance_threshold)
 

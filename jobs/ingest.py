@@ -8,6 +8,7 @@ a manual re-trigger never duplicates a row; and `reprocess=true` first deletes w
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,11 +19,11 @@ from agents.ingestion import ConversationInput, ConversationMessage, ExistingCon
 from jobs.context import JobContext
 from jobs.errors import DeferredError, PermanentError
 from jobs.registry import INTERACTIVE, JobSpec, register
-from store.context import read_turn_context
+from store.context import TurnContextPackage, read_turn_context
 from store.ingestion_writes import IngestionThresholds, write_ingestion
 from store.postgres import Executor
-from store.repos import concepts, conversations, users
-from store.repos.conversations import ConversationRecord
+from store.repos import conversations
+from store.repos.conversations import ConversationForJob
 
 RELEVANT_CONCEPTS = 50
 """How many of the user's concepts the model sees (as handles) so it can reuse them instead of inventing twins."""
@@ -38,24 +39,34 @@ class IngestArgs(BaseModel):
     reprocess: bool = Field(False, description="Re-derive a processed conversation, replacing what it produced")
 
 
-async def load_ingestion_input(db: Executor, redis: aioredis.Redis, conversation: ConversationRecord) -> IngestionInput:
-    """Everything the agent reads: messages, the live turn context, the memory profile, the relevant concepts."""
-    user_id, conversation_id = conversation.user_id, conversation.id
-    messages = await conversations.list_messages(db, user_id, conversation_id)
-    user = await users.get_user(db, user_id)
-    known = await concepts.list_relevant_concepts(db, user_id, limit=RELEVANT_CONCEPTS)
+async def read_ingestion_source(
+    db: Executor, redis: aioredis.Redis, conversation_id: str
+) -> tuple[ConversationForJob | None, TurnContextPackage | None]:
+    """Everything the agent reads, from Postgres (one statement) and Redis (the live turn context) at once."""
+    return await asyncio.gather(
+        conversations.read_conversation_for_job(db, conversation_id, concept_limit=RELEVANT_CONCEPTS),
+        read_turn_context(redis, conversation_id),
+    )
+
+
+def ingestion_input(source: ConversationForJob, turn_context: TurnContextPackage | None) -> IngestionInput:
+    """The agent's input: messages, the live turn context, the memory profile, the relevant concepts."""
+    conversation = source.conversation
     return IngestionInput(
         conversation=ConversationInput(
-            id=conversation_id,
-            user_id=user_id,
+            id=conversation.id,
+            user_id=conversation.user_id,
             title=conversation.title,
             start_time=conversation.start_time,
-            messages=[ConversationMessage(role=m.role, content=m.content, timestamp=m.timestamp) for m in messages],
+            messages=[
+                ConversationMessage(role=m.role, content=m.content, timestamp=m.timestamp) for m in source.messages
+            ],
         ),
-        turn_context=await read_turn_context(redis, conversation_id),
-        memory_profile=user.memory_profile if user is not None and isinstance(user.memory_profile, dict) else None,
+        turn_context=turn_context,
+        memory_profile=source.memory_profile,
         existing_concepts=[
-            ExistingConcept(concept_id=c.concept_id, name=c.name, type=c.type, description=c.description) for c in known
+            ExistingConcept(concept_id=c.concept_id, name=c.name, type=c.type, description=c.description)
+            for c in source.concepts
         ],
     )
 
@@ -63,13 +74,12 @@ async def load_ingestion_input(db: Executor, redis: aioredis.Redis, conversation
 async def ingest(ctx: JobContext, args: IngestArgs) -> Mapping[str, Any]:
     """Load → extract (one LLM call per window) → write in one transaction."""
     conversation_id = args.conversation_id
-    user_id = await conversations.find_conversation_owner(ctx.pool, conversation_id)
-    if user_id is None:
+    source, turn_context = await read_ingestion_source(ctx.pool, ctx.redis, conversation_id)
+    if source is None:
         raise PermanentError(f"conversation {conversation_id} does not exist; nothing to ingest")
+    conversation = source.conversation
+    user_id = conversation.user_id
     ctx.bind(user_id=user_id)
-    conversation = await conversations.get_conversation(ctx.pool, user_id, conversation_id)
-    if conversation is None:
-        raise PermanentError(f"conversation {conversation_id} was deleted before it could be ingested")
     if conversation.status == "processed" and not args.reprocess:
         ctx.log.info("ingest.skipped", reason="already processed")
         return {"conversation_id": conversation_id, "outcome": "already_processed"}
@@ -79,7 +89,7 @@ async def ingest(ctx: JobContext, args: IngestArgs) -> Mapping[str, Any]:
             f"(timeout sweep or the web app setting status 'ended')"
         )
 
-    data = await load_ingestion_input(ctx.pool, ctx.redis, conversation)
+    data = ingestion_input(source, turn_context)
     agent = IngestionAgent.from_settings(await ctx.llm(), ctx.settings)
     try:
         result = await agent.run(data, job_id=ctx.job_id)

@@ -2,10 +2,11 @@
 
 Why one transaction, gated on the conversation row: arq delivers at least once, so the same extraction can arrive
 twice (a duplicate enqueue, a worker killed after the LLM call, a retry after a lost connection). The conversation
-row is locked and checked first; if it is already `processed` the second writer changes nothing. A per-user advisory
-lock serializes concurrent ingestions of one user's conversations, so two of them cannot both create the same
-concept. Memory unit ids are derived from the conversation id and the extraction key, so a reprocess (or a derived
-store) sees the same ids for the same extraction.
+row is locked and checked first; if it is already `processed` the second writer changes nothing. The owner's row is
+locked in the same statement, so concurrent ingestions of one user's conversations take turns (the next-conversation
+package is compared and set without interleaving); concepts are never created twice because ensure_concepts takes a
+lock per name, shared with every other writer of concepts. Memory unit ids are derived from the conversation id and
+the extraction key, so a reprocess (or a derived store) sees the same ids for the same extraction.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from agents.ingestion import EntityKind, EntityRef, IngestionResult, IngestionSt
 from jobs.errors import PermanentError
 from store.postgres import Executor
 from store.repos import cards, concepts, conversations, growth_events, knowledge_edges, memory_units, users
-from store.repos._base import serialized
+from store.repos._base import transaction
 from store.repos.cards import NewCard
 from store.repos.concepts import NewConcept
 from store.repos.growth_events import NewGrowthEvent
@@ -75,10 +76,11 @@ async def write_ingestion(
     """Persist `result`; with `reprocess`, replace what an earlier ingestion of the conversation wrote."""
     user_id, conversation_id = result.user_id, result.conversation_id
     summary = IngestionWriteSummary(conversation_id, user_id, outcome="written")
-    async with serialized(db, f"ingest-user:{user_id}") as conn:
-        conversation = await conversations.get_conversation(conn, user_id, conversation_id, for_update=True)
-        if conversation is None:
+    async with transaction(db) as conn:
+        locked = await conversations.lock_for_ingestion(conn, user_id, conversation_id)
+        if locked is None:
             raise PermanentError(f"conversation {conversation_id} was deleted while it was being ingested")
+        conversation = locked.conversation
         if conversation.status == "processed" and not reprocess:
             summary.outcome = "already_processed"
             return summary
@@ -94,7 +96,7 @@ async def write_ingestion(
         else:
             await _write_memory(conn, result, thresholds, summary)
             package = None
-            if result.forward_context is not None and await _is_latest(conn, user_id, conversation.start_time):
+            if result.forward_context is not None and _is_latest(locked.owner_next_context, conversation.start_time):
                 package = {
                     **result.forward_context.model_dump(mode="json"),
                     "source_conversation_id": conversation_id,
@@ -116,10 +118,9 @@ async def write_ingestion(
     return summary
 
 
-async def _is_latest(conn: Executor, user_id: str, start_time: datetime) -> bool:
-    """Whether this conversation may set the next-conversation package: ingestions finish in any order (several
-    workers, retries, a reprocess of an old conversation), and the newest conversation's outlook must win."""
-    package = await users.get_next_conversation_context(conn, user_id)
+def _is_latest(package: dict[str, Any] | None, start_time: datetime) -> bool:
+    """Whether this conversation may replace the next-conversation `package`: ingestions finish in any order
+    (several workers, retries, a reprocess of an old conversation), and the newest conversation's outlook must win."""
     if package is None or not isinstance(package.get("source_conversation_start_time"), str):
         return True
     try:

@@ -112,6 +112,21 @@ async def _lock(conn: asyncpg.Connection, key: str | Sequence[str]) -> None:
 
 
 @asynccontextmanager
+async def transaction(db: Executor) -> AsyncIterator[asyncpg.Connection]:
+    """A connection inside a transaction: a new one on a pool, the caller's own when it is already in one (a job
+    running several repository functions in one transaction)."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn, conn.transaction():
+            yield conn
+        return
+    if db.is_in_transaction():
+        yield db
+        return
+    async with db.transaction():
+        yield db
+
+
+@asynccontextmanager
 async def serialized(db: Executor, key: str | Sequence[str]) -> AsyncIterator[asyncpg.Connection]:
     """A connection holding a transaction-scoped advisory lock on `key` (or on each of several keys, taken in sorted
     order in one round trip so two callers can never deadlock) until its transaction ends.
@@ -120,18 +135,9 @@ async def serialized(db: Executor, key: str | Sequence[str]) -> AsyncIterator[as
     entity) is only race-free when racers for the same key take turns. On a pool a short transaction is opened;
     on a connection already inside a transaction (a job's write) the lock is held until that transaction ends.
     """
-    if isinstance(db, asyncpg.Pool):
-        async with db.acquire() as conn, conn.transaction():
-            await _lock(conn, key)
-            yield conn
-        return
-    if db.is_in_transaction():
-        await _lock(db, key)
-        yield db
-        return
-    async with db.transaction():
-        await _lock(db, key)
-        yield db
+    async with transaction(db) as conn:
+        await _lock(conn, key)
+        yield conn
 
 
 def json_object(value: dict[str, Any] | None, column: str) -> dict[str, Any] | None:

@@ -28,6 +28,9 @@ from store.repos._base import (
     utc_now,
 )
 
+RELEVANCE_ORDER = "salience DESC NULLS LAST, last_updated_ts DESC, concept_id"
+"""Which of a user's concepts an agent sees first: the most salient, then the most recently updated."""
+
 
 class ConceptRecord(Record):
     concept_id: str
@@ -275,8 +278,7 @@ async def list_concepts(db: Executor, user_id: str, *, status: str | None = "act
 async def list_relevant_concepts(db: Executor, user_id: str, *, limit: int = 50) -> list[ConceptRecord]:
     """The active concepts an agent should see first: most salient, then most recently updated."""
     rows = await db.fetch(
-        "SELECT * FROM concepts WHERE user_id = $1 AND status = 'active' "
-        "ORDER BY salience DESC NULLS LAST, last_updated_ts DESC, concept_id LIMIT $2",
+        f"SELECT * FROM concepts WHERE user_id = $1 AND status = 'active' ORDER BY {RELEVANCE_ORDER} LIMIT $2",
         user_id, limit,
     )  # fmt: skip
     return [ConceptRecord.from_row(row) for row in rows]

@@ -20,6 +20,7 @@ from store.repos._base import (
     to_db,
     utc_now,
 )
+from store.repos.concepts import RELEVANCE_ORDER, ConceptRecord
 
 CONVERSATION_STATUSES = ("active", "ended", "processing", "processed", "failed")
 """The web app's four statuses plus 'failed', set when ingestion gives up on a conversation."""
@@ -95,15 +96,36 @@ async def add_message(
     return MessageRecord.from_row(row)
 
 
-async def get_conversation(
-    db: Executor, user_id: str, conversation_id: str, *, for_update: bool = False
-) -> ConversationRecord | None:
-    """The conversation; `for_update` locks the row until the caller's transaction ends (ingestion's claim)."""
-    lock = " FOR UPDATE" if for_update else ""
-    row = await db.fetchrow(
-        f"SELECT * FROM conversations WHERE id = $2 AND user_id = $1{lock}", user_id, conversation_id
-    )
+async def get_conversation(db: Executor, user_id: str, conversation_id: str) -> ConversationRecord | None:
+    row = await db.fetchrow("SELECT * FROM conversations WHERE id = $2 AND user_id = $1", user_id, conversation_id)
     return ConversationRecord.from_optional(row)
+
+
+class LockedConversation(Record):
+    """A conversation locked for ingestion, with its owner's next-conversation package as it stands now."""
+
+    conversation: ConversationRecord
+    owner_next_context: JsonObject
+
+
+async def lock_for_ingestion(db: Executor, user_id: str, conversation_id: str) -> LockedConversation | None:
+    """Lock the conversation's row and its owner's row until the caller's transaction ends, in one statement.
+
+    Why the owner's row too: ingestions of one user's conversations then take turns, so the next-conversation
+    package's compare-and-set (the newest conversation's outlook wins) cannot interleave; and the package returned
+    is the latest committed one, because Postgres re-reads a row that changed while the lock waited.
+    """
+    row = await db.fetchrow(
+        "SELECT c.*, u.next_conversation_context_package AS owner_next_context "
+        "FROM conversations c JOIN users u ON u.user_id = c.user_id WHERE c.id = $2 AND c.user_id = $1 "
+        "FOR UPDATE OF c FOR NO KEY UPDATE OF u",
+        user_id, conversation_id,
+    )  # fmt: skip
+    if row is None:
+        return None
+    return LockedConversation(
+        conversation=ConversationRecord.from_row(row), owner_next_context=row["owner_next_context"]
+    )
 
 
 async def list_messages(db: Executor, user_id: str, conversation_id: str) -> list[MessageRecord]:
@@ -179,11 +201,43 @@ async def mark_conversation_failed(db: Executor, user_id: str, conversation_id: 
         raise NotFoundError(f"conversation {conversation_id} not found for user {user_id}")
 
 
-async def find_conversation_owner(db: Executor, conversation_id: str) -> str | None:
-    """Whose conversation this is: the one function without a user id, by design.
+class ConversationForJob(Record):
+    """A conversation read by its bare id for a job, with what the job needs of its owner: every part is the
+    owner's (the messages of this conversation, the owner's memory profile and relevant concepts)."""
 
-    A job is enqueued with a bare conversation id; this resolves the owner once, and everything after it is scoped
-    to that user. It reveals only the owner's id, never any content.
+    conversation: ConversationRecord
+    messages: list[MessageRecord]
+    memory_profile: JsonObject
+    concepts: list[ConceptRecord]
+
+
+async def read_conversation_for_job(
+    db: Executor, conversation_id: str, *, concept_limit: int
+) -> ConversationForJob | None:
+    """The one function without a user id, by design: a job is enqueued with a bare conversation id, and this
+    resolves the owner together with everything the job reads, in one round trip (five separate reads were a
+    fifth of an ingestion's statements). Everything after it is scoped to `conversation.user_id`.
+
+    Every part is reached from the conversation row's own user id, so it can only return that owner's data.
     """
-    owner: str | None = await db.fetchval("SELECT user_id FROM conversations WHERE id = $1", conversation_id)
-    return owner
+    row = await db.fetchrow(
+        f"""
+        SELECT c.*,
+            (SELECT u.memory_profile FROM users u WHERE u.user_id = c.user_id) AS job_memory_profile,
+            (SELECT COALESCE(json_agg(m ORDER BY m.timestamp, m.id), '[]')
+             FROM conversation_messages m WHERE m.conversation_id = c.id) AS job_messages,
+            (SELECT COALESCE(json_agg(k ORDER BY {RELEVANCE_ORDER}), '[]')
+             FROM (SELECT * FROM concepts WHERE user_id = c.user_id AND status = 'active'
+                   ORDER BY {RELEVANCE_ORDER} LIMIT $2) AS k) AS job_concepts
+        FROM conversations c WHERE c.id = $1
+        """,
+        conversation_id, concept_limit,
+    )  # fmt: skip
+    if row is None:
+        return None
+    return ConversationForJob(
+        conversation=ConversationRecord.from_row(row),
+        messages=row["job_messages"],
+        memory_profile=row["job_memory_profile"],
+        concepts=row["job_concepts"],
+    )

@@ -80,12 +80,6 @@ async def set_next_conversation_context(db: Executor, user_id: str, package: dic
     await _update(db, user_id, "next_conversation_context_package = $2", json_object(package, "package"))
 
 
-async def get_next_conversation_context(db: Executor, user_id: str) -> dict[str, Any] | None:
-    """Only the stored next-conversation package (None when unset, or not an object)."""
-    package = await db.fetchval("SELECT next_conversation_context_package FROM users WHERE user_id = $1", user_id)
-    return package if isinstance(package, dict) else None
-
-
 async def record_ingestion(
     db: Executor, user_id: str, *, concepts_created: int, next_context: dict[str, Any] | None
 ) -> None:

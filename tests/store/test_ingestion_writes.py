@@ -242,3 +242,29 @@ async def test_an_older_conversation_finishing_later_does_not_replace_the_next_g
     assert user is not None and isinstance(user.next_conversation_context_package, dict)
     assert user.next_conversation_context_package["proactive_greeting"] == "How is the knee?"
     assert user.next_conversation_context_package["source_conversation_id"] == newer_id
+
+
+async def test_concurrent_ingestions_of_one_user_take_turns_and_the_newest_greeting_wins(
+    pool: asyncpg.Pool, ended: tuple[str, str]
+) -> None:
+    """Four conversations of one user written at once, oldest last: the owner's row lock makes them take turns, so
+    the shared concepts are created once, the cycle count adds up, and the newest conversation's greeting stays."""
+    user_id, _ = ended
+    results = []
+    for day in range(4):
+        conversation = await conversations.create_conversation(
+            pool, user_id, status="ended", start_time=datetime(2026, 2, 1 + day, tzinfo=UTC)
+        )
+        result = result_for(user_id, conversation.id)
+        assert result.forward_context is not None
+        result.forward_context.proactive_greeting = f"greeting of day {day}"
+        results.append(result)
+
+    await asyncio.gather(*(write_ingestion(pool, result, THRESHOLDS) for result in reversed(results)))
+
+    user = await users.get_user(pool, user_id)
+    assert user is not None and isinstance(user.next_conversation_context_package, dict)
+    assert user.next_conversation_context_package["proactive_greeting"] == "greeting of day 3"
+    assert user.concepts_created_in_cycle == 2
+    assert (await counts(pool, user_id))["concepts"] == 2
+    assert (await counts(pool, user_id))["memory_units"] == 8

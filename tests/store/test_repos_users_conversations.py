@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import asyncpg
 import pytest
 
-from store.repos import conversations, users
+from store.repos import concepts, conversations, users
 from store.repos._base import NotFoundError
 
 MOMENT = datetime(2026, 3, 1, 12, 30, 15, 123000, tzinfo=UTC)
@@ -30,7 +30,6 @@ async def test_user_round_trip_and_updated_at_advances(pool: asyncpg.Pool) -> No
     await asyncio.sleep(0.01)
     await users.set_next_conversation_context(pool, "u-1", {"focus": "sleep"})
     await users.set_memory_profile(pool, "u-1", {"summary": "marathoner"})
-    assert await users.get_next_conversation_context(pool, "u-1") == {"focus": "sleep"}
     await users.record_ingestion(pool, "u-1", concepts_created=3, next_context=None)  # the package stays
     await users.record_ingestion(pool, "u-1", concepts_created=2, next_context={"focus": "sleep"})
     after = await users.get_user(pool, "u-1")
@@ -83,8 +82,42 @@ async def test_conversation_and_messages_round_trip(pool: asyncpg.Pool) -> None:
                                             start_time=MOMENT + timedelta(days=1))  # fmt: skip
     assert [c.id for c in await conversations.list_conversations(pool, "u-1")] == ["c-1", "c-2"]
     assert [c.id for c in await conversations.list_conversations(pool, "u-1", status="ended")] == ["c-2"]
-    assert await conversations.find_conversation_owner(pool, "c-1") == "u-1"
-    assert await conversations.find_conversation_owner(pool, "missing") is None
+    assert await conversations.read_conversation_for_job(pool, "missing", concept_limit=5) is None
+
+
+async def test_a_job_reads_a_conversation_with_its_owners_profile_and_most_relevant_concepts(
+    pool: asyncpg.Pool,
+) -> None:
+    await users.create_user(pool, "u-1", email="a@example.org", memory_profile={"summary": "runner"})
+    await conversations.create_conversation(pool, "u-1", conversation_id="c-1", start_time=MOMENT)
+    late = await conversations.add_message(pool, "u-1", "c-1", role="user", content="b",
+                                           timestamp=MOMENT + timedelta(minutes=1))  # fmt: skip
+    early = await conversations.add_message(pool, "u-1", "c-1", role="assistant", content="a", timestamp=MOMENT)
+    for index, salience in enumerate([0.2, 0.9, None, 0.5, 1.0]):
+        made = await concepts.create_concept(pool, "u-1", name=f"c{index}", type="topic", description=None,
+                                             normalized_name=f"c{index}")  # fmt: skip
+        await pool.execute("UPDATE concepts SET salience = $2::float8, status = CASE WHEN $2::float8 = 1.0 THEN 'archived' "
+                           "ELSE status END WHERE concept_id = $1", made.concept_id, salience)  # fmt: skip
+
+    read = await conversations.read_conversation_for_job(pool, "c-1", concept_limit=3)
+
+    assert read is not None
+    assert read.conversation == await conversations.get_conversation(pool, "u-1", "c-1")
+    assert read.messages == [early, late]
+    assert read.memory_profile == {"summary": "runner"}
+    assert read.concepts == await concepts.list_relevant_concepts(pool, "u-1", limit=3)
+    assert [c.name for c in read.concepts] == ["c1", "c3", "c0"]  # active only, most salient first
+
+
+async def test_locking_for_ingestion_returns_the_owners_current_package(pool: asyncpg.Pool) -> None:
+    await users.create_user(pool, "u-1", email="a@example.org")
+    await conversations.create_conversation(pool, "u-1", conversation_id="c-1")
+    await users.set_next_conversation_context(pool, "u-1", {"focus": "sleep"})
+    async with pool.acquire() as conn, conn.transaction():
+        locked = await conversations.lock_for_ingestion(conn, "u-1", "c-1")
+        assert locked is not None and locked.conversation.id == "c-1"
+        assert locked.owner_next_context == {"focus": "sleep"}
+        assert await conversations.lock_for_ingestion(conn, "u-1", "missing") is None
 
 
 async def test_status_transitions_are_conditional(pool: asyncpg.Pool) -> None:

@@ -41,8 +41,8 @@ from store.repos.conversations import MessageRecord
 A, B = "user-a", "user-b"
 MOMENT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 A_ONLY_DIMENSION = "show_world"
-OWNERLESS = {"conversations.find_conversation_owner"}
-"""The one function without a user id: it turns a job's bare conversation id into the owner's id."""
+OWNERLESS = {"conversations.read_conversation_for_job"}
+"""The one function without a user id: it turns a job's bare conversation id into the owner's data."""
 
 
 @dataclass(frozen=True)
@@ -171,10 +171,6 @@ CASES: dict[str, Case] = {
     "users.record_ingestion": Case(
         lambda db, a: users.record_ingestion(db, B, concepts_created=5, next_context={"x": 1}), is_none
     ),
-    "users.get_next_conversation_context": Case(
-        lambda db, a: users.get_next_conversation_context(db, B),
-        lambda package: package != {"of": A},  # B's own
-    ),
     "users.set_memory_profile": Case(lambda db, a: users.set_memory_profile(db, B, {"x": 1}), is_none),
     "users.start_cycle": Case(lambda db, a: users.start_cycle(db, B, FAR_FUTURE), is_none),
     # conversations and messages
@@ -185,7 +181,10 @@ CASES: dict[str, Case] = {
         lambda db, a: conversations.add_message(db, B, a.conversation, role="user", content="injected")
     ),
     "conversations.get_conversation": Case(
-        lambda db, a: conversations.get_conversation(db, B, a.conversation, for_update=True), is_none
+        lambda db, a: conversations.get_conversation(db, B, a.conversation), is_none
+    ),
+    "conversations.lock_for_ingestion": Case(
+        lambda db, a: conversations.lock_for_ingestion(db, B, a.conversation), is_none
     ),
     "conversations.list_messages": Case(lambda db, a: conversations.list_messages(db, B, a.conversation), equals([])),
     "conversations.list_conversations": Case(lambda db, a: conversations.list_conversations(db, B), nothing_of_a),
@@ -200,8 +199,16 @@ CASES: dict[str, Case] = {
     "conversations.mark_conversation_failed": not_found(
         lambda db, a: conversations.mark_conversation_failed(db, B, a.conversation, "x")
     ),
-    "conversations.find_conversation_owner": Case(
-        lambda db, a: conversations.find_conversation_owner(db, a.conversation), equals(A)
+    "conversations.read_conversation_for_job": Case(
+        # the owner's conversation comes with the owner's profile and concepts, never another user's
+        lambda db, a: conversations.read_conversation_for_job(db, a.conversation, concept_limit=50),
+        lambda read: (
+            read is not None
+            and read.conversation.user_id == A
+            and read.memory_profile == {"of": A}
+            and {m.conversation_id for m in read.messages} == {f"{A}-conv"}
+            and {c.user_id for c in read.concepts} == {A}
+        ),
     ),
     # memory units
     "memory_units.insert_memory_unit": not_found(
