@@ -94,7 +94,7 @@ async def write_ingestion(
         elif importance is not None and importance < thresholds.importance:
             summary.outcome = "below_threshold"
         else:
-            await _write_memory(conn, result, thresholds, summary)
+            await _write_memory(conn, result, thresholds, summary, reprocess=reprocess)
             package = None
             if result.forward_context is not None and _is_latest(locked.owner_next_context, conversation.start_time):
                 package = {
@@ -144,7 +144,12 @@ async def _remove_previous(conn: Executor, user_id: str, conversation_id: str) -
 
 
 async def _write_memory(
-    conn: Executor, result: IngestionResult, thresholds: IngestionThresholds, summary: IngestionWriteSummary
+    conn: Executor,
+    result: IngestionResult,
+    thresholds: IngestionThresholds,
+    summary: IngestionWriteSummary,
+    *,
+    reprocess: bool,
 ) -> None:
     user_id, conversation_id = result.user_id, result.conversation_id
     ids: dict[EntityRef, str] = {}
@@ -212,7 +217,10 @@ async def _write_memory(
                     },
                 )
             )
-    summary.cards = await cards.ensure_cards(conn, user_id, new_cards)
+    # Every entity carded here was created in this transaction, except memory units re-derived by a reprocess
+    # (their ids are the earlier ones, which others could already see and card).
+    add_cards = cards.ensure_cards if reprocess else cards.insert_cards_for_new_entities
+    summary.cards = await add_cards(conn, user_id, new_cards)
 
     await growth_events.insert_growth_events(
         conn,

@@ -382,6 +382,11 @@ async def test_batched_cards_events_and_edges(pool: asyncpg.Pool, user: str) -> 
     stored = {c.source_entity_id: c for c in await cards.list_cards(pool, user)}
     assert sorted(stored) == ["c-1", "c-2", "c-3"] and stored["c-1"].card_id == single.card_id
     assert stored["c-2"].display_data == {"title": "#2"} and stored["c-2"].updated_at == stored["c-2"].created_at
+    fresh = [cards.NewCard(card_type="memory", source_entity_id=f"m-{i}", source_entity_type="MemoryUnit")
+             for i in (1, 2, 1)]  # fmt: skip
+    assert await cards.insert_cards_for_new_entities(pool, user, fresh) == 2  # one per entity, even in one batch
+    assert await cards.insert_cards_for_new_entities(pool, user, []) == 0
+    assert sorted(c.source_entity_id for c in await cards.list_cards(pool, user))[3:] == ["m-1", "m-2"]
 
     await growth_events.insert_growth_events(
         pool,

@@ -329,6 +329,13 @@ CASES: dict[str, Case] = {
         # B's own card (0 when the ensure_card case above made it already); A's card is neither reused nor changed
         lambda created: created in (0, 1),
     ),
+    "cards.insert_cards_for_new_entities": Case(
+        # a card of B's own (the caller vouches the entity is new); A's cards are untouched
+        lambda db, a: cards.insert_cards_for_new_entities(
+            db, B, [cards.NewCard(card_type="memory", source_entity_id="b-new", source_entity_type="MemoryUnit")]
+        ),
+        equals(1),
+    ),
     "cards.get_card": Case(lambda db, a: cards.get_card(db, B, a.card), is_none),
     "cards.list_cards": Case(lambda db, a: cards.list_cards(db, B), nothing_of_a),
     "cards.set_card_status": not_found(lambda db, a: cards.set_card_status(db, B, a.card, "completed")),
