@@ -27,7 +27,9 @@ def ledger_dsn(dsn: str) -> str:
     Why: a ledger row is operational history, not the system of record, and waiting for two fsyncs per job was the
     runtime's largest cost (bench/bench_dispatch.py). A Postgres crash can lose the last fraction of a second of
     ledger updates, never a handler's writes (they use the normal pool); a run left looking active is marked
-    LostJob by the next enqueue of its id. asyncpg passes unknown DSN query parameters on as server settings.
+    LostJob by the next enqueue of its id. The LLM call records (runtime.llm_calls) use these connections too, for
+    the same reason: a crash of Postgres itself may lose the last fraction of a second of them, which the daily
+    budget then undercounts by those calls. asyncpg passes unknown DSN query parameters on as server settings.
     """
     parts = urlsplit(dsn)
     query = parse_qsl(parts.query, keep_blank_values=True)
@@ -60,7 +62,7 @@ class WorkerResources:
         async with self._llm_lock:
             if self._llm is None:
                 self._llm = await self._stack.enter_async_context(
-                    open_llm_client(self.settings, PostgresCallLog(self.pool))
+                    open_llm_client(self.settings, PostgresCallLog(self.ledger_pool))
                 )
             return self._llm
 
