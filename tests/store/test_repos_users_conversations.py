@@ -96,8 +96,11 @@ async def test_a_job_reads_a_conversation_with_its_owners_profile_and_most_relev
     for index, salience in enumerate([0.2, 0.9, None, 0.5, 1.0]):
         made = await concepts.create_concept(pool, "u-1", name=f"c{index}", type="topic", description=None,
                                              normalized_name=f"c{index}")  # fmt: skip
-        await pool.execute("UPDATE concepts SET salience = $2::float8, status = CASE WHEN $2::float8 = 1.0 THEN 'archived' "
-                           "ELSE status END WHERE concept_id = $1", made.concept_id, salience)  # fmt: skip
+        await pool.execute(
+            "UPDATE concepts SET salience = $2::float8, "
+            "status = CASE WHEN $2::float8 = 1.0 THEN 'archived' ELSE status END WHERE concept_id = $1",
+            made.concept_id, salience,
+        )  # fmt: skip
 
     read = await conversations.read_conversation_for_job(pool, "c-1", concept_limit=3)
 
