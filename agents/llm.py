@@ -33,6 +33,7 @@ from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx2
 import openai
 import structlog
 from openai import AsyncOpenAI, DefaultAioHttpClient
@@ -47,6 +48,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T", bound=BaseModel)
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
+CHAT_COMPLETIONS = "/chat/completions"
 MAX_ERRORS_IN_REPAIR = 20
 MAX_ERROR_TEXT = 500
 
@@ -570,8 +572,10 @@ class LLMClient:
             mode = self._formats.mode_for(self.base_url)
             started = time.perf_counter()
             try:
-                raw = await self._client.chat.completions.with_raw_response.create(
-                    model=model, messages=[], extra_body=self._body(messages, mode, schema, schema_name)
+                raw = await self._client.post(
+                    CHAT_COMPLETIONS,
+                    cast_to=httpx2.Response,
+                    body=self._body(model, messages, mode, schema, schema_name),
                 )
                 completion = _WireCompletion.model_validate_json(raw.content)
             except (openai.APIError, ValidationError) as exc:
@@ -657,16 +661,16 @@ class LLMClient:
         return [{"role": "system", "content": instructions}, *messages]
 
     def _body(
-        self, messages: list[dict[str, str]], mode: ResponseFormatMode, schema: dict[str, Any], name: str
+        self, model: str, messages: list[dict[str, str]], mode: ResponseFormatMode, schema: dict[str, Any], name: str
     ) -> dict[str, Any]:
-        """The request's messages and response format, sent as `extra_body` (which replaces `messages=[]`).
+        """The chat completion request's JSON body, sent with the client's documented `post` for custom requests.
 
-        Why not the typed `messages=`/`response_format=` arguments: the client walks typed arguments through its
-        TypedDict transform, trying every member of the message-param union for every message; that walk was 37%
-        of the CPU of an LLM call and the largest single cost of an ingestion (bench/bench_ingest.py). These values
-        are plain JSON already, and `extra_body` sends them as they are.
+        Why not `chat.completions.create`: it walks its typed arguments through a TypedDict transform, trying every
+        member of the message-param union for every message, and builds a `ChatCompletion`; together that was most
+        of the CPU of an LLM call (bench/bench_ingest.py). The body here is plain JSON already; the client still
+        does the request itself (base URL, auth headers, timeouts, its error classes).
         """
-        body: dict[str, Any] = {"messages": self._messages_for(messages, mode, schema)}
+        body: dict[str, Any] = {"model": model, "messages": self._messages_for(messages, mode, schema)}
         if mode is ResponseFormatMode.JSON_SCHEMA:
             json_schema = {"name": name[:64], "schema": schema, "strict": self._strict}
             body["response_format"] = {"type": "json_schema", "json_schema": json_schema}
