@@ -329,7 +329,8 @@ async def run(
     print(row("part: load + agent alone (reads, openai client, validation)", median["agent"]))
     print(row("part: write_ingestion alone (one transaction)", median["write"]))
     print(row("floor: bare asyncpg, same inserts", floor_s))
-    print(f"\nruntime/floor per round: {', '.join(f'{r:.2f}x' for r in ratios)}; warm-up run "
+    print(f"\nruntime/floor per round (each round measures both within seconds, so machine drift cancels): "
+          f"{', '.join(f'{r:.2f}x' for r in ratios)}, median {statistics.median(ratios):.2f}x; warm-up run "
           f"({WARMUP_CONVERSATIONS} conversations, not in the table): {median['warmup']:.2f} s")  # fmt: skip
 
 
