@@ -1,4 +1,5 @@
-"""The worker process: one arq Worker per queue from the registry, a lease heartbeat, cron, and a draining stop.
+"""The worker process: one arq Worker per queue from the registry, a one-script claim (jobs/claim.py), a lease
+heartbeat, cron, and a draining stop.
 
 Why a lease: arq marks a running job with an in-progress key that lives for the longest job timeout + 10 s, so a
 worker killed with SIGKILL strands its job for that long. Here the key lives `job_lease_s` and a heartbeat refreshes
@@ -44,7 +45,8 @@ class WorkerConfigError(Exception):
 
 
 class OrreryWorker(arq.worker.Worker):
-    """arq's Worker with a short, heartbeat-refreshed lease and unrunnable jobs recorded as dead letters."""
+    """arq's Worker with a one-round-trip claim, a short, heartbeat-refreshed lease and unrunnable jobs recorded as
+    dead letters."""
 
     def __init__(self, *, queue: str, resources: WorkerResources, lease_s: float, **kwargs: Any) -> None:
         super().__init__(queue_name=queue_key(queue), handle_signals=False, **kwargs)
