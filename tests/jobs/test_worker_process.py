@@ -228,3 +228,18 @@ async def test_processes_must_be_at_least_one(workers: WorkerProcesses) -> None:
     proc = workers.start("--processes", "0")
     assert await _exit(proc) == 2
     assert "--processes" in workers.log(0)
+
+
+async def test_a_worker_with_every_slot_busy_stays_healthy(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, workers: WorkerProcesses
+) -> None:
+    """A full worker waits for a free slot at most a second at a time, then refreshes its health key, so the key
+    (refreshed every 0.5 s here, lapsing 1.5 s after a missed refresh) never lapses while a long job holds the slot."""
+    workers.start("--concurrency", "1", "--queue", INTERACTIVE)
+    await wait_for_workers(redis_client, 1)
+    await enqueue(redis_client, pool, "diag.echo", {"sleep_s": 4, "mark": "long-busy"})
+    await _started(redis_client, "long-busy")
+
+    for _ in range(16):
+        assert await _worker_pids(redis_client), "the health key lapsed while every slot was busy"
+        await asyncio.sleep(0.2)
