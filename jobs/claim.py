@@ -20,22 +20,35 @@ from redis.commands.core import AsyncScript
 from jobs.keys import in_progress_key
 
 CLAIM_SCRIPT = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[4]))
-local claimed = {}
 local wanted = tonumber(ARGV[2])
-for i = 1, #due, 2 do
-    if #claimed >= 2 * wanted then break end
-    local lease = ARGV[5] .. due[i]
-    if redis.call('EXISTS', lease) == 0 then
-        redis.call('PSETEX', lease, ARGV[3], '1')
-        claimed[#claimed + 1] = due[i]
-        claimed[#claimed + 1] = due[i + 1]
+local chunk = tonumber(ARGV[4])
+local limit = tonumber(ARGV[5])
+local claimed = {}
+local offset = 0
+while #claimed < 2 * wanted and offset < limit do
+    local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', offset, chunk)
+    if #due == 0 then break end
+    for i = 1, #due, 2 do
+        if #claimed >= 2 * wanted then break end
+        local lease = ARGV[6] .. due[i]
+        if redis.call('EXISTS', lease) == 0 then
+            redis.call('PSETEX', lease, ARGV[3], '1')
+            claimed[#claimed + 1] = due[i]
+            claimed[#claimed + 1] = due[i + 1]
+        end
     end
+    offset = offset + chunk
 end
 return claimed
 """
-"""KEYS[1] the queue; ARGV: now (ms), how many to claim, lease (ms), how many due ids to look at, the lease prefix.
-Returns [job id, score, job id, score, ...] of the jobs it claimed, oldest first."""
+"""KEYS[1] the queue; ARGV: now (ms), how many to claim, lease (ms), due ids read per step, the most due ids to look
+at, the lease prefix. Returns [job id, score, job id, score, ...] of the jobs it claimed, oldest first.
+
+Due jobs that are running (leased) stay at the head of the queue, so the script reads on past them a step at a time;
+the limit only bounds a pathological queue whose first thousands of due jobs are all running."""
+
+SCAN_STEP = 100
+SCAN_LIMIT = 10_000
 
 LEASE_PREFIX = in_progress_key("")
 
@@ -49,10 +62,19 @@ class Claimed:
 class QueueClaimer:
     """Claims due jobs of one queue for a worker; the script is loaded once and then run by its SHA."""
 
-    def __init__(self, redis: aioredis.Redis, queue_key: str, *, lease_ms: int, scan_limit: int) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        queue_key: str,
+        *,
+        lease_ms: int,
+        scan_step: int = SCAN_STEP,
+        scan_limit: int = SCAN_LIMIT,
+    ) -> None:
         self._script: AsyncScript = redis.register_script(CLAIM_SCRIPT)
         self._queue_key = queue_key
         self._lease_ms = lease_ms
+        self._scan_step = scan_step
         self._scan_limit = scan_limit
 
     async def claim(self, now_ms: int, wanted: int) -> list[Claimed]:
@@ -60,7 +82,8 @@ class QueueClaimer:
         if wanted < 1:
             return []
         reply = await self._script(
-            keys=[self._queue_key], args=[now_ms, wanted, self._lease_ms, self._scan_limit, LEASE_PREFIX]
+            keys=[self._queue_key],
+            args=[now_ms, wanted, self._lease_ms, self._scan_step, self._scan_limit, LEASE_PREFIX],
         )
         return [
             Claimed(job_id=_text(reply[index]), score=int(float(_text(reply[index + 1]))))

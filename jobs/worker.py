@@ -92,10 +92,7 @@ class OrreryWorker(arq.worker.Worker):
     @property
     def claimer(self) -> QueueClaimer:
         if self._claimer is None:  # arq opens its Redis pool in main(), after __init__
-            self._claimer = QueueClaimer(
-                self.pool, self.queue_name, lease_ms=int(self.in_progress_timeout_s * 1000),
-                scan_limit=self.queue_read_limit,
-            )  # fmt: skip
+            self._claimer = QueueClaimer(self.pool, self.queue_name, lease_ms=int(self.in_progress_timeout_s * 1000))
         return self._claimer
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
