@@ -21,9 +21,10 @@ from jobs.enqueue import enqueue
 from settings import Settings
 from store import ledger
 from store.llm_calls import list_llm_calls
-from store.repos import cards, concepts, conversations, growth_events, knowledge_edges, memory_units, users
+from store.repos import concepts, conversations, memory_units, users
 from store.samples.loader import seed_sample_user
 from tests.jobs.conftest import BurstRunner
+from tests.memory_rows import memory_counts
 
 SAMPLE_ANSWER: dict[str, Any] = load_sample_answers()[0].answer  # a valid answer (the 10k run conversation)
 
@@ -53,16 +54,6 @@ async def one_conversation(pool: asyncpg.Pool, *, status: str = "ended") -> tupl
     await conversations.add_message(pool, user.user_id, conversation.id, role="assistant", content="How was the run?")
     await conversations.add_message(pool, user.user_id, conversation.id, role="user", content="Ran 10k, no stops!")
     return user.user_id, conversation.id
-
-
-async def memory_counts(pool: asyncpg.Pool, user_id: str) -> dict[str, int]:
-    return {
-        "memory_units": len(await memory_units.list_memory_units(pool, user_id)),
-        "concepts": len(await concepts.list_concepts(pool, user_id)),
-        "growth_events": len(await growth_events.list_growth_events(pool, user_id)),
-        "cards": len(await cards.list_cards(pool, user_id)),
-        "edges": len(await knowledge_edges.list_edges(pool, user_id)),
-    }
 
 
 async def ingest(redis: aioredis.Redis, pool: asyncpg.Pool, conversation_id: str, **extra: Any) -> str:

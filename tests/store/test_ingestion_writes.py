@@ -23,7 +23,8 @@ from agents.ingestion import (
     UnresolvedTopic,
 )
 from store.ingestion_writes import IngestionThresholds, memory_unit_id, write_ingestion
-from store.repos import cards, concepts, conversations, growth_events, knowledge_edges, memory_units, users
+from store.repos import concepts, conversations, growth_events, memory_units, users
+from tests.memory_rows import memory_counts
 
 THRESHOLDS = IngestionThresholds(importance=3, card_importance=6)
 WHEN = datetime(2026, 11, 20, 18, 30, tzinfo=UTC)
@@ -120,23 +121,19 @@ async def ended(pool: asyncpg.Pool) -> tuple[str, str]:
     return user.user_id, conversation.id
 
 
-async def counts(pool: asyncpg.Pool, user_id: str) -> dict[str, int]:
-    return {
-        "memory_units": len(await memory_units.list_memory_units(pool, user_id)),
-        "concepts": len(await concepts.list_concepts(pool, user_id)),
-        "growth_events": len(await growth_events.list_growth_events(pool, user_id)),
-        "cards": len(await cards.list_cards(pool, user_id)),
-        "edges": len(await knowledge_edges.list_edges(pool, user_id)),
-    }
-
-
 async def test_writes_every_row_once_and_marks_processed(pool: asyncpg.Pool, ended: tuple[str, str]) -> None:
     user_id, conversation_id = ended
     summary = await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS)
 
     assert summary.outcome == "written"
     # one card for the important memory unit (8 >= 6) and one per new concept; not for m2 (4 < 6)
-    assert await counts(pool, user_id) == {"memory_units": 2, "concepts": 2, "growth_events": 1, "cards": 3, "edges": 2}
+    assert await memory_counts(pool, user_id) == {
+        "memory_units": 2,
+        "concepts": 2,
+        "growth_events": 1,
+        "cards": 3,
+        "edges": 2,
+    }
     unit = await memory_units.get_memory_unit(pool, user_id, memory_unit_id(conversation_id, "m1"))
     assert unit is not None and unit.title == "Longest run yet" and unit.source_conversation_id == conversation_id
     assert unit.creation_ts == WHEN and unit.importance_score == 8 and unit.sentiment_score == 0.7
@@ -160,10 +157,10 @@ async def test_writes_every_row_once_and_marks_processed(pool: asyncpg.Pool, end
 async def test_second_write_changes_nothing(pool: asyncpg.Pool, ended: tuple[str, str]) -> None:
     user_id, conversation_id = ended
     await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS)
-    before = await counts(pool, user_id)
+    before = await memory_counts(pool, user_id)
     again = await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS)
     assert again.outcome == "already_processed"
-    assert await counts(pool, user_id) == before
+    assert await memory_counts(pool, user_id) == before
     user = await users.get_user(pool, user_id)
     assert user is not None and user.concepts_created_in_cycle == 2
 
@@ -175,7 +172,13 @@ async def test_concurrent_writers_of_one_conversation_write_once(pool: asyncpg.P
         *(write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS) for _ in range(3))
     )
     assert sorted(o.outcome for o in outcomes) == ["already_processed", "already_processed", "written"]
-    assert await counts(pool, user_id) == {"memory_units": 2, "concepts": 2, "growth_events": 1, "cards": 3, "edges": 2}
+    assert await memory_counts(pool, user_id) == {
+        "memory_units": 2,
+        "concepts": 2,
+        "growth_events": 1,
+        "cards": 3,
+        "edges": 2,
+    }
 
 
 async def test_reprocess_replaces_what_the_conversation_produced(pool: asyncpg.Pool, ended: tuple[str, str]) -> None:
@@ -185,7 +188,13 @@ async def test_reprocess_replaces_what_the_conversation_produced(pool: asyncpg.P
     assert summary.outcome == "written"
     assert summary.replaced == {"memory_units": 2, "cards": 1, "growth_events": 1, "relationships": 2}
     assert summary.concepts_created == 0 and summary.concepts_reused == 2  # concepts are kept and matched by name
-    assert await counts(pool, user_id) == {"memory_units": 2, "concepts": 2, "growth_events": 1, "cards": 3, "edges": 2}
+    assert await memory_counts(pool, user_id) == {
+        "memory_units": 2,
+        "concepts": 2,
+        "growth_events": 1,
+        "cards": 3,
+        "edges": 2,
+    }
 
 
 async def test_concepts_are_reused_by_handle_and_by_normalized_name(pool: asyncpg.Pool, ended: tuple[str, str]) -> None:
@@ -208,7 +217,13 @@ async def test_below_threshold_is_processed_without_memory(pool: asyncpg.Pool, e
     user_id, conversation_id = ended
     summary = await write_ingestion(pool, result_for(user_id, conversation_id, importance=2), THRESHOLDS)
     assert summary.outcome == "below_threshold"
-    assert await counts(pool, user_id) == {"memory_units": 0, "concepts": 0, "growth_events": 0, "cards": 0, "edges": 0}
+    assert await memory_counts(pool, user_id) == {
+        "memory_units": 0,
+        "concepts": 0,
+        "growth_events": 0,
+        "cards": 0,
+        "edges": 0,
+    }
     conversation = await conversations.get_conversation(pool, user_id, conversation_id)
     assert conversation is not None and conversation.status == "processed" and conversation.importance_score == 2
 
@@ -220,7 +235,13 @@ async def test_a_failure_half_way_leaves_nothing(pool: asyncpg.Pool, ended: tupl
     bad.relationships[1].strength = 1.5
     with pytest.raises(asyncpg.CheckViolationError):
         await write_ingestion(pool, bad, THRESHOLDS)
-    assert await counts(pool, user_id) == {"memory_units": 0, "concepts": 0, "growth_events": 0, "cards": 0, "edges": 0}
+    assert await memory_counts(pool, user_id) == {
+        "memory_units": 0,
+        "concepts": 0,
+        "growth_events": 0,
+        "cards": 0,
+        "edges": 0,
+    }
     conversation = await conversations.get_conversation(pool, user_id, conversation_id)
     assert conversation is not None and conversation.status == "ended"
 
@@ -266,5 +287,5 @@ async def test_concurrent_ingestions_of_one_user_take_turns_and_the_newest_greet
     assert user is not None and isinstance(user.next_conversation_context_package, dict)
     assert user.next_conversation_context_package["proactive_greeting"] == "greeting of day 3"
     assert user.concepts_created_in_cycle == 2
-    assert (await counts(pool, user_id))["concepts"] == 2
-    assert (await counts(pool, user_id))["memory_units"] == 8
+    assert (await memory_counts(pool, user_id))["concepts"] == 2
+    assert (await memory_counts(pool, user_id))["memory_units"] == 8
