@@ -217,6 +217,7 @@ def next_utc_midnight(now: datetime) -> datetime:
     return datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
 
 
+@functools.cache
 def strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's JSON schema in the subset OpenAI's strict structured outputs accept.
 
@@ -225,11 +226,6 @@ def strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
     Built once per model (pydantic's schema generation costs ~12 ms, more than the rest of an ingestion's CPU) and
     shared by every call: read it, never change it.
     """
-    return _strict_json_schema(model)
-
-
-@functools.cache
-def _strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema()
     definitions: dict[str, Any] = schema.get("$defs", {})
 
