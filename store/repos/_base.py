@@ -103,7 +103,7 @@ def row_count(status: str) -> int:
 
 
 async def _lock(conn: asyncpg.Connection, key: str | Sequence[str]) -> None:
-    keys = [key] if isinstance(key, str) else sorted(set(key))
+    keys = [key] if isinstance(key, str) else list(set(key))  # Postgres sorts them: one order for every caller
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
         "FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) AS sorted_keys",
