@@ -103,17 +103,14 @@ async def _run_worker(pool: asyncpg.Pool, found: Backends, job_ids: list[str], c
     command += ["--concurrency", str(concurrency)]
     worker = await asyncio.create_subprocess_exec(*command, env=env, cwd=ROOT)
     started = time.monotonic()
-    states: dict[str, str] = {}
     with Progress(
         TextColumn("[bold]5/5[/] worker: ingesting"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(), console=console,
     ) as progress:  # fmt: skip
         task = progress.add_task("ingest", total=len(job_ids))
         while True:
-            for job_id in job_ids:
-                run = await ledger.latest_run(pool, job_id)
-                states[job_id] = run.state if run else "missing"
-            done = sum(state in ("succeeded", "dead") for state in states.values())
+            states = await ledger.latest_states(pool, job_ids)
+            done = sum(state in ledger.FINAL_STATES for state in states.values())
             progress.update(task, completed=done)
             if worker.returncode is not None or done == len(job_ids):
                 break
@@ -124,10 +121,8 @@ async def _run_worker(pool: asyncpg.Pool, found: Backends, job_ids: list[str], c
     code = await worker.wait()
     if code != 0:
         raise CommandError(f"the demo worker exited with code {code}; its error is printed above")
-    for job_id in job_ids:
-        run = await ledger.latest_run(pool, job_id)
-        states[job_id] = run.state if run else "missing"
-    dead = [job_id for job_id, state in states.items() if state != "succeeded"]
+    states = await ledger.latest_states(pool, job_ids)
+    dead = [job_id for job_id in job_ids if states.get(job_id) != "succeeded"]
     console.print(f"ingested {len(job_ids) - len(dead)} conversation(s) in {time.monotonic() - started:.1f} s")
     if dead:
         console.print(f"[red]{len(dead)} not ingested[/]: `python run.py jobs show {dead[0]}` says why")

@@ -169,6 +169,16 @@ async def latest_run(db: Executor, job_id: str) -> JobRun | None:
     return runs[0] if runs else None
 
 
+async def latest_states(db: Executor, job_ids: list[str]) -> dict[str, RunState]:
+    """The state of each job id's newest run, in one statement (ids without a run are left out)."""
+    rows = await db.fetch(
+        "SELECT DISTINCT ON (job_id) job_id, state FROM runtime.job_runs WHERE job_id = ANY($1::text[]) "
+        "ORDER BY job_id, id DESC",
+        job_ids,
+    )
+    return {row["job_id"]: row["state"] for row in rows}
+
+
 async def get_run(db: Executor, run_id: int) -> JobRun | None:
     row = await db.fetchrow(f"SELECT {_COLUMNS} FROM runtime.job_runs WHERE id = $1", run_id)
     return _run(row) if row is not None else None

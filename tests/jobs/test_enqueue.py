@@ -26,6 +26,24 @@ async def test_enqueue_writes_ledger_row_and_json_record(pool: asyncpg.Pool, red
     assert run is not None and run.state == "queued" and run.args["sleep_s"] == 0.5 and run.max_tries == 3
 
 
+async def test_latest_states_reads_each_jobs_newest_run_at_once(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    await enqueue(redis_client, pool, "diag.echo", {}, job_id="done")
+    first = await ledger.latest_run(pool, "done")
+    assert first is not None
+    await ledger.finish_run(pool, first.id, state="dead", duration_ms=1, error_class="X", error="x")
+    retry = await ledger.insert_queued(  # a retry: a newer run of the same id
+        pool, job_id="done", job_name="diag.echo", queue="interactive", args={}, max_tries=3, run_at=datetime.now(UTC)
+    )
+    assert retry is not None
+    await enqueue(redis_client, pool, "diag.echo", {}, job_id="other")
+
+    states = await ledger.latest_states(pool, ["done", "other", "never"])
+
+    assert states == {"done": "queued", "other": "queued"}
+
+
 async def test_invalid_arguments_enqueue_nothing(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
     with pytest.raises(JobArgumentsError) as caught:
         await enqueue(redis_client, pool, "diag.echo", {"sleep_s": "soon", "colour": "red"}, job_id="bad")
