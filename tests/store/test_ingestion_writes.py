@@ -114,6 +114,11 @@ def result_for(
     )
 
 
+ROWS_OF_ONE_WRITE = {"memory_units": 2, "concepts": 2, "growth_events": 1, "cards": 3, "edges": 2}
+"""What result_for writes: one card for the important memory unit (8 >= 6) and one per new concept, none for m2."""
+NO_ROWS = {"memory_units": 0, "concepts": 0, "growth_events": 0, "cards": 0, "edges": 0}
+
+
 @pytest.fixture
 async def ended(pool: asyncpg.Pool) -> tuple[str, str]:
     user = await users.create_user(pool, "user-maya", email="maya@example.com", name="Maya")
@@ -126,14 +131,7 @@ async def test_writes_every_row_once_and_marks_processed(pool: asyncpg.Pool, end
     summary = await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS)
 
     assert summary.outcome == "written"
-    # one card for the important memory unit (8 >= 6) and one per new concept; not for m2 (4 < 6)
-    assert await memory_counts(pool, user_id) == {
-        "memory_units": 2,
-        "concepts": 2,
-        "growth_events": 1,
-        "cards": 3,
-        "edges": 2,
-    }
+    assert await memory_counts(pool, user_id) == ROWS_OF_ONE_WRITE
     unit = await memory_units.get_memory_unit(pool, user_id, memory_unit_id(conversation_id, "m1"))
     assert unit is not None and unit.title == "Longest run yet" and unit.source_conversation_id == conversation_id
     assert unit.creation_ts == WHEN and unit.importance_score == 8 and unit.sentiment_score == 0.7
@@ -172,13 +170,7 @@ async def test_concurrent_writers_of_one_conversation_write_once(pool: asyncpg.P
         *(write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS) for _ in range(3))
     )
     assert sorted(o.outcome for o in outcomes) == ["already_processed", "already_processed", "written"]
-    assert await memory_counts(pool, user_id) == {
-        "memory_units": 2,
-        "concepts": 2,
-        "growth_events": 1,
-        "cards": 3,
-        "edges": 2,
-    }
+    assert await memory_counts(pool, user_id) == ROWS_OF_ONE_WRITE
 
 
 async def test_reprocess_replaces_what_the_conversation_produced(pool: asyncpg.Pool, ended: tuple[str, str]) -> None:
@@ -188,13 +180,7 @@ async def test_reprocess_replaces_what_the_conversation_produced(pool: asyncpg.P
     assert summary.outcome == "written"
     assert summary.replaced == {"memory_units": 2, "cards": 1, "growth_events": 1, "relationships": 2}
     assert summary.concepts_created == 0 and summary.concepts_reused == 2  # concepts are kept and matched by name
-    assert await memory_counts(pool, user_id) == {
-        "memory_units": 2,
-        "concepts": 2,
-        "growth_events": 1,
-        "cards": 3,
-        "edges": 2,
-    }
+    assert await memory_counts(pool, user_id) == ROWS_OF_ONE_WRITE
 
 
 async def test_concepts_are_reused_by_handle_and_by_normalized_name(pool: asyncpg.Pool, ended: tuple[str, str]) -> None:
@@ -217,13 +203,7 @@ async def test_below_threshold_is_processed_without_memory(pool: asyncpg.Pool, e
     user_id, conversation_id = ended
     summary = await write_ingestion(pool, result_for(user_id, conversation_id, importance=2), THRESHOLDS)
     assert summary.outcome == "below_threshold"
-    assert await memory_counts(pool, user_id) == {
-        "memory_units": 0,
-        "concepts": 0,
-        "growth_events": 0,
-        "cards": 0,
-        "edges": 0,
-    }
+    assert await memory_counts(pool, user_id) == NO_ROWS
     conversation = await conversations.get_conversation(pool, user_id, conversation_id)
     assert conversation is not None and conversation.status == "processed" and conversation.importance_score == 2
 
@@ -235,13 +215,7 @@ async def test_a_failure_half_way_leaves_nothing(pool: asyncpg.Pool, ended: tupl
     bad.relationships[1].strength = 1.5
     with pytest.raises(asyncpg.CheckViolationError):
         await write_ingestion(pool, bad, THRESHOLDS)
-    assert await memory_counts(pool, user_id) == {
-        "memory_units": 0,
-        "concepts": 0,
-        "growth_events": 0,
-        "cards": 0,
-        "edges": 0,
-    }
+    assert await memory_counts(pool, user_id) == NO_ROWS
     conversation = await conversations.get_conversation(pool, user_id, conversation_id)
     assert conversation is not None and conversation.status == "ended"
 
