@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 __all__ = ["BATCH", "INTERACTIVE", "QUEUES", "JobSpec", "UnknownJobError", "all_jobs", "get_job", "register"]
 
 Handler = Callable[["JobContext", Any], Awaitable[Mapping[str, Any] | None]]
+DeadHook = Callable[["JobContext", Any, str], Awaitable[None]]
+"""on_dead(ctx, args, reason): the job's own cleanup when one of its runs becomes a dead letter."""
 
 
 class UnknownJobError(LookupError):
@@ -41,6 +43,12 @@ class JobSpec:
     dedupe_key: str | None
     cron: str | None
     description: str
+    on_dead: DeadHook | None = None
+    """Called by the runtime, once, on every path that makes a run dead (a permanent error, the last try spent, a
+    timeout or an abandoned run on the last try, a record that cannot run but whose arguments still validate), with
+    the validated args model and the one-line reason. The policy "what dead means for this job's entities" (e.g.
+    ingestion marks its conversation `failed` so the timeout sweep stops re-enqueueing it) lives here, not in the
+    handler's own except clauses. A hook that raises is logged; the run is dead all the same."""
 
     def __post_init__(self) -> None:
         if self.queue not in QUEUES:
