@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     conversation_timeout_minutes: float = Field(10.0, gt=0)
     ingestion_importance_threshold: float = Field(3.0, ge=0, le=10)
     card_importance_threshold: float = Field(6.0, ge=0, le=10)
+    ingestion_max_memory_units: int = Field(50, ge=1, le=10_000, description="Per LLM answer; more is sent back.")
+    ingestion_max_concepts: int = Field(100, ge=1, le=10_000, description="Per LLM answer; more is sent back.")
+    ingestion_max_links: int = Field(300, ge=1, le=100_000, description="Relationships, and growth events, per answer.")
+    ingestion_max_text_chars: int = Field(4000, ge=200, le=1_000_000, description="Per text of an answer (not names).")
 
     # --- logging --------------------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -17,7 +17,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -33,6 +33,12 @@ PROMPT_NAME = "ingestion"
 OVERLAP_FRACTION = 0.1
 """Share of a window's token budget repeated from the end of the previous window, so an exchange cut by a window
 boundary is still seen whole once; duplicates this causes are removed by the merge."""
+NAME_CHARS = 200
+"""Longest concept name or type, memory or conversation title, or topic an answer may hold: a name is a few words."""
+MAX_UNRESOLVED_TOPICS = 20
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2200
+"""creation_ts must fall in these years (in UTC): anything else is a model's mistake, and years near 1 or 9999
+overflow when converted to UTC, so the write would fail on every try."""
 
 
 # ======================================================================================================================
@@ -147,8 +153,22 @@ class IngestionInput(BaseModel):
 _REF_PATTERN = r"^[mce][1-9][0-9]*$"
 
 
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+"""NUL and unpaired surrogates: Postgres text and jsonb cannot hold them (and JSON can carry them)."""
+
+
 class _Strict(BaseModel):
+    """Every text of the answer is checked for what Postgres cannot store, so such an answer goes back to the model
+    in the repair request instead of failing at the write on every try."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        if isinstance(value, str) and _UNSTORABLE.search(value):
+            raise ValueError("contains a NUL character (\\u0000) or an unpaired surrogate, which cannot be stored")
+        return value
 
 
 class ExtractedMemoryUnit(_Strict):
@@ -158,6 +178,18 @@ class ExtractedMemoryUnit(_Strict):
     creation_ts: datetime | None = Field(description="When it happened (ISO 8601), or null for the conversation time")
     importance: float = Field(ge=1, le=10)
     sentiment: float = Field(ge=-1, le=1)
+
+    @field_validator("creation_ts", mode="after")
+    @classmethod
+    def _plausible(cls, value: datetime | None) -> datetime | None:
+        """The year is checked before the conversion to UTC, which is what overflows near year 1 or 9999."""
+        if value is None:
+            return None
+        years = range(EARLIEST_YEAR, LATEST_YEAR + 1)
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        if value.year not in years or aware.astimezone(UTC).year not in years:
+            raise ValueError(f"must be in the years {EARLIEST_YEAR}..{LATEST_YEAR}, or null if the text gives no date")
+        return value
 
 
 class ExtractedConcept(_Strict):
@@ -263,6 +295,79 @@ def check_references(output: IngestionOutput, handle_count: int) -> list[str]:
             problems.append(f"{where}: {rel.source} -> {rel.target} links an item to itself; remove it")
     for i, event in enumerate(output.growth_events):
         resolve(event.about, f"growth_events[{i}].about")
+    return problems
+
+
+@dataclass(frozen=True)
+class IngestionLimits:
+    """What one answer may hold: far above what a real conversation yields, so only a runaway answer meets them
+    (one wrote 3000 memory units and a 200 KB title). Set from ORRERY_INGESTION_MAX_* (settings.py)."""
+
+    memory_units: int = 50
+    concepts: int = 100
+    links: int = 300
+    """Relationships, and growth events, each."""
+    text_chars: int = 4000
+    """Any text that is not a name: memory contents, summaries, descriptions, rationales, the greeting."""
+    name_chars: int = NAME_CHARS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IngestionLimits:
+        return cls(
+            memory_units=settings.ingestion_max_memory_units, concepts=settings.ingestion_max_concepts,
+            links=settings.ingestion_max_links, text_chars=settings.ingestion_max_text_chars,
+        )  # fmt: skip
+
+
+def check_limits(output: IngestionOutput, limits: IngestionLimits) -> list[str]:
+    """Problems of size and blankness: too many items, texts too long, blank names, titles or contents.
+
+    Checked here rather than as maxItems/maxLength in the schema, so the schema sent with every call stays small and
+    the same whatever an operator sets; the messages are addressed to the model, for the repair request.
+    """
+    problems: list[str] = []
+    counts = (
+        ("memory_units", len(output.memory_units), limits.memory_units),
+        ("concepts", len(output.concepts), limits.concepts),
+        ("relationships", len(output.relationships), limits.links),
+        ("growth_events", len(output.growth_events), limits.links),
+        ("forward_context.unresolved_topics", len(output.forward_context.unresolved_topics), MAX_UNRESOLVED_TOPICS),
+    )
+    for where, count, most in counts:
+        if count > most:
+            problems.append(f"{where}: {count} items; give at most {most}, the most important ones")
+
+    def text(where: str, value: str | None, most: int, *, required: bool = False) -> None:
+        if value is None:
+            return
+        if required and not value.strip():
+            problems.append(f"{where}: must not be blank")
+        elif len(value) > most:
+            problems.append(f"{where}: {len(value)} characters; write at most {most}")
+
+    names, texts = limits.name_chars, limits.text_chars
+    text("title", output.title, names, required=True)
+    text("context_summary", output.context_summary, texts)
+    for i, unit in enumerate(output.memory_units):
+        text(f"memory_units[{i}].title", unit.title, names, required=True)
+        text(f"memory_units[{i}].content", unit.content, texts, required=True)
+    for i, concept in enumerate(output.concepts):
+        for field, value in (("name", concept.name), ("type", concept.type)):
+            where = f"concepts[{i}].{field}"
+            if value.strip() and not normalize_concept_name(value):
+                problems.append(f"{where}: {value!r} has no letter or digit; name it in words")
+            text(where, value, names, required=True)
+        text(f"concepts[{i}].description", concept.description, texts)
+    for i, rel in enumerate(output.relationships):
+        text(f"relationships[{i}].description", rel.description, texts)
+    for i, event in enumerate(output.growth_events):
+        text(f"growth_events[{i}].rationale", event.rationale, texts)
+    forward = output.forward_context
+    text("forward_context.proactive_greeting", forward.proactive_greeting, texts)
+    text("forward_context.suggested_focus", forward.suggested_focus, names)
+    for i, topic in enumerate(forward.unresolved_topics):
+        text(f"forward_context.unresolved_topics[{i}].topic", topic.topic, names)
+        text(f"forward_context.unresolved_topics[{i}].suggested_question", topic.suggested_question, texts)
     return problems
 
 
@@ -553,15 +658,27 @@ class _Merger:
 class IngestionAgent:
     """Turns a conversation into an IngestionResult with one LLM call per window (one for most conversations)."""
 
-    def __init__(self, llm: StructuredLLM, *, model: str, input_token_budget: int, prompt: Prompt | None = None):
+    def __init__(
+        self,
+        llm: StructuredLLM,
+        *,
+        model: str,
+        input_token_budget: int,
+        limits: IngestionLimits | None = None,
+        prompt: Prompt | None = None,
+    ):
         self._llm = llm
         self._model = model
         self._budget = input_token_budget
+        self._limits = limits or IngestionLimits()
         self._prompt = prompt or load_prompt(PROMPT_NAME)
 
     @classmethod
     def from_settings(cls, llm: StructuredLLM, settings: Settings) -> IngestionAgent:
-        return cls(llm, model=settings.ingestion_model, input_token_budget=settings.llm_input_token_budget)
+        return cls(
+            llm, model=settings.ingestion_model, input_token_budget=settings.llm_input_token_budget,
+            limits=IngestionLimits.from_settings(settings),
+        )  # fmt: skip
 
     async def run(self, data: IngestionInput, *, job_id: str | None = None) -> IngestionResult:
         """Extract. Raises what the LLM layer raises (DeferredError, TransientError, PermanentError)."""
@@ -575,14 +692,14 @@ class IngestionAgent:
         spans = split_into_windows([line.tokens for line in lines], self._budget, int(self._budget * OVERLAP_FRACTION))
         windows = [lines[span.start : span.stop] for span in spans]
         context = CallContext(user_id=conversation.user_id, agent=AGENT_NAME, job_id=job_id)
-        handle_count = len(data.existing_concepts)
+        handle_count, limits = len(data.existing_concepts), self._limits
         merger = _Merger(data.existing_concepts, conversation.start_time)
         usage = LLMUsage()
         for index, window in enumerate(windows, start=1):
             rendered = self._prompt.render(**self._variables(data, window, index, len(windows), merger.summaries))
             answer = await self._llm.complete(
                 rendered, IngestionOutput, model=self._model, context=context,
-                check=lambda output: check_references(output, handle_count),
+                check=lambda output: [*check_references(output, handle_count), *check_limits(output, limits)],
             )  # fmt: skip
             usage += answer.usage
             merger.add(answer.value)
@@ -606,6 +723,7 @@ class IngestionAgent:
                 "messages": [vars(line) for line in window],
             },
             "window": {"index": index, "count": count},
+            "limits": asdict(self._limits),
             "earlier_summary": " ".join(summaries) or None,
             "turn_context": turn_context,
             "memory_profile": json.dumps(data.memory_profile, ensure_ascii=False, indent=1)

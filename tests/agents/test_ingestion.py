@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from agents.ingestion import (
     ConversationInput,
@@ -21,17 +22,20 @@ from agents.ingestion import (
     GrowthDimension,
     IngestionAgent,
     IngestionInput,
+    IngestionLimits,
     IngestionOutput,
     IngestionStatus,
     RelationshipType,
+    check_limits,
     check_references,
     normalize_concept_name,
     split_into_windows,
 )
-from agents.llm import LLMClient, strict_json_schema
-from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, sample_answers_server
+from agents.llm import LLMClient, format_validation_errors, strict_json_schema
+from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_sample_answers, sample_answers_server
 from jobs.errors import PermanentError
 from prompts import load_prompt
+from settings import SettingsError, load_settings
 from store.context import TurnContextPackage
 from tests.agents.test_llm import assert_strict_mode_compatible
 
@@ -401,3 +405,110 @@ def test_split_into_windows_covers_everything_and_progresses() -> None:
         for before, after in itertools.pairwise(windows):
             assert before.start < after.start <= before.stop < after.stop
             assert sum(costs[i] for i in range(after.start, before.stop)) <= overlap
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"title": "A\u0000run"}, "title: Value error, contains a NUL character"),
+        ({"concepts": [concept("c1", "Run\u0000ning")]}, "concepts[0].name: Value error, contains a NUL character"),
+        (
+            {"forward_context": {"proactive_greeting": "Hi \ud800", "unresolved_topics": [], "suggested_focus": None}},
+            "forward_context.proactive_greeting: Value error, contains a NUL character (\\u0000) or an unpaired",
+        ),
+        (
+            {"memory_units": [{**answer()["memory_units"][0], "creation_ts": "9999-12-31T23:59:59-23:59"}]},
+            "memory_units[0].creation_ts: Value error, must be in the years 1900..2200",
+        ),
+        (
+            {"memory_units": [{**answer()["memory_units"][0], "creation_ts": "0001-01-01T00:00:00+14:00"}]},
+            "memory_units[0].creation_ts: Value error, must be in the years 1900..2200",
+        ),
+        (
+            {"memory_units": [{**answer()["memory_units"][0], "creation_ts": "2200-12-31T23:30:00-05:00"}]},
+            "memory_units[0].creation_ts: Value error, must be in the years 1900..2200",  # 2201 in UTC
+        ),
+    ],
+)
+def test_what_postgres_cannot_store_is_a_validation_error(changes: dict[str, Any], problem: str) -> None:
+    """Before: these passed validation and failed at the write on every try (CharacterNotInRepertoireError,
+    OverflowError), so the job re-ingested until its tries were spent."""
+    with pytest.raises(ValidationError) as caught:
+        IngestionOutput.model_validate(answer(**changes))
+    assert any(problem in line for line in format_validation_errors(caught.value)), caught.value
+
+
+def test_plausible_times_and_plain_unicode_pass() -> None:
+    unit = {**answer()["memory_units"][0], "title": "Café ☕ 🏃", "creation_ts": "1900-01-01T12:00:00+05:00"}
+    output = IngestionOutput.model_validate(answer(memory_units=[unit]))
+    assert output.memory_units[0].creation_ts == datetime(1900, 1, 1, 7, 0, tzinfo=UTC)
+
+
+SMALL = IngestionLimits(memory_units=2, concepts=2, links=2, text_chars=300, name_chars=20)
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"concepts": [concept("c1", "  ")]}, "concepts[0].name: must not be blank"),
+        ({"concepts": [concept("c1", "Lena", " ")]}, "concepts[0].type: must not be blank"),
+        ({"concepts": [concept("c1", "!!!")]}, "concepts[0].name: '!!!' has no letter or digit"),
+        ({"title": ""}, "title: must not be blank"),
+        ({"memory_units": [{**answer()["memory_units"][0], "title": " \n"}]}, "memory_units[0].title: must not be"),
+        ({"memory_units": [{**answer()["memory_units"][0], "content": ""}]}, "memory_units[0].content: must not be"),
+        (
+            {"memory_units": [{**answer()["memory_units"][0], "title": "t" * 21}]},
+            "title: 21 characters; write at most 20",
+        ),
+        ({"context_summary": "s" * 301}, "context_summary: 301 characters; write at most 300"),
+        ({"concepts": [concept(f"c{i}", f"C{i}") for i in range(1, 4)]}, "concepts: 3 items; give at most 2"),
+        ({"growth_events": [growth("m1")] * 3}, "growth_events: 3 items; give at most 2"),
+        ({"relationships": [rel("m1", "c1")] * 3, "concepts": [concept("c1", "A")]}, "relationships: 3 items"),
+        (
+            {"memory_units": [{**answer()["memory_units"][0], "key": f"m{i}"} for i in range(1, 4)]},
+            "memory_units: 3 items; give at most 2, the most important ones",
+        ),
+    ],
+)
+def test_limits_and_blank_names(changes: dict[str, Any], problem: str) -> None:
+    problems = check_limits(IngestionOutput.model_validate(answer(**changes)), SMALL)
+    assert any(problem in p for p in problems), problems
+
+
+def test_an_answer_within_the_limits_has_no_problems() -> None:
+    output = IngestionOutput.model_validate(answer(concepts=[concept("c1", "Lena", "person")]))
+    assert check_limits(output, SMALL) == []
+    assert check_limits(IngestionOutput.model_validate(load_sample_answers()[0].answer), IngestionLimits()) == []
+
+
+async def test_an_oversized_answer_is_repaired_once_and_the_limits_are_in_the_prompt(
+    server: ScriptedLLMServer, client: LLMClient
+) -> None:
+    agent = IngestionAgent(client, model="test-model", input_token_budget=4000, limits=SMALL)
+    runaway = answer(memory_units=[{**answer()["memory_units"][0], "key": f"m{i}"} for i in range(1, 3001)])
+    server.enqueue(ScriptedReply.json(runaway), ScriptedReply.json(answer()))
+
+    result = await agent.run(make_input([("user", "I ran 10k.")]))
+
+    assert result.llm_calls == 2 and [m.title for m in result.memory_units] == ["Ran 10k"]
+    first, repair = server.chat_requests
+    assert "at most 2 memory units, 2 concepts, 2\nrelationships" in first.messages[0]["content"]
+    assert "memory_units: 3000 items; give at most 2" in repair.messages[-1]["content"]
+
+
+async def test_a_nul_still_there_after_the_repair_is_permanent(
+    server: ScriptedLLMServer, agent: IngestionAgent
+) -> None:
+    poisoned = answer(concepts=[concept("c1", "Run\u0000ning")])
+    server.enqueue(ScriptedReply.json(poisoned), ScriptedReply.json(poisoned))
+    with pytest.raises(PermanentError, match="NUL character"):
+        await agent.run(make_input([("user", "I ran 10k.")]))
+    assert len(server.chat_requests) == 2
+
+
+def test_limits_come_from_the_settings() -> None:
+    settings = load_settings(ingestion_max_memory_units=7, ingestion_max_concepts=8, ingestion_max_links=9,
+                             ingestion_max_text_chars=1000)  # fmt: skip
+    assert IngestionLimits.from_settings(settings) == IngestionLimits(7, 8, 9, 1000)
+    with pytest.raises(SettingsError, match="ORRERY_INGESTION_MAX_MEMORY_UNITS"):
+        load_settings(ingestion_max_memory_units=0)
