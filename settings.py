@@ -7,12 +7,13 @@ variable instead of a traceback deep inside a job.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _env(name: str) -> AliasChoices:
@@ -57,6 +58,16 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(10, ge=1, le=1000)
     worker_processes: int = Field(1, ge=1, le=64, description="Worker processes per `run.py worker` (one per core).")
     ledger_retention_days: int = Field(30, ge=1)
+    outage_tolerance_s: float = Field(
+        300.0, gt=0, le=86400, description="A worker waits this long for Redis or Postgres to come back, then exits."
+    )
+    worker_restart_delay_s: float = Field(
+        1.0, gt=0, le=60, description="First wait before `--processes` restarts a dead process; doubles up to 30 s."
+    )
+    cron: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description='Schedule overrides by job name, e.g. {"sweep_timeouts": "*/2 * * * *", "prune_ledger": "off"}.',
+    )
 
     # --- agents ---------------------------------------------------------------------------------------------
     conversation_timeout_minutes: float = Field(10.0, gt=0)
@@ -100,6 +111,33 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value or None
 
+    @field_validator("cron", mode="before")
+    @classmethod
+    def _cron_json(cls, value: Any) -> Any:
+        """ORRERY_CRON is read as text and parsed here, so bad JSON is one line like any other bad setting."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value) if value.strip() else {}
+        except ValueError as exc:
+            raise ValueError(f'not valid JSON ({exc}); expected e.g. {{"prune_ledger": "off"}}') from None
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_expressions(cls, value: dict[str, str]) -> dict[str, str]:
+        """Every expression parses now; whether each name is a registered job is checked where the registry is
+        known (jobs.scheduler.schedules), since settings sit below the jobs."""
+        if not value:
+            return value
+        from jobs.schedule import ScheduleError, check_expression  # pure parser; loaded only when ORRERY_CRON is set
+
+        for name, expression in value.items():
+            try:
+                check_expression(expression)
+            except ScheduleError as exc:
+                raise ValueError(f"{name!r}: {exc}") from None
+        return value
+
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
@@ -128,9 +166,10 @@ def format_validation_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         field = str(err["loc"][0]) if err["loc"] else "?"
+        inside = "".join(f"[{part!r}]" for part in err["loc"][1:])  # a key of a JSON setting, e.g. ORRERY_CRON
         got = err.get("input")
         shown = "" if isinstance(got, dict) or got is None else f" (got {str(got)[:60]!r})"
-        lines.append(f"{_env_name(field)}: {err['msg']}{shown}")
+        lines.append(f"{_env_name(field)}{inside}: {err['msg']}{shown}")
     return "; ".join(lines)
 
 

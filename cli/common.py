@@ -9,6 +9,7 @@ from typing import Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
+from jobs.schedule import ScheduleError
 from settings import Settings, SettingsError, get_settings
 from store.embedded import Backends, EmbeddedStackError, resolve_backends
 from store.migrate import MigrationError
@@ -60,7 +61,7 @@ def describe_backends(found: Backends) -> str:
     return f"{pg}, {rd}"
 
 
-EXPECTED_ERRORS = (BackendUnavailable, MigrationError, EmbeddedStackError, SettingsError, CommandError)
+EXPECTED_ERRORS = (BackendUnavailable, MigrationError, EmbeddedStackError, SettingsError, ScheduleError, CommandError)
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

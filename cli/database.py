@@ -10,6 +10,9 @@ import typer
 from rich.table import Table
 
 from cli.common import backends, console, describe_backends, fail, run_async, settings
+from jobs.catalog import all_jobs
+from jobs.schedule import ScheduleError
+from jobs.scheduler import schedules
 from store import embedded
 from store.migrate import applied_migrations, check_history, load_migrations, migrate
 from store.postgres import BackendUnavailable, connect, redact_url
@@ -113,8 +116,12 @@ async def _check_weaviate(url: str | None) -> Check:
 
 
 def doctor_command() -> None:
-    """Check every configured backend and print a table; exit 1 when a required one is down."""
+    """Check the configuration and every configured backend; exit 2 on bad configuration, 1 when a backend is down."""
     cfg = settings()
+    try:
+        scheduled = schedules(all_jobs(), cfg.cron)
+    except ScheduleError as exc:
+        fail(f"invalid configuration: {exc}")
     found = backends()
 
     async def _run() -> list[Check]:
@@ -139,6 +146,8 @@ def doctor_command() -> None:
         status = "[green]ok[/]" if check.ok else ("[red]DOWN[/]" if check.required else "[yellow]warn[/]")
         table.add_row(check.backend, check.target, status, check.detail)
     table.add_row("LLM", "-", "[green]ok[/]", llm)
+    cron = ", ".join(f"{job.spec.name} {job.schedule.expression!r}" for job in scheduled) or "no job is scheduled"
+    table.add_row("cron", "ORRERY_CRON" if cfg.cron else "-", "[green]ok[/]", cron)
     console.print(table)
     if any(not c.ok and c.required for c in checks):
         raise typer.Exit(1)

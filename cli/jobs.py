@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 import typer
 from rich.table import Table
 
-from cli.common import CommandError, backends, console, fail, run_async
+from cli.common import CommandError, backends, console, fail, run_async, settings
 from cli.job_args import ArgumentParseError, collect_args, parse_at, parse_duration
 from jobs.catalog import all_jobs
 from jobs.enqueue import (
@@ -32,7 +32,7 @@ from jobs.enqueue import (
 from jobs.keys import QUEUES, health_key_pattern, job_key, queue_key
 from jobs.registry import UnknownJobError, get_job
 from jobs.schedule import ScheduleError
-from jobs.scheduler import CronSettings, schedules
+from jobs.scheduler import schedules
 from store import ledger
 from store.ledger import FINAL_STATES, JobRun
 from store.postgres import connect
@@ -199,9 +199,9 @@ def list_command(as_json: bool = typer.Option(False, "--json")) -> None:
     now = datetime.now(UTC)
     specs = all_jobs()
     try:
-        scheduled = {job.spec.name: job.schedule for job in schedules(specs, CronSettings().cron)}
-    except (ScheduleError, UnknownJobError) as exc:
-        fail(f"ORRERY_CRON: {exc}")
+        scheduled = {job.spec.name: job.schedule for job in schedules(specs, settings().cron)}
+    except ScheduleError as exc:
+        fail(f"invalid configuration: {exc}")
     rows: list[dict[str, Any]] = []
     for spec in specs:
         schedule = scheduled.get(spec.name)

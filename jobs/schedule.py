@@ -78,6 +78,13 @@ def _parse_field(text: str, name: str, low: int, high: int) -> frozenset[int] | 
     return frozenset(values)
 
 
+def check_expression(expression: str) -> Schedule | None:
+    """A schedule override as ORRERY_CRON gives it: "off" (None, the job is not scheduled) or a cron expression."""
+    if expression.strip().lower() == OFF:
+        return None
+    return parse_cron(expression)
+
+
 def parse_cron(expression: str) -> Schedule:
     """Parse a 5- or 6-field cron expression (see the module docstring)."""
     fields = expression.split()

@@ -17,24 +17,16 @@ import asyncpg
 import pydantic
 import redis.asyncio as aioredis
 import structlog
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobs.enqueue import EnqueueResult, enqueue
 from jobs.keys import cron_claim_key
-from jobs.registry import JobSpec, get_job
-from jobs.schedule import OFF, Schedule, ScheduleError, parse_cron
+from jobs.registry import JobSpec, UnknownJobError, get_job
+from jobs.schedule import Schedule, ScheduleError, check_expression, parse_cron
 
 CLAIM_TTL_S = 7200
 """A claim outlives its slot by far more than any clock skew between workers."""
 
 logger = structlog.get_logger("orrery.cron")
-
-
-class CronSettings(BaseSettings):
-    """ORRERY_CRON='{"sweep_timeouts": "*/2 * * * *", "prune_ledger": "off"}' overrides schedules by job name."""
-
-    model_config = SettingsConfigDict(env_prefix="ORRERY_", env_file=".env", extra="ignore")
-    cron: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -44,26 +36,36 @@ class ScheduledJob:
 
 
 def schedules(specs: list[JobSpec], overrides: Mapping[str, str]) -> list[ScheduledJob]:
-    """The effective schedule of every job: its own cron unless overridden; "off" disables one.
+    """The effective schedule of every job: its own cron unless overridden (Settings.cron); "off" disables one.
 
-    An override may schedule a job that has no cron of its own if its arguments all have defaults.
+    An override may schedule a job that has no cron of its own if its arguments all have defaults. Every problem
+    with an override is a ScheduleError naming ORRERY_CRON, so `jobs list`, `doctor` and the worker say the same line.
     """
     by_name = {spec.name: spec for spec in specs}
     for name in overrides:
-        get_job(name)  # unknown names fail loudly, listing the known ones
+        try:
+            get_job(name)  # the registry, not just `specs`: a job of a queue this worker does not serve is fine
+        except UnknownJobError as exc:
+            raise ScheduleError(f"ORRERY_CRON: {exc}") from None
     result = []
     for name in sorted(set(by_name) | set(overrides)):
         spec = by_name.get(name)
         if spec is None:
             continue  # a job of a queue this worker does not serve
-        expression = overrides.get(name, spec.cron)
-        if expression is None or expression.strip().lower() == OFF:
+        if name in overrides:
+            try:
+                schedule = check_expression(overrides[name])
+            except ScheduleError as exc:
+                raise ScheduleError(f"ORRERY_CRON: {name!r}: {exc}") from None
+        else:
+            schedule = parse_cron(spec.cron) if spec.cron is not None else None
+        if schedule is None:
             continue
         try:
             spec.args_model.model_validate({})
         except pydantic.ValidationError:
-            raise ScheduleError(f"job {name!r} needs arguments, so it cannot run on a schedule") from None
-        result.append(ScheduledJob(spec, parse_cron(expression)))
+            raise ScheduleError(f"ORRERY_CRON: job {name!r} needs arguments, so it cannot run on a schedule") from None
+        result.append(ScheduledJob(spec, schedule))
     return result
 
 

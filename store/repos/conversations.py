@@ -129,10 +129,10 @@ async def lock_for_ingestion(db: Executor, user_id: str, conversation_id: str) -
 
 
 async def list_messages(db: Executor, user_id: str, conversation_id: str) -> list[MessageRecord]:
-    """The conversation's messages in order (timestamp, then id for ties); empty when it is not this user's."""
+    """The conversation's messages in order (timestamp, then insertion order: `seq`); empty when not this user's."""
     rows = await db.fetch(
         "SELECT m.* FROM conversation_messages m JOIN conversations c ON c.id = m.conversation_id "
-        "WHERE c.user_id = $1 AND m.conversation_id = $2 ORDER BY m.timestamp, m.id",
+        "WHERE c.user_id = $1 AND m.conversation_id = $2 ORDER BY m.timestamp, m.seq",
         user_id, conversation_id,
     )  # fmt: skip
     return [MessageRecord.from_row(row) for row in rows]
@@ -224,7 +224,7 @@ async def read_conversation_for_job(
         f"""
         SELECT c.*,
             (SELECT u.memory_profile FROM users u WHERE u.user_id = c.user_id) AS job_memory_profile,
-            (SELECT COALESCE(json_agg(m ORDER BY m.timestamp, m.id), '[]')
+            (SELECT COALESCE(json_agg(m ORDER BY m.timestamp, m.seq), '[]')
              FROM conversation_messages m WHERE m.conversation_id = c.id) AS job_messages,
             (SELECT COALESCE(json_agg(k ORDER BY {RELEVANCE_ORDER}), '[]')
              FROM (SELECT * FROM concepts WHERE user_id = c.user_id AND status = 'active'

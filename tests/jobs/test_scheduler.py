@@ -13,6 +13,7 @@ from jobs.keys import BATCH
 from jobs.registry import JobSpec, all_jobs, get_job, register
 from jobs.schedule import ScheduleError
 from jobs.scheduler import CronScheduler, ScheduledJob, cron_job_id, schedules
+from settings import SettingsError, load_settings
 from store import ledger
 
 
@@ -55,10 +56,26 @@ def test_effective_schedules_with_overrides() -> None:
 
 
 def test_overrides_must_name_real_jobs_that_take_no_required_arguments() -> None:
-    with pytest.raises(LookupError, match="unknown job 'sweep'"):
+    with pytest.raises(ScheduleError, match=r"^ORRERY_CRON: unknown job 'sweep'; known jobs: .*sweep_timeouts"):
         schedules(all_jobs(), {"sweep": "* * * * *"})
-    with pytest.raises(ScheduleError, match="cannot run on a schedule"):
+    with pytest.raises(ScheduleError, match=r"^ORRERY_CRON: job 'test\.needs-args' needs arguments"):
         schedules(all_jobs(), {"test.needs-args": "* * * * *"})
+    with pytest.raises(ScheduleError, match=r"^ORRERY_CRON: 'prune_ledger': minute field '61'"):
+        schedules(all_jobs(), {"prune_ledger": "61 * * * *"})
+
+
+def test_cron_overrides_are_a_validated_field_of_the_one_settings_object() -> None:
+    cfg = load_settings(cron='{"sweep_timeouts": "*/2 * * * *", "prune_ledger": " OFF "}')
+    assert cfg.cron == {"sweep_timeouts": "*/2 * * * *", "prune_ledger": " OFF "}
+    assert load_settings(cron="").cron == {} and load_settings().cron == {}
+    with pytest.raises(SettingsError, match=r"^invalid configuration: ORRERY_CRON: Value error, not valid JSON"):
+        load_settings(cron="{not json")
+    with pytest.raises(SettingsError, match=r"ORRERY_CRON: Value error, 'sweep_timeouts': cron '\* \*': expected 5"):
+        load_settings(cron='{"sweep_timeouts": "* *"}')
+    with pytest.raises(SettingsError, match=r"ORRERY_CRON\['prune_ledger'\]: Input should be a valid string"):
+        load_settings(cron='{"prune_ledger": 5}')
+    with pytest.raises(SettingsError, match="ORRERY_CRON: Input should be a valid dictionary"):
+        load_settings(cron='["prune_ledger"]')
 
 
 async def test_each_slot_fires_once_across_schedulers(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
