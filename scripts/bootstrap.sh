@@ -28,3 +28,17 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet -e '.[dev]'
   echo "$want" > "$stamp"
 fi
+# The interop tests' node packages (Prisma's wasm schema engine, ioredis, TypeScript), when node is installed;
+# re-installed only when the lock file changes. Without node those tests skip and say so.
+if command -v npm >/dev/null 2>&1; then
+  lock_sum="$(sha256sum tests/interop/package-lock.json | cut -d' ' -f1)"
+  npm_stamp="tests/interop/node_modules/.orrery-installed"
+  if [ ! -f "$npm_stamp" ] || [ "$(cat "$npm_stamp")" != "$lock_sum" ]; then
+    echo "installing the interop tests' npm packages (tests/interop)" >&2
+    if npm ci --prefix tests/interop --no-audit --no-fund --loglevel=error >&2; then
+      echo "$lock_sum" > "$npm_stamp"
+    else
+      echo "warning: npm ci in tests/interop failed; the TypeScript/Prisma interop tests will skip" >&2
+    fi
+  fi
+fi
