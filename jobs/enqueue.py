@@ -18,6 +18,10 @@ from jobs.registry import JobSpec, get_job
 from jobs.retry import invalid_args_message
 from store import ledger
 from store.postgres import Executor
+from store.repos._base import serialized
+
+ENQUEUE_LOCK_PREFIX = "orrery.enqueue:"
+"""The advisory lock key of a job id while it is being enqueued (see enqueue)."""
 
 
 class JobArgumentsError(ValueError):
@@ -36,11 +40,30 @@ class EnqueueResult:
     """The ledger row of the new run (None when not enqueued)."""
 
 
+def _nul_path(value: Any, path: str) -> str | None:
+    """Where the first string holding a NUL character is (Postgres text and jsonb cannot store one), else None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _nul_path(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
 def validate_args(spec: JobSpec, args: Mapping[str, Any]) -> pydantic.BaseModel:
+    """The job's args model, or one JobArgumentsError naming every bad field (and a value Postgres cannot store)."""
     try:
-        return spec.args_model.model_validate(dict(args))
+        model = spec.args_model.model_validate(dict(args))
     except pydantic.ValidationError as exc:
         raise JobArgumentsError(f"job {spec.name!r}: {invalid_args_message(exc)}") from None
+    nul_at = _nul_path(model.model_dump(mode="json"), "")
+    if nul_at is not None:
+        raise JobArgumentsError(
+            f"job {spec.name!r}: {nul_at}: contains a NUL character (\\u0000), which cannot be stored"
+        )
+    return model
 
 
 def resolve_run_at(now: datetime, *, defer_by: timedelta | None, run_at: datetime | None) -> datetime:
@@ -52,14 +75,25 @@ def resolve_run_at(now: datetime, *, defer_by: timedelta | None, run_at: datetim
     return now + defer_by if defer_by is not None else now
 
 
-# Set the job record and add it to its queue unless a job with this id exists: one atomic round trip (arq's own
-# enqueue_job needs four for the same WATCH/MULTI check).
-_PUSH = """
+PUSH_SCRIPT = """
+local ttl = tonumber(ARGV[2])
+local score = tonumber(ARGV[3])
+if ttl == nil or ttl ~= ttl or ttl < 1 or ttl > 1e15 or ttl % 1 ~= 0 then
+    return redis.error_reply('ERR enqueue: ttl must be a whole number of milliseconds >= 1, not ' .. tostring(ARGV[2]))
+end
+if score == nil or score ~= score or score < 0 or score > 253402300799999 then
+    return redis.error_reply('ERR enqueue: score must be a unix time in ms (1970..9999), not ' .. tostring(ARGV[3]))
+end
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+redis.call('ZADD', KEYS[2], score, ARGV[4])
 return 1
 """
+"""Set the job record and add it to its queue unless a job with this id exists: one atomic round trip (arq's own
+enqueue_job needs four for the same WATCH/MULTI check). KEYS: the job key, the queue; ARGV: record, ttl (ms), score
+(unix ms), job id. Every argument is checked before anything is written: a script that errors half-way is not
+rolled back, so a refused ZADD (a NaN score) after the SET used to leave a job key that blocked its id for a day.
+docs/jobs.md gives this same script to producers in other languages."""
 
 
 async def push_job(
@@ -71,7 +105,7 @@ async def push_job(
     ttl_ms = max(score - now_ms, 0) + expires_extra_ms
     record = wire.job_record(name, args, enqueue_time_ms=now_ms)
     keys_and_args = (job_key(job_id), queue_key(queue), record.decode(), str(ttl_ms), str(score), job_id)
-    added = await redis.eval(_PUSH, 2, *keys_and_args)  # type: ignore[misc]  # redis-py types it as a union
+    added = await redis.eval(PUSH_SCRIPT, 2, *keys_and_args)  # type: ignore[misc]  # redis-py types it as a union
     return bool(added)
 
 
@@ -91,6 +125,11 @@ async def enqueue(
     The ledger row is written before the Redis job so a worker never starts a run the ledger has not seen; the
     ledger's unique index on active job ids is the dedupe check, confirmed against Redis so that a row left active by
     lost Redis data cannot block the key forever.
+
+    Why the advisory lock on the job id (a transaction around check, insert and push): without it, a second
+    producer of the same id saw the first one's ledger row before its Redis push, took the row for one whose job
+    was lost, and marked the queued job LostJob. Under the lock, a row without a Redis job really is lost. Other
+    producers of the same id wait for the push (one Redis round trip); other ids do not wait at all.
     """
     spec = get_job(name)
     model = validate_args(spec, args)
@@ -102,23 +141,64 @@ async def enqueue(
     values = model.model_dump(mode="json")
     not_enqueued = EnqueueResult(job_id, name, queue, enqueued=False, run_at=when)
 
-    async def insert() -> int | None:
-        return await ledger.insert_queued(
-            pool, job_id=job_id, job_name=name, queue=queue, args=values, max_tries=spec.max_tries, run_at=when
-        )
+    async with serialized(pool, ENQUEUE_LOCK_PREFIX + job_id) as conn:
 
-    run_id = await insert()
-    if run_id is None:
-        if await redis.exists(job_key(job_id)):
-            return not_enqueued
-        await ledger.mark_lost(pool, job_id)
+        async def insert() -> int | None:
+            return await ledger.insert_queued(
+                conn, job_id=job_id, job_name=name, queue=queue, args=values, max_tries=spec.max_tries, run_at=when
+            )
+
         run_id = await insert()
-        if run_id is None:  # another producer won the race for this id in between
+        if run_id is None:
+            if await redis.exists(job_key(job_id)):
+                return not_enqueued
+            await ledger.mark_lost(conn, job_id)
+            run_id = await insert()
+            if run_id is None:  # a worker recorded a run pushed straight into Redis in between
+                return not_enqueued
+        if not await push_job(redis, job_id=job_id, name=name, queue=queue, args=values, run_at=when):
+            await ledger.delete_run(conn, run_id)
             return not_enqueued
-    if not await push_job(redis, job_id=job_id, name=name, queue=queue, args=values, run_at=when):
-        await ledger.delete_run(pool, run_id)
-        return not_enqueued
     return EnqueueResult(job_id, name, queue, enqueued=True, run_at=when, run_id=run_id)
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """A job as it sits in Redis, whether or not a worker has recorded it yet (a producer that wrote Redis itself)."""
+
+    job_id: str
+    name: str | None
+    args: dict[str, Any] | None
+    """None (and name None) when the record is unreadable; `problem` says why."""
+    enqueued_at: datetime | None
+    queue: str | None
+    """None when the record exists but no queue holds the id (it is running, or a producer wrote half a job)."""
+    run_at: datetime | None
+    problem: str | None = None
+
+
+async def peek_queued(redis: aioredis.Redis, job_id: str) -> QueuedJob | None:
+    """The job `job_id` as Redis holds it (record and queue score), None when Redis has no record of it: for
+    `jobs show` of a job a worker has not started yet."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.get(job_key(job_id))
+        for name in QUEUES:
+            pipe.zscore(queue_key(name), job_id)
+        stored, *scores = await pipe.execute()
+    if stored is None:
+        return None
+    found: tuple[str | None, float | None] = next(
+        ((q, s) for q, s in zip(QUEUES, scores, strict=True) if s is not None), (None, None)
+    )
+    queue, score = found
+    in_range = score is not None and 0 <= score <= wire.MAX_ENQUEUE_TIME_MS
+    run_at = datetime.fromtimestamp(score / 1000, UTC) if score is not None and in_range else None
+    try:
+        record = wire.deserialize(stored)
+    except wire.RecordError as exc:
+        return QueuedJob(job_id, None, None, None, queue, run_at, problem=str(exc))
+    enqueued_at = datetime.fromtimestamp(record["et"] / 1000, UTC)
+    return QueuedJob(job_id, record["f"], record["k"], enqueued_at, queue, run_at)
 
 
 class NotRetryableError(LookupError):

@@ -14,16 +14,22 @@ QUEUES: tuple[str, ...] = (INTERACTIVE, BATCH)
 
 QUEUE_KEY_PREFIX = "orrery:queue:"
 CRON_CLAIM_PREFIX = "orrery:cron:"
+OUTCOME_PREFIX = "orrery:outcome:"
+UNRECORDED_DEAD_KEY = "orrery:dead:unrecorded"
+"""A Redis list of dead letters the ledger cannot hold (newest first, capped): JSON objects with job_id, queue,
+record (the raw job record as text), error_class, error and at (ISO time)."""
 
 __all__ = [
     "BATCH",
     "INTERACTIVE",
     "QUEUES",
+    "UNRECORDED_DEAD_KEY",
     "cron_claim_key",
     "health_key",
     "health_key_pattern",
     "in_progress_key",
     "job_key",
+    "outcome_key",
     "queue_key",
     "retry_key",
 ]
@@ -37,6 +43,11 @@ def queue_key(queue: str) -> str:
 def job_key(job_id: str) -> str:
     """The serialized job (JSON); exists while the job is queued, running or waiting for a retry."""
     return job_key_prefix + job_id
+
+
+def outcome_key(job_id: str) -> str:
+    """A finished attempt's outcome the ledger could not take (Postgres away); recorded by the job's next attempt."""
+    return OUTCOME_PREFIX + job_id
 
 
 def in_progress_key(job_id: str) -> str:

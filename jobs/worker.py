@@ -27,10 +27,9 @@ from jobs.claim import QueueClaimer
 from jobs.keys import health_key, in_progress_key, queue_key
 from jobs.registry import JobSpec, all_jobs
 from jobs.resources import WorkerResources, ledger_dsn, make_worker_id
-from jobs.runtime import RESOURCES, arq_function
+from jobs.runtime import RESOURCES, arq_function, record_unrunnable
 from jobs.scheduler import CronScheduler, CronSettings, schedules
 from settings import Settings
-from store import ledger
 from store.postgres import create_pool
 from store.redis import connect_redis
 
@@ -96,18 +95,10 @@ class OrreryWorker(arq.worker.Worker):
         return self._claimer
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        """arq calls this for jobs it cannot run at all (unknown name, unreadable record, expired)."""
-        await super().finish_failed_job(job_id, result_data)
-        info = wire.deserialize(result_data) if result_data else {}
-        error = str(info.get("r") or "the job could not be started")
-        try:
-            await ledger.mark_unrunnable(
-                self.resources.pool, job_id=job_id, job_name=str(info.get("f") or "?"), queue=self.queue,
-                args=info.get("k") or {}, error_class="NotRunnable", error=error,
-            )  # fmt: skip
-        except Exception as exc:
-            logger.warning("dead letter not recorded", job_id=job_id, error_class=type(exc).__name__)
-        logger.error("job dead", job_id=job_id, job_name=info.get("f"), error_class="NotRunnable", error=error)
+        """arq calls this for jobs it cannot run at all (unknown name, unreadable record, expired): a NotRunnable dead
+        letter first (jobs/runtime.py), and the job is deleted only once that is recorded."""
+        if await record_unrunnable(self.resources, self.queue, job_id, result_data):
+            await super().finish_failed_job(job_id, result_data)
 
     def running_job_ids(self) -> list[str]:
         return [job_id for job_id, task in self.tasks.items() if not task.done()]

@@ -46,6 +46,18 @@ class JobRun:
     updated_at: datetime
 
 
+def printable(value: Any) -> Any:
+    """`value` with what Postgres text and jsonb cannot hold (NUL, lone surrogates) written out as escapes, for a
+    dead letter that must be recorded whatever its producer put in it."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {printable(key): printable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [printable(item) for item in value]
+    return value
+
+
 def _run(record: Any) -> JobRun:
     return JobRun(**dict(record))
 
@@ -84,6 +96,14 @@ async def mark_lost(db: Executor, job_id: str) -> None:
     )
 
 
+@dataclass(frozen=True)
+class StartedRun:
+    run_id: int
+    unfinished: bool
+    """The previous attempt with this number was marked running and never finished in the ledger: its outcome may be
+    waiting in Redis (jobs/runtime.py records it before anything else)."""
+
+
 async def start_run(
     db: Executor,
     *,
@@ -94,20 +114,26 @@ async def start_run(
     attempt: int,
     max_tries: int,
     worker_id: str,
-) -> int:
-    """Mark the active run 'running' (creating it when a non-Python producer enqueued straight into Redis)."""
-    run_id: int = await db.fetchval(
+    enqueued_at: datetime | None = None,
+    run_at: datetime | None = None,
+) -> StartedRun:
+    """Mark the active run 'running' (creating it when a non-Python producer enqueued straight into Redis: then
+    `enqueued_at` is the record's `et` and `run_at` its queue score, not the moment a worker first saw it)."""
+    row = await db.fetchrow(
         f"""
-        INSERT INTO runtime.job_runs (job_id, job_name, queue, args, state, attempt, max_tries, worker_id, started_at)
-        VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, now())
+        WITH previous AS (SELECT state, attempt FROM runtime.job_runs WHERE job_id = $1 AND {_ACTIVE})
+        INSERT INTO runtime.job_runs
+            (job_id, job_name, queue, args, state, attempt, max_tries, worker_id, started_at, enqueued_at, run_at)
+        VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, now(), COALESCE($8, now()), COALESCE($9, now()))
         ON CONFLICT (job_id) WHERE {_ACTIVE} DO UPDATE
         SET state = 'running', attempt = EXCLUDED.attempt, worker_id = EXCLUDED.worker_id, started_at = now(),
             updated_at = now()
-        RETURNING id
+        RETURNING id, COALESCE((SELECT state = 'running' AND attempt = $5 FROM previous), false) AS unfinished
         """,
-        job_id, job_name, queue, dict(args), attempt, max_tries, worker_id,
+        job_id, job_name, queue, dict(args), attempt, max_tries, worker_id, enqueued_at, run_at,
     )  # fmt: skip
-    return run_id
+    assert row is not None  # INSERT … ON CONFLICT DO UPDATE always returns its row
+    return StartedRun(run_id=row["id"], unfinished=row["unfinished"])
 
 
 async def finish_run(
