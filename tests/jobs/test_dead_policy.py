@@ -1,0 +1,122 @@
+"""JobSpec.on_dead is called once on every dead path (issue 10 item 1, the runtime half): a permanent error, the last
+try spent, a timeout on the last try, a run abandoned by killed workers, and a record that cannot run but whose
+arguments validate. A hook that raises is logged and the run is dead all the same."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, Literal
+
+import asyncpg
+import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict
+
+from jobs.context import JobContext
+from jobs.enqueue import enqueue
+from jobs.errors import PermanentError, TransientError
+from jobs.keys import INTERACTIVE, job_key, queue_key
+from jobs.registry import JobSpec, get_job, register
+from jobs.resources import WorkerResources
+from jobs.runtime import run_attempt
+from store import ledger
+from tests.jobs.conftest import BurstRunner
+
+
+class DoomedArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mark: str
+    mode: Literal["permanent", "transient", "slow", "ok"] = "permanent"
+
+
+async def _doomed(ctx: JobContext, args: DoomedArgs) -> dict[str, Any]:
+    if args.mode == "permanent":
+        raise PermanentError(f"{args.mark} cannot be done")
+    if args.mode == "transient":
+        raise TransientError(f"{args.mark} failed for now")
+    if args.mode == "slow":
+        await asyncio.sleep(5)
+    return {}
+
+
+async def _on_dead(ctx: JobContext, args: DoomedArgs, reason: str) -> None:
+    """Records each call: the marker a dead path must leave exactly once."""
+    await ctx.redis.rpush(f"test:dead:{args.mark}", json.dumps({"attempt": ctx.attempt, "reason": reason}))  # type: ignore[misc]
+    if args.mark.startswith("raise"):
+        raise RuntimeError("the hook itself failed")
+
+
+DOOMED = register(
+    JobSpec(
+        name="test.doomed", args_model=DoomedArgs, handler=_doomed, queue=INTERACTIVE, timeout_s=0.2, max_tries=2,
+        backoff_s=0.01, dedupe_key="doomed:{mark}", cron=None, description="Test-only: dies.", on_dead=_on_dead,
+    )
+)  # fmt: skip
+
+
+async def _hook_calls(redis_client: aioredis.Redis, mark: str) -> list[dict[str, Any]]:
+    return [json.loads(entry) for entry in await redis_client.lrange(f"test:dead:{mark}", 0, -1)]  # type: ignore[misc]
+
+
+async def test_every_dead_path_calls_the_hook_once(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner
+) -> None:
+    cases = {"perm": "permanent", "spent": "transient", "slow": "slow", "raise-perm": "permanent", "fine": "ok"}
+    for mark, mode in cases.items():
+        await enqueue(redis_client, pool, "test.doomed", {"mark": mark, "mode": mode})
+
+    await run_burst()
+
+    expected = {
+        "perm": ("PermanentError", 1, "perm cannot be done"),
+        "spent": ("TransientError", 2, "spent failed for now (gave up after 2 of 2 tries)"),
+        "slow": ("TimeoutError", 2, "timed out after 0.2 s (gave up after 2 of 2 tries)"),
+        "raise-perm": ("PermanentError", 1, "raise-perm cannot be done"),
+    }
+    for mark, (error_class, attempt, reason) in expected.items():
+        run = await ledger.latest_run(pool, f"doomed:{mark}")
+        assert run is not None and (run.state, run.error_class, run.attempt, run.error) == (
+            "dead", error_class, attempt, reason
+        ), mark  # fmt: skip
+        assert await _hook_calls(redis_client, mark) == [{"attempt": attempt, "reason": reason}], mark
+    assert await _hook_calls(redis_client, "fine") == []
+
+
+async def test_an_abandoned_run_calls_the_hook(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, resources: WorkerResources
+) -> None:
+    """Workers killed on every try: arq's counter reaches max_tries + 1 and the runtime gives up."""
+    job = await enqueue(redis_client, pool, "test.doomed", {"mark": "abandoned", "mode": "ok"})
+
+    await run_attempt(DOOMED, resources, job.job_id, DOOMED.max_tries + 1, {"mark": "abandoned", "mode": "ok"})
+
+    run = await ledger.latest_run(pool, job.job_id)
+    assert run is not None and (run.state, run.error_class) == ("dead", "Abandoned")
+    assert await _hook_calls(redis_client, "abandoned") == [{"attempt": 3, "reason": run.error}]
+
+
+async def test_an_unrunnable_record_with_valid_arguments_calls_the_hook_and_invalid_ones_do_not(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner
+) -> None:
+    records = {
+        "doomed:bad-t": '{"f":"test.doomed","k":{"mark":"bad-t","mode":"ok"},"t":"1"}',
+        "doomed:bad-k": '{"f":"test.doomed","k":{"mark":"bad-k","colour":"red"}}',  # runs, fails validation
+        "doomed:bad-a": '{"f":"test.doomed","a":[1],"k":{"mark":"bad-a"}}',
+    }
+    for job_id, record in records.items():
+        await redis_client.set(job_key(job_id), record, px=60_000)
+        await redis_client.zadd(queue_key(INTERACTIVE), {job_id: time.time() * 1000})
+
+    await run_burst()
+
+    bad_t = await ledger.latest_run(pool, "doomed:bad-t")
+    assert bad_t is not None and (bad_t.state, bad_t.error_class) == ("dead", "NotRunnable")
+    assert await _hook_calls(redis_client, "bad-t") == [{"attempt": 1, "reason": bad_t.error}]
+    bad_a = await ledger.latest_run(pool, "doomed:bad-a")
+    assert bad_a is not None and (bad_a.state, bad_a.error_class) == ("dead", "NotRunnable")
+    assert await _hook_calls(redis_client, "bad-a") == [{"attempt": 1, "reason": bad_a.error}]
+    bad_k = await ledger.latest_run(pool, "doomed:bad-k")
+    assert bad_k is not None and (bad_k.state, bad_k.error_class) == ("dead", "ValidationError")
+    assert await _hook_calls(redis_client, "bad-k") == []  # arguments that never validated name no entity
+    assert get_job("test.doomed").on_dead is _on_dead
