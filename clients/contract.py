@@ -1,0 +1,130 @@
+"""The value lists and JSON shapes Orrery writes (or reads) that store/schema.prisma cannot list, as the generated
+blocks of docs/contract.md.
+
+The vocabularies are imported from where the code defines them (agents.ingestion's enums, the conversation
+statuses, the growth source, the turn-context model). The JSON objects the ingestion write builds inline are
+described by the strict models below; tests/interop/test_contract.py runs a real ingestion and validates every
+object it wrote against them, so a key added to the write without a line here fails a test.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.ingestion import EntityKind, ForwardContext, GrowthDimension
+from store.context import TurnContextPackage, turn_context_key
+from store.ingestion_writes import GROWTH_SOURCE
+from store.repos.conversations import CONVERSATION_STATUSES
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConceptCardDisplay(_Shape):
+    """cards.display_data of a `concept` card."""
+
+    title: str = Field(description="The concept's name")
+    subtitle: str = Field(description="The concept's type")
+    description: str | None
+
+
+class MemoryCardDisplay(_Shape):
+    """cards.display_data of a `memory` card."""
+
+    title: str
+    preview: str = Field(description="The first 280 characters of the memory's content")
+    importance: float = Field(ge=1, le=10)
+
+
+class MemoryUnitMetadata(_Shape):
+    """memory_units.metadata of a memory unit written by ingestion."""
+
+    extraction_key: str = Field(description='The key the model gave it ("m1"): with the conversation id, its id')
+    prompt_version: str = Field(description="The ingestion prompt's version (a hash of its text)")
+    model: str = Field(description="The LLM model that extracted it")
+
+
+class GrowthEventDetails(_Shape):
+    """growth_events.details."""
+
+    rationale: str
+    source_conversation_id: str
+
+
+class NextConversationContextPackage(ForwardContext):
+    """users.next_conversation_context_package: what the companion should know at the start of the next
+    conversation; replaced by an ingestion only when its conversation started later than the package's."""
+
+    source_conversation_id: str
+    source_conversation_start_time: str = Field(description="ISO 8601 with offset (UTC)")
+    generated_at: str = Field(description="ISO 8601 with offset (UTC)")
+
+
+class ConversationFailure(_Shape):
+    """conversations.metadata.failure, set with status `failed`; other metadata keys are kept."""
+
+    reason: str = Field(description="One line: which job, what went wrong, what to do")
+    at: str = Field(description="ISO 8601 with offset (UTC)")
+
+
+CARD_TYPES: dict[str, tuple[EntityKind, type[BaseModel]]] = {
+    "concept": (EntityKind.CONCEPT, ConceptCardDisplay),
+    "memory": (EntityKind.MEMORY_UNIT, MemoryCardDisplay),
+}
+"""card_type → (source_entity_type, display_data shape) of the cards Orrery writes."""
+
+STATUS_OWNERS: dict[str, str] = {
+    "active": "the web app, when a conversation starts (the default)",
+    "ended": "the web app when the user closes a conversation, or Orrery's timeout sweep after "
+    "`ORRERY_CONVERSATION_TIMEOUT_MINUTES` of silence; the sweep enqueues ingestion of every `ended` conversation",
+    "processing": "Orrery, while an ingestion of the conversation runs",
+    "processed": "Orrery, in the same transaction as the memory the ingestion wrote",
+    "failed": "Orrery, when ingestion gives up (`metadata.failure`); a new trigger may ingest it again",
+}
+
+
+def _schema_block(model: type[BaseModel]) -> str:
+    return "```json\n" + json.dumps(model.model_json_schema(), indent=2) + "\n```"
+
+
+def _values(values: Any) -> str:
+    return ", ".join(f"`{value}`" for value in values)
+
+
+def blocks() -> dict[str, str]:
+    """Every generated block of docs/contract.md by name."""
+    unowned = set(CONVERSATION_STATUSES) ^ set(STATUS_OWNERS)
+    if unowned:
+        raise ValueError(f"conversation statuses without an owner line (or owners of unknown statuses): {unowned}")
+    statuses = ["| status | set by |", "|---|---|"] + [
+        f"| `{status}` | {STATUS_OWNERS[status]} |" for status in CONVERSATION_STATUSES
+    ]
+    cards = ["| card_type | source_entity_type | display_data |", "|---|---|---|"] + [
+        f"| `{card_type}` | `{kind.value}` | `{shape.__name__}` below |"
+        for card_type, (kind, shape) in CARD_TYPES.items()
+    ]
+    card_shapes = "\n\n".join(f"`{shape.__name__}`:\n\n{_schema_block(shape)}" for _, shape in CARD_TYPES.values())
+    return {
+        "conversation-statuses": "\n".join(statuses),
+        "conversation-failure": _schema_block(ConversationFailure),
+        "cards": "\n".join(cards) + "\n\n" + card_shapes,
+        "growth-events": "\n".join(
+            [
+                f"- `entity_type`: {_values(kind.value for kind in EntityKind)} (the table `entity_id` points into)",
+                f"- `dim_key`: {_values(dim.value for dim in GrowthDimension)}",
+                f"- `source`: {_values([GROWTH_SOURCE])}",
+                "- `delta`: -1 … 1 (positive for progress, negative for a setback)",
+                "- `details`:",
+                "",
+                _schema_block(GrowthEventDetails),
+            ]
+        ),
+        "memory-unit-metadata": _schema_block(MemoryUnitMetadata),
+        "next-conversation-context-package": _schema_block(NextConversationContextPackage),
+        "turn-context": f"Key: `{turn_context_key('{conversationId}')}`; value: one JSON object.\n\n"
+        + _schema_block(TurnContextPackage),
+    }
