@@ -38,9 +38,10 @@ from jobs.context import JobContext
 from jobs.enqueue import enqueue
 from jobs.keys import INTERACTIVE
 from jobs.logs import configure_logging
+from jobs.outage import StoreWatch
 from jobs.registry import JobSpec, get_job, register
 from jobs.resources import WorkerResources, ledger_dsn
-from jobs.worker import build_worker
+from jobs.worker import WorkerOptions, build_worker
 from settings import load_settings
 from store import ledger
 from store.postgres import create_pool as create_pg_pool
@@ -186,7 +187,9 @@ async def run(database_url: str, redis_url: str, jobs: int, samples: int) -> Non
     async def orrery() -> Variant:
         await redis.flushdb()
         spec = [get_job("bench.noop")]
-        worker = build_worker(INTERACTIVE, spec, resources, redis_url=redis_url, concurrency=CONCURRENCY, burst=False)
+        watch = StoreWatch(redis_client=redis, redis_url=redis_url, database_url=database_url, tolerance_s=300)
+        options = WorkerOptions(queues=(INTERACTIVE,), concurrency=CONCURRENCY)
+        worker = build_worker(INTERACTIVE, spec, resources, redis_url=redis_url, options=options, watch=watch)
 
         async def put(sent_at: float) -> None:
             await enqueue(redis, pool, "bench.noop", {"sent_at": sent_at})

@@ -11,12 +11,16 @@ from rich.table import Table
 from cli.common import backends, console, fail, run_async, settings
 from jobs.catalog import all_jobs
 from jobs.keys import QUEUES, health_key_pattern
+from jobs.outage import StoreOutage
 from jobs.processes import run_worker_processes
-from jobs.worker import WorkerConfigError, WorkerOptions, run_workers
+from jobs.schedule import ScheduleError
+from jobs.worker import DEFAULT_BURST_HORIZON_S, WorkerConfigError, WorkerOptions, run_workers
 from store.postgres import BackendUnavailable
 from store.redis import connect_redis
 
 EXIT_UNHEALTHY = 1
+EXIT_STORE_OUTAGE = 1
+"""A store stayed away past ORRERY_OUTAGE_TOLERANCE_S: nothing to change in the command, something to bring back."""
 
 
 def _check_queues(queues: list[str] | None) -> tuple[str, ...]:
@@ -32,7 +36,18 @@ def worker_command(
     concurrency: int | None = typer.Option(
         None, "--concurrency", "-c", min=1, help="Jobs run at once per queue (default ORRERY_WORKER_CONCURRENCY)."
     ),
-    burst: bool = typer.Option(False, "--burst", help="Run until the queues are empty, then exit (no cron)."),
+    burst: bool = typer.Option(
+        False,
+        "--burst",
+        help="Run until no job is due within --horizon, then exit and say what stays queued (no cron).",
+    ),
+    horizon: float = typer.Option(
+        DEFAULT_BURST_HORIZON_S,
+        "--horizon",
+        min=0,
+        max=86400,
+        help="With --burst: wait for jobs (retries included) due within this many seconds; later ones stay queued.",
+    ),
     processes: int | None = typer.Option(
         None,
         "--processes",
@@ -46,20 +61,26 @@ def worker_command(
     """Run jobs from the interactive and batch queues (or --queue), fire cron schedules, drain on SIGTERM.
 
     A process runs one job's Python code at a time: with several cores, run one process per core (--processes).
-    The parent forwards SIGTERM to every process and exits non-zero if one of them dies.
+    The parent forwards SIGTERM to every process and restarts one that dies (giving up, non-zero, if it keeps dying
+    on start). A worker waits up to ORRERY_OUTAGE_TOLERANCE_S for Redis or Postgres to come back, then exits 1.
     """
     cfg = settings()
     found = backends()
     all_jobs()  # importing jobs.catalog registered every job
-    options = WorkerOptions(queues=_check_queues(queue), concurrency=concurrency or cfg.worker_concurrency, burst=burst)
+    options = WorkerOptions(
+        queues=_check_queues(queue), concurrency=concurrency or cfg.worker_concurrency, burst=burst,
+        burst_horizon_s=horizon,
+    )  # fmt: skip
     count = processes or cfg.worker_processes
     try:
         if count == 1:
             run_async(run_workers(cfg, found.database_url, found.redis_url, options))
             return
         code = run_worker_processes(cfg, found.database_url, found.redis_url, options, count)
-    except WorkerConfigError as exc:
+    except (WorkerConfigError, ScheduleError) as exc:
         fail(str(exc))
+    except StoreOutage as exc:
+        fail(str(exc), code=EXIT_STORE_OUTAGE)
     if code:
         raise typer.Exit(code)
 
@@ -80,10 +101,18 @@ async def _live_workers(redis_url: str, queues: tuple[str, ...]) -> dict[str, li
         await client.aclose()
 
 
+def _serving(health_line: str) -> bool:
+    """A worker claims jobs unless its health line says it is degraded (jobs/outage.py)."""
+    return not health_line.startswith("degraded")
+
+
 def health_command(
     queue: list[str] | None = typer.Option(None, "--queue", "-q", help="Require only this queue (repeatable)."),
 ) -> None:
-    """Exit 0 when every queue (or each --queue) has at least one live worker, else 1."""
+    """Exit 0 when every queue (or each --queue) has at least one live worker, else 1.
+
+    A worker whose health line starts with `degraded` (Redis or Postgres away: it claims nothing) is listed but not
+    counted as live."""
     queues = _check_queues(queue)
     found = backends()
     started = time.perf_counter()
@@ -95,10 +124,15 @@ def health_command(
     for name in queues:
         workers = live[name]
         detail = "; ".join(f"{wid}: {info}" for wid, info in workers) or "-"
-        table.add_row(name, str(len(workers)), detail)
+        table.add_row(name, str(sum(_serving(info) for _, info in workers)), detail)
     console.print(table)
-    missing = [name for name in queues if not live[name]]
+    missing = [name for name in queues if not any(_serving(info) for _, info in live[name])]
     elapsed = (time.perf_counter() - started) * 1000
     if missing:
-        fail(f"no live worker for queue(s): {', '.join(missing)} (checked in {elapsed:.0f} ms)", code=EXIT_UNHEALTHY)
+        degraded = sum(not _serving(info) for name in missing for _, info in live[name])
+        note = f"; {degraded} degraded, waiting for a store (see the table)" if degraded else ""
+        fail(
+            f"no live worker for queue(s): {', '.join(missing)}{note} (checked in {elapsed:.0f} ms)",
+            code=EXIT_UNHEALTHY,
+        )
     console.print(f"healthy: every queue has a live worker ({elapsed:.0f} ms)")

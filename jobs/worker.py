@@ -1,10 +1,14 @@
 """The worker process: one arq Worker per queue from the registry, a one-script claim (jobs/claim.py), a lease
-heartbeat, cron, and a draining stop.
+heartbeat, cron, a draining stop, and a poll loop that outlives store outages (jobs/outage.py) and failed job tasks.
 
 Why a lease: arq marks a running job with an in-progress key that lives for the longest job timeout + 10 s, so a
 worker killed with SIGKILL strands its job for that long. Here the key lives `job_lease_s` and a heartbeat refreshes
 it every third of that while the job runs, so after a crash another worker takes the job over within
 `job_lease_s + poll_delay_s`. A handler must therefore never block the event loop for longer than the lease.
+
+Why a poll loop of our own (`main`): arq's ends on the first Redis error, and in burst mode it waits until the queue
+is empty, which a job deferred for a year never lets happen. Here a Redis error pauses claiming until the StoreWatch
+sees Redis again, and burst mode ends once no job is due within `burst_horizon_s`.
 """
 
 from __future__ import annotations
@@ -13,22 +17,27 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import arq.worker
+import asyncpg
 import structlog
 from arq.connections import RedisSettings
-from arq.utils import timestamp_ms
+from arq.connections import create_pool as create_arq_pool
+from arq.utils import poll, timestamp_ms
 
 from jobs import wire
 from jobs.claim import QueueClaimer
 from jobs.keys import health_key, in_progress_key, queue_key
+from jobs.outage import POSTGRES_ERRORS, REDIS, REDIS_ERRORS, StoreOutage, StoreWatch
 from jobs.registry import JobSpec, all_jobs
 from jobs.resources import WorkerResources, ledger_dsn, make_worker_id
 from jobs.runtime import RESOURCES, arq_function, record_unrunnable
-from jobs.scheduler import CronScheduler, CronSettings, schedules
+from jobs.scheduler import CronScheduler, schedules
 from settings import Settings
 from store.postgres import create_pool
 from store.redis import connect_redis
@@ -44,23 +53,65 @@ class WorkerConfigError(Exception):
 
 
 class OrreryWorker(arq.worker.Worker):
-    """arq's Worker with a one-round-trip claim, a short, heartbeat-refreshed lease and unrunnable jobs recorded as
-    dead letters."""
+    """arq's Worker with a one-round-trip claim, a short, heartbeat-refreshed lease, unrunnable jobs recorded as
+    dead letters, and a poll loop that pauses while a store is away instead of dying."""
 
-    def __init__(self, *, queue: str, resources: WorkerResources, lease_s: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        queue: str,
+        resources: WorkerResources,
+        lease_s: float,
+        watch: StoreWatch,
+        burst_horizon_s: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(queue_name=queue_key(queue), handle_signals=False, **kwargs)
         self.in_progress_timeout_s = lease_s
         self.queue = queue
         self.resources = resources
+        self.watch = watch
+        self.burst_horizon_s = burst_horizon_s
         self._claimer: QueueClaimer | None = None
         self._slot_freed = asyncio.Event()
 
+    async def main(self) -> None:
+        """Poll until cancelled (or, in burst mode, until nothing is due within the horizon); a Redis error pauses
+        claiming (the StoreWatch decides when to resume, or to give up) instead of ending the loop."""
+        if self._pool is None:
+            self._pool = await create_arq_pool(
+                self.redis_settings, job_deserializer=self.job_deserializer, job_serializer=self.job_serializer,
+                default_queue_name=self.queue_name, expires_extra_ms=self.expires_extra_ms,
+            )  # fmt: skip
+        self.ctx["redis"] = self.pool
+        async for _ in poll(self.poll_delay_s):
+            try:
+                await self._poll_iteration()
+                if self.burst and await self._burst_done():
+                    return
+            except REDIS_ERRORS as exc:
+                self.watch.failed(REDIS, exc)
+
+    async def _burst_done(self) -> bool:
+        """Nothing runs here, both stores answer, and no job of this queue is due within the horizon (a retry due
+        sooner is waited for; a job deferred further is left queued and reported by run_workers)."""
+        if self.tasks or not self.watch.healthy:
+            return False
+        horizon_ms = timestamp_ms() + int(self.burst_horizon_s * 1000)
+        return int(await self.pool.zcount(self.queue_name, "-inf", horizon_ms)) == 0
+
     async def _poll_iteration(self) -> None:
         """arq's poll iteration with the one-round-trip claim of jobs/claim.py in place of ZRANGEBYSCORE and a
-        WATCH/MULTI transaction per id.
+        WATCH/MULTI transaction per id; no claim while a store is away.
 
         While every slot is busy it waits (up to SLOT_WAIT_S, so the health key and cron still get their turn) for
         one to free up, and takes the next job at once instead of a poll delay later."""
+        if not self.watch.healthy:
+            self._reap_finished()
+            await self.watch.wait_healthy(SLOT_WAIT_S)
+            if not self.watch.is_away(REDIS):
+                await self.heart_beat()  # Postgres away: the health key says "degraded"
+            return
         if self.allow_pick_jobs and self.job_counter >= self.max_jobs:
             self._slot_freed.clear()
             with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow the stop's cancellation
@@ -78,11 +129,39 @@ class OrreryWorker(arq.worker.Worker):
                 self.tasks[job.job_id] = task
         if self.allow_abort_jobs:
             await self._cancel_aborted_jobs()
-        for job_id, task in list(self.tasks.items()):
-            if task.done():
-                del self.tasks[job_id]
-                task.result()  # arq's way of surfacing an error raised outside a job's own handling
+        self._reap_finished()
         await self.heart_beat()
+
+    def _reap_finished(self) -> None:
+        """Forget finished job tasks. An exception that escaped one (arq's own Redis calls around the job, say) is
+        logged with the job id and never ends the poll loop: the job's record and lease stay in Redis, so once the
+        lease lapses the job is claimed again."""
+        for job_id, task in list(self.tasks.items()):
+            if not task.done():
+                continue
+            del self.tasks[job_id]
+            if task.cancelled() or task.exception() is None:
+                continue
+            exc = task.exception()
+            logger.error(
+                "job task failed outside the runtime's handling; it runs again once its lease lapses",
+                job_id=job_id, queue=self.queue, error_class=type(exc).__name__, error=str(exc)[:300], exc_info=exc,
+            )  # fmt: skip
+
+    async def record_health(self) -> None:
+        """arq's health line, led by the StoreWatch's status (`ok`, or `degraded: Postgres unreachable for 12 s`),
+        which `run.py health` reads."""
+        now = time.time()
+        if now - self._last_health_check < self.health_check_interval:
+            return
+        self._last_health_check = now
+        ongoing = sum(not task.done() for task in self.tasks.values())
+        queued = await self.pool.zcard(self.queue_name)
+        info = (
+            f"{self.watch.status()} {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} j_complete={self.jobs_complete} "
+            f"j_failed={self.jobs_failed} j_retried={self.jobs_retried} j_ongoing={ongoing} queued={queued}"
+        )
+        await self.pool.psetex(self.health_check_key, int((self.health_check_interval + 1) * 1000), info.encode())
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
@@ -104,14 +183,27 @@ class OrreryWorker(arq.worker.Worker):
         return [job_id for job_id, task in self.tasks.items() if not task.done()]
 
 
+DEFAULT_BURST_HORIZON_S = 60.0
+"""Burst mode waits for jobs due within this (retries in their backoff, jobs enqueued with a short --in) and leaves
+later ones queued, saying so."""
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    queues: tuple[str, ...]
+    concurrency: int
+    burst: bool = False
+    burst_horizon_s: float = DEFAULT_BURST_HORIZON_S
+
+
 def build_worker(
     queue: str,
     specs: Sequence[JobSpec],
     resources: WorkerResources,
     *,
     redis_url: str,
-    concurrency: int,
-    burst: bool,
+    options: WorkerOptions,
+    watch: StoreWatch,
 ) -> OrreryWorker:
     """The arq Worker of one queue: JSON records, our poll delay, no kept results (the ledger is the history)."""
     settings = resources.settings
@@ -119,10 +211,12 @@ def build_worker(
         queue=queue,
         resources=resources,
         lease_s=settings.job_lease_s,
+        watch=watch,
+        burst_horizon_s=options.burst_horizon_s,
         functions=[arq_function(spec) for spec in specs if spec.queue == queue],
         redis_settings=RedisSettings.from_dsn(redis_url),
-        burst=burst,
-        max_jobs=concurrency,
+        burst=options.burst,
+        max_jobs=options.concurrency,
         poll_delay=settings.poll_delay_s,
         health_check_interval=settings.health_check_interval_s,
         health_check_key=health_key(queue, resources.worker_id),
@@ -154,13 +248,6 @@ async def refresh_leases(workers: Sequence[OrreryWorker], lease_s: float, stop: 
             await asyncio.wait_for(stop.wait(), timeout=lease_s / 3)
 
 
-@dataclass(frozen=True)
-class WorkerOptions:
-    queues: tuple[str, ...]
-    concurrency: int
-    burst: bool = False
-
-
 def check_served(options: WorkerOptions) -> None:
     """Refuse options that would serve no job at all."""
     if not any(spec.queue in options.queues for spec in all_jobs()):
@@ -168,16 +255,23 @@ def check_served(options: WorkerOptions) -> None:
 
 
 async def run_workers(settings: Settings, database_url: str, redis_url: str, options: WorkerOptions) -> None:
-    """Run until SIGTERM/SIGINT (or, with burst, until every queue is empty)."""
+    """Run until SIGTERM/SIGINT (or, with burst, until no job is due within the horizon).
+
+    Raises StoreOutage when Redis or Postgres stays away longer than settings.outage_tolerance_s."""
     logging.getLogger("arq").setLevel(logging.WARNING)  # our own structured lines replace arq's per-job lines
     check_served(options)
     specs = all_jobs()
+    served = [spec for spec in specs if spec.queue in options.queues]
+    cron_jobs = [] if options.burst else schedules(served, settings.cron)  # a bad override fails before any pool
     pool = await create_pool(database_url, min_size=1, max_size=min(options.concurrency * len(options.queues), 20) + 2)
     ledger_pool = await create_pool(ledger_dsn(database_url), min_size=1, max_size=min(options.concurrency, 10) + 1)
     redis = await connect_redis(redis_url)
     resources = WorkerResources(settings, pool, redis, make_worker_id(), ledger_pool=ledger_pool)
+    watch = StoreWatch(
+        redis_client=redis, redis_url=redis_url, database_url=database_url, tolerance_s=settings.outage_tolerance_s
+    )
     workers = [
-        build_worker(queue, specs, resources, redis_url=redis_url, concurrency=options.concurrency, burst=options.burst)
+        build_worker(queue, specs, resources, redis_url=redis_url, options=options, watch=watch)
         for queue in options.queues
         if any(spec.queue == queue for spec in specs)
     ]
@@ -185,41 +279,74 @@ async def run_workers(settings: Settings, database_url: str, redis_url: str, opt
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watching = asyncio.create_task(watch.run(stop))
     background = [asyncio.create_task(refresh_leases(workers, settings.job_lease_s, stop))]
-    if not options.burst:
-        served = [spec for spec in specs if spec.queue in options.queues]
-        scheduler = CronScheduler(redis, pool, schedules(served, CronSettings().cron))
-        background.append(asyncio.create_task(scheduler.run(stop)))
+    if cron_jobs:
+        background.append(asyncio.create_task(CronScheduler(redis, pool, cron_jobs).run(stop)))
     logger.info(
         "worker started", worker_id=resources.worker_id, queues=list(options.queues),
         concurrency=options.concurrency, poll_delay_s=settings.poll_delay_s, lease_s=settings.job_lease_s,
+        outage_tolerance_s=settings.outage_tolerance_s,
     )  # fmt: skip
     for worker in workers:
         worker.main_task = asyncio.create_task(worker.main())
     mains = [worker.main_task for worker in workers if worker.main_task is not None]
     stopping = asyncio.create_task(stop.wait())
-    # burst: until every queue is empty; otherwise until a signal, or until a poll loop dies (Redis gone)
+    # burst: until no queue has a job due soon; otherwise until a signal; either way until a store stays away too
+    # long, or a poll loop ends on a bug (a store outage never ends it)
     watched: list[asyncio.Future[Any]] = [asyncio.gather(*mains)] if options.burst else list(mains)
     try:
-        await asyncio.wait([*watched, stopping], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([*watched, stopping, watching], return_when=asyncio.FIRST_COMPLETED)
         if stop.is_set():
             await drain(workers, settings.shutdown_grace_s)
+        elif options.burst and all(task.done() for task in mains):
+            await _report_left_queued(workers, options.burst_horizon_s)
     finally:
         stop.set()
         for worker in workers:
             worker.handle_sig(signal.SIGTERM)  # cancels what is still running (handed back) and the poll loops
-        await asyncio.gather(*mains, *background, stopping, return_exceptions=True)
+        await asyncio.gather(*mains, *background, stopping, watching, return_exceptions=True)
         await asyncio.gather(*(worker.close() for worker in workers), return_exceptions=True)
         await resources.aclose()
-        await pool.close()
-        await ledger_pool.close()
+        await _close_pool(pool)
+        await _close_pool(ledger_pool)
         await redis.aclose()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     logger.info("worker stopped", worker_id=resources.worker_id, **_counts(workers))
+    if watching.done() and not watching.cancelled() and isinstance(watching.exception(), StoreOutage):
+        raise StoreOutage(str(watching.exception()))
     crashed = [task.exception() for task in mains if task.done() and not task.cancelled() and task.exception()]
     if crashed and crashed[0] is not None:
         raise crashed[0]
+
+
+async def _report_left_queued(workers: Sequence[OrreryWorker], horizon_s: float) -> None:
+    """One line saying what a burst leaves behind: jobs per queue and when the next one is due."""
+    left: dict[str, str] = {}
+    for worker in workers:
+        count = int(await worker.pool.zcard(worker.queue_name))
+        if count:
+            first = await worker.pool.zrange(worker.queue_name, 0, 0, withscores=True)
+            due = datetime.fromtimestamp(first[0][1] / 1000, UTC) if first else None
+            left[worker.queue] = f"{count} (next due {due:%Y-%m-%dT%H:%M:%SZ})" if due else str(count)
+    if left:
+        logger.info(
+            f"burst finished; jobs not due within {horizon_s:g} s stay queued: "
+            + ", ".join(f"{queue} {text}" for queue, text in left.items()),
+            left_queued=left,
+        )
+    else:
+        logger.info("burst finished; the queues are empty")
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    """Close a pool, or drop its connections when Postgres is away and a graceful close would wait on it."""
+    try:
+        async with asyncio.timeout(5):
+            await pool.close()
+    except POSTGRES_ERRORS:  # TimeoutError included
+        pool.terminate()
 
 
 async def drain(workers: Sequence[OrreryWorker], grace_s: float) -> None:
