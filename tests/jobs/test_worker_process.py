@@ -210,20 +210,6 @@ async def test_processes_share_the_queues_and_drain_together_on_sigterm(
         assert await _gone(pid)  # the parent exits only after every child
 
 
-async def test_a_process_that_dies_stops_the_worker_with_its_code(
-    redis_client: aioredis.Redis, workers: WorkerProcesses
-) -> None:
-    proc = workers.start("--processes", "2")
-    await wait_for_workers(redis_client, 2)
-    first, second = await _worker_pids(redis_client)
-
-    os.kill(first, signal.SIGKILL)
-
-    assert await _exit(proc) == 128 + signal.SIGKILL, workers.log(0)
-    assert "worker process died; stopping the others" in workers.log(0)
-    await wait_until(lambda: _gone(second), timeout=10)
-
-
 async def test_processes_must_be_at_least_one(workers: WorkerProcesses) -> None:
     proc = workers.start("--processes", "0")
     assert await _exit(proc) == 2
