@@ -4,6 +4,10 @@ Idempotent because (DESIGN.md invariant 2): its job id is `ingest:{conversation_
 one is queued or running is dropped; the write (store/ingestion_writes.py) is one transaction that locks the
 conversation row and does nothing when it is already `processed`, so a worker killed after the LLM call, a retry or
 a manual re-trigger never duplicates a row; and `reprocess=true` first deletes what the conversation produced.
+
+Status: `ended` becomes `processing` once the job has read the conversation and starts its LLM work, then
+`processed` in the write's transaction; a job that is dead (whatever the path) marks it `failed` in its on_dead
+hook, so the timeout sweep (which enqueues `ended` and `processing` conversations, a lost job's included) stops.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.ingestion import ConversationInput, ConversationMessage, ExistingConcept, IngestionAgent, IngestionInput
 from jobs.context import JobContext
-from jobs.errors import DeferredError, PermanentError
+from jobs.errors import PermanentError
 from jobs.registry import INTERACTIVE, JobSpec, register
 from store.context import TurnContextPackage, read_turn_context
 from store.ingestion_writes import IngestionThresholds, write_ingestion
@@ -91,19 +95,11 @@ async def ingest(ctx: JobContext, args: IngestArgs) -> Mapping[str, Any]:
 
     data = ingestion_input(source, turn_context)
     agent = IngestionAgent.from_settings(await ctx.llm(), ctx.settings)
-    try:
-        result = await agent.run(data, job_id=ctx.job_id)
-    except DeferredError:
-        raise
-    except PermanentError as exc:
-        await conversations.mark_conversation_failed(ctx.pool, user_id, conversation_id, str(exc))
-        raise
-    except Exception as exc:
-        if ctx.attempt >= SPEC.max_tries:  # the last try: say so on the row, or the timeout sweep would loop on it
-            await conversations.mark_conversation_failed(
-                ctx.pool, user_id, conversation_id, f"gave up after {ctx.attempt} tries: {type(exc).__name__}"
-            )
-        raise
+    if conversation.status == "ended":  # shown while the LLM works; the write's own check is on 'processed'
+        await conversations.set_conversation_status(
+            ctx.pool, user_id, conversation_id, "processing", only_from=("ended",)
+        )
+    result = await agent.run(data, job_id=ctx.job_id)
 
     thresholds = IngestionThresholds(
         importance=ctx.settings.ingestion_importance_threshold,
@@ -122,6 +118,22 @@ async def ingest(ctx: JobContext, args: IngestArgs) -> Mapping[str, Any]:
     return {**summary.as_dict(), "llm_calls": result.llm_calls, "windows": result.windows}
 
 
+async def mark_failed_when_dead(ctx: JobContext, args: IngestArgs, reason: str) -> None:
+    """The one place that says what a dead ingestion means for its conversation (called by the runtime on every
+    dead path: a permanent error, the last try spent, timed out or abandoned on the last try).
+
+    The conversation becomes `failed` with the reason, so the timeout sweep stops enqueueing it with a fresh budget
+    of tries; a `processed` one keeps its status and memory (a failed reprocess rolled back) with the reason in
+    metadata.reprocess_failure; an `active` one is left alone (see conversations.mark_conversation_failed).
+    """
+    source = await conversations.read_conversation_for_job(ctx.pool, args.conversation_id, concept_limit=0)
+    if source is None:
+        return  # never existed or deleted since: nothing to mark
+    user_id = source.conversation.user_id
+    status = await conversations.mark_conversation_failed(ctx.pool, user_id, args.conversation_id, reason)
+    ctx.log.warning("ingest.dead", conversation_id=args.conversation_id, user_id=user_id, status=status)
+
+
 SPEC = register(
     JobSpec(
         name="ingest",
@@ -133,6 +145,7 @@ SPEC = register(
         backoff_s=10,
         dedupe_key="ingest:{conversation_id}",
         cron=None,
+        on_dead=mark_failed_when_dead,
         description=(
             "Turn an ended conversation into memory units, concepts, growth events, cards and the next greeting.\n"
             "Enqueued by the timeout sweep for every ended conversation; `--arg reprocess=true` re-derives one."

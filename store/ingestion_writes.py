@@ -73,7 +73,13 @@ def memory_unit_id(conversation_id: str, key: str) -> str:
 async def write_ingestion(
     db: Executor, result: IngestionResult, thresholds: IngestionThresholds, *, reprocess: bool = False
 ) -> IngestionWriteSummary:
-    """Persist `result`; with `reprocess`, replace what an earlier ingestion of the conversation wrote."""
+    """Persist `result`; with `reprocess`, replace what an earlier ingestion of the conversation wrote.
+
+    A `failed` conversation is written as a reprocess would be: it may still hold an earlier ingestion's rows (a
+    reprocess that failed before that left it `failed`, or the web app moving it back), and a plain trigger must
+    replace them rather than fail on their ids every time. A conversation that never got that far holds nothing, so
+    this costs its few deletes only on the rare failed one.
+    """
     user_id, conversation_id = result.user_id, result.conversation_id
     summary = IngestionWriteSummary(conversation_id, user_id, outcome="written")
     async with transaction(db) as conn:
@@ -84,7 +90,8 @@ async def write_ingestion(
         if conversation.status == "processed" and not reprocess:
             summary.outcome = "already_processed"
             return summary
-        if reprocess:
+        replace = reprocess or conversation.status == "failed"
+        if replace:
             summary.replaced = await _remove_previous(conn, user_id, conversation_id)
 
         extracted = result.status == IngestionStatus.EXTRACTED
@@ -94,7 +101,7 @@ async def write_ingestion(
         elif importance is not None and importance < thresholds.importance:
             summary.outcome = "below_threshold"
         else:
-            await _write_memory(conn, result, thresholds, summary, reprocess=reprocess)
+            await _write_memory(conn, result, thresholds, summary, replace=replace)
             package = None
             if result.forward_context is not None and _is_latest(locked.owner_next_context, conversation.start_time):
                 package = {
@@ -149,7 +156,7 @@ async def _write_memory(
     thresholds: IngestionThresholds,
     summary: IngestionWriteSummary,
     *,
-    reprocess: bool,
+    replace: bool,
 ) -> None:
     user_id, conversation_id = result.user_id, result.conversation_id
     ids: dict[EntityRef, str] = {}
@@ -217,9 +224,9 @@ async def _write_memory(
                     },
                 )
             )
-    # Every entity carded here was created in this transaction, except memory units re-derived by a reprocess
-    # (their ids are the earlier ones, which others could already see and card).
-    add_cards = cards.ensure_cards if reprocess else cards.insert_cards_for_new_entities
+    # Every entity carded here was created in this transaction, except memory units re-derived in place of earlier
+    # ones (their ids are the earlier ones, which others could already see and card).
+    add_cards = cards.ensure_cards if replace else cards.insert_cards_for_new_entities
     summary.cards = await add_cards(conn, user_id, new_cards)
 
     await growth_events.insert_growth_events(

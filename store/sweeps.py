@@ -40,9 +40,14 @@ async def end_silent_conversations(db: Executor, *, timeout_minutes: float, limi
 
 
 async def ended_conversation_ids(db: Executor, *, limit: int) -> list[str]:
-    """Conversations waiting for ingestion, oldest first (ended by the sweep or by the web app)."""
+    """Conversations waiting for ingestion, oldest first (ended by the sweep or by the web app).
+
+    `processing` ones too: their job is normally queued or running (then the enqueue is a no-op under the dedupe
+    key), but one whose job was lost with Redis must not stay `processing` for ever.
+    """
     rows = await db.fetch(
-        "SELECT id FROM public.conversations WHERE status = 'ended' ORDER BY ended_at NULLS FIRST, id LIMIT $1",
+        "SELECT id FROM public.conversations WHERE status IN ('ended', 'processing') "
+        "ORDER BY ended_at NULLS FIRST, id LIMIT $1",
         limit,
     )
     return [r["id"] for r in rows]

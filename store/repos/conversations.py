@@ -23,7 +23,9 @@ from store.repos._base import (
 from store.repos.concepts import RELEVANCE_ORDER, ConceptRecord
 
 CONVERSATION_STATUSES = ("active", "ended", "processing", "processed", "failed")
-"""The web app's four statuses plus 'failed', set when ingestion gives up on a conversation."""
+"""The web app's four statuses plus 'failed', set when ingestion gives up on a conversation. Orrery moves `ended`
+to `processing` when an ingestion starts its LLM work, then to `processed` in the write's transaction or to `failed`
+when the job is dead (jobs/ingest.py); a re-triggered `failed` one stays `failed` until it is written."""
 
 
 class ConversationRecord(Record):
@@ -183,22 +185,29 @@ async def mark_conversation_processed(
         raise NotFoundError(f"conversation {conversation_id} not found for user {user_id}")
 
 
-async def mark_conversation_failed(db: Executor, user_id: str, conversation_id: str, reason: str) -> None:
-    """Set status 'failed' and merge metadata.failure = {"reason", "at"} into the existing metadata.
+async def mark_conversation_failed(db: Executor, user_id: str, conversation_id: str, reason: str) -> str:
+    """Record that ingestion gave up on the conversation, as {"reason", "at"} in its metadata; returns its status.
 
+    `ended`, `processing` and `failed` become `failed` (metadata.failure), so the timeout sweep stops re-enqueueing
+    it. A `processed` conversation stays `processed` (metadata.reprocess_failure): a failed reprocess rolled back,
+    and its memory is still there and still right. Any other status (`active`: still being written) is left alone.
     Metadata that is not an object (written by another program) is kept under "previous_metadata", not dropped.
     """
-    status = await db.execute(
-        "UPDATE conversations SET status = 'failed', metadata = "
-        "CASE WHEN metadata IS NULL OR metadata = 'null'::jsonb THEN '{}'::jsonb "
+    status = await db.fetchval(
+        "UPDATE conversations SET "
+        "status = CASE WHEN status IN ('ended', 'processing', 'failed') THEN 'failed' ELSE status END, "
+        "metadata = CASE WHEN status NOT IN ('ended', 'processing', 'failed', 'processed') THEN metadata ELSE "
+        "(CASE WHEN metadata IS NULL OR metadata = 'null'::jsonb THEN '{}'::jsonb "
         "WHEN jsonb_typeof(metadata) = 'object' THEN metadata "
-        "ELSE jsonb_build_object('previous_metadata', metadata) END "
-        "|| jsonb_build_object('failure', jsonb_build_object('reason', $3::text, 'at', $4::text)) "
-        "WHERE id = $2 AND user_id = $1",
+        "ELSE jsonb_build_object('previous_metadata', metadata) END) "
+        "|| jsonb_build_object(CASE WHEN status = 'processed' THEN 'reprocess_failure' ELSE 'failure' END, "
+        "jsonb_build_object('reason', $3::text, 'at', $4::text)) END "
+        "WHERE id = $2 AND user_id = $1 RETURNING status",
         user_id, conversation_id, reason, utc_now().isoformat(),
     )  # fmt: skip
-    if row_count(status) == 0:
+    if status is None:
         raise NotFoundError(f"conversation {conversation_id} not found for user {user_id}")
+    return str(status)
 
 
 class ConversationForJob(Record):

@@ -65,12 +65,12 @@ async def get_user(db: Executor, user_id: str) -> UserRecord | None:
 
 
 async def _update(db: Executor, user_id: str, assignments: str, *args: Any) -> None:
-    """Run `UPDATE users SET <assignments>, last_active_at = now` (@updatedAt) for this user; $1 is the user id."""
-    now_param = f"${len(args) + 2}"
-    status = await db.execute(
-        f"UPDATE users SET {assignments}, last_active_at = {now_param} WHERE user_id = $1",
-        user_id, *args, to_db(utc_now()),
-    )  # fmt: skip
+    """Run `UPDATE users SET <assignments>` for this user; $1 is the user id.
+
+    last_active_at (`@updatedAt` in the Prisma schema) is not touched: everything Orrery writes on a user is
+    background work (ingestion, cycles), not the user's activity, which is the web app's to record.
+    """
+    status = await db.execute(f"UPDATE users SET {assignments} WHERE user_id = $1", user_id, *args)
     if row_count(status) == 0:
         raise NotFoundError(f"user {user_id} not found")
 

@@ -6,24 +6,33 @@ the rows written (exactly, and once), the conversation's status, the ledger and 
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+import structlog
 from pydantic import SecretStr
 
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_sample_answers
+from jobs import registry
+from jobs.context import JobContext
 from jobs.enqueue import enqueue
+from jobs.ingest import IngestArgs
+from jobs.maintenance import end_and_enqueue_ingestion
+from jobs.registry import JobSpec, get_job
+from jobs.resources import WorkerResources
 from settings import Settings
 from store import ledger
 from store.llm_calls import list_llm_calls
 from store.repos import concepts, conversations, memory_units, users
 from store.samples.loader import seed_sample_user
-from tests.jobs.conftest import BurstRunner
+from tests.jobs.conftest import BurstRunner, wait_until
 from tests.memory_rows import memory_counts
 
 SAMPLE_ANSWER: dict[str, Any] = load_sample_answers()[0].answer  # a valid answer (the 10k run conversation)
@@ -229,3 +238,207 @@ async def test_the_sample_user_end_to_end(
     names = [(c.normalized_name, c.type) for c in await concepts.list_concepts(pool, user_id)]
     assert len(names) == len(set(names))
     assert json.dumps(user.next_conversation_context_package)  # stored JSON is plain JSON
+
+
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> JobSpec:
+    """The ingest job as registered, with a backoff of milliseconds so that its five tries fit in a test."""
+    spec = dataclasses.replace(get_job("ingest"), backoff_s=0.01)
+    monkeypatch.setitem(registry._REGISTRY, "ingest", spec)
+    return spec
+
+
+async def sweep_often(redis: aioredis.Redis, pool: asyncpg.Pool, run_burst: BurstRunner, times: int = 5) -> int:
+    """The timeout sweep run again and again with a worker after each: how many ingestions it enqueued."""
+    enqueued = 0
+    for _ in range(times):
+        swept = await end_and_enqueue_ingestion(pool, redis, timeout_minutes=10, limit=100)
+        enqueued += swept.ingest_enqueued
+        await run_burst()
+    return enqueued
+
+
+async def dead_runs(pool: asyncpg.Pool, job_id: str) -> int:
+    return int(
+        await pool.fetchval("SELECT count(*) FROM runtime.job_runs WHERE job_id = $1 AND state = 'dead'", job_id)
+    )
+
+
+async def test_an_answer_postgres_cannot_store_is_repaired_once_then_failed_and_never_swept_again(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner, llm_server: ScriptedLLMServer
+) -> None:
+    """Issue 10 item 1: a NUL in a concept name passed validation, failed the write on all five tries, and the
+    conversation stayed `ended`, so the sweep started five more: 12 LLM calls in 220 s and counting."""
+    user_id, conversation_id = await one_conversation(pool)
+    concepts = [{**SAMPLE_ANSWER["concepts"][0], "name": "Run\u0000ning"}, *SAMPLE_ANSWER["concepts"][1:]]
+    poisoned = {**SAMPLE_ANSWER, "concepts": concepts}
+    llm_server.enqueue(*[ScriptedReply.json(poisoned)] * 30)
+    job_id = await ingest(redis_client, pool, conversation_id)
+    await run_burst()
+
+    assert await sweep_often(redis_client, pool, run_burst) == 0
+    calls = await list_llm_calls(pool, user_id)
+    assert [(c.call.purpose.value, c.call.outcome.value) for c in calls] == [
+        ("answer", "schema_invalid"),
+        ("repair", "schema_invalid"),
+    ]
+    assert await dead_runs(pool, job_id) == 1
+    conversation = await conversations.get_conversation(pool, user_id, conversation_id)
+    assert conversation is not None and conversation.status == "failed"
+    assert isinstance(conversation.metadata, dict) and "NUL" in conversation.metadata["failure"]["reason"]
+    assert await memory_counts(pool, user_id) == dict.fromkeys(
+        ("memory_units", "concepts", "growth_events", "cards", "edges"), 0
+    )
+
+
+async def test_a_write_that_fails_on_every_try_spends_max_tries_llm_calls_in_total(
+    pool: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+    run_burst: BurstRunner,
+    llm_server: ScriptedLLMServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 10 item 1, the write side: whatever makes the write fail every time (here a trigger in the real
+    database), the runtime's dead hook marks the conversation `failed` after the last try and the sweep stops."""
+    spec = fast_retries(monkeypatch)
+    user_id, conversation_id = await one_conversation(pool)
+    await pool.execute(
+        """
+        CREATE FUNCTION refuse_memory() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN RAISE EXCEPTION 'this write can never succeed'; END $$;
+        CREATE TRIGGER refuse_memory BEFORE INSERT ON public.memory_units FOR EACH ROW EXECUTE FUNCTION refuse_memory();
+        """
+    )
+    llm_server.enqueue(*[ScriptedReply.json(SAMPLE_ANSWER)] * 30)
+    job_id = await ingest(redis_client, pool, conversation_id)
+    await run_burst()
+
+    assert await sweep_often(redis_client, pool, run_burst) == 0
+    assert len(await list_llm_calls(pool, user_id)) == spec.max_tries == 5
+    assert await dead_runs(pool, job_id) == 1
+    run = await ledger.latest_run(pool, job_id)
+    assert run is not None and run.state == "dead" and run.attempt == spec.max_tries
+    conversation = await conversations.get_conversation(pool, user_id, conversation_id)
+    assert conversation is not None and conversation.status == "failed"
+    assert isinstance(conversation.metadata, dict)
+    assert "this write can never succeed" in conversation.metadata["failure"]["reason"]
+
+
+async def test_the_dead_hook_is_the_one_policy(pool: asyncpg.Pool, resources: WorkerResources) -> None:
+    """What the runtime calls on every dead path: `failed` with the reason, except on a processed conversation
+    (a failed reprocess keeps its status and memory) and on one still `active`; a missing one is no error."""
+    spec = get_job("ingest")
+    assert spec.on_dead is not None
+    user_id, ended_id = await one_conversation(pool)
+    processed = await conversations.create_conversation(pool, user_id, status="processed")
+    active = await conversations.create_conversation(pool, user_id, status="active")
+    ctx = JobContext(
+        settings=resources.settings, pool=pool, redis=resources.redis, job_id="ingest:x", job_name="ingest",
+        attempt=5, log=structlog.get_logger("test"), resources=resources,
+    )  # fmt: skip
+    for conversation_id in (ended_id, processed.id, active.id, "no-such-conversation"):
+        await spec.on_dead(ctx, IngestArgs(conversation_id=conversation_id), "timed out after 300 s")
+
+    statuses = {c.id: (c.status, c.metadata) for c in await conversations.list_conversations(pool, user_id)}
+    reasons = {
+        conversation_id: {key: value["reason"] for key, value in (metadata or {}).items()}
+        for conversation_id, (_, metadata) in statuses.items()
+    }
+    assert statuses[ended_id][0] == "failed" and reasons[ended_id] == {"failure": "timed out after 300 s"}
+    assert statuses[processed.id][0] == "processed"
+    assert reasons[processed.id] == {"reprocess_failure": "timed out after 300 s"}
+    assert statuses[active.id] == ("active", None)
+
+
+async def test_a_failed_reprocess_leaves_the_conversation_processed_with_its_memory(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner, llm_server: ScriptedLLMServer
+) -> None:
+    """Issue 10 item 3: a reprocess whose answer stayed malformed turned a processed conversation `failed` with all
+    its old rows, and every later plain trigger then failed five times on memory_units_pkey."""
+    user_id, conversation_id = await one_conversation(pool)
+    llm_server.enqueue(ScriptedReply.json(SAMPLE_ANSWER))
+    await ingest(redis_client, pool, conversation_id)
+    await run_burst()
+    before = await memory_counts(pool, user_id)
+
+    broken = {**SAMPLE_ANSWER, "importance_score": 42}
+    llm_server.enqueue(ScriptedReply.json(broken), ScriptedReply.json(broken))
+    job_id = await ingest(redis_client, pool, conversation_id, reprocess=True)
+    await run_burst()
+
+    run = await ledger.latest_run(pool, job_id)
+    assert run is not None and run.state == "dead"
+    conversation = await conversations.get_conversation(pool, user_id, conversation_id)
+    assert conversation is not None and conversation.status == "processed"
+    assert isinstance(conversation.metadata, dict)
+    assert "importance_score" in conversation.metadata["reprocess_failure"]["reason"]
+    assert await memory_counts(pool, user_id) == before
+
+    await ingest(redis_client, pool, conversation_id)  # a plain trigger: already processed, no LLM call
+    await run_burst()
+    assert len(await list_llm_calls(pool, user_id)) == 3
+    assert await memory_counts(pool, user_id) == before
+
+
+async def test_a_plain_trigger_of_a_failed_conversation_holding_memory_replaces_it(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner, llm_server: ScriptedLLMServer
+) -> None:
+    """A conversation left `failed` with its rows (by the old reprocess failure, or the web app): one LLM call,
+    the rows replaced, `processed`; before, five tries each failed on memory_units_pkey."""
+    user_id, conversation_id = await one_conversation(pool)
+    llm_server.enqueue(ScriptedReply.json(SAMPLE_ANSWER), ScriptedReply.json(SAMPLE_ANSWER))
+    await ingest(redis_client, pool, conversation_id)
+    await run_burst()
+    before = await memory_counts(pool, user_id)
+    await pool.execute("UPDATE conversations SET status = 'failed' WHERE id = $1", conversation_id)
+
+    job_id = await ingest(redis_client, pool, conversation_id)
+    await run_burst()
+
+    run = await ledger.latest_run(pool, job_id)
+    assert run is not None and run.state == "succeeded" and run.attempt == 1
+    assert run.result is not None and run.result["replaced"]["memory_units"] == before["memory_units"]
+    assert await memory_counts(pool, user_id) == before
+    conversation = await conversations.get_conversation(pool, user_id, conversation_id)
+    assert conversation is not None and conversation.status == "processed"
+    assert len(await list_llm_calls(pool, user_id)) == 2
+
+
+async def test_the_conversation_is_processing_while_the_llm_works(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner, llm_server: ScriptedLLMServer
+) -> None:
+    """Issue 12: the status the schema lists and the web app may show; the write still happens exactly once."""
+    user_id, conversation_id = await one_conversation(pool)
+    llm_server.enqueue(ScriptedReply.json(SAMPLE_ANSWER, delay_s=0.3))
+    await ingest(redis_client, pool, conversation_id)
+    worker = asyncio.create_task(run_burst())
+
+    async def status() -> str | None:
+        conversation = await conversations.get_conversation(pool, user_id, conversation_id)
+        return None if conversation is None else conversation.status
+
+    await wait_until(lambda: _is(status(), "processing"), timeout=10, interval=0.01)
+    await worker
+    assert await status() == "processed"
+    assert (await memory_counts(pool, user_id))["memory_units"] == EXPECTED_FROM_SAMPLE["memory_units"]
+
+
+async def _is(value: Awaitable[str | None], expected: str) -> bool:
+    return await value == expected
+
+
+async def test_the_sweep_picks_up_a_conversation_left_processing_by_a_lost_job(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner, llm_server: ScriptedLLMServer
+) -> None:
+    """A job lost with Redis must not leave its conversation `processing` for ever; while a job for it is queued,
+    the sweep enqueues nothing more (the dedupe key)."""
+    user_id, conversation_id = await one_conversation(pool, status="processing")
+    first = await end_and_enqueue_ingestion(pool, redis_client, timeout_minutes=10, limit=100)
+    again = await end_and_enqueue_ingestion(pool, redis_client, timeout_minutes=10, limit=100)
+    assert (first.ingest_job_ids, first.ingest_enqueued) == ([f"ingest:{conversation_id}"], 1)
+    assert (again.ingest_job_ids, again.ingest_enqueued) == ([f"ingest:{conversation_id}"], 0)
+
+    llm_server.enqueue(ScriptedReply.json(SAMPLE_ANSWER))
+    await run_burst()
+    conversation = await conversations.get_conversation(pool, user_id, conversation_id)
+    assert conversation is not None and conversation.status == "processed"
+    assert len(await list_llm_calls(pool, user_id)) == 1

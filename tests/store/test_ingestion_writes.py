@@ -263,3 +263,64 @@ async def test_concurrent_ingestions_of_one_user_take_turns_and_the_newest_greet
     assert user.concepts_created_in_cycle == 2
     assert (await memory_counts(pool, user_id))["concepts"] == 2
     assert (await memory_counts(pool, user_id))["memory_units"] == 8
+
+
+async def test_a_failed_conversation_that_still_holds_memory_is_replaced_not_crashed_on(
+    pool: asyncpg.Pool, ended: tuple[str, str]
+) -> None:
+    """Issue 10 item 3: a conversation left `failed` with an earlier ingestion's rows (a failed reprocess did that
+    before, or the web app moved it back) failed every plain trigger with UniqueViolationError memory_units_pkey."""
+    user_id, conversation_id = ended
+    await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS)
+    await pool.execute("UPDATE conversations SET status = 'failed' WHERE id = $1", conversation_id)
+
+    summary = await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS)
+
+    assert summary.outcome == "written"
+    assert summary.replaced == {"memory_units": 2, "cards": 1, "growth_events": 1, "relationships": 2}
+    assert await memory_counts(pool, user_id) == ROWS_OF_ONE_WRITE
+    conversation = await conversations.get_conversation(pool, user_id, conversation_id)
+    assert conversation is not None and conversation.status == "processed"
+
+
+async def test_an_ingestion_write_leaves_last_active_at_to_the_web_app(
+    pool: asyncpg.Pool, ended: tuple[str, str]
+) -> None:
+    """Issue 12: last_active_at is the user's activity (@updatedAt on the web app's side), not Orrery's work."""
+    user_id, conversation_id = ended
+    seen = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    await pool.execute("UPDATE users SET last_active_at = $2 WHERE user_id = $1", user_id, seen.replace(tzinfo=None))
+
+    await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS)  # record_ingestion ran
+    await users.start_cycle(pool, user_id, WHEN)
+
+    user = await users.get_user(pool, user_id)
+    assert user is not None and user.concepts_created_in_cycle == 0 and user.last_cycle_started_at == WHEN
+    assert user.last_active_at == seen
+
+
+@pytest.mark.parametrize(
+    ("status", "after", "key"),
+    [
+        ("ended", "failed", "failure"),
+        ("processing", "failed", "failure"),
+        ("failed", "failed", "failure"),
+        ("processed", "processed", "reprocess_failure"),  # a failed reprocess: the memory stays, and is right
+        ("active", "active", None),  # triggered too early: it is ingested when it ends, so it must not be failed
+    ],
+)
+async def test_marking_a_conversation_failed_depends_on_where_it_stands(
+    pool: asyncpg.Pool, ended: tuple[str, str], status: str, after: str, key: str | None
+) -> None:
+    user_id, conversation_id = ended
+    await pool.execute("UPDATE conversations SET status = $2 WHERE id = $1", conversation_id, status)
+
+    assert await conversations.mark_conversation_failed(pool, user_id, conversation_id, "gave up") == after
+
+    conversation = await conversations.get_conversation(pool, user_id, conversation_id)
+    assert conversation is not None and conversation.status == after
+    if key is None:
+        assert not conversation.metadata  # untouched
+    else:
+        assert conversation.metadata is not None and set(conversation.metadata) == {key}
+        assert conversation.metadata[key]["reason"] == "gave up"
