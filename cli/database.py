@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import typer
@@ -13,6 +15,7 @@ from cli.common import backends, console, describe_backends, fail, run_async, se
 from jobs.catalog import all_jobs
 from jobs.schedule import ScheduleError
 from jobs.scheduler import schedules
+from settings import Settings
 from store import embedded
 from store.migrate import applied_migrations, check_history, load_migrations, migrate
 from store.postgres import BackendUnavailable, connect, redact_url
@@ -141,7 +144,7 @@ def doctor_command() -> None:
     )
     table = Table(title=f"Orrery doctor — {describe_backends(found)}")
     for column in ("backend", "target", "status", "detail"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a long URL or reason is folded, never cut off with …
     for check in checks:
         status = "[green]ok[/]" if check.ok else ("[red]DOWN[/]" if check.required else "[yellow]warn[/]")
         table.add_row(check.backend, check.target, status, check.detail)
@@ -149,6 +152,8 @@ def doctor_command() -> None:
     cron = ", ".join(f"{job.spec.name} {job.schedule.expression!r}" for job in scheduled) or "no job is scheduled"
     table.add_row("cron", "ORRERY_CRON" if cfg.cron else "-", "[green]ok[/]", cron)
     console.print(table)
+    console.print("connect with:")
+    _print_urls(connection_urls(cfg))
     if any(not c.ok and c.required for c in checks):
         raise typer.Exit(1)
 
@@ -156,22 +161,57 @@ def doctor_command() -> None:
 stack_app = typer.Typer(help="Manage the embedded Postgres and Redis that run when no URL is configured.")
 
 
+def connection_urls(cfg: Settings) -> dict[str, dict[str, Any]]:
+    """Where Postgres and Redis are, in forms other programs take: for the embedded stack, the URL psql, node's pg
+    and Prisma accept and the Redis socket path ioredis takes; a configured URL is shown with its password as ***."""
+    data_dir = cfg.resolved_data_dir
+    postgres: dict[str, Any] = {"embedded": cfg.database_url is None, "running": embedded.postgres_running(data_dir)}
+    if cfg.database_url is not None:
+        postgres["url"] = postgres["asyncpg_url"] = redact_url(cfg.database_url)
+    else:
+        found = embedded.postgres_urls(data_dir) if postgres["running"] else None
+        postgres["url"], postgres["asyncpg_url"] = found or (None, None)
+    redis: dict[str, Any] = {"embedded": cfg.redis_url is None, "running": embedded.redis_running(data_dir)}
+    if cfg.redis_url is not None:
+        redis["url"] = redact_url(cfg.redis_url)
+    else:
+        socket = embedded.redis_socket(data_dir)
+        redis["url"] = f"unix://{socket}?db=0" if redis["running"] else None
+        redis["socket"] = str(socket) if redis["running"] else None
+    return {"postgres": postgres, "redis": redis}
+
+
+def _print_urls(urls: dict[str, dict[str, Any]]) -> None:
+    """Outside any table, one URL per line and never wrapped, so it can be copied whole."""
+    postgres, redis = urls["postgres"], urls["redis"]
+    if postgres["url"]:
+        console.print(f"  Postgres (psql, node pg, Prisma): {postgres['url']}", highlight=False, soft_wrap=True)
+    if postgres["asyncpg_url"] != postgres["url"]:
+        console.print(f"  Postgres (asyncpg, psql): {postgres['asyncpg_url']}", highlight=False, soft_wrap=True)
+    if redis["url"]:
+        console.print(f"  Redis (redis-py, arq): {redis['url']}", highlight=False, soft_wrap=True)
+    if redis.get("socket"):
+        socket = redis["socket"]
+        console.print(f'  Redis socket (ioredis: new Redis("{socket}"); redis-cli -s): {socket}', highlight=False,
+                      soft_wrap=True)  # fmt: skip
+
+
 @stack_app.command("status")
-def stack_status() -> None:
-    """Show where the embedded servers keep their data and whether they run."""
+def stack_status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output, URLs included.")) -> None:
+    """Show where the embedded servers keep their data, whether they run, and how to connect to them."""
     cfg = settings()
     data_dir = cfg.resolved_data_dir
-    pg_running = embedded.postgres_running(data_dir)
-    console.print(f"data directory: {data_dir}")
-    console.print(
-        f"embedded Postgres: {'running' if pg_running else 'stopped'}"
-        f"{' (DATABASE_URL is set, so it is not used)' if cfg.database_url else ''}"
-    )
-    redis_running = embedded.redis_running(data_dir)
-    console.print(
-        f"embedded Redis: {'running' if redis_running else 'stopped'}"
-        f"{' (REDIS_URL is set, so it is not used)' if cfg.redis_url else ''}"
-    )
+    urls = connection_urls(cfg)
+    if as_json:
+        typer.echo(json.dumps({"data_dir": str(data_dir), **urls}, indent=2))
+        return
+    console.print(f"data directory: {data_dir}", highlight=False, soft_wrap=True)
+    for name, info, variable in (("Postgres", urls["postgres"], "DATABASE_URL"), ("Redis", urls["redis"], "REDIS_URL")):
+        state = "running" if info["running"] else "stopped"
+        note = f" ({variable} is set, so it is not used)" if not info["embedded"] else ""
+        console.print(f"embedded {name}: {state}{note}")
+    console.print("connect with:" if urls["postgres"]["url"] or urls["redis"]["url"] else "nothing to connect to")
+    _print_urls(urls)
 
 
 @stack_app.command("stop")

@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,8 @@ import typer
 from rich.table import Table
 
 from cli.common import CommandError, backends, console, fail, run_async, settings
-from cli.job_args import ArgumentParseError, collect_args, parse_at, parse_duration
+from cli.job_args import ArgumentParseError, collect_args, parse_at, parse_duration, parse_job_id, parse_wait_timeout
+from jobs import wire
 from jobs.catalog import all_jobs
 from jobs.enqueue import (
     EnqueueResult,
@@ -29,7 +30,7 @@ from jobs.enqueue import (
     retry_dead,
     validate_args,
 )
-from jobs.keys import QUEUES, health_key_pattern, job_key, queue_key
+from jobs.keys import QUEUES, health_key_pattern, in_progress_key, job_key, queue_key
 from jobs.registry import UnknownJobError, get_job
 from jobs.schedule import ScheduleError
 from jobs.scheduler import schedules
@@ -39,6 +40,7 @@ from store.postgres import connect
 from store.redis import connect_redis
 
 EXIT_JOB_FAILED = 1
+"""The job checked (`trigger --wait`) ended dead. Exit 2 (cli.common.EXIT_USAGE) is for bad input, unknown ids too."""
 EXIT_WAIT_TIMEOUT = 3
 
 jobs_app = typer.Typer(help="The job table, the ledger and dead letters.", no_args_is_help=True)
@@ -84,13 +86,16 @@ def trigger_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and show what would be enqueued."),
 ) -> None:
     """Enqueue a job by hand; its arguments are validated before anything is written. Prints the job id."""
+    now = datetime.now(UTC)
     try:
         spec = get_job(job)
         args = collect_args(arg, args_json, args_file)
         defer_by = parse_duration(delay) if delay is not None else None
-        run_at = parse_at(at) if at is not None else None
+        run_at = parse_at(at, now) if at is not None else None
+        job_id = parse_job_id(job_id) if job_id is not None else None
+        timeout = parse_wait_timeout(timeout)
         model = validate_args(spec, args)
-        when = resolve_run_at(datetime.now(UTC), defer_by=defer_by, run_at=run_at)
+        when = resolve_run_at(now, defer_by=defer_by, run_at=run_at)
     except (UnknownJobError, ArgumentParseError, JobArgumentsError) as exc:
         fail(str(exc))
     if queue is not None and queue not in QUEUES:
@@ -229,11 +234,12 @@ def _run_json(run: JobRun) -> dict[str, Any]:
 
 @jobs_app.command("failed")
 def failed_command(
-    limit: int = typer.Option(50, "--limit", "-n", min=1),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, max=10_000),
     job: str | None = typer.Option(None, "--job", help="Only this job name."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Dead letters, newest first (a job retried since is no longer listed)."""
+    job = _checked_id(job, "--job") if job is not None else None
 
     async def _run() -> list[JobRun]:
         async with _stores() as (conn, _):
@@ -256,26 +262,112 @@ def failed_command(
     console.print("revive one with `run.py jobs retry JOB_ID`")
 
 
+def _checked_id(text: str, option: str) -> str:
+    try:
+        return parse_job_id(text, option)
+    except ArgumentParseError as exc:
+        fail(str(exc))
+
+
+@dataclass(frozen=True)
+class RedisView:
+    """A job as Redis holds it now, read without a worker: for a job the web app enqueued and no worker has started
+    yet, this is all there is (its ledger row is written when a worker starts it)."""
+
+    name: str | None
+    args: Any
+    queue: str | None
+    """The queue whose sorted set holds the id (None: a record with no queue entry, which no worker will run)."""
+    enqueued_at: datetime | None
+    """The record's `et`."""
+    run_at: datetime | None
+    """The queue score: when the job may start (or retry)."""
+    running: bool
+    """A worker holds its lease."""
+    problem: str | None
+    """Why a worker will refuse the record (it becomes a NotRunnable dead letter), when it will."""
+
+    @property
+    def state(self) -> str:
+        return "running" if self.running else "queued" if self.queue else "orphaned"
+
+
+def _from_ms(value: Any) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(float(value) / 1000, UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+async def _redis_view(client: aioredis.Redis, job_id: str) -> RedisView | None:
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.get(job_key(job_id))
+        pipe.exists(in_progress_key(job_id))
+        for each in QUEUES:
+            pipe.zscore(queue_key(each), job_id)
+        raw, running, *scores = await pipe.execute()
+    if raw is None:
+        return None
+    queue = next((each for each, score in zip(QUEUES, scores, strict=True) if score is not None), None)
+    score = scores[QUEUES.index(queue)] if queue is not None else None
+    try:
+        record, problem = wire.deserialize(raw), None
+    except wire.RecordError as exc:
+        record, problem = {}, str(exc)
+    name = record.get("f")
+    return RedisView(
+        name=name if isinstance(name, str) else None, args=record.get("k"), queue=queue,
+        enqueued_at=_from_ms(record.get("et")), run_at=_from_ms(score), running=bool(running), problem=problem,
+    )  # fmt: skip
+
+
+def _redis_json(view: RedisView | None) -> dict[str, Any] | None:
+    if view is None:
+        return None
+    return {
+        "state": view.state, "name": view.name, "queue": view.queue, "args": view.args,
+        "enqueued_at": _iso(view.enqueued_at), "run_at": _iso(view.run_at), "problem": view.problem,
+    }  # fmt: skip
+
+
+def _describe_redis(view: RedisView | None) -> str:
+    if view is None:
+        return "no"
+    if view.state == "orphaned":
+        return "a record with no queue entry: no worker will run it (it expires on its own; re-enqueue it)"
+    where = f"{view.state} on {view.queue}, enqueued {_iso(view.enqueued_at)}, runs at {_iso(view.run_at)}"
+    return where + (f"; a worker will refuse it: {view.problem}" if view.problem else "")
+
+
 @jobs_app.command("show")
 def show_command(
     job_id: str = typer.Argument(..., help="The job id (e.g. ingest:CONVERSATION_ID)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Every run of a job id, newest first, and where it is in Redis now."""
+    """Every run of a job id, newest first, and where it is in Redis now (also a job enqueued by another program that
+    no worker has started yet)."""
+    job_id = _checked_id(job_id, "JOB_ID")
 
-    async def _run() -> tuple[list[JobRun], bool]:
+    async def _run() -> tuple[list[JobRun], RedisView | None]:
         async with _stores() as (conn, client):
-            return await ledger.runs_of(conn, job_id), bool(await client.exists(job_key(job_id)))
+            return await ledger.runs_of(conn, job_id), await _redis_view(client, job_id)
 
-    runs, in_redis = run_async(_run())
-    if not runs:
-        fail(f"no job with id {job_id!r} in the ledger (see `jobs failed` or `jobs queues`)", code=EXIT_JOB_FAILED)
+    runs, view = run_async(_run())
+    if runs:
+        name, queue, args = runs[0].job_name, runs[0].queue, runs[0].args
+    elif view is not None:
+        name, queue, args = view.name or "?", view.queue or "?", view.args
+    else:
+        fail(f"no job with id {job_id!r} in the ledger or in Redis (see `jobs failed` or `jobs queues`)")
     if as_json:
-        _print_json({"job_id": job_id, "in_redis": in_redis, "runs": [_run_json(r) for r in runs]})
+        runs_json = [_run_json(r) for r in runs]
+        _print_json({"job_id": job_id, "in_redis": view is not None, "redis": _redis_json(view), "runs": runs_json})
         return
-    latest = runs[0]
-    console.print(f"[bold]{job_id}[/]  {latest.job_name} on {latest.queue}  args {json.dumps(latest.args)}")
-    console.print(f"in Redis: {'yes (queued, running or waiting for a retry)' if in_redis else 'no'}")
+    console.print(f"[bold]{job_id}[/]  {name} on {queue}  args {json.dumps(args)}", highlight=False)
+    console.print(f"in Redis: {_describe_redis(view)}", highlight=False)
+    if not runs:
+        console.print("no run in the ledger yet: no worker has started it (it was enqueued straight into Redis)")
+        return
     table = Table("run", "state", "attempt", "enqueued", "started", "finished", "ms", "worker", "error / result")
     for run in runs:
         detail = f"{run.error_class}: {run.error}" if run.error else (json.dumps(run.result) if run.result else "")
@@ -292,6 +384,7 @@ def retry_command(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Re-enqueue a dead job with the same name, arguments, queue and id."""
+    job_id = _checked_id(job_id, "JOB_ID")
 
     async def _run() -> EnqueueResult:
         async with _stores() as (conn, client):

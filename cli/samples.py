@@ -21,8 +21,8 @@ def seed_sample_command(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table."),
 ) -> None:
     """Load the sample user with several conversations; running it again changes nothing."""
-    if user_email is not None and "@" not in user_email:
-        fail(f"--user-email {user_email!r} is not an e-mail address")
+    if user_email is not None and not _is_email(user_email):
+        fail(f"--user-email {user_email[:80]!r}: expected one e-mail address like maya@example.org")
     found = backends()
 
     async def _run() -> SeededSample:
@@ -58,6 +58,22 @@ def seed_sample_command(
         console.print("already present: nothing changed")
     else:
         console.print(f"created {len(seeded.created_keys)} conversations on {describe_backends(found)}")
+
+
+MAX_EMAIL_LENGTH = 254
+"""RFC 5321's limit on a forward path; users.email is stored as given."""
+
+
+def _is_email(text: str) -> bool:
+    """One `@` between a non-empty local part and domain, printable, no spaces, not absurdly long."""
+    local, at, domain = text.partition("@")
+    return (
+        bool(at and local and domain)
+        and "@" not in domain
+        and len(text) <= MAX_EMAIL_LENGTH
+        and text.isprintable()
+        and not any(char.isspace() for char in text)
+    )
 
 
 def _as_json(seeded: SeededSample) -> dict[str, object]:

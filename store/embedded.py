@@ -17,6 +17,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from filelock import FileLock
 
@@ -182,8 +183,37 @@ def postgres_running(data_dir: Path) -> bool:
     return (data_dir / "postgres" / "postmaster.pid").exists()
 
 
+def postgres_urls(data_dir: Path) -> tuple[str, str] | None:
+    """The running embedded Postgres as (URL for psql, node's pg and Prisma; URL for asyncpg), else None.
+
+    The server listens on a Unix socket only, named by `?host=<directory>`. Prisma refuses an empty host and asyncpg
+    reads `?host=` only when the host is empty, so no one URL serves both: the first names `localhost` (libpq and pg
+    let `?host=` override it), the second leaves the host empty (what Orrery itself connects with; psql takes it too).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        from pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(data_dir / "postgres")
+    if info is None or not info.is_running():
+        return None
+    if info.socket_dir is None:
+        url = f"postgresql://postgres@{info.hostname}:{info.port}/{EMBEDDED_DATABASE}"
+        return url, url
+    host = quote(str(info.socket_dir), safe="/")
+    return (
+        f"postgresql://postgres@localhost/{EMBEDDED_DATABASE}?host={host}",
+        f"postgresql://postgres@/{EMBEDDED_DATABASE}?host={host}",
+    )
+
+
 def redis_running(data_dir: Path) -> bool:
     return _redis_ping(_redis_socket(data_dir / "redis"))
+
+
+def redis_socket(data_dir: Path) -> Path:
+    """The embedded Redis's Unix socket (it has no TCP port): ioredis takes the path, redis-cli takes `-s path`."""
+    return _redis_socket(data_dir / "redis")
 
 
 def resolve_backends(database_url: str | None, redis_url: str | None, data_dir: Path) -> Backends:

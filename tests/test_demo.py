@@ -6,7 +6,7 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.test_foundation_cli import run_cli
+from tests.cli.runner import run_cli
 
 
 async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(

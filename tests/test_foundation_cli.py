@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,17 +10,7 @@ import asyncpg
 import redis
 
 from store import embedded
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("ORRERY_", "DATABASE_URL", "REDIS_URL"))}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *args], capture_output=True, text=True, env=full_env,
-        timeout=timeout, cwd=ROOT,
-    )  # fmt: skip
+from tests.cli.runner import ROOT, run_cli
 
 
 def test_unreachable_database_is_one_line_with_password_redacted(tmp_path: Path) -> None:

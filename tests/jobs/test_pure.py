@@ -1,17 +1,15 @@
-"""Pure logic of the runtime: cron parsing, backoff and error classes, CLI argument parsing, registry rules, wire."""
+"""Pure logic of the runtime: cron parsing, backoff and error classes, registry rules, wire."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import pydantic
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from cli.job_args import ArgumentParseError, collect_args, parse_arg_pairs, parse_at, parse_duration, parse_value
 from jobs import wire
 from jobs.errors import DeferredError, PermanentError, TransientError
 from jobs.keys import INTERACTIVE, cron_claim_key
@@ -114,47 +112,6 @@ def test_permanent_and_invalid_arguments_are_dead_at_once() -> None:
 def test_deferred_waits_until_its_time() -> None:
     action, _, delay, _ = _decide(DeferredError("budget spent", T0 + timedelta(hours=2)), attempt=3)
     assert (action, delay) == ("defer", 7200.0)
-
-
-# --- trigger arguments ------------------------------------------------------------------------------------------
-
-
-def test_arg_values_are_json_when_they_parse() -> None:
-    assert parse_value("3") == 3 and parse_value("true") is True and parse_value("[1, 2]") == [1, 2]
-    assert parse_value("abc-123") == "abc-123" and parse_value('"007"') == "007"
-    assert parse_arg_pairs(["conversation_id=c1", "reprocess=true", "note=a=b"]) == {
-        "conversation_id": "c1",
-        "reprocess": True,
-        "note": "a=b",
-    }
-    with pytest.raises(ArgumentParseError, match="expected key=value"):
-        parse_arg_pairs(["conversation_id"])
-
-
-def test_args_json_or_file_with_pairs_on_top(tmp_path: Path) -> None:
-    assert collect_args(["b=2"], '{"a": 1, "b": 1}', None) == {"a": 1, "b": 2}
-    path = tmp_path / "args.json"
-    path.write_text(json.dumps({"a": "x"}))
-    assert collect_args([], None, path) == {"a": "x"}
-    with pytest.raises(ArgumentParseError, match="not both"):
-        collect_args([], "{}", path)
-    with pytest.raises(ArgumentParseError, match="expected a JSON object"):
-        collect_args([], "[1]", None)
-    with pytest.raises(ArgumentParseError, match="not valid JSON"):
-        collect_args([], "{oops", None)
-
-
-def test_durations_and_times() -> None:
-    assert parse_duration("10m") == timedelta(minutes=10)
-    assert parse_duration("1h30m") == timedelta(minutes=90)
-    assert parse_duration("90") == timedelta(seconds=90)
-    assert parse_duration("250ms") == timedelta(milliseconds=250)
-    with pytest.raises(ArgumentParseError, match="expected a duration"):
-        parse_duration("10 minutes")
-    assert parse_at("2026-01-31T09:00:00Z") == datetime(2026, 1, 31, 9, tzinfo=UTC)
-    assert parse_at("2026-01-31T09:00:00") == datetime(2026, 1, 31, 9, tzinfo=UTC)
-    with pytest.raises(ArgumentParseError, match="ISO time"):
-        parse_at("tomorrow")
 
 
 # --- registry and wire format -----------------------------------------------------------------------------------
