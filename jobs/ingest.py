@@ -126,6 +126,8 @@ async def mark_failed_when_dead(ctx: JobContext, args: IngestArgs, reason: str) 
     of tries; a `processed` one keeps its status and memory (a failed reprocess rolled back) with the reason in
     metadata.reprocess_failure; an `active` one is left alone (see conversations.mark_conversation_failed).
     """
+    if "\x00" in args.conversation_id:
+        return  # Postgres cannot hold it, so no conversation has this id (and asking would raise)
     source = await conversations.read_conversation_for_job(ctx.pool, args.conversation_id, concept_limit=0)
     if source is None:
         return  # never existed or deleted since: nothing to mark

@@ -325,7 +325,8 @@ async def test_a_write_that_fails_on_every_try_spends_max_tries_llm_calls_in_tot
 
 async def test_the_dead_hook_is_the_one_policy(pool: asyncpg.Pool, resources: WorkerResources) -> None:
     """What the runtime calls on every dead path: `failed` with the reason, except on a processed conversation
-    (a failed reprocess keeps its status and memory) and on one still `active`; a missing one is no error."""
+    (a failed reprocess keeps its status and memory) and on one still `active`; a missing one, or an id Postgres
+    cannot even hold, is no error."""
     spec = get_job("ingest")
     assert spec.on_dead is not None
     user_id, ended_id = await one_conversation(pool)
@@ -335,7 +336,7 @@ async def test_the_dead_hook_is_the_one_policy(pool: asyncpg.Pool, resources: Wo
         settings=resources.settings, pool=pool, redis=resources.redis, job_id="ingest:x", job_name="ingest",
         attempt=5, log=structlog.get_logger("test"), resources=resources,
     )  # fmt: skip
-    for conversation_id in (ended_id, processed.id, active.id, "no-such-conversation"):
+    for conversation_id in (ended_id, processed.id, active.id, "no-such-conversation", "ab\x00cd"):
         await spec.on_dead(ctx, IngestArgs(conversation_id=conversation_id), "timed out after 300 s")
 
     statuses = {c.id: (c.status, c.metadata) for c in await conversations.list_conversations(pool, user_id)}
