@@ -76,7 +76,8 @@ async def test_conversation_and_messages_round_trip(pool: asyncpg.Pool) -> None:
     later = await conversations.add_message(pool, "u-1", "c-1", role="user", content="c",
                                             timestamp=MOMENT + timedelta(minutes=1))  # fmt: skip
     assert first.media_ids == [] and first.timestamp == MOMENT and first.conversation_id == "c-1"
-    assert await conversations.list_messages(pool, "u-1", "c-1") == [first, second, later]
+    # a timestamp tie keeps the order the rows were written in (seq), whatever their ids ("0-first" sorts first)
+    assert await conversations.list_messages(pool, "u-1", "c-1") == [second, first, later]
 
     await conversations.create_conversation(pool, "u-1", conversation_id="c-2", status="ended",
                                             start_time=MOMENT + timedelta(days=1))  # fmt: skip
