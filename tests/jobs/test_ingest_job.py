@@ -240,9 +240,9 @@ async def test_the_sample_user_end_to_end(
     assert json.dumps(user.next_conversation_context_package)  # stored JSON is plain JSON
 
 
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> JobSpec:
+def fast_retries(monkeypatch: pytest.MonkeyPatch, **changes: Any) -> JobSpec:
     """The ingest job as registered, with a backoff of milliseconds so that its five tries fit in a test."""
-    spec = dataclasses.replace(get_job("ingest"), backoff_s=0.01)
+    spec = dataclasses.replace(get_job("ingest"), backoff_s=0.01, **changes)
     monkeypatch.setitem(registry._REGISTRY, "ingest", spec)
     return spec
 
@@ -321,6 +321,28 @@ async def test_a_write_that_fails_on_every_try_spends_max_tries_llm_calls_in_tot
     assert conversation is not None and conversation.status == "failed"
     assert isinstance(conversation.metadata, dict)
     assert "this write can never succeed" in conversation.metadata["failure"]["reason"]
+
+
+async def test_a_job_that_times_out_on_every_try_is_failed_after_its_last(
+    pool: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+    run_burst: BurstRunner,
+    llm_server: ScriptedLLMServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The timeout path of the same policy: five tries, five requests, one dead letter, `failed`, no sixth."""
+    spec = fast_retries(monkeypatch, timeout_s=0.3)
+    user_id, conversation_id = await one_conversation(pool)
+    llm_server.enqueue(*[ScriptedReply.json(SAMPLE_ANSWER, delay_s=0.45)] * 30)
+    job_id = await ingest(redis_client, pool, conversation_id)
+    await run_burst()
+
+    assert await sweep_often(redis_client, pool, run_burst, times=3) == 0
+    assert len(llm_server.chat_requests) == spec.max_tries
+    assert await dead_runs(pool, job_id) == 1
+    conversation = await conversations.get_conversation(pool, user_id, conversation_id)
+    assert conversation is not None and conversation.status == "failed"
+    assert isinstance(conversation.metadata, dict) and "timed out" in conversation.metadata["failure"]["reason"]
 
 
 async def test_the_dead_hook_is_the_one_policy(pool: asyncpg.Pool, resources: WorkerResources) -> None:
