@@ -124,7 +124,7 @@ def doctor_command() -> None:
     try:
         scheduled = schedules(all_jobs(), cfg.cron)
     except ScheduleError as exc:
-        fail(f"invalid configuration: {exc}")
+        fail(str(exc))
     found = backends()
 
     async def _run() -> list[Check]:

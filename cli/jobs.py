@@ -206,7 +206,7 @@ def list_command(as_json: bool = typer.Option(False, "--json")) -> None:
     try:
         scheduled = {job.spec.name: job.schedule for job in schedules(specs, settings().cron)}
     except ScheduleError as exc:
-        fail(f"invalid configuration: {exc}")
+        fail(str(exc))
     rows: list[dict[str, Any]] = []
     for spec in specs:
         schedule = scheduled.get(spec.name)

@@ -46,7 +46,7 @@ def schedules(specs: list[JobSpec], overrides: Mapping[str, str]) -> list[Schedu
         try:
             get_job(name)  # the registry, not just `specs`: a job of a queue this worker does not serve is fine
         except UnknownJobError as exc:
-            raise ScheduleError(f"ORRERY_CRON: {exc}") from None
+            raise ScheduleError(f"invalid configuration: ORRERY_CRON: {exc}") from None
     result = []
     for name in sorted(set(by_name) | set(overrides)):
         spec = by_name.get(name)
@@ -56,7 +56,7 @@ def schedules(specs: list[JobSpec], overrides: Mapping[str, str]) -> list[Schedu
             try:
                 schedule = check_expression(overrides[name])
             except ScheduleError as exc:
-                raise ScheduleError(f"ORRERY_CRON: {name!r}: {exc}") from None
+                raise ScheduleError(f"invalid configuration: ORRERY_CRON: {name!r}: {exc}") from None
         else:
             schedule = parse_cron(spec.cron) if spec.cron is not None else None
         if schedule is None:
@@ -64,7 +64,9 @@ def schedules(specs: list[JobSpec], overrides: Mapping[str, str]) -> list[Schedu
         try:
             spec.args_model.model_validate({})
         except pydantic.ValidationError:
-            raise ScheduleError(f"ORRERY_CRON: job {name!r} needs arguments, so it cannot run on a schedule") from None
+            raise ScheduleError(
+                f"invalid configuration: ORRERY_CRON: job {name!r} needs arguments, so it cannot run on a schedule"
+            ) from None
         result.append(ScheduledJob(spec, schedule))
     return result
 

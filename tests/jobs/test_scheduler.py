@@ -56,11 +56,15 @@ def test_effective_schedules_with_overrides() -> None:
 
 
 def test_overrides_must_name_real_jobs_that_take_no_required_arguments() -> None:
-    with pytest.raises(ScheduleError, match=r"^ORRERY_CRON: unknown job 'sweep'; known jobs: .*sweep_timeouts"):
+    with pytest.raises(
+        ScheduleError, match=r"^invalid configuration: ORRERY_CRON: unknown job 'sweep'; known jobs: .*sweep_timeouts"
+    ):
         schedules(all_jobs(), {"sweep": "* * * * *"})
-    with pytest.raises(ScheduleError, match=r"^ORRERY_CRON: job 'test\.needs-args' needs arguments"):
+    with pytest.raises(
+        ScheduleError, match=r"^invalid configuration: ORRERY_CRON: job 'test\.needs-args' needs arguments"
+    ):
         schedules(all_jobs(), {"test.needs-args": "* * * * *"})
-    with pytest.raises(ScheduleError, match=r"^ORRERY_CRON: 'prune_ledger': minute field '61'"):
+    with pytest.raises(ScheduleError, match=r"^invalid configuration: ORRERY_CRON: 'prune_ledger': minute field '61'"):
         schedules(all_jobs(), {"prune_ledger": "61 * * * *"})
 
 
