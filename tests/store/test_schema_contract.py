@@ -31,6 +31,9 @@ async def test_contract_covers_every_seed_model_and_the_v91_additions() -> None:
     assert columns[("communities", "core_concept_ids")] == Column("core_concept_ids", "text[]", True, "ARRAY[]::text[]")
     assert columns[("users", "created_at")].default == "CURRENT_TIMESTAMP"
     assert columns[("users", "user_id")].default is None  # uuid() is the client's job
+    assert columns[("conversation_messages", "seq")] == Column(
+        "seq", "bigint", False, "nextval('conversation_messages_seq_seq'::regclass)"
+    )  # BigInt @default(autoincrement()) is a BIGSERIAL
     assert columns[("cards", "updated_at")] == Column("updated_at", "timestamp(3) without time zone", False, None)
     assert tables["concepts"].foreign_keys["concepts_merged_into_concept_id_fkey"] == ForeignKey(
         "concepts_merged_into_concept_id_fkey",
