@@ -95,11 +95,24 @@ async def ingest(ctx: JobContext, args: IngestArgs) -> Mapping[str, Any]:
 
     data = ingestion_input(source, turn_context)
     agent = IngestionAgent.from_settings(await ctx.llm(), ctx.settings)
-    if conversation.status == "ended":  # shown while the LLM works; the write's own check is on 'processed'
-        await conversations.set_conversation_status(
-            ctx.pool, user_id, conversation_id, "processing", only_from=("ended",)
+    # 'processing' is shown while the LLM works (the write's own check is on 'processed'). It is set alongside the
+    # call, so it costs no round trip of its own, and settled before the write locks the row or the job's error is
+    # raised.
+    moving = None
+    if conversation.status == "ended":
+        moving = asyncio.create_task(
+            conversations.set_conversation_status(
+                ctx.pool, user_id, conversation_id, "processing", only_from=("ended",)
+            )
         )
-    result = await agent.run(data, job_id=ctx.job_id)
+    try:
+        result = await agent.run(data, job_id=ctx.job_id)
+    except BaseException:
+        if moving is not None:
+            await asyncio.gather(moving, return_exceptions=True)
+        raise
+    if moving is not None:
+        await moving
 
     thresholds = IngestionThresholds(
         importance=ctx.settings.ingestion_importance_threshold,
