@@ -56,7 +56,7 @@ LEASE_PREFIX = in_progress_key("")
 @dataclass(frozen=True)
 class Claimed:
     job_id: str
-    score: int  # when the job was due (unix ms), which arq's run_job wants
+    score: int  # when the job was due (unix ms), which arq's run_job wants; a producer's -inf counts as 0
 
 
 class QueueClaimer:
@@ -86,7 +86,7 @@ class QueueClaimer:
             args=[now_ms, wanted, self._lease_ms, self._scan_step, self._scan_limit, LEASE_PREFIX],
         )
         return [
-            Claimed(job_id=_text(reply[index]), score=int(float(_text(reply[index + 1]))))
+            Claimed(job_id=_text(reply[index]), score=int(max(float(_text(reply[index + 1])), 0.0)))
             for index in range(0, len(reply), 2)
         ]
 

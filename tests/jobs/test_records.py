@@ -150,3 +150,15 @@ def test_the_documented_typescript_script_is_the_one_orrery_runs() -> None:
     docs = DOCS.read_text()
     for line in PUSH_SCRIPT.strip().splitlines():
         assert line in docs, f"docs/jobs.md's enqueue script lacks: {line}"
+
+
+async def test_a_queue_score_of_minus_infinity_does_not_stop_a_worker(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner
+) -> None:
+    """ZADD accepts -inf from a producer that skips the script; the claim used to fail on int(float('-inf'))."""
+    await _write(redis_client, "minus-inf", '{"f":"diag.echo","k":{}}', float("-inf"))
+
+    await run_burst(timeout=20)
+
+    run = await ledger.latest_run(pool, "minus-inf")
+    assert run is not None and run.state == "succeeded"
