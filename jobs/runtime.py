@@ -180,8 +180,14 @@ async def run_attempt(
                 raise
             await _wait_for_stores(ctx, spec, "dead letter not recorded: ledger unavailable", dead_exc)
         return
-    if run.unfinished and await _record_kept_outcome(ctx, spec, raw, run.run_id):
-        return
+    if run.unfinished:
+        try:
+            if await _record_kept_outcome(ctx, spec, raw, run.run_id):
+                return
+        except Exception as exc:
+            if not store_unreachable(exc):
+                raise
+            await _wait_for_stores(ctx, spec, "kept outcome not read: Redis unavailable", exc)
 
     if attempt > spec.max_tries:  # only reachable when workers died mid-run on every try
         error = f"started {attempt - 1} times without finishing (worker killed each time); not trying again"
