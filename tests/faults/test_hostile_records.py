@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from jobs.enqueue import enqueue
-from jobs.keys import INTERACTIVE, job_key, queue_key
+from jobs.keys import INTERACTIVE, UNRECORDED_DEAD_KEY, job_key, queue_key
 from tests.faults.conftest import Fleet, documented_enqueue_script, raw_record, worker_group
 from tests.jobs.conftest import FAST_ENV, wait_for_workers
 
@@ -82,6 +82,11 @@ async def test_hostile_records_become_dead_letters_and_the_worker_keeps_serving(
         assert not problems, "records without exactly one dead letter, or good jobs not served:\n" + "\n".join(problems)
         for job_id in [*hostile_ids, unstorable_id]:
             assert await redis_client.zscore(queue_key(INTERACTIVE), job_id) is None, f"{job_id!r} is still queued"
+        kept = [json.loads(e)["job_id"] for e in await redis_client.lrange(UNRECORDED_DEAD_KEY, 0, -1)]  # type: ignore[misc]
+        escaped = await pool.fetchval(
+            "SELECT count(*) FROM runtime.job_runs WHERE job_id LIKE 'hostile:nul%id' AND state = 'dead'"
+        )
+        assert kept.count(unstorable_id) + escaped == 1, (kept, escaped)  # in the ledger, escaped, or kept in Redis
 
         later = await enqueue(redis_client, pool, "diag.echo", {"mark": "still-serving"})
         deadline = time.monotonic() + 10
