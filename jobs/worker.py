@@ -143,10 +143,16 @@ class OrreryWorker(arq.worker.Worker):
             if task.cancelled() or task.exception() is None:
                 continue
             exc = task.exception()
-            logger.error(
-                "job task failed outside the runtime's handling; it runs again once its lease lapses",
-                job_id=job_id, queue=self.queue, error_class=type(exc).__name__, error=str(exc)[:300], exc_info=exc,
-            )  # fmt: skip
+            fields = {"job_id": job_id, "queue": self.queue, "error_class": type(exc).__name__, "error": str(exc)[:300]}
+            if isinstance(exc, REDIS_ERRORS):  # arq's own Redis calls around the job, during an outage
+                self.watch.failed(REDIS, exc)
+                logger.warning("job task cut short by a Redis outage; it runs again once its lease lapses", **fields)
+            else:
+                logger.error(
+                    "job task failed outside the runtime's handling; it runs again once its lease lapses",
+                    exc_info=exc,
+                    **fields,
+                )
 
     async def record_health(self) -> None:
         """arq's health line, led by the StoreWatch's status (`ok`, or `degraded: Postgres unreachable for 12 s`),

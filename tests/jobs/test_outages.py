@@ -21,6 +21,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions
 import structlog.testing
 from arq.connections import RedisSettings
 from arq.connections import create_pool as create_arq_pool
@@ -304,4 +305,30 @@ async def test_a_job_task_that_raises_is_logged_and_the_poll_loop_goes_on(
     assert worker.tasks == {}
     failed = [entry for entry in logs if entry.get("job_id") == "job-7"]
     assert len(failed) == 1 and failed[0]["error_class"] == "RuntimeError", logs
-    assert failed[0]["log_level"] == "error"
+    assert failed[0]["log_level"] == "error" and watch.healthy
+
+
+async def test_a_job_task_cut_short_by_redis_pauses_claiming_without_a_traceback(
+    resources: WorkerResources, redis_url: str, database_url: str
+) -> None:
+    watch = StoreWatch(redis_client=resources.redis, redis_url=redis_url, database_url=database_url, tolerance_s=60)
+    options = WorkerOptions(queues=(INTERACTIVE,), concurrency=2)
+    worker = build_worker(INTERACTIVE, all_jobs(), resources, redis_url=redis_url, options=options, watch=watch)
+    worker._pool = await create_arq_pool(RedisSettings.from_dsn(redis_url))
+
+    async def cut_short() -> None:
+        raise redis.exceptions.ConnectionError("Error 2 connecting to /tmp/redis.sock. No such file or directory.")
+
+    task = asyncio.get_running_loop().create_task(cut_short())
+    await asyncio.sleep(0)
+    worker.tasks["job-8"] = task
+    try:
+        with structlog.testing.capture_logs() as logs:
+            await worker._poll_iteration()
+            assert not watch.healthy  # nothing is claimed until a probe hears Redis again
+            await watch.probe()
+    finally:
+        await worker.pool.aclose()
+    assert watch.healthy and worker.tasks == {}
+    cut = [entry for entry in logs if entry.get("job_id") == "job-8"]
+    assert len(cut) == 1 and cut[0]["log_level"] == "warning" and "exc_info" not in cut[0], logs
