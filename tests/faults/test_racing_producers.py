@@ -85,8 +85,10 @@ async def test_racing_enqueues_of_one_id_queue_one_run_and_make_one_llm_call(
 
         await enqueue(redis_client, pool, "ingest", {"conversation_id": reference[1]})
         await run_burst()
-        await check_exactly_once(pool, backlog, reference, max_llm_calls=1)
+        tally = await check_exactly_once(pool, backlog, reference, max_llm_calls=1)
         assert len(llm_server.chat_requests) == len(backlog) + 1
+        producers = PYTHON_PRODUCERS * len(backlog) + LUA_PRODUCERS * len(backlog[::MIXED_EVERY])
+        print(tally.line("racing-producers", enqueues=producers, llm_calls=len(llm_server.chat_requests)))
     finally:
         for client in lua_clients:
             await client.aclose()
