@@ -105,7 +105,7 @@ BurstRunner = Callable[..., Any]
 
 @pytest.fixture
 def run_burst(settings: Settings, database_url: str, redis_url: str) -> BurstRunner:
-    """Run an in-process worker until the queues are empty (retries included)."""
+    """Run an in-process burst worker until no job is due within its horizon (retries included)."""
 
     async def _run(queues: tuple[str, ...] = QUEUES, timeout: float = 30) -> None:
         options = WorkerOptions(queues=queues, concurrency=4, burst=True)
