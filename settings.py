@@ -126,10 +126,10 @@ class Settings(BaseSettings):
     @classmethod
     def _cron_expressions(cls, value: dict[str, str]) -> dict[str, str]:
         """Every expression parses now; whether each name is a registered job is checked where the registry is
-        known (jobs.scheduler.schedules), since settings sit below the jobs."""
+        known (jobs.runtime.scheduler.schedules), since settings sit below the jobs."""
         if not value:
             return value
-        from jobs.schedule import ScheduleError, check_expression  # pure parser; loaded only when ORRERY_CRON is set
+        from core.cron import ScheduleError, check_expression  # pure parser; loaded only when ORRERY_CRON is set
 
         for name, expression in value.items():
             try:

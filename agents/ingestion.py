@@ -15,16 +15,35 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agents.llm import CallContext, LLMUsage, StructuredLLM, estimate_tokens
+from agents.llm import CallContext, StructuredLLM, estimate_tokens
+from core.ingestion import (
+    ConceptDraft,
+    EntityRef,
+    ForwardContext,
+    GrowthEventDraft,
+    IngestionResult,
+    IngestionStatus,
+    MemoryUnitDraft,
+    RelationshipDraft,
+)
+from core.llm_records import LLMUsage
+from core.vocabulary import (
+    EARLIEST_YEAR,
+    LATEST_YEAR,
+    EntityKind,
+    GrowthDimension,
+    RelationshipType,
+    StorableModel,
+    normalize_concept_name,
+    normalize_concept_type,
+)
 from prompts import Prompt, load_prompt
 from settings import Settings
 
@@ -36,68 +55,11 @@ boundary is still seen whole once; duplicates this causes are removed by the mer
 NAME_CHARS = 200
 """Longest concept name or type, memory or conversation title, or topic an answer may hold: a name is a few words."""
 MAX_UNRESOLVED_TOPICS = 20
-EARLIEST_YEAR, LATEST_YEAR = 1900, 2200
-"""creation_ts must fall in these years (in UTC): anything else is a model's mistake, and years near 1 or 9999
-overflow when converted to UTC, so the write would fail on every try."""
 
 
 # ======================================================================================================================
 # Vocabulary
 # ======================================================================================================================
-class RelationshipType(StrEnum):
-    RELATED_TO = "RELATED_TO"
-    HIGHLIGHTS = "HIGHLIGHTS"
-    IS_A_TYPE_OF = "IS_A_TYPE_OF"
-    IS_PART_OF = "IS_PART_OF"
-    CAUSES = "CAUSES"
-    INFLUENCES = "INFLUENCES"
-    ENABLES = "ENABLES"
-    PREVENTS = "PREVENTS"
-    CONTRIBUTES_TO = "CONTRIBUTES_TO"
-    PRECEDES = "PRECEDES"
-    CO_OCCURS_WITH = "CO_OCCURS_WITH"
-    IS_SIMILAR_TO = "IS_SIMILAR_TO"
-    IS_OPPOSITE_OF = "IS_OPPOSITE_OF"
-    INSPIRES = "INSPIRES"
-    SUPPORTS_VALUE = "SUPPORTS_VALUE"
-    EXEMPLIFIES_TRAIT = "EXEMPLIFIES_TRAIT"
-    IS_MILESTONE_FOR = "IS_MILESTONE_FOR"
-
-
-class GrowthDimension(StrEnum):
-    KNOW_SELF = "know_self"
-    KNOW_WORLD = "know_world"
-    ACT_SELF = "act_self"
-    ACT_WORLD = "act_world"
-    SHOW_SELF = "show_self"
-    SHOW_WORLD = "show_world"
-
-
-class EntityKind(StrEnum):
-    """Matches the source_type/target_type values of runtime.knowledge_edges and GrowthEvent.entity_type."""
-
-    MEMORY_UNIT = "MemoryUnit"
-    CONCEPT = "Concept"
-
-
-_PUNCTUATION_OR_SPACE = re.compile(r"[\W_]+", re.UNICODE)
-
-
-def normalize_concept_name(name: str) -> str:
-    """The identity of a concept name: NFKC, casefolded, punctuation and whitespace collapsed to single spaces.
-
-    "Morning Runs", "morning  runs" and "Morning-runs!" are one concept. Plurals are deliberately not stripped:
-    a rule that does not turn "James", "news" or "physics" into other words needs a dictionary.
-    """
-    folded = unicodedata.normalize("NFKC", name).casefold()
-    return _PUNCTUATION_OR_SPACE.sub(" ", folded).strip()
-
-
-def normalize_concept_type(kind: str) -> str:
-    """Concept types compare case- and spacing-insensitively ("Person", " person " → "person")."""
-    return "_".join(normalize_concept_name(kind).split())
-
-
 # ======================================================================================================================
 # Input
 # ======================================================================================================================
@@ -153,25 +115,7 @@ class IngestionInput(BaseModel):
 _REF_PATTERN = r"^[mce][1-9][0-9]*$"
 
 
-_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
-"""NUL and unpaired surrogates: Postgres text and jsonb cannot hold them (and JSON can carry them)."""
-
-
-class _Strict(BaseModel):
-    """Every text of the answer is checked for what Postgres cannot store, so such an answer goes back to the model
-    in the repair request instead of failing at the write on every try."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _storable(cls, value: Any) -> Any:
-        if isinstance(value, str) and _UNSTORABLE.search(value):
-            raise ValueError("contains a NUL character (\\u0000) or an unpaired surrogate, which cannot be stored")
-        return value
-
-
-class ExtractedMemoryUnit(_Strict):
+class ExtractedMemoryUnit(StorableModel):
     key: str = Field(pattern=r"^m[1-9][0-9]*$", description='"m1", "m2", …')
     title: str
     content: str
@@ -192,7 +136,7 @@ class ExtractedMemoryUnit(_Strict):
         return value
 
 
-class ExtractedConcept(_Strict):
+class ExtractedConcept(StorableModel):
     key: str = Field(pattern=r"^c[1-9][0-9]*$", description='"c1", "c2", …')
     name: str
     type: str
@@ -200,7 +144,7 @@ class ExtractedConcept(_Strict):
     existing_handle: int | None = Field(description="Number of the existing concept this is, or null if new")
 
 
-class ExtractedRelationship(_Strict):
+class ExtractedRelationship(StorableModel):
     source: str = Field(pattern=_REF_PATTERN, description='A memory unit key, a concept key, or "e" + handle')
     target: str = Field(pattern=_REF_PATTERN, description='A memory unit key, a concept key, or "e" + handle')
     type: RelationshipType
@@ -208,27 +152,14 @@ class ExtractedRelationship(_Strict):
     description: str
 
 
-class ExtractedGrowthEvent(_Strict):
+class ExtractedGrowthEvent(StorableModel):
     dim_key: GrowthDimension
     delta: float = Field(ge=-1, le=1, description="Positive for progress, negative for a setback")
     rationale: str
     about: str = Field(pattern=_REF_PATTERN, description='The memory unit or concept key, or "e" + handle')
 
 
-class UnresolvedTopic(_Strict):
-    topic: str
-    suggested_question: str
-
-
-class ForwardContext(_Strict):
-    """What the companion should know next time (becomes next_conversation_context_package)."""
-
-    proactive_greeting: str
-    unresolved_topics: list[UnresolvedTopic]
-    suggested_focus: str | None
-
-
-class IngestionOutput(_Strict):
+class IngestionOutput(StorableModel):
     """The model's whole answer for one window."""
 
     title: str
@@ -374,97 +305,6 @@ def check_limits(output: IngestionOutput, limits: IngestionLimits) -> list[str]:
 # ======================================================================================================================
 # Result
 # ======================================================================================================================
-class IngestionStatus(StrEnum):
-    EXTRACTED = "extracted"
-    EMPTY = "empty"  # no messages with any text: nothing was sent to the model
-    NO_USER_MESSAGES = "no_user_messages"  # only the companion spoke: nothing about the user to remember
-
-
-class EntityRef(BaseModel):
-    """A memory unit or concept of this result, by its key."""
-
-    model_config = ConfigDict(frozen=True)
-
-    kind: EntityKind
-    key: str
-
-
-class MemoryUnitDraft(BaseModel):
-    key: str
-    title: str
-    content: str
-    creation_ts: datetime
-    importance_score: float
-    sentiment_score: float
-
-
-class ConceptDraft(BaseModel):
-    """A concept to reuse (`existing_concept_id` set) or create (by `normalized_name` + `type`)."""
-
-    key: str
-    name: str
-    normalized_name: str
-    type: str
-    description: str | None
-    existing_concept_id: str | None
-
-
-class RelationshipDraft(BaseModel):
-    source: EntityRef
-    target: EntityRef
-    relationship_type: RelationshipType
-    strength: float
-    description: str
-
-
-class GrowthEventDraft(BaseModel):
-    """delta is in -1..1: positive is progress in the dimension, negative a setback (see prompts/ingestion.j2)."""
-
-    about: EntityRef
-    dim_key: GrowthDimension
-    delta: float
-    rationale: str
-
-
-class IngestionResult(BaseModel):
-    """Everything one conversation yields, references resolved, no duplicates; written in one transaction."""
-
-    conversation_id: str
-    user_id: str
-    status: IngestionStatus
-    title: str | None = None
-    context_summary: str | None = None
-    importance_score: float | None = None
-    memory_units: list[MemoryUnitDraft] = Field(default_factory=list)
-    concepts: list[ConceptDraft] = Field(default_factory=list)
-    relationships: list[RelationshipDraft] = Field(default_factory=list)
-    growth_events: list[GrowthEventDraft] = Field(default_factory=list)
-    forward_context: ForwardContext | None = None
-    windows: int = 0
-    llm_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    model: str
-    prompt_name: str
-    prompt_version: str
-
-    @property
-    def usage(self) -> LLMUsage:
-        return LLMUsage(self.llm_calls, self.prompt_tokens, self.completion_tokens)
-
-    def memory_unit(self, key: str) -> MemoryUnitDraft:
-        for unit in self.memory_units:
-            if unit.key == key:
-                return unit
-        raise KeyError(f"no memory unit {key!r} in the result of conversation {self.conversation_id}")
-
-    def concept(self, key: str) -> ConceptDraft:
-        for concept in self.concepts:
-            if concept.key == key:
-                return concept
-        raise KeyError(f"no concept {key!r} in the result of conversation {self.conversation_id}")
-
-
 # ======================================================================================================================
 # Windowing
 # ======================================================================================================================

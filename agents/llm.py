@@ -29,7 +29,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,7 +38,8 @@ import structlog
 from openai import AsyncOpenAI, DefaultAioHttpClient
 from pydantic import BaseModel, ValidationError
 
-from jobs.errors import DeferredError, PermanentError, TransientError
+from core.errors import DeferredError, PermanentError, TransientError
+from core.llm_records import CallLog, CallOutcome, CallPurpose, LLMCallRecord, LLMUsage, ResponseFormatMode
 from prompts import RenderedPrompt, load_prompt
 from settings import Settings
 
@@ -53,59 +53,7 @@ MAX_ERRORS_IN_REPAIR = 20
 MAX_ERROR_TEXT = 500
 
 
-class CallOutcome(StrEnum):
-    """How one HTTP attempt ended (the CHECK constraint in 0003_llm_calls.sql lists the same values)."""
-
-    OK = "ok"
-    INVALID_JSON = "invalid_json"
-    SCHEMA_INVALID = "schema_invalid"
-    TRUNCATED = "truncated"
-    REFUSED = "refused"
-    RATE_LIMITED = "rate_limited"
-    QUOTA_EXCEEDED = "quota_exceeded"
-    SERVER_ERROR = "server_error"
-    TIMEOUT = "timeout"
-    CONNECTION_ERROR = "connection_error"
-    UNSUPPORTED_FORMAT = "unsupported_format"
-    BAD_REQUEST = "bad_request"
-    AUTH_ERROR = "auth_error"
-    NOT_FOUND = "not_found"
-
-
-class CallPurpose(StrEnum):
-    ANSWER = "answer"
-    REPAIR = "repair"
-
-
-class ResponseFormatMode(StrEnum):
-    """How output is constrained, strongest first; a server that rejects one is asked with the next."""
-
-    JSON_SCHEMA = "json_schema"
-    JSON_OBJECT = "json_object"
-    PROMPT_ONLY = "prompt_only"
-
-
 _MODE_ORDER = list(ResponseFormatMode)
-
-
-@dataclass(frozen=True)
-class LLMUsage:
-    """What a piece of work cost: HTTP attempts made and tokens reported (or estimated when a server omits them)."""
-
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def __add__(self, other: LLMUsage) -> LLMUsage:
-        return LLMUsage(
-            self.calls + other.calls,
-            self.prompt_tokens + other.prompt_tokens,
-            self.completion_tokens + other.completion_tokens,
-        )
 
 
 @dataclass(frozen=True)
@@ -115,35 +63,6 @@ class CallContext:
     user_id: str
     agent: str
     job_id: str | None = None
-
-
-@dataclass(frozen=True)
-class LLMCallRecord:
-    """One HTTP attempt, as stored in runtime.llm_calls."""
-
-    user_id: str
-    job_id: str | None
-    agent: str
-    model: str
-    endpoint: str
-    prompt_name: str
-    prompt_version: str
-    purpose: CallPurpose
-    response_format: ResponseFormatMode
-    attempt: int
-    prompt_tokens: int
-    completion_tokens: int
-    latency_ms: int
-    outcome: CallOutcome
-    error: str | None
-
-
-class CallLog(Protocol):
-    """Where call records go and where the budget is read from (store/llm_calls.py: PostgresCallLog)."""
-
-    async def record(self, call: LLMCallRecord) -> None: ...
-
-    async def tokens_used(self, user_id: str, since: datetime) -> int: ...
 
 
 @dataclass

@@ -34,14 +34,15 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from bench_stack import bench_servers, fresh_database
 from pydantic import BaseModel, ConfigDict
 
-from jobs.context import JobContext
-from jobs.enqueue import enqueue
-from jobs.keys import INTERACTIVE
-from jobs.logs import configure_logging
-from jobs.outage import StoreWatch
-from jobs.registry import JobSpec, get_job, register
-from jobs.resources import WorkerResources, ledger_dsn
-from jobs.worker import WorkerOptions, build_worker
+from jobs.catalog import JOBS
+from jobs.runtime.context import JobContext
+from jobs.runtime.enqueue import enqueue
+from jobs.runtime.keys import INTERACTIVE
+from jobs.runtime.logs import configure_logging
+from jobs.runtime.outage import StoreWatch
+from jobs.runtime.registry import JobSpec
+from jobs.runtime.resources import WorkerResources, ledger_dsn
+from jobs.runtime.worker import WorkerOptions, build_worker
 from settings import load_settings
 from store import ledger
 from store.postgres import create_pool as create_pg_pool
@@ -79,12 +80,18 @@ async def _orrery_noop(ctx: JobContext, args: NoopArgs) -> None:
     PROBE.hit(args.sent_at)
 
 
-register(
-    JobSpec(
-        name="bench.noop", args_model=NoopArgs, handler=_orrery_noop, queue=INTERACTIVE, timeout_s=10, max_tries=1,
-        backoff_s=0, dedupe_key=None, cron=None, description="Benchmark only: records when it started.",
-    )
-)  # fmt: skip
+NOOP = JobSpec(
+    name="bench.noop",
+    args_model=NoopArgs,
+    handler=_orrery_noop,
+    queue=INTERACTIVE,
+    timeout_s=10,
+    max_tries=1,
+    backoff_s=0,
+    dedupe_key=None,
+    cron=None,
+    description="Benchmark only: records when it started.",
+)
 
 
 async def _arq_noop(ctx: dict[str, Any], sent_at: float = 0.0) -> None:
@@ -181,18 +188,18 @@ async def run(database_url: str, redis_url: str, jobs: int, samples: int) -> Non
     pool = await create_pg_pool(database_url, min_size=2, max_size=CONCURRENCY + 2)
     redis = await connect_redis(redis_url)
     ledger_pool = await create_pg_pool(ledger_dsn(database_url), min_size=2, max_size=CONCURRENCY + 1)
-    resources = WorkerResources(settings, pool, redis, "bench:1", ledger_pool=ledger_pool)
+    resources = WorkerResources(settings, pool, redis, "bench:1", jobs=JOBS.with_jobs(NOOP), ledger_pool=ledger_pool)
     redis_settings = RedisSettings.from_dsn(redis_url)
 
     async def orrery() -> Variant:
         await redis.flushdb()
-        spec = [get_job("bench.noop")]
+        spec = [NOOP]
         watch = StoreWatch(redis_client=redis, redis_url=redis_url, database_url=database_url, tolerance_s=300)
         options = WorkerOptions(queues=(INTERACTIVE,), concurrency=CONCURRENCY)
         worker = build_worker(INTERACTIVE, spec, resources, redis_url=redis_url, options=options, watch=watch)
 
         async def put(sent_at: float) -> None:
-            await enqueue(redis, pool, "bench.noop", {"sent_at": sent_at})
+            await enqueue(redis, pool, NOOP, {"sent_at": sent_at})
 
         return Variant("Orrery (ledger, JSON, lease)", put, worker)
 

@@ -34,19 +34,17 @@ import asyncpg
 from bench_stack import bench_servers, fresh_database
 from instant_llm import instant_llm
 
-from agents.ingestion import (
-    IngestionAgent,
-    IngestionResult,
-)
+from agents.ingestion import IngestionAgent
 from agents.llm import InMemoryCallLog, LLMClient
 from agents.scripted_llm import load_sample_answers
-from jobs import catalog  # noqa: F401  (registers every job)
-from jobs.enqueue import enqueue
-from jobs.ingest import ingestion_input, read_ingestion_source
-from jobs.keys import INTERACTIVE
-from jobs.logs import configure_logging
+from core.ingestion import IngestionResult
+from jobs.catalog import JOBS
+from jobs.ingestion import INGEST, ingestion_input, read_ingestion_source
 from jobs.maintenance import end_and_enqueue_ingestion
-from jobs.worker import WorkerOptions, run_workers
+from jobs.runtime.enqueue import enqueue
+from jobs.runtime.keys import INTERACTIVE
+from jobs.runtime.logs import configure_logging
+from jobs.runtime.worker import WorkerOptions, run_workers
 from settings import load_settings
 from store.ingestion_writes import IngestionThresholds, write_ingestion
 from store.llm_calls import list_llm_calls
@@ -90,7 +88,7 @@ async def sample_costs(database_url: str, redis_url: str, data_dir: Path) -> lis
     try:
         seeded = await seed_sample_user(pool, redis)
         await end_and_enqueue_ingestion(pool, redis, timeout_minutes=settings.conversation_timeout_minutes, limit=100)
-        await run_workers(settings, database_url, redis_url, WorkerOptions((INTERACTIVE,), 4, burst=True))
+        await run_workers(settings, database_url, redis_url, WorkerOptions((INTERACTIVE,), 4, burst=True), JOBS)
         calls = await list_llm_calls(pool, seeded.user_id)
         rows = []
         for conversation in seeded.conversations:
@@ -137,10 +135,10 @@ async def runtime_throughput(
             warmup = [c for _, c in await _make_conversations(pool, WARMUP_CONVERSATIONS, "warmup")]
             backlog = [c for _, c in await _make_conversations(pool, count, "runtime")]
             for conversation_id in warmup:
-                await enqueue(redis, pool, "ingest", {"conversation_id": conversation_id})
+                await enqueue(redis, pool, INGEST, {"conversation_id": conversation_id})
             due = datetime.now(UTC) + timedelta(seconds=BACKLOG_DELAY_S)
             for conversation_id in backlog:
-                await enqueue(redis, pool, "ingest", {"conversation_id": conversation_id}, run_at=due)
+                await enqueue(redis, pool, INGEST, {"conversation_id": conversation_id}, run_at=due)
             per_process = -(-concurrency // processes)  # the same jobs in flight as the floor's connections, in all
             command = [sys.executable, str(ROOT / "run.py"), "worker", "--burst", "--queue", INTERACTIVE,
                        "--concurrency", str(per_process), "--processes", str(processes)]  # fmt: skip

@@ -8,7 +8,7 @@ from cli import database, demo, samples
 from cli import jobs as jobs_cli
 from cli import worker as worker_cli
 from cli.common import settings
-from jobs.logs import configure_logging
+from jobs.runtime.logs import configure_logging
 
 app = typer.Typer(
     name="run.py",

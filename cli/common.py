@@ -9,7 +9,7 @@ from typing import Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
-from jobs.schedule import ScheduleError
+from core.cron import ScheduleError
 from settings import Settings, SettingsError, get_settings
 from store.embedded import Backends, EmbeddedStackError, resolve_backends
 from store.migrate import MigrationError

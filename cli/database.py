@@ -12,9 +12,9 @@ import typer
 from rich.table import Table
 
 from cli.common import backends, console, describe_backends, fail, run_async, settings
-from jobs.catalog import all_jobs
-from jobs.schedule import ScheduleError
-from jobs.scheduler import schedules
+from core.cron import ScheduleError
+from jobs.catalog import JOBS
+from jobs.runtime.scheduler import schedules
 from settings import Settings
 from store import embedded
 from store.migrate import applied_migrations, check_history, load_migrations, migrate
@@ -122,7 +122,7 @@ def doctor_command() -> None:
     """Check the configuration and every configured backend; exit 2 on bad configuration, 1 when a backend is down."""
     cfg = settings()
     try:
-        scheduled = schedules(all_jobs(), cfg.cron)
+        scheduled = schedules(JOBS, cfg.cron)
     except ScheduleError as exc:
         fail(str(exc))
     found = backends()

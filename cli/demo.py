@@ -18,9 +18,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.common import CommandError, backends, console, describe_backends, run_async, settings
 from cli.demo_report import load_report, render_report
-from jobs import catalog  # noqa: F401  (registers every job)
-from jobs.keys import INTERACTIVE
 from jobs.maintenance import end_and_enqueue_ingestion
+from jobs.runtime.keys import INTERACTIVE
 from settings import Settings
 from store import ledger
 from store.embedded import Backends

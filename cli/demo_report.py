@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from agents.ingestion import GrowthDimension
+from core.vocabulary import GrowthDimension
 from store.llm_calls import list_llm_calls
 from store.postgres import Executor
 from store.repos import cards, concepts, conversations, growth_events, memory_units, users

@@ -19,9 +19,10 @@ from rich.table import Table
 
 from cli.common import CommandError, backends, console, fail, run_async, settings
 from cli.job_args import ArgumentParseError, collect_args, parse_at, parse_duration, parse_job_id, parse_wait_timeout
-from jobs import wire
-from jobs.catalog import all_jobs
-from jobs.enqueue import (
+from core.cron import ScheduleError
+from jobs.catalog import JOBS
+from jobs.runtime import wire
+from jobs.runtime.enqueue import (
     EnqueueResult,
     JobArgumentsError,
     NotRetryableError,
@@ -30,10 +31,9 @@ from jobs.enqueue import (
     retry_dead,
     validate_args,
 )
-from jobs.keys import QUEUES, health_key_pattern, in_progress_key, job_key, queue_key
-from jobs.registry import UnknownJobError, get_job
-from jobs.schedule import ScheduleError
-from jobs.scheduler import schedules
+from jobs.runtime.keys import QUEUES, health_key_pattern, in_progress_key, job_key, queue_key
+from jobs.runtime.registry import JobSpec, UnknownJobError
+from jobs.runtime.scheduler import schedules
 from store import ledger
 from store.ledger import FINAL_STATES, JobRun
 from store.postgres import connect
@@ -88,7 +88,7 @@ def trigger_command(
     """Enqueue a job by hand; its arguments are validated before anything is written. Prints the job id."""
     now = datetime.now(UTC)
     try:
-        spec = get_job(job)
+        spec = JOBS.get(job)
         args = collect_args(arg, args_json, args_file)
         defer_by = parse_duration(delay) if delay is not None else None
         run_at = parse_at(at, now) if at is not None else None
@@ -115,18 +115,18 @@ def trigger_command(
             console.print(f"would enqueue {plan['name']} as {plan['job_id']} on {plan['queue']} at {plan['run_at']}")
             console.print(f"args {json.dumps(plan['args'])}", highlight=False)
         return
-    code = run_async(_trigger(spec.name, args, job_id, queue, when, wait, timeout, as_json))
+    code = run_async(_trigger(spec, args, job_id, queue, when, wait, timeout, as_json))
     if code:
         raise typer.Exit(code)
 
 
 async def _trigger(
-    name: str, args: dict[str, Any], job_id: str | None, queue: str | None, when: datetime, wait: bool,
+    spec: JobSpec, args: dict[str, Any], job_id: str | None, queue: str | None, when: datetime, wait: bool,
     timeout: float, as_json: bool,
 ) -> int:  # fmt: skip
     async with _stores() as (conn, client):
         try:
-            result = await enqueue(client, conn, name, args, job_id=job_id, queue=queue, run_at=when)
+            result = await enqueue(client, conn, spec, args, job_id=job_id, queue=queue, run_at=when)
         except JobArgumentsError as exc:
             raise CommandError(str(exc)) from None
         if not wait:
@@ -202,9 +202,9 @@ def _describe_state(run: JobRun) -> str:
 def list_command(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every registered job with its queue, limits and schedule (next run, UTC)."""
     now = datetime.now(UTC)
-    specs = all_jobs()
+    specs = JOBS.all()
     try:
-        scheduled = {job.spec.name: job.schedule for job in schedules(specs, settings().cron)}
+        scheduled = {job.spec.name: job.schedule for job in schedules(JOBS, settings().cron)}
     except ScheduleError as exc:
         fail(str(exc))
     rows: list[dict[str, Any]] = []
@@ -389,7 +389,7 @@ def retry_command(
     async def _run() -> EnqueueResult:
         async with _stores() as (conn, client):
             try:
-                return await retry_dead(client, conn, job_id)
+                return await retry_dead(client, conn, JOBS, job_id)
             except (NotRetryableError, UnknownJobError, JobArgumentsError) as exc:
                 raise CommandError(str(exc)) from None
 

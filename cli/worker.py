@@ -9,12 +9,12 @@ import typer
 from rich.table import Table
 
 from cli.common import backends, console, fail, run_async, settings
-from jobs.catalog import all_jobs
-from jobs.keys import QUEUES, health_key_pattern
-from jobs.outage import StoreOutage
-from jobs.processes import run_worker_processes
-from jobs.schedule import ScheduleError
-from jobs.worker import DEFAULT_BURST_HORIZON_S, WorkerConfigError, WorkerOptions, run_workers
+from core.cron import ScheduleError
+from jobs.catalog import JOBS
+from jobs.runtime.keys import QUEUES, health_key_pattern
+from jobs.runtime.outage import StoreOutage
+from jobs.runtime.processes import run_worker_processes
+from jobs.runtime.worker import DEFAULT_BURST_HORIZON_S, WorkerConfigError, WorkerOptions, run_workers
 from store.postgres import BackendUnavailable
 from store.redis import connect_redis
 
@@ -66,7 +66,6 @@ def worker_command(
     """
     cfg = settings()
     found = backends()
-    all_jobs()  # importing jobs.catalog registered every job
     options = WorkerOptions(
         queues=_check_queues(queue), concurrency=concurrency or cfg.worker_concurrency, burst=burst,
         burst_horizon_s=horizon,
@@ -74,9 +73,9 @@ def worker_command(
     count = processes or cfg.worker_processes
     try:
         if count == 1:
-            run_async(run_workers(cfg, found.database_url, found.redis_url, options))
+            run_async(run_workers(cfg, found.database_url, found.redis_url, options, JOBS))
             return
-        code = run_worker_processes(cfg, found.database_url, found.redis_url, options, count)
+        code = run_worker_processes(cfg, found.database_url, found.redis_url, options, JOBS, count)
     except (WorkerConfigError, ScheduleError) as exc:
         fail(str(exc))
     except StoreOutage as exc:
@@ -102,7 +101,7 @@ async def _live_workers(redis_url: str, queues: tuple[str, ...]) -> dict[str, li
 
 
 def _serving(health_line: str) -> bool:
-    """A worker claims jobs unless its health line says it is degraded (jobs/outage.py)."""
+    """A worker claims jobs unless its health line says it is degraded (jobs/runtime/outage.py)."""
     return not health_line.startswith("degraded")
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.ingestion import EntityKind, ForwardContext, GrowthDimension
+from core.ingestion import ForwardContext
+from core.vocabulary import EntityKind, GrowthDimension
 from store.context import TurnContextPackage, turn_context_key
 from store.ingestion_writes import GROWTH_SOURCE
 from store.repos.conversations import CONVERSATION_STATUSES

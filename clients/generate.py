@@ -16,11 +16,11 @@ from typing import Any
 
 from arq.constants import expires_extra_ms, job_key_prefix
 
-import jobs.catalog  # noqa: F401  (registers every job)
 from clients import contract
-from jobs.enqueue import PUSH_SCRIPT
-from jobs.keys import QUEUE_KEY_PREFIX, QUEUES
-from jobs.registry import JobSpec, all_jobs
+from jobs.catalog import JOBS
+from jobs.runtime.enqueue import PUSH_SCRIPT
+from jobs.runtime.keys import QUEUE_KEY_PREFIX, QUEUES
+from jobs.runtime.registry import JobSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY_TS = ROOT / "clients" / "typescript" / "src" / "registry.ts"
@@ -34,8 +34,8 @@ SUPPORTED_KEYWORDS = {
 
 
 def registered_jobs() -> list[JobSpec]:
-    """The jobs Orrery ships (jobs/catalog.py), not test-only jobs a test module registered in this process."""
-    return [spec for spec in all_jobs() if spec.handler.__module__.startswith("jobs.")]
+    """The jobs Orrery ships (jobs/catalog.py)."""
+    return JOBS.all()
 
 
 def args_schema(spec: JobSpec) -> dict[str, Any]:
@@ -112,7 +112,8 @@ def render_registry_ts() -> str:
         f"export const QUEUES = {json.dumps(list(QUEUES))} as const;",
         "export type Queue = (typeof QUEUES)[number];",
         "",
-        "/** jobs/enqueue.py's script: KEYS = job key, queue key; ARGV = record, ttl ms, score (run-at ms), job id. */",
+        "/** jobs/runtime/enqueue.py's script: KEYS = job key, queue key;",
+        " *  ARGV = record, ttl ms, score (run-at ms), job id. */",
         f"export const ENQUEUE_SCRIPT = {json.dumps(PUSH_SCRIPT)};",
         "",
         "/** Each job's arguments, as its pydantic model validates them. */",

@@ -1,8 +1,19 @@
-"""Importing this module registers every job, so the worker, the CLI and the docs see the complete table."""
+"""Every job Orrery runs, listed once: the worker, the CLI, the docs and the TypeScript client read this table.
+
+A new job is a module in jobs/ and one line here; nothing registers itself on import.
+"""
 
 from __future__ import annotations
 
-from jobs import diagnostics, ingest, maintenance
-from jobs.registry import all_jobs
+from jobs import diagnostics, ingestion, maintenance
+from jobs.runtime.registry import JobTable
 
-__all__ = ["all_jobs", "diagnostics", "ingest", "maintenance"]
+JOBS = JobTable(
+    [
+        ingestion.INGEST,
+        maintenance.SWEEP_TIMEOUTS,
+        maintenance.PRUNE_LEDGER,
+        maintenance.EXPIRE_SESSIONS,
+        diagnostics.ECHO,
+    ]
+)

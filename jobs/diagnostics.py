@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobs.context import JobContext
-from jobs.errors import DeferredError, PermanentError, TransientError
-from jobs.keys import INTERACTIVE
-from jobs.registry import JobSpec, register
+from core.errors import DeferredError, PermanentError, TransientError
+from jobs.runtime.context import JobContext
+from jobs.runtime.keys import INTERACTIVE
+from jobs.runtime.registry import JobSpec
 
 MARK_PREFIX = "orrery:diag:"
 
@@ -58,17 +58,15 @@ async def echo(ctx: JobContext, args: EchoArgs) -> Mapping[str, Any]:
     return {"attempt": ctx.attempt, "slept_s": args.sleep_s}
 
 
-register(
-    JobSpec(
-        name="diag.echo",
-        args_model=EchoArgs,
-        handler=echo,
-        queue=INTERACTIVE,
-        timeout_s=60,
-        max_tries=3,
-        backoff_s=0.2,
-        dedupe_key=None,
-        cron=None,
-        description="Diagnostics: sleep, optionally fail on purpose, echo the attempt (tests, bench, smoke checks).",
-    )
+ECHO = JobSpec(
+    name="diag.echo",
+    args_model=EchoArgs,
+    handler=echo,
+    queue=INTERACTIVE,
+    timeout_s=60,
+    max_tries=3,
+    backoff_s=0.2,
+    dedupe_key=None,
+    cron=None,
+    description="Diagnostics: sleep, optionally fail on purpose, echo the attempt (tests, bench, smoke checks).",
 )

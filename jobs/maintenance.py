@@ -12,11 +12,11 @@ from typing import Any
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobs import ingest
-from jobs.context import JobContext
-from jobs.enqueue import enqueue
-from jobs.keys import BATCH, INTERACTIVE
-from jobs.registry import JobSpec, register
+from jobs import ingestion
+from jobs.runtime.context import JobContext
+from jobs.runtime.enqueue import enqueue
+from jobs.runtime.keys import BATCH, INTERACTIVE
+from jobs.runtime.registry import JobSpec
 from store import ledger, sweeps
 from store.postgres import Executor
 
@@ -47,7 +47,7 @@ async def end_and_enqueue_ingestion(
     job_ids: list[str] = []
     enqueued = 0
     for conversation_id in await sweeps.ended_conversation_ids(pool, limit=limit):
-        result = await enqueue(redis, pool, ingest.SPEC.name, {"conversation_id": conversation_id})
+        result = await enqueue(redis, pool, ingestion.INGEST, {"conversation_id": conversation_id})
         job_ids.append(result.job_id)
         enqueued += result.enqueued
     return SweepResult(len(ended), job_ids, enqueued)
@@ -92,45 +92,39 @@ async def expire_sessions(ctx: JobContext, args: ExpireSessionsArgs) -> Mapping[
     return {"deleted": await sweeps.delete_expired_sessions(ctx.pool)}
 
 
-register(
-    JobSpec(
-        name="sweep_timeouts",
-        args_model=SweepTimeoutsArgs,
-        handler=sweep_timeouts,
-        queue=INTERACTIVE,  # it feeds ingestion; a long batch job must not hold it back
-        timeout_s=50,
-        max_tries=1,  # the next minute's run is the retry
-        backoff_s=0,
-        dedupe_key="sweep_timeouts",
-        cron="* * * * *",
-        description="End conversations silent past the timeout and enqueue ingestion of every ended one.",
-    )
+SWEEP_TIMEOUTS = JobSpec(
+    name="sweep_timeouts",
+    args_model=SweepTimeoutsArgs,
+    handler=sweep_timeouts,
+    queue=INTERACTIVE,  # it feeds ingestion; a long batch job must not hold it back
+    timeout_s=50,
+    max_tries=1,  # the next minute's run is the retry
+    backoff_s=0,
+    dedupe_key="sweep_timeouts",
+    cron="* * * * *",
+    description="End conversations silent past the timeout and enqueue ingestion of every ended one.",
 )
-register(
-    JobSpec(
-        name="prune_ledger",
-        args_model=PruneLedgerArgs,
-        handler=prune_ledger,
-        queue=BATCH,
-        timeout_s=300,
-        max_tries=3,
-        backoff_s=30,
-        dedupe_key="prune_ledger",
-        cron="17 3 * * *",
-        description="Delete job ledger rows finished longer ago than the retention.",
-    )
+PRUNE_LEDGER = JobSpec(
+    name="prune_ledger",
+    args_model=PruneLedgerArgs,
+    handler=prune_ledger,
+    queue=BATCH,
+    timeout_s=300,
+    max_tries=3,
+    backoff_s=30,
+    dedupe_key="prune_ledger",
+    cron="17 3 * * *",
+    description="Delete job ledger rows finished longer ago than the retention.",
 )
-register(
-    JobSpec(
-        name="expire_sessions",
-        args_model=ExpireSessionsArgs,
-        handler=expire_sessions,
-        queue=BATCH,
-        timeout_s=120,
-        max_tries=3,
-        backoff_s=30,
-        dedupe_key="expire_sessions",
-        cron="7 * * * *",
-        description="Delete expired user sessions.",
-    )
+EXPIRE_SESSIONS = JobSpec(
+    name="expire_sessions",
+    args_model=ExpireSessionsArgs,
+    handler=expire_sessions,
+    queue=BATCH,
+    timeout_s=120,
+    max_tries=3,
+    backoff_s=30,
+    dedupe_key="expire_sessions",
+    cron="7 * * * *",
+    description="Delete expired user sessions.",
 )

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.ingestion import EntityKind, EntityRef, IngestionResult, IngestionStatus
-from jobs.errors import PermanentError
+from core.errors import PermanentError
+from core.ingestion import EntityRef, IngestionResult, IngestionStatus
+from core.vocabulary import EntityKind
 from store.postgres import Executor
 from store.repos import cards, concepts, conversations, growth_events, knowledge_edges, memory_units, users
 from store.repos._base import transaction

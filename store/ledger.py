@@ -101,7 +101,7 @@ class StartedRun:
     run_id: int
     unfinished: bool
     """The previous attempt with this number was marked running and never finished in the ledger: its outcome may be
-    waiting in Redis (jobs/runtime.py records it before anything else)."""
+    waiting in Redis (jobs/runtime/attempt.py records it before anything else)."""
 
 
 async def start_run(

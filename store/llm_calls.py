@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from agents.llm import CallOutcome, CallPurpose, LLMCallRecord, ResponseFormatMode
+from core.llm_records import CallOutcome, CallPurpose, LLMCallRecord, ResponseFormatMode
 from store.postgres import Executor
 
 _COLUMNS = (

@@ -25,7 +25,7 @@ from store.repos.concepts import RELEVANCE_ORDER, ConceptRecord
 CONVERSATION_STATUSES = ("active", "ended", "processing", "processed", "failed")
 """The web app's four statuses plus 'failed', set when ingestion gives up on a conversation. Orrery moves `ended`
 to `processing` when an ingestion starts its LLM work, then to `processed` in the write's transaction or to `failed`
-when the job is dead (jobs/ingest.py); a re-triggered `failed` one stays `failed` until it is written."""
+when the job is dead (jobs/ingestion.py); a re-triggered `failed` one stays `failed` until it is written."""
 
 
 class ConversationRecord(Record):

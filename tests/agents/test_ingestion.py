@@ -16,24 +16,20 @@ from pydantic import ValidationError
 from agents.ingestion import (
     ConversationInput,
     ConversationMessage,
-    EntityKind,
-    EntityRef,
     ExistingConcept,
-    GrowthDimension,
     IngestionAgent,
     IngestionInput,
     IngestionLimits,
     IngestionOutput,
-    IngestionStatus,
-    RelationshipType,
     check_limits,
     check_references,
-    normalize_concept_name,
     split_into_windows,
 )
 from agents.llm import LLMClient, format_validation_errors, strict_json_schema
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_sample_answers, sample_answers_server
-from jobs.errors import PermanentError
+from core.errors import PermanentError
+from core.ingestion import EntityRef, IngestionStatus
+from core.vocabulary import EntityKind, GrowthDimension, RelationshipType, normalize_concept_name
 from prompts import load_prompt
 from settings import SettingsError, load_settings
 from store.context import TurnContextPackage

@@ -10,20 +10,10 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.llm import (
-    CallContext,
-    CallOutcome,
-    CallPurpose,
-    InMemoryCallLog,
-    LLMCallRecord,
-    LLMClient,
-    ResponseFormatMode,
-    next_utc_midnight,
-    open_llm_client,
-    strict_json_schema,
-)
+from agents.llm import CallContext, InMemoryCallLog, LLMClient, next_utc_midnight, open_llm_client, strict_json_schema
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply
-from jobs.errors import DeferredError, PermanentError, TransientError
+from core.errors import DeferredError, PermanentError, TransientError
+from core.llm_records import CallOutcome, CallPurpose, LLMCallRecord, ResponseFormatMode
 from prompts import RenderedPrompt
 from settings import load_settings
 from tests.agents.conftest import ClientFactory

@@ -8,9 +8,10 @@ import asyncpg
 import pytest
 
 from agents.ingestion import IngestionAgent
-from agents.llm import CallOutcome, CallPurpose, LLMCallRecord, LLMClient, ResponseFormatMode
+from agents.llm import LLMClient
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply
-from jobs.errors import DeferredError
+from core.errors import DeferredError
+from core.llm_records import CallOutcome, CallPurpose, LLMCallRecord, ResponseFormatMode
 from prompts import load_prompt
 from store.llm_calls import (
     PostgresCallLog,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from jobs.keys import INTERACTIVE, job_key, queue_key
+from jobs.runtime.keys import INTERACTIVE, job_key, queue_key
 from tests.cli.runner import assert_one_line_error, run_cli
 
 

@@ -28,7 +28,8 @@ import asyncpg
 import pytest
 
 from agents.scripted_llm import KeyedAnswer, ScriptedLLMServer, ScriptedReply, load_sample_answers
-from jobs.enqueue import enqueue
+from jobs.ingestion import INGEST
+from jobs.runtime.enqueue import enqueue
 from store import embedded
 from store.migrate import migrate
 from store.postgres import connect
@@ -137,7 +138,7 @@ async def seed_backlog(pool: asyncpg.Pool, users_count: int, per_user: int, labe
 
 async def enqueue_ingestions(redis: Any, pool: asyncpg.Pool, conversation_ids: Sequence[str]) -> None:
     for conversation_id in conversation_ids:
-        result = await enqueue(redis, pool, "ingest", {"conversation_id": conversation_id})
+        result = await enqueue(redis, pool, INGEST, {"conversation_id": conversation_id})
         assert result.enqueued, f"ingest of {conversation_id} was not enqueued"
 
 

@@ -12,8 +12,10 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from jobs.enqueue import enqueue
-from jobs.keys import INTERACTIVE, UNRECORDED_DEAD_KEY, job_key, queue_key
+from jobs.diagnostics import ECHO
+from jobs.ingestion import INGEST
+from jobs.runtime.enqueue import enqueue
+from jobs.runtime.keys import INTERACTIVE, UNRECORDED_DEAD_KEY, job_key, queue_key
 from tests.faults.conftest import Fleet, documented_enqueue_script, raw_record, worker_group
 from tests.jobs.conftest import FAST_ENV, wait_for_workers
 
@@ -52,7 +54,7 @@ async def test_hostile_records_become_dead_letters_and_the_worker_keeps_serving(
             await _write(redis_client, job_id, record, now_ms + offset)
         unstorable_id = "hostile:nul\u0000id"  # not even the ledger can hold this id
         await _write(redis_client, unstorable_id, raw_record("c-nul-id"), now_ms)
-        good = [await enqueue(redis_client, pool, "diag.echo", {"mark": f"after-{i}"}) for i in range(3)]
+        good = [await enqueue(redis_client, pool, ECHO, {"mark": f"after-{i}"}) for i in range(3)]
 
         deadline = time.monotonic() + 30
         rows: list[asyncpg.Record] = []
@@ -88,7 +90,7 @@ async def test_hostile_records_become_dead_letters_and_the_worker_keeps_serving(
         )
         assert kept.count(unstorable_id) + escaped == 1, (kept, escaped)  # in the ledger, escaped, or kept in Redis
 
-        later = await enqueue(redis_client, pool, "diag.echo", {"mark": "still-serving"})
+        later = await enqueue(redis_client, pool, ECHO, {"mark": "still-serving"})
         deadline = time.monotonic() + 10
         state = None
         while time.monotonic() < deadline:
@@ -116,4 +118,4 @@ async def test_a_nan_score_through_the_documented_script_writes_nothing(
             "nan", job_id,
         )  # fmt: skip
     assert await redis_client.exists(job_key(job_id)) == 0
-    assert (await enqueue(redis_client, pool, "ingest", {"conversation_id": "c-nan"})).enqueued
+    assert (await enqueue(redis_client, pool, INGEST, {"conversation_id": "c-nan"})).enqueued

@@ -13,7 +13,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply
-from jobs.ingest import SPEC as INGEST
+from jobs.ingestion import INGEST
 from store import ledger
 from store.repos import conversations
 from tests.faults.conftest import SAMPLE, Fleet, enqueue_ingestions, llm_env, seed_backlog, worker_group

@@ -1,5 +1,5 @@
-"""Racing producers: many concurrent enqueues of one job id, from Python (`jobs.enqueue.enqueue`, each on its own
-Postgres and Redis connections) and from the raw-record Lua route docs/jobs.md gives other languages, with no worker
+"""Racing producers: many concurrent enqueues of one job id, from Python (`jobs.runtime.enqueue.enqueue`, each on its
+own Postgres and Redis connections) and from the raw-record Lua route docs/jobs.md gives other languages, with no worker
 running. One run must be queued and never marked lost; the worker then makes one LLM call per conversation."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from agents.scripted_llm import ScriptedLLMServer
-from jobs.enqueue import enqueue
-from jobs.keys import INTERACTIVE, job_key, queue_key
+from jobs.ingestion import INGEST
+from jobs.runtime.enqueue import enqueue
+from jobs.runtime.keys import INTERACTIVE, job_key, queue_key
 from store.postgres import connect
 from tests.faults.conftest import check_exactly_once, documented_enqueue_script, raw_record, seed_backlog
 from tests.jobs.conftest import BurstRunner
@@ -60,7 +61,7 @@ async def test_racing_enqueues_of_one_id_queue_one_run_and_make_one_llm_call(
             args = {"conversation_id": conversation_id}
 
             async def python(conn: asyncpg.Connection, client: aioredis.Redis, args: dict[str, str] = args) -> bool:
-                return (await enqueue(client, conn, "ingest", args)).enqueued
+                return (await enqueue(client, conn, INGEST, args)).enqueued
 
             async def lua(client: aioredis.Redis, job_id: str = job_id, conversation_id: str = conversation_id) -> bool:
                 now_ms = int(time.time() * 1000)
@@ -83,7 +84,7 @@ async def test_racing_enqueues_of_one_id_queue_one_run_and_make_one_llm_call(
                 problems.append(f"{job_id}: not in the queue")
         assert not problems, "\n".join(problems)
 
-        await enqueue(redis_client, pool, "ingest", {"conversation_id": reference[1]})
+        await enqueue(redis_client, pool, INGEST, {"conversation_id": reference[1]})
         await run_burst()
         tally = await check_exactly_once(pool, backlog, reference, max_llm_calls=1)
         assert len(llm_server.chat_requests) == len(backlog) + 1

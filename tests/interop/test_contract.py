@@ -13,7 +13,6 @@ import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 import jobs.catalog  # noqa: F401  (registers every job)
-from agents.ingestion import EntityKind, GrowthDimension
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_sample_answers
 from clients.contract import (
     CARD_TYPES,
@@ -23,12 +22,15 @@ from clients.contract import (
     MemoryUnitMetadata,
     NextConversationContextPackage,
 )
-from jobs.enqueue import enqueue
-from jobs.keys import QUEUES
-from jobs.worker import WorkerOptions, run_workers
+from core.vocabulary import EntityKind, GrowthDimension
+from jobs.ingestion import INGEST
+from jobs.runtime.enqueue import enqueue
+from jobs.runtime.keys import QUEUES
+from jobs.runtime.worker import WorkerOptions, run_workers
 from settings import load_settings
 from store.ingestion_writes import GROWTH_SOURCE
 from store.repos import conversations, users
+from tests.jobs.testjobs import TEST_JOBS
 
 
 async def test_an_ingestion_writes_only_what_the_contract_lists(
@@ -43,9 +45,9 @@ async def test_an_ingestion_writes_only_what_the_contract_lists(
             database_url=database_url, redis_url=redis_url, data_dir=tmp_path, poll_delay_s=0.01,
             openai_base_url=llm.base_url, openai_api_key=SecretStr("test-key"),
         )  # fmt: skip
-        await enqueue(redis_client, pool, "ingest", {"conversation_id": conversation.id})
+        await enqueue(redis_client, pool, INGEST, {"conversation_id": conversation.id})
         options = WorkerOptions(queues=QUEUES, concurrency=2, burst=True)
-        await asyncio.wait_for(run_workers(settings, database_url, redis_url, options), 60)
+        await asyncio.wait_for(run_workers(settings, database_url, redis_url, options, TEST_JOBS), 60)
 
     user_id = user.user_id
     assert await pool.fetchval("SELECT status FROM conversations WHERE id = $1", conversation.id) in STATUS_OWNERS

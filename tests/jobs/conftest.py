@@ -14,16 +14,14 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ConfigDict
 
 import jobs.catalog  # noqa: F401  (registers every job)
-from jobs.context import JobContext
-from jobs.errors import PermanentError
-from jobs.keys import INTERACTIVE, QUEUES, health_key_pattern
-from jobs.registry import JobSpec, register
-from jobs.resources import WorkerResources
-from jobs.worker import WorkerOptions, run_workers
+from jobs.runtime.keys import INTERACTIVE, QUEUES, health_key_pattern
+from jobs.runtime.registry import JobTable
+from jobs.runtime.resources import WorkerResources
+from jobs.runtime.worker import WorkerOptions, run_workers
 from settings import Settings, load_settings
+from tests.jobs.testjobs import TEST_JOBS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,51 +33,6 @@ FAST_ENV = {
     "ORRERY_LOG_FORMAT": "json",
 }
 """Short intervals so the runtime's timings fit in test time."""
-
-
-class SlowArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    sleep_s: float = 0.0
-    mark: str = "slow"
-
-
-async def _slow(ctx: JobContext, args: SlowArgs) -> dict[str, Any]:
-    """Test-only job with a 0.3 s timeout: sleeps longer than that on its first attempt only."""
-    await ctx.redis.incr(f"test:{args.mark}:attempts")
-    if ctx.attempt == 1:
-        await asyncio.sleep(args.sleep_s)
-    return {"attempt": ctx.attempt}
-
-
-SLOW = register(
-    JobSpec(
-        name="test.slow",
-        args_model=SlowArgs,
-        handler=_slow,
-        queue=INTERACTIVE,
-        timeout_s=0.3,
-        max_tries=3,
-        backoff_s=0.05,
-        dedupe_key=None,
-        cron=None,
-        description="Test-only: times out on its first attempt.",
-    )
-)
-
-
-async def _broken_while_flagged(ctx: JobContext, args: SlowArgs) -> dict[str, Any]:
-    """Test-only: fails permanently while Redis holds test:{mark}:broken (an entity that is missing, then fixed)."""
-    if await ctx.redis.exists(f"test:{args.mark}:broken"):
-        raise PermanentError(f"{args.mark} is broken")
-    return {"attempt": ctx.attempt}
-
-
-register(
-    JobSpec(
-        name="test.fixable", args_model=SlowArgs, handler=_broken_while_flagged, queue=INTERACTIVE, timeout_s=5,
-        max_tries=3, backoff_s=0.05, dedupe_key="fixable:{mark}", cron=None, description="Test-only: fixable.",
-    )
-)  # fmt: skip
 
 
 @pytest.fixture
@@ -97,21 +50,28 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def resources(settings: Settings, pool: asyncpg.Pool, redis_client: aioredis.Redis) -> WorkerResources:
-    return WorkerResources(settings, pool, redis_client, "test-host:1")
+    return WorkerResources(settings, pool, redis_client, "test-host:1", jobs=TEST_JOBS)
 
 
-BurstRunner = Callable[..., Any]
+class BurstRunner:
+    """Runs an in-process burst worker over `jobs` (TEST_JOBS unless a test swaps a job for a variant)."""
+
+    def __init__(self, settings: Settings, database_url: str, redis_url: str) -> None:
+        self.settings = settings
+        self.database_url = database_url
+        self.redis_url = redis_url
+        self.jobs: JobTable = TEST_JOBS
+
+    async def __call__(self, queues: tuple[str, ...] = QUEUES, timeout: float = 30) -> None:
+        options = WorkerOptions(queues=queues, concurrency=4, burst=True)
+        run = run_workers(self.settings, self.database_url, self.redis_url, options, self.jobs)
+        await asyncio.wait_for(run, timeout)
 
 
 @pytest.fixture
 def run_burst(settings: Settings, database_url: str, redis_url: str) -> BurstRunner:
     """Run an in-process burst worker until no job is due within its horizon (retries included)."""
-
-    async def _run(queues: tuple[str, ...] = QUEUES, timeout: float = 30) -> None:
-        options = WorkerOptions(queues=queues, concurrency=4, burst=True)
-        await asyncio.wait_for(run_workers(settings, database_url, redis_url, options), timeout)
-
-    return _run
+    return BurstRunner(settings, database_url, redis_url)
 
 
 def cli_env(database_url: str, redis_url: str, data_dir: Path, **extra: str) -> dict[str, str]:

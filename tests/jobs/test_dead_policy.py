@@ -4,55 +4,20 @@ arguments validate. A hook that raises is logged and the run is dead all the sam
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ConfigDict
 
-from jobs.context import JobContext
-from jobs.enqueue import enqueue
-from jobs.errors import PermanentError, TransientError
-from jobs.keys import INTERACTIVE, job_key, queue_key
-from jobs.registry import JobSpec, get_job, register
-from jobs.resources import WorkerResources
-from jobs.runtime import run_attempt
+from jobs.runtime.attempt import run_attempt
+from jobs.runtime.enqueue import enqueue
+from jobs.runtime.keys import INTERACTIVE, job_key, queue_key
+from jobs.runtime.resources import WorkerResources
 from store import ledger
 from tests.jobs.conftest import BurstRunner
-
-
-class DoomedArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    mark: str
-    mode: Literal["permanent", "transient", "slow", "ok"] = "permanent"
-
-
-async def _doomed(ctx: JobContext, args: DoomedArgs) -> dict[str, Any]:
-    if args.mode == "permanent":
-        raise PermanentError(f"{args.mark} cannot be done")
-    if args.mode == "transient":
-        raise TransientError(f"{args.mark} failed for now")
-    if args.mode == "slow":
-        await asyncio.sleep(5)
-    return {}
-
-
-async def _on_dead(ctx: JobContext, args: DoomedArgs, reason: str) -> None:
-    """Records each call: the marker a dead path must leave exactly once."""
-    await ctx.redis.rpush(f"test:dead:{args.mark}", json.dumps({"attempt": ctx.attempt, "reason": reason}))  # type: ignore[misc]
-    if args.mark.startswith("raise"):
-        raise RuntimeError("the hook itself failed")
-
-
-DOOMED = register(
-    JobSpec(
-        name="test.doomed", args_model=DoomedArgs, handler=_doomed, queue=INTERACTIVE, timeout_s=0.2, max_tries=2,
-        backoff_s=0.01, dedupe_key="doomed:{mark}", cron=None, description="Test-only: dies.", on_dead=_on_dead,
-    )
-)  # fmt: skip
+from tests.jobs.testjobs import DOOMED
 
 
 async def _hook_calls(redis_client: aioredis.Redis, mark: str) -> list[dict[str, Any]]:
@@ -64,7 +29,7 @@ async def test_every_dead_path_calls_the_hook_once(
 ) -> None:
     cases = {"perm": "permanent", "spent": "transient", "slow": "slow", "raise-perm": "permanent", "fine": "ok"}
     for mark, mode in cases.items():
-        await enqueue(redis_client, pool, "test.doomed", {"mark": mark, "mode": mode})
+        await enqueue(redis_client, pool, DOOMED, {"mark": mark, "mode": mode})
 
     await run_burst()
 
@@ -87,7 +52,7 @@ async def test_an_abandoned_run_calls_the_hook(
     pool: asyncpg.Pool, redis_client: aioredis.Redis, resources: WorkerResources
 ) -> None:
     """Workers killed on every try: arq's counter reaches max_tries + 1 and the runtime gives up."""
-    job = await enqueue(redis_client, pool, "test.doomed", {"mark": "abandoned", "mode": "ok"})
+    job = await enqueue(redis_client, pool, DOOMED, {"mark": "abandoned", "mode": "ok"})
 
     await run_attempt(DOOMED, resources, job.job_id, DOOMED.max_tries + 1, {"mark": "abandoned", "mode": "ok"})
 
@@ -119,4 +84,4 @@ async def test_an_unrunnable_record_with_valid_arguments_calls_the_hook_and_inva
     bad_k = await ledger.latest_run(pool, "doomed:bad-k")
     assert bad_k is not None and (bad_k.state, bad_k.error_class) == ("dead", "ValidationError")
     assert await _hook_calls(redis_client, "bad-k") == []  # arguments that never validated name no entity
-    assert get_job("test.doomed").on_dead is _on_dead
+    assert DOOMED.on_dead is not None and DOOMED.on_dead.__name__ == "_on_dead"

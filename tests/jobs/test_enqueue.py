@@ -9,14 +9,17 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from jobs.enqueue import JobArgumentsError, enqueue
-from jobs.keys import job_key, queue_key
-from jobs.registry import UnknownJobError
+from jobs.diagnostics import ECHO
+from jobs.maintenance import SWEEP_TIMEOUTS
+from jobs.runtime.enqueue import JobArgumentsError, enqueue
+from jobs.runtime.keys import job_key, queue_key
+from jobs.runtime.registry import UnknownJobError
 from store import ledger
+from tests.jobs.testjobs import TEST_JOBS
 
 
 async def test_enqueue_writes_ledger_row_and_json_record(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
-    result = await enqueue(redis_client, pool, "diag.echo", {"sleep_s": 0.5}, job_id="echo-1")
+    result = await enqueue(redis_client, pool, ECHO, {"sleep_s": 0.5}, job_id="echo-1")
 
     assert result.enqueued and result.job_id == "echo-1" and result.queue == "interactive"
     record = json.loads(await redis_client.get(job_key("echo-1")))
@@ -29,7 +32,7 @@ async def test_enqueue_writes_ledger_row_and_json_record(pool: asyncpg.Pool, red
 async def test_latest_states_reads_each_jobs_newest_run_at_once(
     pool: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
-    await enqueue(redis_client, pool, "diag.echo", {}, job_id="done")
+    await enqueue(redis_client, pool, ECHO, {}, job_id="done")
     first = await ledger.latest_run(pool, "done")
     assert first is not None
     await ledger.finish_run(pool, first.id, state="dead", duration_ms=1, error_class="X", error="x")
@@ -37,7 +40,7 @@ async def test_latest_states_reads_each_jobs_newest_run_at_once(
         pool, job_id="done", job_name="diag.echo", queue="interactive", args={}, max_tries=3, run_at=datetime.now(UTC)
     )
     assert retry is not None
-    await enqueue(redis_client, pool, "diag.echo", {}, job_id="other")
+    await enqueue(redis_client, pool, ECHO, {}, job_id="other")
 
     states = await ledger.latest_states(pool, ["done", "other", "never"])
 
@@ -46,7 +49,7 @@ async def test_latest_states_reads_each_jobs_newest_run_at_once(
 
 async def test_invalid_arguments_enqueue_nothing(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
     with pytest.raises(JobArgumentsError) as caught:
-        await enqueue(redis_client, pool, "diag.echo", {"sleep_s": "soon", "colour": "red"}, job_id="bad")
+        await enqueue(redis_client, pool, ECHO, {"sleep_s": "soon", "colour": "red"}, job_id="bad")
 
     assert "sleep_s:" in str(caught.value) and "colour: Extra inputs are not permitted" in str(caught.value)
     assert await redis_client.exists(job_key("bad")) == 0
@@ -55,12 +58,12 @@ async def test_invalid_arguments_enqueue_nothing(pool: asyncpg.Pool, redis_clien
 
 async def test_unknown_job_lists_known_names(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
     with pytest.raises(UnknownJobError, match=r"unknown job 'nope'; known jobs: .*diag\.echo"):
-        await enqueue(redis_client, pool, "nope", {})
+        await enqueue(redis_client, pool, TEST_JOBS.get("nope"), {})
 
 
 async def test_same_dedupe_key_twice_is_one_job(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
-    first = await enqueue(redis_client, pool, "sweep_timeouts", {})
-    second = await enqueue(redis_client, pool, "sweep_timeouts", {"limit": 10})
+    first = await enqueue(redis_client, pool, SWEEP_TIMEOUTS, {})
+    second = await enqueue(redis_client, pool, SWEEP_TIMEOUTS, {"limit": 10})
 
     assert first.job_id == second.job_id == "sweep_timeouts"
     assert first.enqueued and not second.enqueued
@@ -69,14 +72,14 @@ async def test_same_dedupe_key_twice_is_one_job(pool: asyncpg.Pool, redis_client
 
 
 async def test_finished_key_can_be_enqueued_again(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
-    first = await enqueue(redis_client, pool, "sweep_timeouts", {})
+    first = await enqueue(redis_client, pool, SWEEP_TIMEOUTS, {})
     assert first.run_id is not None
     # what a worker does when the run ends: final ledger state, arq record gone
     await ledger.finish_run(pool, first.run_id, state="succeeded", duration_ms=5)
     await redis_client.delete(job_key("sweep_timeouts"))
     await redis_client.zrem(queue_key("interactive"), "sweep_timeouts")
 
-    again = await enqueue(redis_client, pool, "sweep_timeouts", {})
+    again = await enqueue(redis_client, pool, SWEEP_TIMEOUTS, {})
 
     assert again.enqueued and again.run_id != first.run_id
     assert [r.state for r in await ledger.runs_of(pool, "sweep_timeouts")] == ["queued", "succeeded"]
@@ -85,10 +88,10 @@ async def test_finished_key_can_be_enqueued_again(pool: asyncpg.Pool, redis_clie
 async def test_active_row_lost_from_redis_does_not_block_the_key(
     pool: asyncpg.Pool, redis_client: aioredis.Redis
 ) -> None:
-    await enqueue(redis_client, pool, "sweep_timeouts", {})
+    await enqueue(redis_client, pool, SWEEP_TIMEOUTS, {})
     await redis_client.flushdb()  # Redis lost its data; the ledger still says queued
 
-    again = await enqueue(redis_client, pool, "sweep_timeouts", {})
+    again = await enqueue(redis_client, pool, SWEEP_TIMEOUTS, {})
 
     assert again.enqueued
     runs = await ledger.runs_of(pool, "sweep_timeouts")
@@ -96,10 +99,10 @@ async def test_active_row_lost_from_redis_does_not_block_the_key(
 
 
 async def test_deferred_enqueue_scores_in_the_future(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
-    result = await enqueue(redis_client, pool, "diag.echo", {}, defer_by=timedelta(minutes=10))
+    result = await enqueue(redis_client, pool, ECHO, {}, defer_by=timedelta(minutes=10))
 
     score = await redis_client.zscore(queue_key("interactive"), result.job_id)
     expected = (datetime.now(UTC) + timedelta(minutes=10)).timestamp() * 1000
     assert score is not None and abs(score - expected) < 5_000
     with pytest.raises(JobArgumentsError, match="either a delay or a start time"):
-        await enqueue(redis_client, pool, "diag.echo", {}, defer_by=timedelta(1), run_at=datetime.now(UTC))
+        await enqueue(redis_client, pool, ECHO, {}, defer_by=timedelta(1), run_at=datetime.now(UTC))

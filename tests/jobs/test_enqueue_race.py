@@ -9,8 +9,9 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from jobs.enqueue import enqueue
-from jobs.keys import job_key
+from jobs.diagnostics import ECHO
+from jobs.runtime.enqueue import enqueue
+from jobs.runtime.keys import job_key
 from store import ledger
 from store.postgres import create_pool
 
@@ -37,8 +38,8 @@ async def test_two_producers_of_one_id_enqueue_it_once_and_leave_it_queued(
         args = {"mark": f"race-{round_}"}
         job_id = f"race:{round_}"
         first, second = await asyncio.gather(
-            enqueue(redis_client, pool, "diag.echo", args, job_id=job_id),
-            enqueue(other_redis, other_pool, "diag.echo", args, job_id=job_id),
+            enqueue(redis_client, pool, ECHO, args, job_id=job_id),
+            enqueue(other_redis, other_pool, ECHO, args, job_id=job_id),
         )
 
         assert [first.enqueued, second.enqueued].count(True) == 1, round_

@@ -20,19 +20,19 @@ import structlog
 from pydantic import SecretStr
 
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_sample_answers
-from jobs import registry
-from jobs.context import JobContext
-from jobs.enqueue import enqueue
-from jobs.ingest import IngestArgs
-from jobs.maintenance import end_and_enqueue_ingestion
-from jobs.registry import JobSpec, get_job
-from jobs.resources import WorkerResources
+from jobs.ingestion import INGEST, IngestArgs
+from jobs.maintenance import SWEEP_TIMEOUTS, end_and_enqueue_ingestion
+from jobs.runtime.context import JobContext
+from jobs.runtime.enqueue import enqueue
+from jobs.runtime.registry import JobSpec
+from jobs.runtime.resources import WorkerResources
 from settings import Settings
 from store import ledger
 from store.llm_calls import list_llm_calls
 from store.repos import concepts, conversations, memory_units, users
 from store.samples.loader import seed_sample_user
 from tests.jobs.conftest import BurstRunner, wait_until
+from tests.jobs.testjobs import replacing
 from tests.memory_rows import memory_counts
 
 SAMPLE_ANSWER: dict[str, Any] = load_sample_answers()[0].answer  # a valid answer (the 10k run conversation)
@@ -66,7 +66,7 @@ async def one_conversation(pool: asyncpg.Pool, *, status: str = "ended") -> tupl
 
 
 async def ingest(redis: aioredis.Redis, pool: asyncpg.Pool, conversation_id: str, **extra: Any) -> str:
-    result = await enqueue(redis, pool, "ingest", {"conversation_id": conversation_id, **extra})
+    result = await enqueue(redis, pool, INGEST, {"conversation_id": conversation_id, **extra})
     assert result.enqueued
     return result.job_id
 
@@ -208,7 +208,7 @@ async def test_the_sample_user_end_to_end(
     """Seed → timeout sweep → ingestion of every ended conversation with the shipped sample answers."""
     seeded = await seed_sample_user(pool, redis_client)
     user_id = seeded.user_id
-    await enqueue(redis_client, pool, "sweep_timeouts", {})
+    await enqueue(redis_client, pool, SWEEP_TIMEOUTS, {})
     await run_burst()  # the sweep ends the stale active conversation and enqueues ingestion of every ended one
     await run_burst()  # the ingestion jobs
 
@@ -240,10 +240,11 @@ async def test_the_sample_user_end_to_end(
     assert json.dumps(user.next_conversation_context_package)  # stored JSON is plain JSON
 
 
-def fast_retries(monkeypatch: pytest.MonkeyPatch, **changes: Any) -> JobSpec:
-    """The ingest job as registered, with a backoff of milliseconds so that its five tries fit in a test."""
-    spec = dataclasses.replace(get_job("ingest"), backoff_s=0.01, **changes)
-    monkeypatch.setitem(registry._REGISTRY, "ingest", spec)
+def fast_retries(run_burst: BurstRunner, **changes: Any) -> JobSpec:
+    """The ingest job as listed, with a backoff of milliseconds so that its five tries fit in a test; `run_burst`
+    runs this variant from now on."""
+    spec = dataclasses.replace(INGEST, backoff_s=0.01, **changes)
+    run_burst.jobs = replacing(run_burst.jobs, spec)
     return spec
 
 
@@ -299,7 +300,7 @@ async def test_a_write_that_fails_on_every_try_spends_max_tries_llm_calls_in_tot
 ) -> None:
     """Issue 10 item 1, the write side: whatever makes the write fail every time (here a trigger in the real
     database), the runtime's dead hook marks the conversation `failed` after the last try and the sweep stops."""
-    spec = fast_retries(monkeypatch)
+    spec = fast_retries(run_burst)
     user_id, conversation_id = await one_conversation(pool)
     await pool.execute(
         """
@@ -331,7 +332,7 @@ async def test_a_job_that_times_out_on_every_try_is_failed_after_its_last(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The timeout path of the same policy: five tries, five requests, one dead letter, `failed`, no sixth."""
-    spec = fast_retries(monkeypatch, timeout_s=0.3)
+    spec = fast_retries(run_burst, timeout_s=0.3)
     user_id, conversation_id = await one_conversation(pool)
     llm_server.enqueue(*[ScriptedReply.json(SAMPLE_ANSWER, delay_s=0.45)] * 30)
     job_id = await ingest(redis_client, pool, conversation_id)
@@ -349,7 +350,7 @@ async def test_the_dead_hook_is_the_one_policy(pool: asyncpg.Pool, resources: Wo
     """What the runtime calls on every dead path: `failed` with the reason, except on a processed conversation
     (a failed reprocess keeps its status and memory) and on one still `active`; a missing one, or an id Postgres
     cannot even hold, is no error."""
-    spec = get_job("ingest")
+    spec = INGEST
     assert spec.on_dead is not None
     user_id, ended_id = await one_conversation(pool)
     processed = await conversations.create_conversation(pool, user_id, status="processed")

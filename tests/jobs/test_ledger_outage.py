@@ -11,41 +11,19 @@ import arq.worker
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ConfigDict
 
-from jobs.context import JobContext
-from jobs.diagnostics import mark_keys
-from jobs.enqueue import enqueue
-from jobs.keys import INTERACTIVE, job_key, outcome_key, retry_key
-from jobs.registry import JobSpec, get_job, register
-from jobs.resources import WorkerResources
-from jobs.runtime import run_attempt
-from jobs.worker import WorkerOptions, run_workers
+from jobs.diagnostics import ECHO, mark_keys
+from jobs.runtime.attempt import run_attempt
+from jobs.runtime.enqueue import enqueue
+from jobs.runtime.keys import INTERACTIVE, job_key, outcome_key, retry_key
+from jobs.runtime.resources import WorkerResources
+from jobs.runtime.worker import WorkerOptions, run_workers
 from settings import Settings
 from store import ledger
 from store.postgres import create_pool
 from tests.jobs.conftest import wait_until
 from tests.jobs.pg_switch import PostgresSwitch
-
-
-class QueryArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    sleep_s: float = 0.5
-
-
-async def _query(ctx: JobContext, args: QueryArgs) -> dict[str, Any]:
-    """Test-only: one slow query, so that Postgres can go away in the middle of it."""
-    await ctx.redis.incr(f"test:query:{ctx.job_id}")
-    await ctx.pool.fetchval("SELECT pg_sleep($1)", args.sleep_s)
-    return {"attempt": ctx.attempt}
-
-
-register(
-    JobSpec(
-        name="test.query", args_model=QueryArgs, handler=_query, queue=INTERACTIVE, timeout_s=10, max_tries=1,
-        backoff_s=0.05, dedupe_key=None, cron=None, description="Test-only: one slow query.",
-    )
-)  # fmt: skip
+from tests.jobs.testjobs import QUERY, TEST_JOBS
 
 
 @pytest.fixture
@@ -73,14 +51,14 @@ async def relayed(
 async def _attempt(redis_client: aioredis.Redis, resources: WorkerResources, job_id: str, raw: dict[str, Any]) -> int:
     """Run one attempt as arq does (the retry counter first); returns the attempt number it ran as."""
     attempt = int(await redis_client.incr(retry_key(job_id)))
-    await run_attempt(get_job(raw.pop("__name")), resources, job_id, attempt, raw)
+    await run_attempt(TEST_JOBS.get(raw.pop("__name")), resources, job_id, attempt, raw)
     return attempt
 
 
 async def test_a_finished_job_whose_ledger_write_fails_stays_queued_and_is_recorded_later(
     pool: asyncpg.Pool, redis_client: aioredis.Redis, relayed: WorkerResources, switch: PostgresSwitch
 ) -> None:
-    job = await enqueue(redis_client, pool, "diag.echo", {"sleep_s": 0.5, "mark": "late"})
+    job = await enqueue(redis_client, pool, ECHO, {"sleep_s": 0.5, "mark": "late"})
     raw = {"sleep_s": 0.5, "mark": "late"}
 
     attempt = asyncio.create_task(_attempt(redis_client, relayed, job.job_id, {"__name": "diag.echo", **raw}))
@@ -104,7 +82,7 @@ async def test_a_finished_job_whose_ledger_write_fails_stays_queued_and_is_recor
 async def test_postgres_gone_mid_handler_keeps_the_job_and_its_try(
     pool: asyncpg.Pool, redis_client: aioredis.Redis, relayed: WorkerResources, switch: PostgresSwitch
 ) -> None:
-    job = await enqueue(redis_client, pool, "test.query", {})
+    job = await enqueue(redis_client, pool, QUERY, {})
 
     attempt = asyncio.create_task(_attempt(redis_client, relayed, job.job_id, {"__name": "test.query"}))
     await asyncio.sleep(0.2)
@@ -127,9 +105,9 @@ async def test_a_worker_rides_out_a_postgres_restart_without_losing_a_job(
 ) -> None:
     """The issue's measurement scaled down: jobs mid-sleep while Postgres is away for 2 s all end succeeded, each
     handler run once."""
-    jobs = [await enqueue(redis_client, pool, "diag.echo", {"sleep_s": 1.0, "mark": "burst"}) for _ in range(8)]
+    jobs = [await enqueue(redis_client, pool, ECHO, {"sleep_s": 1.0, "mark": "burst"}) for _ in range(8)]
     options = WorkerOptions(queues=(INTERACTIVE,), concurrency=8, burst=True)
-    worker = asyncio.create_task(run_workers(settings, switch.dsn, redis_url, options))
+    worker = asyncio.create_task(run_workers(settings, switch.dsn, redis_url, options, TEST_JOBS))
     started, finished = mark_keys("burst")
 
     async def all_started() -> bool:

@@ -5,15 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import pytest
 import redis.asyncio as aioredis
 import structlog
-from pydantic import BaseModel, ConfigDict
 
-from jobs import registry
-from jobs.context import JobContext
-from jobs.enqueue import enqueue
-from jobs.keys import INTERACTIVE
+from jobs.diagnostics import ECHO
 from jobs.maintenance import (
     ExpireSessionsArgs,
     PruneLedgerArgs,
@@ -22,7 +17,9 @@ from jobs.maintenance import (
     prune_ledger,
     sweep_timeouts,
 )
-from jobs.resources import WorkerResources
+from jobs.runtime.context import JobContext
+from jobs.runtime.enqueue import enqueue
+from jobs.runtime.resources import WorkerResources
 from store import ledger
 
 
@@ -35,25 +32,6 @@ def _ctx(resources: WorkerResources, name: str) -> JobContext:
 
 def _utc(minutes_ago: float) -> datetime:
     return (datetime.now(UTC) - timedelta(minutes=minutes_ago)).replace(tzinfo=None)
-
-
-class _IngestArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    conversation_id: str
-
-
-async def _ingest(ctx: JobContext, args: _IngestArgs) -> None:
-    return None
-
-
-@pytest.fixture
-def ingest_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A stand-in "ingest" job with the real one's queue and dedupe key (the sweep only enqueues it)."""
-    spec = registry.JobSpec(
-        name="ingest", args_model=_IngestArgs, handler=_ingest, queue=INTERACTIVE, timeout_s=60, max_tries=3,
-        backoff_s=1, dedupe_key="ingest:{conversation_id}", cron=None, description="stand-in",
-    )  # fmt: skip
-    monkeypatch.setitem(registry._REGISTRY, "ingest", spec)
 
 
 async def _conversations(pool: asyncpg.Pool) -> None:
@@ -79,7 +57,6 @@ async def _conversations(pool: asyncpg.Pool) -> None:
         )  # fmt: skip
 
 
-@pytest.mark.usefixtures("ingest_registered")
 async def test_sweep_ends_silent_conversations_and_enqueues_ingestion(
     pool: asyncpg.Pool, redis_client: aioredis.Redis, resources: WorkerResources
 ) -> None:
@@ -107,9 +84,9 @@ async def test_sweep_ends_silent_conversations_and_enqueues_ingestion(
 async def test_prune_ledger_keeps_active_and_recent_runs(
     pool: asyncpg.Pool, redis_client: aioredis.Redis, resources: WorkerResources
 ) -> None:
-    old = await enqueue(redis_client, pool, "diag.echo", {}, job_id="old")
-    recent = await enqueue(redis_client, pool, "diag.echo", {}, job_id="recent")
-    await enqueue(redis_client, pool, "diag.echo", {}, job_id="active")
+    old = await enqueue(redis_client, pool, ECHO, {}, job_id="old")
+    recent = await enqueue(redis_client, pool, ECHO, {}, job_id="recent")
+    await enqueue(redis_client, pool, ECHO, {}, job_id="active")
     for result in (old, recent):
         assert result.run_id is not None
         await ledger.finish_run(pool, result.run_id, state="succeeded", duration_ms=1)

@@ -10,13 +10,14 @@ import pydantic
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from jobs import wire
-from jobs.errors import DeferredError, PermanentError, TransientError
-from jobs.keys import INTERACTIVE, cron_claim_key
-from jobs.registry import JobSpec, UnknownJobError, get_job, register
-from jobs.resources import ledger_dsn
-from jobs.retry import BACKOFF_CAP_S, backoff_delay, decide
-from jobs.schedule import ScheduleError, parse_cron
+from core.cron import ScheduleError, parse_cron
+from core.errors import DeferredError, PermanentError, TransientError
+from jobs.runtime import wire
+from jobs.runtime.keys import INTERACTIVE, cron_claim_key
+from jobs.runtime.registry import JobSpec, JobTable, UnknownJobError
+from jobs.runtime.resources import ledger_dsn
+from jobs.runtime.retry import BACKOFF_CAP_S, backoff_delay, decide
+from tests.jobs.testjobs import TEST_JOBS
 
 T0 = datetime(2026, 1, 5, 9, 30, 15, 500_000, tzinfo=UTC)  # a Monday
 
@@ -143,13 +144,13 @@ def test_spec_rules() -> None:
         _spec(args_model=BaseModel)
 
 
-def test_registry_refuses_duplicates_and_names_the_known_jobs() -> None:
-    with pytest.raises(ValueError, match="registered twice"):
-        register(_spec(name="diag.echo"))
+def test_job_table_refuses_duplicates_and_bad_cron_and_names_the_known_jobs() -> None:
+    with pytest.raises(ValueError, match="listed twice"):
+        TEST_JOBS.with_jobs(_spec(name="diag.echo"))
     with pytest.raises(UnknownJobError, match=r"known jobs: .*sweep_timeouts"):
-        get_job("ingest-typo")
+        TEST_JOBS.get("ingest-typo")
     with pytest.raises(ScheduleError):
-        register(_spec(name="test.bad-cron", cron="every minute"))
+        JobTable([_spec(name="test.bad-cron", cron="every minute")])
 
 
 def test_wire_format_is_json_and_tolerates_minimal_records() -> None:

@@ -15,8 +15,9 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from jobs.enqueue import PUSH_SCRIPT, enqueue, peek_queued
-from jobs.keys import INTERACTIVE, UNRECORDED_DEAD_KEY, job_key, queue_key
+from jobs.diagnostics import ECHO
+from jobs.runtime.enqueue import PUSH_SCRIPT, enqueue, peek_queued
+from jobs.runtime.keys import INTERACTIVE, UNRECORDED_DEAD_KEY, job_key, queue_key
 from store import ledger
 from tests.jobs.conftest import BurstRunner
 
@@ -52,7 +53,7 @@ async def test_no_record_stops_a_worker_and_each_becomes_a_dead_letter_with_its_
 ) -> None:
     for job_id, (record, _) in HOSTILE.items():
         await _write(redis_client, job_id, record)
-    good = await enqueue(redis_client, pool, "diag.echo", {})
+    good = await enqueue(redis_client, pool, ECHO, {})
 
     await run_burst(timeout=20)  # before the fix: TypeError out of the poll loop, the worker down
 

@@ -11,17 +11,18 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from jobs.enqueue import NotRetryableError, enqueue, retry_dead
-from jobs.keys import job_key, queue_key, retry_key
-from jobs.registry import get_job
-from jobs.resources import WorkerResources
-from jobs.runtime import run_attempt
+from jobs.diagnostics import ECHO
+from jobs.runtime.attempt import run_attempt
+from jobs.runtime.enqueue import NotRetryableError, enqueue, retry_dead
+from jobs.runtime.keys import job_key, queue_key, retry_key
+from jobs.runtime.resources import WorkerResources
 from store import ledger
 from tests.jobs.conftest import BurstRunner
+from tests.jobs.testjobs import FIXABLE, SLOW, TEST_JOBS
 
 
 async def test_enqueue_run_ledger(pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner) -> None:
-    result = await enqueue(redis_client, pool, "diag.echo", {"mark": "ok"})
+    result = await enqueue(redis_client, pool, ECHO, {"mark": "ok"})
 
     await run_burst()
 
@@ -37,7 +38,7 @@ async def test_enqueue_run_ledger(pool: asyncpg.Pool, redis_client: aioredis.Red
 async def test_transient_error_is_retried_with_backoff(
     pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner
 ) -> None:
-    result = await enqueue(redis_client, pool, "diag.echo", {"fail_mode": "transient", "fail_attempts": 2})
+    result = await enqueue(redis_client, pool, ECHO, {"fail_mode": "transient", "fail_attempts": 2})
 
     await run_burst()
 
@@ -52,7 +53,7 @@ async def test_transient_error_is_retried_with_backoff(
 async def test_exhausted_tries_become_a_dead_letter(
     pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner
 ) -> None:
-    result = await enqueue(redis_client, pool, "diag.echo", {"fail_mode": "transient"})
+    result = await enqueue(redis_client, pool, ECHO, {"fail_mode": "transient"})
 
     await run_burst()
 
@@ -66,7 +67,7 @@ async def test_exhausted_tries_become_a_dead_letter(
 async def test_permanent_error_is_dead_at_once(
     pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner
 ) -> None:
-    result = await enqueue(redis_client, pool, "diag.echo", {"fail_mode": "permanent"})
+    result = await enqueue(redis_client, pool, ECHO, {"fail_mode": "permanent"})
 
     await run_burst()
 
@@ -76,7 +77,7 @@ async def test_permanent_error_is_dead_at_once(
 
 
 async def test_timeout_is_retried(pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner) -> None:
-    result = await enqueue(redis_client, pool, "test.slow", {"sleep_s": 5, "mark": "t"})
+    result = await enqueue(redis_client, pool, SLOW, {"sleep_s": 5, "mark": "t"})
 
     await run_burst()
 
@@ -88,11 +89,11 @@ async def test_timeout_is_retried(pool: asyncpg.Pool, redis_client: aioredis.Red
 async def test_deferred_job_is_rescheduled_without_using_an_attempt(
     pool: asyncpg.Pool, redis_client: aioredis.Redis, resources: WorkerResources
 ) -> None:
-    result = await enqueue(redis_client, pool, "diag.echo", {"fail_mode": "deferred", "defer_s": 600})
+    result = await enqueue(redis_client, pool, ECHO, {"fail_mode": "deferred", "defer_s": 600})
     await redis_client.incr(retry_key(result.job_id))  # what arq does before it calls the job
 
     with pytest.raises(arq.worker.Retry) as retry:
-        await run_attempt(get_job("diag.echo"), resources, result.job_id, 1, {"fail_mode": "deferred", "defer_s": 600})
+        await run_attempt(ECHO, resources, result.job_id, 1, {"fail_mode": "deferred", "defer_s": 600})
 
     assert retry.value.defer_score is not None and 599_000 <= retry.value.defer_score <= 600_000
     run = await ledger.latest_run(pool, result.job_id)
@@ -139,16 +140,16 @@ async def test_dead_letter_is_revived_by_retry(
     pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner
 ) -> None:
     await redis_client.set("test:order-7:broken", "1")
-    first = await enqueue(redis_client, pool, "test.fixable", {"mark": "order-7"})
+    first = await enqueue(redis_client, pool, FIXABLE, {"mark": "order-7"})
     await run_burst()
     dead = await ledger.latest_run(pool, "fixable:order-7")
     assert dead is not None and (dead.state, dead.attempt, dead.error) == ("dead", 1, "order-7 is broken")
 
-    busy = await enqueue(redis_client, pool, "diag.echo", {})
+    busy = await enqueue(redis_client, pool, ECHO, {})
     with pytest.raises(NotRetryableError, match="is queued, not dead"):
-        await retry_dead(redis_client, pool, busy.job_id)
+        await retry_dead(redis_client, pool, TEST_JOBS, busy.job_id)
     await redis_client.delete("test:order-7:broken")  # the operator fixes the cause
-    revived = await retry_dead(redis_client, pool, "fixable:order-7")
+    revived = await retry_dead(redis_client, pool, TEST_JOBS, "fixable:order-7")
     await run_burst()
 
     assert revived.enqueued and revived.job_id == first.job_id and revived.run_id != first.run_id

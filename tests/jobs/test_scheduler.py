@@ -7,31 +7,15 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ConfigDict
 
-from jobs.keys import BATCH
-from jobs.registry import JobSpec, all_jobs, get_job, register
-from jobs.schedule import ScheduleError
-from jobs.scheduler import CronScheduler, ScheduledJob, cron_job_id, schedules
+from core.cron import ScheduleError
+from jobs.diagnostics import ECHO
+from jobs.maintenance import SWEEP_TIMEOUTS
+from jobs.runtime.registry import JobTable
+from jobs.runtime.scheduler import CronScheduler, ScheduledJob, cron_job_id, schedules
 from settings import SettingsError, load_settings
 from store import ledger
-
-
-class _NeedsArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    user_id: str
-
-
-async def _noop(ctx: object, args: _NeedsArgs) -> None:
-    return None
-
-
-register(
-    JobSpec(
-        name="test.needs-args", args_model=_NeedsArgs, handler=_noop, queue=BATCH, timeout_s=1, max_tries=1,
-        backoff_s=0, dedupe_key=None, cron=None, description="Test-only: has a required argument.",
-    )
-)  # fmt: skip
+from tests.jobs.testjobs import TEST_JOBS
 
 
 class Clock:
@@ -43,13 +27,14 @@ class Clock:
 
 
 def test_effective_schedules_with_overrides() -> None:
-    specs = all_jobs()
-    default = {job.spec.name: job.schedule.expression for job in schedules(specs, {})}
+    default = {job.spec.name: job.schedule.expression for job in schedules(TEST_JOBS, {})}
     assert default["sweep_timeouts"] == "* * * * *" and "diag.echo" not in default
 
     overridden = {
         job.spec.name: job.schedule.expression
-        for job in schedules(specs, {"sweep_timeouts": "*/2 * * * *", "prune_ledger": "off", "diag.echo": "* * * * *"})
+        for job in schedules(
+            TEST_JOBS, {"sweep_timeouts": "*/2 * * * *", "prune_ledger": "off", "diag.echo": "* * * * *"}
+        )
     }
     assert overridden["sweep_timeouts"] == "*/2 * * * *" and overridden["diag.echo"] == "* * * * *"
     assert "prune_ledger" not in overridden
@@ -59,13 +44,13 @@ def test_overrides_must_name_real_jobs_that_take_no_required_arguments() -> None
     with pytest.raises(
         ScheduleError, match=r"^invalid configuration: ORRERY_CRON: unknown job 'sweep'; known jobs: .*sweep_timeouts"
     ):
-        schedules(all_jobs(), {"sweep": "* * * * *"})
+        schedules(TEST_JOBS, {"sweep": "* * * * *"})
     with pytest.raises(
         ScheduleError, match=r"^invalid configuration: ORRERY_CRON: job 'test\.needs-args' needs arguments"
     ):
-        schedules(all_jobs(), {"test.needs-args": "* * * * *"})
+        schedules(TEST_JOBS, {"test.needs-args": "* * * * *"})
     with pytest.raises(ScheduleError, match=r"^invalid configuration: ORRERY_CRON: 'prune_ledger': minute field '61'"):
-        schedules(all_jobs(), {"prune_ledger": "61 * * * *"})
+        schedules(TEST_JOBS, {"prune_ledger": "61 * * * *"})
 
 
 def test_cron_overrides_are_a_validated_field_of_the_one_settings_object() -> None:
@@ -84,7 +69,7 @@ def test_cron_overrides_are_a_validated_field_of_the_one_settings_object() -> No
 
 async def test_each_slot_fires_once_across_schedulers(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
     start = datetime(2026, 1, 5, 9, 30, 0, 400_000, tzinfo=UTC)
-    jobs = [ScheduledJob(get_job("diag.echo"), schedules(all_jobs(), {"diag.echo": "* * * * * *"})[0].schedule)]
+    jobs = [ScheduledJob(ECHO, schedules(TEST_JOBS, {"diag.echo": "* * * * * *"})[0].schedule)]
     clocks = [Clock(start), Clock(start + timedelta(milliseconds=150))]  # two workers, clocks slightly apart
     workers = [CronScheduler(redis_client, pool, jobs, clock=clock) for clock in clocks]
 
@@ -107,7 +92,7 @@ async def test_overrunning_job_with_a_dedupe_key_skips_the_next_slot(
 ) -> None:
     start = datetime(2026, 1, 5, 9, 30, 30, tzinfo=UTC)
     clock = Clock(start)
-    jobs = schedules([get_job("sweep_timeouts")], {})
+    jobs = schedules(JobTable([SWEEP_TIMEOUTS]), {})
     scheduler = CronScheduler(redis_client, pool, jobs, clock=clock)
 
     clock.now = start + timedelta(minutes=1)

@@ -14,9 +14,9 @@ from pathlib import Path
 import asyncpg
 import redis.asyncio as aioredis
 
-from jobs.diagnostics import mark_keys
-from jobs.enqueue import enqueue
-from jobs.keys import INTERACTIVE, health_key_pattern, job_key, queue_key, retry_key
+from jobs.diagnostics import ECHO, mark_keys
+from jobs.runtime.enqueue import enqueue
+from jobs.runtime.keys import INTERACTIVE, health_key_pattern, job_key, queue_key, retry_key
 from store import ledger
 from tests.jobs.conftest import WorkerProcesses, cli_env, run_cli, wait_for_workers, wait_until
 
@@ -45,12 +45,12 @@ async def test_sigterm_drains_running_jobs_and_takes_no_new_ones(
 ) -> None:
     proc = workers.start()
     await wait_for_workers(redis_client, 1)
-    running = await enqueue(redis_client, pool, "diag.echo", {"sleep_s": 1.5, "mark": "m-7f3e"})
+    running = await enqueue(redis_client, pool, ECHO, {"sleep_s": 1.5, "mark": "m-7f3e"})
     await _started(redis_client, "m-7f3e")
 
     proc.send_signal(signal.SIGTERM)
     await asyncio.sleep(0.2)
-    late = await enqueue(redis_client, pool, "diag.echo", {"mark": "late"})
+    late = await enqueue(redis_client, pool, ECHO, {"mark": "late"})
 
     assert await _exit(proc) == 0, workers.log(0)
     lines = [json.loads(line) for line in workers.log(0).splitlines() if line.startswith("{")]
@@ -70,7 +70,7 @@ async def test_sigterm_past_the_grace_hands_the_job_back(
 ) -> None:
     proc = workers.start(ORRERY_SHUTDOWN_GRACE_S="0.3")
     await wait_for_workers(redis_client, 1)
-    result = await enqueue(redis_client, pool, "diag.echo", {"sleep_s": 30, "mark": "long"})
+    result = await enqueue(redis_client, pool, ECHO, {"sleep_s": 30, "mark": "long"})
     await _started(redis_client, "long")
 
     proc.send_signal(signal.SIGTERM)
@@ -88,7 +88,7 @@ async def test_sigkilled_workers_job_is_finished_by_another_within_the_lease(
 ) -> None:
     procs = [workers.start(), workers.start()]
     await wait_for_workers(redis_client, 2)
-    result = await enqueue(redis_client, pool, "diag.echo", {"sleep_s": 1.0, "mark": "crash"})
+    result = await enqueue(redis_client, pool, ECHO, {"sleep_s": 1.0, "mark": "crash"})
     await _started(redis_client, "crash")
     first = await ledger.latest_run(pool, result.job_id)
     assert first is not None and first.worker_id is not None
@@ -197,7 +197,7 @@ async def test_processes_share_the_queues_and_drain_together_on_sigterm(
     proc = workers.start("--processes", "2", "--concurrency", "1")
     await wait_for_workers(redis_client, 2)
     assert proc.pid not in await _worker_pids(redis_client)  # the parent supervises, the children work
-    results = [await enqueue(redis_client, pool, "diag.echo", {"sleep_s": 1.0, "mark": "pair"}) for _ in range(2)]
+    results = [await enqueue(redis_client, pool, ECHO, {"sleep_s": 1.0, "mark": "pair"}) for _ in range(2)]
     await _started(redis_client, "pair", count=2)  # one job per process: each runs one at a time
 
     proc.send_signal(signal.SIGTERM)
@@ -223,7 +223,7 @@ async def test_a_worker_with_every_slot_busy_stays_healthy(
     (refreshed every 0.5 s here, lapsing 1.5 s after a missed refresh) never lapses while a long job holds the slot."""
     workers.start("--concurrency", "1", "--queue", INTERACTIVE)
     await wait_for_workers(redis_client, 1)
-    await enqueue(redis_client, pool, "diag.echo", {"sleep_s": 4, "mark": "long-busy"})
+    await enqueue(redis_client, pool, ECHO, {"sleep_s": 4, "mark": "long-busy"})
     await _started(redis_client, "long-busy")
 
     for _ in range(16):

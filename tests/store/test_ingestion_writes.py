@@ -8,20 +8,18 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from agents.ingestion import (
+from core.ingestion import (
     ConceptDraft,
-    EntityKind,
     EntityRef,
     ForwardContext,
-    GrowthDimension,
     GrowthEventDraft,
     IngestionResult,
     IngestionStatus,
     MemoryUnitDraft,
     RelationshipDraft,
-    RelationshipType,
     UnresolvedTopic,
 )
+from core.vocabulary import EntityKind, GrowthDimension, RelationshipType
 from store.ingestion_writes import IngestionThresholds, memory_unit_id, write_ingestion
 from store.repos import concepts, conversations, growth_events, memory_units, users
 from tests.memory_rows import memory_counts

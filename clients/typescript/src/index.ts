@@ -1,5 +1,5 @@
 // Enqueue Orrery jobs from TypeScript (the web app): the same record, dedupe check and Lua script as Orrery's own
-// enqueue (jobs/enqueue.py). The job table (queues, dedupe keys, argument schemas) is generated from the Python
+// enqueue (jobs/runtime/enqueue.py). The job table (queues, dedupe keys, argument schemas) is generated from the Python
 // registry into ./registry.ts, and arguments are validated against it before anything is written, so a bad field
 // fails here with a message instead of becoming a dead letter in the worker.
 import {

@@ -10,7 +10,7 @@ of a JavaScript Date) are optional.
 Why every field is checked here: arq uses `f`, `a`, `k`, `t` and `et` before any Orrery code runs, and a wrong type
 there (`"et": "2026-…"`, `"t": "1"`, `"f": []`) raised in its poll loop and stopped the whole worker, again after
 each restart. A record that fails a check raises RecordError, which arq turns into a call to finish_failed_job: a
-NotRunnable dead letter with the reason (jobs/runtime.py `record_unrunnable`).
+NotRunnable dead letter with the reason (jobs/runtime/attempt.py `record_unrunnable`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ over the jobs this worker and the others are already running: three to four roun
 job started (measured with strace under bench/bench_ingest.py), half of the worker's Redis traffic. This Lua script
 does the same checks and claims in Redis itself, atomically, so no WATCH is needed either.
 
-The claim is arq's: a job is running while its in-progress key exists (the lease, jobs/worker.py), and a due job
+The claim is arq's: a job is running while its in-progress key exists (the lease, jobs/runtime/worker.py), and a due job
 without that key is free to take.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
-from jobs.keys import in_progress_key
+from jobs.runtime.keys import in_progress_key
 
 CLAIM_SCRIPT = """
 local wanted = tonumber(ARGV[2])

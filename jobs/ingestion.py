@@ -14,20 +14,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.ingestion import ConversationInput, ConversationMessage, ExistingConcept, IngestionAgent, IngestionInput
-from jobs.context import JobContext
-from jobs.errors import PermanentError
-from jobs.registry import INTERACTIVE, JobSpec, register
+from core.errors import PermanentError
+from jobs.resources import LLM
+from jobs.runtime.context import JobContext
+from jobs.runtime.registry import INTERACTIVE, JobSpec
 from store.context import TurnContextPackage, read_turn_context
 from store.ingestion_writes import IngestionThresholds, write_ingestion
 from store.postgres import Executor
 from store.repos import conversations
 from store.repos.conversations import ConversationForJob
+
+if TYPE_CHECKING:
+    from agents.ingestion import IngestionInput
 
 RELEVANT_CONCEPTS = 50
 """How many of the user's concepts the model sees (as handles) so it can reuse them instead of inventing twins."""
@@ -55,6 +58,8 @@ async def read_ingestion_source(
 
 def ingestion_input(source: ConversationForJob, turn_context: TurnContextPackage | None) -> IngestionInput:
     """The agent's input: messages, the live turn context, the memory profile, the relevant concepts."""
+    from agents.ingestion import ConversationInput, ConversationMessage, ExistingConcept, IngestionInput
+
     conversation = source.conversation
     return IngestionInput(
         conversation=ConversationInput(
@@ -76,7 +81,11 @@ def ingestion_input(source: ConversationForJob, turn_context: TurnContextPackage
 
 
 async def ingest(ctx: JobContext, args: IngestArgs) -> Mapping[str, Any]:
-    """Load → extract (one LLM call per window) → write in one transaction."""
+    """Load → extract (one LLM call per window) → write in one transaction.
+
+    The agent is imported here, not at the top: listing jobs or probing health must not load the LLM client."""
+    from agents.ingestion import IngestionAgent
+
     conversation_id = args.conversation_id
     source, turn_context = await read_ingestion_source(ctx.pool, ctx.redis, conversation_id)
     if source is None:
@@ -94,7 +103,8 @@ async def ingest(ctx: JobContext, args: IngestArgs) -> Mapping[str, Any]:
         )
 
     data = ingestion_input(source, turn_context)
-    agent = IngestionAgent.from_settings(await ctx.llm(), ctx.settings)
+    llm = await ctx.resource(LLM)
+    agent = IngestionAgent.from_settings(llm, ctx.settings)
     # 'processing' is shown while the LLM works (the write's own check is on 'processed'). It is set alongside the
     # call, so it costs no round trip of its own, and settled before the write locks the row or the job's error is
     # raised.
@@ -149,21 +159,20 @@ async def mark_failed_when_dead(ctx: JobContext, args: IngestArgs, reason: str) 
     ctx.log.warning("ingest.dead", conversation_id=args.conversation_id, user_id=user_id, status=status)
 
 
-SPEC = register(
-    JobSpec(
-        name="ingest",
-        args_model=IngestArgs,
-        handler=ingest,
-        queue=INTERACTIVE,
-        timeout_s=300,
-        max_tries=5,
-        backoff_s=10,
-        dedupe_key="ingest:{conversation_id}",
-        cron=None,
-        on_dead=mark_failed_when_dead,
-        description=(
-            "Turn an ended conversation into memory units, concepts, growth events, cards and the next greeting.\n"
-            "Enqueued by the timeout sweep for every ended conversation; `--arg reprocess=true` re-derives one."
-        ),
-    )
+INGEST = JobSpec(
+    name="ingest",
+    args_model=IngestArgs,
+    handler=ingest,
+    queue=INTERACTIVE,
+    timeout_s=300,
+    max_tries=5,
+    backoff_s=10,
+    dedupe_key="ingest:{conversation_id}",
+    cron=None,
+    on_dead=mark_failed_when_dead,
+    resources=(LLM,),
+    description=(
+        "Turn an ended conversation into memory units, concepts, growth events, cards and the next greeting.\n"
+        "Enqueued by the timeout sweep for every ended conversation; `--arg reprocess=true` re-derives one."
+    ),
 )

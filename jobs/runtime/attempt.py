@@ -30,12 +30,12 @@ import redis.exceptions
 import structlog
 from arq.constants import expires_extra_ms
 
-from jobs import wire
-from jobs.context import JobContext
-from jobs.keys import UNRECORDED_DEAD_KEY, job_key, outcome_key, retry_key
-from jobs.registry import JobSpec, UnknownJobError, get_job
-from jobs.resources import WorkerResources
-from jobs.retry import Decision, backoff_delay, decide, describe
+from jobs.runtime import wire
+from jobs.runtime.context import JobContext
+from jobs.runtime.keys import UNRECORDED_DEAD_KEY, job_key, outcome_key, retry_key
+from jobs.runtime.registry import JobSpec, JobTable, UnknownJobError
+from jobs.runtime.resources import WorkerResources
+from jobs.runtime.retry import Decision, backoff_delay, decide, describe
 from store import ledger
 
 RESOURCES = "orrery"
@@ -161,7 +161,7 @@ async def run_attempt(
     log = logger.bind(job_id=job_id, job_name=spec.name, attempt=attempt)
     ctx = JobContext(
         settings=resources.settings, pool=resources.pool, redis=resources.redis, job_id=job_id, job_name=spec.name,
-        attempt=attempt, log=log, resources=resources,
+        attempt=attempt, log=log, resources=resources, spec=spec,
     )  # fmt: skip
     started = time.perf_counter()
     try:
@@ -377,14 +377,11 @@ async def record_unrunnable(resources: WorkerResources, queue: str, job_id: str,
     except Exception as exc:
         log.warning("dead letter not recorded yet: Redis unavailable", error_class=type(exc).__name__)
         return False
-    name, args, attempt, reason = _unrunnable(stored, arq_result, queue)
-    try:
-        spec: JobSpec | None = get_job(name)
-    except UnknownJobError:
-        spec = None
+    name, args, attempt, reason = _unrunnable(stored, arq_result, queue, resources.jobs)
+    spec = _known_job(resources, name)
     ctx = JobContext(
         settings=resources.settings, pool=resources.pool, redis=resources.redis, job_id=job_id, job_name=name,
-        attempt=attempt, log=log.bind(job_name=name), resources=resources,
+        attempt=attempt, log=log.bind(job_name=name), resources=resources, spec=spec,
     )  # fmt: skip
     try:
         await mark_dead(ctx, spec, args, None, error_class="NotRunnable", error=reason, queue=queue)
@@ -396,7 +393,9 @@ async def record_unrunnable(resources: WorkerResources, queue: str, job_id: str,
     return True
 
 
-def _unrunnable(stored: bytes | None, arq_result: bytes | None, queue: str) -> tuple[str, dict[str, Any], int, str]:
+def _unrunnable(
+    stored: bytes | None, arq_result: bytes | None, queue: str, jobs: JobTable | None
+) -> tuple[str, dict[str, Any], int, str]:
     """(job name, arguments, attempt, reason) of a record arq could not run, read from the record itself: arq's own
     summary says only "unable to deserialize job" and loses the name and arguments."""
     summary: dict[str, Any] = json.loads(arq_result) if arq_result else {}
@@ -421,13 +420,24 @@ def _unrunnable(stored: bytes | None, arq_result: bytes | None, queue: str) -> t
             f"unusable job record: {exc}; fix the producer and enqueue it again",
         )
     name, args = str(record["f"]), dict(record["k"])
+    if jobs is None:
+        return name, args, attempt, str(summary.get("r") or "the job could not be started")
     try:
-        spec = get_job(name)
+        spec = jobs.get(name)
     except UnknownJobError as exc:
         return name, args, attempt, str(exc)
     if spec.queue != queue:
         return name, args, attempt, f"job {name!r} runs on queue {spec.queue!r}, not {queue!r}; enqueue it there"
     return name, args, attempt, str(summary.get("r") or "the job could not be started")
+
+
+def _known_job(resources: WorkerResources, name: str) -> JobSpec | None:
+    if resources.jobs is None:
+        return None
+    try:
+        return resources.jobs.get(name)
+    except UnknownJobError:
+        return None
 
 
 def arq_function(spec: JobSpec) -> arq.worker.Function:

@@ -12,10 +12,10 @@ import pydantic
 import redis.asyncio as aioredis
 from arq.constants import expires_extra_ms
 
-from jobs import wire
-from jobs.keys import QUEUES, job_key, queue_key
-from jobs.registry import JobSpec, get_job
-from jobs.retry import invalid_args_message
+from jobs.runtime import wire
+from jobs.runtime.keys import QUEUES, job_key, queue_key
+from jobs.runtime.registry import JobSpec, JobTable
+from jobs.runtime.retry import invalid_args_message
 from store import ledger
 from store.postgres import Executor
 from store.repos._base import serialized
@@ -112,7 +112,7 @@ async def push_job(
 async def enqueue(
     redis: aioredis.Redis,
     pool: Executor,
-    name: str,
+    spec: JobSpec,
     args: Mapping[str, Any],
     *,
     job_id: str | None = None,
@@ -131,7 +131,7 @@ async def enqueue(
     was lost, and marked the queued job LostJob. Under the lock, a row without a Redis job really is lost. Other
     producers of the same id wait for the push (one Redis round trip); other ids do not wait at all.
     """
-    spec = get_job(name)
+    name = spec.name
     model = validate_args(spec, args)
     queue = queue or spec.queue
     if queue not in QUEUES:
@@ -205,11 +205,11 @@ class NotRetryableError(LookupError):
     """`jobs retry` was given a job id that is unknown or whose latest run is not dead."""
 
 
-async def retry_dead(redis: aioredis.Redis, pool: Executor, job_id: str) -> EnqueueResult:
+async def retry_dead(redis: aioredis.Redis, pool: Executor, jobs: JobTable, job_id: str) -> EnqueueResult:
     """Re-enqueue a dead letter with the same name, arguments, queue and id (the ledger keeps the dead run)."""
     run = await ledger.latest_run(pool, job_id)
     if run is None:
         raise NotRetryableError(f"no job with id {job_id!r} in the ledger")
     if run.state != "dead":
         raise NotRetryableError(f"job {job_id} is {run.state}, not dead; only dead letters can be retried")
-    return await enqueue(redis, pool, run.job_name, run.args, job_id=job_id, queue=run.queue)
+    return await enqueue(redis, pool, jobs.get(run.job_name), run.args, job_id=job_id, queue=run.queue)

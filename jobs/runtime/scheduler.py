@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,10 +18,10 @@ import pydantic
 import redis.asyncio as aioredis
 import structlog
 
-from jobs.enqueue import EnqueueResult, enqueue
-from jobs.keys import cron_claim_key
-from jobs.registry import JobSpec, UnknownJobError, get_job
-from jobs.schedule import Schedule, ScheduleError, check_expression, parse_cron
+from core.cron import Schedule, ScheduleError, check_expression, parse_cron
+from jobs.runtime.enqueue import EnqueueResult, enqueue
+from jobs.runtime.keys import cron_claim_key
+from jobs.runtime.registry import JobSpec, JobTable, UnknownJobError
 
 CLAIM_TTL_S = 7200
 """A claim outlives its slot by far more than any clock skew between workers."""
@@ -35,16 +35,18 @@ class ScheduledJob:
     schedule: Schedule
 
 
-def schedules(specs: list[JobSpec], overrides: Mapping[str, str]) -> list[ScheduledJob]:
+def schedules(
+    jobs: JobTable, overrides: Mapping[str, str], *, queues: Collection[str] | None = None
+) -> list[ScheduledJob]:
     """The effective schedule of every job: its own cron unless overridden (Settings.cron); "off" disables one.
 
     An override may schedule a job that has no cron of its own if its arguments all have defaults. Every problem
     with an override is a ScheduleError naming ORRERY_CRON, so `jobs list`, `doctor` and the worker say the same line.
     """
-    by_name = {spec.name: spec for spec in specs}
+    by_name = {spec.name: spec for spec in jobs.all() if queues is None or spec.queue in queues}
     for name in overrides:
         try:
-            get_job(name)  # the registry, not just `specs`: a job of a queue this worker does not serve is fine
+            jobs.get(name)  # the whole table: a job of a queue this worker does not serve is fine
         except UnknownJobError as exc:
             raise ScheduleError(f"invalid configuration: ORRERY_CRON: {exc}") from None
     result = []
@@ -109,7 +111,7 @@ class CronScheduler:
             claimed = await self._redis.set(cron_claim_key(job.spec.name, slot), "1", nx=True, ex=CLAIM_TTL_S)
             if not claimed:
                 continue
-            result = await enqueue(self._redis, self._pool, job.spec.name, {}, job_id=cron_job_id(job.spec, slot))
+            result = await enqueue(self._redis, self._pool, job.spec, {}, job_id=cron_job_id(job.spec, slot))
             logger.info("cron fired", job_name=job.spec.name, slot=slot.isoformat(), enqueued=result.enqueued)
             fired.append(result)
         return fired

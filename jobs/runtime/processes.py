@@ -32,8 +32,10 @@ from types import FrameType
 
 import structlog
 
-from jobs.logs import configure_logging
-from jobs.worker import WorkerConfigError, WorkerOptions, check_served, run_workers
+from jobs.runtime.logs import configure_logging
+from jobs.runtime.registry import JobTable
+from jobs.runtime.scheduler import schedules
+from jobs.runtime.worker import WorkerConfigError, WorkerOptions, check_served, run_workers
 from settings import Settings
 
 logger = structlog.get_logger("orrery.worker")
@@ -47,13 +49,12 @@ QUICK_FAILURE_LIMIT = 5
 """Deaths in a row, each within STABLE_AFTER_S of the start, after which the parent gives up."""
 
 
-def _child(settings: Settings, database_url: str, redis_url: str, options: WorkerOptions) -> None:
-    """One worker process (spawned: a fresh interpreter, so logging and the job catalog are set up again)."""
-    from jobs import catalog  # noqa: F401  (registers every job)
-
+def _child(settings: Settings, database_url: str, redis_url: str, options: WorkerOptions, jobs: JobTable) -> None:
+    """One worker process (spawned: a fresh interpreter, so logging is set up again; the job table arrives pickled,
+    its handlers by reference to their modules)."""
     configure_logging(settings.log_level, settings.log_format)
     try:
-        asyncio.run(run_workers(settings, database_url, redis_url, options))
+        asyncio.run(run_workers(settings, database_url, redis_url, options, jobs))
     except KeyboardInterrupt:  # a terminal's Ctrl-C reaches the children too; the drain already happened
         pass
     except Exception as exc:
@@ -92,17 +93,18 @@ def _shell_code(code: int | None) -> int:
 
 
 def run_worker_processes(
-    settings: Settings, database_url: str, redis_url: str, options: WorkerOptions, processes: int
+    settings: Settings, database_url: str, redis_url: str, options: WorkerOptions, jobs: JobTable, processes: int
 ) -> int:
     """Run `processes` workers, restarting any that dies, until SIGTERM/SIGINT (or burst's end); returns the exit
     code: 0, or non-zero when a child kept dying on start and the parent gave up."""
     if processes < 1:
         raise WorkerConfigError(f"--processes must be at least 1, got {processes}")
-    check_served(options)  # fail here, once, rather than in every child
+    check_served(options, jobs)  # fail here, once, rather than in every child
+    schedules(jobs, settings.cron, queues=options.queues)  # a bad ORRERY_CRON too: children would die on it
     context = multiprocessing.get_context("spawn")
 
     def spawn(name: str) -> BaseProcess:
-        process = context.Process(target=_child, args=(settings, database_url, redis_url, options), name=name)
+        process = context.Process(target=_child, args=(settings, database_url, redis_url, options, jobs), name=name)
         process.start()
         return process
 

@@ -17,7 +17,7 @@ import asyncpg
 import pydantic
 import redis.exceptions
 
-from jobs.errors import DeferredError, JobError, PermanentError, TransientError
+from core.errors import DeferredError, JobError, PermanentError, TransientError
 
 BACKOFF_CAP_S = 3600.0
 """No retry waits longer than an hour, however many tries a job has."""

@@ -1,5 +1,6 @@
-"""The worker process: one arq Worker per queue from the registry, a one-script claim (jobs/claim.py), a lease
-heartbeat, cron, a draining stop, and a poll loop that outlives store outages (jobs/outage.py) and failed job tasks.
+"""The worker process: one arq Worker per queue of its job table, a one-script claim (jobs/runtime/claim.py), a
+lease heartbeat, cron, a draining stop, and a poll loop that outlives store outages (jobs/runtime/outage.py) and
+failed job tasks.
 
 Why a lease: arq marks a running job with an in-progress key that lives for the longest job timeout + 10 s, so a
 worker killed with SIGKILL strands its job for that long. Here the key lives `job_lease_s` and a heartbeat refreshes
@@ -30,14 +31,14 @@ from arq.connections import RedisSettings
 from arq.connections import create_pool as create_arq_pool
 from arq.utils import poll, timestamp_ms
 
-from jobs import wire
-from jobs.claim import QueueClaimer
-from jobs.keys import health_key, in_progress_key, queue_key
-from jobs.outage import POSTGRES_ERRORS, REDIS, REDIS_ERRORS, StoreOutage, StoreWatch
-from jobs.registry import JobSpec, all_jobs
-from jobs.resources import WorkerResources, ledger_dsn, make_worker_id
-from jobs.runtime import RESOURCES, arq_function, record_unrunnable
-from jobs.scheduler import CronScheduler, schedules
+from jobs.runtime import wire
+from jobs.runtime.attempt import RESOURCES, arq_function, record_unrunnable
+from jobs.runtime.claim import QueueClaimer
+from jobs.runtime.keys import health_key, in_progress_key, queue_key
+from jobs.runtime.outage import POSTGRES_ERRORS, REDIS, REDIS_ERRORS, StoreOutage, StoreWatch
+from jobs.runtime.registry import JobSpec, JobTable
+from jobs.runtime.resources import WorkerResources, ledger_dsn, make_worker_id
+from jobs.runtime.scheduler import CronScheduler, schedules
 from settings import Settings
 from store.postgres import create_pool
 from store.redis import connect_redis
@@ -101,7 +102,7 @@ class OrreryWorker(arq.worker.Worker):
         return int(await self.pool.zcount(self.queue_name, "-inf", horizon_ms)) == 0
 
     async def _poll_iteration(self) -> None:
-        """arq's poll iteration with the one-round-trip claim of jobs/claim.py in place of ZRANGEBYSCORE and a
+        """arq's poll iteration with the one-round-trip claim of jobs/runtime/claim.py in place of ZRANGEBYSCORE and a
         WATCH/MULTI transaction per id; no claim while a store is away.
 
         While every slot is busy it waits (up to SLOT_WAIT_S, so the health key and cron still get their turn) for
@@ -181,7 +182,7 @@ class OrreryWorker(arq.worker.Worker):
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
         """arq calls this for jobs it cannot run at all (unknown name, unreadable record, expired): a NotRunnable dead
-        letter first (jobs/runtime.py), and the job is deleted only once that is recorded."""
+        letter first (jobs/runtime/attempt.py), and the job is deleted only once that is recorded."""
         if await record_unrunnable(self.resources, self.queue, job_id, result_data):
             await super().finish_failed_job(job_id, result_data)
 
@@ -254,25 +255,27 @@ async def refresh_leases(workers: Sequence[OrreryWorker], lease_s: float, stop: 
             await asyncio.wait_for(stop.wait(), timeout=lease_s / 3)
 
 
-def check_served(options: WorkerOptions) -> None:
+def check_served(options: WorkerOptions, jobs: JobTable) -> None:
     """Refuse options that would serve no job at all."""
-    if not any(spec.queue in options.queues for spec in all_jobs()):
+    if not any(spec.queue in options.queues for spec in jobs.all()):
         raise WorkerConfigError(f"no job is registered on queue(s) {', '.join(options.queues)}")
 
 
-async def run_workers(settings: Settings, database_url: str, redis_url: str, options: WorkerOptions) -> None:
-    """Run until SIGTERM/SIGINT (or, with burst, until no job is due within the horizon).
+async def run_workers(
+    settings: Settings, database_url: str, redis_url: str, options: WorkerOptions, jobs: JobTable
+) -> None:
+    """Run the jobs of `jobs` (jobs/catalog.py's table, or a test's) until SIGTERM/SIGINT (or, with burst, until no
+    job is due within the horizon).
 
     Raises StoreOutage when Redis or Postgres stays away longer than settings.outage_tolerance_s."""
     logging.getLogger("arq").setLevel(logging.WARNING)  # our own structured lines replace arq's per-job lines
-    check_served(options)
-    specs = all_jobs()
-    served = [spec for spec in specs if spec.queue in options.queues]
-    cron_jobs = [] if options.burst else schedules(served, settings.cron)  # a bad override fails before any pool
+    check_served(options, jobs)
+    specs = jobs.all()
+    cron_jobs = [] if options.burst else schedules(jobs, settings.cron, queues=options.queues)  # fails before any pool
     pool = await create_pool(database_url, min_size=1, max_size=min(options.concurrency * len(options.queues), 20) + 2)
     ledger_pool = await create_pool(ledger_dsn(database_url), min_size=1, max_size=min(options.concurrency, 10) + 1)
     redis = await connect_redis(redis_url)
-    resources = WorkerResources(settings, pool, redis, make_worker_id(), ledger_pool=ledger_pool)
+    resources = WorkerResources(settings, pool, redis, make_worker_id(), jobs=jobs, ledger_pool=ledger_pool)
     watch = StoreWatch(
         redis_client=redis, redis_url=redis_url, database_url=database_url, tolerance_s=settings.outage_tolerance_s
     )

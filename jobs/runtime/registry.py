@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from jobs.keys import BATCH, INTERACTIVE, QUEUES
+from core.cron import parse_cron
+from jobs.runtime.keys import BATCH, INTERACTIVE, QUEUES
 
 if TYPE_CHECKING:
-    from jobs.context import JobContext
+    from jobs.runtime.context import JobContext
+    from jobs.runtime.resources import Resource
 
-__all__ = ["BATCH", "INTERACTIVE", "QUEUES", "JobSpec", "UnknownJobError", "all_jobs", "get_job", "register"]
+__all__ = ["BATCH", "INTERACTIVE", "QUEUES", "JobSpec", "JobTable", "UnknownJobError"]
 
 Handler = Callable[["JobContext", Any], Awaitable[Mapping[str, Any] | None]]
 DeadHook = Callable[["JobContext", Any, str], Awaitable[None]]
@@ -49,6 +51,8 @@ class JobSpec:
     the validated args model and the one-line reason. The policy "what dead means for this job's entities" (e.g.
     ingestion marks its conversation `failed` so the timeout sweep stops re-enqueueing it) lives here, not in the
     handler's own except clauses. A hook that raises is logged; the run is dead all the same."""
+    resources: tuple[Resource[Any], ...] = ()
+    """What the handler takes from `ctx.resource(...)` (jobs/resources.py): opened on first use, once per process."""
 
     def __post_init__(self) -> None:
         if self.queue not in QUEUES:
@@ -70,28 +74,34 @@ class JobSpec:
         return self.dedupe_key.format(**args.model_dump(mode="json"))
 
 
-_REGISTRY: dict[str, JobSpec] = {}
+class JobTable:
+    """The jobs one worker or CLI knows: built from an explicit list (jobs/catalog.py), never from import side effects.
 
+    Tests build their own table (the catalog's jobs plus test-only ones) instead of adding to a global one.
+    """
 
-def register(spec: JobSpec) -> JobSpec:
-    """Add a job to the module-level registry; a second job with the same name is a programming error."""
-    if spec.name in _REGISTRY:
-        raise ValueError(f"job {spec.name!r} is registered twice")
-    if spec.cron is not None:
-        from jobs.schedule import parse_cron
+    def __init__(self, specs: Iterable[JobSpec]) -> None:
+        self._specs: dict[str, JobSpec] = {}
+        for spec in specs:
+            if spec.name in self._specs:
+                raise ValueError(f"job {spec.name!r} is listed twice")
+            if spec.cron is not None:
+                parse_cron(spec.cron)  # a typo in a schedule fails when the table is built, not at the first slot
+            self._specs[spec.name] = spec
 
-        parse_cron(spec.cron)  # a typo in a schedule fails at import, not at the first slot
-    _REGISTRY[spec.name] = spec
-    return spec
+    def get(self, name: str) -> JobSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            known = ", ".join(sorted(self._specs)) or "none"
+            raise UnknownJobError(f"unknown job {name!r}; known jobs: {known}") from None
 
+    def all(self) -> list[JobSpec]:
+        return sorted(self._specs.values(), key=lambda spec: spec.name)
 
-def get_job(name: str) -> JobSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise UnknownJobError(f"unknown job {name!r}; known jobs: {known}") from None
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
 
-
-def all_jobs() -> list[JobSpec]:
-    return sorted(_REGISTRY.values(), key=lambda spec: spec.name)
+    def with_jobs(self, *specs: JobSpec) -> JobTable:
+        """This table plus `specs` (a test's own jobs)."""
+        return JobTable([*self._specs.values(), *specs])

@@ -1,0 +1,119 @@
+"""What ingestion hands from the agent to the store: the resolved result of one conversation.
+
+Both sides share these records: agents/ingestion builds an IngestionResult, store/ingestion_writes.py writes it in
+one transaction. ForwardContext is also what becomes users.next_conversation_context_package.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.llm_records import LLMUsage
+from core.vocabulary import EntityKind, GrowthDimension, RelationshipType, StorableModel
+
+
+class UnresolvedTopic(StorableModel):
+    topic: str
+    suggested_question: str
+
+
+class ForwardContext(StorableModel):
+    """What the companion should know next time (becomes next_conversation_context_package)."""
+
+    proactive_greeting: str
+    unresolved_topics: list[UnresolvedTopic]
+    suggested_focus: str | None
+
+
+class IngestionStatus(StrEnum):
+    EXTRACTED = "extracted"
+    EMPTY = "empty"  # no messages with any text: nothing was sent to the model
+    NO_USER_MESSAGES = "no_user_messages"  # only the companion spoke: nothing about the user to remember
+
+
+class EntityRef(BaseModel):
+    """A memory unit or concept of this result, by its key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: EntityKind
+    key: str
+
+
+class MemoryUnitDraft(BaseModel):
+    key: str
+    title: str
+    content: str
+    creation_ts: datetime
+    importance_score: float
+    sentiment_score: float
+
+
+class ConceptDraft(BaseModel):
+    """A concept to reuse (`existing_concept_id` set) or create (by `normalized_name` + `type`)."""
+
+    key: str
+    name: str
+    normalized_name: str
+    type: str
+    description: str | None
+    existing_concept_id: str | None
+
+
+class RelationshipDraft(BaseModel):
+    source: EntityRef
+    target: EntityRef
+    relationship_type: RelationshipType
+    strength: float
+    description: str
+
+
+class GrowthEventDraft(BaseModel):
+    """delta is in -1..1: positive is progress in the dimension, negative a setback (see prompts/ingestion.j2)."""
+
+    about: EntityRef
+    dim_key: GrowthDimension
+    delta: float
+    rationale: str
+
+
+class IngestionResult(BaseModel):
+    """Everything one conversation yields, references resolved, no duplicates; written in one transaction."""
+
+    conversation_id: str
+    user_id: str
+    status: IngestionStatus
+    title: str | None = None
+    context_summary: str | None = None
+    importance_score: float | None = None
+    memory_units: list[MemoryUnitDraft] = Field(default_factory=list)
+    concepts: list[ConceptDraft] = Field(default_factory=list)
+    relationships: list[RelationshipDraft] = Field(default_factory=list)
+    growth_events: list[GrowthEventDraft] = Field(default_factory=list)
+    forward_context: ForwardContext | None = None
+    windows: int = 0
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model: str
+    prompt_name: str
+    prompt_version: str
+
+    @property
+    def usage(self) -> LLMUsage:
+        return LLMUsage(self.llm_calls, self.prompt_tokens, self.completion_tokens)
+
+    def memory_unit(self, key: str) -> MemoryUnitDraft:
+        for unit in self.memory_units:
+            if unit.key == key:
+                return unit
+        raise KeyError(f"no memory unit {key!r} in the result of conversation {self.conversation_id}")
+
+    def concept(self, key: str) -> ConceptDraft:
+        for concept in self.concepts:
+            if concept.key == key:
+                return concept
+        raise KeyError(f"no concept {key!r} in the result of conversation {self.conversation_id}")

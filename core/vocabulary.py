@@ -1,0 +1,90 @@
+"""The memory vocabulary every layer speaks: relationship types, growth dimensions, entity kinds, concept names.
+
+Agents put these words in prompts and validate answers against them; stores write them into rows, graph
+relationship types and vector filters; the CLI prints them. A word added here is added everywhere at once.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2200
+"""creation_ts must fall in these years (in UTC): anything else is a model's mistake, and years near 1 or 9999
+overflow when converted to UTC, so the write would fail on every try."""
+
+
+class RelationshipType(StrEnum):
+    RELATED_TO = "RELATED_TO"
+    HIGHLIGHTS = "HIGHLIGHTS"
+    IS_A_TYPE_OF = "IS_A_TYPE_OF"
+    IS_PART_OF = "IS_PART_OF"
+    CAUSES = "CAUSES"
+    INFLUENCES = "INFLUENCES"
+    ENABLES = "ENABLES"
+    PREVENTS = "PREVENTS"
+    CONTRIBUTES_TO = "CONTRIBUTES_TO"
+    PRECEDES = "PRECEDES"
+    CO_OCCURS_WITH = "CO_OCCURS_WITH"
+    IS_SIMILAR_TO = "IS_SIMILAR_TO"
+    IS_OPPOSITE_OF = "IS_OPPOSITE_OF"
+    INSPIRES = "INSPIRES"
+    SUPPORTS_VALUE = "SUPPORTS_VALUE"
+    EXEMPLIFIES_TRAIT = "EXEMPLIFIES_TRAIT"
+    IS_MILESTONE_FOR = "IS_MILESTONE_FOR"
+
+
+class GrowthDimension(StrEnum):
+    KNOW_SELF = "know_self"
+    KNOW_WORLD = "know_world"
+    ACT_SELF = "act_self"
+    ACT_WORLD = "act_world"
+    SHOW_SELF = "show_self"
+    SHOW_WORLD = "show_world"
+
+
+class EntityKind(StrEnum):
+    """Matches the source_type/target_type values of runtime.knowledge_edges and GrowthEvent.entity_type."""
+
+    MEMORY_UNIT = "MemoryUnit"
+    CONCEPT = "Concept"
+
+
+_PUNCTUATION_OR_SPACE = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def normalize_concept_name(name: str) -> str:
+    """The identity of a concept name: NFKC, casefolded, punctuation and whitespace collapsed to single spaces.
+
+    "Morning Runs", "morning  runs" and "Morning-runs!" are one concept. Plurals are deliberately not stripped:
+    a rule that does not turn "James", "news" or "physics" into other words needs a dictionary.
+    """
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return _PUNCTUATION_OR_SPACE.sub(" ", folded).strip()
+
+
+def normalize_concept_type(kind: str) -> str:
+    """Concept types compare case- and spacing-insensitively ("Person", " person " → "person")."""
+    return "_".join(normalize_concept_name(kind).split())
+
+
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+"""NUL and unpaired surrogates: Postgres text and jsonb cannot hold them (and JSON can carry them)."""
+
+
+class StorableModel(BaseModel):
+    """Every text of the answer is checked for what Postgres cannot store, so such an answer goes back to the model
+    in the repair request instead of failing at the write on every try."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        if isinstance(value, str) and _UNSTORABLE.search(value):
+            raise ValueError("contains a NUL character (\\u0000) or an unpaired surrogate, which cannot be stored")
+        return value
