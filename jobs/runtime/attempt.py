@@ -23,14 +23,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-import arq.worker
 import asyncpg
 import pydantic
 import redis.exceptions
 import structlog
-from arq.constants import expires_extra_ms
 
 from jobs.runtime import wire
+from jobs.runtime.arq_seam import Function, Retry, expires_extra_ms, function
 from jobs.runtime.context import JobContext
 from jobs.runtime.keys import UNRECORDED_DEAD_KEY, job_key, outcome_key, retry_key
 from jobs.runtime.registry import JobSpec, JobTable, UnknownJobError
@@ -121,7 +120,7 @@ async def _retry_later(ctx: JobContext, delay_s: float, *, keep_attempt: bool) -
         await _reschedule(ctx.resources, ctx.job_id, delay_s, keep_attempt=keep_attempt)
     except Exception as exc:  # Redis away too: the record still has a day to live, and the lease brings it back
         ctx.log.warning("job not rescheduled: Redis unavailable", error_class=type(exc).__name__)
-    raise arq.worker.Retry(defer=delay_s) from None
+    raise Retry(defer=delay_s) from None
 
 
 async def _wait_for_stores(ctx: JobContext, spec: JobSpec, event: str, exc: BaseException) -> NoReturn:
@@ -440,7 +439,7 @@ def _known_job(resources: WorkerResources, name: str) -> JobSpec | None:
         return None
 
 
-def arq_function(spec: JobSpec) -> arq.worker.Function:
+def arq_function(spec: JobSpec) -> Function:
     """The arq function for a spec: arq passes the job's keyword arguments; validation happens in run_attempt."""
 
     async def entry(ctx: dict[str, Any], **raw: Any) -> None:
@@ -450,10 +449,4 @@ def arq_function(spec: JobSpec) -> arq.worker.Function:
         )  # fmt: skip
 
     entry.__qualname__ = f"job:{spec.name}"
-    return arq.worker.func(
-        entry,
-        name=spec.name,
-        timeout=spec.timeout_s + ARQ_TIMEOUT_MARGIN_S,
-        keep_result=0,
-        max_tries=ARQ_MAX_TRIES,
-    )
+    return function(entry, name=spec.name, timeout_s=spec.timeout_s + ARQ_TIMEOUT_MARGIN_S, max_tries=ARQ_MAX_TRIES)

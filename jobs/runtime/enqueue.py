@@ -10,9 +10,9 @@ from typing import Any
 
 import pydantic
 import redis.asyncio as aioredis
-from arq.constants import expires_extra_ms
 
 from jobs.runtime import wire
+from jobs.runtime.arq_seam import expires_extra_ms
 from jobs.runtime.keys import QUEUES, job_key, queue_key
 from jobs.runtime.registry import JobSpec, JobTable
 from jobs.runtime.retry import invalid_args_message

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from arq.constants import health_check_key_suffix, in_progress_key_prefix, job_key_prefix, retry_key_prefix
+from jobs.runtime.arq_seam import health_check_key_suffix, in_progress_key_prefix, job_key_prefix, retry_key_prefix
 
 INTERACTIVE = "interactive"
 """Low-latency work a user is waiting on (ingestion)."""

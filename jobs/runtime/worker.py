@@ -18,24 +18,20 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import arq.worker
 import asyncpg
 import structlog
-from arq.connections import RedisSettings
-from arq.connections import create_pool as create_arq_pool
-from arq.utils import poll, timestamp_ms
 
 from jobs.runtime import wire
+from jobs.runtime.arq_seam import OrreryWorker, RedisSettings
 from jobs.runtime.attempt import RESOURCES, arq_function, record_unrunnable
 from jobs.runtime.claim import QueueClaimer
 from jobs.runtime.keys import health_key, in_progress_key, queue_key
-from jobs.runtime.outage import POSTGRES_ERRORS, REDIS, REDIS_ERRORS, StoreOutage, StoreWatch
+from jobs.runtime.outage import POSTGRES_ERRORS, StoreOutage, StoreWatch
 from jobs.runtime.registry import JobSpec, JobTable
 from jobs.runtime.resources import WorkerResources, ledger_dsn, make_worker_id
 from jobs.runtime.scheduler import CronScheduler, schedules
@@ -45,149 +41,9 @@ from store.redis import connect_redis
 
 logger = structlog.get_logger("orrery.worker")
 
-SLOT_WAIT_S = 1.0
-"""How long a poll with every slot busy waits for one to free up before it refreshes the health key and cron."""
-
 
 class WorkerConfigError(Exception):
     """The worker was asked to serve nothing; the message says what."""
-
-
-class OrreryWorker(arq.worker.Worker):
-    """arq's Worker with a one-round-trip claim, a short, heartbeat-refreshed lease, unrunnable jobs recorded as
-    dead letters, and a poll loop that pauses while a store is away instead of dying."""
-
-    def __init__(
-        self,
-        *,
-        queue: str,
-        resources: WorkerResources,
-        lease_s: float,
-        watch: StoreWatch,
-        burst_horizon_s: float = 0.0,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(queue_name=queue_key(queue), handle_signals=False, **kwargs)
-        self.in_progress_timeout_s = lease_s
-        self.queue = queue
-        self.resources = resources
-        self.watch = watch
-        self.burst_horizon_s = burst_horizon_s
-        self._claimer: QueueClaimer | None = None
-        self._slot_freed = asyncio.Event()
-
-    async def main(self) -> None:
-        """Poll until cancelled (or, in burst mode, until nothing is due within the horizon); a Redis error pauses
-        claiming (the StoreWatch decides when to resume, or to give up) instead of ending the loop."""
-        if self._pool is None:
-            self._pool = await create_arq_pool(
-                self.redis_settings, job_deserializer=self.job_deserializer, job_serializer=self.job_serializer,
-                default_queue_name=self.queue_name, expires_extra_ms=self.expires_extra_ms,
-            )  # fmt: skip
-        self.ctx["redis"] = self.pool
-        async for _ in poll(self.poll_delay_s):
-            try:
-                await self._poll_iteration()
-                if self.burst and await self._burst_done():
-                    return
-            except REDIS_ERRORS as exc:
-                self.watch.failed(REDIS, exc)
-
-    async def _burst_done(self) -> bool:
-        """Nothing runs here, both stores answer, and no job of this queue is due within the horizon (a retry due
-        sooner is waited for; a job deferred further is left queued and reported by run_workers)."""
-        if self.tasks or not self.watch.healthy:
-            return False
-        horizon_ms = timestamp_ms() + int(self.burst_horizon_s * 1000)
-        return int(await self.pool.zcount(self.queue_name, "-inf", horizon_ms)) == 0
-
-    async def _poll_iteration(self) -> None:
-        """arq's poll iteration with the one-round-trip claim of jobs/runtime/claim.py in place of ZRANGEBYSCORE and a
-        WATCH/MULTI transaction per id; no claim while a store is away.
-
-        While every slot is busy it waits (up to SLOT_WAIT_S, so the health key and cron still get their turn) for
-        one to free up, and takes the next job at once instead of a poll delay later."""
-        if not self.watch.healthy:
-            self._reap_finished()
-            await self.watch.wait_healthy(SLOT_WAIT_S)
-            if not self.watch.is_away(REDIS):
-                await self.heart_beat()  # Postgres away: the health key says "degraded"
-            return
-        if self.allow_pick_jobs and self.job_counter >= self.max_jobs:
-            self._slot_freed.clear()
-            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow the stop's cancellation
-                async with asyncio.timeout(SLOT_WAIT_S):
-                    await self._slot_freed.wait()
-        wanted = self.max_jobs - self.job_counter
-        if self.burst and self.max_burst_jobs >= 0:
-            wanted = min(wanted, self.max_burst_jobs - self._jobs_started())
-        if self.allow_pick_jobs and wanted > 0:
-            for job in await self.claimer.claim(timestamp_ms(), wanted):
-                await self.sem.acquire()  # never waits: `wanted` slots are free and nothing else takes them
-                self.job_counter += 1
-                task = self.loop.create_task(self.run_job(job.job_id, job.score))
-                task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-                self.tasks[job.job_id] = task
-        if self.allow_abort_jobs:
-            await self._cancel_aborted_jobs()
-        self._reap_finished()
-        await self.heart_beat()
-
-    def _reap_finished(self) -> None:
-        """Forget finished job tasks. An exception that escaped one (arq's own Redis calls around the job, say) is
-        logged with the job id and never ends the poll loop: the job's record and lease stay in Redis, so once the
-        lease lapses the job is claimed again."""
-        for job_id, task in list(self.tasks.items()):
-            if not task.done():
-                continue
-            del self.tasks[job_id]
-            if task.cancelled() or task.exception() is None:
-                continue
-            exc = task.exception()
-            fields = {"job_id": job_id, "queue": self.queue, "error_class": type(exc).__name__, "error": str(exc)[:300]}
-            if isinstance(exc, REDIS_ERRORS):  # arq's own Redis calls around the job, during an outage
-                self.watch.failed(REDIS, exc)
-                logger.warning("job task cut short by a Redis outage; it runs again once its lease lapses", **fields)
-            else:
-                logger.error(
-                    "job task failed outside the runtime's handling; it runs again once its lease lapses",
-                    exc_info=exc,
-                    **fields,
-                )
-
-    async def record_health(self) -> None:
-        """arq's health line, led by the StoreWatch's status (`ok`, or `degraded: Postgres unreachable for 12 s`),
-        which `run.py health` reads."""
-        now = time.time()
-        if now - self._last_health_check < self.health_check_interval:
-            return
-        self._last_health_check = now
-        ongoing = sum(not task.done() for task in self.tasks.values())
-        queued = await self.pool.zcard(self.queue_name)
-        info = (
-            f"{self.watch.status()} {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} j_complete={self.jobs_complete} "
-            f"j_failed={self.jobs_failed} j_retried={self.jobs_retried} j_ongoing={ongoing} queued={queued}"
-        )
-        await self.pool.psetex(self.health_check_key, int((self.health_check_interval + 1) * 1000), info.encode())
-
-    def _release_sem_dec_counter_on_complete(self) -> None:
-        super()._release_sem_dec_counter_on_complete()
-        self._slot_freed.set()
-
-    @property
-    def claimer(self) -> QueueClaimer:
-        if self._claimer is None:  # arq opens its Redis pool in main(), after __init__
-            self._claimer = QueueClaimer(self.pool, self.queue_name, lease_ms=int(self.in_progress_timeout_s * 1000))
-        return self._claimer
-
-    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        """arq calls this for jobs it cannot run at all (unknown name, unreadable record, expired): a NotRunnable dead
-        letter first (jobs/runtime/attempt.py), and the job is deleted only once that is recorded."""
-        if await record_unrunnable(self.resources, self.queue, job_id, result_data):
-            await super().finish_failed_job(job_id, result_data)
-
-    def running_job_ids(self) -> list[str]:
-        return [job_id for job_id, task in self.tasks.items() if not task.done()]
 
 
 DEFAULT_BURST_HORIZON_S = 60.0
@@ -214,9 +70,16 @@ def build_worker(
 ) -> OrreryWorker:
     """The arq Worker of one queue: JSON records, our poll delay, no kept results (the ledger is the history)."""
     settings = resources.settings
+
+    async def on_unrunnable(job_id: str, result_data: bytes | None) -> bool:
+        return await record_unrunnable(resources, queue, job_id, result_data)
+
     return OrreryWorker(
         queue=queue,
+        queue_name=queue_key(queue),
         resources=resources,
+        make_claimer=lambda redis, queue_name, lease_ms: QueueClaimer(redis, queue_name, lease_ms=lease_ms),
+        on_unrunnable=on_unrunnable,
         lease_s=settings.job_lease_s,
         watch=watch,
         burst_horizon_s=options.burst_horizon_s,
