@@ -1,0 +1,136 @@
+"""IngestionAgent: one finished conversation in, a typed extraction ready to persist out. Pure: no SQL, no queue."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from agents.ingestion.inputs import IngestionInput
+from agents.ingestion.merge import Merger
+from agents.ingestion.schema import IngestionLimits, IngestionOutput, check_limits, check_references
+from agents.ingestion.windows import Line, iso_utc, message_lines, windows_of
+from agents.llm import CallContext, StructuredLLM
+from core.ingestion import IngestionResult, IngestionStatus
+from core.llm_records import LLMUsage
+from prompts import Prompt, load_prompt
+from settings import Settings
+
+AGENT_NAME = "ingestion"
+PROMPT_NAME = "ingestion"
+
+
+class IngestionAgent:
+    """Turns a conversation into an IngestionResult with one LLM call per window (one for most conversations)."""
+
+    def __init__(
+        self,
+        llm: StructuredLLM,
+        *,
+        model: str,
+        input_token_budget: int,
+        limits: IngestionLimits | None = None,
+        prompt: Prompt | None = None,
+    ):
+        self._llm = llm
+        self._model = model
+        self._budget = input_token_budget
+        self._limits = limits or IngestionLimits()
+        self._prompt = prompt or load_prompt(PROMPT_NAME)
+
+    @classmethod
+    def from_settings(cls, llm: StructuredLLM, settings: Settings) -> IngestionAgent:
+        return cls(
+            llm, model=settings.ingestion_model, input_token_budget=settings.llm_input_token_budget,
+            limits=IngestionLimits.from_settings(settings),
+        )  # fmt: skip
+
+    async def run(self, data: IngestionInput, *, job_id: str | None = None) -> IngestionResult:
+        """Extract. Raises what the LLM layer raises (DeferredError, TransientError, PermanentError)."""
+        conversation = data.conversation
+        lines = message_lines(conversation.messages, self._budget)
+        if not lines:
+            return self._result(data, IngestionStatus.EMPTY)
+        if not any(line.role == "user" for line in lines):
+            return self._result(data, IngestionStatus.NO_USER_MESSAGES)
+
+        windows = windows_of(lines, self._budget)
+        context = CallContext(user_id=conversation.user_id, agent=AGENT_NAME, job_id=job_id)
+        handle_count, limits = len(data.existing_concepts), self._limits
+        merger = Merger(data.existing_concepts, conversation.start_time)
+        usage = LLMUsage()
+        for index, window in enumerate(windows, start=1):
+            rendered = self._prompt.render(**self._variables(data, window, index, len(windows), merger.summaries))
+            answer = await self._llm.complete(
+                rendered, IngestionOutput, model=self._model, context=context,
+                check=lambda output: [*check_references(output, handle_count), *check_limits(output, limits)],
+            )  # fmt: skip
+            usage += answer.usage
+            merger.add(answer.value)
+        return self._result(data, IngestionStatus.EXTRACTED, merger=merger, windows=len(windows), usage=usage)
+
+    def _variables(
+        self, data: IngestionInput, window: list[Line], index: int, count: int, summaries: list[str]
+    ) -> dict[str, Any]:
+        conversation = data.conversation
+        turn_context = data.turn_context.model_dump(exclude_none=True) if data.turn_context else None
+        if turn_context is not None:
+            turn_context = {
+                name: ", ".join(map(str, value)) if isinstance(value, list) else value
+                for name, value in turn_context.items()
+                if value not in ([], "")
+            } or None
+        return {
+            "conversation": {
+                "title": conversation.title,
+                "start_time": iso_utc(conversation.start_time),
+                "messages": [vars(line) for line in window],
+            },
+            "window": {"index": index, "count": count},
+            "limits": asdict(self._limits),
+            "earlier_summary": " ".join(summaries) or None,
+            "turn_context": turn_context,
+            "memory_profile": json.dumps(data.memory_profile, ensure_ascii=False, indent=1)
+            if data.memory_profile
+            else None,
+            "existing_concepts": [
+                {"handle": handle, "name": c.name, "type": c.type, "description": c.description}
+                for handle, c in enumerate(data.existing_concepts, start=1)
+            ],
+        }
+
+    def _result(
+        self,
+        data: IngestionInput,
+        status: IngestionStatus,
+        *,
+        merger: Merger | None = None,
+        windows: int = 0,
+        usage: LLMUsage | None = None,
+    ) -> IngestionResult:
+        spent = usage or LLMUsage()
+        common: dict[str, Any] = {
+            "conversation_id": data.conversation.id,
+            "user_id": data.conversation.user_id,
+            "status": status,
+            "windows": windows,
+            "llm_calls": spent.calls,
+            "prompt_tokens": spent.prompt_tokens,
+            "completion_tokens": spent.completion_tokens,
+            "model": self._model,
+            "prompt_name": self._prompt.name,
+            "prompt_version": self._prompt.version,
+        }
+        if merger is None:
+            return IngestionResult(**common)
+        return IngestionResult(
+            **common,
+            title=merger.title(),
+            context_summary=" ".join(merger.summaries),
+            importance_score=merger.importance,
+            memory_units=list(merger.memory_units.values()),
+            concepts=list(merger.concepts.values()),
+            relationships=list(merger.relationships.values()),
+            growth_events=list(merger.growth_events.values()),
+            forward_context=merger.forward,
+        )

@@ -1,0 +1,147 @@
+"""Windows' answers merged into one deduplicated IngestionResult's parts.
+
+Why: the result uses the agent's own keys ("m1", "c1") for new items and real ids only for existing concepts, so the
+store can create everything in one transaction (deterministic ids from conversation id + key) and wire relationships
+and growth events by key. Windows overlap and a model may re-create a concept it was shown, so items are merged by
+identity here and the store never sees duplicates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from agents.ingestion.inputs import ExistingConcept
+from agents.ingestion.schema import ExtractedConcept, ExtractedMemoryUnit, IngestionOutput
+from core.ingestion import (
+    ConceptDraft,
+    EntityRef,
+    ForwardContext,
+    GrowthEventDraft,
+    MemoryUnitDraft,
+    RelationshipDraft,
+)
+from core.vocabulary import (
+    EntityKind,
+    GrowthDimension,
+    RelationshipType,
+    normalize_concept_name,
+    normalize_concept_type,
+)
+
+
+class Merger:
+    """Accumulates windows into one deduplicated result, translating each window's keys into result keys."""
+
+    def __init__(self, existing: Sequence[ExistingConcept], default_ts: datetime) -> None:
+        self._existing = existing
+        self._existing_by_name = {(normalize_concept_name(c.name), normalize_concept_type(c.type)): c for c in existing}
+        self._default_ts = default_ts
+        self.memory_units: dict[str, MemoryUnitDraft] = {}  # normalized title -> draft
+        self.concepts: dict[tuple[str, str], ConceptDraft] = {}  # identity -> draft
+        self.relationships: dict[tuple[EntityRef, RelationshipType, EntityRef], RelationshipDraft] = {}
+        self.growth_events: dict[tuple[GrowthDimension, EntityRef], GrowthEventDraft] = {}
+        self.titles: list[tuple[float, str]] = []
+        self.summaries: list[str] = []
+        self.importance = 0.0
+        self.forward: ForwardContext | None = None
+
+    def add(self, output: IngestionOutput) -> None:
+        refs: dict[str, EntityRef] = {}
+        for unit in output.memory_units:
+            refs[unit.key] = self._add_memory_unit(unit)
+        for concept in output.concepts:
+            if concept.existing_handle is not None:
+                refs[concept.key] = self._existing_concept(concept.existing_handle, concept.description)
+            else:
+                refs[concept.key] = self._add_new_concept(concept)
+
+        def ref(local: str) -> EntityRef:
+            return refs[local] if local[0] in "mc" else self._existing_concept(int(local[1:]), None)
+
+        for rel in output.relationships:
+            source, target = ref(rel.source), ref(rel.target)
+            if source == target:
+                continue  # two items the merge found to be one
+            key = (source, rel.type, target)
+            known = self.relationships.get(key)
+            if known is None or rel.strength > known.strength:
+                self.relationships[key] = RelationshipDraft(
+                    source=source, target=target, relationship_type=rel.type, strength=rel.strength,
+                    description=rel.description.strip(),
+                )  # fmt: skip
+        for event in output.growth_events:
+            about = ref(event.about)
+            growth_key = (event.dim_key, about)
+            seen = self.growth_events.get(growth_key)
+            if seen is None or abs(event.delta) > abs(seen.delta):
+                self.growth_events[growth_key] = GrowthEventDraft(
+                    about=about, dim_key=event.dim_key, delta=event.delta, rationale=event.rationale.strip()
+                )
+        self.titles.append((output.importance_score, output.title.strip()))
+        self.summaries.append(output.context_summary.strip())
+        self.importance = max(self.importance, output.importance_score)
+        self._merge_forward(output.forward_context)
+
+    def _add_memory_unit(self, unit: ExtractedMemoryUnit) -> EntityRef:
+        identity = normalize_concept_name(unit.title)
+        known = self.memory_units.get(identity)
+        if known is not None:
+            known.importance_score = max(known.importance_score, unit.importance)
+            return EntityRef(kind=EntityKind.MEMORY_UNIT, key=known.key)
+        ts = unit.creation_ts or self._default_ts
+        draft = MemoryUnitDraft(
+            key=f"m{len(self.memory_units) + 1}", title=unit.title.strip(), content=unit.content.strip(),
+            creation_ts=ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC),
+            importance_score=unit.importance, sentiment_score=unit.sentiment,
+        )  # fmt: skip
+        self.memory_units[identity] = draft
+        return EntityRef(kind=EntityKind.MEMORY_UNIT, key=draft.key)
+
+    def _existing_concept(self, handle: int, description: str | None) -> EntityRef:
+        return self._reuse(self._existing[handle - 1], description)
+
+    def _add_new_concept(self, concept: ExtractedConcept) -> EntityRef:
+        name, kind = " ".join(concept.name.split()), normalize_concept_type(concept.type)
+        same = self._existing_by_name.get((normalize_concept_name(name), kind))
+        if same is not None:  # the model did not reuse a concept it was shown: reuse it anyway
+            return self._reuse(same, concept.description)
+        return self._put_concept((normalize_concept_name(name), kind), name, kind, concept.description, None)
+
+    def _reuse(self, concept: ExistingConcept, description: str | None) -> EntityRef:
+        identity = ("id", concept.concept_id)
+        return self._put_concept(identity, concept.name, concept.type, description, concept.concept_id)
+
+    def _put_concept(
+        self, identity: tuple[str, str], name: str, kind: str, description: str | None, existing_id: str | None
+    ) -> EntityRef:
+        known = self.concepts.get(identity)
+        text = description.strip() if description and description.strip() else None
+        if known is None:
+            known = ConceptDraft(
+                key=f"c{len(self.concepts) + 1}", name=name, normalized_name=normalize_concept_name(name),
+                type=kind, description=text, existing_concept_id=existing_id,
+            )  # fmt: skip
+            self.concepts[identity] = known
+        elif known.description is None and text is not None:
+            known.description = text
+        return EntityRef(kind=EntityKind.CONCEPT, key=known.key)
+
+    def _merge_forward(self, forward: ForwardContext) -> None:
+        """The latest window speaks for "where we left off"; unresolved topics accumulate across windows."""
+        if self.forward is None:
+            self.forward = forward.model_copy(deep=True)
+            return
+        topics = {normalize_concept_name(t.topic): t for t in self.forward.unresolved_topics}
+        for topic in forward.unresolved_topics:
+            topics.setdefault(normalize_concept_name(topic.topic), topic)
+        self.forward = ForwardContext(
+            proactive_greeting=forward.proactive_greeting,
+            unresolved_topics=list(topics.values()),
+            suggested_focus=forward.suggested_focus or self.forward.suggested_focus,
+        )
+
+    def title(self) -> str:
+        """The title of the most important window (the first of equals)."""
+        best = max(score for score, _ in self.titles)
+        return next(title for score, title in self.titles if score == best)
