@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import redis.asyncio as aioredis
 from store.context import read_turn_context
 from store.repos import conversations, users
 from store.samples.loader import SampleError, load_sample, sample_id, seed_sample_user
+from tests.cli.runner import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 5, 10, 9, 0, tzinfo=UTC)
@@ -108,12 +107,8 @@ async def test_an_email_owned_by_someone_else_is_refused(pool: asyncpg.Pool, red
 
 
 def run_seed_sample(*args: str, database_url: str, redis_url: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORRERY_", "DATABASE_URL", "REDIS_URL"))}
-    env.update(DATABASE_URL=database_url, REDIS_URL=redis_url, ORRERY_DATA_DIR=str(tmp_path), COLUMNS="200")
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), "seed-sample", *args], capture_output=True, text=True, env=env,
-        timeout=120, cwd=ROOT,
-    )  # fmt: skip
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "ORRERY_DATA_DIR": str(tmp_path)}
+    return run_cli("seed-sample", *args, env=env)
 
 
 async def test_cli_twice_same_ids_then_already_present(

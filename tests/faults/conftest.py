@@ -34,7 +34,8 @@ from store import embedded
 from store.migrate import migrate
 from store.postgres import connect
 from store.repos import conversations, users
-from tests.jobs.conftest import ROOT, WorkerProcesses, cli_env, run_burst, settings  # noqa: F401  (the in-process worker, for faults without a kill)
+from tests.cli.runner import ROOT
+from tests.jobs.conftest import WorkerProcesses, cli_env, run_burst, settings  # noqa: F401  (the in-process worker)
 
 SAMPLE: KeyedAnswer = load_sample_answers()[0]
 """Every seeded conversation quotes this sample's match, so the scripted server answers it with this answer."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -21,9 +20,8 @@ from jobs.runtime.registry import JobTable
 from jobs.runtime.resources import WorkerResources
 from jobs.runtime.worker import WorkerOptions, run_workers
 from settings import Settings, load_settings
+from tests.cli.runner import ROOT, clean_env
 from tests.jobs.testjobs import TEST_JOBS
-
-ROOT = Path(__file__).resolve().parents[2]
 
 FAST_ENV = {
     "ORRERY_POLL_DELAY_S": "0.01",
@@ -75,17 +73,8 @@ def run_burst(settings: Settings, database_url: str, redis_url: str) -> BurstRun
 
 
 def cli_env(database_url: str, redis_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORRERY_", "DATABASE_URL", "REDIS_URL"))}
-    env.update(FAST_ENV, DATABASE_URL=database_url, REDIS_URL=redis_url, ORRERY_DATA_DIR=str(data_dir))
-    env.update(COLUMNS="250", **extra)
-    return env
-
-
-def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *args], capture_output=True, text=True, env=env, timeout=timeout,
-        cwd=ROOT,
-    )  # fmt: skip
+    """The whole environment of a `run.py` subprocess on the test servers, with the runtime's short intervals."""
+    return clean_env(**FAST_ENV, DATABASE_URL=database_url, REDIS_URL=redis_url, ORRERY_DATA_DIR=str(data_dir), **extra)
 
 
 class WorkerProcesses:
@@ -98,10 +87,9 @@ class WorkerProcesses:
 
     def start(self, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
         log = (self.tmp_path / f"worker-{len(self.procs)}.log").open("wb")
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "run.py"), "worker", *args], env={**self.env, **extra_env}, cwd=ROOT,
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        command = [sys.executable, str(ROOT / "run.py"), "worker", *args]
+        env = {**self.env, **extra_env}
+        proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
 

@@ -34,8 +34,9 @@ from jobs.runtime.resources import WorkerResources
 from jobs.runtime.worker import WorkerOptions, build_worker
 from store import embedded, ledger
 from store.postgres import connect, create_pool
+from tests.cli.runner import run_cli
 from tests.conftest import with_database
-from tests.jobs.conftest import WorkerProcesses, cli_env, run_cli, wait_for_workers, wait_until
+from tests.jobs.conftest import WorkerProcesses, cli_env, wait_for_workers, wait_until
 from tests.jobs.testjobs import TEST_JOBS
 
 
@@ -184,7 +185,7 @@ async def test_a_worker_rides_out_a_postgres_restart_and_says_it_is_degraded(
                 return any(value and value.startswith(b"degraded: Postgres unreachable") for value in values)
 
             await wait_until(degraded, timeout=10)
-            health = run_cli(env, "health", "--queue", INTERACTIVE)
+            health = run_cli("health", "--queue", INTERACTIVE, env=env)
             assert health.returncode == 1 and "degraded" in health.stderr, health.stdout + health.stderr
             await asyncio.sleep(2)  # the deferred job falls due while Postgres is away
             assert proc.poll() is None, group.log(0)
@@ -196,7 +197,7 @@ async def test_a_worker_rides_out_a_postgres_restart_and_says_it_is_degraded(
         assert proc.poll() is None
 
         async def healthy() -> bool:  # the health key is rewritten every ORRERY_HEALTH_CHECK_INTERVAL_S
-            return run_cli(env, "health", "--queue", INTERACTIVE).returncode == 0
+            return run_cli("health", "--queue", INTERACTIVE, env=env).returncode == 0
 
         await wait_until(healthy, timeout=10)
         proc.send_signal(signal.SIGTERM)
@@ -274,7 +275,7 @@ async def test_burst_leaves_a_far_future_job_queued_and_says_so(
     env = cli_env(database_url, redis_url, tmp_path)
 
     started = time.monotonic()
-    done = run_cli(env, "worker", "--burst", "--queue", INTERACTIVE, timeout=60)
+    done = run_cli("worker", "--burst", "--queue", INTERACTIVE, timeout=60, env=env)
     took = time.monotonic() - started
 
     assert done.returncode == 0, done.stderr

@@ -18,7 +18,8 @@ from jobs.diagnostics import ECHO, mark_keys
 from jobs.runtime.enqueue import enqueue
 from jobs.runtime.keys import INTERACTIVE, health_key_pattern, job_key, queue_key, retry_key
 from store import ledger
-from tests.jobs.conftest import WorkerProcesses, cli_env, run_cli, wait_for_workers, wait_until
+from tests.cli.runner import run_cli
+from tests.jobs.conftest import WorkerProcesses, cli_env, wait_for_workers, wait_until
 
 
 async def _started(redis_client: aioredis.Redis, mark: str, count: int = 1) -> None:
@@ -138,42 +139,42 @@ async def test_health_and_the_jobs_cli(
     database_url: str, redis_url: str, redis_client: aioredis.Redis, workers: WorkerProcesses, tmp_path: Path
 ) -> None:
     env = cli_env(database_url, redis_url, tmp_path)
-    assert run_cli(env, "health").returncode == 1
+    assert run_cli("health", env=env).returncode == 1
 
     workers.start()
     await wait_for_workers(redis_client, 1)
-    health = run_cli(env, "health")
+    health = run_cli("health", env=env)
     assert health.returncode == 0, health.stderr
 
-    ok = run_cli(env, "trigger", "diag.echo", "--arg", "sleep_s=0.1", "--wait", "--timeout", "20")
+    ok = run_cli("trigger", "diag.echo", "--arg", "sleep_s=0.1", "--wait", "--timeout", "20", env=env)
     assert ok.returncode == 0, ok.stderr
     assert "succeeded attempt 1/3" in ok.stdout
 
-    dead = run_cli(env, "trigger", "diag.echo", "--arg", "fail_mode=permanent", "--job-id", "doomed", "--wait")
+    dead = run_cli("trigger", "diag.echo", "--arg", "fail_mode=permanent", "--job-id", "doomed", "--wait", env=env)
     assert dead.returncode == 1 and "dead" in dead.stdout and "PermanentError" in dead.stdout
 
-    failed = run_cli(env, "jobs", "failed", "--json")
+    failed = run_cli("jobs", "failed", "--json", env=env)
     assert [r["job_id"] for r in json.loads(failed.stdout)] == ["doomed"]
 
-    retried = run_cli(env, "jobs", "retry", "doomed")
+    retried = run_cli("jobs", "retry", "doomed", env=env)
     assert retried.returncode == 0 and "enqueued diag.echo" in retried.stdout, retried.stderr
 
     async def dead_twice() -> bool:
-        shown = json.loads(run_cli(env, "jobs", "show", "doomed", "--json").stdout)
+        shown = json.loads(run_cli("jobs", "show", "doomed", "--json", env=env).stdout)
         return [r["state"] for r in shown["runs"]] == ["dead", "dead"]
 
     await wait_until(dead_twice, timeout=20, interval=0.2)
 
-    queues = json.loads(run_cli(env, "jobs", "queues", "--json").stdout)
+    queues = json.loads(run_cli("jobs", "queues", "--json", env=env).stdout)
     assert {q["queue"]: q["live_workers"] for q in queues} == {"interactive": 1, "batch": 1}
 
-    invalid = run_cli(env, "trigger", "diag.echo", "--arg", "sleep_s=later")
+    invalid = run_cli("trigger", "diag.echo", "--arg", "sleep_s=later", env=env)
     assert invalid.returncode == 2 and "sleep_s" in invalid.stderr
 
-    plan = json.loads(run_cli(env, "trigger", "sweep_timeouts", "--in", "10m", "--dry-run", "--json").stdout)
+    plan = json.loads(run_cli("trigger", "sweep_timeouts", "--in", "10m", "--dry-run", "--json", env=env).stdout)
     assert plan["job_id"] == "sweep_timeouts" and plan["queue"] == "interactive" and plan["dry_run"] is True
 
-    table = {row["name"]: row for row in json.loads(run_cli(env, "jobs", "list", "--json").stdout)}
+    table = {row["name"]: row for row in json.loads(run_cli("jobs", "list", "--json", env=env).stdout)}
     assert table["sweep_timeouts"]["schedule"] == "* * * * *" and table["sweep_timeouts"]["next_run"].endswith("Z")
     assert table["diag.echo"]["next_run"] is None
 
