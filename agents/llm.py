@@ -491,6 +491,7 @@ class LLMClient:
                     CHAT_COMPLETIONS,
                     cast_to=httpx2.Response,
                     body=self._body(model, messages, mode, schema, schema_name),
+                    options={"headers": prompt.headers()},
                 )
                 completion = _WireCompletion.model_validate_json(raw.content)
             except (openai.APIError, ValidationError) as exc:

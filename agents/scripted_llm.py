@@ -7,9 +7,15 @@ over real HTTP and assert on the requests this server recorded.
 Two ways to script it:
 - a queue of `ScriptedReply` (tests): JSON content, raw text, an HTTP error with an optional Retry-After, or a
   delay before replying to provoke a client timeout. Each request takes the next reply.
-- keyed answers (demo): `KeyedAnswer(match, answer)`; when the queue is empty, the first answer whose `match`
-  occurs in the request's message texts is returned.
+- keyed answers (demo): `KeyedAnswer(match, answer, prompt)`; when the queue is empty, the first answer for the
+  request's prompt whose `match` occurs in the request's message texts is returned.
 A request with neither gets a 400 that says so, which the client reports as a permanent error.
+
+Sample answers are per prompt: `agents/samples/<prompt_name>.json` answers the requests rendered from
+prompts/<prompt_name>.j2, which the client names in the X-Orrery-Prompt header (prompts.PROMPT_HEADER). So a new agent
+adds its samples file and the demo answers it with no code change; a test's own agent adds its directory for a while
+(`extra_sample_dir`). A samples file is `{"about": "...", "answers": [{"match": "text", "answer": {...}}, ...]}`; an
+answer without `match` answers every request of its prompt.
 """
 
 from __future__ import annotations
@@ -25,9 +31,13 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Any
 
-SAMPLE_ANSWERS = "ingestion_answers.json"
+from prompts import PROMPT_HEADER
+
+_extra_sample_dirs: list[Path] = []
 
 
 def count_tokens(text: str) -> int:
@@ -84,10 +94,16 @@ class ScriptedReply:
 
 @dataclass(frozen=True)
 class KeyedAnswer:
-    """Answer `answer` (as JSON) to any request whose message texts contain `match`."""
+    """Answer `answer` (as JSON) to a request of prompt `prompt` whose message texts contain `match`.
+
+    `prompt` None answers whatever prompt a request names; a request that names none may take any answer."""
 
     match: str
     answer: Any
+    prompt: str | None = None
+
+    def answers(self, prompt: str | None, text: str) -> bool:
+        return (self.prompt is None or prompt is None or self.prompt == prompt) and self.match in text
 
 
 @dataclass(frozen=True)
@@ -110,6 +126,11 @@ class RecordedRequest:
     def response_format(self) -> dict[str, Any] | None:
         value = self.body.get("response_format") if isinstance(self.body, dict) else None
         return value if isinstance(value, dict) else None
+
+    @property
+    def prompt_name(self) -> str | None:
+        """The prompt the client says it rendered this request from (the PROMPT_HEADER header), if any."""
+        return self.headers.get(PROMPT_HEADER.lower())
 
     def message_text(self, role: str | None = None) -> str:
         """All message contents (of one role, if given), joined by blank lines."""
@@ -208,11 +229,15 @@ class ScriptedLLMServer:
         with self._lock:
             if self._queue:
                 return self._queue.popleft()
-        text = request.message_text()
+        text, prompt = request.message_text(), request.prompt_name
         for keyed in self._keyed:
-            if keyed.match in text:
+            if keyed.answers(prompt, text):
                 return ScriptedReply.json(keyed.answer)
-        return ScriptedReply.error(400, "scripted LLM server: no reply scripted for this request")
+        if prompt is None:
+            return ScriptedReply.error(400, "scripted LLM server: no reply scripted for this request")
+        return ScriptedReply.error(
+            400, f"scripted LLM server: no sample answer for prompt {prompt!r} matches; add one to {prompt}.json"
+        )
 
     def _completion_body(self, request: RecordedRequest, reply: ScriptedReply) -> dict[str, Any]:
         with self._lock:
@@ -278,8 +303,8 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.raw_body is not None:
             self._send_bytes(reply.status, reply.raw_body.encode("utf-8"), reply.headers)
         elif reply.status != 200:
-            body_out = _error_body(reply.error_message or HTTPStatus(reply.status).phrase, reply.error_type,
-                                   reply.error_code)  # fmt: skip
+            message = reply.error_message or HTTPStatus(reply.status).phrase
+            body_out = _error_body(message, reply.error_type, reply.error_code)
             self._send_json(reply.status, body_out, reply.headers)
         else:
             self._send_json(200, self.scripted._completion_body(request, reply), reply.headers)
@@ -315,14 +340,62 @@ def _error_body(message: str, error_type: str, code: str | None) -> dict[str, An
     return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
 
 
-def load_sample_answers(name: str = SAMPLE_ANSWERS) -> list[KeyedAnswer]:
-    """The keyed answers shipped in agents/samples/ (the demo's answers for the sample user's conversations)."""
-    text = resources.files("agents").joinpath("samples", name).read_text(encoding="utf-8")
-    return [KeyedAnswer(match=item["match"], answer=item["answer"]) for item in json.loads(text)["answers"]]
+def shipped_samples() -> Traversable:
+    """agents/samples/, where every agent's sample answers ship (with the wheel too)."""
+    return resources.files("agents").joinpath("samples")
 
 
 @contextmanager
-def sample_answers_server() -> Iterator[ScriptedLLMServer]:
-    """The scripted server loaded with the sample answers: what the demo talks to when no API key is set."""
-    with ScriptedLLMServer(keyed_answers=load_sample_answers()) as server:
+def extra_sample_dir(directory: Path) -> Iterator[Path]:
+    """Serve the samples files in `directory` too while the block runs: a test's own agent keeps them beside it.
+
+    Read when a sample server starts (`sample_answers_server`), e.g. when a worker first opens its LLM resource."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"no samples directory {directory}")
+    _extra_sample_dirs.append(directory)
+    try:
+        yield directory
+    finally:
+        _extra_sample_dirs.remove(directory)
+
+
+def load_sample_answers(prompt_name: str = "ingestion", *, directory: Traversable | None = None) -> list[KeyedAnswer]:
+    """One prompt's sample answers: `<prompt_name>.json` in agents/samples/ or `directory`. Without a name, the
+    ingestion agent's (tests and benchmarks take the first as a valid answer)."""
+    return _read_samples((directory or shipped_samples()).joinpath(f"{prompt_name}.json"))
+
+
+def load_all_sample_answers(directories: Sequence[Traversable] = ()) -> list[KeyedAnswer]:
+    """Every prompt's sample answers from agents/samples/, the added directories and `directories`."""
+    files: dict[str, Traversable] = {}
+    for directory in (shipped_samples(), *_extra_sample_dirs, *directories):
+        for file in sorted(directory.iterdir(), key=lambda f: f.name):
+            if not (file.is_file() and file.name.endswith(".json")):
+                continue
+            if file.name in files:
+                raise ValueError(f"two samples files for prompt {file.name[:-5]!r}: {files[file.name]} and {file}")
+            files[file.name] = file
+    return [answer for file in files.values() for answer in _read_samples(file)]
+
+
+def _read_samples(file: Traversable) -> list[KeyedAnswer]:
+    """A samples file's answers, each tagged with the prompt the file is named after; a malformed file is one line."""
+    prompt = file.name.removesuffix(".json")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no sample answers for prompt {prompt!r}: expected the file {file}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"samples file {file} is not JSON: {exc}") from None
+    answers = data.get("answers") if isinstance(data, dict) else None
+    if not isinstance(answers, list) or not all(isinstance(a, dict) and "answer" in a for a in answers):
+        raise ValueError(f'samples file {file}: expected {{"answers": [{{"match": "...", "answer": {{...}}}}, ...]}}')
+    return [KeyedAnswer(match=str(a.get("match", "")), answer=a["answer"], prompt=prompt) for a in answers]
+
+
+@contextmanager
+def sample_answers_server(*directories: Traversable) -> Iterator[ScriptedLLMServer]:
+    """The scripted server answering every prompt that has samples (agents/samples/, added directories, and
+    `directories`): what the demo talks to when no API key is set."""
+    with ScriptedLLMServer(keyed_answers=load_all_sample_answers(directories)) as server:
         yield server

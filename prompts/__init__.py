@@ -7,12 +7,17 @@ A prompt file is a Jinja2 template. It may define `{% block system %}` and `{% b
 is one user message. Every `{{ value }}` a template interpolates is passed through `neutralize_delimiters`, so data
 (conversation text, profiles, validation errors) can never close or open the XML-like delimiters the prompts use
 to fence data off from instructions; only the template's literal text can.
+
+A prompt is found by name: prompts/{name}.j2, where every shipped agent keeps its own. A test's throwaway agent keeps
+its template beside it and adds that directory for a while (`extra_prompt_dir`), so no agent edits this module.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -24,6 +29,11 @@ PROMPTS_DIR = Path(__file__).parent
 _NAME = re.compile(r"^[a-z][a-z0-9_.]*$")
 _TAG_OPENING = re.compile(r"<(?=\s*/?\s*[A-Za-z_!?])")
 SAFE_LT = "\u2039"  # SINGLE LEFT-POINTING ANGLE QUOTATION MARK: reads like "<", but no model or parser sees a tag
+PROMPT_HEADER = "X-Orrery-Prompt"
+"""The HTTP header naming the prompt a chat request was rendered from: the scripted LLM picks its sample answers by
+it, and a proxy's request log can show it. A header, not message text, so the model and its prompt cache never see
+it, and it travels whatever response format the server supports."""
+_extra_dirs: list[Path] = []
 
 
 class PromptNotFound(LookupError):
@@ -43,15 +53,18 @@ def neutralize_delimiters(value: object) -> object:
     return _TAG_OPENING.sub(SAFE_LT, str(value))
 
 
-_environment = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(PROMPTS_DIR),
-    undefined=jinja2.StrictUndefined,  # a missing variable is a bug, not an empty string in a prompt
-    autoescape=False,  # prompts are not HTML; delimiter safety comes from `finalize` instead
-    finalize=neutralize_delimiters,
-    keep_trailing_newline=False,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+@cache
+def _environment(directories: tuple[Path, ...]) -> jinja2.Environment:
+    """The one template environment per search path (normally just prompts/)."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directories),
+        undefined=jinja2.StrictUndefined,  # a missing variable is a bug, not an empty string in a prompt
+        autoescape=False,  # prompts are not HTML; delimiter safety comes from `finalize` instead
+        finalize=neutralize_delimiters,
+        keep_trailing_newline=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,10 @@ class RenderedPrompt:
         out = [{"role": "system", "content": self.system}] if self.system else []
         out.append({"role": "user", "content": self.user})
         return out
+
+    def headers(self) -> dict[str, str]:
+        """The HTTP headers that name this prompt on a chat request (PROMPT_HEADER)."""
+        return {PROMPT_HEADER: self.name}
 
 
 @dataclass(frozen=True)
@@ -95,14 +112,40 @@ def prompt_version(source: str) -> str:
     return hashlib.sha256(source.replace("\r\n", "\n").encode("utf-8")).hexdigest()[:12]
 
 
-@cache
+def prompt_dirs() -> tuple[Path, ...]:
+    """Where prompts are looked up: prompts/, then the directories added with `extra_prompt_dir`."""
+    return (PROMPTS_DIR, *_extra_dirs)
+
+
+@contextmanager
+def extra_prompt_dir(directory: Path) -> Iterator[Path]:
+    """Look for prompts in `directory` too while the block runs: a test's own agent keeps its template beside it.
+
+    A name found in two directories is refused when loaded, so an added directory can never shadow a shipped prompt.
+    """
+    if not directory.is_dir():
+        raise PromptNotFound(f"no prompt directory {directory}")
+    _extra_dirs.append(directory)
+    try:
+        yield directory
+    finally:
+        _extra_dirs.remove(directory)
+
+
 def load_prompt(name: str) -> Prompt:
-    """The template prompts/{name}.j2, loaded once per process."""
+    """The template {name}.j2 from prompts/ (or an added directory), loaded once per process."""
     if not _NAME.match(name):
         raise PromptNotFound(f"invalid prompt name {name!r}: use lowercase letters, digits, '_' and '.'")
-    path = PROMPTS_DIR / f"{name}.j2"
-    if not path.is_file():
-        raise PromptNotFound(f"no prompt {name!r}: expected the file {path}")
-    source = path.read_text(encoding="utf-8")
-    template = _environment.get_template(path.name)
+    return _load(name, prompt_dirs())
+
+
+@cache
+def _load(name: str, directories: tuple[Path, ...]) -> Prompt:
+    paths = [directory / f"{name}.j2" for directory in directories if (directory / f"{name}.j2").is_file()]
+    if not paths:
+        raise PromptNotFound(f"no prompt {name!r}: expected the file {PROMPTS_DIR / f'{name}.j2'}")
+    if len(paths) > 1:
+        raise PromptNotFound(f"prompt {name!r} is in {' and '.join(map(str, paths))}; rename one of them")
+    source = paths[0].read_text(encoding="utf-8")
+    template = _environment(directories).get_template(paths[0].name)
     return Prompt(name=name, source=source, version=prompt_version(source), _template=template)
