@@ -41,9 +41,11 @@ class IngestionAgent:
     @classmethod
     def from_settings(cls, llm: StructuredLLM, settings: Settings) -> IngestionAgent:
         return cls(
-            llm, model=settings.ingestion_model, input_token_budget=settings.llm_input_token_budget,
+            llm,
+            model=settings.ingestion_model,
+            input_token_budget=settings.llm_input_token_budget,
             limits=IngestionLimits.from_settings(settings),
-        )  # fmt: skip
+        )
 
     async def run(self, data: IngestionInput, *, job_id: str | None = None) -> IngestionResult:
         """Extract. Raises what the LLM layer raises (DeferredError, TransientError, PermanentError)."""
@@ -62,9 +64,12 @@ class IngestionAgent:
         for index, window in enumerate(windows, start=1):
             rendered = self._prompt.render(**self._variables(data, window, index, len(windows), merger.summaries))
             answer = await self._llm.complete(
-                rendered, IngestionOutput, model=self._model, context=context,
+                rendered,
+                IngestionOutput,
+                model=self._model,
+                context=context,
                 check=lambda output: [*check_references(output, handle_count), *check_limits(output, limits)],
-            )  # fmt: skip
+            )
             usage += answer.usage
             merger.add(answer.value)
         return self._result(data, IngestionStatus.EXTRACTED, merger=merger, windows=len(windows), usage=usage)

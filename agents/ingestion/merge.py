@@ -67,9 +67,12 @@ class Merger:
             known = self.relationships.get(key)
             if known is None or rel.strength > known.strength:
                 self.relationships[key] = RelationshipDraft(
-                    source=source, target=target, relationship_type=rel.type, strength=rel.strength,
+                    source=source,
+                    target=target,
+                    relationship_type=rel.type,
+                    strength=rel.strength,
                     description=rel.description.strip(),
-                )  # fmt: skip
+                )
         for event in output.growth_events:
             about = ref(event.about)
             growth_key = (event.dim_key, about)
@@ -91,10 +94,13 @@ class Merger:
             return EntityRef(kind=EntityKind.MEMORY_UNIT, key=known.key)
         ts = unit.creation_ts or self._default_ts
         draft = MemoryUnitDraft(
-            key=f"m{len(self.memory_units) + 1}", title=unit.title.strip(), content=unit.content.strip(),
+            key=f"m{len(self.memory_units) + 1}",
+            title=unit.title.strip(),
+            content=unit.content.strip(),
             creation_ts=ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC),
-            importance_score=unit.importance, sentiment_score=unit.sentiment,
-        )  # fmt: skip
+            importance_score=unit.importance,
+            sentiment_score=unit.sentiment,
+        )
         self.memory_units[identity] = draft
         return EntityRef(kind=EntityKind.MEMORY_UNIT, key=draft.key)
 
@@ -119,9 +125,13 @@ class Merger:
         text = description.strip() if description and description.strip() else None
         if known is None:
             known = ConceptDraft(
-                key=f"c{len(self.concepts) + 1}", name=name, normalized_name=normalize_concept_name(name),
-                type=kind, description=text, existing_concept_id=existing_id,
-            )  # fmt: skip
+                key=f"c{len(self.concepts) + 1}",
+                name=name,
+                normalized_name=normalize_concept_name(name),
+                type=kind,
+                description=text,
+                existing_concept_id=existing_id,
+            )
             self.concepts[identity] = known
         elif known.description is None and text is not None:
             known.description = text

@@ -137,8 +137,9 @@ def check_references(output: IngestionOutput, handle_count: int) -> list[str]:
         source = resolve(rel.source, f"{where}.source")
         target = resolve(rel.target, f"{where}.target")
         if rel.type is RelationshipType.HIGHLIGHTS and not (rel.source.startswith("m") and rel.target[0] in "ce"):
-            problems.append(f"{where}: HIGHLIGHTS must go from a memory unit to a concept (got {rel.source} -> "
-                            f"{rel.target})")  # fmt: skip
+            problems.append(
+                f"{where}: HIGHLIGHTS must go from a memory unit to a concept (got {rel.source} -> {rel.target})"
+            )
         if source is not None and source == target:
             problems.append(f"{where}: {rel.source} -> {rel.target} links an item to itself; remove it")
     for i, event in enumerate(output.growth_events):
@@ -162,9 +163,11 @@ class IngestionLimits:
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestionLimits:
         return cls(
-            memory_units=settings.ingestion_max_memory_units, concepts=settings.ingestion_max_concepts,
-            links=settings.ingestion_max_links, text_chars=settings.ingestion_max_text_chars,
-        )  # fmt: skip
+            memory_units=settings.ingestion_max_memory_units,
+            concepts=settings.ingestion_max_concepts,
+            links=settings.ingestion_max_links,
+            text_chars=settings.ingestion_max_text_chars,
+        )
 
 
 def check_limits(output: IngestionOutput, limits: IngestionLimits) -> list[str]:
