@@ -166,7 +166,7 @@ def format_validation_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         field = str(err["loc"][0]) if err["loc"] else "?"
-        inside = "".join(f"[{part!r}]" for part in err["loc"][1:])  # a key of a JSON setting, e.g. ORRERY_CRON
+        inside = "".join(f"[{part!r}]" for part in err["loc"][1:])  # a key of a JSON setting: ORRERY_CRON['x']
         got = err.get("input")
         shown = "" if isinstance(got, dict) or got is None else f" (got {str(got)[:60]!r})"
         lines.append(f"{_env_name(field)}{inside}: {err['msg']}{shown}")

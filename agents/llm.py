@@ -21,7 +21,6 @@ import asyncio
 import functools
 import json
 import math
-import random
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -38,8 +37,10 @@ import structlog
 from openai import AsyncOpenAI, DefaultAioHttpClient
 from pydantic import BaseModel, ValidationError
 
+from core.backoff import equal_jitter
 from core.errors import DeferredError, PermanentError, TransientError
 from core.llm_records import CallLog, CallOutcome, CallPurpose, LLMCallRecord, LLMUsage, ResponseFormatMode
+from core.validation import error_lines
 from prompts import RenderedPrompt, load_prompt
 from settings import Settings
 
@@ -183,17 +184,6 @@ def _strip_code_fence(text: str) -> str:
     """Local models in plain-instruction mode often wrap JSON in ```json fences; the JSON inside is what counts."""
     match = _FENCE.match(text)
     return match.group("body") if match else text.strip()
-
-
-def format_validation_errors(exc: ValidationError) -> list[str]:
-    """Pydantic errors as `path: problem` lines a model can act on."""
-    lines = []
-    for err in exc.errors():
-        path = ""
-        for part in err["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        lines.append(f"{path or '(root)'}: {err['msg']}")
-    return lines
 
 
 def _short(text: str) -> str:
@@ -561,8 +551,7 @@ class LLMClient:
 
     def _backoff(self, retries: int) -> float:
         """Exponential backoff with "equal jitter": half the step is fixed, half random, so retries spread out."""
-        ceiling = min(self._backoff_max_s, self._backoff_initial_s * (2**retries))
-        return random.uniform(ceiling / 2, ceiling)
+        return equal_jitter(self._backoff_initial_s, retries, self._backoff_max_s)
 
     def _messages_for(
         self, messages: list[dict[str, str]], mode: ResponseFormatMode, schema: dict[str, Any]
@@ -615,7 +604,7 @@ class LLMClient:
         try:
             value = output_type.model_validate(data)
         except ValidationError as exc:
-            return _Judgement(CallOutcome.SCHEMA_INVALID, format_validation_errors(exc))
+            return _Judgement(CallOutcome.SCHEMA_INVALID, error_lines(exc))
         problems = list(check(value)) if check is not None else []
         if problems:
             return _Judgement(CallOutcome.SCHEMA_INVALID, problems)

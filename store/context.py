@@ -13,6 +13,8 @@ import redis.asyncio as aioredis
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.validation import error_lines
+
 log = structlog.get_logger(__name__)
 
 
@@ -48,7 +50,7 @@ async def read_turn_context(client: aioredis.Redis, conversation_id: str) -> Tur
     except ValidationError as exc:
         log.warning(
             "turn_context.invalid", conversation_id=conversation_id, errors=exc.error_count(),
-            fields=[".".join(str(p) for p in e["loc"]) for e in exc.errors()],
+            problems=error_lines(exc),
         )  # fmt: skip
         return None
 

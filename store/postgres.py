@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -87,5 +86,3 @@ Executor = asyncpg.Connection | asyncpg.Pool
 """What repository functions accept: a pool for single statements, a connection inside a transaction."""
 
 
-def record_dict(record: asyncpg.Record | None) -> dict[str, Any] | None:
-    return dict(record) if record is not None else None

@@ -17,7 +17,9 @@ import asyncpg
 import pydantic
 import redis.exceptions
 
+from core.backoff import equal_jitter
 from core.errors import DeferredError, JobError, PermanentError, TransientError
+from core.validation import error_lines
 
 BACKOFF_CAP_S = 3600.0
 """No retry waits longer than an hour, however many tries a job has."""
@@ -50,10 +52,8 @@ class Decision:
 
 
 def backoff_delay(base_s: float, attempt: int, *, rng: Callable[[], float] = random.random) -> float:
-    """base * 2^(attempt-1), capped, with "equal jitter": half fixed, half random, so that jobs that failed
-    together (an LLM outage) do not all come back in the same instant, yet none retries almost at once."""
-    exponential = min(BACKOFF_CAP_S, base_s * 2.0 ** max(attempt - 1, 0))
-    return exponential / 2 + rng() * exponential / 2
+    """The wait before try `attempt + 1`: base * 2^(attempt-1), capped at an hour, with equal jitter."""
+    return equal_jitter(base_s, attempt - 1, BACKOFF_CAP_S, rng=rng)
 
 
 def describe(exc: BaseException, timeout_s: float | None = None) -> str:
@@ -68,11 +68,7 @@ def describe(exc: BaseException, timeout_s: float | None = None) -> str:
 
 def invalid_args_message(exc: pydantic.ValidationError) -> str:
     """`field: problem` for each bad field, so the fix is obvious without the pydantic traceback."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(arguments)"
-        parts.append(f"{where}: {err['msg']}")
-    return "invalid arguments: " + "; ".join(parts)
+    return "invalid arguments: " + "; ".join(error_lines(exc, root="(arguments)"))
 
 
 def decide(

@@ -253,14 +253,6 @@ async def add_concept_alias(db: Executor, user_id: str, concept_id: str, alias_n
     )  # fmt: skip
 
 
-async def touch_concept(db: Executor, user_id: str, concept_id: str, *, description: str | None = None) -> None:
-    """Mark the concept as seen again; `description` only fills an empty one (the first description stays)."""
-    await _update_one(
-        db, user_id, concept_id, "description = COALESCE(NULLIF(btrim(description), ''), $3::text, description)",
-        description,
-    )  # fmt: skip
-
-
 async def get_concept(db: Executor, user_id: str, concept_id: str) -> ConceptRecord | None:
     row = await db.fetchrow("SELECT * FROM concepts WHERE user_id = $1 AND concept_id = $2", user_id, concept_id)
     return ConceptRecord.from_optional(row)

@@ -25,10 +25,11 @@ from agents.ingestion import (
     check_references,
     split_into_windows,
 )
-from agents.llm import LLMClient, format_validation_errors, strict_json_schema
+from agents.llm import LLMClient, strict_json_schema
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_sample_answers, sample_answers_server
 from core.errors import PermanentError
 from core.ingestion import EntityRef, IngestionStatus
+from core.validation import error_lines
 from core.vocabulary import EntityKind, GrowthDimension, RelationshipType, normalize_concept_name
 from prompts import load_prompt
 from settings import SettingsError, load_settings
@@ -431,7 +432,7 @@ def test_what_postgres_cannot_store_is_a_validation_error(changes: dict[str, Any
     OverflowError), so the job re-ingested until its tries were spent."""
     with pytest.raises(ValidationError) as caught:
         IngestionOutput.model_validate(answer(**changes))
-    assert any(problem in line for line in format_validation_errors(caught.value)), caught.value
+    assert any(problem in line for line in error_lines(caught.value)), caught.value
 
 
 def test_plausible_times_and_plain_unicode_pass() -> None:

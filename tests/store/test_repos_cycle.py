@@ -4,7 +4,7 @@ interaction logs, graph projections and user sessions."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -14,10 +14,8 @@ from store.repos import (
     concepts,
     derived_artifacts,
     graph_projections,
-    interaction_logs,
     memory_units,
     proactive_prompts,
-    user_sessions,
     users,
 )
 from store.repos._base import NotFoundError
@@ -114,26 +112,6 @@ async def test_communities_round_trip(pool: asyncpg.Pool, user: str) -> None:
     assert await communities.list_communities(pool, user) == []
 
 
-async def test_interaction_logs_round_trip(pool: asyncpg.Pool, user: str) -> None:
-    first = await interaction_logs.log_interaction(
-        pool, user, interaction_type="card_opened", target_entity_id="mu-1", target_entity_type="MemoryUnit",
-        content_text="opened", content_structured={"ms": 1200}, metadata={"client": "ios"}, timestamp=MOMENT,
-        interaction_id="i-1",
-    )  # fmt: skip
-    assert (first.interaction_type, first.target_entity_id, first.target_entity_type, first.content_text) == (
-        "card_opened", "mu-1", "MemoryUnit", "opened",
-    )  # fmt: skip
-    assert (first.timestamp, first.content_structured, first.metadata) == (MOMENT, {"ms": 1200}, {"client": "ios"})
-    later = await interaction_logs.log_interaction(
-        pool, user, interaction_type="prompt_answered", timestamp=MOMENT + timedelta(hours=1)
-    )
-    assert await interaction_logs.get_interaction(pool, user, "i-1") == first
-    assert await interaction_logs.list_interactions(pool, user) == [first, later]
-    assert await interaction_logs.list_interactions(pool, user, interaction_type="card_opened") == [first]
-    assert await interaction_logs.list_interactions(pool, user, since=MOMENT + timedelta(minutes=1)) == [later]
-    assert await interaction_logs.list_interactions(pool, user, limit=1) == [first]
-
-
 async def test_graph_projections_round_trip_and_bad_json(pool: asyncpg.Pool, user: str) -> None:
     old = await graph_projections.create_graph_projection(pool, user, projection_data={"nodes": []}, projection_id="g1")
     await asyncio.sleep(0.01)
@@ -154,24 +132,3 @@ async def test_graph_projections_round_trip_and_bad_json(pool: asyncpg.Pool, use
         await graph_projections.set_graph_projection_status(pool, user, "missing", "failed")
 
 
-async def test_user_sessions_round_trip(pool: asyncpg.Pool, user: str) -> None:
-    expires = MOMENT + timedelta(days=30)
-    session = await user_sessions.create_session(
-        pool, user, expires_at=expires, device_info={"os": "ios"}, ip_address="10.0.0.1", user_agent="App/1",
-        session_id="s-1",
-    )  # fmt: skip
-    assert (session.session_id, session.device_info, session.ip_address, session.user_agent) == (
-        "s-1", {"os": "ios"}, "10.0.0.1", "App/1",
-    )  # fmt: skip
-    assert session.expires_at == expires and session.last_active_at == session.created_at
-    expired = await user_sessions.create_session(pool, user, expires_at=MOMENT - timedelta(days=1))
-    assert await user_sessions.get_session(pool, user, "s-1") == session
-    assert {s.session_id for s in await user_sessions.list_sessions(pool, user)} == {"s-1", expired.session_id}
-    await asyncio.sleep(0.01)
-    await user_sessions.touch_session(pool, user, "s-1")
-    touched = await user_sessions.get_session(pool, user, "s-1")
-    assert touched is not None and touched.last_active_at > session.last_active_at
-    assert await user_sessions.delete_expired_sessions(pool, user, now=MOMENT) == 1
-    assert [s.session_id for s in await user_sessions.list_sessions(pool, user)] == ["s-1"]
-    with pytest.raises(NotFoundError):
-        await user_sessions.touch_session(pool, user, "missing")

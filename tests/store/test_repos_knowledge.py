@@ -77,14 +77,6 @@ async def test_concept_round_trip_found_by_name_and_alias(pool: asyncpg.Pool, us
     )
     assert same.concept_id == "k-1"
 
-    await concepts.touch_concept(pool, user, "k-1", description="Runs before work")
-    await concepts.touch_concept(pool, user, "k-1", description="Ignored: the first description stays")
-    touched = await concepts.get_concept(pool, user, "k-1")
-    assert touched is not None and touched.description == "Runs before work"
-    assert touched.last_updated_ts >= by_alias.last_updated_ts
-    with pytest.raises(NotFoundError):
-        await concepts.touch_concept(pool, user, "missing")
-
     await pool.execute("UPDATE concepts SET status = 'merged' WHERE concept_id = 'k-1'")
     assert await concepts.find_concept(pool, user, normalized_name="morning runs", type="activity") is None
     assert await concepts.list_concepts(pool, user) == []

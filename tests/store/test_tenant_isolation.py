@@ -28,11 +28,9 @@ from store.repos import (
     derived_artifacts,
     graph_projections,
     growth_events,
-    interaction_logs,
     knowledge_edges,
     memory_units,
     proactive_prompts,
-    user_sessions,
     users,
 )
 from store.repos._base import NotFoundError, Record
@@ -104,12 +102,17 @@ async def give_user_a_row_everywhere(db: Executor, user_id: str, dimension: str)
     await communities.create_community(
         db, user_id, name="Family", core_concept_ids=[p + "concept"], community_id=p + "community"
     )
-    await interaction_logs.log_interaction(
-        db, user_id, interaction_type="card_opened", target_entity_id=p + "card", interaction_id=p + "interaction"
-    )
+    await db.execute(  # written by the web app; Orrery has no repository for it
+        "INSERT INTO interaction_logs (interaction_id, user_id, interaction_type, target_entity_id) "
+        "VALUES ($1, $2, 'card_opened', $3)",
+        p + "interaction", user_id, p + "card",
+    )  # fmt: skip
     await graph_projections.create_graph_projection(db, user_id, projection_data={"nodes": [p]},
                                                     projection_id=p + "projection")  # fmt: skip
-    await user_sessions.create_session(db, user_id, expires_at=MOMENT, session_id=p + "session")
+    await db.execute(  # written by the web app; Orrery only expires sessions (store/sweeps.py)
+        "INSERT INTO user_sessions (session_id, user_id, expires_at, last_active_at) VALUES ($1, $2, $3, $3)",
+        p + "session", user_id, MOMENT.replace(tzinfo=None),  # TIMESTAMP(3), in UTC as Prisma writes it
+    )  # fmt: skip
     return Rows(*(p + suffix for suffix in (
         "conv", "msg", "mu", "concept", "event", "card", "edge", "artifact", "prompt", "community", "interaction",
         "projection", "session",
@@ -271,7 +274,6 @@ CASES: dict[str, Case] = {
         equals([concepts.EnsuredConcept(f"{B}-concept", created=False)]),
     ),
     "concepts.add_concept_alias": not_found(lambda db, a: concepts.add_concept_alias(db, B, a.concept, "x")),
-    "concepts.touch_concept": not_found(lambda db, a: concepts.touch_concept(db, B, a.concept, description="x")),
     "concepts.get_concept": Case(lambda db, a: concepts.get_concept(db, B, a.concept), is_none),
     "concepts.list_concepts": Case(lambda db, a: concepts.list_concepts(db, B, status=None), nothing_of_a),
     "concepts.list_relevant_concepts": Case(lambda db, a: concepts.list_relevant_concepts(db, B), nothing_of_a),
@@ -424,14 +426,6 @@ CASES: dict[str, Case] = {
     "communities.list_communities": Case(lambda db, a: communities.list_communities(db, B), nothing_of_a),
     "communities.update_community": not_found(lambda db, a: communities.update_community(db, B, a.community, name="x")),
     "communities.delete_community": Case(lambda db, a: communities.delete_community(db, B, a.community), equals(False)),
-    # interaction logs
-    "interaction_logs.log_interaction": taken(
-        lambda db, a: interaction_logs.log_interaction(db, B, interaction_type="x", interaction_id=a.interaction)
-    ),
-    "interaction_logs.get_interaction": Case(
-        lambda db, a: interaction_logs.get_interaction(db, B, a.interaction), is_none
-    ),
-    "interaction_logs.list_interactions": Case(lambda db, a: interaction_logs.list_interactions(db, B), nothing_of_a),
     # graph projections
     "graph_projections.create_graph_projection": taken(
         lambda db, a: graph_projections.create_graph_projection(db, B, projection_data={}, projection_id=a.projection)
@@ -447,16 +441,6 @@ CASES: dict[str, Case] = {
     ),
     "graph_projections.set_graph_projection_status": not_found(
         lambda db, a: graph_projections.set_graph_projection_status(db, B, a.projection, "failed")
-    ),
-    # user sessions
-    "user_sessions.create_session": taken(
-        lambda db, a: user_sessions.create_session(db, B, expires_at=FAR_FUTURE, session_id=a.session)
-    ),
-    "user_sessions.get_session": Case(lambda db, a: user_sessions.get_session(db, B, a.session), is_none),
-    "user_sessions.list_sessions": Case(lambda db, a: user_sessions.list_sessions(db, B), nothing_of_a),
-    "user_sessions.touch_session": not_found(lambda db, a: user_sessions.touch_session(db, B, a.session)),
-    "user_sessions.delete_expired_sessions": Case(
-        lambda db, a: user_sessions.delete_expired_sessions(db, B, now=FAR_FUTURE), equals(1)
     ),
 }
 
