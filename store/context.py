@@ -11,25 +11,18 @@ from datetime import timedelta
 
 import redis.asyncio as aioredis
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from core.turn_context import TurnContextPackage
 from core.validation import error_lines
+
+__all__ = ["TurnContextPackage", "read_turn_context", "turn_context_key", "write_turn_context"]
 
 log = structlog.get_logger(__name__)
 
 
 def turn_context_key(conversation_id: str) -> str:
     return f"turn_context:{conversation_id}"
-
-
-class TurnContextPackage(BaseModel):
-    """The fields Orrery uses; any others the web app adds are kept, not dropped."""
-
-    model_config = ConfigDict(extra="allow")
-
-    suggested_next_focus: str | None = None
-    emotional_tone_to_adopt: str | None = None
-    flags_for_ingestion: list[str] = Field(default_factory=list)
 
 
 async def read_turn_context(client: aioredis.Redis, conversation_id: str) -> TurnContextPackage | None:

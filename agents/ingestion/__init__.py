@@ -12,7 +12,6 @@ from agents.ingestion.inputs import (
     ConversationMessage,
     ExistingConcept,
     IngestionInput,
-    TurnContext,
 )
 from agents.ingestion.schema import (
     MAX_UNRESOLVED_TOPICS,
@@ -45,7 +44,6 @@ __all__ = [
     "IngestionInput",
     "IngestionLimits",
     "IngestionOutput",
-    "TurnContext",
     "check_limits",
     "check_references",
     "split_into_windows",

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
+
+from core.turn_context import TurnContextPackage
 
 
 class ConversationMessage(BaseModel):
@@ -22,16 +24,6 @@ class ConversationInput(BaseModel):
     messages: list[ConversationMessage] = Field(default_factory=list)
 
 
-class TurnContext(BaseModel):
-    """The live turn context's fields ingestion uses (store.context.TurnContextPackage or its dict)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    suggested_next_focus: str | None = None
-    emotional_tone_to_adopt: str | None = None
-    flags_for_ingestion: list[str] = Field(default_factory=list)
-
-
 class ExistingConcept(BaseModel):
     """A concept the user already has; the model sees it as a handle, the result carries `concept_id` back."""
 
@@ -43,7 +35,7 @@ class ExistingConcept(BaseModel):
 
 class IngestionInput(BaseModel):
     conversation: ConversationInput
-    turn_context: TurnContext | None = None
+    turn_context: TurnContextPackage | None = None
     memory_profile: dict[str, Any] | None = None
     existing_concepts: list[ExistingConcept] = Field(default_factory=list)
 
