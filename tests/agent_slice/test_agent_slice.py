@@ -1,0 +1,119 @@
+"""A new agent adds files, not edits: the slice in this directory (agent, prompt, samples, job) runs through a real
+burst worker, the LLM resource of jobs/resources.py, and the demo's scripted LLM answering by prompt name.
+
+Nothing of the slice is in prompts/, agents/samples/ or jobs/catalog.py: the test adds this directory for prompts
+and samples, and runs the catalog's jobs plus this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from agents.scripted_llm import extra_sample_dir, load_sample_answers
+from jobs.catalog import JOBS
+from jobs.runtime.enqueue import enqueue
+from jobs.runtime.keys import INTERACTIVE
+from jobs.runtime.worker import WorkerOptions, run_workers
+from prompts import PROMPTS_DIR, extra_prompt_dir, load_prompt
+from settings import Settings, load_settings
+from store import ledger
+from tests.agent_slice.agent import AGENT_NAME, PROMPT_NAME
+from tests.agent_slice.job import SLICE_NOTE, dead_key, result_key
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def slice_files() -> Iterator[None]:
+    """This directory's prompt and samples, found by name like a shipped agent's."""
+    assert not (PROMPTS_DIR / f"{PROMPT_NAME}.j2").exists()
+    with extra_prompt_dir(HERE), extra_sample_dir(HERE):
+        yield
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
+    """No API key and no base URL: the LLM resource opens the demo's scripted server."""
+    configured = load_settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        data_dir=tmp_path,
+        poll_delay_s=0.01,
+        openai_api_key=None,
+        openai_base_url=None,
+    )
+    assert configured.llm_is_scripted
+    return configured
+
+
+async def run_burst(settings: Settings, database_url: str, redis_url: str) -> None:
+    options = WorkerOptions(queues=(INTERACTIVE,), concurrency=2, burst=True)
+    await asyncio.wait_for(run_workers(settings, database_url, redis_url, options, JOBS.with_jobs(SLICE_NOTE)), 30)
+
+
+async def llm_calls(pool: asyncpg.Pool) -> list[dict[str, object]]:
+    rows = await pool.fetch(
+        "SELECT user_id, job_id, agent, prompt_name, prompt_version, purpose, outcome FROM runtime.llm_calls"
+    )
+    return [dict(row) for row in rows]
+
+
+async def test_a_new_agent_slice_runs_through_a_real_worker_and_the_demo_scripted_llm(
+    slice_files: None,
+    settings: Settings,
+    database_url: str,
+    redis_url: str,
+    pool: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+) -> None:
+    text = "Today I ran my first 5k without walking once, and I felt unstoppable."
+    queued = await enqueue(redis_client, pool, SLICE_NOTE, {"user_id": "user-1", "note_id": "n1", "text": text})
+
+    await run_burst(settings, database_url, redis_url)
+
+    run = await ledger.latest_run(pool, queued.job_id)
+    assert run is not None and (run.state, run.attempt, run.error) == ("succeeded", 1, None)
+    assert run.result == {"note_id": "n1", "title": "First 5k run", "llm_calls": 1}
+    expected = load_sample_answers(PROMPT_NAME, directory=HERE)[0].answer
+    assert json.loads(await redis_client.get(result_key("n1"))) == expected
+    assert await redis_client.get(dead_key("n1")) is None
+    assert await llm_calls(pool) == [
+        {
+            "user_id": "user-1",
+            "job_id": queued.job_id,
+            "agent": AGENT_NAME,
+            "prompt_name": PROMPT_NAME,
+            "prompt_version": load_prompt(PROMPT_NAME).version,
+            "purpose": "answer",
+            "outcome": "ok",
+        }
+    ]
+
+
+async def test_a_note_its_samples_do_not_answer_is_dead_once_and_marked_by_the_slice_dead_hook(
+    slice_files: None,
+    settings: Settings,
+    database_url: str,
+    redis_url: str,
+    pool: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+) -> None:
+    args = {"user_id": "user-1", "note_id": "n2", "text": "Nothing in the samples says this."}
+    queued = await enqueue(redis_client, pool, SLICE_NOTE, args)
+
+    await run_burst(settings, database_url, redis_url)
+
+    run = await ledger.latest_run(pool, queued.job_id)
+    assert run is not None and (run.state, run.attempt) == ("dead", 1)  # a 400 is permanent: no second try
+    assert "no sample answer for prompt 'slice_note' matches" in (run.error or "")
+    reason = await redis_client.get(dead_key("n2"))
+    assert reason is not None and "slice_note" in reason.decode()
+    assert await redis_client.get(result_key("n2")) is None
+    assert [(c["prompt_name"], c["outcome"]) for c in await llm_calls(pool)] == [(PROMPT_NAME, "bad_request")]
