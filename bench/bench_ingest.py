@@ -220,9 +220,9 @@ async def _floor_one(conn: asyncpg.Connection, user_id: str, conversation_id: st
             conversation_id, user_id, ANSWER["title"], ANSWER["context_summary"], ANSWER["importance_score"],
         )  # fmt: skip
         await conn.execute(
-            "UPDATE users SET next_conversation_context_package = $2, last_active_at = $3, "
-            "concepts_created_in_cycle = concepts_created_in_cycle + $4 WHERE user_id = $1",
-            user_id, ANSWER["forward_context"], now, len(ANSWER["concepts"]),
+            "UPDATE users SET next_conversation_context_package = $2, "
+            "concepts_created_in_cycle = concepts_created_in_cycle + $3 WHERE user_id = $1",
+            user_id, ANSWER["forward_context"], len(ANSWER["concepts"]),
         )  # fmt: skip
 
 

@@ -174,11 +174,15 @@ async def mark_conversation_processed(
     """Record ingestion's outcome and set status 'processed'.
 
     The agent's title only fills a conversation that has none (NULL or blank): a title the user or the web app gave
-    is kept.
+    is kept. A failure recorded by an earlier try (metadata.failure, metadata.reprocess_failure) is removed: it no
+    longer describes the conversation.
     """
     status = await db.execute(
         "UPDATE conversations SET status = 'processed', title = COALESCE(NULLIF(btrim(title), ''), $3), "
-        "context_summary = $4, importance_score = $5 WHERE id = $2 AND user_id = $1",
+        "context_summary = $4, importance_score = $5, "
+        "metadata = CASE WHEN jsonb_typeof(metadata) = 'object' "
+        "THEN metadata - 'failure' - 'reprocess_failure' ELSE metadata END "
+        "WHERE id = $2 AND user_id = $1",
         user_id, conversation_id, title, context_summary, importance_score,
     )  # fmt: skip
     if row_count(status) == 0:

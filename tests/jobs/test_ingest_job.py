@@ -402,6 +402,13 @@ async def test_a_failed_reprocess_leaves_the_conversation_processed_with_its_mem
     assert len(await list_llm_calls(pool, user_id)) == 3
     assert await memory_counts(pool, user_id) == before
 
+    llm_server.enqueue(ScriptedReply.json(SAMPLE_ANSWER))  # a reprocess that works: the old failure is gone
+    await ingest(redis_client, pool, conversation_id, reprocess=True)
+    await run_burst()
+    conversation = await conversations.get_conversation(pool, user_id, conversation_id)
+    assert conversation is not None and conversation.status == "processed"
+    assert isinstance(conversation.metadata, dict) and "reprocess_failure" not in conversation.metadata
+
 
 async def test_a_plain_trigger_of_a_failed_conversation_holding_memory_replaces_it(
     pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner, llm_server: ScriptedLLMServer
