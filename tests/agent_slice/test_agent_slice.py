@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from tests.agent_slice.agent import AGENT_NAME, PROMPT_NAME
 from tests.agent_slice.job import SLICE_NOTE, dead_key, result_key
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 
 
 @pytest.fixture
@@ -117,3 +119,8 @@ async def test_a_note_its_samples_do_not_answer_is_dead_once_and_marked_by_the_s
     assert reason is not None and "slice_note" in reason.decode()
     assert await redis_client.get(result_key("n2")) is None
     assert [(c["prompt_name"], c["outcome"]) for c in await llm_calls(pool)] == [(PROMPT_NAME, "bad_request")]
+
+
+def test_the_how_to_names_files_of_this_slice_that_exist() -> None:
+    named = set(re.findall(r"tests/agent_slice/[\w.]+", (ROOT / "docs" / "agents.md").read_text(encoding="utf-8")))
+    assert len(named) >= 5 and all((ROOT / path).is_file() for path in named), sorted(named)
