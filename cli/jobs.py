@@ -31,7 +31,14 @@ from jobs.runtime.enqueue import (
     retry_dead,
     validate_args,
 )
-from jobs.runtime.keys import QUEUES, health_key_pattern, in_progress_key, job_key, queue_key
+from jobs.runtime.keys import (
+    QUEUES,
+    UNRECORDED_DEAD_KEY,
+    health_key_pattern,
+    in_progress_key,
+    job_key,
+    queue_key,
+)
 from jobs.runtime.registry import JobSpec, UnknownJobError
 from jobs.runtime.scheduler import schedules
 from store import ledger
@@ -238,19 +245,34 @@ def failed_command(
     job: str | None = typer.Option(None, "--job", help="Only this job name."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Dead letters, newest first (a job retried since is no longer listed)."""
+    """Dead letters, newest first (a job retried since is no longer listed).
+
+    Also those the ledger could not hold (a record with text Postgres refuses even escaped), kept in Redis under
+    orrery:dead:unrecorded: listed after the table, and with `"in_ledger": false` in --json."""
     job = _checked_id(job, "--job") if job is not None else None
 
-    async def _run() -> list[JobRun]:
-        async with _stores() as (conn, _):
-            return await ledger.dead_letters(conn, limit=limit, job_name=job)
+    async def _run() -> tuple[list[JobRun], list[dict[str, Any]]]:
+        async with _stores() as (conn, client):
+            runs = await ledger.dead_letters(conn, limit=limit, job_name=job)
+            kept = await _unrecorded_dead(client, limit)
+        return runs, [entry for entry in kept if job is None or entry.get("job_name") == job]
 
-    runs = run_async(_run())
+    runs, unrecorded = run_async(_run())
     if as_json:
-        _print_json([_run_json(r) for r in runs])
+        _print_json([{**_run_json(r), "in_ledger": True} for r in runs] + unrecorded)
         return
+    if unrecorded:
+        console.print(
+            f"{len(unrecorded)} dead letter(s) the ledger could not hold, kept in Redis ({UNRECORDED_DEAD_KEY}):"
+        )
+        for entry in unrecorded:
+            console.print(
+                f"  {entry['job_id']} ({entry.get('job_name') or '?'}, {entry.get('queue') or '?'}) at "
+                f"{entry.get('at') or '?'}: {entry.get('error_class')}: {entry.get('error')}",
+                highlight=False, soft_wrap=True,
+            )  # fmt: skip
     if not runs:
-        console.print("no dead letters")
+        console.print("no dead letters" + (" in the ledger" if unrecorded else ""))
         return
     table = Table("job id", "job", "tries", "error", "finished")
     for run in runs:
@@ -260,6 +282,25 @@ def failed_command(
         )  # fmt: skip
     console.print(table)
     console.print("revive one with `run.py jobs retry JOB_ID`")
+
+
+async def _unrecorded_dead(client: aioredis.Redis, limit: int) -> list[dict[str, Any]]:
+    """The dead letters kept in Redis, newest first, as JSON objects; an entry that is not one is shown as such."""
+    entries = []
+    for raw in await client.lrange(UNRECORDED_DEAD_KEY, 0, limit - 1):  # type: ignore[misc]
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            entry = None
+        if not isinstance(entry, dict):
+            entry = {"job_id": "?", "error_class": "Unreadable", "error": repr(raw)[:200]}
+        record = entry.get("record")
+        try:
+            name = json.loads(record).get("f") if isinstance(record, str) else None
+        except (ValueError, AttributeError):
+            name = None
+        entries.append({**entry, "job_name": name if isinstance(name, str) else None, "in_ledger": False})
+    return entries
 
 
 def _checked_id(text: str, option: str) -> str:
@@ -407,18 +448,21 @@ async def _queue_stats(conn: asyncpg.Connection, client: aioredis.Redis) -> list
         ready = await client.zcount(key, "-inf", now_ms)
         oldest = await client.zrange(key, 0, 0, withscores=True)
         workers = [k async for k in client.scan_iter(match=health_key_pattern(queue), count=500)]
+        lines = [await client.get(k) for k in workers]
+        degraded = sum(1 for line in lines if line is not None and line.startswith(b"degraded"))
         oldest_age = (now_ms - oldest[0][1]) / 1000 if oldest and ready else 0.0
         stats.append({
             "queue": queue, "depth": depth, "ready": ready, "scheduled": depth - ready,
             "running": running.get(queue, 0), "oldest_ready_age_s": round(max(oldest_age, 0.0), 3),
-            "live_workers": len(workers),
+            "live_workers": len(workers) - degraded, "degraded_workers": degraded,
         })  # fmt: skip
     return stats
 
 
 @jobs_app.command("queues")
 def queues_command(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Depth of each queue (ready now / scheduled later), running jobs, the oldest ready job's age, live workers."""
+    """Depth of each queue (ready now / scheduled later), running jobs, the oldest ready job's age, live workers
+    (a worker waiting for Redis or Postgres to come back is counted as degraded, not live)."""
 
     async def _run() -> list[dict[str, Any]]:
         async with _stores() as (conn, client):
@@ -428,10 +472,10 @@ def queues_command(as_json: bool = typer.Option(False, "--json")) -> None:
     if as_json:
         _print_json(stats)
         return
-    table = Table("queue", "depth", "ready", "scheduled", "running", "oldest ready", "live workers")
+    table = Table("queue", "depth", "ready", "scheduled", "running", "oldest ready", "live workers", "degraded")
     for s in stats:
         table.add_row(
             s["queue"], str(s["depth"]), str(s["ready"]), str(s["scheduled"]), str(s["running"]),
-            f"{s['oldest_ready_age_s']:.1f} s", str(s["live_workers"]),
+            f"{s['oldest_ready_age_s']:.1f} s", str(s["live_workers"]), str(s["degraded_workers"]),
         )  # fmt: skip
     console.print(table)
