@@ -73,6 +73,10 @@ def schedules(
     return result
 
 
+def _error(exc: BaseException) -> dict[str, str]:
+    return {"error_class": type(exc).__name__, "error": str(exc)[:200]}
+
+
 def cron_job_id(spec: JobSpec, slot: datetime) -> str:
     """The dedupe key when the job has one (an overrunning run makes the next slot a no-op), else one id per slot."""
     return spec.dedupe_key or f"{spec.name}@{slot.astimezone(UTC):%Y%m%dT%H%M%SZ}"
@@ -100,21 +104,46 @@ class CronScheduler:
         return dict(self._next)
 
     async def tick(self) -> list[EnqueueResult]:
-        """Fire every job whose slot has come; returns what this scheduler enqueued."""
+        """Fire every job whose slot has come; returns what this scheduler enqueued.
+
+        A slot whose claim or enqueue fails (Redis or Postgres away) stays due, its claim released, and the next
+        tick tries it again, until the job's following slot has come: then the older one is given up with a warning
+        and the newest due slot fires instead, so an outage never fires a backlog of slots (nor any slot twice)."""
         now = self._clock()
         fired = []
         for job in self._jobs:
-            slot = self._next[job.spec.name]
+            name = job.spec.name
+            slot = self._next[name]
             if now < slot:
                 continue
-            self._next[job.spec.name] = job.schedule.next_after(now)
-            claimed = await self._redis.set(cron_claim_key(job.spec.name, slot), "1", nx=True, ex=CLAIM_TTL_S)
-            if not claimed:
+            latest = slot
+            while (following := job.schedule.next_after(latest)) <= now:
+                latest = following
+            if latest != slot:
+                logger.warning("cron slot missed", job_name=name, slot=slot.isoformat(), instead=latest.isoformat())
+                self._next[name] = slot = latest
+            try:
+                result = await self._fire(job, slot)
+            except Exception as exc:
+                logger.warning("cron slot not fired yet; retrying", job_name=name, slot=slot.isoformat(), **_error(exc))
                 continue
-            result = await enqueue(self._redis, self._pool, job.spec, {}, job_id=cron_job_id(job.spec, slot))
-            logger.info("cron fired", job_name=job.spec.name, slot=slot.isoformat(), enqueued=result.enqueued)
-            fired.append(result)
+            self._next[name] = job.schedule.next_after(now)
+            if result is not None:
+                logger.info("cron fired", job_name=name, slot=slot.isoformat(), enqueued=result.enqueued)
+                fired.append(result)
         return fired
+
+    async def _fire(self, job: ScheduledJob, slot: datetime) -> EnqueueResult | None:
+        """Claim the slot and enqueue its run; None when another worker claimed it first."""
+        claim = cron_claim_key(job.spec.name, slot)
+        if not await self._redis.set(claim, "1", nx=True, ex=CLAIM_TTL_S):
+            return None
+        try:
+            return await enqueue(self._redis, self._pool, job.spec, {}, job_id=cron_job_id(job.spec, slot))
+        except BaseException:
+            with contextlib.suppress(Exception):  # let the next tick (here or in another worker) claim it again
+                await self._redis.delete(claim)
+            raise
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until `stop` is set; a failed tick (Redis or Postgres down) is logged and the next one tries again."""
@@ -122,7 +151,7 @@ class CronScheduler:
             try:
                 await self.tick()
             except Exception as exc:
-                logger.warning("cron tick failed", error_class=type(exc).__name__, error=str(exc)[:200])
+                logger.warning("cron tick failed", **_error(exc))
             if not self._next:
                 await stop.wait()
                 return

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from core.cron import ScheduleError
 from jobs.diagnostics import ECHO
 from jobs.maintenance import SWEEP_TIMEOUTS
+from jobs.runtime.keys import cron_claim_key
 from jobs.runtime.registry import JobTable
 from jobs.runtime.scheduler import CronScheduler, ScheduledJob, cron_job_id, schedules
 from settings import SettingsError, load_settings
@@ -102,3 +103,36 @@ async def test_overrunning_job_with_a_dedupe_key_skips_the_next_slot(
 
     assert [r.enqueued for r in first] == [True] and [r.enqueued for r in second] == [False]
     assert first[0].job_id == "sweep_timeouts"
+
+
+async def test_a_slot_whose_enqueue_fails_is_retried_until_the_next_slot(
+    database_url: str, pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    """Postgres away when a slot comes: the slot stays due and fires on a later tick once Postgres answers, once;
+    a slot still unfired when the following one comes is given up for it (its claim released), never replayed."""
+    start = datetime(2026, 1, 5, 9, 30, 30, tzinfo=UTC)
+    clock = Clock(start)
+    jobs = schedules(JobTable([ECHO]), {"diag.echo": "* * * * *"})
+    closed = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    await closed.close()  # every query on it fails, as on a Postgres that is away
+    scheduler = CronScheduler(redis_client, closed, jobs, clock=clock)
+
+    clock.now = datetime(2026, 1, 5, 9, 31, 1, tzinfo=UTC)
+    assert await scheduler.tick() == []
+    clock.now = datetime(2026, 1, 5, 9, 31, 20, tzinfo=UTC)
+    assert await scheduler.tick() == []  # still away
+    scheduler._pool = pool  # Postgres is back
+    clock.now = datetime(2026, 1, 5, 9, 31, 40, tzinfo=UTC)
+    fired = await scheduler.tick()
+    assert [r.job_id for r in fired] == ["diag.echo@20260105T093100Z"] and fired[0].enqueued
+    assert await scheduler.tick() == []
+
+    scheduler._pool = closed
+    clock.now = datetime(2026, 1, 5, 9, 32, 5, tzinfo=UTC)
+    assert await scheduler.tick() == []  # 9:32 not fired yet
+    scheduler._pool = pool
+    clock.now = datetime(2026, 1, 5, 9, 33, 2, tzinfo=UTC)  # 9:33 came first: 9:32 is given up, 9:33 fires
+    assert [r.job_id for r in await scheduler.tick()] == ["diag.echo@20260105T093300Z"]
+    clock.now = datetime(2026, 1, 5, 9, 34, 0, tzinfo=UTC)
+    assert [r.job_id for r in await scheduler.tick()] == ["diag.echo@20260105T093400Z"]
+    assert await redis_client.exists(cron_claim_key("diag.echo", datetime(2026, 1, 5, 9, 32, tzinfo=UTC))) == 0
