@@ -33,6 +33,8 @@ def migrate_command() -> None:
             report = await migrate(conn)
         finally:
             await conn.close()
+        for name in report.adopted:
+            console.print(f"adopted  {name} (the web app's Prisma built the same public schema first)")
         for name in report.applied:
             console.print(f"applied  {name}")
         console.print(

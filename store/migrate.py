@@ -9,14 +9,18 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 
+from store.prisma_schema import live_tables, load_expected_tables, schema_differences
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 ADVISORY_LOCK_KEY = 0x4F52_5259  # "ORRY": one migrator at a time, across every process and host
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+PUBLIC_MIGRATIONS = frozenset({"0001", "0005"})
+"""The migrations that build `public` (the rest touch only `runtime`); Prisma's baseline 0_init holds the same."""
 
 
 class MigrationError(Exception):
@@ -67,6 +71,8 @@ CREATE TABLE IF NOT EXISTS runtime.schema_migrations (
 class MigrationReport:
     applied: list[str]
     already_applied: list[str]
+    adopted: list[str] = field(default_factory=list)
+    """Public migrations recorded as applied because the web app's Prisma had built the same schema first."""
 
 
 async def applied_migrations(conn: asyncpg.Connection) -> dict[str, tuple[str, str]]:
@@ -107,7 +113,9 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
     try:
         await conn.execute(_LEDGER)
         pending = check_history(files, await applied_migrations(conn))
-        done = [m.name for m in files if m not in pending]
+        adopted = await _adopt_public_schema(conn, pending)
+        pending = [m for m in pending if m.name not in adopted]
+        done = [m.name for m in files if m not in pending and m.name not in adopted]
         applied = []
         for migration in pending:
             started = time.perf_counter()
@@ -123,6 +131,31 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
             except asyncpg.PostgresError as exc:
                 raise MigrationError(f"{migration.name} failed and was rolled back: {exc}") from None
             applied.append(migration.name)
-        return MigrationReport(applied=applied, already_applied=done)
+        return MigrationReport(applied=applied, already_applied=done, adopted=adopted)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)
+
+
+async def _adopt_public_schema(conn: asyncpg.Connection, pending: list[Migration]) -> list[str]:
+    """When the web app created `public` first (Prisma Migrate's 0_init, or `prisma db push`), Orrery's public
+    migrations would fail on tables that exist. If the live `public` is exactly the schema those migrations build
+    (store/schema.prisma), they are recorded as applied instead of run; if it differs, one error says how."""
+    public = [m for m in pending if m.version in PUBLIC_MIGRATIONS]
+    if not public or await conn.fetchval("SELECT to_regclass('public.users')") is None:
+        return []
+    live = {name: table for name, table in (await live_tables(conn)).items() if name != "_prisma_migrations"}
+    drift = schema_differences(load_expected_tables(), live)
+    if drift:
+        raise MigrationError(
+            "the public schema exists but was not created by Orrery, and it differs from store/schema.prisma: "
+            + "; ".join(drift[:5])
+            + (f" (and {len(drift) - 5} more)" if len(drift) > 5 else "")
+            + ". Bring it in line with store/schema.prisma (e.g. prisma migrate deploy of store/prisma/migrations), "
+            "then run `run.py migrate` again"
+        )
+    for migration in public:
+        await conn.execute(
+            "INSERT INTO runtime.schema_migrations (version, name, checksum, duration_ms) VALUES ($1, $2, $3, 0)",
+            migration.version, migration.name, migration.checksum,
+        )  # fmt: skip
+    return [m.name for m in public]
