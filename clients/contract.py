@@ -1,7 +1,7 @@
 """The value lists and JSON shapes Orrery writes (or reads) that store/schema.prisma cannot list, as the generated
 blocks of docs/contract.md.
 
-The vocabularies are imported from where the code defines them (agents.ingestion's enums, the conversation
+The vocabularies are imported from where the code defines them (core.vocabulary's enums, the conversation
 statuses, the growth source, the turn-context model). The JSON objects the ingestion write builds inline are
 described by the strict models below; tests/interop/test_contract.py runs a real ingestion and validates every
 object it wrote against them, so a key added to the write without a line here fails a test.

@@ -1,7 +1,7 @@
 """public.concepts: the user's people, places, values, goals…, deduplicated by normalized name and aliases.
 
 Identity lives in `metadata = {"normalized_name": str, "aliases": [normalized names]}` (the names come from
-agents.ingestion.normalize_concept_name). The database's unique key is the surface `(user_id, name, type)`, which
+core.vocabulary.normalize_concept_name). The database's unique key is the surface `(user_id, name, type)`, which
 "Morning runs" and "morning runs" do not share, so creation takes an advisory lock per (user, type, normalized
 name): concurrent ingestions of the same new concept produce one row.
 """
