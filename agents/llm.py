@@ -361,9 +361,12 @@ class LLMClient:
         # aiohttp instead of the default httpx transport: the openai package's documented option for async use, and
         # 25% less CPU per call here (bench/bench_ingest.py); retries stay ours (max_retries=0)
         self._client = AsyncOpenAI(
-            api_key=api_key, base_url=self.base_url, timeout=timeout_s, max_retries=0,
+            api_key=api_key,
+            base_url=self.base_url,
+            timeout=timeout_s,
+            max_retries=0,
             http_client=DefaultAioHttpClient(timeout=timeout_s),
-        )  # fmt: skip
+        )
         self._call_log = call_log
         self._max_retries = max_retries
         self._budget = daily_token_budget
@@ -375,9 +378,14 @@ class LLMClient:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, call_log: CallLog, *, base_url: str | None = None, api_key: str | None = None,
+        cls,
+        settings: Settings,
+        call_log: CallLog,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
         **overrides: Any,
-    ) -> LLMClient:  # fmt: skip
+    ) -> LLMClient:
         """The client the settings describe; base_url/api_key override them (the demo's scripted server)."""
         key = api_key or (settings.openai_api_key.get_secret_value() if settings.openai_api_key else None)
         return cls(
@@ -424,9 +432,18 @@ class LLMClient:
             usage += spent
             judgement = self._judge(reply, output_type, check)
             await self._record(
-                context, model, prompt, purpose, reply.mode, reply.attempt, judgement.outcome,
-                "; ".join(judgement.errors) or None, reply.latency_ms, reply.prompt_tokens, reply.completion_tokens,
-            )  # fmt: skip
+                context,
+                model,
+                prompt,
+                purpose,
+                reply.mode,
+                reply.attempt,
+                judgement.outcome,
+                "; ".join(judgement.errors) or None,
+                reply.latency_ms,
+                reply.prompt_tokens,
+                reply.completion_tokens,
+            )
             if judgement.value is not None:
                 assert isinstance(judgement.value, output_type)
                 return StructuredAnswer(judgement.value, usage)
@@ -437,9 +454,12 @@ class LLMClient:
                     f"model {model} at {self.endpoint}, prompt {prompt.name}@{prompt.version}"
                 )
             log.warning(
-                "llm.answer_invalid", agent=context.agent, job_id=context.job_id, outcome=judgement.outcome.value,
+                "llm.answer_invalid",
+                agent=context.agent,
+                job_id=context.job_id,
+                outcome=judgement.outcome.value,
                 errors=judgement.errors[:5],
-            )  # fmt: skip
+            )
             repair = load_prompt("llm_repair").render(errors=judgement.errors[:MAX_ERRORS_IN_REPAIR])
             messages = [*messages, {"role": "assistant", "content": reply.content or ""}, *repair.messages()]
             purpose = CallPurpose.REPAIR
@@ -525,9 +545,12 @@ class LLMClient:
             weaker = self._formats.downgrade(self.base_url, mode)
             if weaker is not None:
                 log.warning(
-                    "llm.response_format_unsupported", endpoint=self.endpoint, rejected=mode.value,
-                    next=weaker.value, detail=_short(failure.detail),
-                )  # fmt: skip
+                    "llm.response_format_unsupported",
+                    endpoint=self.endpoint,
+                    rejected=mode.value,
+                    next=weaker.value,
+                    detail=_short(failure.detail),
+                )
                 return
         if not failure.transient:
             hint = _OPERATOR_HINT.get(failure.outcome, "see the error")
@@ -544,9 +567,13 @@ class LLMClient:
             )
         delay = failure.retry_after if failure.retry_after is not None else self._backoff(retries)
         log.info(
-            "llm.retry", agent=context.agent, job_id=context.job_id, outcome=failure.outcome.value,
-            delay_s=round(delay, 3), retry=retries + 1,
-        )  # fmt: skip
+            "llm.retry",
+            agent=context.agent,
+            job_id=context.job_id,
+            outcome=failure.outcome.value,
+            delay_s=round(delay, 3),
+            retry=retries + 1,
+        )
         await asyncio.sleep(delay)
 
     def _backoff(self, retries: int) -> float:

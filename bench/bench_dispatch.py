@@ -172,13 +172,24 @@ async def _ledger_cost(pool: Any, rounds: int = 500) -> float:
     for i in range(rounds):
         job_id = f"ledger-bench-{i}"
         await ledger.insert_queued(
-            pool, job_id=job_id, job_name="bench.noop", queue=INTERACTIVE, args={"sent_at": 0.0}, max_tries=1,
+            pool,
+            job_id=job_id,
+            job_name="bench.noop",
+            queue=INTERACTIVE,
+            args={"sent_at": 0.0},
+            max_tries=1,
             run_at=datetime.now(UTC),
-        )  # fmt: skip
+        )
         run = await ledger.start_run(
-            pool, job_id=job_id, job_name="bench.noop", queue=INTERACTIVE, args={"sent_at": 0.0}, attempt=1,
-            max_tries=1, worker_id="bench",
-        )  # fmt: skip
+            pool,
+            job_id=job_id,
+            job_name="bench.noop",
+            queue=INTERACTIVE,
+            args={"sent_at": 0.0},
+            attempt=1,
+            max_tries=1,
+            worker_id="bench",
+        )
         await ledger.finish_run(pool, run.run_id, state="succeeded", duration_ms=0)
     return (time.perf_counter() - started) * 1000 / rounds
 
@@ -208,9 +219,11 @@ async def run(database_url: str, redis_url: str, jobs: int, samples: int) -> Non
             await redis.flushdb()
             arq_pool: ArqRedis = await create_pool(redis_settings)
             worker = arq.worker.Worker(
-                functions=[arq.worker.func(_arq_noop, name="noop")], redis_settings=redis_settings,
-                handle_signals=False, **kwargs,
-            )  # fmt: skip
+                functions=[arq.worker.func(_arq_noop, name="noop")],
+                redis_settings=redis_settings,
+                handle_signals=False,
+                **kwargs,
+            )
 
             async def put(sent_at: float) -> None:
                 await arq_pool.enqueue_job("noop", sent_at)

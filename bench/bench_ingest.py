@@ -74,9 +74,13 @@ async def _make_conversations(pool: asyncpg.Pool, count: int, label: str) -> lis
         conversation = await conversations.create_conversation(pool, user.user_id, status="ended", start_time=start)
         for offset, (role, content) in enumerate(MESSAGES):
             await conversations.add_message(
-                pool, user.user_id, conversation.id, role=role, content=content,
+                pool,
+                user.user_id,
+                conversation.id,
+                role=role,
+                content=content,
                 timestamp=start + timedelta(seconds=offset),
-            )  # fmt: skip
+            )
         made.append((user.user_id, conversation.id))
     return made
 
@@ -126,9 +130,14 @@ async def runtime_throughput(
     with instant_llm(ANSWER) as base_url:
         env = {key: value for key, value in os.environ.items() if not key.startswith("ORRERY_")}
         env.update(
-            DATABASE_URL=database_url, REDIS_URL=redis_url, ORRERY_DATA_DIR=str(data_dir), ORRERY_LOG_LEVEL="WARNING",
-            ORRERY_LOG_FORMAT="json", OPENAI_BASE_URL=base_url, OPENAI_API_KEY="bench",
-        )  # fmt: skip
+            DATABASE_URL=database_url,
+            REDIS_URL=redis_url,
+            ORRERY_DATA_DIR=str(data_dir),
+            ORRERY_LOG_LEVEL="WARNING",
+            ORRERY_LOG_FORMAT="json",
+            OPENAI_BASE_URL=base_url,
+            OPENAI_API_KEY="bench",
+        )
         pool = await create_pool(database_url)
         redis = await connect_redis(redis_url)
         try:
@@ -140,8 +149,18 @@ async def runtime_throughput(
             for conversation_id in backlog:
                 await enqueue(redis, pool, INGEST, {"conversation_id": conversation_id}, run_at=due)
             per_process = -(-concurrency // processes)  # the same jobs in flight as the floor's connections, in all
-            command = [sys.executable, str(ROOT / "run.py"), "worker", "--burst", "--queue", INTERACTIVE,
-                       "--concurrency", str(per_process), "--processes", str(processes)]  # fmt: skip
+            command = [
+                sys.executable,
+                str(ROOT / "run.py"),
+                "worker",
+                "--burst",
+                "--queue",
+                INTERACTIVE,
+                "--concurrency",
+                str(per_process),
+                "--processes",
+                str(processes),
+            ]
             started = time.time()
             worker = await asyncio.create_subprocess_exec(*command, env=env, cwd=ROOT, stderr=asyncio.subprocess.PIPE)
             _, stderr = await worker.communicate()
@@ -169,25 +188,37 @@ async def _floor_one(conn: asyncpg.Connection, user_id: str, conversation_id: st
     """The same rows the ingest job writes for ANSWER, as plain statements in one transaction."""
     now = datetime.now(UTC).replace(tzinfo=None)
     async with conn.transaction():
-        await conn.fetchrow("SELECT status FROM conversations WHERE id = $1 AND user_id = $2 FOR UPDATE",
-                            conversation_id, user_id)  # fmt: skip
+        await conn.fetchrow(
+            "SELECT status FROM conversations WHERE id = $1 AND user_id = $2 FOR UPDATE", conversation_id, user_id
+        )
         ids: dict[str, str] = {}
         for concept in ANSWER["concepts"]:
             ids[concept["key"]] = await conn.fetchval(
                 "INSERT INTO concepts (concept_id, user_id, name, type, description, last_updated_ts, metadata) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id, name, type) DO UPDATE "
                 "SET last_updated_ts = EXCLUDED.last_updated_ts RETURNING concept_id",
-                str(uuid.uuid4()), user_id, concept["name"], concept["type"], concept["description"], now,
+                str(uuid.uuid4()),
+                user_id,
+                concept["name"],
+                concept["type"],
+                concept["description"],
+                now,
                 {"normalized_name": concept["name"].lower(), "aliases": []},
-            )  # fmt: skip
+            )
         for unit in ANSWER["memory_units"]:
             ids[unit["key"]] = str(uuid.uuid4())
             await conn.execute(
                 "INSERT INTO memory_units (muid, user_id, title, content, creation_ts, last_modified_ts, "
                 "importance_score, sentiment_score, source_conversation_id) VALUES ($1,$2,$3,$4,$5,$5,$6,$7,$8)",
-                ids[unit["key"]], user_id, unit["title"], unit["content"], now, unit["importance"],
-                unit["sentiment"], conversation_id,
-            )  # fmt: skip
+                ids[unit["key"]],
+                user_id,
+                unit["title"],
+                unit["content"],
+                now,
+                unit["importance"],
+                unit["sentiment"],
+                conversation_id,
+            )
         card_sources = [(ids[c["key"]], "Concept") for c in ANSWER["concepts"]]
         card_sources += [(ids[u["key"]], "MemoryUnit") for u in ANSWER["memory_units"] if u["importance"] >= 6]
         await conn.executemany(
@@ -199,31 +230,51 @@ async def _floor_one(conn: asyncpg.Connection, user_id: str, conversation_id: st
             "INSERT INTO growth_events (event_id, user_id, entity_id, entity_type, dim_key, delta, source, details) "
             "VALUES ($1, $2, $3, 'MemoryUnit', $4, $5, 'ingestion', $6)",
             [
-                (str(uuid.uuid4()), user_id, ids.get(e["about"], e["about"]), e["dim_key"], e["delta"],
-                 {"rationale": e["rationale"]})
+                (
+                    str(uuid.uuid4()),
+                    user_id,
+                    ids.get(e["about"], e["about"]),
+                    e["dim_key"],
+                    e["delta"],
+                    {"rationale": e["rationale"]},
+                )
                 for e in ANSWER["growth_events"]
             ],
-        )  # fmt: skip
+        )
         await conn.executemany(
             "INSERT INTO runtime.knowledge_edges (edge_id, user_id, source_id, source_type, target_id, target_type, "
             "relationship_type, strength, description, source_conversation_id) "
             "VALUES ($1, $2, $3, 'MemoryUnit', $4, 'Concept', $5, $6, $7, $8)",
             [
-                (str(uuid.uuid4()), user_id, ids[r["source"]], ids[r["target"]], r["type"], r["strength"],
-                 r["description"], conversation_id)
+                (
+                    str(uuid.uuid4()),
+                    user_id,
+                    ids[r["source"]],
+                    ids[r["target"]],
+                    r["type"],
+                    r["strength"],
+                    r["description"],
+                    conversation_id,
+                )
                 for r in ANSWER["relationships"]
             ],
-        )  # fmt: skip
+        )
         await conn.execute(
             "UPDATE conversations SET status = 'processed', title = $3, context_summary = $4, importance_score = $5 "
             "WHERE id = $1 AND user_id = $2",
-            conversation_id, user_id, ANSWER["title"], ANSWER["context_summary"], ANSWER["importance_score"],
-        )  # fmt: skip
+            conversation_id,
+            user_id,
+            ANSWER["title"],
+            ANSWER["context_summary"],
+            ANSWER["importance_score"],
+        )
         await conn.execute(
             "UPDATE users SET next_conversation_context_package = $2, "
             "concepts_created_in_cycle = concepts_created_in_cycle + $3 WHERE user_id = $1",
-            user_id, ANSWER["forward_context"], len(ANSWER["concepts"]),
-        )  # fmt: skip
+            user_id,
+            ANSWER["forward_context"],
+            len(ANSWER["concepts"]),
+        )
 
 
 async def floor_throughput(database_url: str, count: int, concurrency: int) -> float:
@@ -319,17 +370,21 @@ async def run(
     def row(label: str, seconds: float) -> str:
         return f"| {label} | {seconds:.2f} | {count / seconds:.1f} | {seconds / floor_s:.2f}x |"
 
-    print(f"\nIngestion throughput, {count} conversations, {concurrency} at once ({processes} worker processes), "
-          f"median of {rounds} rounds\n")  # fmt: skip
+    print(
+        f"\nIngestion throughput, {count} conversations, {concurrency} at once ({processes} worker processes), "
+        f"median of {rounds} rounds\n"
+    )
     print("| path | seconds | conversations/s | time vs floor |")
     print("|---|---:|---:|---:|")
     print(row("Orrery: queued backlog → worker → LLM over HTTP → one-transaction write", median["runtime"]))
     print(row("part: load + agent alone (reads, openai client, validation)", median["agent"]))
     print(row("part: write_ingestion alone (one transaction)", median["write"]))
     print(row("floor: bare asyncpg, same inserts", floor_s))
-    print(f"\nruntime/floor per round (each round measures both within seconds, so machine drift cancels): "
-          f"{', '.join(f'{r:.2f}x' for r in ratios)}, median {statistics.median(ratios):.2f}x; warm-up run "
-          f"({WARMUP_CONVERSATIONS} conversations, not in the table): {median['warmup']:.2f} s")  # fmt: skip
+    print(
+        f"\nruntime/floor per round (each round measures both within seconds, so machine drift cancels): "
+        f"{', '.join(f'{r:.2f}x' for r in ratios)}, median {statistics.median(ratios):.2f}x; warm-up run "
+        f"({WARMUP_CONVERSATIONS} conversations, not in the table): {median['warmup']:.2f} s"
+    )
 
 
 async def redis_flush(redis_url: str) -> None:

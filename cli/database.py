@@ -194,8 +194,9 @@ def _print_urls(urls: dict[str, dict[str, Any]]) -> None:
         console.print(f"  Redis (redis-py, arq): {redis['url']}", highlight=False, soft_wrap=True)
     if redis.get("socket"):
         socket = redis["socket"]
-        console.print(f'  Redis socket (ioredis: new Redis("{socket}"); redis-cli -s): {socket}', highlight=False,
-                      soft_wrap=True)  # fmt: skip
+        console.print(
+            f'  Redis socket (ioredis: new Redis("{socket}"); redis-cli -s): {socket}', highlight=False, soft_wrap=True
+        )
 
 
 @stack_app.command("status")

@@ -103,9 +103,12 @@ async def _run_worker(pool: asyncpg.Pool, found: Backends, job_ids: list[str], c
     worker = await asyncio.create_subprocess_exec(*command, env=env, cwd=ROOT)
     started = time.monotonic()
     with Progress(
-        TextColumn("[bold]5/5[/] worker: ingesting"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=console,
-    ) as progress:  # fmt: skip
+        TextColumn("[bold]5/5[/] worker: ingesting"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         task = progress.add_task("ingest", total=len(job_ids))
         while True:
             states = await ledger.latest_states(pool, job_ids)

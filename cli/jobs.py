@@ -128,9 +128,15 @@ def trigger_command(
 
 
 async def _trigger(
-    spec: JobSpec, args: dict[str, Any], job_id: str | None, queue: str | None, when: datetime, wait: bool,
-    timeout: float, as_json: bool,
-) -> int:  # fmt: skip
+    spec: JobSpec,
+    args: dict[str, Any],
+    job_id: str | None,
+    queue: str | None,
+    when: datetime,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> int:
     async with _stores() as (conn, client):
         try:
             result = await enqueue(client, conn, spec, args, job_id=job_id, queue=queue, run_at=when)
@@ -217,21 +223,35 @@ def list_command(as_json: bool = typer.Option(False, "--json")) -> None:
     rows: list[dict[str, Any]] = []
     for spec in specs:
         schedule = scheduled.get(spec.name)
-        rows.append({
-            "name": spec.name, "queue": spec.queue, "timeout_s": spec.timeout_s, "max_tries": spec.max_tries,
-            "backoff_s": spec.backoff_s, "dedupe_key": spec.dedupe_key,
-            "schedule": schedule.expression if schedule else None,
-            "next_run": _iso(schedule.next_after(now)) if schedule else None, "description": spec.summary,
-        })  # fmt: skip
+        rows.append(
+            {
+                "name": spec.name,
+                "queue": spec.queue,
+                "timeout_s": spec.timeout_s,
+                "max_tries": spec.max_tries,
+                "backoff_s": spec.backoff_s,
+                "dedupe_key": spec.dedupe_key,
+                "schedule": schedule.expression if schedule else None,
+                "next_run": _iso(schedule.next_after(now)) if schedule else None,
+                "description": spec.summary,
+            }
+        )
     if as_json:
         _print_json(rows)
         return
     table = Table("job", "queue", "timeout", "tries", "backoff", "dedupe key", "schedule", "next run", "what it does")
     for row in rows:
         table.add_row(
-            row["name"], row["queue"], f"{row['timeout_s']:g} s", str(row["max_tries"]), f"{row['backoff_s']:g} s",
-            row["dedupe_key"] or "-", row["schedule"] or "-", row["next_run"] or "-", row["description"],
-        )  # fmt: skip
+            row["name"],
+            row["queue"],
+            f"{row['timeout_s']:g} s",
+            str(row["max_tries"]),
+            f"{row['backoff_s']:g} s",
+            row["dedupe_key"] or "-",
+            row["schedule"] or "-",
+            row["next_run"] or "-",
+            row["description"],
+        )
     console.print(table)
 
 
@@ -269,17 +289,21 @@ def failed_command(
             console.print(
                 f"  {entry['job_id']} ({entry.get('job_name') or '?'}, {entry.get('queue') or '?'}) at "
                 f"{entry.get('at') or '?'}: {entry.get('error_class')}: {entry.get('error')}",
-                highlight=False, soft_wrap=True,
-            )  # fmt: skip
+                highlight=False,
+                soft_wrap=True,
+            )
     if not runs:
         console.print("no dead letters" + (" in the ledger" if unrecorded else ""))
         return
     table = Table("job id", "job", "tries", "error", "finished")
     for run in runs:
         table.add_row(
-            run.job_id, run.job_name, f"{run.attempt}/{run.max_tries}", f"{run.error_class}: {run.error}",
+            run.job_id,
+            run.job_name,
+            f"{run.attempt}/{run.max_tries}",
+            f"{run.error_class}: {run.error}",
             _iso(run.finished_at),
-        )  # fmt: skip
+        )
     console.print(table)
     console.print("revive one with `run.py jobs retry JOB_ID`")
 
@@ -357,18 +381,28 @@ async def _redis_view(client: aioredis.Redis, job_id: str) -> RedisView | None:
         record, problem = {}, str(exc)
     name = record.get("f")
     return RedisView(
-        name=name if isinstance(name, str) else None, args=record.get("k"), queue=queue,
-        enqueued_at=_from_ms(record.get("et")), run_at=_from_ms(score), running=bool(running), problem=problem,
-    )  # fmt: skip
+        name=name if isinstance(name, str) else None,
+        args=record.get("k"),
+        queue=queue,
+        enqueued_at=_from_ms(record.get("et")),
+        run_at=_from_ms(score),
+        running=bool(running),
+        problem=problem,
+    )
 
 
 def _redis_json(view: RedisView | None) -> dict[str, Any] | None:
     if view is None:
         return None
     return {
-        "state": view.state, "name": view.name, "queue": view.queue, "args": view.args,
-        "enqueued_at": _iso(view.enqueued_at), "run_at": _iso(view.run_at), "problem": view.problem,
-    }  # fmt: skip
+        "state": view.state,
+        "name": view.name,
+        "queue": view.queue,
+        "args": view.args,
+        "enqueued_at": _iso(view.enqueued_at),
+        "run_at": _iso(view.run_at),
+        "problem": view.problem,
+    }
 
 
 def _describe_redis(view: RedisView | None) -> str:
@@ -413,9 +447,16 @@ def show_command(
     for run in runs:
         detail = f"{run.error_class}: {run.error}" if run.error else (json.dumps(run.result) if run.result else "")
         table.add_row(
-            str(run.id), run.state, f"{run.attempt}/{run.max_tries}", _iso(run.enqueued_at), _iso(run.started_at),
-            _iso(run.finished_at), str(run.duration_ms or "-"), run.worker_id or "-", detail,
-        )  # fmt: skip
+            str(run.id),
+            run.state,
+            f"{run.attempt}/{run.max_tries}",
+            _iso(run.enqueued_at),
+            _iso(run.started_at),
+            _iso(run.finished_at),
+            str(run.duration_ms or "-"),
+            run.worker_id or "-",
+            detail,
+        )
     console.print(table)
 
 
@@ -451,11 +492,18 @@ async def _queue_stats(conn: asyncpg.Connection, client: aioredis.Redis) -> list
         lines = [await client.get(k) for k in workers]
         degraded = sum(1 for line in lines if line is not None and line.startswith(b"degraded"))
         oldest_age = (now_ms - oldest[0][1]) / 1000 if oldest and ready else 0.0
-        stats.append({
-            "queue": queue, "depth": depth, "ready": ready, "scheduled": depth - ready,
-            "running": running.get(queue, 0), "oldest_ready_age_s": round(max(oldest_age, 0.0), 3),
-            "live_workers": len(workers) - degraded, "degraded_workers": degraded,
-        })  # fmt: skip
+        stats.append(
+            {
+                "queue": queue,
+                "depth": depth,
+                "ready": ready,
+                "scheduled": depth - ready,
+                "running": running.get(queue, 0),
+                "oldest_ready_age_s": round(max(oldest_age, 0.0), 3),
+                "live_workers": len(workers) - degraded,
+                "degraded_workers": degraded,
+            }
+        )
     return stats
 
 
@@ -475,7 +523,13 @@ def queues_command(as_json: bool = typer.Option(False, "--json")) -> None:
     table = Table("queue", "depth", "ready", "scheduled", "running", "oldest ready", "live workers", "degraded")
     for s in stats:
         table.add_row(
-            s["queue"], str(s["depth"]), str(s["ready"]), str(s["scheduled"]), str(s["running"]),
-            f"{s['oldest_ready_age_s']:.1f} s", str(s["live_workers"]), str(s["degraded_workers"]),
-        )  # fmt: skip
+            s["queue"],
+            str(s["depth"]),
+            str(s["ready"]),
+            str(s["scheduled"]),
+            str(s["running"]),
+            f"{s['oldest_ready_age_s']:.1f} s",
+            str(s["live_workers"]),
+            str(s["degraded_workers"]),
+        )
     console.print(table)

@@ -50,9 +50,12 @@ def seed_sample_command(
     for conversation in seeded.conversations:
         new = conversation.key in seeded.created_keys
         table.add_row(
-            conversation.key, conversation.conversation_id, conversation.status, str(conversation.message_count),
+            conversation.key,
+            conversation.conversation_id,
+            conversation.status,
+            str(conversation.message_count),
             "[green]created[/]" if new else "already present",
-        )  # fmt: skip
+        )
     console.print(table)
     if seeded.already_present:
         console.print("already present: nothing changed")

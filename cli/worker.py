@@ -67,9 +67,11 @@ def worker_command(
     cfg = settings()
     found = backends()
     options = WorkerOptions(
-        queues=_check_queues(queue), concurrency=concurrency or cfg.worker_concurrency, burst=burst,
+        queues=_check_queues(queue),
+        concurrency=concurrency or cfg.worker_concurrency,
+        burst=burst,
         burst_horizon_s=horizon,
-    )  # fmt: skip
+    )
     count = processes or cfg.worker_processes
     try:
         if count == 1:

@@ -27,9 +27,22 @@ REGISTRY_TS = ROOT / "clients" / "typescript" / "src" / "registry.ts"
 CONTRACT_MD = ROOT / "docs" / "contract.md"
 
 SUPPORTED_KEYWORDS = {
-    "type", "properties", "required", "additionalProperties", "anyOf", "enum", "default", "description", "title",
-    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength",
-}  # fmt: skip
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "anyOf",
+    "enum",
+    "default",
+    "description",
+    "title",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+}
 """What clients/typescript/src/index.ts validates; a model needing more fails generation instead of going unchecked."""
 
 

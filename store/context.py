@@ -42,9 +42,11 @@ async def read_turn_context(client: aioredis.Redis, conversation_id: str) -> Tur
         return TurnContextPackage.model_validate(data)
     except ValidationError as exc:
         log.warning(
-            "turn_context.invalid", conversation_id=conversation_id, errors=exc.error_count(),
+            "turn_context.invalid",
+            conversation_id=conversation_id,
+            errors=exc.error_count(),
             problems=error_lines(exc),
-        )  # fmt: skip
+        )
         return None
 
 

@@ -138,17 +138,27 @@ def start_redis(data_dir: Path) -> str:
             socket.unlink()
         command = [
             str(_redis_server_binary()),
-            "--port", "0",
-            "--unixsocket", str(socket),
-            "--unixsocketperm", "700",
-            "--dir", str(redis_dir),
-            "--dbfilename", "dump.rdb",
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--daemonize", "yes",
-            "--pidfile", str(redis_dir / "redis.pid"),
-            "--logfile", str(redis_dir / "redis.log"),
-        ]  # fmt: skip
+            "--port",
+            "0",
+            "--unixsocket",
+            str(socket),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(redis_dir),
+            "--dbfilename",
+            "dump.rdb",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(redis_dir / "redis.pid"),
+            "--logfile",
+            str(redis_dir / "redis.log"),
+        ]
         try:
             subprocess.run(command, check=True, capture_output=True, timeout=30)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:

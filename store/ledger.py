@@ -73,8 +73,13 @@ async def insert_queued(
         ON CONFLICT (job_id) WHERE {_ACTIVE} DO NOTHING
         RETURNING id
         """,
-        job_id, job_name, queue, dict(args), max_tries, run_at,
-    )  # fmt: skip
+        job_id,
+        job_name,
+        queue,
+        dict(args),
+        max_tries,
+        run_at,
+    )
     return run_id
 
 
@@ -130,8 +135,16 @@ async def start_run(
             updated_at = now()
         RETURNING id, COALESCE((SELECT state = 'running' AND attempt = $5 FROM previous), false) AS unfinished
         """,
-        job_id, job_name, queue, dict(args), attempt, max_tries, worker_id, enqueued_at, run_at,
-    )  # fmt: skip
+        job_id,
+        job_name,
+        queue,
+        dict(args),
+        attempt,
+        max_tries,
+        worker_id,
+        enqueued_at,
+        run_at,
+    )
     assert row is not None  # INSERT … ON CONFLICT DO UPDATE always returns its row
     return StartedRun(run_id=row["id"], unfinished=row["unfinished"])
 
@@ -157,8 +170,14 @@ async def finish_run(
             updated_at = now()
         WHERE id = $1
         """,
-        run_id, state, duration_ms, error_class, error, dict(result) if result is not None else None, run_at,
-    )  # fmt: skip
+        run_id,
+        state,
+        duration_ms,
+        error_class,
+        error,
+        dict(result) if result is not None else None,
+        run_at,
+    )
 
 
 async def mark_unrunnable(
@@ -178,8 +197,13 @@ async def mark_unrunnable(
         SELECT $1, $2, $3, $4, 'dead', 1, $5, $6, now()
         WHERE NOT EXISTS (SELECT 1 FROM updated)
         """,
-        job_id, job_name, queue, dict(args), error_class, error,
-    )  # fmt: skip
+        job_id,
+        job_name,
+        queue,
+        dict(args),
+        error_class,
+        error,
+    )
 
 
 async def runs_of(db: Executor, job_id: str, *, limit: int = 20) -> list[JobRun]:
@@ -219,8 +243,9 @@ async def dead_letters(db: Executor, *, limit: int = 50, job_name: str | None = 
           AND NOT EXISTS (SELECT 1 FROM runtime.job_runs n WHERE n.job_id = d.job_id AND n.id > d.id)
         ORDER BY finished_at DESC LIMIT $1
         """,
-        limit, job_name,
-    )  # fmt: skip
+        limit,
+        job_name,
+    )
     return [_run(r) for r in rows]
 
 

@@ -35,10 +35,22 @@ async def insert_llm_call(executor: Executor, call: LLMCallRecord) -> int:
     call_id: int = await executor.fetchval(
         f"INSERT INTO runtime.llm_calls ({_COLUMNS}) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
-        call.user_id, call.job_id, call.agent, call.model, call.endpoint, call.prompt_name, call.prompt_version,
-        call.purpose.value, call.response_format.value, call.attempt, call.prompt_tokens, call.completion_tokens,
-        call.latency_ms, call.outcome.value, call.error,
-    )  # fmt: skip
+        call.user_id,
+        call.job_id,
+        call.agent,
+        call.model,
+        call.endpoint,
+        call.prompt_name,
+        call.prompt_version,
+        call.purpose.value,
+        call.response_format.value,
+        call.attempt,
+        call.prompt_tokens,
+        call.completion_tokens,
+        call.latency_ms,
+        call.outcome.value,
+        call.error,
+    )
     return call_id
 
 
@@ -47,8 +59,9 @@ async def tokens_used_since(executor: Executor, user_id: str, since: datetime) -
     total = await executor.fetchval(
         "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM runtime.llm_calls "
         "WHERE user_id = $1 AND created_at >= $2",
-        user_id, since,
-    )  # fmt: skip
+        user_id,
+        since,
+    )
     return int(total)
 
 
@@ -59,8 +72,10 @@ async def list_llm_calls(
     rows = await executor.fetch(
         f"SELECT id, created_at, {_COLUMNS} FROM runtime.llm_calls "
         "WHERE user_id = $1 AND ($2::text IS NULL OR job_id = $2) ORDER BY created_at, id LIMIT $3",
-        user_id, job_id, limit,
-    )  # fmt: skip
+        user_id,
+        job_id,
+        limit,
+    )
     return [_stored(row) for row in rows]
 
 

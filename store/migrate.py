@@ -125,9 +125,11 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
                     await conn.execute(
                         "INSERT INTO runtime.schema_migrations (version, name, checksum, duration_ms) "
                         "VALUES ($1, $2, $3, $4)",
-                        migration.version, migration.name, migration.checksum,
+                        migration.version,
+                        migration.name,
+                        migration.checksum,
                         int((time.perf_counter() - started) * 1000),
-                    )  # fmt: skip
+                    )
             except asyncpg.PostgresError as exc:
                 raise MigrationError(f"{migration.name} failed and was rolled back: {exc}") from None
             applied.append(migration.name)
@@ -156,6 +158,8 @@ async def _adopt_public_schema(conn: asyncpg.Connection, pending: list[Migration
     for migration in public:
         await conn.execute(
             "INSERT INTO runtime.schema_migrations (version, name, checksum, duration_ms) VALUES ($1, $2, $3, 0)",
-            migration.version, migration.name, migration.checksum,
-        )  # fmt: skip
+            migration.version,
+            migration.name,
+            migration.checksum,
+        )
     return [m.name for m in public]

@@ -63,9 +63,14 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, timeou
     """Open a pool or raise BackendUnavailable naming the server."""
     try:
         pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, timeout=timeout, init=_init_connection,
-            reset=_keep_session, command_timeout=300,
-        )  # fmt: skip
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            init=_init_connection,
+            reset=_keep_session,
+            command_timeout=300,
+        )
     except (OSError, asyncpg.PostgresError, TimeoutError, asyncpg.InterfaceError) as exc:
         raise BackendUnavailable(f"cannot reach Postgres at {redact_url(dsn)}: {describe_connect_error(exc)}") from None
     assert pool is not None
@@ -84,5 +89,3 @@ async def connect(dsn: str, *, timeout: float = 10.0) -> asyncpg.Connection:
 
 Executor = asyncpg.Connection | asyncpg.Pool
 """What repository functions accept: a pool for single statements, a connection inside a transaction."""
-
-

@@ -34,8 +34,9 @@ async def end_silent_conversations(db: Executor, *, timeout_minutes: float, limi
         WHERE c.id = silent.id AND c.status = 'active'
         RETURNING c.id
         """,
-        timeout_minutes, limit,
-    )  # fmt: skip
+        timeout_minutes,
+        limit,
+    )
     return [r["id"] for r in rows]
 
 

@@ -14,11 +14,14 @@ from tests.cli.runner import ROOT, run_cli
 
 
 def test_unreachable_database_is_one_line_with_password_redacted(tmp_path: Path) -> None:
-    result = run_cli("migrate", env={
-        "DATABASE_URL": "postgresql://orrery:s3cret@127.0.0.1:1/orrery",
-        "REDIS_URL": "redis://127.0.0.1:1/0",
-        "ORRERY_DATA_DIR": str(tmp_path),
-    })  # fmt: skip
+    result = run_cli(
+        "migrate",
+        env={
+            "DATABASE_URL": "postgresql://orrery:s3cret@127.0.0.1:1/orrery",
+            "REDIS_URL": "redis://127.0.0.1:1/0",
+            "ORRERY_DATA_DIR": str(tmp_path),
+        },
+    )
     assert result.returncode == 2
     assert "cannot reach Postgres at postgresql://orrery:***@127.0.0.1:1/orrery" in result.stderr
     assert "s3cret" not in result.stderr + result.stdout
@@ -27,12 +30,15 @@ def test_unreachable_database_is_one_line_with_password_redacted(tmp_path: Path)
 
 
 def test_doctor_reports_a_down_redis_and_exits_non_zero(tmp_path: Path, server_dsn: str) -> None:
-    result = run_cli("doctor", env={
-        "DATABASE_URL": server_dsn,
-        "REDIS_URL": "redis://:pw@127.0.0.1:1/0",
-        "ORRERY_DATA_DIR": str(tmp_path),
-        "COLUMNS": "250",
-    })  # fmt: skip
+    result = run_cli(
+        "doctor",
+        env={
+            "DATABASE_URL": server_dsn,
+            "REDIS_URL": "redis://:pw@127.0.0.1:1/0",
+            "ORRERY_DATA_DIR": str(tmp_path),
+            "COLUMNS": "250",
+        },
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "DOWN" in result.stdout
     assert "cannot reach Redis at redis://:***@127.0.0.1:1/0" in result.stdout

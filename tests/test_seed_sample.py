@@ -48,8 +48,9 @@ async def test_seeding_twice_changes_nothing(pool: asyncpg.Pool, redis_client: a
     assert counts == expected_counts()
     stored_before = await conversations.list_conversations(pool, first.user_id)
 
-    await conversations.set_conversation_status(pool, first.user_id, first.conversations[0].conversation_id,
-                                                "processed")  # fmt: skip
+    await conversations.set_conversation_status(
+        pool, first.user_id, first.conversations[0].conversation_id, "processed"
+    )
     second = await seed_sample_user(pool, redis_client, now=NOW + timedelta(days=3))
     assert second.already_present and not second.user_created and second.created_keys == []
     assert [c.conversation_id for c in second.conversations] == [c.conversation_id for c in first.conversations]
@@ -72,8 +73,11 @@ async def test_seeded_rows_match_the_file(pool: asyncpg.Pool, redis_client: aior
     user = await users.get_user(pool, seeded.user_id)
     assert user is not None
     assert (user.email, user.name, user.timezone, user.memory_profile) == (
-        sample.user.email, sample.user.name, sample.user.timezone, sample.user.memory_profile,
-    )  # fmt: skip
+        sample.user.email,
+        sample.user.name,
+        sample.user.timezone,
+        sample.user.memory_profile,
+    )
     for spec, row in zip(sample.conversations, seeded.conversations, strict=True):
         stored = await conversations.get_conversation(pool, seeded.user_id, row.conversation_id)
         assert stored is not None
@@ -143,6 +147,7 @@ async def test_cli_on_an_unmigrated_database_says_what_to_do(
 
 
 async def test_cli_rejects_a_malformed_email(database_url: str, redis_url: str, tmp_path: Path) -> None:
-    result = run_seed_sample("--user-email", "nobody", database_url=database_url, redis_url=redis_url,
-                             tmp_path=tmp_path)  # fmt: skip
+    result = run_seed_sample(
+        "--user-email", "nobody", database_url=database_url, redis_url=redis_url, tmp_path=tmp_path
+    )
     assert result.returncode == 2 and "expected one e-mail address" in result.stderr

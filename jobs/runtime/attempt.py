@@ -159,15 +159,30 @@ async def run_attempt(
     structlog.contextvars.bind_contextvars(job_id=job_id, job_name=spec.name, attempt=attempt)
     log = logger.bind(job_id=job_id, job_name=spec.name, attempt=attempt)
     ctx = JobContext(
-        settings=resources.settings, pool=resources.pool, redis=resources.redis, job_id=job_id, job_name=spec.name,
-        attempt=attempt, log=log, resources=resources, spec=spec,
-    )  # fmt: skip
+        settings=resources.settings,
+        pool=resources.pool,
+        redis=resources.redis,
+        job_id=job_id,
+        job_name=spec.name,
+        attempt=attempt,
+        log=log,
+        resources=resources,
+        spec=spec,
+    )
     started = time.perf_counter()
     try:
         run = await ledger.start_run(
-            resources.ledger_pool, job_id=job_id, job_name=spec.name, queue=spec.queue, args=raw, attempt=attempt,
-            max_tries=spec.max_tries, worker_id=resources.worker_id, enqueued_at=enqueued_at, run_at=run_at,
-        )  # fmt: skip
+            resources.ledger_pool,
+            job_id=job_id,
+            job_name=spec.name,
+            queue=spec.queue,
+            args=raw,
+            attempt=attempt,
+            max_tries=spec.max_tries,
+            worker_id=resources.worker_id,
+            enqueued_at=enqueued_at,
+            run_at=run_at,
+        )
     except Exception as exc:
         if not isinstance(exc, _UNRECORDABLE):  # Postgres unreachable: leave the job queued and come back later
             await _wait_for_stores(ctx, spec, "job not started: ledger unavailable", exc)
@@ -210,9 +225,13 @@ async def run_attempt(
         if store_unreachable(exc) and not await _stores_reachable(resources):
             await _wait_for_stores(ctx, spec, "job interrupted: Postgres or Redis unavailable", exc)
         decision = decide(
-            exc, attempt=attempt, max_tries=spec.max_tries, backoff_s=spec.backoff_s, now=datetime.now(UTC),
+            exc,
+            attempt=attempt,
+            max_tries=spec.max_tries,
+            backoff_s=spec.backoff_s,
+            now=datetime.now(UTC),
             timeout_s=spec.timeout_s,
-        )  # fmt: skip
+        )
         await _record_failure(ctx, spec, raw, run.run_id, decision, _elapsed_ms(started), exc)
         return
     duration = _elapsed_ms(started)
@@ -323,9 +342,13 @@ async def _record_unrunnable(
 ) -> None:
     """A dead letter without a run of its own: as written, else with escapes, else in the Redis list."""
     fields: dict[str, Any] = {
-        "job_id": ctx.job_id, "job_name": ctx.job_name, "queue": queue, "args": dict(raw), "error_class": error_class,
+        "job_id": ctx.job_id,
+        "job_name": ctx.job_name,
+        "queue": queue,
+        "args": dict(raw),
+        "error_class": error_class,
         "error": error,
-    }  # fmt: skip
+    }
     try:
         await ledger.mark_unrunnable(ctx.resources.ledger_pool, **fields)
         return
@@ -337,10 +360,13 @@ async def _record_unrunnable(
     except _UNRECORDABLE as exc:
         refused = exc
     entry = {
-        "job_id": ctx.job_id, "queue": queue, "record": json.dumps({"f": ctx.job_name, "k": dict(raw)}),
-        "error_class": error_class, "error": f"{error} (the ledger refused it: {describe(refused)})",
+        "job_id": ctx.job_id,
+        "queue": queue,
+        "record": json.dumps({"f": ctx.job_name, "k": dict(raw)}),
+        "error_class": error_class,
+        "error": f"{error} (the ledger refused it: {describe(refused)})",
         "at": datetime.now(UTC).isoformat(),
-    }  # fmt: skip
+    }
     async with ctx.redis.pipeline(transaction=True) as pipe:
         pipe.lpush(UNRECORDED_DEAD_KEY, json.dumps(entry))
         pipe.ltrim(UNRECORDED_DEAD_KEY, 0, UNRECORDED_DEAD_LIMIT - 1)
@@ -349,9 +375,12 @@ async def _record_unrunnable(
 
 
 async def _call_dead_hook(
-    ctx: JobContext, spec: JobSpec, hook: Callable[[JobContext, Any, str], Awaitable[None]], raw: Mapping[str, Any],
+    ctx: JobContext,
+    spec: JobSpec,
+    hook: Callable[[JobContext, Any, str], Awaitable[None]],
+    raw: Mapping[str, Any],
     reason: str,
-) -> None:  # fmt: skip
+) -> None:
     """on_dead with the validated arguments; arguments that never validated name no entity, so no hook runs."""
     try:
         args = spec.args_model.model_validate(dict(raw))
@@ -361,8 +390,12 @@ async def _call_dead_hook(
         async with asyncio.timeout(spec.timeout_s):
             await hook(ctx, args, reason)
     except Exception as exc:
-        ctx.log.error("dead hook failed; the run is dead all the same", error_class=type(exc).__name__,
-                      error=describe(exc), exc_info=exc)  # fmt: skip
+        ctx.log.error(
+            "dead hook failed; the run is dead all the same",
+            error_class=type(exc).__name__,
+            error=describe(exc),
+            exc_info=exc,
+        )
 
 
 async def record_unrunnable(resources: WorkerResources, queue: str, job_id: str, arq_result: bytes | None) -> bool:
@@ -379,9 +412,16 @@ async def record_unrunnable(resources: WorkerResources, queue: str, job_id: str,
     name, args, attempt, reason = _unrunnable(stored, arq_result, queue, resources.jobs)
     spec = _known_job(resources, name)
     ctx = JobContext(
-        settings=resources.settings, pool=resources.pool, redis=resources.redis, job_id=job_id, job_name=name,
-        attempt=attempt, log=log.bind(job_name=name), resources=resources, spec=spec,
-    )  # fmt: skip
+        settings=resources.settings,
+        pool=resources.pool,
+        redis=resources.redis,
+        job_id=job_id,
+        job_name=name,
+        attempt=attempt,
+        log=log.bind(job_name=name),
+        resources=resources,
+        spec=spec,
+    )
     try:
         await mark_dead(ctx, spec, args, None, error_class="NotRunnable", error=reason, queue=queue)
     except Exception as exc:
@@ -444,9 +484,14 @@ def arq_function(spec: JobSpec) -> Function:
 
     async def entry(ctx: dict[str, Any], **raw: Any) -> None:
         await run_attempt(
-            spec, ctx[RESOURCES], ctx["job_id"], ctx["job_try"], raw, enqueued_at=ctx.get("enqueue_time"),
+            spec,
+            ctx[RESOURCES],
+            ctx["job_id"],
+            ctx["job_try"],
+            raw,
+            enqueued_at=ctx.get("enqueue_time"),
             run_at=_from_ms(ctx.get("score")),
-        )  # fmt: skip
+        )
 
     entry.__qualname__ = f"job:{spec.name}"
     return function(entry, name=spec.name, timeout_s=spec.timeout_s + ARQ_TIMEOUT_MARGIN_S, max_tries=ARQ_MAX_TRIES)

@@ -117,9 +117,12 @@ class StoreWatch:
         self._away[store] = _Away(self._clock(), _reason(exc))
         self._answering.clear()
         logger.warning(
-            "store unreachable; not claiming jobs until it answers", store=store, url=self._urls[store],
-            error=_reason(exc), tolerance_s=self.tolerance_s,
-        )  # fmt: skip
+            "store unreachable; not claiming jobs until it answers",
+            store=store,
+            url=self._urls[store],
+            error=_reason(exc),
+            tolerance_s=self.tolerance_s,
+        )
 
     def answered(self, store: str) -> None:
         away = self._away.pop(store, None)

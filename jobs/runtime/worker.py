@@ -156,10 +156,14 @@ async def run_workers(
     if cron_jobs:
         background.append(asyncio.create_task(CronScheduler(redis, pool, cron_jobs).run(stop)))
     logger.info(
-        "worker started", worker_id=resources.worker_id, queues=list(options.queues),
-        concurrency=options.concurrency, poll_delay_s=settings.poll_delay_s, lease_s=settings.job_lease_s,
+        "worker started",
+        worker_id=resources.worker_id,
+        queues=list(options.queues),
+        concurrency=options.concurrency,
+        poll_delay_s=settings.poll_delay_s,
+        lease_s=settings.job_lease_s,
         outage_tolerance_s=settings.outage_tolerance_s,
-    )  # fmt: skip
+    )
     for worker in workers:
         worker.main_task = asyncio.create_task(worker.main())
     mains = [worker.main_task for worker in workers if worker.main_task is not None]

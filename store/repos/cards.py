@@ -60,16 +60,23 @@ async def ensure_card(
             "INSERT INTO cards (card_id, user_id, card_type, source_entity_id, source_entity_type, display_data, "
             "created_at, updated_at) SELECT $1, $2, $3, $4, $5, $6, $7, $7 WHERE NOT EXISTS (SELECT 1 FROM cards "
             "WHERE user_id = $2 AND source_entity_id = $4 AND source_entity_type = $5) RETURNING *",
-            card_id or new_id(), user_id, card_type, source_entity_id, source_entity_type,
-            json_object(display_data, "display_data"), now,
-        )  # fmt: skip
+            card_id or new_id(),
+            user_id,
+            card_type,
+            source_entity_id,
+            source_entity_type,
+            json_object(display_data, "display_data"),
+            now,
+        )
         if inserted is not None:
             return CardRecord.from_row(inserted), True
         existing = await conn.fetchrow(
             "SELECT * FROM cards WHERE user_id = $1 AND source_entity_id = $2 AND source_entity_type = $3 "
             "ORDER BY created_at, card_id LIMIT 1",
-            user_id, source_entity_id, source_entity_type,
-        )  # fmt: skip
+            user_id,
+            source_entity_id,
+            source_entity_type,
+        )
         return CardRecord.from_row(existing), False
 
 
@@ -120,11 +127,14 @@ async def _insert(db: Executor, user_id: str, wanted: list[NewCard], *, only_mis
         "created_at, updated_at) SELECT n.card_id, $1, n.card_type, n.source_entity_id, n.source_entity_type, "
         "n.display_data::jsonb, $2, $2 FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) "
         f"AS n(card_id, card_type, source_entity_id, source_entity_type, display_data){missing}",
-        user_id, to_db(utc_now()), [new_id() for _ in wanted], [c.card_type for c in wanted],
-        [c.source_entity_id for c in wanted], [c.source_entity_type for c in wanted],
-        [None if c.display_data is None else json.dumps(json_object(c.display_data, "display_data"))
-         for c in wanted],
-    )  # fmt: skip
+        user_id,
+        to_db(utc_now()),
+        [new_id() for _ in wanted],
+        [c.card_type for c in wanted],
+        [c.source_entity_id for c in wanted],
+        [c.source_entity_type for c in wanted],
+        [None if c.display_data is None else json.dumps(json_object(c.display_data, "display_data")) for c in wanted],
+    )
     return row_count(status)
 
 
@@ -136,8 +146,9 @@ async def get_card(db: Executor, user_id: str, card_id: str) -> CardRecord | Non
 async def list_cards(db: Executor, user_id: str, *, status: str | None = None) -> list[CardRecord]:
     rows = await db.fetch(
         "SELECT * FROM cards WHERE user_id = $1 AND ($2::text IS NULL OR status = $2) ORDER BY created_at, card_id",
-        user_id, status,
-    )  # fmt: skip
+        user_id,
+        status,
+    )
     return [CardRecord.from_row(row) for row in rows]
 
 
@@ -146,8 +157,11 @@ async def set_card_status(db: Executor, user_id: str, card_id: str, status: str)
         raise ValueError(f"unknown card status {status!r}; expected one of {', '.join(CARD_STATUSES)}")
     result = await db.execute(
         "UPDATE cards SET status = $3, updated_at = $4 WHERE user_id = $1 AND card_id = $2",
-        user_id, card_id, status, to_db(utc_now()),
-    )  # fmt: skip
+        user_id,
+        card_id,
+        status,
+        to_db(utc_now()),
+    )
     if row_count(result) == 0:
         raise NotFoundError(f"card {card_id} not found for user {user_id}")
 

@@ -54,9 +54,15 @@ async def create_community(
         "INSERT INTO communities (community_id, user_id, name, description, core_concept_ids, detection_method, "
         f"created_at, last_analyzed_ts, metadata) SELECT $1, $2, $3, $4, $5, $6, $7, $7, $8 WHERE {_OWNS_CONCEPTS} "
         "RETURNING *",
-        community_id or new_id(), user_id, name, description, list(core_concept_ids), detection_method, now,
+        community_id or new_id(),
+        user_id,
+        name,
+        description,
+        list(core_concept_ids),
+        detection_method,
+        now,
         json_object(metadata, "metadata"),
-    )  # fmt: skip
+    )
     if row is None:
         raise NotFoundError(f"a core concept of community {name!r} is not found for user {user_id}")
     return CommunityRecord.from_row(row)
@@ -87,9 +93,14 @@ async def update_community(
         "UPDATE communities SET name = COALESCE($3, name), description = COALESCE($4, description), "
         "core_concept_ids = COALESCE($5::text[], core_concept_ids), metadata = COALESCE($6, metadata), "
         f"last_analyzed_ts = $7 WHERE user_id = $2 AND community_id = $1 AND ($5::text[] IS NULL OR {_OWNS_CONCEPTS})",
-        community_id, user_id, name, description, None if core_concept_ids is None else list(core_concept_ids),
-        json_object(metadata, "metadata"), to_db(utc_now()),
-    )  # fmt: skip
+        community_id,
+        user_id,
+        name,
+        description,
+        None if core_concept_ids is None else list(core_concept_ids),
+        json_object(metadata, "metadata"),
+        to_db(utc_now()),
+    )
     if row_count(result) == 0:
         raise NotFoundError(f"community {community_id} (or one of its core concepts) not found for user {user_id}")
 

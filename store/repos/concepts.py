@@ -85,8 +85,10 @@ async def find_concept(db: Executor, user_id: str, *, normalized_name: str, type
     row = await db.fetchrow(
         f"SELECT * FROM concepts WHERE user_id = $1 AND type = $3 AND status = 'active' AND {_MATCHES_NAME} "
         "ORDER BY created_at, concept_id LIMIT 1",
-        user_id, normalized_name, type,
-    )  # fmt: skip
+        user_id,
+        normalized_name,
+        type,
+    )
     return ConceptRecord.from_optional(row)
 
 
@@ -115,9 +117,14 @@ async def create_concept(
             "INSERT INTO concepts (concept_id, user_id, name, type, description, status, created_at, "
             f"last_updated_ts, metadata) VALUES ($1, $2, $3, $4, $5, 'active', $6, $6, $7) {_INSERT_CONFLICT}"
             "RETURNING *",
-            concept_id or new_id(), user_id, name, type, description, now,
+            concept_id or new_id(),
+            user_id,
+            name,
+            type,
+            description,
+            now,
             {"normalized_name": normalized_name, "aliases": []},
-        )  # fmt: skip
+        )
         concept = ConceptRecord.from_row(row)
         if concept.status == "merged" and concept.merged_into_concept_id is not None:
             # the surface name belongs to a concept merged away: its successor is the concept meant
@@ -164,9 +171,12 @@ async def ensure_concepts(db: Executor, user_id: str, wanted: Sequence[NewConcep
             "JOIN concepts c ON c.user_id = $1 AND (c.concept_id = d.existing_id OR (c.type = d.type "
             f"AND c.status = 'active' AND {_matches_name('c.', 'd.normalized_name')})) "
             "ORDER BY d.i, c.concept_id IS NOT DISTINCT FROM d.existing_id DESC, c.created_at, c.concept_id",
-            user_id, list(range(len(wanted))), [c.existing_concept_id for c in wanted], [c.type for c in wanted],
+            user_id,
+            list(range(len(wanted))),
+            [c.existing_concept_id for c in wanted],
+            [c.type for c in wanted],
             [c.normalized_name for c in wanted],
-        )  # fmt: skip
+        )
         found: dict[int, str] = {row["i"]: row["concept_id"] for row in rows}
         now = to_db(utc_now())
         # one new row per (type, normalized name): "Morning runs" and "morning runs" in one batch are one concept
@@ -192,8 +202,11 @@ async def ensure_concepts(db: Executor, user_id: str, wanted: Sequence[NewConcep
                 "UPDATE concepts c SET description = COALESCE(NULLIF(btrim(c.description), ''), t.description, "
                 "c.description), last_updated_ts = $2 FROM unnest($3::text[], $4::text[]) AS t(concept_id, "
                 "description) WHERE c.user_id = $1 AND c.concept_id = t.concept_id",
-                user_id, now, list(touched), list(touched.values()),
-            )  # fmt: skip
+                user_id,
+                now,
+                list(touched),
+                list(touched.values()),
+            )
     return results
 
 
@@ -211,18 +224,26 @@ async def _insert_missing(
         "FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) "
         f"AS n(concept_id, name, type, description, normalized_name) {_INSERT_CONFLICT}"
         "RETURNING concept_id, name, type, status, merged_into_concept_id, xmax = 0 AS inserted",
-        user_id, now, [new_id() for _ in unique], [c.name for c in unique], [c.type for c in unique],
-        [c.description for c in unique], [c.normalized_name for c in unique],
-    )  # fmt: skip
+        user_id,
+        now,
+        [new_id() for _ in unique],
+        [c.name for c in unique],
+        [c.type for c in unique],
+        [c.description for c in unique],
+        [c.normalized_name for c in unique],
+    )
     made = {(row["type"], row["name"]): EnsuredConcept(row["concept_id"], row["inserted"]) for row in rows}
-    merged = {row["merged_into_concept_id"]: (row["type"], row["name"]) for row in rows
-              if row["status"] == "merged" and row["merged_into_concept_id"] is not None}  # fmt: skip
+    merged = {
+        row["merged_into_concept_id"]: (row["type"], row["name"])
+        for row in rows
+        if row["status"] == "merged" and row["merged_into_concept_id"] is not None
+    }
     if merged:  # the surface name belongs to a concept merged away: its active successor is the concept meant
         successors = await conn.fetch(
-            "SELECT concept_id FROM concepts WHERE user_id = $1 AND concept_id = ANY($2::text[]) "
-            "AND status = 'active'",
-            user_id, list(merged),
-        )  # fmt: skip
+            "SELECT concept_id FROM concepts WHERE user_id = $1 AND concept_id = ANY($2::text[]) AND status = 'active'",
+            user_id,
+            list(merged),
+        )
         for row in successors:
             made[merged[row["concept_id"]]] = EnsuredConcept(row["concept_id"], created=False)
     return made
@@ -233,8 +254,11 @@ async def _update_one(db: Executor, user_id: str, concept_id: str, assignments: 
     now_param = f"${len(args) + 3}"
     status = await db.execute(
         f"UPDATE concepts SET {assignments}, last_updated_ts = {now_param} WHERE user_id = $1 AND concept_id = $2",
-        user_id, concept_id, *args, to_db(utc_now()),
-    )  # fmt: skip
+        user_id,
+        concept_id,
+        *args,
+        to_db(utc_now()),
+    )
     if row_count(status) == 0:
         raise NotFoundError(f"concept {concept_id} not found for user {user_id}")
 
@@ -242,7 +266,9 @@ async def _update_one(db: Executor, user_id: str, concept_id: str, assignments: 
 async def add_concept_alias(db: Executor, user_id: str, concept_id: str, alias_normalized: str) -> None:
     """Remember another normalized name for the concept (no-op when it is already its name or an alias)."""
     await _update_one(
-        db, user_id, concept_id,
+        db,
+        user_id,
+        concept_id,
         "metadata = CASE "
         "WHEN metadata->>'normalized_name' = $3 "
         "OR (jsonb_typeof(metadata->'aliases') = 'array' AND metadata->'aliases' ? $3) THEN metadata "
@@ -250,7 +276,7 @@ async def add_concept_alias(db: Executor, user_id: str, concept_id: str, alias_n
         "CASE WHEN jsonb_typeof(metadata->'aliases') = 'array' THEN metadata->'aliases' ELSE '[]'::jsonb END "
         "|| jsonb_build_array($3::text)) END",
         alias_normalized,
-    )  # fmt: skip
+    )
 
 
 async def get_concept(db: Executor, user_id: str, concept_id: str) -> ConceptRecord | None:
@@ -262,8 +288,9 @@ async def list_concepts(db: Executor, user_id: str, *, status: str | None = "act
     """The user's concepts by name; every status when `status` is None."""
     rows = await db.fetch(
         "SELECT * FROM concepts WHERE user_id = $1 AND ($2::text IS NULL OR status = $2) ORDER BY name, type",
-        user_id, status,
-    )  # fmt: skip
+        user_id,
+        status,
+    )
     return [ConceptRecord.from_row(row) for row in rows]
 
 
@@ -271,6 +298,7 @@ async def list_relevant_concepts(db: Executor, user_id: str, *, limit: int = 50)
     """The active concepts an agent should see first: most salient, then most recently updated."""
     rows = await db.fetch(
         f"SELECT * FROM concepts WHERE user_id = $1 AND status = 'active' ORDER BY {RELEVANCE_ORDER} LIMIT $2",
-        user_id, limit,
-    )  # fmt: skip
+        user_id,
+        limit,
+    )
     return [ConceptRecord.from_row(row) for row in rows]

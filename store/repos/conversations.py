@@ -71,9 +71,14 @@ async def create_conversation(
     row = await db.fetchrow(
         "INSERT INTO conversations (id, user_id, title, start_time, ended_at, status, metadata) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
-        conversation_id or new_id(), user_id, title, to_db(start_time or utc_now()), opt_to_db(ended_at),
-        _check_status(status), json_object(metadata, "metadata"),
-    )  # fmt: skip
+        conversation_id or new_id(),
+        user_id,
+        title,
+        to_db(start_time or utc_now()),
+        opt_to_db(ended_at),
+        _check_status(status),
+        json_object(metadata, "metadata"),
+    )
     return ConversationRecord.from_row(row)
 
 
@@ -91,8 +96,13 @@ async def add_message(
     row = await db.fetchrow(
         "INSERT INTO conversation_messages (id, conversation_id, role, content, timestamp) "
         "SELECT $1, c.id, $4, $5, $6 FROM conversations c WHERE c.id = $3 AND c.user_id = $2 RETURNING *",
-        message_id or new_id(), user_id, conversation_id, role, content, to_db(timestamp or utc_now()),
-    )  # fmt: skip
+        message_id or new_id(),
+        user_id,
+        conversation_id,
+        role,
+        content,
+        to_db(timestamp or utc_now()),
+    )
     if row is None:
         raise NotFoundError(f"conversation {conversation_id} not found for user {user_id}")
     return MessageRecord.from_row(row)
@@ -121,8 +131,9 @@ async def lock_for_ingestion(db: Executor, user_id: str, conversation_id: str) -
         "SELECT c.*, u.next_conversation_context_package AS owner_next_context "
         "FROM conversations c JOIN users u ON u.user_id = c.user_id WHERE c.id = $2 AND c.user_id = $1 "
         "FOR UPDATE OF c FOR NO KEY UPDATE OF u",
-        user_id, conversation_id,
-    )  # fmt: skip
+        user_id,
+        conversation_id,
+    )
     if row is None:
         return None
     return LockedConversation(
@@ -135,8 +146,9 @@ async def list_messages(db: Executor, user_id: str, conversation_id: str) -> lis
     rows = await db.fetch(
         "SELECT m.* FROM conversation_messages m JOIN conversations c ON c.id = m.conversation_id "
         "WHERE c.user_id = $1 AND m.conversation_id = $2 ORDER BY m.timestamp, m.seq",
-        user_id, conversation_id,
-    )  # fmt: skip
+        user_id,
+        conversation_id,
+    )
     return [MessageRecord.from_row(row) for row in rows]
 
 
@@ -144,8 +156,9 @@ async def list_conversations(db: Executor, user_id: str, *, status: str | None =
     """The user's conversations, oldest first; only those in `status` when given."""
     rows = await db.fetch(
         "SELECT * FROM conversations WHERE user_id = $1 AND ($2::text IS NULL OR status = $2) ORDER BY start_time, id",
-        user_id, status,
-    )  # fmt: skip
+        user_id,
+        status,
+    )
     return [ConversationRecord.from_row(row) for row in rows]
 
 
@@ -161,16 +174,24 @@ async def set_conversation_status(
         "UPDATE conversations SET status = $3, "
         "ended_at = CASE WHEN $3 = 'ended' AND ended_at IS NULL THEN $5 ELSE ended_at END "
         "WHERE id = $2 AND user_id = $1 AND ($4::text[] IS NULL OR status = ANY($4::text[]))",
-        user_id, conversation_id, _check_status(status), None if only_from is None else list(only_from),
+        user_id,
+        conversation_id,
+        _check_status(status),
+        None if only_from is None else list(only_from),
         to_db(utc_now()),
-    )  # fmt: skip
+    )
     return row_count(result) == 1
 
 
 async def mark_conversation_processed(
-    db: Executor, user_id: str, conversation_id: str, *, title: str | None, context_summary: str | None,
+    db: Executor,
+    user_id: str,
+    conversation_id: str,
+    *,
+    title: str | None,
+    context_summary: str | None,
     importance_score: float | None,
-) -> None:  # fmt: skip
+) -> None:
     """Record ingestion's outcome and set status 'processed'.
 
     The agent's title only fills a conversation that has none (NULL or blank): a title the user or the web app gave
@@ -183,8 +204,12 @@ async def mark_conversation_processed(
         "metadata = CASE WHEN jsonb_typeof(metadata) = 'object' "
         "THEN metadata - 'failure' - 'reprocess_failure' ELSE metadata END "
         "WHERE id = $2 AND user_id = $1",
-        user_id, conversation_id, title, context_summary, importance_score,
-    )  # fmt: skip
+        user_id,
+        conversation_id,
+        title,
+        context_summary,
+        importance_score,
+    )
     if row_count(status) == 0:
         raise NotFoundError(f"conversation {conversation_id} not found for user {user_id}")
 
@@ -207,8 +232,11 @@ async def mark_conversation_failed(db: Executor, user_id: str, conversation_id: 
         "|| jsonb_build_object(CASE WHEN status = 'processed' THEN 'reprocess_failure' ELSE 'failure' END, "
         "jsonb_build_object('reason', $3::text, 'at', $4::text)) END "
         "WHERE id = $2 AND user_id = $1 RETURNING status",
-        user_id, conversation_id, reason, utc_now().isoformat(),
-    )  # fmt: skip
+        user_id,
+        conversation_id,
+        reason,
+        utc_now().isoformat(),
+    )
     if status is None:
         raise NotFoundError(f"conversation {conversation_id} not found for user {user_id}")
     return str(status)
@@ -244,8 +272,9 @@ async def read_conversation_for_job(
                    ORDER BY {RELEVANCE_ORDER} LIMIT $2) AS k) AS job_concepts
         FROM conversations c WHERE c.id = $1
         """,
-        conversation_id, concept_limit,
-    )  # fmt: skip
+        conversation_id,
+        concept_limit,
+    )
     if row is None:
         return None
     return ConversationForJob(

@@ -52,10 +52,17 @@ async def create_derived_artifact(
         "WHERE ($7::text IS NULL OR EXISTS (SELECT 1 FROM memory_units WHERE muid = $7 AND user_id = $2)) "
         "AND ($8::text IS NULL OR EXISTS (SELECT 1 FROM concepts WHERE concept_id = $8 AND user_id = $2)) "
         "RETURNING *",
-        artifact_id or new_id(), user_id, artifact_type, title, content_narrative,
-        json_object(content_data, "content_data"), source_memory_unit_id, source_concept_id, generated_by_agent,
+        artifact_id or new_id(),
+        user_id,
+        artifact_type,
+        title,
+        content_narrative,
+        json_object(content_data, "content_data"),
+        source_memory_unit_id,
+        source_concept_id,
+        generated_by_agent,
         to_db(utc_now()),
-    )  # fmt: skip
+    )
     if row is None:
         raise NotFoundError(
             f"source memory unit {source_memory_unit_id} or concept {source_concept_id} not found for user {user_id}"
@@ -76,8 +83,9 @@ async def list_derived_artifacts(
     rows = await db.fetch(
         "SELECT * FROM derived_artifacts WHERE user_id = $1 AND ($2::text IS NULL OR artifact_type = $2) "
         "ORDER BY created_at, artifact_id",
-        user_id, artifact_type,
-    )  # fmt: skip
+        user_id,
+        artifact_type,
+    )
     return [DerivedArtifactRecord.from_row(row) for row in rows]
 
 

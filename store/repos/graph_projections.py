@@ -37,8 +37,12 @@ async def create_graph_projection(
     row = await db.fetchrow(
         "INSERT INTO user_graph_projections (projection_id, user_id, status, projection_data, created_at) "
         "VALUES ($1, $2, $3, $4, $5) RETURNING *",
-        projection_id or new_id(), user_id, status, json_object(projection_data, "projection_data"), to_db(utc_now()),
-    )  # fmt: skip
+        projection_id or new_id(),
+        user_id,
+        status,
+        json_object(projection_data, "projection_data"),
+        to_db(utc_now()),
+    )
     return GraphProjectionRecord.from_row(row)
 
 
@@ -56,8 +60,9 @@ async def latest_graph_projection(
     row = await db.fetchrow(
         "SELECT * FROM user_graph_projections WHERE user_id = $1 AND status = $2 "
         "ORDER BY created_at DESC, projection_id DESC LIMIT 1",
-        user_id, status,
-    )  # fmt: skip
+        user_id,
+        status,
+    )
     return GraphProjectionRecord.from_optional(row)
 
 
@@ -73,7 +78,9 @@ async def list_graph_projections(db: Executor, user_id: str) -> list[GraphProjec
 async def set_graph_projection_status(db: Executor, user_id: str, projection_id: str, status: str) -> None:
     result = await db.execute(
         "UPDATE user_graph_projections SET status = $3 WHERE user_id = $1 AND projection_id = $2",
-        user_id, projection_id, status,
-    )  # fmt: skip
+        user_id,
+        projection_id,
+        status,
+    )
     if row_count(result) == 0:
         raise NotFoundError(f"graph projection {projection_id} not found for user {user_id}")

@@ -39,9 +39,16 @@ async def insert_growth_event(
     row = await db.fetchrow(
         "INSERT INTO growth_events (event_id, user_id, entity_id, entity_type, dim_key, delta, source, created_at, "
         "details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
-        event_id or new_id(), user_id, entity_id, entity_type, dim_key, delta, source, to_db(utc_now()),
+        event_id or new_id(),
+        user_id,
+        entity_id,
+        entity_type,
+        dim_key,
+        delta,
+        source,
+        to_db(utc_now()),
         json_object(details, "details"),
-    )  # fmt: skip
+    )
     return GrowthEventRecord.from_row(row)
 
 
@@ -63,19 +70,29 @@ async def insert_growth_events(db: Executor, user_id: str, events: Sequence[NewG
         "INSERT INTO growth_events (event_id, user_id, entity_id, entity_type, dim_key, delta, source, created_at, "
         "details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         [
-            (new_id(), user_id, e.entity_id, e.entity_type, e.dim_key, e.delta, e.source, now,
-             json_object(e.details, "details"))
+            (
+                new_id(),
+                user_id,
+                e.entity_id,
+                e.entity_type,
+                e.dim_key,
+                e.delta,
+                e.source,
+                now,
+                json_object(e.details, "details"),
+            )
             for e in events
         ],
-    )  # fmt: skip
+    )
 
 
 async def list_growth_events(db: Executor, user_id: str, *, entity_id: str | None = None) -> list[GrowthEventRecord]:
     rows = await db.fetch(
         "SELECT * FROM growth_events WHERE user_id = $1 AND ($2::text IS NULL OR entity_id = $2) "
         "ORDER BY created_at, event_id",
-        user_id, entity_id,
-    )  # fmt: skip
+        user_id,
+        entity_id,
+    )
     return [GrowthEventRecord.from_row(row) for row in rows]
 
 
@@ -92,6 +109,7 @@ async def delete_growth_events_from_conversation(db: Executor, user_id: str, con
     """Delete the events whose details name this source conversation; returns how many."""
     status = await db.execute(
         "DELETE FROM growth_events WHERE user_id = $1 AND details->>'source_conversation_id' = $2",
-        user_id, conversation_id,
-    )  # fmt: skip
+        user_id,
+        conversation_id,
+    )
     return row_count(status)

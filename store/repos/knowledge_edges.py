@@ -58,11 +58,21 @@ async def upsert_edges(db: Executor, user_id: str, edges: Sequence[NewEdge]) -> 
     await db.executemany(
         _UPSERT,
         [
-            (new_id(), user_id, e.source_id, e.source_type, e.target_id, e.target_type, e.relationship_type,
-             e.strength, e.description, e.source_conversation_id)
+            (
+                new_id(),
+                user_id,
+                e.source_id,
+                e.source_type,
+                e.target_id,
+                e.target_type,
+                e.relationship_type,
+                e.strength,
+                e.description,
+                e.source_conversation_id,
+            )
             for e in edges
         ],
-    )  # fmt: skip
+    )
 
 
 async def upsert_edge(
@@ -85,9 +95,17 @@ async def upsert_edge(
     """
     row = await db.fetchrow(
         _UPSERT + " RETURNING *",
-        edge_id or new_id(), user_id, source_id, source_type, target_id, target_type, relationship_type, strength,
-        description, source_conversation_id,
-    )  # fmt: skip
+        edge_id or new_id(),
+        user_id,
+        source_id,
+        source_type,
+        target_id,
+        target_type,
+        relationship_type,
+        strength,
+        description,
+        source_conversation_id,
+    )
     return KnowledgeEdgeRecord.from_row(row)
 
 
@@ -97,16 +115,18 @@ async def list_edges(
     rows = await db.fetch(
         "SELECT * FROM runtime.knowledge_edges WHERE user_id = $1 "
         "AND ($2::text IS NULL OR source_conversation_id = $2) ORDER BY created_at, edge_id",
-        user_id, source_conversation_id,
-    )  # fmt: skip
+        user_id,
+        source_conversation_id,
+    )
     return [KnowledgeEdgeRecord.from_row(row) for row in rows]
 
 
 async def delete_edges_from_conversation(db: Executor, user_id: str, conversation_id: str) -> int:
     result = await db.execute(
         "DELETE FROM runtime.knowledge_edges WHERE user_id = $1 AND source_conversation_id = $2",
-        user_id, conversation_id,
-    )  # fmt: skip
+        user_id,
+        conversation_id,
+    )
     return row_count(result)
 
 
@@ -115,6 +135,7 @@ async def delete_edges_touching(db: Executor, user_id: str, entity_ids: Sequence
     result = await db.execute(
         "DELETE FROM runtime.knowledge_edges WHERE user_id = $1 "
         "AND (source_id = ANY($2::text[]) OR target_id = ANY($2::text[]))",
-        user_id, list(entity_ids),
-    )  # fmt: skip
+        user_id,
+        list(entity_ids),
+    )
     return row_count(result)

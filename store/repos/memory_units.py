@@ -57,9 +57,17 @@ async def insert_memory_unit(
         "importance_score, sentiment_score, source_conversation_id, metadata) "
         "SELECT $1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10 "
         "WHERE $9::text IS NULL OR EXISTS (SELECT 1 FROM conversations WHERE id = $9 AND user_id = $2) RETURNING *",
-        muid or new_id(), user_id, title, content, to_db(creation_ts), now, importance_score, sentiment_score,
-        source_conversation_id, json_object(metadata, "metadata"),
-    )  # fmt: skip
+        muid or new_id(),
+        user_id,
+        title,
+        content,
+        to_db(creation_ts),
+        now,
+        importance_score,
+        sentiment_score,
+        source_conversation_id,
+        json_object(metadata, "metadata"),
+    )
     if row is None:
         raise NotFoundError(f"conversation {source_conversation_id} not found for user {user_id}")
     return MemoryUnitRecord.from_row(row)
@@ -93,11 +101,17 @@ async def insert_memory_units(db: Executor, user_id: str, units: Sequence[NewMem
         "source_conversation_id, metadata) "
         "WHERE NOT EXISTS (SELECT 1 FROM unnest($9::text[]) AS s(id) WHERE s.id IS NOT NULL "
         "AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = s.id AND c.user_id = $1))",
-        user_id, to_db(utc_now()), [u.muid or new_id() for u in units], [u.title for u in units],
-        [u.content for u in units], [to_db(u.creation_ts) for u in units], [u.importance_score for u in units],
-        [u.sentiment_score for u in units], [u.source_conversation_id for u in units],
+        user_id,
+        to_db(utc_now()),
+        [u.muid or new_id() for u in units],
+        [u.title for u in units],
+        [u.content for u in units],
+        [to_db(u.creation_ts) for u in units],
+        [u.importance_score for u in units],
+        [u.sentiment_score for u in units],
+        [u.source_conversation_id for u in units],
         [None if u.metadata is None else json.dumps(json_object(u.metadata, "metadata")) for u in units],
-    )  # fmt: skip
+    )
     if row_count(status) != len(units):
         sources = sorted({u.source_conversation_id for u in units if u.source_conversation_id is not None})
         raise NotFoundError(f"conversation(s) {', '.join(sources)} not found for user {user_id}")
@@ -116,8 +130,9 @@ async def list_memory_units(
     rows = await db.fetch(
         "SELECT * FROM memory_units WHERE user_id = $1 AND ($2::text IS NULL OR source_conversation_id = $2) "
         "ORDER BY creation_ts, muid",
-        user_id, source_conversation_id,
-    )  # fmt: skip
+        user_id,
+        source_conversation_id,
+    )
     return [MemoryUnitRecord.from_row(row) for row in rows]
 
 
@@ -125,6 +140,7 @@ async def delete_memory_units_from_conversation(db: Executor, user_id: str, conv
     """Delete what a conversation produced (re-ingestion starts clean); returns the deleted ids for the outbox."""
     rows = await db.fetch(
         "DELETE FROM memory_units WHERE user_id = $1 AND source_conversation_id = $2 RETURNING muid",
-        user_id, conversation_id,
-    )  # fmt: skip
+        user_id,
+        conversation_id,
+    )
     return sorted(row["muid"] for row in rows)

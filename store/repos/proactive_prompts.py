@@ -46,9 +46,15 @@ async def create_proactive_prompt(
     row = await db.fetchrow(
         "INSERT INTO proactive_prompts (prompt_id, user_id, prompt_text, source_agent, status, priority, created_at, "
         "metadata) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
-        prompt_id or new_id(), user_id, prompt_text, source_agent, status, priority, to_db(utc_now()),
+        prompt_id or new_id(),
+        user_id,
+        prompt_text,
+        source_agent,
+        status,
+        priority,
+        to_db(utc_now()),
         json_object(metadata, "metadata"),
-    )  # fmt: skip
+    )
     return ProactivePromptRecord.from_row(row)
 
 
@@ -64,8 +70,9 @@ async def list_proactive_prompts(
     rows = await db.fetch(
         "SELECT * FROM proactive_prompts WHERE user_id = $1 AND ($2::text IS NULL OR status = $2) "
         "ORDER BY priority DESC, created_at, prompt_id",
-        user_id, status,
-    )  # fmt: skip
+        user_id,
+        status,
+    )
     return [ProactivePromptRecord.from_row(row) for row in rows]
 
 
@@ -76,7 +83,10 @@ async def set_proactive_prompt_status(
     result = await db.execute(
         "UPDATE proactive_prompts SET status = $3, delivered_at = COALESCE($4, delivered_at) "
         "WHERE user_id = $1 AND prompt_id = $2",
-        user_id, prompt_id, status, opt_to_db(delivered_at),
-    )  # fmt: skip
+        user_id,
+        prompt_id,
+        status,
+        opt_to_db(delivered_at),
+    )
     if row_count(result) == 0:
         raise NotFoundError(f"proactive prompt {prompt_id} not found for user {user_id}")

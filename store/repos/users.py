@@ -54,9 +54,15 @@ async def create_user(
     row = await db.fetchrow(
         "INSERT INTO users (user_id, email, name, timezone, language_preference, memory_profile, preferences, "
         "created_at, last_active_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING *",
-        user_id, email, name, timezone, language_preference, json_object(memory_profile, "memory_profile"),
-        json_object(preferences, "preferences"), now,
-    )  # fmt: skip
+        user_id,
+        email,
+        name,
+        timezone,
+        language_preference,
+        json_object(memory_profile, "memory_profile"),
+        json_object(preferences, "preferences"),
+        now,
+    )
     return UserRecord.from_row(row)
 
 
@@ -87,11 +93,13 @@ async def record_ingestion(
     `concepts_created` (an increment, so concurrent jobs do not lose each other's) and, when given, `next_context`
     becomes the next-conversation package."""
     await _update(
-        db, user_id,
+        db,
+        user_id,
         "concepts_created_in_cycle = concepts_created_in_cycle + $2, "
         "next_conversation_context_package = COALESCE($3::jsonb, next_conversation_context_package)",
-        concepts_created, None if next_context is None else json_object(next_context, "next_context"),
-    )  # fmt: skip
+        concepts_created,
+        None if next_context is None else json_object(next_context, "next_context"),
+    )
 
 
 async def set_memory_profile(db: Executor, user_id: str, profile: dict[str, Any]) -> None:

@@ -131,9 +131,14 @@ async def _create_user(conn: asyncpg.Connection, user_id: str, email: str, user:
     try:
         async with conn.transaction():  # a savepoint: the error below must not poison the outer transaction
             await users.create_user(
-                conn, user_id, email=email, name=user.name, timezone=user.timezone,
-                language_preference=user.language_preference, memory_profile=user.memory_profile,
-            )  # fmt: skip
+                conn,
+                user_id,
+                email=email,
+                name=user.name,
+                timezone=user.timezone,
+                language_preference=user.language_preference,
+                memory_profile=user.memory_profile,
+            )
     except asyncpg.UniqueViolationError:
         raise SampleError(
             f"{email} already belongs to a user that seed-sample did not create; pick another --user-email"
@@ -141,20 +146,34 @@ async def _create_user(conn: asyncpg.Connection, user_id: str, email: str, user:
 
 
 async def _create_conversation(
-    conn: asyncpg.Connection, user_id: str, conversation_id: str, email: str, sample: SampleConversation,
+    conn: asyncpg.Connection,
+    user_id: str,
+    conversation_id: str,
+    email: str,
+    sample: SampleConversation,
     start: datetime,
-) -> None:  # fmt: skip
+) -> None:
     last = start + MESSAGE_SPACING * max(len(sample.messages) - 1, 0)
     await conversations.create_conversation(
-        conn, user_id, conversation_id=conversation_id, title=sample.title, start_time=start,
-        ended_at=None if sample.status == "active" else last, status=sample.status,
+        conn,
+        user_id,
+        conversation_id=conversation_id,
+        title=sample.title,
+        start_time=start,
+        ended_at=None if sample.status == "active" else last,
+        status=sample.status,
         metadata={"sample": True, "sample_key": sample.key},
-    )  # fmt: skip
+    )
     for index, (role, content) in enumerate(sample.messages):
         await conversations.add_message(
-            conn, user_id, conversation_id, role=role, content=content, timestamp=start + MESSAGE_SPACING * index,
+            conn,
+            user_id,
+            conversation_id,
+            role=role,
+            content=content,
+            timestamp=start + MESSAGE_SPACING * index,
             message_id=sample_id(email, sample.key, str(index)),
-        )  # fmt: skip
+        )
 
 
 async def _seeded(conn: asyncpg.Connection, user_id: str, key: str, conversation_id: str) -> SeededConversation:

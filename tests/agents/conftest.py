@@ -40,9 +40,13 @@ async def make_client(server: ScriptedLLMServer, call_log: InMemoryCallLog) -> A
 
     def build(**overrides: Any) -> LLMClient:
         options: dict[str, Any] = {
-            "base_url": server.base_url, "api_key": "test-key", "call_log": call_log, "format_support": formats,
-            **FAST, **overrides,
-        }  # fmt: skip
+            "base_url": server.base_url,
+            "api_key": "test-key",
+            "call_log": call_log,
+            "format_support": formats,
+            **FAST,
+            **overrides,
+        }
         client = LLMClient(**options)
         clients.append(client)
         return client

@@ -48,12 +48,15 @@ def make_input(
     messages: list[tuple[str, str]], *, existing: list[ExistingConcept] | None = None, **extra: Any
 ) -> IngestionInput:
     conversation = ConversationInput(
-        id="conv-1", user_id="user-1", title=None, start_time=START,
+        id="conv-1",
+        user_id="user-1",
+        title=None,
+        start_time=START,
         messages=[
             ConversationMessage(role=role, content=content, timestamp=START + timedelta(minutes=i))
             for i, (role, content) in enumerate(messages)
         ],
-    )  # fmt: skip
+    )
     return IngestionInput(conversation=conversation, existing_concepts=existing or [], **extra)
 
 
@@ -63,14 +66,20 @@ def answer(**overrides: Any) -> dict[str, Any]:
         "context_summary": "She ran.",
         "importance_score": 6,
         "memory_units": [
-            {"key": "m1", "title": "Ran 10k", "content": "She ran 10k.", "creation_ts": None, "importance": 6,
-             "sentiment": 0.5},
+            {
+                "key": "m1",
+                "title": "Ran 10k",
+                "content": "She ran 10k.",
+                "creation_ts": None,
+                "importance": 6,
+                "sentiment": 0.5,
+            },
         ],
         "concepts": [],
         "relationships": [],
         "growth_events": [],
         "forward_context": {"proactive_greeting": "Hi!", "unresolved_topics": [], "suggested_focus": None},
-    }  # fmt: skip
+    }
     base.update(overrides)
     return base
 
@@ -105,13 +114,16 @@ async def test_extraction_resolves_handles_and_dedupes_concepts(
                     concept("c4", "running", "ACTIVITY"),  # an existing concept the model did not reuse
                 ],
                 relationships=[
-                    rel("m1", "e1"), rel("m1", "c1"), rel("m1", "c2"), rel("m1", "c3", strength=0.9),
+                    rel("m1", "e1"),
+                    rel("m1", "c1"),
+                    rel("m1", "c2"),
+                    rel("m1", "c3", strength=0.9),
                     rel("c2", "c4", "IS_A_TYPE_OF"),
                 ],
                 growth_events=[growth("e1"), growth("m1", "know_self", 0.6)],
             )
         )
-    )  # fmt: skip
+    )
     data = make_input(
         [("user", "I ran 10k this morning, then called Lena."), ("assistant", "Well done!")],
         existing=EXISTING,
@@ -142,8 +154,9 @@ async def test_extraction_resolves_handles_and_dedupes_concepts(
         (runs, RelationshipType.IS_A_TYPE_OF, running, 0.8),
     }
     assert [(g.about, g.dim_key, g.delta) for g in result.growth_events] == [
-        (running, GrowthDimension.ACT_SELF, 0.3), (memory, GrowthDimension.KNOW_SELF, 0.6)
-    ]  # fmt: skip
+        (running, GrowthDimension.ACT_SELF, 0.3),
+        (memory, GrowthDimension.KNOW_SELF, 0.6),
+    ]
     assert result.memory_unit("m1").creation_ts == START  # no time given: the conversation's
 
     (request,) = server.chat_requests
@@ -256,21 +269,35 @@ async def test_long_conversation_is_windowed_and_merged_without_duplicates(
             context_summary=f"Summary {index}.",
             importance_score=[4, 9, 5, 3, 3, 3, 3][index - 1],
             memory_units=[
-                {"key": "m1", "title": "Ran 10K", "content": "She ran.", "creation_ts": None,
-                 "importance": 4 + index, "sentiment": 0.5},
-                {"key": "m2", "title": f"Event {index}", "content": "Something.", "creation_ts": None,
-                 "importance": 5, "sentiment": 0},
+                {
+                    "key": "m1",
+                    "title": "Ran 10K",
+                    "content": "She ran.",
+                    "creation_ts": None,
+                    "importance": 4 + index,
+                    "sentiment": 0.5,
+                },
+                {
+                    "key": "m2",
+                    "title": f"Event {index}",
+                    "content": "Something.",
+                    "creation_ts": None,
+                    "importance": 5,
+                    "sentiment": 0,
+                },
             ],
             concepts=[concept("c1", "Running", handle=1), concept("c2", plan_names[index % 2])],
             relationships=[rel("m1", "c1"), rel("m2", "c2", strength=0.1 * index), rel("c2", "e1", "IS_PART_OF")],
             growth_events=[growth("m1", delta=0.1 * index)],
             forward_context={
                 "proactive_greeting": f"Greeting {index}",
-                "unresolved_topics": [{"topic": "Shins", "suggested_question": "How are the shins?"},
-                                      {"topic": f"Topic {index}", "suggested_question": "?"}],
+                "unresolved_topics": [
+                    {"topic": "Shins", "suggested_question": "How are the shins?"},
+                    {"topic": f"Topic {index}", "suggested_question": "?"},
+                ],
                 "suggested_focus": None,
             },
-        )  # fmt: skip
+        )
 
     server.enqueue(*[ScriptedReply.json(window_answer(i)) for i in range(1, 8)])
     result = await agent.run(data)
@@ -290,8 +317,9 @@ async def test_long_conversation_is_windowed_and_merged_without_duplicates(
     assert [m.title for m in result.memory_units] == ["Ran 10K", *[f"Event {i}" for i in range(1, windows + 1)]]
     assert result.memory_unit("m1").importance_score == 4 + windows  # max over windows
     assert [(c.name, c.existing_concept_id) for c in result.concepts] == [
-        ("Running", "db-concept-aaa"), ("Training Plan", None)
-    ]  # fmt: skip
+        ("Running", "db-concept-aaa"),
+        ("Training Plan", None),
+    ]
     edges = [(r.source.key, r.relationship_type, r.target.key) for r in result.relationships]
     assert len(edges) == len(set(edges)) == 2 + windows  # m1->Running, plan->Running, one m2->plan per window
     plan_edges = [r for r in result.relationships if r.source.key.startswith("m") and r.target.key == "c2"]
@@ -303,8 +331,9 @@ async def test_long_conversation_is_windowed_and_merged_without_duplicates(
     assert result.forward_context is not None
     assert result.forward_context.proactive_greeting == f"Greeting {windows}"
     assert [t.topic for t in result.forward_context.unresolved_topics] == [
-        "Shins", *[f"Topic {i}" for i in range(1, windows + 1)]
-    ]  # fmt: skip
+        "Shins",
+        *[f"Topic {i}" for i in range(1, windows + 1)],
+    ]
 
 
 async def test_an_oversized_message_is_sliced(server: ScriptedLLMServer, client: LLMClient) -> None:
@@ -345,8 +374,11 @@ async def test_the_sample_conversations_through_the_keyed_server(call_log: Any) 
         async with LLMClient(base_url=server.base_url, api_key="scripted", call_log=call_log, timeout_s=5) as llm:
             agent = IngestionAgent(llm, model="scripted", input_token_budget=12_000)
             for index, sample in enumerate(samples["conversations"]):
-                data = make_input([tuple(m) for m in sample["messages"]], turn_context=sample["turn_context"],
-                                  memory_profile=samples["user"]["memory_profile"])  # fmt: skip
+                data = make_input(
+                    [tuple(m) for m in sample["messages"]],
+                    turn_context=sample["turn_context"],
+                    memory_profile=samples["user"]["memory_profile"],
+                )
                 data.conversation.id = sample["key"]
                 results[sample["key"]] = await agent.run(data, job_id=f"ingest:{index}")
     assert results["empty-draft"].status is IngestionStatus.EMPTY
@@ -504,8 +536,9 @@ async def test_a_nul_still_there_after_the_repair_is_permanent(
 
 
 def test_limits_come_from_the_settings() -> None:
-    settings = load_settings(ingestion_max_memory_units=7, ingestion_max_concepts=8, ingestion_max_links=9,
-                             ingestion_max_text_chars=1000)  # fmt: skip
+    settings = load_settings(
+        ingestion_max_memory_units=7, ingestion_max_concepts=8, ingestion_max_links=9, ingestion_max_text_chars=1000
+    )
     assert IngestionLimits.from_settings(settings) == IngestionLimits(7, 8, 9, 1000)
     with pytest.raises(SettingsError, match="ORRERY_INGESTION_MAX_MEMORY_UNITS"):
         load_settings(ingestion_max_memory_units=0)

@@ -63,12 +63,22 @@ async def test_valid_answer(server: ScriptedLLMServer, client: LLMClient, call_l
 
     ((_, record),) = call_log.records
     assert record == LLMCallRecord(
-        user_id="user-1", job_id="job-1", agent="probe", model="test-model", endpoint=server.base_url,
-        prompt_name="probe", prompt_version="0123456789ab", purpose=CallPurpose.ANSWER,
-        response_format=ResponseFormatMode.JSON_SCHEMA, attempt=1, prompt_tokens=answer.usage.prompt_tokens,
-        completion_tokens=answer.usage.completion_tokens, latency_ms=record.latency_ms, outcome=CallOutcome.OK,
+        user_id="user-1",
+        job_id="job-1",
+        agent="probe",
+        model="test-model",
+        endpoint=server.base_url,
+        prompt_name="probe",
+        prompt_version="0123456789ab",
+        purpose=CallPurpose.ANSWER,
+        response_format=ResponseFormatMode.JSON_SCHEMA,
+        attempt=1,
+        prompt_tokens=answer.usage.prompt_tokens,
+        completion_tokens=answer.usage.completion_tokens,
+        latency_ms=record.latency_ms,
+        outcome=CallOutcome.OK,
         error=None,
-    )  # fmt: skip
+    )
 
 
 async def test_invalid_json_is_repaired_once(
@@ -83,9 +93,7 @@ async def test_invalid_json_is_repaired_once(
     assert repair.messages[3]["role"] == "user"
     assert "not valid JSON" in repair.messages[3]["content"]
     assert "<validation_errors>" in repair.messages[3]["content"]
-    assert outcomes(call_log) == [
-        (CallPurpose.ANSWER, CallOutcome.INVALID_JSON), (CallPurpose.REPAIR, CallOutcome.OK)
-    ]  # fmt: skip
+    assert outcomes(call_log) == [(CallPurpose.ANSWER, CallOutcome.INVALID_JSON), (CallPurpose.REPAIR, CallOutcome.OK)]
     assert "not valid JSON" in (call_log.records[0][1].error or "")
 
 
@@ -102,8 +110,9 @@ async def test_schema_violation_twice_is_permanent(
     _, repair = server.chat_requests
     assert "mood: Input should be 'good' or 'bad'" in repair.messages[-1]["content"]
     assert outcomes(call_log) == [
-        (CallPurpose.ANSWER, CallOutcome.SCHEMA_INVALID), (CallPurpose.REPAIR, CallOutcome.SCHEMA_INVALID)
-    ]  # fmt: skip
+        (CallPurpose.ANSWER, CallOutcome.SCHEMA_INVALID),
+        (CallPurpose.REPAIR, CallOutcome.SCHEMA_INVALID),
+    ]
     assert server.pending_replies == 0
 
 
@@ -138,9 +147,7 @@ async def test_rate_limit_honours_retry_after(
     assert await ask(client) == Verdict(**GOOD)
     first, second = server.chat_requests
     assert second.received_at - first.received_at >= 0.3  # the backoff alone would be ~0.01 s
-    assert outcomes(call_log) == [
-        (CallPurpose.ANSWER, CallOutcome.RATE_LIMITED), (CallPurpose.ANSWER, CallOutcome.OK)
-    ]  # fmt: skip
+    assert outcomes(call_log) == [(CallPurpose.ANSWER, CallOutcome.RATE_LIMITED), (CallPurpose.ANSWER, CallOutcome.OK)]
     assert [record.attempt for _, record in call_log.records] == [1, 2]
     assert "429" in (call_log.records[0][1].error or "")
 
@@ -160,8 +167,10 @@ async def test_server_error_is_retried(server: ScriptedLLMServer, client: LLMCli
     server.enqueue(ScriptedReply.error(500, "boom"), ScriptedReply.error(503, "overloaded"), ScriptedReply.json(GOOD))
     assert await ask(client) == Verdict(**GOOD)
     assert [outcome for _, outcome in outcomes(call_log)] == [
-        CallOutcome.SERVER_ERROR, CallOutcome.SERVER_ERROR, CallOutcome.OK
-    ]  # fmt: skip
+        CallOutcome.SERVER_ERROR,
+        CallOutcome.SERVER_ERROR,
+        CallOutcome.OK,
+    ]
 
 
 async def test_a_200_that_is_not_a_completion_is_retried_like_a_server_error(
@@ -329,10 +338,22 @@ async def test_models_endpoint_speaks_openai(server: ScriptedLLMServer, client: 
 
 def _spent(user_id: str, tokens: int) -> LLMCallRecord:
     return LLMCallRecord(
-        user_id=user_id, job_id=None, agent="probe", model="m", endpoint="http://127.0.0.1", prompt_name="probe",
-        prompt_version="0123456789ab", purpose=CallPurpose.ANSWER, response_format=ResponseFormatMode.JSON_SCHEMA,
-        attempt=1, prompt_tokens=tokens, completion_tokens=0, latency_ms=1, outcome=CallOutcome.OK, error=None,
-    )  # fmt: skip
+        user_id=user_id,
+        job_id=None,
+        agent="probe",
+        model="m",
+        endpoint="http://127.0.0.1",
+        prompt_name="probe",
+        prompt_version="0123456789ab",
+        purpose=CallPurpose.ANSWER,
+        response_format=ResponseFormatMode.JSON_SCHEMA,
+        attempt=1,
+        prompt_tokens=tokens,
+        completion_tokens=0,
+        latency_ms=1,
+        outcome=CallOutcome.OK,
+        error=None,
+    )
 
 
 async def test_open_llm_client_without_a_key_uses_the_scripted_sample_server() -> None:
@@ -347,9 +368,12 @@ async def test_open_llm_client_without_a_key_uses_the_scripted_sample_server() -
 
 async def test_open_llm_client_follows_the_settings(server: ScriptedLLMServer, call_log: InMemoryCallLog) -> None:
     settings = load_settings(
-        openai_api_key=None, openai_base_url=server.base_url, llm_timeout_s=0.2, llm_max_retries=0,
+        openai_api_key=None,
+        openai_base_url=server.base_url,
+        llm_timeout_s=0.2,
+        llm_max_retries=0,
         daily_token_budget=0,
-    )  # fmt: skip
+    )
     server.enqueue(ScriptedReply.slow(1.0))
     async with open_llm_client(settings, call_log) as client:
         assert not client.scripted and client.base_url == server.base_url

@@ -26,11 +26,22 @@ from tests.agents.test_ingestion import answer, make_input
 
 def record(user_id: str, outcome: CallOutcome = CallOutcome.OK, tokens: int = 10) -> LLMCallRecord:
     return LLMCallRecord(
-        user_id=user_id, job_id="job-1", agent="probe", model="m", endpoint="http://127.0.0.1:1/v1",
-        prompt_name="probe", prompt_version="0123456789ab", purpose=CallPurpose.ANSWER,
-        response_format=ResponseFormatMode.JSON_SCHEMA, attempt=1, prompt_tokens=tokens, completion_tokens=tokens,
-        latency_ms=5, outcome=outcome, error=None if outcome is CallOutcome.OK else "boom",
-    )  # fmt: skip
+        user_id=user_id,
+        job_id="job-1",
+        agent="probe",
+        model="m",
+        endpoint="http://127.0.0.1:1/v1",
+        prompt_name="probe",
+        prompt_version="0123456789ab",
+        purpose=CallPurpose.ANSWER,
+        response_format=ResponseFormatMode.JSON_SCHEMA,
+        attempt=1,
+        prompt_tokens=tokens,
+        completion_tokens=tokens,
+        latency_ms=5,
+        outcome=outcome,
+        error=None if outcome is CallOutcome.OK else "boom",
+    )
 
 
 async def test_every_attempt_of_an_ingestion_is_recorded(pool: asyncpg.Pool, server: ScriptedLLMServer) -> None:
@@ -124,7 +135,8 @@ async def test_the_budget_query_uses_the_index(pool: asyncpg.Pool) -> None:
         rows = await conn.fetch(
             "EXPLAIN (FORMAT TEXT) SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM runtime.llm_calls "
             "WHERE user_id = $1 AND created_at >= $2",
-            "user-1", datetime.now(UTC),
-        )  # fmt: skip
+            "user-1",
+            datetime.now(UTC),
+        )
         await conn.execute("RESET enable_seqscan")
     assert "llm_calls_user_created_idx" in "\n".join(row[0] for row in rows)

@@ -53,8 +53,12 @@ def test_a_swallowed_attempt_still_fails_the_test(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0, result.stdout
     assert "1 passed, 1 error" in result.stdout
     assert "tried to reach non-local hosts: 192.0.2.1:443" in result.stdout
@@ -77,10 +81,20 @@ def test_local_connections_work() -> None:
 @pytest.mark.parametrize(
     ("host", "local"),
     [
-        ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("[::1]", True), ("::ffff:127.0.0.1", True),
-        ("localhost", True), ("", True), (None, True), (b"localhost", True),
-        ("10.1.2.3", False), ("example.com", False), ("::ffff:8.8.8.8", False), ("0.0.0.0", False),
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("::ffff:127.0.0.1", True),
+        ("localhost", True),
+        ("", True),
+        (None, True),
+        (b"localhost", True),
+        ("10.1.2.3", False),
+        ("example.com", False),
+        ("::ffff:8.8.8.8", False),
+        ("0.0.0.0", False),
     ],
-)  # fmt: skip
+)
 def test_which_hosts_count_as_local(host: object, local: bool) -> None:
     assert is_local_host(host) is local

@@ -19,9 +19,13 @@ def clean_env(**env: str) -> dict[str, str]:
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """`python run.py ARGS` with clean_env() plus `env`."""
     return subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *args], capture_output=True, text=True, env=clean_env(**(env or {})),
-        timeout=timeout, cwd=ROOT,
-    )  # fmt: skip
+        [sys.executable, str(ROOT / "run.py"), *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(**(env or {})),
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], expected: str, code: int = 2) -> None:

@@ -102,12 +102,19 @@ async def test_show_a_job_another_program_wrote_into_redis(
     shown = run_cli("jobs", "show", "ingest:c_web", "--json", env=env)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout) == {
-        "job_id": "ingest:c_web", "in_redis": True, "runs": [],
+        "job_id": "ingest:c_web",
+        "in_redis": True,
+        "runs": [],
         "redis": {
-            "state": "queued", "name": "ingest", "queue": INTERACTIVE, "args": {"conversation_id": "c_web"},
-            "enqueued_at": "2026-03-01T08:00:00Z", "run_at": "2026-03-01T09:30:00Z", "problem": None,
+            "state": "queued",
+            "name": "ingest",
+            "queue": INTERACTIVE,
+            "args": {"conversation_id": "c_web"},
+            "enqueued_at": "2026-03-01T08:00:00Z",
+            "run_at": "2026-03-01T09:30:00Z",
+            "problem": None,
         },
-    }  # fmt: skip
+    }
     text = run_cli("jobs", "show", "ingest:c_web", env=env)
     assert text.returncode == 0, text.stderr
     assert "queued on interactive, enqueued 2026-03-01T08:00:00Z, runs at 2026-03-01T09:30:00Z" in text.stdout

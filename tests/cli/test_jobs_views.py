@@ -17,9 +17,13 @@ async def test_jobs_failed_lists_the_dead_letters_kept_in_redis(
     database_url: str, redis_url: str, redis_client: aioredis.Redis, tmp_path: Path
 ) -> None:
     entry = {
-        "job_id": "kept-1", "queue": INTERACTIVE, "record": json.dumps({"f": "ingest", "k": {"conversation_id": "x"}}),
-        "error_class": "NotRunnable", "error": "the ledger cannot record this job", "at": "2026-11-26T01:00:00+00:00",
-    }  # fmt: skip
+        "job_id": "kept-1",
+        "queue": INTERACTIVE,
+        "record": json.dumps({"f": "ingest", "k": {"conversation_id": "x"}}),
+        "error_class": "NotRunnable",
+        "error": "the ledger cannot record this job",
+        "at": "2026-11-26T01:00:00+00:00",
+    }
     await redis_client.lpush(UNRECORDED_DEAD_KEY, json.dumps(entry), b"not json")  # type: ignore[misc]
     env = cli_env(database_url, redis_url, tmp_path)
 

@@ -73,9 +73,13 @@ def fault_llm() -> Iterator[ScriptedLLMServer]:
 def llm_env(server: ScriptedLLMServer, **extra: str) -> dict[str, str]:
     """Worker environment for the scripted server: one HTTP try per LLM call, so calls are counted exactly."""
     return {
-        "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "test-key", "ORRERY_LLM_TIMEOUT_S": "5",
-        "ORRERY_LLM_MAX_RETRIES": "0", "ORRERY_CRON": NO_SWEEP, **extra,
-    }  # fmt: skip
+        "OPENAI_BASE_URL": server.base_url,
+        "OPENAI_API_KEY": "test-key",
+        "ORRERY_LLM_TIMEOUT_S": "5",
+        "ORRERY_LLM_MAX_RETRIES": "0",
+        "ORRERY_CRON": NO_SWEEP,
+        **extra,
+    }
 
 
 # --- workers ------------------------------------------------------------------------------------------------------
@@ -130,9 +134,13 @@ async def seed_backlog(pool: asyncpg.Pool, users_count: int, per_user: int, labe
             conversation = await conversations.create_conversation(pool, user.user_id, status="ended", start_time=start)
             for offset, (role, content) in enumerate(MESSAGES):
                 await conversations.add_message(
-                    pool, user.user_id, conversation.id, role=role, content=content,
+                    pool,
+                    user.user_id,
+                    conversation.id,
+                    role=role,
+                    content=content,
                     timestamp=start + timedelta(seconds=offset),
-                )  # fmt: skip
+                )
             made.append((user.user_id, conversation.id))
     return made
 
@@ -284,8 +292,9 @@ async def check_exactly_once(
     calls = await pool.fetch(
         "SELECT job_id, count(*) AS n FROM runtime.llm_calls WHERE job_id = ANY($1::text[]) GROUP BY 1 "
         "HAVING count(*) > $2",
-        job_ids, max_llm_calls,
-    )  # fmt: skip
+        job_ids,
+        max_llm_calls,
+    )
     problems += [f"{r['job_id']}: {r['n']} LLM calls" for r in calls]
     assert not problems, f"{len(problems)} exactly-once violations:\n" + "\n".join(problems[:20])
     return tally

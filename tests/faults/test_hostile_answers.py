@@ -31,8 +31,14 @@ def _edit(change: Callable[[Answer], None]) -> Answer:
 
 
 def _unit(index: int) -> dict[str, Any]:
-    return {"key": f"m{index}", "title": f"t{index}", "content": "c", "creation_ts": None, "importance": 5,
-            "sentiment": 0.0}  # fmt: skip
+    return {
+        "key": f"m{index}",
+        "title": f"t{index}",
+        "content": "c",
+        "creation_ts": None,
+        "importance": 5,
+        "sentiment": 0.0,
+    }
 
 
 HOSTILE_ANSWERS: dict[str, Answer] = {

@@ -114,8 +114,14 @@ async def test_a_nan_score_through_the_documented_script_writes_nothing(
     job_id = "ingest:c-nan"
     with pytest.raises(aioredis.ResponseError):
         await redis_client.eval(  # type: ignore[misc]
-            documented_enqueue_script(), 2, job_key(job_id), queue_key(INTERACTIVE), raw_record("c-nan"), "86400000",
-            "nan", job_id,
-        )  # fmt: skip
+            documented_enqueue_script(),
+            2,
+            job_key(job_id),
+            queue_key(INTERACTIVE),
+            raw_record("c-nan"),
+            "86400000",
+            "nan",
+            job_id,
+        )
     assert await redis_client.exists(job_key(job_id)) == 0
     assert (await enqueue(redis_client, pool, INGEST, {"conversation_id": "c-nan"})).enqueued

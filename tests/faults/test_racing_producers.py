@@ -66,9 +66,15 @@ async def test_racing_enqueues_of_one_id_queue_one_run_and_make_one_llm_call(
             async def lua(client: aioredis.Redis, job_id: str = job_id, conversation_id: str = conversation_id) -> bool:
                 now_ms = int(time.time() * 1000)
                 added = await client.eval(  # type: ignore[misc]
-                    script, 2, job_key(job_id), queue_key(INTERACTIVE), raw_record(conversation_id), "86400000",
-                    str(now_ms), job_id,
-                )  # fmt: skip
+                    script,
+                    2,
+                    job_key(job_id),
+                    queue_key(INTERACTIVE),
+                    raw_record(conversation_id),
+                    "86400000",
+                    str(now_ms),
+                    job_id,
+                )
                 return bool(added)
 
             outcomes = await asyncio.gather(

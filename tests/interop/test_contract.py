@@ -42,9 +42,13 @@ async def test_an_ingestion_writes_only_what_the_contract_lists(
     with ScriptedLLMServer() as llm:
         llm.enqueue(ScriptedReply.json(load_sample_answers()[0].answer))
         settings = load_settings(
-            database_url=database_url, redis_url=redis_url, data_dir=tmp_path, poll_delay_s=0.01,
-            openai_base_url=llm.base_url, openai_api_key=SecretStr("test-key"),
-        )  # fmt: skip
+            database_url=database_url,
+            redis_url=redis_url,
+            data_dir=tmp_path,
+            poll_delay_s=0.01,
+            openai_base_url=llm.base_url,
+            openai_api_key=SecretStr("test-key"),
+        )
         await enqueue(redis_client, pool, INGEST, {"conversation_id": conversation.id})
         options = WorkerOptions(queues=QUEUES, concurrency=2, burst=True)
         await asyncio.wait_for(run_workers(settings, database_url, redis_url, options, TEST_JOBS), 60)

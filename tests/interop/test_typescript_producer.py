@@ -43,8 +43,10 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("orrery-ts")
     done = subprocess.run(
         [str(NODE_MODULES / ".bin" / "tsc"), "-p", str(TS_DIR), "--outDir", str(out)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, f"tsc failed:\n{done.stdout}{done.stderr}"
     (out / "package.json").write_text('{"type": "module"}', encoding="utf-8")
     return out / "index.js"
@@ -105,9 +107,13 @@ def llm_server() -> Iterator[ScriptedLLMServer]:
 
 
 async def test_an_ingestion_enqueued_from_typescript_is_run_by_a_real_worker(
-    compiled: Path, pool: asyncpg.Pool, database_url: str, redis_url: str, llm_server: ScriptedLLMServer,
+    compiled: Path,
+    pool: asyncpg.Pool,
+    database_url: str,
+    redis_url: str,
+    llm_server: ScriptedLLMServer,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     user = await users.create_user(pool, str(uuid.uuid4()), email="web@example.com")
     conversation = await conversations.create_conversation(pool, user.user_id, status="ended")
     await conversations.add_message(pool, user.user_id, conversation.id, role="user", content="Ran 10k, no stops!")
@@ -118,13 +124,24 @@ async def test_an_ingestion_enqueued_from_typescript_is_run_by_a_real_worker(
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ORRERY_", "OPENAI_", "DATABASE_URL", "REDIS_URL"))}
     env.update(
-        DATABASE_URL=database_url, REDIS_URL=redis_url, ORRERY_DATA_DIR=str(tmp_path), ORRERY_POLL_DELAY_S="0.01",
-        OPENAI_BASE_URL=llm_server.base_url, OPENAI_API_KEY="test-key", ORRERY_LOG_FORMAT="json",
-    )  # fmt: skip
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        ORRERY_DATA_DIR=str(tmp_path),
+        ORRERY_POLL_DELAY_S="0.01",
+        OPENAI_BASE_URL=llm_server.base_url,
+        OPENAI_API_KEY="test-key",
+        ORRERY_LOG_FORMAT="json",
+    )
     worker = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "run.py"), "worker", "--burst", env=env, cwd=ROOT,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        str(ROOT / "run.py"),
+        "worker",
+        "--burst",
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, stderr = await asyncio.wait_for(worker.communicate(), 120)
     assert worker.returncode == 0, stderr.decode(errors="replace")[-3000:]
 

@@ -42,8 +42,11 @@ async def test_every_dead_path_calls_the_hook_once(
     for mark, (error_class, attempt, reason) in expected.items():
         run = await ledger.latest_run(pool, f"doomed:{mark}")
         assert run is not None and (run.state, run.error_class, run.attempt, run.error) == (
-            "dead", error_class, attempt, reason
-        ), mark  # fmt: skip
+            "dead",
+            error_class,
+            attempt,
+            reason,
+        ), mark
         assert await _hook_calls(redis_client, mark) == [{"attempt": attempt, "reason": reason}], mark
     assert await _hook_calls(redis_client, "fine") == []
 

@@ -356,9 +356,15 @@ async def test_the_dead_hook_is_the_one_policy(pool: asyncpg.Pool, resources: Wo
     processed = await conversations.create_conversation(pool, user_id, status="processed")
     active = await conversations.create_conversation(pool, user_id, status="active")
     ctx = JobContext(
-        settings=resources.settings, pool=pool, redis=resources.redis, job_id="ingest:x", job_name="ingest",
-        attempt=5, log=structlog.get_logger("test"), resources=resources,
-    )  # fmt: skip
+        settings=resources.settings,
+        pool=pool,
+        redis=resources.redis,
+        job_id="ingest:x",
+        job_name="ingest",
+        attempt=5,
+        log=structlog.get_logger("test"),
+        resources=resources,
+    )
     for conversation_id in (ended_id, processed.id, active.id, "no-such-conversation", "ab\x00cd"):
         await spec.on_dead(ctx, IngestArgs(conversation_id=conversation_id), "timed out after 300 s")
 

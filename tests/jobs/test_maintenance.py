@@ -25,9 +25,15 @@ from store import ledger
 
 def _ctx(resources: WorkerResources, name: str) -> JobContext:
     return JobContext(
-        settings=resources.settings, pool=resources.pool, redis=resources.redis, job_id=name, job_name=name,
-        attempt=1, log=structlog.get_logger(), resources=resources,
-    )  # fmt: skip
+        settings=resources.settings,
+        pool=resources.pool,
+        redis=resources.redis,
+        job_id=name,
+        job_name=name,
+        attempt=1,
+        log=structlog.get_logger(),
+        resources=resources,
+    )
 
 
 def _utc(minutes_ago: float) -> datetime:
@@ -47,14 +53,19 @@ async def _conversations(pool: asyncpg.Pool) -> None:
         await pool.execute(
             "INSERT INTO public.conversations (id, user_id, start_time, status, ended_at) "
             "VALUES ($1, 'u1', $2, $3, $4)",
-            cid, start, status, ended,
-        )  # fmt: skip
+            cid,
+            start,
+            status,
+            ended,
+        )
     for mid, cid, minutes_ago in [("m1", "silent", 20), ("m2", "silent", 15), ("m3", "talking", 2)]:
         await pool.execute(
             "INSERT INTO public.conversation_messages (id, conversation_id, role, content, timestamp) "
             "VALUES ($1, $2, 'user', 'hello', $3)",
-            mid, cid, _utc(minutes_ago),
-        )  # fmt: skip
+            mid,
+            cid,
+            _utc(minutes_ago),
+        )
 
 
 async def test_sweep_ends_silent_conversations_and_enqueues_ingestion(
@@ -68,14 +79,20 @@ async def test_sweep_ends_silent_conversations_and_enqueues_ingestion(
     rows = await pool.fetch("SELECT id, status, ended_at FROM public.conversations ORDER BY id")
     status = {r["id"]: r["status"] for r in rows}
     assert status == {
-        "by-web-app": "ended", "done": "processed", "no-messages": "ended", "silent": "ended", "talking": "active",
-    }  # fmt: skip
+        "by-web-app": "ended",
+        "done": "processed",
+        "no-messages": "ended",
+        "silent": "ended",
+        "talking": "active",
+    }
     ended_at = {r["id"]: r["ended_at"] for r in rows}
     assert abs((ended_at["silent"] - _utc(15)).total_seconds()) < 5  # the last message, not the sweep time
     queued = await pool.fetch("SELECT job_id, state FROM runtime.job_runs WHERE job_name = 'ingest' ORDER BY 1")
     assert [tuple(r) for r in queued] == [
-        ("ingest:by-web-app", "queued"), ("ingest:no-messages", "queued"), ("ingest:silent", "queued"),
-    ]  # fmt: skip
+        ("ingest:by-web-app", "queued"),
+        ("ingest:no-messages", "queued"),
+        ("ingest:silent", "queued"),
+    ]
 
     again = await sweep_timeouts(_ctx(resources, "sweep_timeouts"), SweepTimeoutsArgs())
     assert again == {"ended": 0, "ingest_enqueued": 0, "ingest_already_queued": 3}  # idempotent
@@ -105,8 +122,10 @@ async def test_expired_sessions_are_deleted(pool: asyncpg.Pool, resources: Worke
         await pool.execute(
             "INSERT INTO public.user_sessions (session_id, user_id, expires_at, last_active_at) "
             "VALUES ($1, 'u1', $2, $3)",
-            sid, expires, _utc(10),
-        )  # fmt: skip
+            sid,
+            expires,
+            _utc(10),
+        )
 
     assert await expire_sessions(_ctx(resources, "expire_sessions"), ExpireSessionsArgs()) == {"deleted": 1}
     assert [r["session_id"] for r in await pool.fetch("SELECT session_id FROM public.user_sessions")] == ["valid"]

@@ -22,9 +22,17 @@ async def _handler(ctx: object, args: _Args) -> None:
 
 def _spec(**overrides: object) -> JobSpec:
     fields: dict[str, object] = {
-        "name": "test.registry", "args_model": _Args, "handler": _handler, "queue": INTERACTIVE, "timeout_s": 1,
-        "max_tries": 1, "backoff_s": 0, "dedupe_key": "thing:{conversation_id}", "cron": None, "description": "x",
-    }  # fmt: skip
+        "name": "test.registry",
+        "args_model": _Args,
+        "handler": _handler,
+        "queue": INTERACTIVE,
+        "timeout_s": 1,
+        "max_tries": 1,
+        "backoff_s": 0,
+        "dedupe_key": "thing:{conversation_id}",
+        "cron": None,
+        "description": "x",
+    }
     fields.update(overrides)
     return JobSpec(**fields)  # type: ignore[arg-type]
 

@@ -63,9 +63,18 @@ async def _use(ctx: JobContext, args: UseArgs) -> dict[str, Any]:
 
 
 USE = JobSpec(
-    name="test.uses-counter", args_model=UseArgs, handler=_use, queue=INTERACTIVE, timeout_s=5, max_tries=1,
-    backoff_s=0, dedupe_key=None, cron=None, description="Test-only: takes a declared resource.", resources=(COUNTER,),
-)  # fmt: skip
+    name="test.uses-counter",
+    args_model=UseArgs,
+    handler=_use,
+    queue=INTERACTIVE,
+    timeout_s=5,
+    max_tries=1,
+    backoff_s=0,
+    dedupe_key=None,
+    cron=None,
+    description="Test-only: takes a declared resource.",
+    resources=(COUNTER,),
+)
 
 
 async def test_a_resource_opens_once_on_first_use_and_closes_at_shutdown(

@@ -24,18 +24,37 @@ async def user(pool: asyncpg.Pool) -> str:
 
 async def test_memory_unit_round_trip_and_delete_by_conversation(pool: asyncpg.Pool, user: str) -> None:
     unit = await memory_units.insert_memory_unit(
-        pool, user, title="10k", content="Ran 10k", creation_ts=MOMENT, importance_score=8.0, sentiment_score=0.7,
-        source_conversation_id="c-1", metadata={"key": "m1"}, muid="mu-1",
-    )  # fmt: skip
+        pool,
+        user,
+        title="10k",
+        content="Ran 10k",
+        creation_ts=MOMENT,
+        importance_score=8.0,
+        sentiment_score=0.7,
+        source_conversation_id="c-1",
+        metadata={"key": "m1"},
+        muid="mu-1",
+    )
     assert (unit.muid, unit.user_id, unit.title, unit.content, unit.importance_score, unit.sentiment_score) == (
-        "mu-1", user, "10k", "Ran 10k", 8.0, 0.7,
-    )  # fmt: skip
+        "mu-1",
+        user,
+        "10k",
+        "Ran 10k",
+        8.0,
+        0.7,
+    )
     assert unit.creation_ts == MOMENT and unit.metadata == {"key": "m1"}
     assert unit.ingestion_ts.tzinfo is UTC and unit.last_modified_ts == unit.ingestion_ts
     other = await memory_units.insert_memory_unit(
-        pool, user, title="t", content="c", creation_ts=MOMENT + timedelta(hours=1), importance_score=None,
-        sentiment_score=None, source_conversation_id="c-2",
-    )  # fmt: skip
+        pool,
+        user,
+        title="t",
+        content="c",
+        creation_ts=MOMENT + timedelta(hours=1),
+        importance_score=None,
+        sentiment_score=None,
+        source_conversation_id="c-2",
+    )
     assert await memory_units.get_memory_unit(pool, user, "mu-1") == unit
     assert await memory_units.list_memory_units(pool, user) == [unit, other]
     assert await memory_units.list_memory_units(pool, user, source_conversation_id="c-2") == [other]
@@ -46,19 +65,34 @@ async def test_memory_unit_round_trip_and_delete_by_conversation(pool: asyncpg.P
 async def test_memory_unit_needs_the_users_own_conversation(pool: asyncpg.Pool, user: str) -> None:
     with pytest.raises(NotFoundError):
         await memory_units.insert_memory_unit(
-            pool, user, title="t", content="c", creation_ts=MOMENT, importance_score=1, sentiment_score=0,
+            pool,
+            user,
+            title="t",
+            content="c",
+            creation_ts=MOMENT,
+            importance_score=1,
+            sentiment_score=0,
             source_conversation_id="missing",
-        )  # fmt: skip
+        )
 
 
 async def test_concept_round_trip_found_by_name_and_alias(pool: asyncpg.Pool, user: str) -> None:
     created = await concepts.create_concept(
-        pool, user, name="Morning Runs", type="activity", description=None, normalized_name="morning runs",
+        pool,
+        user,
+        name="Morning Runs",
+        type="activity",
+        description=None,
+        normalized_name="morning runs",
         concept_id="k-1",
-    )  # fmt: skip
+    )
     assert (created.concept_id, created.name, created.type, created.status, created.description) == (
-        "k-1", "Morning Runs", "activity", "active", None,
-    )  # fmt: skip
+        "k-1",
+        "Morning Runs",
+        "activity",
+        "active",
+        None,
+    )
     assert created.normalized_name == "morning runs" and created.aliases == []
     assert created.created_at == created.last_updated_ts
 
@@ -96,10 +130,12 @@ async def test_concept_with_the_same_surface_name_and_no_metadata_is_reused(pool
 
 
 async def test_racing_creates_make_one_concept(pool: asyncpg.Pool, user: str) -> None:
-    results = await asyncio.gather(*(
-        concepts.create_concept(pool, user, name=name, type="person", description=None, normalized_name="priya")
-        for name in ("Priya", "priya", "PRIYA!", "Priya", "priya ")
-    ))  # fmt: skip
+    results = await asyncio.gather(
+        *(
+            concepts.create_concept(pool, user, name=name, type="person", description=None, normalized_name="priya")
+            for name in ("Priya", "priya", "PRIYA!", "Priya", "priya ")
+        )
+    )
     assert len({c.concept_id for c in results}) == 1
     assert await pool.fetchval("SELECT count(*) FROM concepts WHERE user_id = 'u-1'") == 1
 
@@ -123,30 +159,39 @@ def wanted(
     name: str, type: str = "person", existing: str | None = None, description: str | None = None
 ) -> concepts.NewConcept:
     return concepts.NewConcept(
-        name=name, type=type, description=description, normalized_name=name.lower().strip(" !"),
+        name=name,
+        type=type,
+        description=description,
+        normalized_name=name.lower().strip(" !"),
         existing_concept_id=existing,
-    )  # fmt: skip
+    )
 
 
 async def test_ensure_concepts_reuses_by_handle_name_and_alias_and_creates_the_rest(
     pool: asyncpg.Pool, user: str
 ) -> None:
-    await concepts.create_concept(pool, user, name="Lena", type="person", description=None, normalized_name="lena",
-                                  concept_id="k-lena")  # fmt: skip
-    await concepts.create_concept(pool, user, name="Dani", type="person", description="coach",
-                                  normalized_name="dani", concept_id="k-dani")  # fmt: skip
+    await concepts.create_concept(
+        pool, user, name="Lena", type="person", description=None, normalized_name="lena", concept_id="k-lena"
+    )
+    await concepts.create_concept(
+        pool, user, name="Dani", type="person", description="coach", normalized_name="dani", concept_id="k-dani"
+    )
     await concepts.add_concept_alias(pool, user, "k-dani", "coach dani")
     before = await concepts.get_concept(pool, user, "k-lena")
     await asyncio.sleep(0.01)
 
-    result = await concepts.ensure_concepts(pool, user, [
-        wanted("Sister", existing="k-lena", description="Younger sister"),  # the model's handle wins over the name
-        wanted("Coach Dani"),  # an alias
-        wanted("Half marathon", type="goal"),
-        wanted("half marathon!", type="goal"),  # the same new concept twice: one row, created once
-        wanted("Lena", type="place"),  # same name, another type: another concept
-        wanted("Ghost", existing="no-such-id"),  # a stale handle: created by name
-    ])  # fmt: skip
+    result = await concepts.ensure_concepts(
+        pool,
+        user,
+        [
+            wanted("Sister", existing="k-lena", description="Younger sister"),  # the model's handle wins over the name
+            wanted("Coach Dani"),  # an alias
+            wanted("Half marathon", type="goal"),
+            wanted("half marathon!", type="goal"),  # the same new concept twice: one row, created once
+            wanted("Lena", type="place"),  # same name, another type: another concept
+            wanted("Ghost", existing="no-such-id"),  # a stale handle: created by name
+        ],
+    )
 
     assert [r.created for r in result] == [False, False, True, False, True, True]
     assert [r.concept_id for r in result[:2]] == ["k-lena", "k-dani"]
@@ -154,8 +199,12 @@ async def test_ensure_concepts_reuses_by_handle_name_and_alias_and_creates_the_r
     assert len({r.concept_id for r in result}) == 5
     rows = await concepts.list_concepts(pool, user)
     assert sorted((c.name, c.type) for c in rows) == [
-        ("Dani", "person"), ("Ghost", "person"), ("Half marathon", "goal"), ("Lena", "person"), ("Lena", "place"),
-    ]  # fmt: skip
+        ("Dani", "person"),
+        ("Ghost", "person"),
+        ("Half marathon", "goal"),
+        ("Lena", "person"),
+        ("Lena", "place"),
+    ]
     lena = await concepts.get_concept(pool, user, "k-lena")
     assert before is not None and lena is not None
     assert lena.description == "Younger sister" and lena.last_updated_ts > before.last_updated_ts  # touched
@@ -168,10 +217,12 @@ async def test_ensure_concepts_takes_over_surface_names_and_follows_merges(pool:
         "INSERT INTO concepts (concept_id, user_id, name, type, last_updated_ts) "
         "VALUES ('web', 'u-1', 'Priya', 'person', now())"
     )  # the web app's row, no normalized name
-    await concepts.create_concept(pool, user, name="Running", type="activity", description=None,
-                                  normalized_name="running", concept_id="old")  # fmt: skip
-    await concepts.create_concept(pool, user, name="Runs", type="activity", description=None,
-                                  normalized_name="runs", concept_id="new")  # fmt: skip
+    await concepts.create_concept(
+        pool, user, name="Running", type="activity", description=None, normalized_name="running", concept_id="old"
+    )
+    await concepts.create_concept(
+        pool, user, name="Runs", type="activity", description=None, normalized_name="runs", concept_id="new"
+    )
     await pool.execute("UPDATE concepts SET status = 'merged', merged_into_concept_id = 'new' WHERE concept_id = 'old'")
 
     result = await concepts.ensure_concepts(pool, user, [wanted("Priya"), wanted("Running", type="activity")])
@@ -192,8 +243,9 @@ async def test_racing_batches_and_single_creates_make_one_concept(pool: asyncpg.
             await asyncio.sleep(0.05)
             return made.concept_id
 
-    single = concepts.create_concept(pool, user, name="LISBON", type="place", description=None,
-                                     normalized_name="lisbon")  # fmt: skip
+    single = concepts.create_concept(
+        pool, user, name="LISBON", type="place", description=None, normalized_name="lisbon"
+    )
     results = await asyncio.gather(batch("Lisbon"), batch("lisbon"), single)
     ids = {results[0], results[1], results[2].concept_id}
     assert len(ids) == 1
@@ -203,15 +255,25 @@ async def test_racing_batches_and_single_creates_make_one_concept(pool: asyncpg.
 async def test_insert_memory_units_all_or_nothing(pool: asyncpg.Pool, user: str) -> None:
     def unit(muid: str, conversation: str | None) -> memory_units.NewMemoryUnit:
         return memory_units.NewMemoryUnit(
-            muid=muid, title=f"t-{muid}", content="c", creation_ts=MOMENT, importance_score=7.5,
-            sentiment_score=-0.25, source_conversation_id=conversation, metadata={"key": muid},
-        )  # fmt: skip
+            muid=muid,
+            title=f"t-{muid}",
+            content="c",
+            creation_ts=MOMENT,
+            importance_score=7.5,
+            sentiment_score=-0.25,
+            source_conversation_id=conversation,
+            metadata={"key": muid},
+        )
 
     assert await memory_units.insert_memory_units(pool, user, [unit("a", "c-1"), unit("b", None)]) == 2
     a = await memory_units.get_memory_unit(pool, user, "a")
     assert a is not None and (a.title, a.creation_ts, a.importance_score, a.sentiment_score, a.metadata) == (
-        "t-a", MOMENT, 7.5, -0.25, {"key": "a"},
-    )  # fmt: skip
+        "t-a",
+        MOMENT,
+        7.5,
+        -0.25,
+        {"key": "a"},
+    )
     with pytest.raises(NotFoundError, match="missing"):
         await memory_units.insert_memory_units(pool, user, [unit("c", "c-2"), unit("d", "missing")])
     assert [u.muid for u in await memory_units.list_memory_units(pool, user)] == ["a", "b"]
@@ -220,8 +282,9 @@ async def test_insert_memory_units_all_or_nothing(pool: asyncpg.Pool, user: str)
 
 async def test_relevant_concepts_order(pool: asyncpg.Pool, user: str) -> None:
     for i, salience in enumerate((None, 0.9, 0.2)):
-        await concepts.create_concept(pool, user, name=f"c{i}", type="t", description=None,
-                                      normalized_name=f"c{i}", concept_id=f"k{i}")  # fmt: skip
+        await concepts.create_concept(
+            pool, user, name=f"c{i}", type="t", description=None, normalized_name=f"c{i}", concept_id=f"k{i}"
+        )
         await pool.execute("UPDATE concepts SET salience = $1 WHERE concept_id = $2", salience, f"k{i}")
     assert [c.concept_id for c in await concepts.list_relevant_concepts(pool, user)] == ["k1", "k2", "k0"]
     assert [c.concept_id for c in await concepts.list_relevant_concepts(pool, user, limit=1)] == ["k1"]
@@ -229,21 +292,45 @@ async def test_relevant_concepts_order(pool: asyncpg.Pool, user: str) -> None:
 
 async def test_growth_events_round_trip(pool: asyncpg.Pool, user: str) -> None:
     event = await growth_events.insert_growth_event(
-        pool, user, entity_id="mu-1", entity_type="MemoryUnit", dim_key="act_self", delta=0.5, source="ingestion",
-        details={"rationale": "ran", "source_conversation_id": "c-1"}, event_id="g-1",
-    )  # fmt: skip
+        pool,
+        user,
+        entity_id="mu-1",
+        entity_type="MemoryUnit",
+        dim_key="act_self",
+        delta=0.5,
+        source="ingestion",
+        details={"rationale": "ran", "source_conversation_id": "c-1"},
+        event_id="g-1",
+    )
     assert (event.event_id, event.entity_id, event.entity_type, event.dim_key, event.delta, event.source) == (
-        "g-1", "mu-1", "MemoryUnit", "act_self", 0.5, "ingestion",
-    )  # fmt: skip
+        "g-1",
+        "mu-1",
+        "MemoryUnit",
+        "act_self",
+        0.5,
+        "ingestion",
+    )
     assert event.details == {"rationale": "ran", "source_conversation_id": "c-1"} and event.created_at.tzinfo is UTC
     await growth_events.insert_growth_event(
-        pool, user, entity_id="k-1", entity_type="Concept", dim_key="act_self", delta=-0.25, source="ingestion",
+        pool,
+        user,
+        entity_id="k-1",
+        entity_type="Concept",
+        dim_key="act_self",
+        delta=-0.25,
+        source="ingestion",
         details={"source_conversation_id": "c-2"},
-    )  # fmt: skip
+    )
     await growth_events.insert_growth_event(
-        pool, user, entity_id="k-1", entity_type="Concept", dim_key="know_self", delta=1.0, source="ingestion",
+        pool,
+        user,
+        entity_id="k-1",
+        entity_type="Concept",
+        dim_key="know_self",
+        delta=1.0,
+        source="ingestion",
         details=None,
-    )  # fmt: skip
+    )
     assert await growth_events.growth_by_dimension(pool, user) == {"act_self": 0.25, "know_self": 1.0}
     assert [e.event_id for e in await growth_events.list_growth_events(pool, user, entity_id="mu-1")] == ["g-1"]
     assert len(await growth_events.list_growth_events(pool, user)) == 3
@@ -253,24 +340,41 @@ async def test_growth_events_round_trip(pool: asyncpg.Pool, user: str) -> None:
 
 async def test_cards_are_one_per_entity_and_update_their_timestamp(pool: asyncpg.Pool, user: str) -> None:
     card, created = await cards.ensure_card(
-        pool, user, card_type="memory", source_entity_id="mu-1", source_entity_type="MemoryUnit",
-        display_data={"title": "10k"}, card_id="card-1",
-    )  # fmt: skip
+        pool,
+        user,
+        card_type="memory",
+        source_entity_id="mu-1",
+        source_entity_type="MemoryUnit",
+        display_data={"title": "10k"},
+        card_id="card-1",
+    )
     assert created
     assert (card.card_id, card.card_type, card.status, card.is_favorited, card.is_synced, card.display_data) == (
-        "card-1", "memory", "active_canvas", False, True, {"title": "10k"},
-    )  # fmt: skip
+        "card-1",
+        "memory",
+        "active_canvas",
+        False,
+        True,
+        {"title": "10k"},
+    )
     assert card.updated_at == card.created_at
     again, created_again = await cards.ensure_card(
-        pool, user, card_type="memory", source_entity_id="mu-1", source_entity_type="MemoryUnit",
+        pool,
+        user,
+        card_type="memory",
+        source_entity_id="mu-1",
+        source_entity_type="MemoryUnit",
         display_data={"title": "other"},
-    )  # fmt: skip
+    )
     assert (again, created_again) == (card, False)
-    racing = await asyncio.gather(*(
-        cards.ensure_card(pool, user, card_type="concept", source_entity_id="k-1", source_entity_type="Concept",
-                          display_data=None)
-        for _ in range(5)
-    ))  # fmt: skip
+    racing = await asyncio.gather(
+        *(
+            cards.ensure_card(
+                pool, user, card_type="concept", source_entity_id="k-1", source_entity_type="Concept", display_data=None
+            )
+            for _ in range(5)
+        )
+    )
     assert sum(made for _, made in racing) == 1 and len({c.card_id for c, _ in racing}) == 1
 
     await asyncio.sleep(0.01)
@@ -289,34 +393,82 @@ async def test_cards_are_one_per_entity_and_update_their_timestamp(pool: asyncpg
 
 async def test_edges_upsert_to_the_stronger_and_delete(pool: asyncpg.Pool, user: str) -> None:
     edge = await knowledge_edges.upsert_edge(
-        pool, user, source_id="mu-1", source_type="MemoryUnit", target_id="k-1", target_type="Concept",
-        relationship_type="HIGHLIGHTS", strength=0.6, description="first", source_conversation_id="c-1",
+        pool,
+        user,
+        source_id="mu-1",
+        source_type="MemoryUnit",
+        target_id="k-1",
+        target_type="Concept",
+        relationship_type="HIGHLIGHTS",
+        strength=0.6,
+        description="first",
+        source_conversation_id="c-1",
         edge_id="e-1",
-    )  # fmt: skip
+    )
     assert (edge.edge_id, edge.strength, edge.description, edge.source_conversation_id) == (
-        "e-1", 0.6, "first", "c-1",
-    )  # fmt: skip
+        "e-1",
+        0.6,
+        "first",
+        "c-1",
+    )
     weaker = await knowledge_edges.upsert_edge(
-        pool, user, source_id="mu-1", source_type="MemoryUnit", target_id="k-1", target_type="Concept",
-        relationship_type="HIGHLIGHTS", strength=0.3, description="second", source_conversation_id="c-2",
-    )  # fmt: skip
+        pool,
+        user,
+        source_id="mu-1",
+        source_type="MemoryUnit",
+        target_id="k-1",
+        target_type="Concept",
+        relationship_type="HIGHLIGHTS",
+        strength=0.3,
+        description="second",
+        source_conversation_id="c-2",
+    )
     assert (weaker.edge_id, weaker.strength, weaker.description, weaker.source_conversation_id) == (
-        "e-1", 0.6, "second", "c-1",
-    )  # fmt: skip
+        "e-1",
+        0.6,
+        "second",
+        "c-1",
+    )
     assert weaker.updated_at >= edge.updated_at
     stronger = await knowledge_edges.upsert_edge(
-        pool, user, source_id="mu-1", source_type="MemoryUnit", target_id="k-1", target_type="Concept",
-        relationship_type="HIGHLIGHTS", strength=0.9, description=None, source_conversation_id="c-2",
-    )  # fmt: skip
+        pool,
+        user,
+        source_id="mu-1",
+        source_type="MemoryUnit",
+        target_id="k-1",
+        target_type="Concept",
+        relationship_type="HIGHLIGHTS",
+        strength=0.9,
+        description=None,
+        source_conversation_id="c-2",
+    )
     assert (stronger.strength, stronger.description) == (0.9, "second")
     await knowledge_edges.upsert_edge(
-        pool, user, source_id="k-1", source_type="Concept", target_id="k-2", target_type="Concept",
-        relationship_type="RELATED_TO", strength=0.5, description=None, source_conversation_id="c-2", edge_id="e-2",
-    )  # fmt: skip
+        pool,
+        user,
+        source_id="k-1",
+        source_type="Concept",
+        target_id="k-2",
+        target_type="Concept",
+        relationship_type="RELATED_TO",
+        strength=0.5,
+        description=None,
+        source_conversation_id="c-2",
+        edge_id="e-2",
+    )
     await knowledge_edges.upsert_edge(
-        pool, user, source_id="k-3", source_type="Concept", target_id="k-4", target_type="Concept",
-        relationship_type="RELATED_TO", strength=0.5, description=None, source_conversation_id="c-2", edge_id="e-3",
-    )  # fmt: skip
+        pool,
+        user,
+        source_id="k-3",
+        source_type="Concept",
+        target_id="k-4",
+        target_type="Concept",
+        relationship_type="RELATED_TO",
+        strength=0.5,
+        description=None,
+        source_conversation_id="c-2",
+        edge_id="e-3",
+    )
     assert [e.edge_id for e in await knowledge_edges.list_edges(pool, user)] == ["e-1", "e-2", "e-3"]
     assert [e.edge_id for e in await knowledge_edges.list_edges(pool, user, source_conversation_id="c-1")] == ["e-1"]
     assert await knowledge_edges.delete_edges_touching(pool, user, ["k-1"]) == 2
@@ -326,28 +478,34 @@ async def test_edges_upsert_to_the_stronger_and_delete(pool: asyncpg.Pool, user:
 
 async def test_create_concept_on_a_connection_outside_a_transaction(pool: asyncpg.Pool, user: str) -> None:
     async with pool.acquire() as conn:
-        first = await concepts.create_concept(conn, user, name="Dad", type="person", description=None,
-                                              normalized_name="dad")  # fmt: skip
+        first = await concepts.create_concept(
+            conn, user, name="Dad", type="person", description=None, normalized_name="dad"
+        )
         assert not conn.is_in_transaction()
-        second = await concepts.create_concept(conn, user, name="dad", type="person", description=None,
-                                               normalized_name="dad")  # fmt: skip
+        second = await concepts.create_concept(
+            conn, user, name="dad", type="person", description=None, normalized_name="dad"
+        )
     assert first == second
 
 
 async def test_creating_the_name_of_a_merged_concept_returns_its_successor(pool: asyncpg.Pool, user: str) -> None:
-    await concepts.create_concept(pool, user, name="Dani", type="person", description=None, normalized_name="dani",
-                                  concept_id="old")  # fmt: skip
-    await concepts.create_concept(pool, user, name="Coach Dani", type="person", description=None,
-                                  normalized_name="coach dani", concept_id="new")  # fmt: skip
+    await concepts.create_concept(
+        pool, user, name="Dani", type="person", description=None, normalized_name="dani", concept_id="old"
+    )
+    await concepts.create_concept(
+        pool, user, name="Coach Dani", type="person", description=None, normalized_name="coach dani", concept_id="new"
+    )
     await pool.execute("UPDATE concepts SET status = 'merged', merged_into_concept_id = 'new' WHERE concept_id = 'old'")
-    again = await concepts.create_concept(pool, user, name="Dani", type="person", description=None,
-                                          normalized_name="dani")  # fmt: skip
+    again = await concepts.create_concept(
+        pool, user, name="Dani", type="person", description=None, normalized_name="dani"
+    )
     assert again.concept_id == "new"
 
 
 async def test_concept_metadata_of_the_wrong_shape_reads_and_heals(pool: asyncpg.Pool, user: str) -> None:
-    await concepts.create_concept(pool, user, name="Lena", type="person", description=None, normalized_name="lena",
-                                  concept_id="k-1")  # fmt: skip
+    await concepts.create_concept(
+        pool, user, name="Lena", type="person", description=None, normalized_name="lena", concept_id="k-1"
+    )
     await pool.execute("""UPDATE concepts SET metadata = '"lena"' WHERE concept_id = 'k-1'""")
     odd = await concepts.get_concept(pool, user, "k-1")
     assert odd is not None and (odd.metadata, odd.normalized_name, odd.aliases) == (None, None, [])
@@ -363,10 +521,14 @@ async def test_batched_cards_events_and_edges(pool: asyncpg.Pool, user: str) -> 
         pool, user, card_type="concept", source_entity_id="c-1", source_entity_type="Concept", display_data=None
     )
     batch = [
-        cards.NewCard(card_type="concept", source_entity_id=f"c-{i}", source_entity_type="Concept",
-                      display_data={"title": f"#{i}"})
+        cards.NewCard(
+            card_type="concept",
+            source_entity_id=f"c-{i}",
+            source_entity_type="Concept",
+            display_data={"title": f"#{i}"},
+        )
         for i in range(1, 4)
-    ]  # fmt: skip
+    ]
     assert await cards.ensure_cards(pool, user, batch) == 2  # c-1 already had its card
     assert await cards.ensure_cards(pool, user, batch) == 0
     racing = await asyncio.gather(*(cards.ensure_cards(pool, user, [*batch, batch[0]]) for _ in range(3)))
@@ -374,8 +536,9 @@ async def test_batched_cards_events_and_edges(pool: asyncpg.Pool, user: str) -> 
     stored = {c.source_entity_id: c for c in await cards.list_cards(pool, user)}
     assert sorted(stored) == ["c-1", "c-2", "c-3"] and stored["c-1"].card_id == single.card_id
     assert stored["c-2"].display_data == {"title": "#2"} and stored["c-2"].updated_at == stored["c-2"].created_at
-    fresh = [cards.NewCard(card_type="memory", source_entity_id=f"m-{i}", source_entity_type="MemoryUnit")
-             for i in (1, 2, 1)]  # fmt: skip
+    fresh = [
+        cards.NewCard(card_type="memory", source_entity_id=f"m-{i}", source_entity_type="MemoryUnit") for i in (1, 2, 1)
+    ]
     assert await cards.insert_cards_for_new_entities(pool, user, fresh) == 2  # one per entity, even in one batch
     assert await cards.insert_cards_for_new_entities(pool, user, []) == 0
     assert sorted(c.source_entity_id for c in await cards.list_cards(pool, user))[3:] == ["m-1", "m-2"]
@@ -383,14 +546,25 @@ async def test_batched_cards_events_and_edges(pool: asyncpg.Pool, user: str) -> 
     await growth_events.insert_growth_events(
         pool,
         user,
-        [growth_events.NewGrowthEvent(entity_id="c-2", entity_type="Concept", dim_key=d, delta=0.5, source="t",
-                                      details={"rationale": "r"}) for d in ("know_self", "act_world")],
-    )  # fmt: skip
+        [
+            growth_events.NewGrowthEvent(
+                entity_id="c-2", entity_type="Concept", dim_key=d, delta=0.5, source="t", details={"rationale": "r"}
+            )
+            for d in ("know_self", "act_world")
+        ],
+    )
     assert await growth_events.growth_by_dimension(pool, user) == {"know_self": 0.5, "act_world": 0.5}
 
-    edge = knowledge_edges.NewEdge(source_id="c-2", source_type="Concept", target_id="c-3", target_type="Concept",
-                                   relationship_type="ENABLES", strength=0.4, description="a",
-                                   source_conversation_id=None)  # fmt: skip
+    edge = knowledge_edges.NewEdge(
+        source_id="c-2",
+        source_type="Concept",
+        target_id="c-3",
+        target_type="Concept",
+        relationship_type="ENABLES",
+        strength=0.4,
+        description="a",
+        source_conversation_id=None,
+    )
     await knowledge_edges.upsert_edges(pool, user, [edge, edge.model_copy(update={"strength": 0.9})])
     [stored_edge] = await knowledge_edges.list_edges(pool, user)
     assert (stored_edge.strength, stored_edge.user_id) == (0.9, user)

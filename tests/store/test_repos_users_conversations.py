@@ -16,12 +16,20 @@ MOMENT = datetime(2026, 3, 1, 12, 30, 15, 123000, tzinfo=UTC)
 
 async def test_user_round_trip_and_orrery_updates_leave_last_active_at(pool: asyncpg.Pool) -> None:
     created = await users.create_user(
-        pool, "u-1", email="ana@example.org", name="Ana", timezone="Europe/Lisbon",
-        memory_profile={"summary": "runner"}, preferences={"theme": "dark"},
-    )  # fmt: skip
+        pool,
+        "u-1",
+        email="ana@example.org",
+        name="Ana",
+        timezone="Europe/Lisbon",
+        memory_profile={"summary": "runner"},
+        preferences={"theme": "dark"},
+    )
     assert (created.user_id, created.email, created.name, created.timezone) == (
-        "u-1", "ana@example.org", "Ana", "Europe/Lisbon",
-    )  # fmt: skip
+        "u-1",
+        "ana@example.org",
+        "Ana",
+        "Europe/Lisbon",
+    )
     assert created.memory_profile == {"summary": "runner"} and created.preferences == {"theme": "dark"}
     assert created.created_at.tzinfo is UTC and created.last_active_at == created.created_at
     assert abs(datetime.now(UTC) - created.created_at) < timedelta(seconds=5)
@@ -64,8 +72,12 @@ async def test_conversation_and_messages_round_trip(pool: asyncpg.Pool) -> None:
         pool, "u-1", conversation_id="c-1", title="Run", start_time=MOMENT, metadata={"channel": "web"}
     )
     assert (conv.id, conv.user_id, conv.title, conv.status, conv.metadata) == (
-        "c-1", "u-1", "Run", "active", {"channel": "web"},
-    )  # fmt: skip
+        "c-1",
+        "u-1",
+        "Run",
+        "active",
+        {"channel": "web"},
+    )
     assert conv.start_time == MOMENT and conv.ended_at is None
     assert await conversations.get_conversation(pool, "u-1", "c-1") == conv
 
@@ -73,14 +85,16 @@ async def test_conversation_and_messages_round_trip(pool: asyncpg.Pool) -> None:
     first = await conversations.add_message(
         pool, "u-1", "c-1", role="user", content="a", timestamp=MOMENT, message_id="0-first"
     )
-    later = await conversations.add_message(pool, "u-1", "c-1", role="user", content="c",
-                                            timestamp=MOMENT + timedelta(minutes=1))  # fmt: skip
+    later = await conversations.add_message(
+        pool, "u-1", "c-1", role="user", content="c", timestamp=MOMENT + timedelta(minutes=1)
+    )
     assert first.media_ids == [] and first.timestamp == MOMENT and first.conversation_id == "c-1"
     # a timestamp tie keeps the order the rows were written in (seq), whatever their ids ("0-first" sorts first)
     assert await conversations.list_messages(pool, "u-1", "c-1") == [second, first, later]
 
-    await conversations.create_conversation(pool, "u-1", conversation_id="c-2", status="ended",
-                                            start_time=MOMENT + timedelta(days=1))  # fmt: skip
+    await conversations.create_conversation(
+        pool, "u-1", conversation_id="c-2", status="ended", start_time=MOMENT + timedelta(days=1)
+    )
     assert [c.id for c in await conversations.list_conversations(pool, "u-1")] == ["c-1", "c-2"]
     assert [c.id for c in await conversations.list_conversations(pool, "u-1", status="ended")] == ["c-2"]
     assert await conversations.read_conversation_for_job(pool, "missing", concept_limit=5) is None
@@ -91,17 +105,20 @@ async def test_a_job_reads_a_conversation_with_its_owners_profile_and_most_relev
 ) -> None:
     await users.create_user(pool, "u-1", email="a@example.org", memory_profile={"summary": "runner"})
     await conversations.create_conversation(pool, "u-1", conversation_id="c-1", start_time=MOMENT)
-    late = await conversations.add_message(pool, "u-1", "c-1", role="user", content="b",
-                                           timestamp=MOMENT + timedelta(minutes=1))  # fmt: skip
+    late = await conversations.add_message(
+        pool, "u-1", "c-1", role="user", content="b", timestamp=MOMENT + timedelta(minutes=1)
+    )
     early = await conversations.add_message(pool, "u-1", "c-1", role="assistant", content="a", timestamp=MOMENT)
     for index, salience in enumerate([0.2, 0.9, None, 0.5, 1.0]):
-        made = await concepts.create_concept(pool, "u-1", name=f"c{index}", type="topic", description=None,
-                                             normalized_name=f"c{index}")  # fmt: skip
+        made = await concepts.create_concept(
+            pool, "u-1", name=f"c{index}", type="topic", description=None, normalized_name=f"c{index}"
+        )
         await pool.execute(
             "UPDATE concepts SET salience = $2::float8, "
             "status = CASE WHEN $2::float8 = 1.0 THEN 'archived' ELSE status END WHERE concept_id = $1",
-            made.concept_id, salience,
-        )  # fmt: skip
+            made.concept_id,
+            salience,
+        )
 
     read = await conversations.read_conversation_for_job(pool, "c-1", concept_limit=3)
 
@@ -149,8 +166,11 @@ async def test_processed_keeps_an_existing_title_and_fills_a_missing_one(pool: a
     blank = await conversations.get_conversation(pool, "u-1", "blank")
     assert titled is not None and blank is not None
     assert (titled.title, titled.status, titled.context_summary, titled.importance_score) == (
-        "Mine", "processed", "summary", 7.5,
-    )  # fmt: skip
+        "Mine",
+        "processed",
+        "summary",
+        7.5,
+    )
     assert blank.title == "Agent's"
     with pytest.raises(NotFoundError):
         await conversations.mark_conversation_processed(

@@ -69,16 +69,30 @@ async def give_user_a_row_everywhere(db: Executor, user_id: str, dimension: str)
     await conversations.create_conversation(db, user_id, conversation_id=p + "conv", start_time=MOMENT)
     await conversations.add_message(db, user_id, p + "conv", role="user", content="secret", message_id=p + "msg")
     await memory_units.insert_memory_unit(
-        db, user_id, title="t", content="secret", creation_ts=MOMENT, importance_score=5, sentiment_score=0,
-        source_conversation_id=p + "conv", muid=p + "mu",
-    )  # fmt: skip
+        db,
+        user_id,
+        title="t",
+        content="secret",
+        creation_ts=MOMENT,
+        importance_score=5,
+        sentiment_score=0,
+        source_conversation_id=p + "conv",
+        muid=p + "mu",
+    )
     await concepts.create_concept(
         db, user_id, name="Lena", type="person", description="sister", normalized_name="lena", concept_id=p + "concept"
     )
     await growth_events.insert_growth_event(
-        db, user_id, entity_id=p + "mu", entity_type="MemoryUnit", dim_key=dimension, delta=0.5, source="ingestion",
-        details={"source_conversation_id": p + "conv"}, event_id=p + "event",
-    )  # fmt: skip
+        db,
+        user_id,
+        entity_id=p + "mu",
+        entity_type="MemoryUnit",
+        dim_key=dimension,
+        delta=0.5,
+        source="ingestion",
+        details={"source_conversation_id": p + "conv"},
+        event_id=p + "event",
+    )
     await cards.ensure_card(
         db,
         user_id,
@@ -89,10 +103,18 @@ async def give_user_a_row_everywhere(db: Executor, user_id: str, dimension: str)
         card_id=p + "card",
     )
     await knowledge_edges.upsert_edge(
-        db, user_id, source_id=p + "mu", source_type="MemoryUnit", target_id=p + "concept", target_type="Concept",
-        relationship_type="HIGHLIGHTS", strength=0.5, description="d", source_conversation_id=p + "conv",
+        db,
+        user_id,
+        source_id=p + "mu",
+        source_type="MemoryUnit",
+        target_id=p + "concept",
+        target_type="Concept",
+        relationship_type="HIGHLIGHTS",
+        strength=0.5,
+        description="d",
+        source_conversation_id=p + "conv",
         edge_id=p + "edge",
-    )  # fmt: skip
+    )
     await derived_artifacts.create_derived_artifact(
         db, user_id, artifact_type="trophy", title="t", source_concept_id=p + "concept", artifact_id=p + "artifact"
     )
@@ -105,18 +127,39 @@ async def give_user_a_row_everywhere(db: Executor, user_id: str, dimension: str)
     await db.execute(  # written by the web app; Orrery has no repository for it
         "INSERT INTO interaction_logs (interaction_id, user_id, interaction_type, target_entity_id) "
         "VALUES ($1, $2, 'card_opened', $3)",
-        p + "interaction", user_id, p + "card",
-    )  # fmt: skip
-    await graph_projections.create_graph_projection(db, user_id, projection_data={"nodes": [p]},
-                                                    projection_id=p + "projection")  # fmt: skip
+        p + "interaction",
+        user_id,
+        p + "card",
+    )
+    await graph_projections.create_graph_projection(
+        db, user_id, projection_data={"nodes": [p]}, projection_id=p + "projection"
+    )
     await db.execute(  # written by the web app; Orrery only expires sessions (store/sweeps.py)
         "INSERT INTO user_sessions (session_id, user_id, expires_at, last_active_at) VALUES ($1, $2, $3, $3)",
-        p + "session", user_id, MOMENT.replace(tzinfo=None),  # TIMESTAMP(3), in UTC as Prisma writes it
-    )  # fmt: skip
-    return Rows(*(p + suffix for suffix in (
-        "conv", "msg", "mu", "concept", "event", "card", "edge", "artifact", "prompt", "community", "interaction",
-        "projection", "session",
-    )))  # fmt: skip
+        p + "session",
+        user_id,
+        MOMENT.replace(tzinfo=None),  # TIMESTAMP(3), in UTC as Prisma writes it
+    )
+    return Rows(
+        *(
+            p + suffix
+            for suffix in (
+                "conv",
+                "msg",
+                "mu",
+                "concept",
+                "event",
+                "card",
+                "edge",
+                "artifact",
+                "prompt",
+                "community",
+                "interaction",
+                "projection",
+                "session",
+            )
+        )
+    )
 
 
 Call = Callable[[Executor, Rows], Awaitable[Any]]
@@ -473,10 +516,20 @@ def test_every_function_takes_db_then_user_id() -> None:
 
 
 TABLES_WITH_USER_ID = (
-    "users", "user_sessions", "conversations", "memory_units", "concepts", "growth_events", "cards",
-    "derived_artifacts", "proactive_prompts", "communities", "interaction_logs", "user_graph_projections",
+    "users",
+    "user_sessions",
+    "conversations",
+    "memory_units",
+    "concepts",
+    "growth_events",
+    "cards",
+    "derived_artifacts",
+    "proactive_prompts",
+    "communities",
+    "interaction_logs",
+    "user_graph_projections",
     "runtime.knowledge_edges",
-)  # fmt: skip
+)
 
 
 async def snapshot(db: Executor, user_id: str) -> dict[str, list[Any]]:
