@@ -18,7 +18,8 @@ from typing import Any
 
 from core.errors import PermanentError
 from core.ingestion import EntityRef, IngestionResult, IngestionStatus
-from core.vocabulary import EntityKind
+from core.vocabulary import EntityKind, NodeLabel
+from store import outbox
 from store.postgres import Executor
 from store.repos import cards, concepts, conversations, growth_events, knowledge_edges, memory_units, users
 from store.repos._base import transaction
@@ -92,8 +93,10 @@ async def write_ingestion(
             summary.outcome = "already_processed"
             return summary
         replace = reprocess or conversation.status == "failed"
+        changed: list[outbox.Change] = [outbox.Change(NodeLabel.USER, user_id)]
         if replace:
-            summary.replaced = await _remove_previous(conn, user_id, conversation_id)
+            removed_units, summary.replaced = await _remove_previous(conn, user_id, conversation_id)
+            changed += outbox.changes(NodeLabel.MEMORY_UNIT, removed_units)
 
         extracted = result.status == IngestionStatus.EXTRACTED
         importance = result.importance_score
@@ -102,7 +105,7 @@ async def write_ingestion(
         elif importance is not None and importance < thresholds.importance:
             summary.outcome = "below_threshold"
         else:
-            await _write_memory(conn, result, thresholds, summary, replace=replace)
+            changed += await _write_memory(conn, result, thresholds, summary, replace=replace)
             package = None
             if result.forward_context is not None and _is_latest(locked.owner_next_context, conversation.start_time):
                 package = {
@@ -123,6 +126,7 @@ async def write_ingestion(
             context_summary=result.context_summary,
             importance_score=importance,
         )
+        await outbox.record_changes(conn, user_id, changed)  # the graph and vector stores follow this commit
     return summary
 
 
@@ -140,10 +144,11 @@ def _is_latest(package: dict[str, Any] | None, start_time: datetime) -> bool:
     return start_time >= current
 
 
-async def _remove_previous(conn: Executor, user_id: str, conversation_id: str) -> dict[str, int]:
-    """What this conversation produced before; concepts stay (other conversations may point at them)."""
+async def _remove_previous(conn: Executor, user_id: str, conversation_id: str) -> tuple[list[str], dict[str, int]]:
+    """What this conversation produced before (the memory unit ids, and counts); concepts stay (other conversations
+    may point at them)."""
     unit_ids = await memory_units.delete_memory_units_from_conversation(conn, user_id, conversation_id)
-    return {
+    return unit_ids, {
         "memory_units": len(unit_ids),
         "cards": await cards.delete_cards_for_entities(conn, user_id, unit_ids),
         "growth_events": await growth_events.delete_growth_events_from_conversation(conn, user_id, conversation_id),
@@ -158,7 +163,8 @@ async def _write_memory(
     summary: IngestionWriteSummary,
     *,
     replace: bool,
-) -> None:
+) -> list[outbox.Change]:
+    """Write the memory of `result`; returns the entities it created or touched, for the outbox."""
     user_id, conversation_id = result.user_id, result.conversation_id
     ids: dict[EntityRef, str] = {}
     new_cards: list[NewCard] = []
@@ -264,3 +270,7 @@ async def _write_memory(
         ],
     )
     summary.relationships = len(result.relationships)
+    return [
+        *outbox.changes(NodeLabel.CONCEPT, (concept.concept_id for concept in ensured)),
+        *outbox.changes(NodeLabel.MEMORY_UNIT, (muid for muid, _ in units)),
+    ]

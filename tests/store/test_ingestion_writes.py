@@ -21,6 +21,7 @@ from core.ingestion import (
 )
 from core.vocabulary import EntityKind, GrowthDimension, RelationshipType
 from store.ingestion_writes import IngestionThresholds, memory_unit_id, write_ingestion
+from store.outbox import STORES
 from store.repos import concepts, conversations, growth_events, memory_units, users
 from tests.memory_rows import memory_counts
 
@@ -322,3 +323,18 @@ async def test_marking_a_conversation_failed_depends_on_where_it_stands(
     else:
         assert conversation.metadata is not None and set(conversation.metadata) == {key}
         assert conversation.metadata[key]["reason"] == "gave up"
+
+
+async def test_the_write_records_outbox_rows_for_both_stores_in_its_transaction(
+    pool: asyncpg.Pool, ended: tuple[str, str]
+) -> None:
+    """Every entity the write created or touched, once per derived store."""
+    user_id, conversation_id = ended
+    await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS)
+    rows = await pool.fetch("SELECT store, label, entity_id FROM runtime.outbox WHERE user_id = $1", user_id)
+    by_store = {store: sorted((r["label"], r["entity_id"]) for r in rows if r["store"] == store) for store in STORES}
+    assert by_store["graph"] == by_store["vector"]
+    labels = [label for label, _ in by_store["graph"]]
+    assert labels.count("User") == 1 and "MemoryUnit" in labels and "Concept" in labels
+    units = await pool.fetch("SELECT muid FROM memory_units WHERE user_id = $1", user_id)
+    assert {("MemoryUnit", r["muid"]) for r in units} <= set(by_store["graph"])
