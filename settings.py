@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     daily_token_budget: int = Field(2_000_000, ge=0, description="Per user per UTC day; 0 disables the budget.")
     llm_input_token_budget: int = Field(12_000, ge=500, description="Conversation tokens per LLM window.")
 
+    # --- embeddings and vector store -------------------------------------------------------------------------
+    embeddings_base_url: str | None = Field(
+        None, description="An OpenAI-compatible embeddings endpoint; unset = the local all-MiniLM-L6-v2 model."
+    )
+    embeddings_api_key: SecretStr | None = Field(None, description="Defaults to OPENAI_API_KEY.")
+    embeddings_model: str = "text-embedding-3-small"
+    embeddings_dimension: int = Field(1536, ge=1, le=16_000, description="What the endpoint's model returns.")
+    vector_ef_search: int = Field(200, ge=10, le=1000, description="pgvector HNSW candidates per query (recall).")
+
     # --- job runtime ----------------------------------------------------------------------------------------
     poll_delay_s: float = Field(0.01, gt=0, le=5)
     health_check_interval_s: float = Field(5.0, gt=0, le=300)
@@ -104,7 +113,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with neo4j:// or bolt:// (optionally +s / +ssc)")
         return value or None
 
-    @field_validator("weaviate_url", "openai_base_url")
+    @field_validator("weaviate_url", "openai_base_url", "embeddings_base_url")
     @classmethod
     def _http_scheme(cls, value: str | None) -> str | None:
         if value and not value.startswith(("http://", "https://")):

