@@ -38,6 +38,24 @@ class RelationshipType(StrEnum):
     IS_MILESTONE_FOR = "IS_MILESTONE_FOR"
 
 
+class StructuralRelationshipType(StrEnum):
+    """Graph relationships that follow from the rows themselves, not from an agent's reading of a conversation."""
+
+    MENTIONS = "MENTIONS"  # MemoryUnit -> Concept
+    BELONGS_TO_COMMUNITY = "BELONGS_TO_COMMUNITY"  # Concept -> Community
+    DERIVED_FROM = "DERIVED_FROM"  # DerivedArtifact -> its sources (MemoryUnit, Concept, DerivedArtifact)
+
+
+class NodeLabel(StrEnum):
+    """The graph's node labels (seed 000, V9.7, Neo4j schema)."""
+
+    USER = "User"
+    MEMORY_UNIT = "MemoryUnit"
+    CONCEPT = "Concept"
+    DERIVED_ARTIFACT = "DerivedArtifact"
+    COMMUNITY = "Community"
+
+
 class GrowthDimension(StrEnum):
     KNOW_SELF = "know_self"
     KNOW_WORLD = "know_world"

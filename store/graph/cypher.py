@@ -1,0 +1,146 @@
+"""Every Cypher statement the Neo4j adapter runs; nothing else in Orrery writes Cypher.
+
+Values always travel as parameters. The only words put into a statement's text are labels, relationship types and
+key property names, each from the enums of core.vocabulary and checked by `_label` / `_type` right before use, so a
+string from a model or a row can never become Cypher. Every statement filters on userId.
+"""
+
+from __future__ import annotations
+
+import re
+
+from core.vocabulary import NodeLabel
+from store.graph.base import KEY_PROPERTY, EdgeType, edge_type
+
+SCHEMA: tuple[str, ...] = (
+    "CREATE CONSTRAINT user_userId_unique IF NOT EXISTS FOR (n:User) REQUIRE n.userId IS UNIQUE",
+    "CREATE CONSTRAINT memoryunit_muid_unique IF NOT EXISTS FOR (n:MemoryUnit) REQUIRE n.muid IS UNIQUE",
+    "CREATE CONSTRAINT concept_id_unique IF NOT EXISTS FOR (n:Concept) REQUIRE n.id IS UNIQUE",
+    "CREATE CONSTRAINT derivedartifact_id_unique IF NOT EXISTS FOR (n:DerivedArtifact) REQUIRE n.id IS UNIQUE",
+    "CREATE CONSTRAINT community_community_id_unique IF NOT EXISTS FOR (n:Community) REQUIRE n.community_id IS UNIQUE",
+    "CREATE INDEX memoryunit_userId_idx IF NOT EXISTS FOR (n:MemoryUnit) ON (n.userId)",
+    "CREATE INDEX concept_userId_idx IF NOT EXISTS FOR (n:Concept) ON (n.userId)",
+    "CREATE INDEX derivedartifact_userId_idx IF NOT EXISTS FOR (n:DerivedArtifact) ON (n.userId)",
+    "CREATE INDEX community_userId_idx IF NOT EXISTS FOR (n:Community) ON (n.userId)",
+    "CREATE INDEX memoryunit_creation_ts_idx IF NOT EXISTS FOR (n:MemoryUnit) ON (n.creation_ts)",
+    "CREATE INDEX concept_name_idx IF NOT EXISTS FOR (n:Concept) ON (n.name)",
+    "CREATE INDEX concept_type_idx IF NOT EXISTS FOR (n:Concept) ON (n.type)",
+    "CREATE INDEX concept_status_idx IF NOT EXISTS FOR (n:Concept) ON (n.status)",
+)
+"""The seed's V9.7 schema (seed 000, Part 2), statement for statement; tests/store/graph/test_cypher.py compares."""
+
+_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _word(value: str) -> str:
+    if not _WORD.match(value):
+        raise ValueError(f"{value!r} cannot be put into Cypher text")
+    return value
+
+
+def _label(label: NodeLabel | str) -> str:
+    return _word(NodeLabel(label).value)
+
+
+def _type(kind: EdgeType | str) -> str:
+    return _word(edge_type(str(kind)).value)
+
+
+def _key(label: NodeLabel | str) -> str:
+    return _word(KEY_PROPERTY[NodeLabel(label)])
+
+
+def _node(var: str, label: NodeLabel | str, key: str) -> str:
+    """A node pattern on the label's unique key and the user: MERGE on it either finds the user's node or creates
+    it, and another user's node with that key makes the create break the seed's uniqueness constraint."""
+    if NodeLabel(label) is NodeLabel.USER:
+        return f"({var}:User {{userId: $userId}})"
+    return f"({var}:{_label(label)} {{{_key(label)}: {key}, userId: $userId}})"
+
+
+def upsert_nodes(label: NodeLabel) -> str:
+    """$rows: [{key, properties}], properties complete (key, userId and content_hash included): SET replaces."""
+    return f"UNWIND $rows AS row MERGE {_node('n', label, 'row.key')} SET n = row.properties"
+
+
+def upsert_edges(source: NodeLabel, kind: EdgeType, target: NodeLabel) -> str:
+    """$rows: [{source, target, properties}]; missing ends are created as placeholders (key and userId only)."""
+    return (
+        f"UNWIND $rows AS row MERGE {_node('a', source, 'row.source')} MERGE {_node('b', target, 'row.target')} "
+        f"MERGE (a)-[r:{_type(kind)}]->(b) SET r = row.properties"
+    )
+
+
+def delete_edges(source: NodeLabel, kind: EdgeType, target: NodeLabel) -> str:
+    """$rows: [{source, target}]."""
+    return (
+        f"UNWIND $rows AS row MATCH {_node('a', source, 'row.source')}-[r:{_type(kind)}]->"
+        f"{_node('b', target, 'row.target')} DELETE r"
+    )
+
+
+def delete_nodes(label: NodeLabel) -> str:
+    """$keys: [key]; the nodes' relationships go with them."""
+    return (
+        f"UNWIND $keys AS key MATCH (n:{_label(label)} {{{_key(label)}: key}}) WHERE n.userId = $userId DETACH DELETE n"
+    )
+
+
+def delete_user_chunk(label: NodeLabel) -> str:
+    """At most $chunk of the user's nodes of the label, so a large user is deleted in bounded transactions."""
+    return (
+        f"MATCH (n:{_label(label)}) WHERE n.userId = $userId WITH n LIMIT $chunk DETACH DELETE n "
+        "RETURN count(*) AS deleted"
+    )
+
+
+def start_node(label: NodeLabel) -> str:
+    return (
+        f"MATCH (n:{_label(label)} {{{_key(label)}: $key}}) WHERE n.userId = $userId "
+        "RETURN elementId(n) AS id, labels(n) AS labels, properties(n) AS properties"
+    )
+
+
+EXPAND = (
+    "MATCH (n)-[r]-(m) WHERE elementId(n) IN $frontier AND n.userId = $userId AND m.userId = $userId "
+    "AND type(r) IN $types AND any(l IN labels(m) WHERE l IN $labels) "
+    "RETURN elementId(m) AS id, labels(m) AS labels, properties(m) AS properties, elementId(r) AS rel_id, "
+    "type(r) AS rel_type, elementId(startNode(r)) AS start_id, elementId(endNode(r)) AS end_id, "
+    "properties(r) AS rel_properties"
+)
+"""One breadth-first step: the relationships of the frontier's nodes and the user's nodes at their other end."""
+
+CONCEPT_DIRECT = (
+    "MATCH (a:Concept)-[r]-(b:Concept) WHERE a.userId = $userId AND b.userId = $userId AND a.id < b.id "
+    "AND type(r) IN $types RETURN a.id AS a, b.id AS b, sum(r.strength) AS weight"
+)
+
+CONCEPT_SHARED = (
+    "MATCH (a:Concept)-[ra]-(m:MemoryUnit)-[rb]-(b:Concept) WHERE m.userId = $userId AND a.userId = $userId "
+    "AND b.userId = $userId AND a.id < b.id AND type(ra) IN $types AND type(rb) IN $types "
+    "WITH a, b, m, max(ra.strength) AS sa, max(rb.strength) AS sb "
+    "RETURN a.id AS a, b.id AS b, sum(CASE WHEN sa < sb THEN sa ELSE sb END) AS weight"
+)
+
+
+def count_nodes(label: NodeLabel) -> str:
+    return f"MATCH (n:{_label(label)}) WHERE n.userId = $userId RETURN count(n) AS n"
+
+
+def count_edges_from(label: NodeLabel) -> str:
+    return (
+        f"MATCH (a:{_label(label)})-[r]->(b) WHERE a.userId = $userId AND b.userId = $userId AND type(r) IN $types "
+        "RETURN type(r) AS rel_type, count(r) AS n"
+    )
+
+
+def node_hashes(label: NodeLabel) -> str:
+    return f"MATCH (n:{_label(label)}) WHERE n.userId = $userId RETURN n.{_key(label)} AS key, n.content_hash AS hash"
+
+
+def edges_between(source: NodeLabel, kind: EdgeType, target: NodeLabel) -> str:
+    return (
+        f"MATCH (a:{_label(source)})-[r:{_type(kind)}]->(b:{_label(target)}) "
+        f"WHERE a.userId = $userId AND b.userId = $userId "
+        f"RETURN a.{_key(source)} AS source, b.{_key(target)} AS target, properties(r) AS properties"
+    )

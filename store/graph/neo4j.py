@@ -1,0 +1,262 @@
+"""The Neo4j adapter of the GraphStore port (used when NEO4J_URI is set), on the official async driver.
+
+On connect it applies the seed's V9.7 schema (constraints and indexes, IF NOT EXISTS). Writes are parameterized
+MERGEs on the seed's unique keys, so a replay finds what the first run made; the Cypher text is in
+store/graph/cypher.py. Changes of one batch run in one managed transaction, which the driver retries on Neo4j's
+transient errors: safe, because the batch is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncManagedTransaction
+from neo4j.exceptions import (
+    AuthError,
+    ConstraintError,
+    ServiceUnavailable,
+    SessionExpired,
+)
+from neo4j.exceptions import TransientError as Neo4jTransientError
+
+from core.vocabulary import NodeLabel
+from store.graph import cypher
+from store.graph.base import (
+    EDGE_TYPES,
+    ENDPOINTS,
+    HASH_PROPERTY,
+    KEY_PROPERTY,
+    MAX_DEPTH,
+    USER_PROPERTY,
+    EdgeKey,
+    EdgeType,
+    GraphBatch,
+    GraphCounts,
+    GraphEdge,
+    GraphNode,
+    GraphStoreUnavailable,
+    GraphWriteRefused,
+    NodeRef,
+    Subgraph,
+    WeightedEdge,
+    concept_weights,
+    edge_type,
+)
+
+T = TypeVar("T")
+E = TypeVar("E", EdgeKey, GraphEdge)
+
+DELETE_CHUNK = 1000
+"""Nodes per transaction when a user is deleted."""
+
+_TYPES = [kind.value for kind in EDGE_TYPES]
+_LABELS = [label.value for label in NodeLabel]
+
+
+class Neo4jGraphStore:
+    """A GraphStore on a Neo4j 5 server. Build it with `connect`; it owns its driver and closes it."""
+
+    backend = "neo4j"
+
+    def __init__(self, driver: AsyncDriver, *, where: str, database: str | None = None) -> None:
+        self._driver = driver
+        self._where = where
+        self._database = database
+
+    @classmethod
+    async def connect(cls, uri: str, user: str, password: str | None, database: str | None = None) -> Neo4jGraphStore:
+        """Reach the server and apply the schema, or raise GraphStoreUnavailable naming it."""
+        store = cls(AsyncGraphDatabase.driver(uri, auth=(user, password or "")), where=uri, database=database)
+        try:
+            async with store._errors("connect"):
+                await store._driver.verify_connectivity()
+                await store.ensure_schema()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def ensure_schema(self) -> None:
+        """The seed's constraints and indexes; IF NOT EXISTS makes every start after the first a no-op."""
+        for statement in cypher.SCHEMA:
+            await self._driver.execute_query(statement, database_=self._database)
+
+    @asynccontextmanager
+    async def _errors(self, user_id: str) -> AsyncIterator[None]:
+        try:
+            yield
+        except ConstraintError as exc:
+            reason = str(exc.message or exc).splitlines()[0][:200]
+            raise GraphWriteRefused(
+                f"Neo4j refused a graph write of user {user_id}: a key belongs to another user's node ({reason})"
+            ) from None
+        except AuthError:
+            raise GraphStoreUnavailable(
+                f"Neo4j at {self._where} refused the credentials; check NEO4J_USER and NEO4J_PASSWORD"
+            ) from None
+        except (ServiceUnavailable, SessionExpired, Neo4jTransientError, OSError) as exc:
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise GraphStoreUnavailable(f"cannot reach Neo4j at {self._where}: {reason}") from None
+
+    async def _write(self, user_id: str, work: Callable[[AsyncManagedTransaction], Awaitable[T]]) -> T:
+        async with self._errors(user_id), self._driver.session(database=self._database) as session:
+            return await session.execute_write(work)
+
+    async def _read(self, user_id: str, work: Callable[[AsyncManagedTransaction], Awaitable[T]]) -> T:
+        async with self._errors(user_id), self._driver.session(database=self._database) as session:
+            return await session.execute_read(work)
+
+    async def apply(self, user_id: str, batch: GraphBatch) -> None:
+        batch.check_user(user_id)
+        if not len(batch):
+            return
+        statements: list[tuple[str, dict[str, Any]]] = []
+        for (source, kind, target), keys in _by_shape(batch.delete_edges).items():
+            rows = [{"source": key.source.key, "target": key.target.key} for key in keys]
+            statements.append((cypher.delete_edges(source, kind, target), {"rows": rows}))
+        deleted: dict[NodeLabel, list[str]] = defaultdict(list)
+        for ref in batch.delete_nodes:
+            deleted[ref.label].append(ref.key)
+        statements += [(cypher.delete_nodes(label), {"keys": keys}) for label, keys in deleted.items()]
+        upserted: dict[NodeLabel, list[dict[str, Any]]] = defaultdict(list)
+        for node in batch.upsert_nodes:
+            identity = {KEY_PROPERTY[node.label]: node.key, USER_PROPERTY: user_id, HASH_PROPERTY: node.content_hash}
+            stored = {**node.properties, **identity}
+            upserted[node.label].append({"key": node.key, "properties": stored})
+        statements += [(cypher.upsert_nodes(label), {"rows": rows}) for label, rows in upserted.items()]
+        for (source, kind, target), edges in _by_shape(batch.upsert_edges).items():
+            edge_rows: list[dict[str, Any]] = [
+                {"source": e.source.key, "target": e.target.key, "properties": {**e.properties, USER_PROPERTY: user_id}}
+                for e in edges
+            ]
+            statements.append((cypher.upsert_edges(source, kind, target), {"rows": edge_rows}))
+
+        async def work(tx: AsyncManagedTransaction) -> None:
+            for statement, parameters in statements:
+                await (await tx.run(statement, {**parameters, "userId": user_id})).consume()
+
+        await self._write(user_id, work)
+
+    async def delete_user(self, user_id: str) -> int:
+        total = 0
+        for label in NodeLabel:
+            statement = cypher.delete_user_chunk(label)
+
+            async def chunk(tx: AsyncManagedTransaction, statement: str = statement) -> int:
+                record = await (await tx.run(statement, {"userId": user_id, "chunk": DELETE_CHUNK})).single()
+                return int(record["deleted"]) if record is not None else 0
+
+            while (deleted := await self._write(user_id, chunk)) > 0:
+                total += deleted
+        return total
+
+    async def neighbourhood(self, user_id: str, node: NodeRef, depth: int = 1) -> Subgraph:
+        if not 0 <= depth <= MAX_DEPTH:
+            raise ValueError(f"neighbourhood depth must be 0..{MAX_DEPTH}, not {depth}")
+
+        async def walk(tx: AsyncManagedTransaction) -> Subgraph:
+            start = await (await tx.run(cypher.start_node(node.label), {"key": node.key, "userId": user_id})).single()
+            if start is None:
+                return Subgraph()
+            nodes = {start["id"]: _node(start["labels"], start["properties"])}
+            edges: dict[str, Any] = {}
+            frontier = [start["id"]]
+            for _ in range(depth):
+                parameters = {"frontier": frontier, "userId": user_id, "types": _TYPES, "labels": _LABELS}
+                fresh: list[str] = []
+                async for record in await tx.run(cypher.EXPAND, parameters):
+                    if record["id"] not in nodes:
+                        nodes[record["id"]] = _node(record["labels"], record["properties"])
+                        fresh.append(record["id"])
+                    edges[record["rel_id"]] = record
+                frontier = fresh
+            found = [
+                _edge(nodes[r["start_id"]].ref, r["rel_type"], nodes[r["end_id"]].ref, r["rel_properties"])
+                for r in edges.values()
+            ]
+            return Subgraph.of(list(nodes.values()), found)
+
+        return await self._read(user_id, walk)
+
+    async def concept_graph(self, user_id: str) -> list[WeightedEdge]:
+        async def read(tx: AsyncManagedTransaction) -> list[WeightedEdge]:
+            parameters = {"userId": user_id, "types": _TYPES}
+            parts = []
+            for statement in (cypher.CONCEPT_DIRECT, cypher.CONCEPT_SHARED):
+                parts.append([(r["a"], r["b"], r["weight"]) async for r in await tx.run(statement, parameters)])
+            return concept_weights(*parts)
+
+        return await self._read(user_id, read)
+
+    async def counts(self, user_id: str) -> GraphCounts:
+        async def read(tx: AsyncManagedTransaction) -> GraphCounts:
+            nodes: dict[str, int] = {}
+            edges: dict[str, int] = defaultdict(int)
+            for label in NodeLabel:
+                record = await (await tx.run(cypher.count_nodes(label), {"userId": user_id})).single()
+                nodes[label] = int(record["n"]) if record is not None else 0
+            for label in _SOURCE_LABELS:
+                parameters = {"userId": user_id, "types": _TYPES}
+                async for record in await tx.run(cypher.count_edges_from(label), parameters):
+                    edges[record["rel_type"]] += int(record["n"])
+            return GraphCounts.of(nodes, edges)
+
+        return await self._read(user_id, read)
+
+    async def node_hashes(self, user_id: str, label: NodeLabel) -> dict[str, str | None]:
+        async def read(tx: AsyncManagedTransaction) -> dict[str, str | None]:
+            result = await tx.run(cypher.node_hashes(label), {"userId": user_id})
+            return {str(record["key"]): record["hash"] async for record in result}
+
+        return await self._read(user_id, read)
+
+    async def edge_hashes(self, user_id: str, kind: EdgeType) -> dict[EdgeKey, str]:
+        sources, targets = ENDPOINTS[kind]
+
+        async def read(tx: AsyncManagedTransaction) -> dict[EdgeKey, str]:
+            hashes: dict[EdgeKey, str] = {}
+            for source in sorted(sources):
+                for target in sorted(targets):
+                    result = await tx.run(cypher.edges_between(source, kind, target), {"userId": user_id})
+                    async for r in result:
+                        a, b = NodeRef(label=source, key=str(r["source"])), NodeRef(label=target, key=str(r["target"]))
+                        edge = _edge(a, kind, b, r["properties"])
+                        hashes[edge.key] = edge.content_hash
+            return hashes
+
+        return await self._read(user_id, read)
+
+    async def close(self) -> None:
+        await self._driver.close()
+
+
+_SOURCE_LABELS = sorted({label for sources, _ in ENDPOINTS.values() for label in sources})
+
+
+def _by_shape(items: Iterable[E]) -> dict[tuple[NodeLabel, EdgeType, NodeLabel], list[E]]:
+    """Relationships grouped by (source label, type, target label): one statement text per group."""
+    groups: dict[tuple[NodeLabel, EdgeType, NodeLabel], list[E]] = defaultdict(list)
+    for item in items:
+        groups[(item.source.label, item.type, item.target.label)].append(item)
+    return groups
+
+
+def _node(labels: list[str], properties: dict[str, Any]) -> GraphNode:
+    label = next(NodeLabel(name) for name in labels if name in _LABELS)
+    key = properties[KEY_PROPERTY[label]]
+    hidden = {KEY_PROPERTY[label], USER_PROPERTY, HASH_PROPERTY}
+    return GraphNode(label=label, key=str(key), properties={k: v for k, v in properties.items() if k not in hidden})
+
+
+def _edge(source: NodeRef, kind: str, target: NodeRef, properties: dict[str, Any]) -> GraphEdge:
+    return GraphEdge(
+        source=source,
+        type=edge_type(kind),
+        target=target,
+        strength=properties.get("strength", 1.0),
+        description=properties.get("description"),
+        source_conversation_id=properties.get("source_conversation_id"),
+    )
