@@ -1,0 +1,248 @@
+"""Embeddings: the local model (real weights from the installed package, no network) and the OpenAI-compatible
+client against a local embeddings server over real HTTP, with every attempt in the call ledger."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import asyncpg
+import pytest
+
+from agents.embeddings import LOCAL_DIMENSION, LOCAL_MODEL, LocalEmbedder, OpenAIEmbedder, open_embedder
+from agents.llm import CallContext, InMemoryCallLog
+from core.errors import PermanentError, TransientError
+from core.llm_records import CallOutcome, CallPurpose, ResponseFormatMode
+from settings import load_settings
+from store.llm_calls import PostgresCallLog, list_llm_calls
+
+CONTEXT = CallContext(user_id="u-1", agent="recall", job_id="job-1")
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+# --- the local model -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def local() -> LocalEmbedder:
+    return await LocalEmbedder.load()
+
+
+async def test_local_vectors_are_unit_length_and_deterministic(local: LocalEmbedder) -> None:
+    first = await local.embed(["My sister Emma opened a bakery.", "Quarterly taxes"], context=CONTEXT)
+    again = await local.embed(["Quarterly taxes"], context=CONTEXT)
+    assert (local.model_version, local.dimension) == (LOCAL_MODEL, LOCAL_DIMENSION) == ("all-MiniLM-L6-v2", 384)
+    assert [len(v) for v in first] == [384, 384]
+    assert all(abs(cosine(v, v) - 1) < 1e-5 for v in first)
+    assert cosine(first[1], again[0]) > 0.9999  # alone or in a batch, the same text embeds the same
+
+
+async def test_local_model_puts_paraphrases_together(local: LocalEmbedder) -> None:
+    texts = ["my sister Emma", "Emma, my younger sister", "the quarterly tax return", "I went jogging by the river"]
+    sister, paraphrase, taxes, run = await local.embed(texts, context=CONTEXT)
+    assert cosine(sister, paraphrase) > 0.7
+    assert cosine(sister, paraphrase) > cosine(sister, taxes) + 0.4
+    assert cosine(sister, paraphrase) > cosine(sister, run) + 0.4
+    assert await local.embed([], context=CONTEXT) == []
+
+
+async def test_blank_texts_are_refused_before_any_work(local: LocalEmbedder) -> None:
+    with pytest.raises(ValueError, match="text 1 to embed is blank"):
+        await local.embed(["fine", "  "], context=CONTEXT)
+
+
+async def test_settings_without_an_endpoint_open_the_local_model() -> None:
+    async with open_embedder(load_settings(embeddings_base_url=None), InMemoryCallLog()) as embedder:
+        assert isinstance(embedder, LocalEmbedder)
+
+
+# --- an OpenAI-compatible endpoint ---------------------------------------------------------------------------------
+
+
+def fake_vector(text: str, dimension: int) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    return [(digest[i % 32] - 128) / 128 for i in range(dimension)]
+
+
+@dataclass
+class EmbeddingsServer:
+    """/v1/embeddings on 127.0.0.1: deterministic vectors, reported usage, and a queue of scripted failures."""
+
+    dimension: int = 16
+    shuffle: bool = False
+    failures: deque[tuple[int, dict[str, str]]] = field(default_factory=deque)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    _httpd: ThreadingHTTPServer | None = None
+
+    @property
+    def base_url(self) -> str:
+        assert self._httpd is not None
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> EmbeddingsServer:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet: the tests read `requests`."""
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append({"path": self.path, **body})
+                if server.failures:
+                    status, headers = server.failures.popleft()
+                    self.reply(status, {"error": {"message": f"scripted {status}", "type": "x", "code": None}}, headers)
+                    return
+                data = [
+                    {"object": "embedding", "index": i, "embedding": fake_vector(text, server.dimension)}
+                    for i, text in enumerate(body["input"])
+                ]
+                if server.shuffle:
+                    data.reverse()
+                tokens = sum(len(text.split()) for text in body["input"])
+                usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+                self.reply(200, {"object": "list", "data": data, "model": body["model"], "usage": usage}, {})
+
+            def reply(self, status: int, payload: Any, headers: dict[str, str]) -> None:
+                raw = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(raw)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self._httpd is not None
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[EmbeddingsServer]:
+    with EmbeddingsServer() as running:
+        yield running
+
+
+@pytest.fixture
+async def client(server: EmbeddingsServer) -> AsyncIterator[tuple[OpenAIEmbedder, InMemoryCallLog]]:
+    calls = InMemoryCallLog()
+    embedder = OpenAIEmbedder(
+        base_url=server.base_url,
+        api_key="k",
+        model="embed-small",
+        dimension=16,
+        call_log=calls,
+        timeout_s=2,
+        max_retries=2,
+        batch_size=4,
+        backoff_initial_s=0.01,
+        backoff_max_s=0.05,
+    )
+    yield embedder, calls
+    await embedder.aclose()
+
+
+async def test_batches_keep_the_input_order_and_each_request_is_recorded(
+    server: EmbeddingsServer, client: tuple[OpenAIEmbedder, InMemoryCallLog]
+) -> None:
+    embedder, calls = client
+    server.shuffle = True  # the server lists vectors out of order; `index` says where each belongs
+    texts = [f"text number {n}" for n in range(10)]
+    vectors = await embedder.embed(texts, context=CONTEXT)
+    assert [len(r["input"]) for r in server.requests] == [4, 4, 2]
+    assert {r["model"] for r in server.requests} == {"embed-small"}
+    assert {r["encoding_format"] for r in server.requests} == {"float"}
+    for text, vector in zip(texts, vectors, strict=True):
+        raw = fake_vector(text, 16)
+        norm = cosine(raw, raw) ** 0.5
+        assert vector == pytest.approx([x / norm for x in raw])
+    records = [r for _, r in calls.records]
+    assert [(r.outcome, r.prompt_tokens, r.completion_tokens) for r in records] == [
+        (CallOutcome.OK, 12, 0),
+        (CallOutcome.OK, 12, 0),
+        (CallOutcome.OK, 6, 0),
+    ]
+    first = records[0]
+    assert (first.user_id, first.agent, first.job_id, first.model) == ("u-1", "recall", "job-1", "embed-small")
+    assert (first.prompt_name, first.purpose, first.response_format) == (
+        "embeddings",
+        CallPurpose.ANSWER,
+        ResponseFormatMode.PROMPT_ONLY,
+    )
+    assert first.endpoint == server.base_url
+    assert (embedder.model_version, embedder.dimension) == ("embed-small", 16)
+
+
+async def test_rate_limits_are_retried_and_every_attempt_recorded(
+    server: EmbeddingsServer, client: tuple[OpenAIEmbedder, InMemoryCallLog]
+) -> None:
+    embedder, calls = client
+    server.failures.extend([(429, {"Retry-After": "0"}), (503, {})])
+    vectors = await embedder.embed(["hello"], context=CONTEXT)
+    assert len(vectors) == 1 and len(server.requests) == 3
+    assert [(r.attempt, r.outcome) for _, r in calls.records] == [
+        (1, CallOutcome.RATE_LIMITED),
+        (2, CallOutcome.SERVER_ERROR),
+        (3, CallOutcome.OK),
+    ]
+
+
+async def test_a_server_that_keeps_failing_is_a_transient_error(
+    server: EmbeddingsServer, client: tuple[OpenAIEmbedder, InMemoryCallLog]
+) -> None:
+    embedder, calls = client
+    server.failures.extend([(500, {})] * 3)
+    with pytest.raises(TransientError, match=r"recall: embeddings call to .* still failing after 3 attempts"):
+        await embedder.embed(["hello"], context=CONTEXT)
+    assert len(calls.records) == 3
+
+
+async def test_a_bad_key_is_permanent_and_names_the_setting(
+    server: EmbeddingsServer, client: tuple[OpenAIEmbedder, InMemoryCallLog]
+) -> None:
+    embedder, calls = client
+    server.failures.append((401, {}))
+    with pytest.raises(PermanentError, match=r"auth_error.*check ORRERY_EMBEDDINGS_API_KEY"):
+        await embedder.embed(["hello"], context=CONTEXT)
+    assert len(server.requests) == 1 and calls.records[0][1].outcome is CallOutcome.AUTH_ERROR
+
+
+async def test_vectors_of_another_size_name_the_dimension_setting(
+    server: EmbeddingsServer, client: tuple[OpenAIEmbedder, InMemoryCallLog]
+) -> None:
+    embedder, _ = client
+    server.dimension = 24
+    with pytest.raises(PermanentError, match="24-dimensional vectors but ORRERY_EMBEDDINGS_DIMENSION is 16; set it"):
+        await embedder.embed(["hello"], context=CONTEXT)
+
+
+async def test_the_ledgers_checks_accept_embedding_calls(server: EmbeddingsServer, pool: asyncpg.Pool) -> None:
+    """The rows go to runtime.llm_calls as they are, through the settings-built client."""
+    settings = load_settings(
+        embeddings_base_url=server.base_url, embeddings_model="embed-small", embeddings_dimension=16
+    )
+    async with open_embedder(settings, PostgresCallLog(pool)) as embedder:
+        assert isinstance(embedder, OpenAIEmbedder)
+        await embedder.embed(["one", "two words"], context=CONTEXT)
+    stored = await list_llm_calls(pool, "u-1")
+    assert [(s.call.prompt_name, s.call.prompt_tokens, s.call.outcome) for s in stored] == [
+        ("embeddings", 3, CallOutcome.OK)
+    ]
