@@ -104,9 +104,8 @@ def start_node(label: NodeLabel) -> str:
 EXPAND = (
     "MATCH (n)-[r]-(m) WHERE elementId(n) IN $frontier AND n.userId = $userId AND m.userId = $userId "
     "AND type(r) IN $types AND any(l IN labels(m) WHERE l IN $labels) "
-    "RETURN elementId(m) AS id, labels(m) AS labels, properties(m) AS properties, elementId(r) AS rel_id, "
-    "type(r) AS rel_type, elementId(startNode(r)) AS start_id, elementId(endNode(r)) AS end_id, "
-    "properties(r) AS rel_properties"
+    "RETURN elementId(n) AS from_id, elementId(m) AS id, labels(m) AS labels, properties(m) AS properties, "
+    "elementId(r) AS rel_id, type(r) AS rel_type, startNode(r) = n AS outgoing, properties(r) AS rel_properties"
 )
 """One breadth-first step: the relationships of the frontier's nodes and the user's nodes at their other end."""
 

@@ -173,10 +173,11 @@ class Neo4jGraphStore:
                         fresh.append(record["id"])
                     edges[record["rel_id"]] = record
                 frontier = fresh
-            found = [
-                _edge(nodes[r["start_id"]].ref, r["rel_type"], nodes[r["end_id"]].ref, r["rel_properties"])
-                for r in edges.values()
-            ]
+            found = []
+            for r in edges.values():
+                near, far = nodes[r["from_id"]].ref, nodes[r["id"]].ref
+                source, target = (near, far) if r["outgoing"] else (far, near)
+                found.append(_edge(source, r["rel_type"], target, r["rel_properties"]))
             return Subgraph.of(list(nodes.values()), found)
 
         return await self._read(user_id, walk)

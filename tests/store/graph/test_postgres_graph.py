@@ -1,0 +1,72 @@
+"""The embedded graph shares runtime.knowledge_edges with the truth: it flags rows, and never deletes one."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from core.vocabulary import EntityKind, NodeLabel, RelationshipType, StructuralRelationshipType
+from store.graph.base import GraphBatch, GraphEdge, GraphNode, NodeRef
+from store.graph.postgres import PostgresGraphStore
+from store.repos import knowledge_edges, users
+
+USER = "user-truth"
+MU = NodeRef(label=NodeLabel.MEMORY_UNIT, key="mu-1")
+CONCEPT = NodeRef(label=NodeLabel.CONCEPT, key="c-1")
+
+
+async def edge_rows(pool: asyncpg.Pool) -> list[tuple[str, float, bool]]:
+    rows = await pool.fetch(
+        "SELECT relationship_type, strength, in_graph FROM runtime.knowledge_edges WHERE user_id = $1 "
+        "ORDER BY relationship_type",
+        USER,
+    )
+    return [(r["relationship_type"], r["strength"], r["in_graph"]) for r in rows]
+
+
+async def test_the_graph_never_deletes_the_truth(pool: asyncpg.Pool) -> None:
+    await users.create_user(pool, USER, email="truth@example.org")
+    truth = await knowledge_edges.upsert_edge(
+        pool,
+        USER,
+        source_id=MU.key,
+        source_type=EntityKind.MEMORY_UNIT,
+        target_id=CONCEPT.key,
+        target_type=EntityKind.CONCEPT,
+        relationship_type=RelationshipType.HIGHLIGHTS,
+        strength=0.5,
+        description="ingestion wrote it",
+        source_conversation_id="conv-1",
+    )
+    graph = PostgresGraphStore(pool)
+    assert (await graph.counts(USER)).edges[RelationshipType.HIGHLIGHTS] == 0  # written, not yet applied
+
+    as_applied = GraphEdge(
+        source=MU,
+        type=RelationshipType.HIGHLIGHTS,
+        target=CONCEPT,
+        strength=0.5,
+        description="ingestion wrote it",
+        source_conversation_id="conv-1",
+    )
+    mention = GraphEdge(source=MU, type=StructuralRelationshipType.MENTIONS, target=CONCEPT, strength=0.9)
+    nodes = (GraphNode(label=NodeLabel.MEMORY_UNIT, key=MU.key), GraphNode(label=NodeLabel.CONCEPT, key=CONCEPT.key))
+    await graph.apply(USER, GraphBatch(upsert_nodes=nodes, upsert_edges=(as_applied, mention)))
+    assert await edge_rows(pool) == [("HIGHLIGHTS", 0.5, True), ("MENTIONS", 0.9, True)]
+    (kept,) = [e for e in await knowledge_edges.list_edges(pool, USER) if e.relationship_type == "HIGHLIGHTS"]
+    assert (kept.edge_id, kept.updated_at) == (truth.edge_id, truth.updated_at)  # same values: the row is as it was
+
+    await graph.apply(USER, GraphBatch(delete_edges=(as_applied.key,)))
+    await graph.apply(USER, GraphBatch(delete_nodes=(CONCEPT,)))
+    assert await edge_rows(pool) == [("HIGHLIGHTS", 0.5, False), ("MENTIONS", 0.9, False)]
+    await graph.apply(USER, GraphBatch(upsert_nodes=nodes, upsert_edges=(as_applied, mention)))
+    assert await graph.delete_user(USER) == 2
+    assert await edge_rows(pool) == [("HIGHLIGHTS", 0.5, False), ("MENTIONS", 0.9, False)]
+    assert await pool.fetchval("SELECT count(*) FROM runtime.graph_nodes WHERE user_id = $1", USER) == 0
+
+
+async def test_forgetting_the_user_in_postgres_empties_their_graph(pool: asyncpg.Pool) -> None:
+    await users.create_user(pool, USER, email="truth@example.org")
+    graph = PostgresGraphStore(pool)
+    await graph.apply(USER, GraphBatch(upsert_nodes=(GraphNode(label=NodeLabel.USER, key=USER),)))
+    await pool.execute("DELETE FROM public.users WHERE user_id = $1", USER)
+    assert sum((await graph.counts(USER)).nodes.values()) == 0
