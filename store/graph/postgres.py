@@ -1,10 +1,12 @@
 """The embedded GraphStore (the default when NEO4J_URI is unset): nodes in runtime.graph_nodes, relationships in
 runtime.knowledge_edges, traversal by recursive SQL (migration 0006).
 
-knowledge_edges is also where ingestion writes the truth of a relationship, so this adapter never deletes a row
-there: a relationship is in the graph while its `in_graph` flag is set, and deleting an edge, an entity or a user
-from the graph clears flags and deletes nodes only. Upserting a relationship writes its values into the row (send
-the current ones, read from Postgres when the change is applied). Every statement filters on the user id.
+knowledge_edges is also where ingestion writes the truth of a relationship, so a row there is in the graph while
+its `in_graph` flag is set, and who owns the row depends on its type: a row of the ingestion vocabulary
+(RelationshipType) is the truth's, and removing it from the graph only clears the flag; a structural row (MENTIONS,
+BELONGS_TO_COMMUNITY, DERIVED_FROM, whose truth is in other columns) exists only for the graph and is deleted with
+it. Upserting a relationship writes its values into the row (send the current ones, read from Postgres when the
+change is applied). Every statement filters on the user id.
 
 Values travel as parameters; batches as one JSON document each, unpacked by jsonb_to_recordset, so a batch of any
 size is one round trip per kind of change.
@@ -19,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from core.vocabulary import NodeLabel
+from core.vocabulary import NodeLabel, StructuralRelationshipType
 from store.graph.base import (
     MAX_DEPTH,
     EdgeKey,
@@ -44,25 +46,43 @@ JOIN unnest($2::text[], $3::text[]) AS r (label, node_key) ON n.label = r.label 
 WHERE n.user_id <> $1
 """
 
-_UNLINK_EDGES = """
-UPDATE runtime.knowledge_edges AS e SET in_graph = false
-FROM jsonb_to_recordset($2::text::jsonb)
-    AS r (source_type text, source_id text, relationship_type text, target_type text, target_id text)
-WHERE e.user_id = $1 AND e.in_graph AND e.source_id = r.source_id AND e.relationship_type = r.relationship_type
-  AND e.target_id = r.target_id AND e.source_type = r.source_type AND e.target_type = r.target_type
+GRAPH_OWNED = ", ".join(f"'{kind.value}'" for kind in StructuralRelationshipType)
+"""The relationship types whose knowledge_edges rows exist only for the graph (SQL text from the enum's words)."""
+
+
+def _unlink(matches: str, source: str = "") -> str:
+    """Remove relationships from the graph in one statement: delete the graph's own rows, clear the flag of the
+    truth's."""
+    using, frm = (f"USING {source}", f"FROM {source}") if source else ("", "")
+    return f"""
+WITH dropped AS (
+    DELETE FROM runtime.knowledge_edges AS e {using}
+    WHERE e.user_id = $1 AND e.relationship_type IN ({GRAPH_OWNED}) AND {matches}
+)
+UPDATE runtime.knowledge_edges AS e SET in_graph = false {frm}
+WHERE e.user_id = $1 AND e.in_graph AND e.relationship_type NOT IN ({GRAPH_OWNED}) AND {matches}
 """
+
+
+_UNLINK_EDGES = _unlink(
+    "e.source_id = r.source_id AND e.relationship_type = r.relationship_type AND e.target_id = r.target_id "
+    "AND e.source_type = r.source_type AND e.target_type = r.target_type",
+    "jsonb_to_recordset($2::text::jsonb) AS r (source_type text, source_id text, relationship_type text, "
+    "target_type text, target_id text)",
+)
 
 _DELETE_NODES = """
 DELETE FROM runtime.graph_nodes AS n USING unnest($2::text[], $3::text[]) AS r (label, node_key)
 WHERE n.user_id = $1 AND n.label = r.label AND n.node_key = r.node_key
 """
 
-_UNLINK_TOUCHING = """
-UPDATE runtime.knowledge_edges AS e SET in_graph = false
-FROM unnest($2::text[], $3::text[]) AS r (label, node_key)
-WHERE e.user_id = $1 AND e.in_graph
-  AND ((e.source_type = r.label AND e.source_id = r.node_key) OR (e.target_type = r.label AND e.target_id = r.node_key))
-"""
+_UNLINK_TOUCHING = _unlink(
+    "((e.source_type = r.label AND e.source_id = r.node_key) "
+    "OR (e.target_type = r.label AND e.target_id = r.node_key))",
+    "unnest($2::text[], $3::text[]) AS r (label, node_key)",
+)
+
+_UNLINK_USER = _unlink("true")
 
 _UPSERT_NODES = """
 INSERT INTO runtime.graph_nodes AS n (label, node_key, user_id, properties, content_hash)
@@ -185,7 +205,8 @@ class PostgresGraphStore:
             ends = [ref for edge in batch.upsert_edges for ref in (edge.source, edge.target)]
             await _refuse_foreign(conn, user_id, written + ends)
             if batch.delete_edges:
-                await conn.execute(_UNLINK_EDGES, user_id, json.dumps([_edge_row(key) for key in batch.delete_edges]))
+                keys = json.dumps([_edge_row(key) for key in batch.delete_edges])
+                await conn.execute(_UNLINK_EDGES, user_id, keys)
             if batch.delete_nodes:
                 await conn.execute(_DELETE_NODES, user_id, *_columns(batch.delete_nodes))
                 await conn.execute(_UNLINK_TOUCHING, user_id, *_columns(batch.delete_nodes))
@@ -203,9 +224,7 @@ class PostgresGraphStore:
     async def delete_user(self, user_id: str) -> int:
         async with self._errors(user_id), self._pool.acquire() as conn, conn.transaction():
             deleted = row_count(await conn.execute("DELETE FROM runtime.graph_nodes WHERE user_id = $1", user_id))
-            await conn.execute(
-                "UPDATE runtime.knowledge_edges SET in_graph = false WHERE user_id = $1 AND in_graph", user_id
-            )
+            await conn.execute(_UNLINK_USER, user_id)
         return deleted
 
     async def neighbourhood(self, user_id: str, node: NodeRef, depth: int = 1) -> Subgraph:

@@ -1,4 +1,5 @@
-"""The embedded graph shares runtime.knowledge_edges with the truth: it flags rows, and never deletes one."""
+"""The embedded graph shares runtime.knowledge_edges with the truth: it flags the truth's rows and never deletes
+one; the structural rows it wrote for itself go when they leave the graph, so nothing stale looks like truth."""
 
 from __future__ import annotations
 
@@ -56,11 +57,15 @@ async def test_the_graph_never_deletes_the_truth(pool: asyncpg.Pool) -> None:
     assert (kept.edge_id, kept.updated_at) == (truth.edge_id, truth.updated_at)  # same values: the row is as it was
 
     await graph.apply(USER, GraphBatch(delete_edges=(as_applied.key,)))
+    assert await edge_rows(pool) == [("HIGHLIGHTS", 0.5, False), ("MENTIONS", 0.9, True)]
     await graph.apply(USER, GraphBatch(delete_nodes=(CONCEPT,)))
-    assert await edge_rows(pool) == [("HIGHLIGHTS", 0.5, False), ("MENTIONS", 0.9, False)]
+    assert await edge_rows(pool) == [("HIGHLIGHTS", 0.5, False)]
     await graph.apply(USER, GraphBatch(upsert_nodes=nodes, upsert_edges=(as_applied, mention)))
+    await graph.apply(USER, GraphBatch(delete_edges=(mention.key,)))
+    assert await edge_rows(pool) == [("HIGHLIGHTS", 0.5, True)]
+    await graph.apply(USER, GraphBatch(upsert_edges=(mention,)))
     assert await graph.delete_user(USER) == 2
-    assert await edge_rows(pool) == [("HIGHLIGHTS", 0.5, False), ("MENTIONS", 0.9, False)]
+    assert await edge_rows(pool) == [("HIGHLIGHTS", 0.5, False)]
     assert await pool.fetchval("SELECT count(*) FROM runtime.graph_nodes WHERE user_id = $1", USER) == 0
 
 
