@@ -14,6 +14,7 @@ vector space: vectors of two versions are never compared (the vector store searc
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
 import random
@@ -74,8 +75,12 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
 # --- the local model ---------------------------------------------------------------------------------------------
 
 
+@functools.cache
 def _load_local_model() -> SentenceTransformer:
-    """all-MiniLM-L6-v2 from the installed package's files, on the CPU, with every hub download switched off."""
+    """all-MiniLM-L6-v2 from the installed package's files, on the CPU, with every hub download switched off.
+
+    Loaded once per process (the weights are read-only): a worker that reopens its resources, or tests that start
+    many workers in one process, pay the ~3 s load once."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers' fork warning in worker processes

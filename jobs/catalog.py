@@ -5,7 +5,7 @@ A new job is a module in jobs/ and one line here; nothing registers itself on im
 
 from __future__ import annotations
 
-from jobs import diagnostics, ingestion, maintenance
+from jobs import diagnostics, ingestion, maintenance, sync
 from jobs.runtime.registry import JobTable
 
 JOBS = JobTable(
@@ -15,5 +15,7 @@ JOBS = JobTable(
         maintenance.PRUNE_LEDGER,
         maintenance.EXPIRE_SESSIONS,
         diagnostics.ECHO,
+        sync.SYNC_STORES,
+        sync.SYNC_SWEEP,
     ]
 )

@@ -23,6 +23,7 @@ from core.errors import PermanentError
 from jobs.resources import LLM
 from jobs.runtime.context import JobContext
 from jobs.runtime.registry import INTERACTIVE, JobSpec
+from jobs.sync import follow_commit
 from store.context import TurnContextPackage, read_turn_context
 from store.ingestion_writes import IngestionThresholds, write_ingestion
 from store.postgres import Executor
@@ -129,6 +130,8 @@ async def ingest(ctx: JobContext, args: IngestArgs) -> Mapping[str, Any]:
         card_importance=ctx.settings.card_importance_threshold,
     )
     summary = await write_ingestion(ctx.pool, result, thresholds, reprocess=args.reprocess)
+    if summary.outcome != "already_processed":
+        await follow_commit(ctx)  # the graph and vector stores catch up with what was just committed
     ctx.log.info(
         "ingest.done",
         outcome=summary.outcome,

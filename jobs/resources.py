@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING
 from jobs.runtime.resources import Resource, WorkerResources
 
 if TYPE_CHECKING:
+    from agents.embeddings import Embedder
     from agents.llm import LLMClient
+    from store.graph.base import GraphStore
+    from store.vector.base import VectorStore
 
 
 @asynccontextmanager
@@ -28,4 +31,43 @@ async def _open_llm(resources: WorkerResources) -> AsyncIterator[LLMClient]:
 
 LLM: Resource[LLMClient] = Resource(
     "llm", _open_llm, "The OpenAI-compatible chat client; every call recorded in runtime.llm_calls."
+)
+
+
+@asynccontextmanager
+async def _open_embedder(resources: WorkerResources) -> AsyncIterator[Embedder]:
+    from agents.embeddings import open_embedder
+    from store.llm_calls import PostgresCallLog
+
+    async with open_embedder(resources.settings, PostgresCallLog(resources.ledger_pool)) as embedder:
+        yield embedder
+
+
+EMBEDDER: Resource[Embedder] = Resource(
+    "embedder", _open_embedder, "Text embeddings: an OpenAI-compatible endpoint, or the local all-MiniLM-L6-v2 model."
+)
+
+
+@asynccontextmanager
+async def _open_graph(resources: WorkerResources) -> AsyncIterator[GraphStore]:
+    from store.graph import open_graph_store
+
+    async with open_graph_store(resources.settings, resources.pool) as graph:
+        yield graph
+
+
+GRAPH: Resource[GraphStore] = Resource("graph", _open_graph, "The graph store: Neo4j, or the graph in Postgres.")
+
+
+@asynccontextmanager
+async def _open_vector(resources: WorkerResources) -> AsyncIterator[VectorStore]:
+    from store.vector import open_vector_store
+
+    embedder = await resources.get(EMBEDDER)
+    async with open_vector_store(resources.settings, resources.pool, embedder) as vector:
+        yield vector
+
+
+VECTOR: Resource[VectorStore] = Resource(
+    "vector", _open_vector, "The vector store in the embedder's space: Weaviate, or pgvector. Needs EMBEDDER."
 )

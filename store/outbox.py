@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from core.vocabulary import NodeLabel
 from store.postgres import Executor
+from store.repos._base import row_count
 
 STORES: tuple[str, ...] = ("graph", "vector")
 """The derived stores; each has its own rows, so one that is down delays only itself."""
@@ -48,3 +49,72 @@ async def record_changes(conn: Executor, user_id: str, changed: Iterable[Change]
         ids,
     )
     return len(distinct) * len(STORES)
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    user_id: str
+    label: NodeLabel
+    entity_id: str
+    attempts: int
+
+
+async def claim(db: Executor, store: str, *, limit: int, lease_s: float) -> list[OutboxRow]:
+    """Take up to `limit` due rows of `store`, oldest first, and hide them from other dispatchers for `lease_s`
+    (a dispatcher that dies mid-batch leaves them to be claimed again when the lease lapses)."""
+    rows = await db.fetch(
+        "UPDATE runtime.outbox o SET next_attempt_at = now() + make_interval(secs => $3) "
+        "WHERE o.id IN (SELECT id FROM runtime.outbox WHERE store = $1 AND next_attempt_at <= now() "
+        "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) "
+        "RETURNING o.id, o.user_id, o.label, o.entity_id, o.attempts",
+        store,
+        limit,
+        lease_s,
+    )
+    found = [OutboxRow(r["id"], r["user_id"], NodeLabel(r["label"]), r["entity_id"], r["attempts"]) for r in rows]
+    return sorted(found, key=lambda row: row.id)
+
+
+async def applied(db: Executor, ids: Iterable[int]) -> None:
+    """The store matches Postgres for these rows' entities: they are done."""
+    await db.execute("DELETE FROM runtime.outbox WHERE id = ANY($1::bigint[])", list(ids))
+
+
+async def failed(db: Executor, ids: Iterable[int], *, error: str, delay_s: float) -> None:
+    """The store refused or was away: try these rows again after `delay_s`, keeping the error for `sync status`."""
+    await db.execute(
+        "UPDATE runtime.outbox SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $2), "
+        "last_error = $3 WHERE id = ANY($1::bigint[])",
+        list(ids),
+        delay_s,
+        error[:500],
+    )
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What one store still has to apply: rows, entities among them that failed at least once, the oldest row's age."""
+
+    store: str
+    rows: int
+    failing: int
+    oldest_lag_s: float
+    last_error: str | None
+
+
+async def backlog(db: Executor) -> list[Backlog]:
+    rows = await db.fetch(
+        "SELECT s.store, count(o.id) AS rows, count(o.id) FILTER (WHERE o.attempts > 0) AS failing, "
+        "coalesce(extract(epoch FROM now() - min(o.created_at)), 0)::float8 AS lag, "
+        "(array_agg(o.last_error ORDER BY o.id DESC) FILTER (WHERE o.last_error IS NOT NULL))[1] AS last_error "
+        "FROM unnest($1::text[]) AS s(store) LEFT JOIN runtime.outbox o ON o.store = s.store GROUP BY s.store "
+        "ORDER BY s.store",
+        list(STORES),
+    )
+    return [Backlog(r["store"], r["rows"], r["failing"], round(r["lag"], 3), r["last_error"]) for r in rows]
+
+
+async def delete_user_rows(db: Executor, user_id: str) -> int:
+    """Forget a user's pending rows (after their entities are gone from every store)."""
+    return row_count(await db.execute("DELETE FROM runtime.outbox WHERE user_id = $1", user_id))

@@ -95,6 +95,8 @@ class OrreryWorker(arq.worker.Worker):
         self.resources = resources
         self.watch = watch
         self.make_claimer = make_claimer
+        self.burst_peers: list[OrreryWorker] = []
+        """In burst mode, every worker of the process (this one included): the burst ends when all are idle."""
         self.on_unrunnable = on_unrunnable
         self.burst_horizon_s = burst_horizon_s
         self._claimer: QueueClaimer | None = None
@@ -121,12 +123,18 @@ class OrreryWorker(arq.worker.Worker):
                 self.watch.failed(REDIS, exc)
 
     async def _burst_done(self) -> bool:
-        """Nothing runs here, both stores answer, and no job of this queue is due within the horizon (a retry due
-        sooner is waited for; a job deferred further is left queued and reported by run_workers)."""
-        if self.tasks or not self.watch.healthy:
+        """Nothing runs in this process, both stores answer, and no job of any queue it serves is due within the
+        horizon (a retry due sooner is waited for; a job deferred further is left queued and reported by
+        run_workers). Every queue of the process is checked, not only this one: a job running on one queue may
+        enqueue a follow-up on another (ingestion → sync), which must run before the burst ends."""
+        peers = self.burst_peers or [self]
+        if any(peer.tasks for peer in peers) or not self.watch.healthy:
             return False
         horizon_ms = timestamp_ms() + int(self.burst_horizon_s * 1000)
-        return int(await self.pool.zcount(self.queue_name, "-inf", horizon_ms)) == 0
+        for peer in peers:
+            if int(await self.pool.zcount(peer.queue_name, "-inf", horizon_ms)):
+                return False
+        return not any(peer.tasks for peer in peers)
 
     async def _poll_iteration(self) -> None:
         """arq's poll iteration with the one-round-trip claim of jobs/runtime/claim.py in place of ZRANGEBYSCORE and a

@@ -147,6 +147,8 @@ async def run_workers(
         for queue in options.queues
         if any(spec.queue == queue for spec in specs)
     ]
+    for worker in workers:
+        worker.burst_peers = workers
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

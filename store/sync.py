@@ -1,0 +1,205 @@
+"""What the graph and vector stores must hold for a set of entities, read from Postgres (the truth).
+
+The outbox names entities; this module turns them into the changes that make a derived store match Postgres now:
+an entity whose row exists is upserted with its current properties and outgoing relationships, one whose row is
+gone (or, for vectors, a concept merged away) is deleted. The same functions serve the dispatcher, `reconcile` and
+`rebuild`, so there is one definition of "what the store should hold". Embedding is the caller's (agents layer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from core.vocabulary import NodeLabel, RelationshipType, StructuralRelationshipType
+from store.graph.base import (
+    ROW_KEY_COLUMN,
+    EdgeKey,
+    GraphBatch,
+    GraphEdge,
+    GraphNode,
+    GraphStore,
+    NodeRef,
+    edge_type,
+    node_from_row,
+)
+from store.postgres import Executor
+from store.repos.communities import CommunityRecord
+from store.repos.concepts import ConceptRecord
+from store.repos.derived_artifacts import DerivedArtifactRecord
+from store.repos.memory_units import MemoryUnitRecord
+from store.repos.users import UserRecord
+from store.vector.base import ItemKey, KnowledgeItem, SourceEntityType
+from store.vector.texts import concept_item, derived_artifact_item, memory_unit_item
+
+TABLE: dict[NodeLabel, str] = {
+    NodeLabel.USER: "users",
+    NodeLabel.MEMORY_UNIT: "memory_units",
+    NodeLabel.CONCEPT: "concepts",
+    NodeLabel.DERIVED_ARTIFACT: "derived_artifacts",
+    NodeLabel.COMMUNITY: "communities",
+}
+RECORD: dict[NodeLabel, Any] = {
+    NodeLabel.USER: UserRecord,
+    NodeLabel.MEMORY_UNIT: MemoryUnitRecord,
+    NodeLabel.CONCEPT: ConceptRecord,
+    NodeLabel.DERIVED_ARTIFACT: DerivedArtifactRecord,
+    NodeLabel.COMMUNITY: CommunityRecord,
+}
+VECTOR_LABELS: dict[NodeLabel, SourceEntityType] = {
+    NodeLabel.MEMORY_UNIT: SourceEntityType.MEMORY_UNIT,
+    NodeLabel.CONCEPT: SourceEntityType.CONCEPT,
+    NodeLabel.DERIVED_ARTIFACT: SourceEntityType.DERIVED_ARTIFACT,
+}
+"""The entities the vector store holds; users and communities are in the graph only."""
+
+
+TRUTH_EDGE_TYPES = [kind.value for kind in RelationshipType]
+"""The relationships Postgres holds as truth in runtime.knowledge_edges (what agents extracted). Structural ones are
+derived from columns here; with the Postgres graph backend, knowledge_edges rows of structural types belong to the
+graph itself (store/graph/postgres.py) and must never be read back as truth."""
+
+
+@dataclass(frozen=True)
+class Ref:
+    label: NodeLabel
+    entity_id: str
+
+
+async def read_records(db: Executor, user_id: str, label: NodeLabel, ids: Sequence[str] | None) -> dict[str, Any]:
+    """The user's rows of `label` as records, by id (every row of the label when `ids` is None)."""
+    key = ROW_KEY_COLUMN[label]
+    table = TABLE[label]
+    if ids is None:
+        rows = await db.fetch(f"SELECT * FROM {table} WHERE user_id = $1", user_id)
+    else:
+        rows = await db.fetch(f"SELECT * FROM {table} WHERE user_id = $1 AND {key} = ANY($2::text[])", user_id, ids)
+    return {str(row[key]): RECORD[label].from_row(row) for row in rows}
+
+
+def _grouped(refs: Iterable[Ref]) -> dict[NodeLabel, list[str]]:
+    groups: dict[NodeLabel, list[str]] = {}
+    for ref in refs:
+        groups.setdefault(ref.label, [])
+        if ref.entity_id not in groups[ref.label]:
+            groups[ref.label].append(ref.entity_id)
+    return groups
+
+
+def _node(label: NodeLabel, record: Any, user_id: str) -> GraphNode:
+    return node_from_row(label, record.model_dump(), user_id)
+
+
+async def outgoing_edges(db: Executor, user_id: str, nodes: Mapping[NodeLabel, Mapping[str, Any]]) -> list[GraphEdge]:
+    """The relationships leaving these nodes in Postgres: runtime.knowledge_edges rows of the extracted vocabulary,
+    a concept's community (concepts.community_id) and an artifact's sources (derived_artifacts.source_*)."""
+    sources = [key for label, found in nodes.items() if label is not NodeLabel.USER for key in found]
+    edges: dict[EdgeKey, GraphEdge] = {}
+    if sources:
+        rows = await db.fetch(
+            "SELECT source_id, source_type, target_id, target_type, relationship_type, strength, description, "
+            "source_conversation_id FROM runtime.knowledge_edges WHERE user_id = $1 AND source_id = ANY($2::text[]) "
+            "AND relationship_type = ANY($3::text[])",
+            user_id,
+            sources,
+            TRUTH_EDGE_TYPES,
+        )
+        for row in rows:
+            edge = GraphEdge(
+                source=NodeRef(label=NodeLabel(row["source_type"]), key=row["source_id"]),
+                type=edge_type(row["relationship_type"]),
+                target=NodeRef(label=NodeLabel(row["target_type"]), key=row["target_id"]),
+                strength=row["strength"],
+                description=row["description"],
+                source_conversation_id=row["source_conversation_id"],
+            )
+            edges[edge.key] = edge
+    for concept in nodes.get(NodeLabel.CONCEPT, {}).values():
+        if concept.community_id:
+            edge = GraphEdge(
+                source=NodeRef(label=NodeLabel.CONCEPT, key=concept.concept_id),
+                type=StructuralRelationshipType.BELONGS_TO_COMMUNITY,
+                target=NodeRef(label=NodeLabel.COMMUNITY, key=concept.community_id),
+            )
+            edges.setdefault(edge.key, edge)
+    for artifact in nodes.get(NodeLabel.DERIVED_ARTIFACT, {}).values():
+        for label, target in (
+            (NodeLabel.MEMORY_UNIT, artifact.source_memory_unit_id),
+            (NodeLabel.CONCEPT, artifact.source_concept_id),
+        ):
+            if target:
+                edge = GraphEdge(
+                    source=NodeRef(label=NodeLabel.DERIVED_ARTIFACT, key=artifact.artifact_id),
+                    type=StructuralRelationshipType.DERIVED_FROM,
+                    target=NodeRef(label=label, key=target),
+                )
+                edges.setdefault(edge.key, edge)
+    return list(edges.values())
+
+
+async def graph_batch(db: Executor, graph: GraphStore, user_id: str, refs: Iterable[Ref]) -> GraphBatch:
+    """The batch that makes `graph` match Postgres for these entities: current nodes and their outgoing
+    relationships upserted, relationships the store has from them that Postgres no longer has deleted, and entities
+    whose rows are gone deleted (with their relationships)."""
+    present: dict[NodeLabel, dict[str, Any]] = {}
+    deleted: list[NodeRef] = []
+    for label, ids in _grouped(refs).items():
+        found = await read_records(db, user_id, label, ids)
+        present[label] = found
+        deleted += [NodeRef(label=label, key=entity_id) for entity_id in ids if entity_id not in found]
+    nodes = [_node(label, record, user_id) for label, found in present.items() for record in found.values()]
+    edges = [edge for edge in await outgoing_edges(db, user_id, present) if edge.target not in set(deleted)]
+    wanted = {edge.key for edge in edges}
+    stale: set[EdgeKey] = set()
+    for node in nodes:
+        if node.label is NodeLabel.USER:
+            continue
+        around = await graph.neighbourhood(user_id, node.ref, depth=1)
+        stale |= {edge.key for edge in around.edges if edge.source == node.ref and edge.key not in wanted}
+    return GraphBatch(
+        upsert_nodes=tuple(nodes),
+        upsert_edges=tuple(edges),
+        delete_nodes=tuple(deleted),
+        delete_edges=tuple(sorted(stale, key=lambda k: (k.source.key, k.type, k.target.key))),
+    )
+
+
+def knowledge_item(label: NodeLabel, record: Any) -> KnowledgeItem | None:
+    """The vector item of a row, or None when the store should not hold it (a concept merged or archived)."""
+    if label is NodeLabel.MEMORY_UNIT:
+        return memory_unit_item(record)
+    if label is NodeLabel.CONCEPT:
+        return concept_item(record) if record.status == "active" else None
+    if label is NodeLabel.DERIVED_ARTIFACT:
+        return derived_artifact_item(record)
+    return None
+
+
+async def vector_changes(db: Executor, user_id: str, refs: Iterable[Ref]) -> tuple[list[KnowledgeItem], list[ItemKey]]:
+    """(items to embed and upsert, keys to delete) that make the vector store match Postgres for these entities."""
+    upserts: list[KnowledgeItem] = []
+    deletes: list[ItemKey] = []
+    for label, ids in _grouped(refs).items():
+        kind = VECTOR_LABELS.get(label)
+        if kind is None:
+            continue
+        found = await read_records(db, user_id, label, ids)
+        for entity_id in ids:
+            record = found.get(entity_id)
+            item = knowledge_item(label, record) if record is not None else None
+            if item is None:
+                deletes.append(ItemKey(kind, entity_id))
+            else:
+                upserts.append(item)
+    return upserts, deletes
+
+
+async def user_refs(db: Executor, user_id: str, labels: Iterable[NodeLabel] = tuple(NodeLabel)) -> list[Ref]:
+    """Every entity of the user, for `rebuild` and `reconcile`."""
+    refs: list[Ref] = []
+    for label in labels:
+        key = ROW_KEY_COLUMN[label]
+        rows = await db.fetch(f"SELECT {key} FROM {TABLE[label]} WHERE user_id = $1 ORDER BY {key}", user_id)
+        refs += [Ref(label, str(row[key])) for row in rows]
+    return refs

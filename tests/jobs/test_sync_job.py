@@ -1,0 +1,198 @@
+"""The outbox reaches both derived stores through real workers: an ingestion's commit shows up in the graph and the
+vector store (real local embeddings), a store that fails for a while delays only itself, and everything converges
+after it recovers with nothing lost and nothing written twice."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from pydantic import SecretStr
+
+import jobs.sync
+from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_sample_answers
+from core.vocabulary import NodeLabel
+from jobs.ingestion import INGEST
+from jobs.resources import EMBEDDER, VECTOR
+from jobs.runtime.enqueue import enqueue
+from jobs.runtime.resources import Resource, WorkerResources
+from jobs.sync import SYNC_STORES
+from settings import Settings
+from store import outbox
+from store.graph.base import GraphBatch, GraphStoreUnavailable
+from store.graph.postgres import PostgresGraphStore
+from store.repos import conversations, users
+from store.vector.base import SourceEntityType
+from store.vector.pgvector import PgVectorStore
+from tests.jobs.conftest import BurstRunner
+from tests.jobs.testjobs import replacing
+
+
+@pytest.fixture
+def llm_server() -> Iterator[ScriptedLLMServer]:
+    with ScriptedLLMServer(keyed_answers=load_sample_answers()) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(settings: Settings, llm_server: ScriptedLLMServer) -> Settings:
+    return settings.model_copy(update={"openai_base_url": llm_server.base_url, "openai_api_key": SecretStr("k")})
+
+
+SAMPLE_ANSWER: dict[str, Any] = load_sample_answers()[0].answer
+
+
+async def ingested_user(
+    pool: asyncpg.Pool, redis: aioredis.Redis, run_burst: BurstRunner, llm: ScriptedLLMServer
+) -> str:
+    llm.enqueue(ScriptedReply.json(SAMPLE_ANSWER))
+    user = await users.create_user(pool, str(uuid.uuid4()), email=f"{uuid.uuid4().hex[:8]}@example.com", name="Ana")
+    conversation = await conversations.create_conversation(pool, user.user_id, status="ended")
+    await conversations.add_message(pool, user.user_id, conversation.id, role="assistant", content="How was the run?")
+    await conversations.add_message(pool, user.user_id, conversation.id, role="user", content="Ran 10k, no stops!")
+    assert (await enqueue(redis, pool, INGEST, {"conversation_id": conversation.id})).enqueued
+    await run_burst()
+    return user.user_id
+
+
+async def truth(pool: asyncpg.Pool, user_id: str) -> tuple[set[str], set[str]]:
+    units = {r["muid"] for r in await pool.fetch("SELECT muid FROM memory_units WHERE user_id = $1", user_id)}
+    ideas = {r["concept_id"] for r in await pool.fetch("SELECT concept_id FROM concepts WHERE user_id = $1", user_id)}
+    return units, ideas
+
+
+async def test_an_ingestion_reaches_the_graph_and_the_vector_store(
+    pool: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+    run_burst: BurstRunner,
+    settings: Settings,
+    llm_server: ScriptedLLMServer,
+) -> None:
+    user_id = await ingested_user(pool, redis_client, run_burst, llm_server)
+    units, ideas = await truth(pool, user_id)
+    assert units and ideas
+
+    graph = PostgresGraphStore(pool)
+    assert set(await graph.node_hashes(user_id, NodeLabel.MEMORY_UNIT)) == units
+    assert set(await graph.node_hashes(user_id, NodeLabel.CONCEPT)) == ideas
+    assert (await graph.counts(user_id)).nodes[NodeLabel.USER] == 1
+    resources = WorkerResources(settings, pool, redis_client, "test:1")
+    try:
+        vector = await resources.get(VECTOR)
+        counts = await vector.counts(user_id)
+        assert counts[SourceEntityType.MEMORY_UNIT] == len(units) and counts[SourceEntityType.CONCEPT] == len(ideas)
+        embedder = await resources.get(EMBEDDER)
+        from agents.llm import CallContext
+
+        [query] = await embedder.embed(["running ten kilometres"], context=CallContext(user_id, "test"))
+        hits = await vector.search(user_id, query, limit=3)
+        assert hits and hits[0].score > 0.3  # real embeddings: the run comes back for a paraphrase
+    finally:
+        await resources.aclose()
+    assert [b.rows for b in await outbox.backlog(pool)] == [0, 0]
+
+
+class FlakyGraph:
+    """The real Postgres graph adapter, refusing every write while `down` is set (a Neo4j that is away)."""
+
+    down = True
+    attempts = 0
+
+    def __init__(self, real: PostgresGraphStore) -> None:
+        self._real = real
+        self.backend = "flaky"
+
+    async def apply(self, user_id: str, batch: GraphBatch) -> None:
+        FlakyGraph.attempts += 1
+        if FlakyGraph.down:
+            raise GraphStoreUnavailable("graph store unreachable (injected)")
+        await self._real.apply(user_id, batch)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+@asynccontextmanager
+async def _open_flaky(resources: WorkerResources) -> AsyncIterator[Any]:
+    yield FlakyGraph(PostgresGraphStore(resources.pool))
+
+
+FLAKY = Resource("flaky-graph", _open_flaky)
+
+
+async def test_a_graph_outage_delays_only_the_graph_and_converges_after_it(
+    pool: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+    run_burst: BurstRunner,
+    monkeypatch: pytest.MonkeyPatch,
+    llm_server: ScriptedLLMServer,
+) -> None:
+    monkeypatch.setattr(jobs.sync, "GRAPH", FLAKY)
+    monkeypatch.setattr(jobs.sync, "RETRY_BASE_S", 0.01)
+    run_burst.jobs = replacing(run_burst.jobs, dataclasses.replace(SYNC_STORES, resources=(FLAKY, VECTOR, EMBEDDER)))
+    FlakyGraph.down, FlakyGraph.attempts = True, 0
+
+    first = await ingested_user(pool, redis_client, run_burst, llm_server)
+    second = await ingested_user(
+        pool, redis_client, run_burst, llm_server
+    )  # ingestion keeps committing while the graph is away
+    backlog = {b.store: b for b in await outbox.backlog(pool)}
+    assert backlog["vector"].rows == 0  # the vector store did not wait for the graph
+    assert backlog["graph"].rows > 0 and backlog["graph"].failing == backlog["graph"].rows
+    assert "injected" in (backlog["graph"].last_error or "")
+    graph = PostgresGraphStore(pool)
+    assert await graph.node_hashes(first, NodeLabel.MEMORY_UNIT) == {}
+
+    FlakyGraph.down = False
+    await pool.execute("UPDATE runtime.outbox SET next_attempt_at = now()")  # their backoff has run out
+    assert (await enqueue(redis_client, pool, SYNC_STORES, {"store": "graph"})).enqueued
+    await run_burst()
+
+    assert [b.rows for b in await outbox.backlog(pool)] == [0, 0]
+    for user_id in (first, second):
+        units, ideas = await truth(pool, user_id)
+        assert set(await graph.node_hashes(user_id, NodeLabel.MEMORY_UNIT)) == units
+        assert set(await graph.node_hashes(user_id, NodeLabel.CONCEPT)) == ideas
+        counts = await graph.counts(user_id)
+        assert counts.nodes[NodeLabel.USER] == 1 and counts.nodes[NodeLabel.MEMORY_UNIT] == len(units)
+    edges = await pool.fetchval(
+        "SELECT count(*) FROM runtime.knowledge_edges WHERE user_id = ANY($1::text[]) AND NOT in_graph", [first, second]
+    )
+    assert edges == 0  # every relationship reached the graph, once (the edge table has one row per relationship)
+
+
+async def test_a_store_is_told_to_delete_what_postgres_no_longer_has(
+    pool: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+    run_burst: BurstRunner,
+    settings: Settings,
+    llm_server: ScriptedLLMServer,
+) -> None:
+    user_id = await ingested_user(pool, redis_client, run_burst, llm_server)
+    units, _ = await truth(pool, user_id)
+    gone = sorted(units)[0]
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("DELETE FROM memory_units WHERE muid = $1", gone)
+        await outbox.record_changes(conn, user_id, [outbox.Change(NodeLabel.MEMORY_UNIT, gone)])
+    for store in outbox.STORES:
+        await enqueue(redis_client, pool, SYNC_STORES, {"store": store})
+    await run_burst()
+
+    assert gone not in await PostgresGraphStore(pool).node_hashes(user_id, NodeLabel.MEMORY_UNIT)
+    resources = WorkerResources(settings, pool, redis_client, "test:1")
+    try:
+        vector = await resources.get(VECTOR)
+        kept = await vector.fingerprints(user_id, SourceEntityType.MEMORY_UNIT)
+        assert {key.source_entity_id for key in kept} == units - {gone}
+    finally:
+        await resources.aclose()
+
+
+def test_the_vector_store_resource_is_the_pgvector_default(settings: Settings) -> None:
+    assert PgVectorStore.backend == "pgvector" and settings.weaviate_url is None
