@@ -74,11 +74,12 @@ class PgVectorStore(VectorStore):
         self._pool = pool
         self._ef_search = ef_search
         dimension = int(self.dimension)
-        distance = f"(embedding::vector({dimension}) <=> $2::text::vector({dimension}))"
+        # the query vector in a scalar subquery: parsed once per statement, not once per row (a generic plan would)
+        distance = f"(embedding::vector({dimension}) <=> (SELECT $2::text::vector({dimension})))"
         filters = _FILTERS.format(dimension=dimension)
         select = f"SELECT {_COLUMNS}, 1 - {{distance}} AS score FROM runtime.vector_items {filters}"
         self._indexed_search = select.format(distance=distance) + f" ORDER BY {distance} LIMIT $7"
-        exact = "(embedding <=> $2::text::vector)"  # not the indexed expression: a plain scan of the user's rows
+        exact = "(embedding <=> (SELECT $2::text::vector))"  # not the indexed expression: reads the user's rows
         self._exact_search = select.format(distance=exact) + f" ORDER BY {exact} LIMIT $7"
 
     @classmethod
