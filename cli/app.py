@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import database, demo, samples
+from cli import database, demo, recall, samples
 from cli import jobs as jobs_cli
 from cli import worker as worker_cli
 from cli.common import settings
@@ -38,3 +38,4 @@ app.command("worker")(worker_cli.worker_command)
 app.command("health")(worker_cli.health_command)
 app.command("trigger")(jobs_cli.trigger_command)
 app.add_typer(jobs_cli.jobs_app, name="jobs")
+app.command("recall")(recall.recall_command)

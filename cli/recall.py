@@ -1,0 +1,68 @@
+"""`recall`: what Orrery remembers about a user that is relevant to a text, with scores and reasons."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+
+from cli.common import CommandError, backends, console, fail, run_async, settings
+
+if TYPE_CHECKING:
+    from store.recall import Recalled
+
+
+def recall_command(
+    text: str = typer.Argument(..., help="What to remember about, in the user's words (a topic, a question)."),
+    user: str = typer.Option(..., "--user", "-u", help="The user's id (users.user_id)."),
+    limit: int = typer.Option(10, "--limit", "-n", min=1, max=100, help="How many memories to return."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """The user's memory units and concepts most relevant to TEXT: vector search, widened by their graph
+    neighbours, ranked and deduplicated; each with its score and why it came back.
+
+    Reads the derived stores (so a commit shows up once the sync dispatcher applied it; `run.py sync status`) and
+    embeds TEXT with the configured embedder (the local model unless ORRERY_EMBEDDINGS_BASE_URL is set)."""
+    if not text.strip() or "\x00" in text:
+        fail("recall needs a non-empty TEXT without NUL characters")
+    if not user.strip() or "\x00" in user or len(user) > 200:
+        fail(f"--user {user[:80]!r}: expected a user id")
+    found = run_async(_recall(user, text, limit))
+    if as_json:
+        print(json.dumps([vars(item) | {"label": item.label.value} for item in found], indent=2))
+        return
+    if not found:
+        console.print(f"nothing recalled for user {user} (no memory yet, or not synced: `run.py sync status`)")
+        return
+    table = Table("score", "kind", "memory", "why")
+    for item in found:
+        memory = f"[bold]{item.title}[/]\n{item.text[:200]}" if item.text else f"[bold]{item.title}[/]"
+        table.add_row(f"{item.score:.3f}", item.label.value, memory, item.why)
+    console.print(table)
+
+
+async def _recall(user_id: str, text: str, limit: int) -> list[Recalled]:
+    from agents.embeddings import open_embedder
+    from agents.llm import CallContext
+    from store.graph import open_graph_store
+    from store.llm_calls import PostgresCallLog
+    from store.postgres import create_pool
+    from store.recall import recall
+    from store.vector import open_vector_store
+
+    cfg = settings()
+    pool = await create_pool(backends().database_url, max_size=4)
+    try:
+        if await pool.fetchval("SELECT 1 FROM users WHERE user_id = $1", user_id) is None:
+            raise CommandError(f"no user {user_id!r} in the database")
+        async with (
+            open_embedder(cfg, PostgresCallLog(pool)) as embedder,
+            open_graph_store(cfg, pool) as graph,
+            open_vector_store(cfg, pool, embedder) as vector,
+        ):
+            [query] = await embedder.embed([text], context=CallContext(user_id=user_id, agent="recall"))
+            return await recall(pool, graph, vector, user_id, query, limit=limit)
+    finally:
+        await pool.close()
