@@ -4,15 +4,16 @@ never another user's; and the `recall` command on top of it."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from pydantic import SecretStr
 
 from agents.llm import CallContext
-from agents.scripted_llm import ScriptedLLMServer
+from agents.scripted_llm import ScriptedLLMServer, load_sample_answers
 from core.vocabulary import NodeLabel
 from jobs.resources import EMBEDDER, GRAPH, VECTOR
 from jobs.runtime.resources import WorkerResources
@@ -20,13 +21,25 @@ from settings import Settings
 from store.recall import recall
 from tests.cli.runner import run_cli
 from tests.jobs.conftest import BurstRunner, cli_env
-from tests.jobs.test_sync_job import ingested_user, llm_server, settings  # noqa: F401  (fixtures)
+from tests.jobs.test_sync_job import ingested_user
+
+
+@pytest.fixture
+def llm_server() -> Iterator[ScriptedLLMServer]:
+    with ScriptedLLMServer(keyed_answers=load_sample_answers()) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(settings: Settings, llm_server: ScriptedLLMServer) -> Settings:
+    """The worker's settings, talking to the scripted LLM."""
+    return settings.model_copy(update={"openai_base_url": llm_server.base_url, "openai_api_key": SecretStr("k")})
 
 
 @pytest.fixture
 async def resources(
     settings: Settings, pool: asyncpg.Pool, redis_client: aioredis.Redis
-) -> AsyncIterator[WorkerResources]:  # noqa: E501
+) -> AsyncIterator[WorkerResources]:
     opened = WorkerResources(settings, pool, redis_client, "test:1")
     try:
         yield opened
@@ -44,7 +57,7 @@ async def test_recall_finds_the_memory_explains_why_and_widens_through_the_graph
     pool: asyncpg.Pool,
     redis_client: aioredis.Redis,
     run_burst: BurstRunner,
-    llm_server: ScriptedLLMServer,  # noqa: F811
+    llm_server: ScriptedLLMServer,
     resources: WorkerResources,
 ) -> None:
     user_id = await ingested_user(pool, redis_client, run_burst, llm_server)
@@ -73,7 +86,7 @@ async def test_the_recall_command(
     pool: asyncpg.Pool,
     redis_client: aioredis.Redis,
     run_burst: BurstRunner,
-    llm_server: ScriptedLLMServer,  # noqa: F811
+    llm_server: ScriptedLLMServer,
     database_url: str,
     redis_url: str,
     tmp_path: Path,
