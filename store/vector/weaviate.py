@@ -161,7 +161,7 @@ class WeaviateVectorStore(VectorStore):
             await store._ensure_collection()
         except WeaviateBaseError as exc:
             await client.close()
-            raise VectorStoreUnavailable(f"{where}: cannot connect or prepare {COLLECTION}: {exc}") from None
+            raise VectorStoreUnavailable(f"{where}: cannot connect or prepare {COLLECTION}: {_detail(exc)}") from None
         except BaseException:
             await client.close()
             raise
@@ -205,26 +205,30 @@ class WeaviateVectorStore(VectorStore):
                 DataObject(
                     uuid=item.external_id,
                     vector={VECTOR_NAME: list(entry.vector)},
-                    properties={
-                        "externalId": str(item.external_id),
-                        "userId": item.user_id,
-                        "sourceEntityType": item.source_entity_type.value,
-                        "sourceEntityId": item.source_entity_id,
-                        "textContent": item.text_content,
-                        "title": item.title,
-                        "embeddingModelVersion": entry.embedding_model_version,
-                        "createdAt": item.created_at,
-                        "importanceScore": item.importance_score,
-                        "tags": list(item.tags),
-                        "contentHash": item.content_hash,
-                    },
+                    properties=_without_nulls(
+                        {
+                            "externalId": str(item.external_id),
+                            "userId": item.user_id,
+                            "sourceEntityType": item.source_entity_type.value,
+                            "sourceEntityId": item.source_entity_id,
+                            "textContent": item.text_content,
+                            "title": item.title,
+                            "embeddingModelVersion": entry.embedding_model_version,
+                            "createdAt": item.created_at,
+                            "importanceScore": item.importance_score,
+                            "tags": list(item.tags),
+                            "contentHash": item.content_hash,
+                        }
+                    ),
                 )
             )
         for tenant, objects in by_tenant.items():
             try:
                 result = await self._collection.with_tenant(tenant).data.insert_many(objects)
             except WeaviateBaseError as exc:
-                raise VectorStoreUnavailable(f"{self._where}: upsert for user {tenant} failed: {exc}") from None
+                raise VectorStoreUnavailable(
+                    f"{self._where}: upsert for user {tenant} failed: {_detail(exc)}"
+                ) from None
             if result.has_errors:
                 first = next(iter(result.errors.values()))
                 raise VectorStoreUnavailable(
@@ -265,7 +269,7 @@ class WeaviateVectorStore(VectorStore):
                 return_properties=_RETURNED,
             )
         except WeaviateBaseError as exc:
-            raise VectorStoreUnavailable(f"{self._where}: search for user {tenant} failed: {exc}") from None
+            raise VectorStoreUnavailable(f"{self._where}: search for user {tenant} failed: {_detail(exc)}") from None
         hits = []
         for obj in response.objects:
             distance = obj.metadata.distance if obj.metadata.distance is not None else 1.0
@@ -281,7 +285,7 @@ class WeaviateVectorStore(VectorStore):
                 item_uuid(user_id, source_entity_type, source_entity_id)
             )
         except WeaviateBaseError as exc:
-            raise VectorStoreUnavailable(f"{self._where}: delete for user {tenant} failed: {exc}") from None
+            raise VectorStoreUnavailable(f"{self._where}: delete for user {tenant} failed: {_detail(exc)}") from None
         return bool(deleted)
 
     async def delete_user(self, user_id: str) -> int:
@@ -292,7 +296,7 @@ class WeaviateVectorStore(VectorStore):
             count = sum((await self.counts(user_id)).values())
             await self._collection.tenants.remove([tenant])
         except WeaviateBaseError as exc:
-            raise VectorStoreUnavailable(f"{self._where}: removing user {tenant} failed: {exc}") from None
+            raise VectorStoreUnavailable(f"{self._where}: removing user {tenant} failed: {_detail(exc)}") from None
         return count
 
     async def counts(self, user_id: str) -> dict[SourceEntityType, int]:
@@ -306,7 +310,7 @@ class WeaviateVectorStore(VectorStore):
                 for group in result.groups:
                     found[SourceEntityType(str(group.grouped_by.value))] = int(group.total_count or 0)
         except WeaviateBaseError as exc:
-            raise VectorStoreUnavailable(f"{self._where}: counting user {tenant} failed: {exc}") from None
+            raise VectorStoreUnavailable(f"{self._where}: counting user {tenant} failed: {_detail(exc)}") from None
         return {kind: found.get(kind, 0) for kind in SourceEntityType}
 
     async def fingerprints(
@@ -327,11 +331,21 @@ class WeaviateVectorStore(VectorStore):
                     key = ItemKey(kind, str(props["sourceEntityId"]))
                     prints[key] = Fingerprint(str(props["contentHash"]), str(props["embeddingModelVersion"]))
         except WeaviateBaseError as exc:
-            raise VectorStoreUnavailable(f"{self._where}: reading user {tenant} failed: {exc}") from None
+            raise VectorStoreUnavailable(f"{self._where}: reading user {tenant} failed: {_detail(exc)}") from None
         return prints
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def _detail(exc: BaseException) -> str:
+    """The client's message on one line (it spreads some over several)."""
+    return " ".join(str(exc).split())[:500]
+
+
+def _without_nulls(properties: dict[str, Any]) -> dict[str, Any]:
+    """An absent importance is left out: an unset property, as the seed's optional fields are."""
+    return {name: value for name, value in properties.items() if value is not None}
 
 
 def _hit(props: Any, score: float) -> VectorHit:
