@@ -19,7 +19,7 @@ import math
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -179,7 +179,6 @@ class OpenAIEmbedder:
         batch_size: int = ENDPOINT_BATCH_SIZE,
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 30.0,
-        sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         self.endpoint = _public_endpoint(base_url.rstrip("/"))
         self._client = AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0)
@@ -190,7 +189,6 @@ class OpenAIEmbedder:
         self._batch_size = batch_size
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
-        self._sleep = sleep
 
     @classmethod
     def from_settings(cls, settings: Settings, call_log: CallLog, **overrides: Any) -> OpenAIEmbedder:
@@ -278,7 +276,7 @@ class OpenAIEmbedder:
         ceiling = min(self._backoff_max_s, self._backoff_initial_s * (2**retries))
         delay = failure.retry_after if failure.retry_after is not None else random.uniform(ceiling / 2, ceiling)
         log.info("embeddings.retry", agent=context.agent, outcome=failure.outcome.value, delay_s=round(delay, 3))
-        await self._sleep(delay)
+        await asyncio.sleep(delay)
 
     async def _record(
         self, context: CallContext, attempt: int, outcome: CallOutcome, error: str | None, started: float, tokens: int
