@@ -5,7 +5,7 @@ A new job is a module in jobs/ and one line here; nothing registers itself on im
 
 from __future__ import annotations
 
-from jobs import diagnostics, ingestion, maintenance, sync
+from jobs import cycle_report, diagnostics, ingestion, maintenance, proactive_prompts, projection, sync
 from jobs.runtime.registry import JobTable
 
 JOBS = JobTable(
@@ -17,5 +17,9 @@ JOBS = JobTable(
         diagnostics.ECHO,
         sync.SYNC_STORES,
         sync.SYNC_SWEEP,
+        proactive_prompts.PROACTIVE_PROMPTS,
+        proactive_prompts.PROACTIVE_PROMPTS_DAILY,
+        cycle_report.CYCLE_REPORT,
+        projection.PROJECTION,
     ]
 )

@@ -1,0 +1,58 @@
+"""What the model answers, and the checks pydantic cannot make (references to what it was shown, sizes).
+
+The model sees memories, insights and topics as handles ("m2", "i1", "t3"), never ids; every handle it cites is
+checked against what it was shown, and an unknown one goes back to it in the one repair request.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from core.vocabulary import StorableModel
+
+PROMPT_CHARS = 500
+"""Longest prompt text: a question or nudge the companion says in one breath."""
+RATIONALE_CHARS = 1000
+
+
+class Timing(StrEnum):
+    NEXT_CONVERSATION = "next_conversation"
+    WITHIN_DAYS = "within_days"
+    NEXT_WEEK = "next_week"
+
+
+class ProposedPrompt(StorableModel):
+    prompt_text: str = Field(description="What the companion says or asks, addressed to the user")
+    priority: int = Field(ge=1, le=10, description="10 = most worth bringing up")
+    rationale: str = Field(description="One sentence: why now")
+    suggested_timing: Timing
+    sources: list[str] = Field(description='Handles it rests on: "m2", "i1", "t3"')
+
+
+class ProactivePromptsOutput(StorableModel):
+    prompts: list[ProposedPrompt]
+
+
+def check_prompts(output: ProactivePromptsOutput, shown: dict[str, int]) -> list[str]:
+    """Unknown handles, blank or overlong texts. `shown` maps a handle letter to how many were listed (m, i, t).
+
+    More prompts than asked for, or one that repeats a pending prompt, is not sent back: the writer keeps the best
+    ones that fit and drops repeats, which costs no second call."""
+    problems: list[str] = []
+    for i, prompt in enumerate(output.prompts):
+        where = f"prompts[{i}]"
+        if not prompt.prompt_text.strip():
+            problems.append(f"{where}.prompt_text: must not be blank")
+        elif len(prompt.prompt_text) > PROMPT_CHARS:
+            problems.append(f"{where}.prompt_text: {len(prompt.prompt_text)} characters; write at most {PROMPT_CHARS}")
+        if len(prompt.rationale) > RATIONALE_CHARS:
+            problems.append(f"{where}.rationale: {len(prompt.rationale)} characters; write at most {RATIONALE_CHARS}")
+        for j, handle in enumerate(prompt.sources):
+            letter, number = handle[:1], handle[1:]
+            count = shown.get(letter, 0)
+            if not (number.isdigit() and 1 <= int(number) <= count):
+                listed = f"{letter}1..{letter}{count}" if count else f"no {letter} handles"
+                problems.append(f"{where}.sources[{j}]: {handle!r} was not listed (you were shown {listed})")
+    return problems

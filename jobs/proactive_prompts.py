@@ -1,0 +1,214 @@
+"""The proactive_prompts job: a few prompts the companion may bring up, from the user's recent material.
+
+Two ways in. In the cycle chain (insight → proactive_prompts → cycle_report → projection) it runs for a cycle
+(`cycle_start`, none = the user's current one) and then enqueues cycle_report. On its own schedule, the daily
+`proactive_prompts_daily` job enqueues a run keyed by the day (`daily`) for every user with new memory in the last
+day whose cycle is not due (the chain writes theirs) and did not start in the last day (the chain just did); such a
+run continues no chain.
+
+Idempotent because (DESIGN.md invariant 2): a run is keyed (`cycle:<cycle_key>` or `daily:<date>`), its prompts'
+ids derive from that key and their normalized text, and the write (store/proactive_prompts_writes.py) takes the
+user's prompt lock and writes nothing when the key already wrote prompts; before the LLM call the same check
+skips the call. Stale pending prompts expire first; the cap counts what is pending after that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.errors import PermanentError
+from jobs.cycle_report import CYCLE_REPORT, CycleArgs, CycleStart, chain_job_id
+from jobs.resources import LLM
+from jobs.runtime.context import JobContext
+from jobs.runtime.registry import BATCH, JobSpec
+from store.cycle_report_writes import read_cycle_user
+from store.proactive_prompts_writes import (
+    NewPrompt,
+    PromptSource,
+    cycle_run_key,
+    daily_run_key,
+    expire_stale_prompts,
+    read_prompt_source,
+    run_wrote_prompts,
+    users_for_daily_prompts,
+    write_prompts,
+)
+
+if TYPE_CHECKING:
+    from agents.llm import LLMClient
+    from agents.proactive_prompts import PromptMaterial
+
+RECENT_MEMORIES = 20
+"""How many of the user's newest memory units the model sees."""
+
+
+class ProactivePromptsArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(min_length=1, max_length=200, description="users.user_id")
+    cycle_start: CycleStart = Field(None, description="The cycle, by its start; none = the user's current cycle")
+    daily: date | None = Field(None, description="The daily schedule's run for this UTC day (continues no chain)")
+
+    @model_validator(mode="after")
+    def _one_occasion(self) -> ProactivePromptsArgs:
+        if self.daily is not None and self.cycle_start is not None:
+            raise ValueError("give cycle_start (a cycle's run) or daily (the daily run), not both")
+        return self
+
+
+def prompt_material(user_id: str, source: PromptSource, slots: int) -> PromptMaterial:
+    """The agent's input from the store's rows; the open topics come from the next-conversation package."""
+    from agents.proactive_prompts import CycleInsight, OpenTopic, PromptMaterial, RecentMemory
+
+    topics = (source.next_context or {}).get("unresolved_topics")
+    return PromptMaterial(
+        user_id=user_id,
+        memory_profile=source.memory_profile,
+        memories=[
+            RecentMemory(
+                memory_unit_id=m["muid"], title=m["title"], content=m["content"], importance=m["importance_score"]
+            )
+            for m in source.memories
+        ],
+        insights=[
+            CycleInsight(artifact_id=a["artifact_id"], title=a["title"], narrative=a["content_narrative"])
+            for a in source.insights
+        ],
+        open_topics=[
+            OpenTopic(topic=t["topic"], suggested_question=t.get("suggested_question"))
+            for t in (topics if isinstance(topics, list) else [])
+            if isinstance(t, dict) and isinstance(t.get("topic"), str) and t["topic"].strip()
+        ],
+        pending=source.pending,
+        slots=slots,
+    )
+
+
+async def write_run(
+    ctx: JobContext, user_id: str, run_key: str, insights_since: datetime, now: datetime
+) -> dict[str, Any]:
+    """Expire stale prompts, then (unless this run already wrote prompts, the cap is full or there is nothing to ask
+    about) one LLM call and the write."""
+    from agents.proactive_prompts import SOURCE_AGENT, ProactivePromptAgent
+
+    settings = ctx.settings
+    expire_before = now - timedelta(days=settings.proactive_prompt_expiry_days)
+    expired = await expire_stale_prompts(ctx.pool, user_id, created_before=expire_before)
+    if await run_wrote_prompts(ctx.pool, user_id, run_key):
+        return {"outcome": "already_written", "expired": expired, "llm_calls": 0}
+    source = await read_prompt_source(ctx.pool, user_id, insights_since=insights_since, memory_limit=RECENT_MEMORIES)
+    if source is None:
+        raise PermanentError(f"user {user_id} was deleted while their prompts were being made")
+    material = prompt_material(user_id, source, settings.proactive_prompts_max_pending - len(source.pending))
+    if material.slots <= 0:
+        return {"outcome": "cap_reached", "expired": expired, "llm_calls": 0}
+    if not material.has_material:
+        return {"outcome": "nothing_to_ask", "expired": expired, "llm_calls": 0}
+    llm: LLMClient = await ctx.resource(LLM)
+    result = await ProactivePromptAgent.from_settings(llm, settings).run(material, job_id=ctx.job_id)
+    prompts = [
+        NewPrompt(
+            prompt_text=draft.prompt_text,
+            priority=draft.priority,
+            source_agent=SOURCE_AGENT,
+            metadata={
+                "rationale": draft.rationale,
+                "suggested_timing": draft.suggested_timing,
+                "source_memory_unit_ids": draft.memory_unit_ids,
+                "source_artifact_ids": draft.artifact_ids,
+                "topics": draft.topics,
+                "model": result.model,
+                "prompt_version": result.prompt_version,
+            },
+        )
+        for draft in result.drafts
+    ]
+    summary = await write_prompts(
+        ctx.pool, user_id, run_key, prompts, cap=settings.proactive_prompts_max_pending, expire_before=expire_before
+    )
+    return {**summary.as_dict(), "expired": expired + summary.expired, "llm_calls": result.usage.calls}
+
+
+async def run_proactive_prompts(ctx: JobContext, args: ProactivePromptsArgs) -> Mapping[str, Any]:
+    """Key the run → expire, read, ask (one LLM call at most), write → continue the chain (a cycle's run only)."""
+    ctx.bind(user_id=args.user_id)
+    user = await read_cycle_user(ctx.pool, args.user_id)
+    if user is None:
+        raise PermanentError(f"user {args.user_id} does not exist; no prompts to write")
+    now = datetime.now(UTC)
+    if args.daily is not None:
+        run_key, cycle_start = daily_run_key(args.daily), None
+        result = await write_run(ctx, args.user_id, run_key, user.cycle_start, now)
+    else:
+        cycle_start = args.cycle_start or user.cycle_start
+        run_key = cycle_run_key(cycle_start)
+        result = await write_run(ctx, args.user_id, run_key, cycle_start, now)
+        follow_up = CycleArgs(user_id=args.user_id, cycle_start=cycle_start)
+        await ctx.enqueue(
+            CYCLE_REPORT,
+            follow_up.model_dump(mode="json"),
+            job_id=chain_job_id(CYCLE_REPORT.name, args.user_id, cycle_start),
+        )
+    ctx.log.info("proactive_prompts.done", run_key=run_key, **result)
+    return {"run_key": run_key, **result}
+
+
+async def enqueue_daily_prompts(ctx: JobContext, args: BaseModel) -> Mapping[str, Any]:
+    """The daily schedule: one proactive_prompts run per selected user, keyed by the day (see the module docstring)."""
+    now = datetime.now(UTC)
+    day = now.date()
+    cycle_length = timedelta(days=ctx.settings.cycle_length_days)
+    user_ids = await users_for_daily_prompts(ctx.pool, now=now, cycle_length=cycle_length)
+    enqueued = 0
+    for user_id in user_ids:
+        queued = await ctx.enqueue(
+            PROACTIVE_PROMPTS,
+            {"user_id": user_id, "daily": day.isoformat()},
+            job_id=f"{PROACTIVE_PROMPTS.name}:{user_id}:daily:{day:%Y%m%d}",
+        )
+        enqueued += queued.enqueued
+    return {"users": len(user_ids), "enqueued": enqueued}
+
+
+class DailyArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+PROACTIVE_PROMPTS = JobSpec(
+    name="proactive_prompts",
+    args_model=ProactivePromptsArgs,
+    handler=run_proactive_prompts,
+    queue=BATCH,
+    timeout_s=300,
+    max_tries=5,
+    backoff_s=30,
+    dedupe_key=None,
+    cron=None,
+    resources=(LLM,),
+    description=(
+        "Write a few proactive prompts for a user (deduplicated against their pending ones, capped, stale ones"
+        " expired); in a cycle's run, then enqueue cycle_report.\n"
+        "Enqueued by insight (job id proactive_prompts:{user_id}:{cycle_key}) and by proactive_prompts_daily"
+        " (proactive_prompts:{user_id}:daily:{YYYYMMDD}, `daily` set); `--arg user_id=…` runs the current cycle's."
+    ),
+)
+
+PROACTIVE_PROMPTS_DAILY = JobSpec(
+    name="proactive_prompts_daily",
+    args_model=DailyArgs,
+    handler=enqueue_daily_prompts,
+    queue=BATCH,
+    timeout_s=600,
+    max_tries=3,
+    backoff_s=30,
+    dedupe_key="proactive_prompts_daily",
+    cron="40 6 * * *",
+    description=(
+        "Enqueue the daily proactive_prompts run of every user with new memory in the last day whose cycle is"
+        " not due and did not just start."
+    ),
+)

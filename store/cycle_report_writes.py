@@ -1,0 +1,237 @@
+"""A growth cycle's end: what the report reads (windows of the user's rows), the report it writes, the reset.
+
+Why one transaction, gated on the user row: the report artifact has an id derived from the user and the cycle start,
+so a second run for the same cycle (a crash after the LLM call, a duplicate enqueue, a manual trigger) inserts
+nothing (ON CONFLICT DO NOTHING) and adds no card; the reset (`last_cycle_started_at` = now,
+`concepts_created_in_cycle` = 0) is a conditional transition on the locked user row, taken only while the row's
+current cycle is still the reported one, so it happens once. A cycle is named by its start to the second (the
+`cycle_key`), which is how the chain's job ids name it too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from core.errors import PermanentError
+from core.vocabulary import NodeLabel
+from store import outbox
+from store.postgres import Executor
+from store.repos import cards
+from store.repos._base import JsonObject, Record, UtcDatetime, to_db, transaction, utc_now
+
+CYCLE_NAMESPACE = uuid.UUID("3c7e2f0a-5b61-4d8e-9a2c-1f4b6d8e0a37")
+"""uuid5 namespace of the ids the cycle agents derive (reports, their cards, prompts, projections). Never change it."""
+REPORT_TYPE = "cycle_report"
+REPORT_AGENT = "CycleReportAgent"
+
+
+def cycle_key(moment: datetime) -> str:
+    """A cycle's name: its start as compact UTC to the second (20261119T000000Z), as in the chain's job ids."""
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment.isoformat()} given as a cycle start; pass an aware (UTC) datetime")
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def cycle_id(user_id: str, cycle_start: datetime, what: str) -> str:
+    """A deterministic row id for `what` of the user's cycle (a rerun of the cycle finds the same id)."""
+    return str(uuid.uuid5(CYCLE_NAMESPACE, f"{user_id}:{cycle_key(cycle_start)}:{what}"))
+
+
+def second(moment: datetime) -> datetime:
+    """The moment cut to the second: cycles are compared at the precision of their name."""
+    return moment.astimezone(UTC).replace(microsecond=0)
+
+
+class CycleUser(Record):
+    user_id: str
+    name: str | None
+    cycle_start: UtcDatetime
+    """last_cycle_started_at, or created_at for a user whose first cycle is still running."""
+    concepts_created_in_cycle: int
+    memory_profile: JsonObject
+    next_conversation_context_package: JsonObject
+
+
+async def read_cycle_user(db: Executor, user_id: str) -> CycleUser | None:
+    row = await db.fetchrow(
+        "SELECT user_id, name, COALESCE(last_cycle_started_at, created_at) AS cycle_start, concepts_created_in_cycle, "
+        "memory_profile, next_conversation_context_package FROM users WHERE user_id = $1",
+        user_id,
+    )
+    return CycleUser.from_optional(row)
+
+
+@dataclass(frozen=True)
+class GrowthSums:
+    this_cycle: float
+    previous_cycle: float
+    events: int
+
+
+@dataclass(frozen=True)
+class CycleWindows:
+    """The reported cycle [start, end) and the one before it, [previous_start, start)."""
+
+    previous_start: datetime
+    start: datetime
+    end: datetime
+
+
+@dataclass
+class CycleRows:
+    """What the report is computed from; everything bounded (grouped sums, counts, a few top rows)."""
+
+    growth: dict[str, GrowthSums] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    top_concepts: list[dict[str, Any]] = field(default_factory=list)
+    highlights: list[dict[str, Any]] = field(default_factory=list)
+    insights: list[dict[str, Any]] = field(default_factory=list)
+
+
+_COUNTS = """
+SELECT
+  (SELECT count(*) FROM conversations WHERE user_id = $1 AND status = 'processed'
+     AND start_time >= $2 AND start_time < $3) AS conversations,
+  (SELECT count(*) FROM memory_units WHERE user_id = $1 AND ingestion_ts >= $2 AND ingestion_ts < $3) AS memory_units,
+  (SELECT count(*) FROM concepts WHERE user_id = $1 AND created_at >= $2 AND created_at < $3) AS concepts_created,
+  (SELECT count(*) FROM growth_events WHERE user_id = $1 AND created_at >= $2 AND created_at < $3) AS growth_events,
+  (SELECT count(*) FROM derived_artifacts WHERE user_id = $1 AND artifact_type <> 'cycle_report'
+     AND created_at >= $2 AND created_at < $3) AS insights,
+  (SELECT count(*) FROM proactive_prompts WHERE user_id = $1 AND created_at >= $2 AND created_at < $3) AS prompts
+"""
+
+_GROWTH = """
+SELECT dim_key,
+  COALESCE(SUM(delta) FILTER (WHERE created_at >= $2), 0)::float8 AS this_cycle,
+  COALESCE(SUM(delta) FILTER (WHERE created_at < $2), 0)::float8 AS previous_cycle,
+  count(*) FILTER (WHERE created_at >= $2) AS events
+FROM growth_events WHERE user_id = $1 AND created_at >= $3 AND created_at < $4
+GROUP BY dim_key ORDER BY dim_key
+"""
+
+_TOP_CONCEPTS = """
+SELECT c.concept_id, c.name, c.type, count(*) AS mentions
+FROM memory_units m
+JOIN runtime.knowledge_edges e ON e.user_id = m.user_id AND e.source_id = m.muid AND e.target_type = 'Concept'
+JOIN concepts c ON c.concept_id = e.target_id AND c.user_id = m.user_id AND c.status = 'active'
+WHERE m.user_id = $1 AND m.ingestion_ts >= $2 AND m.ingestion_ts < $3
+GROUP BY c.concept_id, c.name, c.type, c.salience
+ORDER BY mentions DESC, c.salience DESC NULLS LAST, c.name, c.concept_id LIMIT $4
+"""
+
+_HIGHLIGHTS = """
+SELECT muid, title, content, importance_score FROM memory_units
+WHERE user_id = $1 AND ingestion_ts >= $2 AND ingestion_ts < $3
+ORDER BY importance_score DESC NULLS LAST, creation_ts DESC, muid LIMIT $4
+"""
+
+_INSIGHTS = """
+SELECT artifact_id, artifact_type, title, content_narrative FROM derived_artifacts
+WHERE user_id = $1 AND artifact_type <> 'cycle_report' AND created_at >= $2 AND created_at < $3
+ORDER BY created_at DESC, artifact_id LIMIT $4
+"""
+
+
+async def read_cycle_rows(db: Executor, user_id: str, windows: CycleWindows, *, top: int = 5) -> CycleRows:
+    """The cycle's counts, growth sums per dimension (this cycle and the one before), top concepts by mentions in the
+    cycle's memory units, the most important memory units and the cycle's insight artifacts (`top` of each)."""
+    start, end, previous = to_db(windows.start), to_db(windows.end), to_db(windows.previous_start)
+    rows = CycleRows()
+    counts = await db.fetchrow(_COUNTS, user_id, start, end)
+    rows.counts = {name: int(value) for name, value in dict(counts).items()}
+    for row in await db.fetch(_GROWTH, user_id, start, previous, end):
+        rows.growth[row["dim_key"]] = GrowthSums(row["this_cycle"], row["previous_cycle"], row["events"])
+    rows.top_concepts = [dict(row) for row in await db.fetch(_TOP_CONCEPTS, user_id, start, end, top)]
+    rows.highlights = [dict(row) for row in await db.fetch(_HIGHLIGHTS, user_id, start, end, top)]
+    rows.insights = [dict(row) for row in await db.fetch(_INSIGHTS, user_id, start, end, top)]
+    return rows
+
+
+async def report_exists(db: Executor, user_id: str, cycle_start: datetime) -> bool:
+    """Whether the cycle's report is written (its id is the cycle's own)."""
+    return bool(
+        await db.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM derived_artifacts WHERE user_id = $1 AND artifact_id = $2)",
+            user_id,
+            cycle_id(user_id, cycle_start, REPORT_TYPE),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class NewCycleReport:
+    user_id: str
+    cycle_start: datetime
+    title: str
+    narrative: str | None
+    content_data: dict[str, Any]
+    with_card: bool
+    """An empty cycle's minimal report gets no card: there is nothing on it to show on the canvas."""
+
+
+@dataclass
+class CycleReportWriteSummary:
+    artifact_id: str
+    outcome: str  # "written" or "already_written"
+    card: bool = False
+    reset: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"artifact_id": self.artifact_id, "outcome": self.outcome, "card": self.card, "reset": self.reset}
+
+
+async def write_cycle_report(
+    db: Executor, report: NewCycleReport, *, reset_at: datetime | None
+) -> CycleReportWriteSummary:
+    """Insert the report (once per cycle), its card, and, when `reset_at` is given and the user's current cycle is
+    still the reported one, start the next cycle at `reset_at`; all in one transaction with its outbox rows."""
+    user_id = report.user_id
+    artifact_id = cycle_id(user_id, report.cycle_start, REPORT_TYPE)
+    summary = CycleReportWriteSummary(artifact_id, outcome="written")
+    async with transaction(db) as conn:
+        current = await conn.fetchval(
+            "SELECT COALESCE(last_cycle_started_at, created_at) FROM users WHERE user_id = $1 FOR UPDATE", user_id
+        )
+        if current is None:
+            raise PermanentError(f"user {user_id} was deleted while their cycle report was being written")
+        inserted = await conn.fetchval(
+            "INSERT INTO derived_artifacts (artifact_id, user_id, artifact_type, title, content_narrative, "
+            "content_data, generated_by_agent, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+            "ON CONFLICT (artifact_id) DO NOTHING RETURNING artifact_id",
+            artifact_id,
+            user_id,
+            REPORT_TYPE,
+            report.title,
+            report.narrative,
+            report.content_data,
+            REPORT_AGENT,
+            to_db(utc_now()),
+        )
+        changed: list[outbox.Change] = []
+        if inserted is None:
+            summary.outcome = "already_written"
+        else:
+            changed.append(outbox.Change(NodeLabel.DERIVED_ARTIFACT, artifact_id))
+            if report.with_card:
+                _, summary.card = await cards.ensure_card(
+                    conn,
+                    user_id,
+                    card_type="cycle_report",
+                    source_entity_id=artifact_id,
+                    source_entity_type="DerivedArtifact",
+                    display_data={"title": report.title, "preview": (report.narrative or "")[:280]},
+                    card_id=cycle_id(user_id, report.cycle_start, "cycle_report_card"),
+                )
+        if reset_at is not None and second(current.replace(tzinfo=UTC)) == second(report.cycle_start):
+            await conn.execute(
+                "UPDATE users SET last_cycle_started_at = $2, concepts_created_in_cycle = 0 WHERE user_id = $1",
+                user_id,
+                to_db(second(reset_at)),
+            )
+            summary.reset = True
+            changed.append(outbox.Change(NodeLabel.USER, user_id))
+        await outbox.record_changes(conn, user_id, changed)
+    return summary

@@ -1,0 +1,208 @@
+"""Proactive prompts: what the agent reads, the stale ones expiring, and the new ones written once, deduplicated
+and capped.
+
+Why the write takes a per-user lock and checks again: two runs for one user can meet (the cycle chain and the daily
+schedule), and pending prompts change between the read and the write (the web app delivers them). Under the lock the
+write sees the pending prompts as they are, drops any new prompt whose normalized text repeats a pending one (or an
+earlier one of the same answer), and keeps the highest-priority ones that fit under the user's cap. Each run has a
+key (`cycle:<cycle start>` or `daily:<date>`); prompt ids derive from the user, the key and the normalized text,
+and a run whose key already wrote prompts writes nothing, so a rerun adds nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from core.vocabulary import normalize_concept_name
+from store.cycle_report_writes import CYCLE_NAMESPACE, cycle_key
+from store.postgres import Executor
+from store.repos._base import row_count, serialized, to_db, utc_now
+
+PENDING = "pending"
+EXPIRED = "expired"
+
+
+def cycle_run_key(cycle_start: datetime) -> str:
+    return f"cycle:{cycle_key(cycle_start)}"
+
+
+def daily_run_key(day: date) -> str:
+    return f"daily:{day:%Y%m%d}"
+
+
+def normalized_prompt(text: str) -> str:
+    """A prompt's identity for deduplication: case, spacing and punctuation do not make a new question."""
+    return normalize_concept_name(text)
+
+
+def prompt_id(user_id: str, run_key: str, normalized: str) -> str:
+    return str(uuid.uuid5(CYCLE_NAMESPACE, f"{user_id}:prompt:{run_key}:{normalized}"))
+
+
+@dataclass(frozen=True)
+class PromptSource:
+    """The rows the agent's material comes from."""
+
+    memory_profile: dict[str, Any] | None
+    next_context: dict[str, Any] | None
+    memories: list[dict[str, Any]]
+    insights: list[dict[str, Any]]
+    pending: list[str]
+
+
+async def read_prompt_source(
+    db: Executor, user_id: str, *, insights_since: datetime, memory_limit: int, insight_limit: int = 3
+) -> PromptSource | None:
+    """The profile, the next-conversation package, the newest memory units (by when they happened, on the
+    (user_id, creation_ts) index), the insight artifacts since `insights_since` and the pending prompts' texts.
+    None when the user does not exist."""
+    user = await db.fetchrow(
+        "SELECT memory_profile, next_conversation_context_package FROM users WHERE user_id = $1", user_id
+    )
+    if user is None:
+        return None
+    memories = await db.fetch(
+        "SELECT muid, title, content, importance_score FROM memory_units WHERE user_id = $1 "
+        "ORDER BY creation_ts DESC, muid LIMIT $2",
+        user_id,
+        memory_limit,
+    )
+    insights = await db.fetch(
+        "SELECT artifact_id, title, content_narrative FROM derived_artifacts WHERE user_id = $1 "
+        "AND artifact_type <> 'cycle_report' AND created_at >= $2 ORDER BY created_at DESC, artifact_id LIMIT $3",
+        user_id,
+        to_db(insights_since),
+        insight_limit,
+    )
+    pending = await db.fetch(
+        "SELECT prompt_text FROM proactive_prompts WHERE user_id = $1 AND status = $2 "
+        "ORDER BY priority DESC, created_at, prompt_id",
+        user_id,
+        PENDING,
+    )
+    profile, package = user["memory_profile"], user["next_conversation_context_package"]
+    return PromptSource(
+        memory_profile=profile if isinstance(profile, dict) else None,
+        next_context=package if isinstance(package, dict) else None,
+        memories=[dict(row) for row in memories],
+        insights=[dict(row) for row in insights],
+        pending=[row["prompt_text"] for row in pending],
+    )
+
+
+async def expire_stale_prompts(db: Executor, user_id: str, *, created_before: datetime) -> int:
+    """Pending prompts created before `created_before` become `expired` (nobody delivered them in time)."""
+    status = await db.execute(
+        "UPDATE proactive_prompts SET status = $3 WHERE user_id = $1 AND status = $4 AND created_at < $2",
+        user_id,
+        to_db(created_before),
+        EXPIRED,
+        PENDING,
+    )
+    return row_count(status)
+
+
+async def run_wrote_prompts(db: Executor, user_id: str, run_key: str) -> bool:
+    return bool(
+        await db.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM proactive_prompts WHERE user_id = $1 AND metadata->>'run_key' = $2)",
+            user_id,
+            run_key,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class NewPrompt:
+    prompt_text: str
+    priority: int
+    source_agent: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PromptsWriteSummary:
+    outcome: str  # "written", "already_written"
+    written: int = 0
+    duplicates: int = 0
+    over_cap: int = 0
+    expired: int = 0
+    prompt_ids: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "written": self.written,
+            "duplicates": self.duplicates,
+            "over_cap": self.over_cap,
+            "expired": self.expired,
+        }
+
+
+async def write_prompts(
+    db: Executor,
+    user_id: str,
+    run_key: str,
+    prompts: Sequence[NewPrompt],
+    *,
+    cap: int,
+    expire_before: datetime,
+) -> PromptsWriteSummary:
+    """Expire stale prompts, then insert the new ones that repeat no pending prompt and fit under `cap` (highest
+    priority first), all under the user's prompt lock; nothing when this run's key already wrote prompts."""
+    summary = PromptsWriteSummary(outcome="written")
+    async with serialized(db, f"proactive_prompts:{user_id}") as conn:
+        summary.expired = await expire_stale_prompts(conn, user_id, created_before=expire_before)
+        if await run_wrote_prompts(conn, user_id, run_key):
+            summary.outcome = "already_written"
+            return summary
+        pending = await conn.fetch(
+            "SELECT prompt_text FROM proactive_prompts WHERE user_id = $1 AND status = $2", user_id, PENDING
+        )
+        seen = {normalized_prompt(row["prompt_text"]) for row in pending}
+        free = max(cap - len(pending), 0)
+        now = to_db(utc_now())
+        rows: list[tuple[Any, ...]] = []
+        for prompt in sorted(prompts, key=lambda p: -p.priority):  # stable: the model's order breaks ties
+            normalized = normalized_prompt(prompt.prompt_text)
+            if not normalized or normalized in seen:
+                summary.duplicates += 1
+                continue
+            if len(rows) >= free:
+                summary.over_cap += 1
+                continue
+            seen.add(normalized)
+            new_id = prompt_id(user_id, run_key, normalized)
+            metadata = {**prompt.metadata, "run_key": run_key, "normalized_text": normalized}
+            rows.append(
+                (new_id, user_id, prompt.prompt_text, prompt.source_agent, PENDING, prompt.priority, now, metadata)
+            )
+            summary.prompt_ids.append(new_id)
+        if rows:
+            await conn.executemany(
+                "INSERT INTO proactive_prompts (prompt_id, user_id, prompt_text, source_agent, status, priority, "
+                "created_at, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (prompt_id) DO NOTHING",
+                rows,
+            )
+        summary.written = len(rows)
+    return summary
+
+
+async def users_for_daily_prompts(db: Executor, *, now: datetime, cycle_length: timedelta) -> list[str]:
+    """Who the daily schedule asks prompts for: active users with a memory unit ingested in the last day, whose
+    cycle is not due (the cycle chain writes their prompts) and did not start within the last day (the chain just
+    did)."""
+    rows = await db.fetch(
+        "SELECT u.user_id FROM users u WHERE u.account_status = 'active' "
+        "AND COALESCE(u.last_cycle_started_at, u.created_at) > $1::timestamp - $2::interval "
+        "AND COALESCE(u.last_cycle_started_at, u.created_at) <= $1::timestamp - interval '1 day' "
+        "AND EXISTS (SELECT 1 FROM memory_units m WHERE m.user_id = u.user_id "
+        "AND m.ingestion_ts > $1::timestamp - interval '1 day') ORDER BY u.user_id",
+        to_db(now),
+        cycle_length,
+    )
+    return [row["user_id"] for row in rows]

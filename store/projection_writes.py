@@ -1,0 +1,174 @@
+"""The 3D projection's rows: the user's nodes (memory units, concepts, artifacts, communities), their edges, the
+vectors already in the embedded vector store, the previous projection, and the new projection written once.
+
+Why a projection's id derives from its input: the job is keyed by the cycle, but the same cycle can be projected
+again by hand after more material arrived. The id is derived from the user, the cycle and a digest of every node's
+content and every edge, so a rerun over unchanged rows finds its row and writes nothing, and a rerun over changed
+rows adds a newer projection (the web app shows the newest).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from store.cycle_report_writes import cycle_id
+from store.postgres import Executor
+from store.repos._base import to_db, utc_now
+from store.repos.concepts import ConceptRecord
+from store.repos.derived_artifacts import DerivedArtifactRecord
+from store.repos.memory_units import MemoryUnitRecord
+from store.vector.base import ItemKey, KnowledgeItem, SourceEntityType
+from store.vector.texts import concept_item, derived_artifact_item, memory_unit_item
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ProjectionEdge:
+    source: str
+    target: str
+    type: str
+    strength: float | None = None
+
+
+@dataclass
+class ProjectionSource:
+    """The user's nodes as vector-store items (what is embedded for each), communities with their member concepts,
+    and the edges among the nodes."""
+
+    items: list[KnowledgeItem] = field(default_factory=list)
+    communities: list[dict[str, Any]] = field(default_factory=list)
+    edges: list[ProjectionEdge] = field(default_factory=list)
+    skipped: int = 0
+
+    def digest(self) -> str:
+        """sha256 of everything the projection is computed from (ids, content hashes, memberships, edges)."""
+        payload = [
+            sorted((item.source_entity_type.value, item.source_entity_id, item.content_hash) for item in self.items),
+            sorted((c["community_id"], c["name"], sorted(c["members"])) for c in self.communities),
+            sorted((e.source, e.target, e.type, e.strength) for e in self.edges),
+        ]
+        return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
+
+
+def _item(build: Any, record: Any, source: ProjectionSource) -> None:
+    try:
+        source.items.append(build(record))
+    except ValueError as exc:  # an id that is not a UUID or an empty text (rows the web app wrote): not projected
+        source.skipped += 1
+        log.warning("projection.node_skipped", reason=str(exc))
+
+
+async def read_projection_source(db: Executor, user_id: str, *, max_memory_units: int) -> ProjectionSource:
+    """The `max_memory_units` most important memory units, the active concepts, the derived artifacts, the
+    communities and every edge among them (knowledge edges, concept → community, artifact → its sources)."""
+    source = ProjectionSource()
+    units = await db.fetch(
+        "SELECT * FROM memory_units WHERE user_id = $1 ORDER BY importance_score DESC NULLS LAST, creation_ts DESC, "
+        "muid LIMIT $2",
+        user_id,
+        max_memory_units,
+    )
+    concepts = await db.fetch(
+        "SELECT * FROM concepts WHERE user_id = $1 AND status = 'active' ORDER BY concept_id", user_id
+    )
+    artifacts = await db.fetch("SELECT * FROM derived_artifacts WHERE user_id = $1 ORDER BY artifact_id", user_id)
+    for row in units:
+        _item(memory_unit_item, MemoryUnitRecord.from_row(row), source)
+    for row in concepts:
+        _item(concept_item, ConceptRecord.from_row(row), source)
+    for row in artifacts:
+        _item(derived_artifact_item, DerivedArtifactRecord.from_row(row), source)
+    ids = [item.source_entity_id for item in source.items]
+    present = set(ids)
+
+    members: dict[str, list[str]] = {}
+    for row in concepts:
+        if row["community_id"] is not None and row["concept_id"] in present:
+            members.setdefault(row["community_id"], []).append(row["concept_id"])
+    communities = await db.fetch(
+        "SELECT community_id, name FROM communities WHERE user_id = $1 ORDER BY community_id", user_id
+    )
+    source.communities = [
+        {"community_id": c["community_id"], "name": c["name"], "members": members.get(c["community_id"], [])}
+        for c in communities
+    ]
+    edges = await db.fetch(
+        "SELECT source_id, target_id, relationship_type, strength FROM runtime.knowledge_edges WHERE user_id = $1 "
+        "AND source_id = ANY($2::text[]) AND target_id = ANY($2::text[]) ORDER BY source_id, target_id, "
+        "relationship_type",
+        user_id,
+        ids,
+    )
+    source.edges = [
+        ProjectionEdge(e["source_id"], e["target_id"], e["relationship_type"], e["strength"]) for e in edges
+    ]
+    source.edges += [
+        ProjectionEdge(concept, c["community_id"], "BELONGS_TO_COMMUNITY")
+        for c in source.communities
+        for concept in c["members"]
+    ]
+    for row in artifacts:
+        for column in ("source_memory_unit_id", "source_concept_id"):
+            if row["artifact_id"] in present and row[column] in present:
+                source.edges.append(ProjectionEdge(row["artifact_id"], row[column], "DERIVED_FROM"))
+    return source
+
+
+async def stored_vectors(
+    db: Executor, user_id: str, model_version: str, items: Sequence[KnowledgeItem]
+) -> dict[ItemKey, list[float]]:
+    """Vectors the embedded vector store (runtime.vector_items, pgvector) already holds for these items in this
+    model's space, where the stored content is still the item's (same content hash); the rest must be embedded.
+    With Weaviate configured the table is empty and every item is embedded."""
+    if not items:
+        return {}
+    rows = await db.fetch(
+        "SELECT source_entity_type, source_entity_id, content_hash, embedding::text AS embedding "
+        "FROM runtime.vector_items WHERE user_id = $1 AND embedding_model_version = $2 "
+        "AND source_entity_id = ANY($3::text[])",
+        user_id,
+        model_version,
+        [item.source_entity_id for item in items],
+    )
+    wanted = {item.key: item.content_hash for item in items}
+    found: dict[ItemKey, list[float]] = {}
+    for row in rows:
+        key = ItemKey(SourceEntityType(row["source_entity_type"]), row["source_entity_id"])
+        if wanted.get(key) == row["content_hash"]:
+            found[key] = [float(x) for x in json.loads(row["embedding"])]
+    return found
+
+
+def projection_id(user_id: str, cycle_start: datetime, digest: str) -> str:
+    return cycle_id(user_id, cycle_start, f"projection:{digest}")
+
+
+async def projection_exists(db: Executor, user_id: str, projection_id: str) -> bool:
+    return bool(
+        await db.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM user_graph_projections WHERE user_id = $1 AND projection_id = $2)",
+            user_id,
+            projection_id,
+        )
+    )
+
+
+async def write_projection(db: Executor, user_id: str, projection_id: str, data: dict[str, Any]) -> bool:
+    """Insert the projection once; False when a run over the same input already wrote it."""
+    inserted = await db.fetchval(
+        "INSERT INTO user_graph_projections (projection_id, user_id, status, projection_data, created_at) "
+        "VALUES ($1, $2, 'completed', $3, $4) ON CONFLICT (projection_id) DO NOTHING RETURNING projection_id",
+        projection_id,
+        user_id,
+        data,
+        to_db(utc_now()),
+    )
+    return inserted is not None
