@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     conversation_timeout_minutes: float = Field(10.0, gt=0)
     ingestion_importance_threshold: float = Field(3.0, ge=0, le=10)
     card_importance_threshold: float = Field(6.0, ge=0, le=10)
+    concept_similarity_threshold: float = Field(
+        0.8, gt=0, le=1, description="Cosine similarity at which a new concept is taken for an existing one."
+    )
     ingestion_max_memory_units: int = Field(50, ge=1, le=10_000, description="Per LLM answer; more is sent back.")
     ingestion_max_concepts: int = Field(100, ge=1, le=10_000, description="Per LLM answer; more is sent back.")
     ingestion_max_links: int = Field(300, ge=1, le=100_000, description="Relationships, and growth events, per answer.")

@@ -20,7 +20,8 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import PermanentError
-from jobs.resources import LLM
+from jobs.ingestion_recall import dedupe_by_similarity, relevant_concepts
+from jobs.resources import EMBEDDER, LLM, VECTOR
 from jobs.runtime.context import JobContext
 from jobs.runtime.registry import INTERACTIVE, JobSpec
 from jobs.sync import follow_commit
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
     from agents.ingestion import IngestionInput
 
 RELEVANT_CONCEPTS = 50
-"""How many of the user's concepts the model sees (as handles) so it can reuse them instead of inventing twins."""
+"""How many of the user's concepts the model sees (as handles) so it can reuse them instead of inventing twins: the
+nearest to the conversation's text by their embeddings first, then the most recent (jobs/ingestion_recall.py)."""
 
 INGESTIBLE = ("ended", "processing", "failed", "processed")
 """Statuses the job accepts; 'active' conversations are still being written and are ingested when they end."""
@@ -103,6 +105,7 @@ async def ingest(ctx: JobContext, args: IngestArgs) -> Mapping[str, Any]:
             f"(timeout sweep or the web app setting status 'ended')"
         )
 
+    source = source.model_copy(update={"concepts": await relevant_concepts(ctx, source, RELEVANT_CONCEPTS)})
     data = ingestion_input(source, turn_context)
     llm = await ctx.resource(LLM)
     agent = IngestionAgent.from_settings(llm, ctx.settings)
@@ -117,7 +120,7 @@ async def ingest(ctx: JobContext, args: IngestArgs) -> Mapping[str, Any]:
             )
         )
     try:
-        result = await agent.run(data, job_id=ctx.job_id)
+        result = await dedupe_by_similarity(ctx, await agent.run(data, job_id=ctx.job_id))
     except BaseException:
         if moving is not None:
             await asyncio.gather(moving, return_exceptions=True)
@@ -173,7 +176,7 @@ INGEST = JobSpec(
     dedupe_key="ingest:{conversation_id}",
     cron=None,
     on_dead=mark_failed_when_dead,
-    resources=(LLM,),
+    resources=(LLM, EMBEDDER, VECTOR),
     description=(
         "Turn an ended conversation into memory units, concepts, growth events, cards and the next greeting.\n"
         "Enqueued by the timeout sweep for every ended conversation; `--arg reprocess=true` re-derives one."

@@ -6,14 +6,11 @@ stored vectors as drifted and `--repair` (or `run.py reembed`) rewrites them.
 
 from __future__ import annotations
 
+from core.embedding_texts import artifact_text, concept_text, memory_unit_text
 from store.repos.concepts import ConceptRecord
 from store.repos.derived_artifacts import DerivedArtifactRecord
 from store.repos.memory_units import MemoryUnitRecord
 from store.vector.base import KnowledgeItem, SourceEntityType
-
-
-def _joined(*parts: str | None) -> str:
-    return "\n".join(part.strip() for part in parts if part and part.strip())
 
 
 def memory_unit_item(record: MemoryUnitRecord) -> KnowledgeItem:
@@ -24,7 +21,7 @@ def memory_unit_item(record: MemoryUnitRecord) -> KnowledgeItem:
         source_entity_id=record.muid,
         title=record.title,
         text_content=record.content,
-        embedding_text=_joined(record.title, record.content),
+        embedding_text=memory_unit_text(record.title, record.content),
         created_at=record.creation_ts,
         importance_score=record.importance_score,
     )
@@ -38,7 +35,7 @@ def concept_item(record: ConceptRecord) -> KnowledgeItem:
         source_entity_id=record.concept_id,
         title=record.name,
         text_content=record.description or "",
-        embedding_text=_joined(f"{record.name} ({record.type})", record.description),
+        embedding_text=concept_text(record.name, record.type, record.description),
         created_at=record.created_at,
         importance_score=record.salience,
         tags=(record.type,),
@@ -53,7 +50,7 @@ def derived_artifact_item(record: DerivedArtifactRecord) -> KnowledgeItem:
         source_entity_id=record.artifact_id,
         title=record.title,
         text_content=record.content_narrative or "",
-        embedding_text=_joined(record.title, record.content_narrative),
+        embedding_text=artifact_text(record.title, record.content_narrative),
         created_at=record.created_at,
         tags=(record.artifact_type,),
     )

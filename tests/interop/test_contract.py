@@ -12,7 +12,6 @@ import asyncpg
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
-import jobs.catalog  # noqa: F401  (registers every job)
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_sample_answers
 from clients.contract import (
     CARD_TYPES,

@@ -14,7 +14,6 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-import jobs.catalog  # noqa: F401  (registers every job)
 from jobs.runtime.keys import INTERACTIVE, QUEUES, health_key_pattern
 from jobs.runtime.registry import JobTable
 from jobs.runtime.resources import WorkerResources

@@ -196,3 +196,30 @@ async def test_a_store_is_told_to_delete_what_postgres_no_longer_has(
 
 def test_the_vector_store_resource_is_the_pgvector_default(settings: Settings) -> None:
     assert PgVectorStore.backend == "pgvector" and settings.weaviate_url is None
+
+
+async def test_a_concept_named_differently_is_recognised_by_similarity_and_relevant_ones_are_shown_first(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner, llm_server: ScriptedLLMServer
+) -> None:
+    """The second conversation calls the coach "my coach Dani": no second person is created (the similarity rule,
+    after sync), while "Coach Dina" (0.72) stays a person of her own; and the model was shown the user's concepts."""
+    user_id = await ingested_user(pool, redis_client, run_burst, llm_server)
+    before = {r["name"] for r in await pool.fetch("SELECT name FROM concepts WHERE user_id = $1", user_id)}
+    assert "Coach Dani" in before
+
+    renamed = [
+        {**c, "name": "my coach Dani"} if c["name"] == "Coach Dani" else c for c in SAMPLE_ANSWER["concepts"]
+    ] + [
+        {"key": "c5", "name": "Coach Dina", "type": "person", "description": "Runs the club.", "existing_handle": None}
+    ]
+    answer = {**SAMPLE_ANSWER, "concepts": renamed}
+    conversation = await conversations.create_conversation(pool, user_id, status="ended")
+    await conversations.add_message(pool, user_id, conversation.id, role="user", content="Coach said keep it easy.")
+    llm_server.enqueue(ScriptedReply.json(answer))
+    await enqueue(redis_client, pool, INGEST, {"conversation_id": conversation.id})
+    await run_burst()
+
+    after = sorted(r["name"] for r in await pool.fetch("SELECT name FROM concepts WHERE user_id = $1", user_id))
+    assert after == sorted([*before, "Coach Dina"])
+    prompt = llm_server.chat_requests[-1].message_text()
+    assert "Coach Dani" in prompt and "Lisbon half marathon" in prompt  # existing concepts shown as handles
