@@ -1,4 +1,4 @@
-"""What each entity looks like in the vector store, and the exact text that is embedded for it: the one place.
+"""What each entity looks like in the vector store; the text embedded for it comes from core/embedding_texts.py.
 
 Changing a recipe here changes `KnowledgeItem.content_hash` of every item of that type, so reconciliation reports the
 stored vectors as drifted and `--repair` (or `run.py reembed`) rewrites them.
