@@ -34,8 +34,12 @@ BATCH_ROWS = 500
 """Rows claimed at a time; a user's rows within them are applied as one batch."""
 LEASE_S = 120.0
 """How long claimed rows stay hidden from another dispatcher (a crashed one's rows come back after this)."""
-RETRY_BASE_S, RETRY_CAP_S = 2.0, 300.0
-"""A failing row is retried after 2, 4, 8 … seconds (jittered), at most five minutes apart."""
+RETRY_BASE_S, RETRY_CAP_S = 2.0, 60.0
+"""A failing row is retried after 2, 4, 8 … seconds (jittered), at most a minute apart: a store back from an outage
+has every waiting row applied within a minute, and probing a store that is still away costs one batch a minute."""
+RESCHEDULE_ATTEMPTS = 5
+"""The dispatcher schedules its own return for rows that failed fewer times than this (about a minute of outage);
+after that the sync_sweep cron brings it back each minute, so a long outage never keeps a burst worker busy."""
 
 
 class SyncArgs(BaseModel):
@@ -104,6 +108,14 @@ async def sync_stores(ctx: JobContext, args: SyncArgs) -> Mapping[str, Any]:
                 continue
             await outbox.applied(ctx.pool, ids)
             done += len(ids)
+    waiting = await outbox.next_due(ctx.pool, args.store, below_attempts=RESCHEDULE_ATTEMPTS)
+    if waiting is not None:
+        # Failed rows in their backoff: come back for them when they fall due. Under the other of the store's two ids
+        # (this one is still running, so its own would be refused); if that one is queued or running already, it
+        # does this same check when it ends.
+        main = f"sync:{args.store}"
+        again = f"{main}:retry" if ctx.job_id == main else main
+        await ctx.enqueue(SYNC_STORES, {"store": args.store}, job_id=again, run_at=waiting)
     elapsed = round(time.perf_counter() - started, 3)
     if done or failed:
         ctx.log.info("sync.done", store=args.store, rows=done, failed=failed, changes=changes, seconds=elapsed)

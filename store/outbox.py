@@ -9,8 +9,9 @@ rows, or deletes it from the store when it no longer exists.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from core.vocabulary import NodeLabel
 from store.postgres import Executor
@@ -32,8 +33,11 @@ def changes(label: NodeLabel, entity_ids: Iterable[str]) -> list[Change]:
     return [Change(label, entity_id) for entity_id in entity_ids]
 
 
-async def record_changes(conn: Executor, user_id: str, changed: Iterable[Change]) -> int:
-    """One outbox row per distinct change and store; call it in the transaction that made the changes."""
+async def record_changes(
+    conn: Executor, user_id: str, changed: Iterable[Change], *, stores: Sequence[str] = STORES
+) -> int:
+    """One outbox row per distinct change and store; call it in the transaction that made the changes. `stores`
+    narrows it to some stores (reconcile repairs only the store that drifted)."""
     distinct = sorted({(c.label.value, c.entity_id) for c in changed})
     if not distinct:
         return 0
@@ -44,11 +48,11 @@ async def record_changes(conn: Executor, user_id: str, changed: Iterable[Change]
         "SELECT s.store, $1, c.label, c.entity_id "
         "FROM unnest($2::text[]) AS s(store) CROSS JOIN unnest($3::text[], $4::text[]) AS c(label, entity_id)",
         user_id,
-        list(STORES),
+        list(stores),
         labels,
         ids,
     )
-    return len(distinct) * len(STORES)
+    return len(distinct) * len(stores)
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,17 @@ async def failed(db: Executor, ids: Iterable[int], *, error: str, delay_s: float
     )
 
 
+async def retry_now(db: Executor, store: str) -> int:
+    """Make the rows of `store` that are waiting out a backoff due now (`run.py sync run`, once a store is back)."""
+    return row_count(
+        await db.execute(
+            "UPDATE runtime.outbox SET next_attempt_at = now() "
+            "WHERE store = $1 AND attempts > 0 AND next_attempt_at > now()",
+            store,
+        )
+    )
+
+
 @dataclass(frozen=True)
 class Backlog:
     """What one store still has to apply: rows, entities among them that failed at least once, the oldest row's age."""
@@ -118,3 +133,15 @@ async def backlog(db: Executor) -> list[Backlog]:
 async def delete_user_rows(db: Executor, user_id: str) -> int:
     """Forget a user's pending rows (after their entities are gone from every store)."""
     return row_count(await db.execute("DELETE FROM runtime.outbox WHERE user_id = $1", user_id))
+
+
+async def next_due(db: Executor, store: str, *, below_attempts: int) -> datetime | None:
+    """When the earliest row of `store` waiting in its backoff (failed fewer than `below_attempts` times) falls due;
+    None when none waits."""
+    value: datetime | None = await db.fetchval(
+        "SELECT min(next_attempt_at) FROM runtime.outbox WHERE store = $1 AND next_attempt_at > now() "
+        "AND attempts < $2",
+        store,
+        below_attempts,
+    )
+    return value

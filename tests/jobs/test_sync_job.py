@@ -103,6 +103,8 @@ class FlakyGraph:
 
     down = True
     attempts = 0
+    failures_left = -1
+    """When >= 0: fail this many more writes, then work (a short outage)."""
 
     def __init__(self, real: PostgresGraphStore) -> None:
         self._real = real
@@ -110,7 +112,10 @@ class FlakyGraph:
 
     async def apply(self, user_id: str, batch: GraphBatch) -> None:
         FlakyGraph.attempts += 1
-        if FlakyGraph.down:
+        if FlakyGraph.failures_left > 0:
+            FlakyGraph.failures_left -= 1
+            raise GraphStoreUnavailable("graph store unreachable (injected)")
+        if FlakyGraph.down and FlakyGraph.failures_left < 0:
             raise GraphStoreUnavailable("graph store unreachable (injected)")
         await self._real.apply(user_id, batch)
 
@@ -136,7 +141,7 @@ async def test_a_graph_outage_delays_only_the_graph_and_converges_after_it(
     monkeypatch.setattr(jobs.sync, "GRAPH", FLAKY)
     monkeypatch.setattr(jobs.sync, "RETRY_BASE_S", 0.01)
     run_burst.jobs = replacing(run_burst.jobs, dataclasses.replace(SYNC_STORES, resources=(FLAKY, VECTOR, EMBEDDER)))
-    FlakyGraph.down, FlakyGraph.attempts = True, 0
+    FlakyGraph.down, FlakyGraph.attempts, FlakyGraph.failures_left = True, 0, -1
 
     first = await ingested_user(pool, redis_client, run_burst, llm_server)
     second = await ingested_user(
@@ -223,3 +228,24 @@ async def test_a_concept_named_differently_is_recognised_by_similarity_and_relev
     assert after == sorted([*before, "Coach Dina"])
     prompt = llm_server.chat_requests[-1].message_text()
     assert "Coach Dani" in prompt and "Lisbon half marathon" in prompt  # existing concepts shown as handles
+
+
+async def test_after_a_short_outage_the_dispatcher_comes_back_for_its_rows_by_itself(
+    pool: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+    run_burst: BurstRunner,
+    monkeypatch: pytest.MonkeyPatch,
+    llm_server: ScriptedLLMServer,
+) -> None:
+    """Two failed writes, then the store answers: the retry the dispatcher scheduled for itself applies the rows,
+    with no sweep and no new commit to wake it."""
+    monkeypatch.setattr(jobs.sync, "GRAPH", FLAKY)
+    monkeypatch.setattr(jobs.sync, "RETRY_BASE_S", 0.05)
+    run_burst.jobs = replacing(run_burst.jobs, dataclasses.replace(SYNC_STORES, resources=(FLAKY, VECTOR, EMBEDDER)))
+    FlakyGraph.down, FlakyGraph.attempts, FlakyGraph.failures_left = False, 0, 2
+
+    user_id = await ingested_user(pool, redis_client, run_burst, llm_server)
+
+    assert FlakyGraph.attempts == 3 and [b.rows for b in await outbox.backlog(pool)] == [0, 0]
+    units, _ = await truth(pool, user_id)
+    assert set(await PostgresGraphStore(pool).node_hashes(user_id, NodeLabel.MEMORY_UNIT)) == units
