@@ -1,7 +1,7 @@
 """What each entity looks like in the vector store; the text embedded for it comes from core/embedding_texts.py.
 
-Changing a recipe here changes `KnowledgeItem.content_hash` of every item of that type, so reconciliation reports the
-stored vectors as drifted and `--repair` (or `run.py reembed`) rewrites them.
+Changing a recipe (or a field here) changes `KnowledgeItem.content_hash` of every item of that type, so
+reconciliation reports the stored vectors as drifted and `--repair` (or `run.py reembed`) rewrites them.
 """
 
 from __future__ import annotations
