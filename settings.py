@@ -89,7 +89,11 @@ class Settings(BaseSettings):
     ingestion_max_concepts: int = Field(100, ge=1, le=10_000, description="Per LLM answer; more is sent back.")
     ingestion_max_links: int = Field(300, ge=1, le=100_000, description="Relationships, and growth events, per answer.")
     ingestion_max_text_chars: int = Field(4000, ge=200, le=1_000_000, description="Per text of an answer (not names).")
+    insight_model: str = "gpt-4o-mini"
     cycle_length_days: float = Field(7.0, gt=0, le=366, description="A growth cycle; the chain runs once it is over.")
+    cycle_min_conversations: int = Field(1, ge=1, le=1000, description="Conversations with memory for an LLM call.")
+    insight_importance_threshold: float = Field(3.0, ge=0, le=10, description="Conversations shown from this score.")
+    insight_input_token_budget: int = Field(8000, ge=1000, le=200_000, description="Cycle material per insight call.")
     proactive_prompts_model: str = "gpt-4o-mini"
     proactive_prompts_max_pending: int = Field(5, ge=1, le=100, description="Pending prompts per user (the cap).")
     proactive_prompt_expiry_days: float = Field(14.0, gt=0, le=365, description="Pending longer than this: expired.")

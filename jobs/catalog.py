@@ -5,7 +5,17 @@ A new job is a module in jobs/ and one line here; nothing registers itself on im
 
 from __future__ import annotations
 
-from jobs import cycle_report, diagnostics, ingestion, maintenance, proactive_prompts, projection, sync
+from jobs import (
+    cycle,
+    cycle_report,
+    diagnostics,
+    ingestion,
+    insight,
+    maintenance,
+    proactive_prompts,
+    projection,
+    sync,
+)
 from jobs.runtime.registry import JobTable
 
 JOBS = JobTable(
@@ -17,6 +27,8 @@ JOBS = JobTable(
         diagnostics.ECHO,
         sync.SYNC_STORES,
         sync.SYNC_SWEEP,
+        cycle.CYCLE_DISPATCH,
+        insight.INSIGHT,
         proactive_prompts.PROACTIVE_PROMPTS,
         proactive_prompts.PROACTIVE_PROMPTS_DAILY,
         cycle_report.CYCLE_REPORT,

@@ -1,0 +1,239 @@
+"""What the model answers for one cycle, and the checks pydantic cannot make (references, sizes, blankness).
+
+Why handles: the model sees the cycle's memory units as m1..mN, concepts as c1..cN and detected communities as
+k1..kN, never database ids, and every reference in its answer is checked against what it was shown; an unknown one
+goes back to the model in the one repair request, so an answer can never name a row it was not shown. The schema is
+strict-mode friendly and small (short descriptions, limits checked here rather than sent with every call).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pydantic import Field
+
+from core.ingestion import ForwardContext
+from core.insight import InsightArtifactType
+from core.vocabulary import GrowthDimension, RelationshipType, StorableModel
+
+_HANDLE = r"^[mc][1-9][0-9]*$"
+_CONCEPT = r"^c[1-9][0-9]*$"
+_COMMUNITY = r"^k[1-9][0-9]*$"
+
+
+class ProfileOutput(StorableModel):
+    summary: str = Field(description="Who the user is now, 3-6 sentences")
+    traits: list[str]
+    values: list[str]
+    goals: list[str]
+    interests: list[str]
+    key_people: list[str] = Field(description='"Name (who they are)"')
+    current_focus: str | None
+    communication_style: str | None
+
+
+class ConceptTypeOutput(StorableModel):
+    type: str
+    description: str
+
+
+class RelationshipPatternOutput(StorableModel):
+    source_type: str
+    relationship_type: RelationshipType
+    target_type: str
+    description: str
+
+
+class GraphSchemaOutput(StorableModel):
+    concept_types: list[ConceptTypeOutput]
+    relationship_patterns: list[RelationshipPatternOutput]
+
+
+class ArtifactOutput(StorableModel):
+    artifact_type: InsightArtifactType
+    title: str
+    narrative: str
+    sources: list[str] = Field(description='Handles it rests on: "m2", "c5"')
+
+
+class MergeOutput(StorableModel):
+    primary: str = Field(pattern=_CONCEPT, description="The concept to keep")
+    duplicates: list[str] = Field(description="Concept handles that are the same thing")
+    reason: str
+
+
+class InsightGrowthOutput(StorableModel):
+    about: str = Field(pattern=_HANDLE, description='A memory unit or concept handle: "m2", "c5"')
+    dim_key: GrowthDimension
+    delta: float = Field(ge=-1, le=1)
+    rationale: str
+
+
+class CommunityNameOutput(StorableModel):
+    community: str = Field(pattern=_COMMUNITY, description='"k1", "k2", …')
+    name: str
+    description: str
+
+
+class InsightOutput(StorableModel):
+    """The model's whole answer for one cycle."""
+
+    memory_profile: ProfileOutput
+    knowledge_graph_schema: GraphSchemaOutput
+    artifacts: list[ArtifactOutput]
+    concept_merges: list[MergeOutput]
+    growth_events: list[InsightGrowthOutput]
+    communities: list[CommunityNameOutput]
+    next_conversation: ForwardContext
+
+
+@dataclass(frozen=True)
+class Shown:
+    """How many items of each kind the model was shown (handles 1..n of each)."""
+
+    memory_units: int
+    concepts: int
+    communities: int
+
+    def knows(self, handle: str) -> bool:
+        number = int(handle[1:])
+        most = {"m": self.memory_units, "c": self.concepts, "k": self.communities}[handle[0]]
+        return 1 <= number <= most
+
+    def listing(self, kind: str) -> str:
+        most = {"m": self.memory_units, "c": self.concepts, "k": self.communities}[kind]
+        return f"{kind}1..{kind}{most}" if most else "none"
+
+
+_ANY_HANDLE = re.compile(r"^[mck][1-9][0-9]*$")
+
+
+def check_references(output: InsightOutput, shown: Shown) -> list[str]:
+    """Problems pydantic cannot see: handles that were not shown, a merge that does not make sense, not exactly one
+    insight_summary. Addressed to the model: they go back to it in the repair request."""
+    problems: list[str] = []
+
+    def known(handle: str, where: str, kinds: str) -> bool:
+        if not _ANY_HANDLE.match(handle) or handle[0] not in kinds:
+            problems.append(f"{where}: {handle!r} is not a handle of the kind expected here ({'/'.join(kinds)})")
+            return False
+        if not shown.knows(handle):
+            problems.append(f"{where}: {handle!r} was not shown to you (you were shown {shown.listing(handle[0])})")
+            return False
+        return True
+
+    summaries = sum(1 for a in output.artifacts if a.artifact_type is InsightArtifactType.INSIGHT_SUMMARY)
+    if summaries != 1:
+        problems.append(f"artifacts: give exactly one insight_summary (you gave {summaries})")
+    for i, artifact in enumerate(output.artifacts):
+        if not artifact.sources:
+            problems.append(f"artifacts[{i}].sources: name at least one memory unit or concept it rests on")
+        for j, source in enumerate(artifact.sources):
+            known(source, f"artifacts[{i}].sources[{j}]", "mc")
+    merged: dict[str, str] = {}
+    for i, merge in enumerate(output.concept_merges):
+        where = f"concept_merges[{i}]"
+        known(merge.primary, f"{where}.primary", "c")
+        if not merge.duplicates:
+            problems.append(f"{where}.duplicates: name at least one duplicate, or leave the merge out")
+        for j, duplicate in enumerate(merge.duplicates):
+            known(duplicate, f"{where}.duplicates[{j}]", "c")
+            if duplicate == merge.primary:
+                problems.append(f"{where}: {duplicate} cannot be a duplicate of itself")
+        for handle in {merge.primary, *merge.duplicates}:
+            if handle in merged and merged[handle] != where:
+                problems.append(f"{where}: {handle} is already in {merged[handle]}; put each concept in one merge")
+            merged[handle] = where
+    for i, event in enumerate(output.growth_events):
+        known(event.about, f"growth_events[{i}].about", "mc")
+    named: set[str] = set()
+    for i, community in enumerate(output.communities):
+        known(community.community, f"communities[{i}].community", "k")
+        if community.community in named:
+            problems.append(f"communities[{i}]: {community.community} is named twice; name each community once")
+        named.add(community.community)
+    return problems
+
+
+@dataclass(frozen=True)
+class InsightLimits:
+    """What one answer may hold: generous for a week, so only a runaway answer meets them."""
+
+    artifacts: int = 8
+    merges: int = 20
+    growth_events: int = 30
+    list_items: int = 15
+    """Items of each list of the profile and the graph schema."""
+    text_chars: int = 4000
+    name_chars: int = 200
+
+
+def check_limits(output: InsightOutput, limits: InsightLimits) -> list[str]:
+    """Too many items, texts too long, blank titles and names; addressed to the model, for the repair request."""
+    problems: list[str] = []
+    profile, schema = output.memory_profile, output.knowledge_graph_schema
+    counts = (
+        ("artifacts", len(output.artifacts), limits.artifacts),
+        ("concept_merges", len(output.concept_merges), limits.merges),
+        ("growth_events", len(output.growth_events), limits.growth_events),
+        ("communities", len(output.communities), limits.artifacts * 4),
+        *((where, len(items), limits.list_items) for where, items in _profile_lists(output)),
+        ("knowledge_graph_schema.concept_types", len(schema.concept_types), limits.list_items),
+        ("knowledge_graph_schema.relationship_patterns", len(schema.relationship_patterns), limits.list_items),
+        ("next_conversation.unresolved_topics", len(output.next_conversation.unresolved_topics), limits.list_items),
+    )
+    for where, count, most in counts:
+        if count > most:
+            problems.append(f"{where}: {count} items; give at most {most}, the most important ones")
+
+    def text(where: str, value: str | None, most: int, *, required: bool = False) -> None:
+        if value is None:
+            return
+        if required and not value.strip():
+            problems.append(f"{where}: must not be blank")
+        elif len(value) > most:
+            problems.append(f"{where}: {len(value)} characters; write at most {most}")
+
+    names, texts = limits.name_chars, limits.text_chars
+    text("memory_profile.summary", profile.summary, texts, required=True)
+    text("memory_profile.current_focus", profile.current_focus, names)
+    text("memory_profile.communication_style", profile.communication_style, names)
+    for field, items in _profile_lists(output):
+        for i, item in enumerate(items):
+            text(f"{field}[{i}]", item, names, required=True)
+    for i, kind in enumerate(schema.concept_types):
+        text(f"knowledge_graph_schema.concept_types[{i}].type", kind.type, names, required=True)
+        text(f"knowledge_graph_schema.concept_types[{i}].description", kind.description, texts)
+    for i, pattern in enumerate(schema.relationship_patterns):
+        where = f"knowledge_graph_schema.relationship_patterns[{i}]"
+        text(f"{where}.source_type", pattern.source_type, names, required=True)
+        text(f"{where}.target_type", pattern.target_type, names, required=True)
+        text(f"{where}.description", pattern.description, texts)
+    for i, artifact in enumerate(output.artifacts):
+        text(f"artifacts[{i}].title", artifact.title, names, required=True)
+        text(f"artifacts[{i}].narrative", artifact.narrative, texts, required=True)
+    for i, merge in enumerate(output.concept_merges):
+        text(f"concept_merges[{i}].reason", merge.reason, texts)
+    for i, event in enumerate(output.growth_events):
+        text(f"growth_events[{i}].rationale", event.rationale, texts)
+    for i, community in enumerate(output.communities):
+        text(f"communities[{i}].name", community.name, names, required=True)
+        text(f"communities[{i}].description", community.description, texts)
+    forward = output.next_conversation
+    text("next_conversation.proactive_greeting", forward.proactive_greeting, texts)
+    text("next_conversation.suggested_focus", forward.suggested_focus, names)
+    for i, topic in enumerate(forward.unresolved_topics):
+        text(f"next_conversation.unresolved_topics[{i}].topic", topic.topic, names)
+        text(f"next_conversation.unresolved_topics[{i}].suggested_question", topic.suggested_question, texts)
+    return problems
+
+
+def _profile_lists(output: InsightOutput) -> Iterable[tuple[str, list[str]]]:
+    profile = output.memory_profile
+    yield "memory_profile.traits", profile.traits
+    yield "memory_profile.values", profile.values
+    yield "memory_profile.goals", profile.goals
+    yield "memory_profile.interests", profile.interests
+    yield "memory_profile.key_people", profile.key_people

@@ -1,0 +1,343 @@
+"""What the insight cycle reads: the user's cycle, the cycle's material, and the concept graph for communities.
+
+Why bounded this way: a user's history grows without end, a cycle does not. The material is driven by the memory
+units of the window, found through the (user_id, creation_ts) index, and everything else is reached from them by
+key (their conversations by id, their concepts through runtime.knowledge_edges' indexes, growth events by entity),
+each with a LIMIT, so a user with 100k memory units compiles about as fast as one with 1k. The one read that is
+the whole history by nature is the concept graph for community detection (`load_concept_graph`), timed apart in
+bench/bench_insight.py. Every statement filters on the user id (DESIGN.md invariant 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from core.insight import (
+    ConceptDigest,
+    ConceptLink,
+    ConversationDigest,
+    ExistingCommunity,
+    GrowthTotal,
+    InsightMaterial,
+    MemoryDigest,
+    summary_artifact_id,
+)
+from core.vocabulary import GrowthDimension, StructuralRelationshipType
+from store.graph.base import concept_weights
+from store.postgres import Executor
+from store.repos import communities
+from store.repos._base import to_db
+
+_STRUCTURAL = "(" + ", ".join(f"'{kind.value}'" for kind in StructuralRelationshipType) + ")"
+"""Rows of runtime.knowledge_edges that the embedded graph keeps for itself (not the truth of a relationship)."""
+
+_WINDOW_CONVERSATIONS = (
+    "SELECT source_conversation_id FROM memory_units WHERE user_id = $1 AND creation_ts >= $2 "
+    "AND source_conversation_id IS NOT NULL"
+)
+"""The conversations that left memory in the window, found through the (user_id, creation_ts) index."""
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class CycleState:
+    """Where the user's growth cycle stands."""
+
+    user_id: str
+    cycle_start: datetime
+    """last_cycle_started_at, or created_at for a user who never had a cycle: the cycle's name."""
+    last_cycle_started_at: datetime | None
+
+
+@dataclass(frozen=True)
+class MaterialLimits:
+    """How much of the window the store hands the agent at most; the agent then fits it to its token budget."""
+
+    conversations: int = 30
+    memory_units: int = 80
+    concepts: int = 60
+    neighbours: int = 30
+    """Concepts next to the cycle's concepts (where duplicates to merge usually are)."""
+
+
+async def read_cycle(db: Executor, user_id: str) -> CycleState | None:
+    row = await db.fetchrow(
+        "SELECT user_id, created_at, last_cycle_started_at FROM users WHERE user_id = $1",
+        user_id,
+    )
+    if row is None:
+        return None
+    last = row["last_cycle_started_at"]
+    return CycleState(
+        user_id=row["user_id"],
+        cycle_start=_aware(last if last is not None else row["created_at"]),
+        last_cycle_started_at=None if last is None else _aware(last),
+    )
+
+
+async def insight_written(db: Executor, user_id: str, cycle_start: datetime) -> bool:
+    """Whether the insight of this cycle is already written (its summary artifact exists)."""
+    found = await db.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM derived_artifacts WHERE artifact_id = $2 AND user_id = $1)",
+        user_id,
+        summary_artifact_id(user_id, cycle_start),
+    )
+    return bool(found)
+
+
+async def load_insight_material(
+    db: Executor,
+    cycle: CycleState,
+    *,
+    window_start: datetime,
+    window_end: datetime,
+    importance_threshold: float,
+    limits: MaterialLimits | None = None,
+) -> InsightMaterial:
+    """The cycle's material, from `window_start` on (see the module docstring for why each read is bounded)."""
+    limits = limits or MaterialLimits()
+    since = to_db(window_start)
+    if isinstance(db, asyncpg.Pool):  # one connection for all the reads
+        async with db.acquire() as conn:
+            return await _load(conn, cycle, since, window_start, window_end, importance_threshold, limits)
+    return await _load(db, cycle, since, window_start, window_end, importance_threshold, limits)
+
+
+async def _load(
+    db: Executor,
+    cycle: CycleState,
+    since: datetime,
+    window_start: datetime,
+    window_end: datetime,
+    threshold: float,
+    limits: MaterialLimits,
+) -> InsightMaterial:
+    user_id = cycle.user_id
+    user = await db.fetchrow(
+        "SELECT memory_profile, knowledge_graph_schema, next_conversation_context_package, "
+        "concepts_created_in_cycle FROM users WHERE user_id = $1",
+        user_id,
+    )
+    units = await db.fetch(
+        "SELECT muid, title, content, importance_score, sentiment_score, creation_ts, source_conversation_id "
+        "FROM memory_units WHERE user_id = $1 AND creation_ts >= $2 "
+        "ORDER BY importance_score DESC NULLS LAST, creation_ts DESC, muid LIMIT $3",
+        user_id,
+        since,
+        limits.memory_units,
+    )
+    conversation_rows = await db.fetch(
+        f"SELECT c.id, c.title, c.context_summary, c.importance_score, c.start_time FROM conversations c "
+        f"WHERE c.user_id = $1 AND c.status = 'processed' AND c.id IN ({_WINDOW_CONVERSATIONS}) "
+        "AND c.importance_score >= $3 ORDER BY c.importance_score DESC, c.start_time DESC, c.id LIMIT $4",
+        user_id,
+        since,
+        threshold,
+        limits.conversations,
+    )
+    active = await db.fetchval(
+        "SELECT count(*) FROM conversations c WHERE c.user_id = $1 AND c.status = 'processed' "
+        f"AND c.id IN ({_WINDOW_CONVERSATIONS})",
+        user_id,
+        since,
+    )
+    concepts = await _cycle_concepts(db, user_id, since, limits)
+    growth = await _growth_totals(db, user_id, since, [u["muid"] for u in units], [c.concept_id for c in concepts])
+    existing = [
+        ExistingCommunity(
+            community_id=c.community_id,
+            name=c.name,
+            description=c.description,
+            core_concept_ids=tuple(c.core_concept_ids),
+        )
+        for c in await communities.list_communities(db, user_id)
+    ]
+    return InsightMaterial(
+        user_id=user_id,
+        cycle_start=cycle.cycle_start,
+        window_start=window_start,
+        window_end=window_end,
+        active_conversations=int(active or 0),
+        conversations=tuple(
+            ConversationDigest(
+                conversation_id=r["id"],
+                title=r["title"],
+                summary=r["context_summary"],
+                importance=r["importance_score"],
+                start_time=_aware(r["start_time"]),
+            )
+            for r in conversation_rows
+        ),
+        memory_units=tuple(
+            MemoryDigest(
+                muid=r["muid"],
+                title=r["title"],
+                content=r["content"],
+                importance=r["importance_score"],
+                sentiment=r["sentiment_score"],
+                creation_ts=_aware(r["creation_ts"]),
+                source_conversation_id=r["source_conversation_id"],
+            )
+            for r in units
+        ),
+        concepts=tuple(concepts),
+        growth=tuple(growth),
+        communities=tuple(existing),
+        memory_profile=_object(user["memory_profile"]) if user else None,
+        knowledge_graph_schema=_object(user["knowledge_graph_schema"]) if user else None,
+        next_context=_object(user["next_conversation_context_package"]) if user else None,
+        concepts_created_in_cycle=int(user["concepts_created_in_cycle"]) if user else 0,
+    )
+
+
+def _object(value: Any) -> dict[str, Any] | None:
+    """A JSONB column the web app also writes: anything but an object reads as None."""
+    return value if isinstance(value, dict) else None
+
+
+async def _cycle_concepts(db: Executor, user_id: str, since: datetime, limits: MaterialLimits) -> list[ConceptDigest]:
+    """The active concepts the window's memory units are related to (most mentioned first), then their strongest
+    concept neighbours, which is where a duplicate of a new concept usually is. Ties go by name, so the same
+    material always shows the same handles (ids are random)."""
+    rows = await db.fetch(
+        f"""
+        WITH units AS (
+            SELECT muid FROM memory_units WHERE user_id = $1 AND creation_ts >= $2
+        ), links AS (
+            SELECT e.target_id AS concept_id FROM units u JOIN runtime.knowledge_edges e
+                ON e.user_id = $1 AND e.source_id = u.muid
+            WHERE e.source_type = 'MemoryUnit' AND e.target_type = 'Concept'
+              AND e.relationship_type NOT IN {_STRUCTURAL}
+            UNION ALL
+            SELECT e.source_id FROM units u JOIN runtime.knowledge_edges e ON e.user_id = $1 AND e.target_id = u.muid
+            WHERE e.target_type = 'MemoryUnit' AND e.source_type = 'Concept'
+              AND e.relationship_type NOT IN {_STRUCTURAL}
+        ), mentioned AS (
+            SELECT concept_id, count(*) AS mentions FROM links GROUP BY concept_id
+        )
+        SELECT c.concept_id, c.name, c.type, c.description, c.salience, m.mentions
+        FROM mentioned m JOIN concepts c ON c.concept_id = m.concept_id
+        WHERE c.user_id = $1 AND c.status = 'active'
+        ORDER BY m.mentions DESC, c.salience DESC NULLS LAST, c.name, c.concept_id LIMIT $3
+        """,
+        user_id,
+        since,
+        limits.concepts,
+    )
+    cycle = [_concept(r) for r in rows]
+    ids = [c.concept_id for c in cycle]
+    if not ids or limits.neighbours == 0:
+        return cycle
+    neighbours = await db.fetch(
+        f"""
+        WITH near AS (
+            SELECT e.target_id AS concept_id, e.strength FROM runtime.knowledge_edges e
+            WHERE e.user_id = $1 AND e.source_id = ANY($2::text[]) AND e.source_type = 'Concept'
+              AND e.target_type = 'Concept' AND e.relationship_type NOT IN {_STRUCTURAL}
+            UNION ALL
+            SELECT e.source_id, e.strength FROM runtime.knowledge_edges e
+            WHERE e.user_id = $1 AND e.target_id = ANY($2::text[]) AND e.target_type = 'Concept'
+              AND e.source_type = 'Concept' AND e.relationship_type NOT IN {_STRUCTURAL}
+        ), best AS (
+            SELECT concept_id, max(strength) AS strength FROM near
+            WHERE concept_id <> ALL($2::text[]) GROUP BY concept_id
+        )
+        SELECT c.concept_id, c.name, c.type, c.description, c.salience, 0 AS mentions
+        FROM best b JOIN concepts c ON c.concept_id = b.concept_id
+        WHERE c.user_id = $1 AND c.status = 'active'
+        ORDER BY b.strength DESC, c.salience DESC NULLS LAST, c.name, c.concept_id LIMIT $3
+        """,
+        user_id,
+        ids,
+        limits.neighbours,
+    )
+    return cycle + [_concept(r) for r in neighbours]
+
+
+def _concept(row: Any) -> ConceptDigest:
+    return ConceptDigest(
+        concept_id=row["concept_id"],
+        name=row["name"],
+        type=row["type"],
+        description=row["description"],
+        salience=row["salience"],
+        mentions=int(row["mentions"]),
+    )
+
+
+async def _growth_totals(
+    db: Executor, user_id: str, since: datetime, unit_ids: Sequence[str], concept_ids: Sequence[str]
+) -> list[GrowthTotal]:
+    """Growth per dimension in the window, from the events about the material's memory units and concepts (found by
+    entity through the (user_id, entity_id, entity_type) index, not by scanning the user's every event)."""
+    rows = await db.fetch(
+        "SELECT dim_key, sum(delta) AS total, count(*) AS events FROM growth_events "
+        "WHERE user_id = $1 AND entity_id = ANY($2::text[]) AND created_at >= $3 GROUP BY dim_key ORDER BY dim_key",
+        user_id,
+        [*unit_ids, *concept_ids],
+        since,
+    )
+    known = {d.value for d in GrowthDimension}
+    return [
+        GrowthTotal(dim_key=GrowthDimension(r["dim_key"]), total=float(r["total"]), events=int(r["events"]))
+        for r in rows
+        if r["dim_key"] in known
+    ]
+
+
+async def load_concept_graph(db: Executor, user_id: str) -> list[ConceptLink]:
+    """The user's concept graph for community detection, from the truth in runtime.knowledge_edges (not the graph
+    store, which may lag): each relationship between two active concepts adds its strength; each memory unit
+    related to both adds the smaller of its two strongest links (store.graph.base.concept_weights' definition)."""
+    direct = await db.fetch(
+        f"""
+        WITH active AS (SELECT concept_id FROM concepts WHERE user_id = $1 AND status = 'active')
+        SELECT e.source_id AS a, e.target_id AS b, e.strength AS weight FROM runtime.knowledge_edges e
+        JOIN active s ON s.concept_id = e.source_id JOIN active t ON t.concept_id = e.target_id
+        WHERE e.user_id = $1 AND e.source_type = 'Concept' AND e.target_type = 'Concept'
+          AND e.relationship_type NOT IN {_STRUCTURAL}
+        """,
+        user_id,
+    )
+    shared = await db.fetch(
+        f"""
+        WITH active AS (SELECT concept_id FROM concepts WHERE user_id = $1 AND status = 'active'),
+        links AS (
+            SELECT CASE WHEN e.source_type = 'MemoryUnit' THEN e.source_id ELSE e.target_id END AS unit,
+                   CASE WHEN e.source_type = 'Concept' THEN e.source_id ELSE e.target_id END AS concept,
+                   max(e.strength) AS strength
+            FROM runtime.knowledge_edges e
+            WHERE e.user_id = $1 AND e.relationship_type NOT IN {_STRUCTURAL}
+              AND ((e.source_type = 'MemoryUnit' AND e.target_type = 'Concept')
+                OR (e.source_type = 'Concept' AND e.target_type = 'MemoryUnit'))
+            GROUP BY 1, 2
+        ), live AS (SELECT l.* FROM links l JOIN active a ON a.concept_id = l.concept)
+        SELECT x.concept AS a, y.concept AS b, sum(least(x.strength, y.strength)) AS weight
+        FROM live x JOIN live y ON x.unit = y.unit AND x.concept < y.concept
+        GROUP BY x.concept, y.concept
+        """,
+        user_id,
+    )
+    weighted = concept_weights(
+        [(r["a"], r["b"], float(r["weight"])) for r in direct if r["a"] != r["b"]],
+        [(r["a"], r["b"], float(r["weight"])) for r in shared],
+    )
+    return [ConceptLink(a=edge.a, b=edge.b, weight=edge.weight) for edge in weighted]
+
+
+async def concept_names(db: Executor, user_id: str, concept_ids: Sequence[str]) -> dict[str, str]:
+    """Names of the user's concepts by id (for naming detected communities by their members)."""
+    rows = await db.fetch(
+        "SELECT concept_id, name FROM concepts WHERE user_id = $1 AND concept_id = ANY($2::text[])",
+        user_id,
+        list(concept_ids),
+    )
+    return {r["concept_id"]: r["name"] for r in rows}

@@ -1,0 +1,304 @@
+"""The cycle dispatcher and the insight job through a real in-process worker, the real openai client and the
+scripted OpenAI-compatible server answering by prompt name (agents/samples/*.json) or from a scripted queue.
+
+The sample user (store/samples) is seeded and ingested first, as in production; then insight runs on what
+ingestion wrote. Most tests run the catalog without the rest of the chain (the insight job then logs that the chain
+stops), so they see insight alone; one runs the whole chain.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+import structlog
+from pydantic import SecretStr
+
+from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_all_sample_answers
+from core.insight import GENERATED_BY, cycle_stamp, summary_artifact_id
+from jobs.catalog import JOBS
+from jobs.cycle import CYCLE_DISPATCH, CycleDispatchArgs, dispatch_cycles
+from jobs.cycle_report import CycleArgs
+from jobs.insight import INSIGHT
+from jobs.maintenance import end_and_enqueue_ingestion
+from jobs.runtime.context import JobContext
+from jobs.runtime.enqueue import enqueue
+from jobs.runtime.registry import JobTable
+from jobs.runtime.resources import WorkerResources
+from settings import Settings
+from store import ledger, sweeps
+from store.llm_calls import list_llm_calls
+from store.repos import cards, communities, concepts, derived_artifacts, growth_events, knowledge_edges, users
+from store.samples.loader import seed_sample_user
+from tests.agents.test_insight import insight_answer
+from tests.jobs.conftest import BurstRunner
+
+INSIGHT_ONLY = JobTable(spec for spec in JOBS.all() if spec.name not in ("proactive_prompts", "cycle_report"))
+"""The catalog without the chain after insight: the insight job's follow-up is not known, so the chain stops."""
+
+
+@pytest.fixture
+def llm_server() -> Iterator[ScriptedLLMServer]:
+    with ScriptedLLMServer(keyed_answers=load_all_sample_answers()) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(settings: Settings, llm_server: ScriptedLLMServer) -> Settings:
+    return settings.model_copy(
+        update={
+            "openai_base_url": llm_server.base_url,
+            "openai_api_key": SecretStr("test-key"),
+            "llm_timeout_s": 2.0,
+            "llm_max_retries": 0,
+        }
+    )
+
+
+@pytest.fixture
+def insight_only(run_burst: BurstRunner) -> BurstRunner:
+    run_burst.jobs = INSIGHT_ONLY
+    return run_burst
+
+
+async def ingested_sample_user(pool: asyncpg.Pool, redis: aioredis.Redis, run_burst: BurstRunner) -> str:
+    """The sample user, their conversations ended and ingested with the shipped sample answers."""
+    seeded = await seed_sample_user(pool, redis)
+    await end_and_enqueue_ingestion(pool, redis, timeout_minutes=0.001, limit=100)
+    await run_burst()
+    return seeded.user_id
+
+
+async def trigger(redis: aioredis.Redis, pool: asyncpg.Pool, user_id: str, **extra: Any) -> str:
+    result = await enqueue(redis, pool, INSIGHT, {"user_id": user_id, **extra})
+    return result.job_id
+
+
+async def insight_rows(pool: asyncpg.Pool, user_id: str) -> dict[str, Any]:
+    """Everything insight writes, as comparable values (what a rerun must leave exactly as it was)."""
+    user = await users.get_user(pool, user_id)
+    assert user is not None
+    return {
+        "artifacts": sorted(
+            (a.artifact_id, a.artifact_type, a.title)
+            for a in await derived_artifacts.list_derived_artifacts(pool, user_id)
+        ),
+        "cards": sorted((c.source_entity_type, c.source_entity_id) for c in await cards.list_cards(pool, user_id)),
+        "growth": sorted(
+            (g.event_id, g.entity_id, g.dim_key) for g in await growth_events.list_growth_events(pool, user_id)
+        ),
+        "communities": sorted(
+            (c.community_id, tuple(c.core_concept_ids)) for c in await communities.list_communities(pool, user_id)
+        ),
+        "concepts": sorted(
+            (c.concept_id, c.status, c.merged_into_concept_id, c.community_id)
+            for c in await concepts.list_concepts(pool, user_id, status=None)
+        ),
+        "profile": {k: v for k, v in (user.memory_profile or {}).items() if k != "updated_at"},
+    }
+
+
+async def test_the_sample_user_cycle_is_understood_once(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, insight_only: BurstRunner, llm_server: ScriptedLLMServer
+) -> None:
+    user_id = await ingested_sample_user(pool, redis_client, insight_only)
+    ingestion_calls = len(llm_server.chat_requests)
+    before = {c.concept_id: c for c in await concepts.list_concepts(pool, user_id)}
+
+    job_id = await trigger(redis_client, pool, user_id)
+    await insight_only()
+
+    run = await ledger.latest_run(pool, job_id)
+    assert run is not None and run.state == "succeeded", run
+    assert run.result is not None and run.result["outcome"] == "written" and run.result["llm_calls"] == 1
+    assert run.result["next_job_id"] is None  # proactive_prompts is not in this worker's table: the chain stops
+    (request,) = llm_server.chat_requests[ingestion_calls:]
+    assert request.prompt_name == "insight"
+    assert all(concept_id not in request.message_text() for concept_id in before)  # handles only
+
+    user = await users.get_user(pool, user_id)
+    assert user is not None and user.memory_profile is not None and user.knowledge_graph_schema is not None
+    assert user.memory_profile["source"] == GENERATED_BY and user.memory_profile["summary"]
+    package = user.next_conversation_context_package
+    assert package is not None and package["source"] == GENERATED_BY
+    artifacts = await derived_artifacts.list_derived_artifacts(pool, user_id)
+    summary = next(a for a in artifacts if a.artifact_type == "insight_summary")
+    assert summary.artifact_id == summary_artifact_id(user_id, user.created_at)
+    assert all(a.generated_by_agent == GENERATED_BY for a in artifacts)
+    assert summary.content_data is not None and summary.content_data["source_memory_unit_ids"]
+    assert summary.source_memory_unit_id == summary.content_data["source_memory_unit_ids"][0]
+    carded = {c.source_entity_id for c in await cards.list_cards(pool, user_id)}
+    assert {a.artifact_id for a in artifacts} <= carded
+    found = await communities.list_communities(pool, user_id)
+    assert found and all(c.detection_method and c.detection_method.startswith("louvain") for c in found)
+    members = {c.concept_id: c.community_id for c in await concepts.list_concepts(pool, user_id)}
+    assert {cid for c in found for cid in c.core_concept_ids} == {k for k, v in members.items() if v}
+    outboxed = await pool.fetch(
+        "SELECT DISTINCT label FROM runtime.outbox WHERE user_id = $1 AND entity_id = ANY($2::text[])",
+        user_id,
+        [user_id, summary.artifact_id, *(c.community_id for c in found)],
+    )
+    assert {r["label"] for r in outboxed} == {"User", "DerivedArtifact", "Community"}
+
+    # the sample answer merges "Morning runs" into "Running": everything that pointed at it now points at Running
+    by_name = {c.name: c for c in await concepts.list_concepts(pool, user_id, status=None)}
+    running, morning = by_name["Running"], by_name["Morning runs"]
+    assert (morning.status, morning.merged_into_concept_id, running.status) == ("merged", running.concept_id, "active")
+    assert "morning runs" in running.aliases
+    edges = await knowledge_edges.list_edges(pool, user_id)
+    assert not [e for e in edges if morning.concept_id in (e.source_id, e.target_id)]
+    assert morning.concept_id not in carded and running.concept_id in carded
+    assert {c.name for c in found} == {
+        "Going freelance",
+        "Half-marathon training",
+        "Calm under pressure",
+        "Family and Dad's care",
+        "Portuguese in Lisbon",
+    }
+
+    # a duplicate delivery or a manual re-trigger: nothing new, and no LLM call
+    rows = await insight_rows(pool, user_id)
+    job_id = await trigger(redis_client, pool, user_id)
+    await insight_only()
+    rerun = await ledger.latest_run(pool, job_id)
+    assert rerun is not None and rerun.result is not None and rerun.result["outcome"] == "already_written"
+    assert len(llm_server.chat_requests) == ingestion_calls + 1
+    assert await insight_rows(pool, user_id) == rows
+
+
+async def test_a_handle_not_shown_is_repaired_once_then_dead_and_the_cycle_goes_on(
+    pool: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+    insight_only: BurstRunner,
+    llm_server: ScriptedLLMServer,
+    resources: WorkerResources,
+) -> None:
+    user_id = await ingested_sample_user(pool, redis_client, insight_only)
+    rows = await insight_rows(pool, user_id)
+    bad = insight_answer(
+        artifacts=[{"artifact_type": "insight_summary", "title": "t", "narrative": "n", "sources": ["m999"]}]
+    )
+    llm_server.enqueue(ScriptedReply.json(bad), ScriptedReply.json(bad))
+    job_id = await trigger(redis_client, pool, user_id)
+    await insight_only()
+
+    run = await ledger.latest_run(pool, job_id)
+    assert run is not None and run.state == "dead" and run.attempt == 1 and run.error_class == "PermanentError"
+    assert run.error is not None and "'m999' was not shown to you" in run.error
+    calls = await list_llm_calls(pool, user_id)
+    assert [(c.call.purpose.value, c.call.outcome.value) for c in calls if c.call.agent == "insight"] == [
+        ("answer", "schema_invalid"),
+        ("repair", "schema_invalid"),
+    ]
+    assert await insight_rows(pool, user_id) == rows  # nothing written
+
+    # the dead hook, with the whole catalog: the chain goes on without this cycle's insight
+    ctx = JobContext(
+        settings=resources.settings,
+        pool=pool,
+        redis=redis_client,
+        job_id=job_id,
+        job_name="insight",
+        attempt=1,
+        log=structlog.get_logger("test"),
+        resources=resources,
+    )
+    assert INSIGHT.on_dead is not None
+    await INSIGHT.on_dead(ctx, CycleArgs(user_id=user_id), "the answer named m999")
+    user = await users.get_user(pool, user_id)
+    assert user is not None
+    follow = await ledger.latest_run(pool, f"proactive_prompts:{user_id}:{cycle_stamp(user.created_at)}")
+    assert follow is not None and follow.state == "queued"
+
+
+async def make_user(pool: asyncpg.Pool, *, created_days_ago: float, last_cycle_days_ago: float | None = None) -> str:
+    user_id = str(uuid.uuid4())
+    await users.create_user(pool, user_id, email=f"{user_id}@example.org")
+    now = datetime.now(UTC).replace(tzinfo=None)
+    await pool.execute(
+        "UPDATE users SET created_at = $2, last_cycle_started_at = $3 WHERE user_id = $1",
+        user_id,
+        now - timedelta(days=created_days_ago),
+        None if last_cycle_days_ago is None else now - timedelta(days=last_cycle_days_ago),
+    )
+    return user_id
+
+
+async def test_an_empty_cycle_makes_no_call_and_writes_nothing(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, insight_only: BurstRunner, llm_server: ScriptedLLMServer
+) -> None:
+    user_id = await make_user(pool, created_days_ago=8)
+    job_id = await trigger(redis_client, pool, user_id)
+    await insight_only()
+
+    run = await ledger.latest_run(pool, job_id)
+    user = await users.get_user(pool, user_id)
+    assert run is not None and run.state == "succeeded" and user is not None
+    assert run.result == {
+        "cycle": cycle_stamp(user.created_at),
+        "outcome": "empty_cycle",
+        "conversations": 0,
+        "next_job_id": None,
+    }
+    assert llm_server.chat_requests == []
+    assert await derived_artifacts.list_derived_artifacts(pool, user_id) == []
+    assert user.memory_profile is None
+
+
+async def test_a_cycle_that_is_not_current_is_skipped(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, insight_only: BurstRunner, llm_server: ScriptedLLMServer
+) -> None:
+    user_id = await make_user(pool, created_days_ago=20, last_cycle_days_ago=3)
+    job_id = await trigger(
+        redis_client, pool, user_id, cycle_start=(datetime.now(UTC) - timedelta(days=10)).isoformat()
+    )
+    await insight_only()
+    run = await ledger.latest_run(pool, job_id)
+    assert run is not None and run.result is not None and run.result["outcome"] == "not_current_cycle"
+    assert "next_job_id" not in run.result and llm_server.chat_requests == []
+
+
+async def test_due_users_are_dispatched_once_per_cycle(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, resources: WorkerResources
+) -> None:
+    first = await make_user(pool, created_days_ago=8)  # first cycle, from created_at
+    later = await make_user(pool, created_days_ago=30, last_cycle_days_ago=7.5)
+    await make_user(pool, created_days_ago=30, last_cycle_days_ago=2)  # not due
+    await make_user(pool, created_days_ago=3)  # not due
+    suspended = await make_user(pool, created_days_ago=9)
+    await pool.execute("UPDATE users SET account_status = 'suspended' WHERE user_id = $1", suspended)
+    ctx = JobContext(
+        settings=resources.settings,
+        pool=pool,
+        redis=redis_client,
+        job_id="cycle_dispatch",
+        job_name="cycle_dispatch",
+        attempt=1,
+        log=structlog.get_logger("test"),
+        resources=resources,
+        spec=CYCLE_DISPATCH,
+    )
+
+    result = await dispatch_cycles(ctx, CycleDispatchArgs())
+    assert result == {"due": 2, "enqueued": 2, "already_queued": 0}
+    due = await sweeps.users_due_for_cycle(pool, length_days=7, job_prefix="insight:", limit=10)
+    assert [user_id for user_id, _ in due] == [first, later]  # the oldest cycle first
+    job_ids = {f"insight:{user_id}:{cycle_stamp(start)}" for user_id, start in due}
+    states = await ledger.latest_states(pool, sorted(job_ids))
+    assert set(states) == job_ids and set(states.values()) == {"queued"}
+
+    # the next hour: still queued, nothing new; once one has finished, it is no longer due for this cycle
+    assert await dispatch_cycles(ctx, CycleDispatchArgs()) == {"due": 2, "enqueued": 0, "already_queued": 2}
+    finished = f"insight:{first}:{cycle_stamp(due[0][1])}"
+    await pool.execute(
+        "UPDATE runtime.job_runs SET state = 'succeeded', finished_at = now() WHERE job_id = $1", finished
+    )
+    assert [
+        user_id for user_id, _ in await sweeps.users_due_for_cycle(pool, length_days=7, job_prefix="insight:", limit=10)
+    ] == [later]
+    assert await dispatch_cycles(ctx, CycleDispatchArgs(limit=1)) == {"due": 1, "enqueued": 0, "already_queued": 1}
