@@ -28,7 +28,7 @@ from jobs.runtime.registry import JobSpec
 from jobs.runtime.retry import describe
 from store import outbox
 from store.sync import Ref, graph_batch, vector_changes
-from store.vector.base import VectorItem
+from store.vector.base import ItemKey, KnowledgeItem, VectorItem
 
 BATCH_ROWS = 500
 """Rows claimed at a time; a user's rows within them are applied as one batch."""
@@ -48,28 +48,64 @@ class SyncArgs(BaseModel):
     max_rows: int = Field(100_000, ge=1, le=10_000_000, description="Stop after this many rows (the rest waits).")
 
 
-async def apply_graph(ctx: JobContext, user_id: str, refs: list[Ref]) -> int:
+Outcome = int | Exception
+"""Per user: the number of changes applied, or why the user's rows could not be."""
+
+
+async def apply_graph(ctx: JobContext, refs: Mapping[str, list[Ref]]) -> dict[str, Outcome]:
+    """One batch per user, each its own transaction in the store."""
     graph = await ctx.resource(GRAPH)
-    batch = await graph_batch(ctx.pool, graph, user_id, refs)
-    await graph.apply(user_id, batch)
-    return len(batch)
+    outcomes: dict[str, Outcome] = {}
+    for user_id, mine in refs.items():
+        try:
+            batch = await graph_batch(ctx.pool, graph, user_id, mine)
+            await graph.apply(user_id, batch)
+            outcomes[user_id] = len(batch)
+        except Exception as exc:
+            outcomes[user_id] = exc
+    return outcomes
 
 
-async def apply_vector(ctx: JobContext, user_id: str, refs: list[Ref]) -> int:
+async def apply_vector(ctx: JobContext, refs: Mapping[str, list[Ref]]) -> dict[str, Outcome]:
+    """Every user's items embedded, then written user by user; one user's failure keeps only their rows back."""
+    from agents.embeddings import LocalEmbedder
     from agents.llm import CallContext
 
     vector = await ctx.resource(VECTOR)
     embedder = await ctx.resource(EMBEDDER)
-    items, deletes = await vector_changes(ctx.pool, user_id, refs)
-    if items:
-        context = CallContext(user_id=user_id, agent="sync", job_id=ctx.job_id)
-        vectors = await embedder.embed([item.embedding_text for item in items], context=context)
-        await vector.upsert(
-            [VectorItem(item, vector, embedder.model_version) for item, vector in zip(items, vectors, strict=True)]
-        )
-    for key in deletes:
-        await vector.delete_entity(user_id, key.source_entity_type, key.source_entity_id)
-    return len(items) + len(deletes)
+    outcomes: dict[str, Outcome] = {}
+    changes: dict[str, tuple[list[KnowledgeItem], list[ItemKey]]] = {}
+    for user_id, mine in refs.items():
+        try:
+            changes[user_id] = await vector_changes(ctx.pool, user_id, mine)
+        except Exception as exc:
+            outcomes[user_id] = exc
+    embedded: dict[str, list[VectorItem]] = {}
+    # The local model is fastest in large batches and records no calls: one call for every user. An endpoint's calls
+    # are recorded per user (the daily budget is per user), so each user gets their own.
+    shared = isinstance(embedder, LocalEmbedder)
+    groups = [list(changes)] if shared else [[user_id] for user_id in changes]
+    for users in groups:
+        texts = [item.embedding_text for user_id in users for item in changes[user_id][0]]
+        try:
+            context = CallContext(user_id=users[0], agent="sync", job_id=ctx.job_id)
+            vectors = iter(await embedder.embed(texts, context=context) if texts else [])
+        except Exception as exc:
+            outcomes.update(dict.fromkeys(users, exc))
+            continue
+        for user_id in users:
+            embedded[user_id] = [VectorItem(i, next(vectors), embedder.model_version) for i in changes[user_id][0]]
+    for user_id, vectors_of_user in embedded.items():
+        items, deletes = changes[user_id]
+        try:
+            if vectors_of_user:
+                await vector.upsert(vectors_of_user)
+            for key in deletes:
+                await vector.delete_entity(user_id, key.source_entity_type, key.source_entity_id)
+            outcomes[user_id] = len(items) + len(deletes)
+        except Exception as exc:
+            outcomes[user_id] = exc
+    return outcomes
 
 
 APPLY = {"graph": apply_graph, "vector": apply_vector}
@@ -85,29 +121,33 @@ async def sync_stores(ctx: JobContext, args: SyncArgs) -> Mapping[str, Any]:
         rows = await outbox.claim(ctx.pool, args.store, limit=min(BATCH_ROWS, args.max_rows), lease_s=LEASE_S)
         if not rows:
             break
-        for user_id, grouped in groupby(sorted(rows, key=lambda r: (r.user_id, r.id)), key=lambda r: r.user_id):
-            mine = list(grouped)
+        by_user = {
+            user_id: list(grouped)
+            for user_id, grouped in groupby(sorted(rows, key=lambda r: (r.user_id, r.id)), key=lambda r: r.user_id)
+        }
+        outcomes = await apply(ctx, {user: [Ref(r.label, r.entity_id) for r in mine] for user, mine in by_user.items()})
+        for user_id, mine in by_user.items():
             ids = [row.id for row in mine]
-            try:
-                changes += await apply(ctx, user_id, [Ref(row.label, row.entity_id) for row in mine])
-            except Exception as exc:
-                attempts = max(row.attempts for row in mine) + 1
-                delay = equal_jitter(RETRY_BASE_S, attempts - 1, RETRY_CAP_S)
-                await outbox.failed(ctx.pool, ids, error=describe(exc), delay_s=delay)
-                ctx.log.warning(
-                    "sync.failed",
-                    store=args.store,
-                    user_id=user_id,
-                    rows=len(ids),
-                    attempts=attempts,
-                    retry_in_s=round(delay, 1),
-                    error_class=type(exc).__name__,
-                    error=describe(exc),
-                )
-                failed += len(ids)
+            outcome = outcomes[user_id]
+            if not isinstance(outcome, Exception):
+                await outbox.applied(ctx.pool, ids)
+                done += len(ids)
+                changes += outcome
                 continue
-            await outbox.applied(ctx.pool, ids)
-            done += len(ids)
+            attempts = max(row.attempts for row in mine) + 1
+            delay = equal_jitter(RETRY_BASE_S, attempts - 1, RETRY_CAP_S)
+            await outbox.failed(ctx.pool, ids, error=describe(outcome), delay_s=delay)
+            ctx.log.warning(
+                "sync.failed",
+                store=args.store,
+                user_id=user_id,
+                rows=len(ids),
+                attempts=attempts,
+                retry_in_s=round(delay, 1),
+                error_class=type(outcome).__name__,
+                error=describe(outcome),
+            )
+            failed += len(ids)
     waiting = await outbox.next_due(ctx.pool, args.store, below_attempts=RESCHEDULE_ATTEMPTS)
     if waiting is not None:
         # Failed rows in their backoff: come back for them when they fall due. Under the other of the store's two ids
