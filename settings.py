@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     embeddings_model: str = "text-embedding-3-small"
     embeddings_dimension: int = Field(1536, ge=1, le=16_000, description="What the endpoint's model returns.")
     vector_ef_search: int = Field(200, ge=10, le=1000, description="pgvector HNSW candidates per query (recall).")
+    sync_lag_alert_s: float = Field(
+        300.0, gt=0, le=86400 * 7, description="A derived store whose oldest pending change is older is unhealthy."
+    )
 
     # --- job runtime ----------------------------------------------------------------------------------------
     poll_delay_s: float = Field(0.01, gt=0, le=5)

@@ -6,6 +6,7 @@ import typer
 
 from cli import database, demo, recall, samples
 from cli import jobs as jobs_cli
+from cli import stores as stores_cli
 from cli import worker as worker_cli
 from cli.common import settings
 from jobs.runtime.logs import configure_logging
@@ -39,3 +40,8 @@ app.command("health")(worker_cli.health_command)
 app.command("trigger")(jobs_cli.trigger_command)
 app.add_typer(jobs_cli.jobs_app, name="jobs")
 app.command("recall")(recall.recall_command)
+app.add_typer(stores_cli.sync_app, name="sync")
+app.command("reconcile")(stores_cli.reconcile_command)
+app.command("rebuild")(stores_cli.rebuild_command)
+app.command("reembed")(stores_cli.reembed_command)
+app.command("forget-user")(stores_cli.forget_user_command)

@@ -121,7 +121,12 @@ async def _check_weaviate(url: str | None) -> Check:
 
 
 def doctor_command() -> None:
-    """Check the configuration and every configured backend; exit 2 on bad configuration, 1 when a backend is down."""
+    """Check the configuration and every configured backend; exit 2 on bad configuration, 1 when a backend is down.
+
+    A derived store (graph, vector) that cannot be opened, or whose oldest pending change is older than
+    ORRERY_SYNC_LAG_ALERT_S, counts as down."""
+    from cli.stores import check_derived_stores
+
     cfg = settings()
     try:
         scheduled = schedules(JOBS, cfg.cron)
@@ -136,6 +141,10 @@ def doctor_command() -> None:
             await _check_redis(found.redis_url),
             await _check_neo4j(cfg.neo4j_uri, cfg.neo4j_user, password),
             await _check_weaviate(cfg.weaviate_url),
+            *[
+                Check(c.name, c.target, c.ok, c.detail, True)
+                for c in await check_derived_stores(cfg, found.database_url)
+            ],
         ]
 
     checks = run_async(_run())

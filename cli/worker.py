@@ -102,6 +102,21 @@ async def _live_workers(redis_url: str, queues: tuple[str, ...]) -> dict[str, li
         await client.aclose()
 
 
+def _check_store_lag(database_url: str) -> None:
+    """health --stores: one line per derived store; exit 1 when one lags past the alert or Postgres is away."""
+    from cli.stores import read_lags
+
+    try:
+        lags = asyncio.run(read_lags(database_url, settings().sync_lag_alert_s))
+    except BackendUnavailable as exc:
+        fail(str(exc), code=EXIT_UNHEALTHY)
+    for lag in lags:
+        console.print(lag.line(), highlight=False, soft_wrap=True)
+    lagging = [lag.store for lag in lags if lag.lagging]
+    if lagging:
+        fail(f"derived store(s) lagging: {', '.join(lagging)} (see `run.py sync status`)", code=EXIT_UNHEALTHY)
+
+
 def _serving(health_line: str) -> bool:
     """A worker claims jobs unless its health line says it is degraded (jobs/runtime/outage.py)."""
     return not health_line.startswith("degraded")
@@ -109,11 +124,15 @@ def _serving(health_line: str) -> bool:
 
 def health_command(
     queue: list[str] | None = typer.Option(None, "--queue", "-q", help="Require only this queue (repeatable)."),
+    stores: bool = typer.Option(
+        False, "--stores", help="Also fail when a derived store lags past ORRERY_SYNC_LAG_ALERT_S (reads Postgres)."
+    ),
 ) -> None:
     """Exit 0 when every queue (or each --queue) has at least one live worker, else 1.
 
     A worker whose health line starts with `degraded` (Redis or Postgres away: it claims nothing) is listed but not
-    counted as live."""
+    counted as live. With --stores, the graph and vector stores' outbox backlog is read too (no store client is
+    opened): a store whose oldest pending change is older than the alert makes it exit 1."""
     queues = _check_queues(queue)
     found = backends()
     started = time.perf_counter()
@@ -127,6 +146,8 @@ def health_command(
         detail = "; ".join(f"{wid}: {info}" for wid, info in workers) or "-"
         table.add_row(name, str(sum(_serving(info) for _, info in workers)), detail)
     console.print(table)
+    if stores:
+        _check_store_lag(found.database_url)
     missing = [name for name in queues if not any(_serving(info) for _, info in live[name])]
     elapsed = (time.perf_counter() - started) * 1000
     if missing:

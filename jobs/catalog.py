@@ -14,6 +14,7 @@ from jobs import (
     maintenance,
     proactive_prompts,
     projection,
+    reconcile,
     sync,
 )
 from jobs.runtime.registry import JobTable
@@ -27,6 +28,7 @@ JOBS = JobTable(
         diagnostics.ECHO,
         sync.SYNC_STORES,
         sync.SYNC_SWEEP,
+        reconcile.RECONCILE,
         cycle.CYCLE_DISPATCH,
         insight.INSIGHT,
         proactive_prompts.PROACTIVE_PROMPTS,
