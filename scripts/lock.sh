@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate the locked dependencies from pyproject.toml with `uv pip compile`:
-#   requirements/prod.txt  the core install, for Linux on any CPU (the container image installs it)
-#   requirements/dev.txt   core + the dev and local-embeddings extras, for Linux x86_64 (scripts/bootstrap.sh, CI)
+#   requirements/prod.txt  core (+ the tracing extra once declared), for Linux on any CPU: the container image
+#   requirements/dev.txt   core + every extra (dev, local-embeddings, …), for Linux x86_64: scripts/bootstrap.sh, CI
 # Run it after changing a dependency in pyproject.toml, then `bash scripts/test.sh` (bootstrap reinstalls when the
 # lock changes) and commit both files. Pins already in the files are kept unless a new requirement rules them out;
 # extra arguments go to both compiles: `bash scripts/lock.sh --upgrade` (everything) or
@@ -24,11 +24,17 @@ sources=()
 for link in $links; do
   sources+=(--find-links "$link")
 done
+# Extras the production image carries too, when pyproject.toml declares them (tests/deploy/test_lock.py: IMAGE_EXTRAS).
+image_extras=()
+for extra in tracing; do
+  if grep -qE "^${extra} = \[" pyproject.toml; then image_extras+=(--extra "$extra"); fi
+done
 compile=("$uv" pip compile pyproject.toml --python-version 3.11 --quiet --custom-compile-command "bash scripts/lock.sh")
 mkdir -p requirements
-"${compile[@]}" --universal -o requirements/prod.txt "$@"
-# The dev lock pins exactly the production versions of every package both share (-c).
-"${compile[@]}" --python-platform x86_64-manylinux_2_28 --extra dev --extra local-embeddings \
+"${compile[@]}" --universal "${image_extras[@]}" -o requirements/prod.txt "$@"
+# The dev lock pins exactly the production versions of every package both share (-c). torch is resolved afresh
+# each time (within pyproject's pin) so the CPU build is chosen where one is offered, not the label-less pin below.
+"${compile[@]}" --python-platform x86_64-manylinux_2_28 --all-extras --upgrade-package torch \
   -c requirements/prod.txt "${sources[@]}" -o requirements/dev.txt "$@"
 # torch: the CPU build's local label (+cpu) is dropped, so pip installs the CPU wheel where its find-links or index
 # offer one and the default build elsewhere (both are torch 2.13.0; the tests ran on the CPU build).
