@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     worker_restart_delay_s: float = Field(
         1.0, gt=0, le=60, description="First wait before `--processes` restarts a dead process; doubles up to 30 s."
     )
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="Serve Prometheus metrics on this port (/metrics); unset or 0: none."
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None,
+        validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="An OTLP/HTTP collector: job traces are sent there (needs the `tracing` extra); unset: none.",
+    )
     cron: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         description='Schedule overrides by job name, e.g. {"sweep_timeouts": "*/2 * * * *", "prune_ledger": "off"}.',
@@ -129,7 +137,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with neo4j:// or bolt:// (optionally +s / +ssc)")
         return value or None
 
-    @field_validator("weaviate_url", "openai_base_url", "embeddings_base_url")
+    @field_validator("weaviate_url", "openai_base_url", "embeddings_base_url", "otel_exporter_otlp_endpoint")
     @classmethod
     def _http_scheme(cls, value: str | None) -> str | None:
         if value and not value.startswith(("http://", "https://")):

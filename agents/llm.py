@@ -38,7 +38,7 @@ from openai import AsyncOpenAI, DefaultAioHttpClient
 from pydantic import BaseModel, ValidationError
 
 from core.backoff import equal_jitter
-from core.errors import DeferredError, PermanentError, TransientError
+from core.errors import BudgetExceededError, PermanentError, TransientError
 from core.llm_records import CallLog, CallOutcome, CallPurpose, LLMCallRecord, LLMUsage, ResponseFormatMode
 from core.validation import error_lines
 from prompts import RenderedPrompt, load_prompt
@@ -472,7 +472,7 @@ class LLMClient:
         used = await self._call_log.tokens_used(context.user_id, since)
         if used >= self._budget:
             until = next_utc_midnight(now)
-            raise DeferredError(
+            raise BudgetExceededError(
                 f"{context.agent}: user {context.user_id} has used {used} LLM tokens today (UTC), over the daily "
                 f"budget of {self._budget} (ORRERY_DAILY_TOKEN_BUDGET); deferred until {until.isoformat()}",
                 until=until,

@@ -27,3 +27,7 @@ class DeferredError(JobError):
     def __init__(self, message: str, until: datetime) -> None:
         super().__init__(message)
         self.until = until
+
+
+class BudgetExceededError(DeferredError):
+    """The user's daily LLM token budget is spent: deferred to the next UTC day (counted in the worker's metrics)."""

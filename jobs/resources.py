@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+from jobs.runtime.metrics import ObservedCallLog
 from jobs.runtime.resources import Resource, WorkerResources
 
 if TYPE_CHECKING:
@@ -25,12 +26,12 @@ async def _open_llm(resources: WorkerResources) -> AsyncIterator[LLMClient]:
     from agents.llm import open_llm_client
     from store.llm_calls import PostgresCallLog
 
-    async with open_llm_client(resources.settings, PostgresCallLog(resources.ledger_pool)) as client:
+    async with open_llm_client(resources.settings, ObservedCallLog(PostgresCallLog(resources.ledger_pool))) as client:
         yield client
 
 
 LLM: Resource[LLMClient] = Resource(
-    "llm", _open_llm, "The OpenAI-compatible chat client; every call recorded in runtime.llm_calls."
+    "llm", _open_llm, "The OpenAI-compatible chat client; every call recorded in runtime.llm_calls, counted and traced."
 )
 
 
@@ -39,7 +40,7 @@ async def _open_embedder(resources: WorkerResources) -> AsyncIterator[Embedder]:
     from agents.embeddings import open_embedder
     from store.llm_calls import PostgresCallLog
 
-    async with open_embedder(resources.settings, PostgresCallLog(resources.ledger_pool)) as embedder:
+    async with open_embedder(resources.settings, ObservedCallLog(PostgresCallLog(resources.ledger_pool))) as embedder:
         yield embedder
 
 

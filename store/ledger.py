@@ -20,7 +20,7 @@ FINAL_STATES: tuple[RunState, ...] = ("succeeded", "dead")
 _ACTIVE = "state IN ('queued', 'running', 'failed')"
 _COLUMNS = (
     "id, job_id, job_name, queue, args, state, attempt, max_tries, error_class, error, result, worker_id, "
-    "enqueued_at, run_at, started_at, finished_at, duration_ms, updated_at"
+    "enqueued_at, run_at, started_at, finished_at, duration_ms, updated_at, trace_id"
 )
 
 
@@ -44,6 +44,8 @@ class JobRun:
     finished_at: datetime | None
     duration_ms: int | None
     updated_at: datetime
+    trace_id: str | None
+    """The OpenTelemetry trace of the latest attempt (None without tracing)."""
 
 
 def printable(value: Any) -> Any:
@@ -107,6 +109,8 @@ class StartedRun:
     unfinished: bool
     """The previous attempt with this number was marked running and never finished in the ledger: its outcome may be
     waiting in Redis (jobs/runtime/attempt.py records it before anything else)."""
+    taken_over: bool = False
+    """An earlier attempt was still marked running: its worker died and this attempt took the run over."""
 
 
 async def start_run(
@@ -121,19 +125,25 @@ async def start_run(
     worker_id: str,
     enqueued_at: datetime | None = None,
     run_at: datetime | None = None,
+    trace_id: str | None = None,
 ) -> StartedRun:
     """Mark the active run 'running' (creating it when a non-Python producer enqueued straight into Redis: then
-    `enqueued_at` is the record's `et` and `run_at` its queue score, not the moment a worker first saw it)."""
+    `enqueued_at` is the record's `et` and `run_at` its queue score, not the moment a worker first saw it).
+
+    `taken_over`: the row was 'running' at a lower attempt, i.e. the worker of that attempt died mid-run (a try
+    given back after an outage keeps its attempt number, so it is not counted)."""
     row = await db.fetchrow(
         f"""
         WITH previous AS (SELECT state, attempt FROM runtime.job_runs WHERE job_id = $1 AND {_ACTIVE})
         INSERT INTO runtime.job_runs
-            (job_id, job_name, queue, args, state, attempt, max_tries, worker_id, started_at, enqueued_at, run_at)
-        VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, now(), COALESCE($8, now()), COALESCE($9, now()))
+            (job_id, job_name, queue, args, state, attempt, max_tries, worker_id, started_at, enqueued_at, run_at,
+             trace_id)
+        VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, now(), COALESCE($8, now()), COALESCE($9, now()), $10)
         ON CONFLICT (job_id) WHERE {_ACTIVE} DO UPDATE
         SET state = 'running', attempt = EXCLUDED.attempt, worker_id = EXCLUDED.worker_id, started_at = now(),
-            updated_at = now()
-        RETURNING id, COALESCE((SELECT state = 'running' AND attempt = $5 FROM previous), false) AS unfinished
+            updated_at = now(), trace_id = EXCLUDED.trace_id
+        RETURNING id, COALESCE((SELECT state = 'running' AND attempt = $5 FROM previous), false) AS unfinished,
+            COALESCE((SELECT state = 'running' AND attempt < $5 FROM previous), false) AS taken_over
         """,
         job_id,
         job_name,
@@ -144,9 +154,10 @@ async def start_run(
         worker_id,
         enqueued_at,
         run_at,
+        trace_id,
     )
     assert row is not None  # INSERT … ON CONFLICT DO UPDATE always returns its row
-    return StartedRun(run_id=row["id"], unfinished=row["unfinished"])
+    return StartedRun(run_id=row["id"], unfinished=row["unfinished"], taken_over=row["taken_over"])
 
 
 async def finish_run(

@@ -28,7 +28,8 @@ import pydantic
 import redis.exceptions
 import structlog
 
-from jobs.runtime import wire
+from core.errors import BudgetExceededError
+from jobs.runtime import metrics, tracing, wire
 from jobs.runtime.arq_seam import Function, Retry, expires_extra_ms, function
 from jobs.runtime.context import JobContext
 from jobs.runtime.keys import UNRECORDED_DEAD_KEY, job_key, outcome_key, retry_key
@@ -157,6 +158,9 @@ async def run_attempt(
     it, i.e. when a producer wrote the job straight into Redis."""
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(job_id=job_id, job_name=spec.name, attempt=attempt)
+    trace_id = tracing.current_trace_id()
+    if trace_id is not None:  # every line of the attempt, the agents' included, leads to its trace
+        structlog.contextvars.bind_contextvars(trace_id=trace_id)
     log = logger.bind(job_id=job_id, job_name=spec.name, attempt=attempt)
     ctx = JobContext(
         settings=resources.settings,
@@ -182,6 +186,7 @@ async def run_attempt(
             worker_id=resources.worker_id,
             enqueued_at=enqueued_at,
             run_at=run_at,
+            trace_id=trace_id,
         )
     except Exception as exc:
         if not isinstance(exc, _UNRECORDABLE):  # Postgres unreachable: leave the job queued and come back later
@@ -194,6 +199,8 @@ async def run_attempt(
                 raise
             await _wait_for_stores(ctx, spec, "dead letter not recorded: ledger unavailable", dead_exc)
         return
+    if run.taken_over:
+        metrics.lease_taken_over()
     if run.unfinished:
         try:
             if await _record_kept_outcome(ctx, spec, raw, run.run_id):
@@ -253,9 +260,18 @@ async def _record_failure(
     next_run = datetime.now(UTC) + timedelta(seconds=decision.delay_s)
     state: ledger.RunState = "failed" if decision.action == "retry" else "queued"
     await _write_quietly(ctx, Outcome(run_id, state, duration, decision.error_class, decision.message), next_run)
+    _observe(spec.name, "retried" if decision.action == "retry" else "deferred", duration, decision.error_class)
+    if isinstance(exc, BudgetExceededError):
+        metrics.budget_deferred()
     event = "job failed, will retry" if decision.action == "retry" else "job deferred"
     ctx.log.warning(event, retry_in_s=round(decision.delay_s, 2), **fields)
     await _retry_later(ctx, decision.delay_s, keep_attempt=decision.action == "defer")
+
+
+def _observe(job: str, outcome: str, duration_ms: int | None, error_class: str | None = None) -> None:
+    """An attempt's outcome for the metrics and its trace (succeeded, retried, dead, deferred), once recorded."""
+    metrics.job_finished(job, outcome, duration_ms)
+    tracing.annotate_outcome(outcome, error_class)
 
 
 async def _write(db: asyncpg.Pool, outcome: Outcome, run_at: datetime | None = None) -> None:
@@ -280,6 +296,8 @@ async def _record_final(ctx: JobContext, spec: JobSpec, outcome: Outcome) -> Non
     """Write a final outcome; while Postgres is away, keep it next to the job in Redis and keep the job queued."""
     try:
         await _write(ctx.resources.ledger_pool, outcome)
+        ran = outcome.error_class != "Abandoned"  # an abandoned run's last try never reached its handler
+        _observe(spec.name, outcome.state, outcome.duration_ms if ran else None, outcome.error_class)
     except Exception as exc:
         if not store_unreachable(exc):
             raise
@@ -332,6 +350,7 @@ async def mark_dead(
         error_class, error = outcome.error_class or "", outcome.error or ""
     else:
         await _record_unrunnable(ctx, spec, raw, queue=queue, error_class=error_class, error=error)
+        _observe(spec.name if spec is not None else "unknown", "dead", None, error_class)  # a producer's name: no label
     ctx.log.error("job dead", error_class=error_class, error=error, exc_info=exc_info)
     if spec is not None and spec.on_dead is not None:
         await _call_dead_hook(ctx, spec, spec.on_dead, raw, error)
@@ -483,15 +502,16 @@ def arq_function(spec: JobSpec) -> Function:
     """The arq function for a spec: arq passes the job's keyword arguments; validation happens in run_attempt."""
 
     async def entry(ctx: dict[str, Any], **raw: Any) -> None:
-        await run_attempt(
-            spec,
-            ctx[RESOURCES],
-            ctx["job_id"],
-            ctx["job_try"],
-            raw,
-            enqueued_at=ctx.get("enqueue_time"),
-            run_at=_from_ms(ctx.get("score")),
-        )
+        with metrics.in_flight(spec.queue), tracing.attempt_span(spec.name, ctx["job_id"], ctx["job_try"], spec.queue):
+            await run_attempt(
+                spec,
+                ctx[RESOURCES],
+                ctx["job_id"],
+                ctx["job_try"],
+                raw,
+                enqueued_at=ctx.get("enqueue_time"),
+                run_at=_from_ms(ctx.get("score")),
+            )
 
     entry.__qualname__ = f"job:{spec.name}"
     return function(entry, name=spec.name, timeout_s=spec.timeout_s + ARQ_TIMEOUT_MARGIN_S, max_tries=ARQ_MAX_TRIES)

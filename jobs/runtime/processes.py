@@ -15,23 +15,28 @@ STABLE_AFTER_S of its start, the parent stops the others and exits non-zero with
 
 SIGTERM/SIGINT to the parent are forwarded; each child drains as a single worker would, and the parent exits 0.
 In burst mode a child that exits 0 has finished; only a failed one is restarted.
+
+With ORRERY_METRICS_PORT the parent serves the metrics of all its children (prometheus_client's multiprocess mode,
+jobs/runtime/metrics.py): the children write to a fresh directory and serve nothing themselves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
 import structlog
 
+from jobs.runtime import metrics
 from jobs.runtime.logs import configure_logging
 from jobs.runtime.registry import JobTable
 from jobs.runtime.scheduler import schedules
@@ -101,10 +106,36 @@ def run_worker_processes(
         raise WorkerConfigError(f"--processes must be at least 1, got {processes}")
     check_served(options, jobs)  # fail here, once, rather than in every child
     schedules(jobs, settings.cron, queues=options.queues)  # a bad ORRERY_CRON too: children would die on it
+    with contextlib.ExitStack() as serving:
+        metrics_dir = None
+        if settings.metrics_port:
+            metrics_dir = serving.enter_context(metrics.multiprocess_dir())  # before any child starts
+            try:
+                served = metrics.serve(
+                    settings.metrics_port, database_url, redis_url, options.queues, multiprocess=metrics_dir
+                )
+            except metrics.MetricsPortError as exc:
+                raise WorkerConfigError(str(exc)) from None
+            serving.callback(served.close)
+        return _supervise(settings, database_url, redis_url, options, jobs, processes, metrics_dir)
+
+
+def _supervise(
+    settings: Settings,
+    database_url: str,
+    redis_url: str,
+    options: WorkerOptions,
+    jobs: JobTable,
+    processes: int,
+    metrics_dir: str | None,
+) -> int:
     context = multiprocessing.get_context("spawn")
+    child_options = replace(options, serve_metrics=False)
 
     def spawn(name: str) -> BaseProcess:
-        process = context.Process(target=_child, args=(settings, database_url, redis_url, options, jobs), name=name)
+        process = context.Process(
+            target=_child, args=(settings, database_url, redis_url, child_options, jobs), name=name
+        )
         process.start()
         return process
 
@@ -130,6 +161,8 @@ def run_worker_processes(
                 for slot in slots:
                     if slot.finished or slot.restart_at is not None or slot.process.is_alive():
                         continue
+                    if metrics_dir is not None:
+                        metrics.process_dead(slot.process.pid, metrics_dir)
                     if options.burst and slot.process.exitcode == 0:
                         slot.finished = True
                         continue

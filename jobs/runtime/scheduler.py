@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from core.cron import Schedule, ScheduleError, check_expression, parse_cron
+from jobs.runtime import metrics
 from jobs.runtime.enqueue import EnqueueResult, enqueue
 from jobs.runtime.keys import cron_claim_key
 from jobs.runtime.registry import JobSpec, JobTable, UnknownJobError
@@ -129,6 +130,7 @@ class CronScheduler:
                 continue
             self._next[name] = job.schedule.next_after(now)
             if result is not None:
+                metrics.cron_fired(name)
                 logger.info("cron fired", job_name=name, slot=slot.isoformat(), enqueued=result.enqueued)
                 fired.append(result)
         return fired

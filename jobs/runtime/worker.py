@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from jobs.runtime import wire
+from jobs.runtime import metrics, tracing, wire
 from jobs.runtime.arq_seam import OrreryWorker, RedisSettings
 from jobs.runtime.attempt import RESOURCES, arq_function, record_unrunnable
 from jobs.runtime.claim import QueueClaimer
@@ -57,6 +57,8 @@ class WorkerOptions:
     concurrency: int
     burst: bool = False
     burst_horizon_s: float = DEFAULT_BURST_HORIZON_S
+    serve_metrics: bool = True
+    """Serve settings.metrics_port from this process; False in a --processes child (the parent serves them all)."""
 
 
 def build_worker(
@@ -135,6 +137,13 @@ async def run_workers(
     check_served(options, jobs)
     specs = jobs.all()
     cron_jobs = [] if options.burst else schedules(jobs, settings.cron, queues=options.queues)  # fails before any pool
+    served = None
+    if settings.metrics_port and options.serve_metrics:
+        try:
+            served = metrics.serve(settings.metrics_port, database_url, redis_url, options.queues)
+        except metrics.MetricsPortError as exc:
+            raise WorkerConfigError(str(exc)) from None
+    traced = tracing.start(settings)
     pool = await create_pool(database_url, min_size=1, max_size=min(options.concurrency * len(options.queues), 20) + 2)
     ledger_pool = await create_pool(ledger_dsn(database_url), min_size=1, max_size=min(options.concurrency, 10) + 1)
     redis = await connect_redis(redis_url)
@@ -191,6 +200,10 @@ async def run_workers(
         await redis.aclose()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if served is not None:
+            served.close()
+        if traced is not None:
+            traced.shutdown()  # sends the spans still batched
     logger.info("worker stopped", worker_id=resources.worker_id, **_counts(workers))
     if watching.done() and not watching.cancelled() and isinstance(watching.exception(), StoreOutage):
         raise StoreOutage(str(watching.exception()))
