@@ -3,10 +3,10 @@ about them. `run.py forget-user` (cli/stores.py) runs these steps in this order:
 
 1. Redis: the turn contexts of their conversations (and queued jobs naming them, in the CLI: those keys are the job
    runtime's). First, because their keys are found from the conversation ids, which step 2 deletes.
-2. Postgres, in one transaction: job ledger rows whose arguments name the user or one of their conversations, every
-   row with their `user_id` in `public` and `runtime` (the user row last, so the foreign keys cascade to
-   conversations, messages and the embedded graph and vectors), and, in the same transaction, an outbox row
-   ("this entity changed") for every entity the derived stores may hold: tombstones.
+2. Postgres, in one transaction: job ledger rows whose arguments name the user or one of their conversations, the
+   user row (its foreign keys cascade to conversations, messages, memory and the embedded graph and vectors), every
+   other row with their `user_id` in `public` and `runtime`, and an outbox row ("this entity changed") for every
+   entity the derived stores may hold: tombstones.
 3. The graph and vector stores: `delete_user` in each, which also removes what no Postgres row names any more
    (placeholders, strays).
 4. The tombstones, once both stores count zero.
