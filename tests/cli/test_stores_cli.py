@@ -280,3 +280,16 @@ def test_bad_input_is_one_line_and_exit_2(env: dict[str, str]) -> None:
     assert_one_line_error(run_cli("sync", "run", "--store", "cache", env=env), "unknown store 'cache'")
     assert_one_line_error(run_cli("forget-user", " ", env=env), "is not an id")
     assert_one_line_error(run_cli("reconcile", "--user", "a\tb", env=env), "is not an id")
+
+
+async def test_an_unreachable_graph_store_is_one_line_for_commands_and_a_down_row_for_doctor(
+    pool: asyncpg.Pool, env: dict[str, str]
+) -> None:
+    away = {**env, "NEO4J_URI": "bolt://127.0.0.1:9"}  # nothing listens on the discard port
+    await remember(pool)
+    assert_one_line_error(run_cli("reconcile", env=away), "127.0.0.1:9")
+    assert_one_line_error(run_cli("sync", "run", "--store", "graph", env=away), "127.0.0.1:9")
+    doctor = run_cli("doctor", env=away)
+    assert doctor.returncode == 1
+    graph_row = next(line for line in doctor.stdout.splitlines() if "graph store" in line)
+    assert "DOWN" in graph_row and "cannot open it" in graph_row, doctor.stdout
