@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cli.common import CommandError, backends, console, err_console, fail, run_async, settings
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from jobs.runtime.context import JobContext
     from jobs.runtime.registry import JobSpec
     from jobs.runtime.resources import WorkerResources
+    from store.forget import Footprint
     from store.graph.base import GraphStore
     from store.outbox import Backlog
     from store.reconcile import StoreDrift
@@ -161,7 +162,7 @@ class ProgressBar:
     """A rich progress bar on stderr when it is a terminal; silent otherwise (scripts read the summary)."""
 
     progress: Progress
-    task: Any
+    task: TaskID
 
     def advance(self, by: int, *, total: int | None = None) -> None:
         self.progress.update(self.task, advance=by, total=total)
@@ -189,6 +190,12 @@ class Applied:
     failed: int = 0
     changes: int = 0
     last_error: str | None = None
+
+    def add(self, other: Applied) -> None:
+        self.rows += other.rows
+        self.failed += other.failed
+        self.changes += other.changes
+        self.last_error = other.last_error or self.last_error
 
 
 async def dispatch(session: Session, store: str) -> Applied:
@@ -426,14 +433,7 @@ async def _reconcile(user: str | None, repair: bool) -> ReconcileRun:
             for found in drifted:
                 await reconcile.record_refs(session.pool, found.user_id, found.store, found.repair)
             for store in sorted({found.store for found in drifted}):
-                applied = await dispatch(session, store)
-                total = run.applied.setdefault(store, Applied())
-                total.rows, total.failed, total.changes = (
-                    total.rows + applied.rows,
-                    total.failed + applied.failed,
-                    total.changes + applied.changes,
-                )
-                total.last_error = applied.last_error or total.last_error
+                run.applied.setdefault(store, Applied()).add(await dispatch(session, store))
             run.after = [await _drift(session, found.store, found.user_id) for found in drifted]
             drifted = [found for found in run.after if found.total]
             if not drifted or any(applied.failed for applied in run.applied.values()):
@@ -542,7 +542,7 @@ async def _users_for(session: Session, user: str | None) -> list[str]:
 
 
 async def _record_and_dispatch(
-    session: Session, store: str, users: Sequence[str], refs_of: Callable[[str], Any], description: str
+    session: Session, store: str, users: Sequence[str], refs_of: Callable[[str], Awaitable[list[Ref]]], description: str
 ) -> tuple[int, Applied]:
     """For each user, `refs_of(user)` (awaited) entities get an outbox row for `store`; then the dispatcher runs."""
     from store import reconcile
@@ -717,7 +717,7 @@ class Forgetting:
         return frozenset([self.user_id, *self.conversations])
 
 
-async def _footprint(session: Session, who: Forgetting) -> Any:
+async def _footprint(session: Session, who: Forgetting) -> Footprint:
     from store import forget
 
     jobs = await jobs_naming(session.redis, who.ids)
@@ -735,7 +735,7 @@ async def _footprint(session: Session, who: Forgetting) -> Any:
     )
 
 
-async def _forget(user_id: str, really: bool) -> tuple[Any, Any | None, int]:
+async def _forget(user_id: str, really: bool) -> tuple[Footprint, Footprint | None, int]:
     """(before, after or None on a dry run, tombstones dropped); the order is forget_user_command's docstring's."""
     from jobs.runtime.keys import UNRECORDED_DEAD_KEY, in_progress_key, job_key, queue_key, retry_key
     from store import forget
@@ -771,7 +771,7 @@ async def _forget(user_id: str, really: bool) -> tuple[Any, Any | None, int]:
         return before, after, dropped
 
 
-def _footprint_table(before: Any, after: Any | None) -> Table:
+def _footprint_table(before: Footprint, after: Footprint | None) -> Table:
     table = Table("store", "what", "before", *(["after"] if after is not None else []))
     for store, counts in before.stores().items():
         for what, count in counts.items():
