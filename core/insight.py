@@ -113,7 +113,6 @@ class InsightMaterial(_Frozen):
     memory_units: tuple[MemoryDigest, ...] = ()
     concepts: tuple[ConceptDigest, ...] = ()
     growth: tuple[GrowthTotal, ...] = ()
-    communities: tuple[ExistingCommunity, ...] = ()
     memory_profile: dict[str, Any] | None = None
     knowledge_graph_schema: dict[str, Any] | None = None
     next_context: dict[str, Any] | None = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import PermanentError
 from core.insight import cycle_stamp
@@ -24,8 +24,16 @@ from jobs.runtime.context import JobContext
 from jobs.runtime.registry import BATCH, JobSpec
 from store.cycle_report_writes import second
 from store.insight_material import CycleState, read_cycle
+from store.postgres import Executor
+
+if TYPE_CHECKING:
+    from agents.insight import InsightInput
+    from core.insight import InsightMaterial
 
 NEXT_JOB = "proactive_prompts"
+NEIGHBOURS = 30
+"""Concepts shown besides the cycle's own: their strongest neighbours in the graph, where a duplicate to merge
+usually is."""
 
 
 async def _current(ctx: JobContext, args: CycleArgs) -> tuple[CycleState | None, datetime | None]:
@@ -58,18 +66,9 @@ async def run_insight(ctx: JobContext, args: CycleArgs) -> Mapping[str, Any]:
 
 
 async def _insight(ctx: JobContext, cycle: CycleState) -> tuple[str, dict[str, Any]]:
-    from agents.insight import (
-        DETECTION_METHOD,
-        MEMBERS_SHOWN,
-        InsightAgent,
-        InsightInput,
-        best_connected,
-        community_candidates,
-        detect_communities,
-        neighbour_counts,
-    )
+    from agents.insight import InsightAgent
     from core.insight import InsightStatus
-    from store.insight_material import concept_names, insight_written, load_concept_graph, load_insight_material
+    from store.insight_material import insight_written, load_insight_material
     from store.insight_writes import write_insight
 
     settings, pool, user_id = ctx.settings, ctx.pool, cycle.user_id
@@ -87,21 +86,9 @@ async def _insight(ctx: JobContext, cycle: CycleState) -> tuple[str, dict[str, A
         ctx.log.info("insight.empty_cycle", conversations=material.active_conversations)
         return "empty_cycle", {"conversations": material.active_conversations}
 
-    links = await load_concept_graph(pool, user_id)
-    found = detect_communities(links)
-    degrees = neighbour_counts(links)
-    shown = {c for group in found for c in best_connected(group, degrees, MEMBERS_SHOWN)}
-    candidates = community_candidates(
-        found,
-        material.communities,
-        degrees,
-        await concept_names(pool, user_id, sorted(shown)),
-        members_shown=MEMBERS_SHOWN,
-    )
+    data = await insight_input(pool, material)
     llm = await ctx.resource(LLM)
-    agent = InsightAgent.from_settings(llm, settings)
-    data = InsightInput(material, candidates, degrees, DETECTION_METHOD)
-    result = await agent.run(data, job_id=ctx.job_id)
+    result = await InsightAgent.from_settings(llm, settings).run(data, job_id=ctx.job_id)
     if result.status is InsightStatus.EMPTY:
         return "empty_cycle", {"conversations": material.active_conversations}
     summary = await write_insight(pool, result)
@@ -120,6 +107,41 @@ async def _insight(ctx: JobContext, cycle: CycleState) -> tuple[str, dict[str, A
         "llm_calls": result.llm_calls,
         "prompt_tokens": result.prompt_tokens,
     }
+
+
+async def insight_input(pool: Executor, material: InsightMaterial) -> InsightInput:
+    """The agent's input: the cycle's material plus what the user's whole concept graph says about it (the cycle
+    concepts' strongest neighbours, each concept's degree, the communities Louvain finds, matched to the existing
+    ones). The one part of the job whose cost grows with the history, by nature (bench/bench_insight.py)."""
+    from agents.insight import (
+        DETECTION_METHOD,
+        MEMBERS_SHOWN,
+        InsightInput,
+        best_connected,
+        community_candidates,
+        detect_communities,
+        neighbour_counts,
+        strongest_neighbours,
+    )
+    from store.insight_material import concept_names, load_communities, load_concept_graph, load_concepts
+
+    user_id = material.user_id
+    links = await load_concept_graph(pool, user_id)
+    near = strongest_neighbours(links, [c.concept_id for c in material.concepts], NEIGHBOURS)
+    if near:
+        more = await load_concepts(pool, user_id, near)
+        material = material.model_copy(update={"concepts": (*material.concepts, *more)})
+    found = detect_communities(links)
+    degrees = neighbour_counts(links)
+    named = {c for group in found for c in best_connected(group, degrees, MEMBERS_SHOWN)}
+    candidates = community_candidates(
+        found,
+        await load_communities(pool, user_id),
+        degrees,
+        await concept_names(pool, user_id, sorted(named)),
+        members_shown=MEMBERS_SHOWN,
+    )
+    return InsightInput(material, candidates, degrees, DETECTION_METHOD)
 
 
 async def continue_when_dead(ctx: JobContext, args: CycleArgs, reason: str) -> None:

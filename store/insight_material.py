@@ -36,11 +36,9 @@ from store.repos._base import to_db
 _STRUCTURAL = "(" + ", ".join(f"'{kind.value}'" for kind in StructuralRelationshipType) + ")"
 """Rows of runtime.knowledge_edges that the embedded graph keeps for itself (not the truth of a relationship)."""
 
-_WINDOW_CONVERSATIONS = (
-    "SELECT source_conversation_id FROM memory_units WHERE user_id = $1 AND creation_ts >= $2 "
-    "AND source_conversation_id IS NOT NULL"
-)
-"""The conversations that left memory in the window, found through the (user_id, creation_ts) index."""
+WINDOW_CAP = 5000
+"""Memory units of one window read at most: a week holds tens; this only stops a runaway import from making the
+compile unbounded."""
 
 
 def _aware(moment: datetime) -> datetime:
@@ -64,8 +62,6 @@ class MaterialLimits:
     conversations: int = 30
     memory_units: int = 80
     concepts: int = 60
-    neighbours: int = 30
-    """Concepts next to the cycle's concepts (where duplicates to merge usually are)."""
 
 
 async def read_cycle(db: Executor, user_id: str) -> CycleState | None:
@@ -126,46 +122,40 @@ async def _load(
         "concepts_created_in_cycle FROM users WHERE user_id = $1",
         user_id,
     )
+    # the window's memory units: an index range scan; every later read goes from their ids by key
+    window = await db.fetch(
+        "SELECT muid, source_conversation_id FROM memory_units WHERE user_id = $1 AND creation_ts >= $2 LIMIT $3",
+        user_id,
+        since,
+        WINDOW_CAP,
+    )
+    unit_ids = [r["muid"] for r in window]
     units = await db.fetch(
         "SELECT muid, title, content, importance_score, sentiment_score, creation_ts, source_conversation_id "
-        "FROM memory_units WHERE user_id = $1 AND creation_ts >= $2 "
+        "FROM memory_units WHERE user_id = $1 AND muid = ANY($2::text[]) "
         "ORDER BY importance_score DESC NULLS LAST, creation_ts DESC, muid LIMIT $3",
         user_id,
-        since,
+        unit_ids,
         limits.memory_units,
     )
-    conversation_rows = await db.fetch(
-        f"SELECT c.id, c.title, c.context_summary, c.importance_score, c.start_time FROM conversations c "
-        f"WHERE c.user_id = $1 AND c.status = 'processed' AND c.id IN ({_WINDOW_CONVERSATIONS}) "
-        "AND c.importance_score >= $3 ORDER BY c.importance_score DESC, c.start_time DESC, c.id LIMIT $4",
+    processed = await db.fetch(
+        "SELECT id, title, context_summary, importance_score, start_time FROM conversations "
+        "WHERE user_id = $1 AND id = ANY($2::text[]) AND status = 'processed'",
         user_id,
-        since,
-        threshold,
-        limits.conversations,
+        sorted({r["source_conversation_id"] for r in window if r["source_conversation_id"] is not None}),
     )
-    active = await db.fetchval(
-        "SELECT count(*) FROM conversations c WHERE c.user_id = $1 AND c.status = 'processed' "
-        f"AND c.id IN ({_WINDOW_CONVERSATIONS})",
-        user_id,
-        since,
-    )
-    concepts = await _cycle_concepts(db, user_id, since, limits)
-    growth = await _growth_totals(db, user_id, since, [u["muid"] for u in units], [c.concept_id for c in concepts])
-    existing = [
-        ExistingCommunity(
-            community_id=c.community_id,
-            name=c.name,
-            description=c.description,
-            core_concept_ids=tuple(c.core_concept_ids),
-        )
-        for c in await communities.list_communities(db, user_id)
-    ]
+    shown = sorted(
+        (r for r in processed if r["importance_score"] is not None and r["importance_score"] >= threshold),
+        key=lambda r: (-r["importance_score"], -r["start_time"].timestamp(), r["id"]),
+    )[: limits.conversations]
+    concepts = await _cycle_concepts(db, user_id, unit_ids, limits)
+    growth = await _growth_totals(db, user_id, since, unit_ids, [c.concept_id for c in concepts])
     return InsightMaterial(
         user_id=user_id,
         cycle_start=cycle.cycle_start,
         window_start=window_start,
         window_end=window_end,
-        active_conversations=int(active or 0),
+        active_conversations=len(processed),
         conversations=tuple(
             ConversationDigest(
                 conversation_id=r["id"],
@@ -174,7 +164,7 @@ async def _load(
                 importance=r["importance_score"],
                 start_time=_aware(r["start_time"]),
             )
-            for r in conversation_rows
+            for r in shown
         ),
         memory_units=tuple(
             MemoryDigest(
@@ -190,7 +180,6 @@ async def _load(
         ),
         concepts=tuple(concepts),
         growth=tuple(growth),
-        communities=tuple(existing),
         memory_profile=_object(user["memory_profile"]) if user else None,
         knowledge_graph_schema=_object(user["knowledge_graph_schema"]) if user else None,
         next_context=_object(user["next_conversation_context_package"]) if user else None,
@@ -203,63 +192,51 @@ def _object(value: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-async def _cycle_concepts(db: Executor, user_id: str, since: datetime, limits: MaterialLimits) -> list[ConceptDigest]:
-    """The active concepts the window's memory units are related to (most mentioned first), then their strongest
-    concept neighbours, which is where a duplicate of a new concept usually is. Ties go by name, so the same
-    material always shows the same handles (ids are random)."""
-    rows = await db.fetch(
+async def _cycle_concepts(
+    db: Executor, user_id: str, unit_ids: Sequence[str], limits: MaterialLimits
+) -> list[ConceptDigest]:
+    """The active concepts the window's memory units are related to, most mentioned first; ties go by name, so the
+    same material always shows the same handles (ids are random). Read by key through the indexes ((user_id,
+    source_id, …), (user_id, target_id), the primary key), never by a scan of the user's rows."""
+    mentioned = await db.fetch(
         f"""
-        WITH units AS (
-            SELECT muid FROM memory_units WHERE user_id = $1 AND creation_ts >= $2
-        ), links AS (
-            SELECT e.target_id AS concept_id FROM units u JOIN runtime.knowledge_edges e
-                ON e.user_id = $1 AND e.source_id = u.muid
-            WHERE e.source_type = 'MemoryUnit' AND e.target_type = 'Concept'
-              AND e.relationship_type NOT IN {_STRUCTURAL}
-            UNION ALL
-            SELECT e.source_id FROM units u JOIN runtime.knowledge_edges e ON e.user_id = $1 AND e.target_id = u.muid
-            WHERE e.target_type = 'MemoryUnit' AND e.source_type = 'Concept'
-              AND e.relationship_type NOT IN {_STRUCTURAL}
-        ), mentioned AS (
-            SELECT concept_id, count(*) AS mentions FROM links GROUP BY concept_id
-        )
-        SELECT c.concept_id, c.name, c.type, c.description, c.salience, m.mentions
-        FROM mentioned m JOIN concepts c ON c.concept_id = m.concept_id
-        WHERE c.user_id = $1 AND c.status = 'active'
-        ORDER BY m.mentions DESC, c.salience DESC NULLS LAST, c.name, c.concept_id LIMIT $3
-        """,
-        user_id,
-        since,
-        limits.concepts,
-    )
-    cycle = [_concept(r) for r in rows]
-    ids = [c.concept_id for c in cycle]
-    if not ids or limits.neighbours == 0:
-        return cycle
-    neighbours = await db.fetch(
-        f"""
-        WITH near AS (
-            SELECT e.target_id AS concept_id, e.strength FROM runtime.knowledge_edges e
-            WHERE e.user_id = $1 AND e.source_id = ANY($2::text[]) AND e.source_type = 'Concept'
+        SELECT concept_id, count(*) AS mentions FROM (
+            SELECT e.target_id AS concept_id FROM runtime.knowledge_edges e
+            WHERE e.user_id = $1 AND e.source_id = ANY($2::text[]) AND e.source_type = 'MemoryUnit'
               AND e.target_type = 'Concept' AND e.relationship_type NOT IN {_STRUCTURAL}
             UNION ALL
-            SELECT e.source_id, e.strength FROM runtime.knowledge_edges e
-            WHERE e.user_id = $1 AND e.target_id = ANY($2::text[]) AND e.target_type = 'Concept'
+            SELECT e.source_id FROM runtime.knowledge_edges e
+            WHERE e.user_id = $1 AND e.target_id = ANY($2::text[]) AND e.target_type = 'MemoryUnit'
               AND e.source_type = 'Concept' AND e.relationship_type NOT IN {_STRUCTURAL}
-        ), best AS (
-            SELECT concept_id, max(strength) AS strength FROM near
-            WHERE concept_id <> ALL($2::text[]) GROUP BY concept_id
-        )
-        SELECT c.concept_id, c.name, c.type, c.description, c.salience, 0 AS mentions
-        FROM best b JOIN concepts c ON c.concept_id = b.concept_id
-        WHERE c.user_id = $1 AND c.status = 'active'
-        ORDER BY b.strength DESC, c.salience DESC NULLS LAST, c.name, c.concept_id LIMIT $3
+        ) AS links GROUP BY concept_id
         """,
         user_id,
-        ids,
-        limits.neighbours,
+        list(unit_ids),
     )
-    return cycle + [_concept(r) for r in neighbours]
+    return await _concepts_by_id(db, user_id, {r["concept_id"]: r["mentions"] for r in mentioned}, limits.concepts)
+
+
+async def load_concepts(db: Executor, user_id: str, concept_ids: Sequence[str]) -> list[ConceptDigest]:
+    """These active concepts of the user, by primary key, in the order given (the job adds the cycle concepts'
+    strongest neighbours in the graph this way)."""
+    order = {concept_id: n for n, concept_id in enumerate(concept_ids)}
+    found = await _concepts_by_id(db, user_id, dict.fromkeys(concept_ids, 0), len(order))
+    return sorted(found, key=lambda c: order[c.concept_id])
+
+
+async def _concepts_by_id(db: Executor, user_id: str, mentions: dict[str, int], limit: int) -> list[ConceptDigest]:
+    """The active ones of these concepts (by primary key), most mentioned first, then by salience and name."""
+    rows = await db.fetch(
+        "SELECT c.concept_id, c.name, c.type, c.description, c.salience, m.mentions "
+        "FROM unnest($2::text[], $3::int[]) AS m(concept_id, mentions) JOIN concepts c ON c.concept_id = m.concept_id "
+        "WHERE c.user_id = $1 AND c.status = 'active' "
+        "ORDER BY m.mentions DESC, c.salience DESC NULLS LAST, c.name, c.concept_id LIMIT $4",
+        user_id,
+        list(mentions),
+        list(mentions.values()),
+        limit,
+    )
+    return [_concept(r) for r in rows]
 
 
 def _concept(row: Any) -> ConceptDigest:
@@ -290,6 +267,19 @@ async def _growth_totals(
         GrowthTotal(dim_key=GrowthDimension(r["dim_key"]), total=float(r["total"]), events=int(r["events"]))
         for r in rows
         if r["dim_key"] in known
+    ]
+
+
+async def load_communities(db: Executor, user_id: str) -> list[ExistingCommunity]:
+    """The user's communities, for the detection to continue the ones whose members barely changed."""
+    return [
+        ExistingCommunity(
+            community_id=c.community_id,
+            name=c.name,
+            description=c.description,
+            core_concept_ids=tuple(c.core_concept_ids),
+        )
+        for c in await communities.list_communities(db, user_id)
     ]
 
 

@@ -28,7 +28,6 @@ from core.errors import PermanentError
 from core.insight import (
     GENERATED_BY,
     ArtifactDraft,
-    CommunityDraft,
     InsightGrowthDraft,
     InsightResult,
     InsightStatus,
@@ -434,25 +433,57 @@ async def _write_communities(
 ) -> list[outbox.Change]:
     """This cycle's communities: a reused one is updated in place, a new one inserted (deterministic id), one no
     longer found deleted; then every active concept's community_id follows. Members are only this user's active
-    concepts (a merge earlier in this transaction may have removed some)."""
+    concepts (a merge earlier in this transaction may have removed some), each in one community. A statement per
+    kind of change, not per community: a large graph has thousands."""
     user_id = result.user_id
     rows = await conn.fetch("SELECT community_id FROM communities WHERE user_id = $1", user_id)
     previous = {row["community_id"] for row in rows}
     active = await _existing(
         conn, user_id, "concepts", "concept_id", (c for d in result.communities for c in d.concept_ids), active=True
     )
-    now = to_db(utc_now())
     members: dict[str, str] = {}
-    kept: list[str] = []
-    counts = {"created": 0, "reused": 0, "removed": 0}
+    reused: list[dict[str, Any]] = []
+    created: list[dict[str, Any]] = []
     for draft in result.communities:
         alive = sorted(c for c in draft.concept_ids if c in active and c not in members)  # one community each
         if len(alive) < 2:
             continue
-        community_id = await _put_community(conn, result, draft, alive, previous, now)
-        kept.append(community_id)
-        counts["reused" if community_id in previous else "created"] += 1
+        existing = draft.existing_id if draft.existing_id in previous else None
+        community_id = existing or insight_row_id(user_id, result.cycle_start, draft.key)
+        row = {
+            "id": community_id,
+            "name": draft.name,
+            "description": draft.description,
+            "members": alive,
+            "metadata": {"cycle_start": result.cycle_start.isoformat(), "size": len(alive)},
+        }
+        (reused if existing else created).append(row)
         members.update(dict.fromkeys(alive, community_id))
+    now = to_db(utc_now())
+    rows_of = (
+        "FROM jsonb_to_recordset($2::jsonb) AS r(id text, name text, description text, members jsonb, metadata jsonb)"
+    )
+    members_of = "ARRAY(SELECT jsonb_array_elements_text(r.members))"
+    if reused:
+        await conn.execute(
+            f"UPDATE communities c SET name = r.name, description = r.description, core_concept_ids = {members_of}, "
+            f"detection_method = $3, metadata = r.metadata, last_analyzed_ts = $4 {rows_of} "
+            "WHERE c.user_id = $1 AND c.community_id = r.id",
+            user_id,
+            reused,
+            result.detection_method,
+            now,
+        )
+    if created:
+        await conn.execute(
+            "INSERT INTO communities (community_id, user_id, name, description, core_concept_ids, detection_method, "
+            f"created_at, last_analyzed_ts, metadata) SELECT r.id, $1, r.name, r.description, {members_of}, $3, $4, "
+            f"$4, r.metadata {rows_of} ON CONFLICT (community_id) DO NOTHING",
+            user_id,
+            created,
+            result.detection_method,
+            now,
+        )
     # concepts first, so those of a community about to go are regrouped (and reported) rather than silently
     # nulled by the foreign key
     regrouped = await conn.fetch(
@@ -467,54 +498,19 @@ async def _write_communities(
         list(members),
         list(members.values()),
     )
+    kept = [row["id"] for row in (*reused, *created)]
     gone = sorted(previous - set(kept))
     if gone:
         await conn.execute(
             "DELETE FROM communities WHERE user_id = $1 AND community_id = ANY($2::text[])", user_id, gone
         )
-        counts["removed"] = len(gone)
-    summary.communities = {**counts, "concepts_regrouped": len(regrouped)}
+    summary.communities = {
+        "created": len(created),
+        "reused": len(reused),
+        "removed": len(gone),
+        "concepts_regrouped": len(regrouped),
+    }
     return [
         *outbox.changes(NodeLabel.COMMUNITY, [*kept, *gone]),
         *outbox.changes(NodeLabel.CONCEPT, (r["concept_id"] for r in regrouped)),
     ]
-
-
-async def _put_community(
-    conn: asyncpg.Connection,
-    result: InsightResult,
-    draft: CommunityDraft,
-    members: list[str],
-    previous: set[str],
-    now: datetime,
-) -> str:
-    metadata = {"cycle_start": result.cycle_start.isoformat(), "size": len(members)}
-    if draft.existing_id is not None and draft.existing_id in previous:
-        await conn.execute(
-            "UPDATE communities SET name = $3, description = $4, core_concept_ids = $5, detection_method = $6, "
-            "metadata = $7::jsonb, last_analyzed_ts = $8 WHERE user_id = $1 AND community_id = $2",
-            result.user_id,
-            draft.existing_id,
-            draft.name,
-            draft.description,
-            members,
-            result.detection_method,
-            metadata,
-            now,
-        )
-        return draft.existing_id
-    community_id = insight_row_id(result.user_id, result.cycle_start, draft.key)
-    await conn.execute(
-        "INSERT INTO communities (community_id, user_id, name, description, core_concept_ids, detection_method, "
-        "created_at, last_analyzed_ts, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8::jsonb) "
-        "ON CONFLICT (community_id) DO NOTHING",
-        community_id,
-        result.user_id,
-        draft.name,
-        draft.description,
-        members,
-        result.detection_method,
-        now,
-        metadata,
-    )
-    return community_id

@@ -17,6 +17,7 @@ from agents.insight.communities import (
     jaccard,
     match_existing,
     neighbour_counts,
+    strongest_neighbours,
 )
 from agents.insight.schema import InsightLimits, InsightOutput, Shown, check_limits, check_references
 from agents.insight.view import MAX_NAMED_COMMUNITIES, MEMBERS_SHOWN, InsightInput, View, build_view
@@ -43,4 +44,5 @@ __all__ = [
     "jaccard",
     "match_existing",
     "neighbour_counts",
+    "strongest_neighbours",
 ]

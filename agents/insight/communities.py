@@ -120,3 +120,15 @@ def community_candidates(
         )
         for n, (group, previous, top) in enumerate(named, start=1)
     ]
+
+
+def strongest_neighbours(links: Sequence[ConceptLink], concept_ids: Sequence[str], count: int) -> list[str]:
+    """Up to `count` concepts linked to any of `concept_ids` (and not among them), strongest link first (ties by
+    id): where a duplicate of one of the cycle's concepts usually is."""
+    mine = set(concept_ids)
+    best: dict[str, float] = {}
+    for link in links:
+        for here, there in ((link.a, link.b), (link.b, link.a)):
+            if here in mine and there not in mine:
+                best[there] = max(best.get(there, 0.0), link.weight)
+    return sorted(best, key=lambda concept: (-best[concept], concept))[:count]

@@ -25,6 +25,7 @@ from agents.insight import (
     jaccard,
     match_existing,
     neighbour_counts,
+    strongest_neighbours,
 )
 from agents.llm import LLMClient, estimate_tokens, strict_json_schema
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_sample_answers
@@ -287,6 +288,18 @@ def test_louvain_finds_the_two_cliques_whatever_the_order() -> None:
         random.Random(seed).shuffle(shuffled)
         assert detect_communities(shuffled) == expected
     assert detect_communities([]) == []
+
+
+def test_the_strongest_neighbours_of_the_cycle_concepts() -> None:
+    links = [
+        ConceptLink(a="a", b="x", weight=0.3),
+        ConceptLink(a="b", b="x", weight=0.9),  # x's strongest link counts
+        ConceptLink(a="y", b="a", weight=0.5),
+        ConceptLink(a="a", b="b", weight=1.0),  # both are the cycle's own
+        ConceptLink(a="z", b="w", weight=1.0),  # not next to the cycle
+    ]
+    assert strongest_neighbours(links, ["a", "b"], 5) == ["x", "y"]
+    assert strongest_neighbours(links, ["a", "b"], 1) == ["x"]
 
 
 def test_a_community_that_barely_changed_is_reused() -> None:

@@ -302,3 +302,26 @@ async def test_due_users_are_dispatched_once_per_cycle(
         user_id for user_id, _ in await sweeps.users_due_for_cycle(pool, length_days=7, job_prefix="insight:", limit=10)
     ] == [later]
     assert await dispatch_cycles(ctx, CycleDispatchArgs(limit=1)) == {"due": 1, "enqueued": 0, "already_queued": 1}
+
+
+async def test_the_chain_closes_an_empty_cycle_without_an_llm_call(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner, llm_server: ScriptedLLMServer
+) -> None:
+    """The whole catalog: insight (empty: no call) → proactive_prompts → cycle_report (resets the cycle) →
+    projection, each once, named after the cycle."""
+    user_id = await make_user(pool, created_days_ago=8)
+    user = await users.get_user(pool, user_id)
+    assert user is not None
+    cycle = cycle_stamp(user.created_at)
+    await trigger(redis_client, pool, user_id)
+    await run_burst()
+
+    states = await ledger.latest_states(
+        pool, [f"{job}:{user_id}:{cycle}" for job in ("proactive_prompts", "cycle_report", "projection")]
+    )
+    assert set(states.values()) == {"succeeded"} and len(states) == 3, states
+    assert llm_server.chat_requests == []
+    after = await users.get_user(pool, user_id)
+    assert after is not None and after.last_cycle_started_at is not None
+    assert after.last_cycle_started_at > user.created_at  # a new cycle started
+    assert await sweeps.users_due_for_cycle(pool, length_days=7, job_prefix="insight:", limit=10) == []

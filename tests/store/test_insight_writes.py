@@ -1,5 +1,5 @@
-"""write_insight on a real database: merges move everything to the concept kept, communities are reused, the write
-happens once per cycle, and another user's ids change nothing."""
+"""The insight store on a real database: write_insight (merges move everything to the concept kept, communities
+are reused, the write happens once per cycle, another user's ids change nothing) and what insight reads."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from core.insight import (
     ConversationDigest,
     InsightArtifactType,
     InsightGrowthDraft,
+    InsightMaterial,
     InsightResult,
     InsightStatus,
     MergeDraft,
@@ -23,6 +24,16 @@ from core.insight import (
     summary_artifact_id,
 )
 from core.vocabulary import EntityKind, GrowthDimension
+from store.insight_material import (
+    CycleState,
+    concept_names,
+    insight_written,
+    load_communities,
+    load_concept_graph,
+    load_concepts,
+    load_insight_material,
+    read_cycle,
+)
 from store.insight_writes import write_insight
 from store.repos import (
     cards,
@@ -327,3 +338,49 @@ def test_row_ids_are_the_same_for_the_same_cycle() -> None:
     user_id = str(uuid.uuid4())
     assert insight_row_id(user_id, WHEN, "growth:1") == insight_row_id(user_id, WHEN.replace(microsecond=5), "growth:1")
     assert insight_row_id(user_id, WHEN, "growth:1") != insight_row_id(user_id, WHEN, "growth:2")
+
+
+async def test_the_material_is_the_window_of_this_user_only(pool: asyncpg.Pool) -> None:
+    """What insight reads: memory units from the window start on (not before), their conversations and concepts;
+    and for another user, none of this user's rows through any of the reads."""
+    ids = await a_user_with_a_duplicate(pool, "user-a")
+    await users.create_user(pool, "user-b", email="b@example.org")
+    conversation = await conversations.get_conversation(pool, "user-a", ids["conversation"])
+    assert conversation is not None
+    old = await memory_units.insert_memory_unit(
+        pool,
+        "user-a",
+        title="Years ago",
+        content="Before the window.",
+        creation_ts=WHEN - timedelta(days=30),
+        importance_score=9,
+        sentiment_score=0,
+        source_conversation_id=ids["conversation"],
+    )
+    cycles = {user_id: await read_cycle(pool, user_id) for user_id in ("user-a", "user-b")}
+
+    async def material_of(cycle: CycleState) -> InsightMaterial:
+        start, end = WHEN - timedelta(days=1), WHEN + timedelta(days=1)
+        return await load_insight_material(pool, cycle, window_start=start, window_end=end, importance_threshold=3)
+
+    cycle_a = cycles["user-a"]
+    assert cycle_a is not None
+    material = await material_of(cycle_a)
+    assert [m.muid for m in material.memory_units] == [ids["unit"]] and old.muid != ids["unit"]
+    assert material.active_conversations == 1 and material.conversations == ()  # processed, but no importance
+    assert [(c.name, c.mentions) for c in material.concepts] == [("Jogging", 1), ("Running", 1)]
+    assert {(link.a, link.b) for link in await load_concept_graph(pool, "user-a")} == {
+        tuple(sorted((ids["running"], ids["jogging"]))),
+        tuple(sorted((ids["running"], ids["marathon"]))),
+        tuple(sorted((ids["jogging"], ids["marathon"]))),
+    }
+
+    cycle_b = cycles["user-b"]
+    assert cycle_b is not None
+    empty = await material_of(cycle_b)
+    assert (empty.memory_units, empty.concepts, empty.active_conversations) == ((), (), 0)
+    assert await load_concept_graph(pool, "user-b") == []
+    assert await concept_names(pool, "user-b", [ids["running"]]) == {}
+    assert await load_concepts(pool, "user-b", [ids["running"]]) == []
+    assert await load_communities(pool, "user-b") == []
+    assert not await insight_written(pool, "user-b", cycle_b.cycle_start)
