@@ -100,7 +100,7 @@ async def write_insight(db: Executor, result: InsightResult) -> InsightWriteSumm
 
         changed: list[outbox.Change] = [outbox.Change(NodeLabel.USER, user_id)]
         for merge in result.merges:
-            changed += await merge_concepts(conn, user_id, merge, summary)
+            changed += await _merge_concepts(conn, user_id, merge, summary)
         changed += await _write_artifacts(conn, result, summary)
         await _write_growth(conn, result, summary)
         changed += await _write_communities(conn, result, summary)
@@ -141,13 +141,14 @@ def _next_context(result: InsightResult, current: Any) -> dict[str, Any] | None:
     }
 
 
-async def merge_concepts(
-    conn: asyncpg.Connection, user_id: str, merge: MergeDraft, summary: InsightWriteSummary | None = None
+async def _merge_concepts(
+    conn: asyncpg.Connection, user_id: str, merge: MergeDraft, summary: InsightWriteSummary
 ) -> list[outbox.Change]:
     """Merge the secondaries into the primary (see the module docstring); returns what changed, for the outbox.
 
     Only active concepts of this user take part: a primary that is gone or merged itself cancels the merge, and a
-    secondary that is (already merged, another user's, the primary) is skipped, so a repeated merge changes nothing.
+    secondary that is already merged, another user's or the primary itself is skipped, so a repeated merge changes
+    nothing.
     """
     primary = await conn.fetchrow(
         "SELECT concept_id, name, type, description, metadata FROM concepts "
@@ -215,9 +216,8 @@ async def merge_concepts(
         primary_id,
         gone,
     )
-    if summary is not None:
-        summary.concepts_merged += len(gone)
-        summary.relationships_moved += moved
+    summary.concepts_merged += len(gone)
+    summary.relationships_moved += moved
     return [
         *outbox.changes(NodeLabel.CONCEPT, [primary_id, *gone]),
         *(outbox.Change(label, entity_id) for label, entity_id in ends),
