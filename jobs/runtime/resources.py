@@ -53,11 +53,20 @@ def ledger_dsn(dsn: str) -> str:
 @dataclass(frozen=True, eq=False)
 class Resource(Generic[R]):
     """A process-wide dependency: `open(resources)` is an async context manager yielding the thing, entered on first
-    use and exited when the worker stops. Identity is the object itself, so two resources may share a name."""
+    use and exited when the worker stops.
+
+    A resource is known by its name, which must be unique: `worker --processes N` hands each child the job table
+    pickled, and the copies a child unpickles must be the same resource as the module-level one its jobs ask for."""
 
     name: str
     open: Callable[[WorkerResources], AbstractAsyncContextManager[R]]
     description: str = ""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Resource) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(("Resource", self.name))
 
 
 class WorkerResources:

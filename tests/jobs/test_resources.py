@@ -129,3 +129,15 @@ async def test_resources_close_last_opened_first(pool: asyncpg.Pool, redis_clien
     assert await resources.get(first) == "first" and resources.opened() == ["first", "second"]
     await resources.aclose()
     assert order == ["open first", "open second", "close second", "close first"]
+
+
+def test_a_job_table_pickled_for_a_child_process_still_knows_its_resources() -> None:
+    """`worker --processes N` pickles the table into each child: the resources a job declares must still be the
+    module-level ones its handler asks for (once, every job with a resource was refused as undeclared there)."""
+    import pickle
+
+    from jobs.ingestion import INGEST
+
+    copied = pickle.loads(pickle.dumps(TEST_JOBS.with_jobs(USE)))
+    assert LLM in copied.get("ingest").resources and COUNTER in copied.get("test.uses-counter").resources
+    assert copied.get("ingest").resources == INGEST.resources

@@ -230,3 +230,24 @@ async def test_a_worker_with_every_slot_busy_stays_healthy(
     for _ in range(16):
         assert await _worker_pids(redis_client), "the health key lapsed while every slot was busy"
         await asyncio.sleep(0.2)
+
+
+async def test_processes_run_jobs_that_use_resources(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, workers: WorkerProcesses
+) -> None:
+    """An ingestion (LLM, embedder, vector store) through `worker --processes 2 --burst`: the children get the job
+    table pickled, and its resources must still be the ones the handlers ask for."""
+    from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_sample_answers
+    from jobs.ingestion import INGEST
+    from store.repos import conversations, users
+
+    user = await users.create_user(pool, "proc-user", email="proc@example.com")
+    conversation = await conversations.create_conversation(pool, user.user_id, status="ended")
+    await conversations.add_message(pool, user.user_id, conversation.id, role="user", content="Ran 10k today!")
+    with ScriptedLLMServer() as llm:
+        llm.enqueue(ScriptedReply.json(load_sample_answers()[0].answer))
+        job = await enqueue(redis_client, pool, INGEST, {"conversation_id": conversation.id})
+        proc = workers.start("--processes", "2", "--burst", OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY="k")
+        assert await _exit(proc, timeout=120) == 0, workers.log(0)
+    run = await ledger.latest_run(pool, job.job_id)
+    assert run is not None and run.state == "succeeded", (run, workers.log(0))
