@@ -124,18 +124,29 @@ async def outgoing_edges(db: Executor, user_id: str, nodes: Mapping[NodeLabel, M
             )
             edges.setdefault(edge.key, edge)
     for artifact in nodes.get(NodeLabel.DERIVED_ARTIFACT, {}).values():
-        for label, target in (
-            (NodeLabel.MEMORY_UNIT, artifact.source_memory_unit_id),
-            (NodeLabel.CONCEPT, artifact.source_concept_id),
-        ):
-            if target:
-                edge = GraphEdge(
-                    source=NodeRef(label=NodeLabel.DERIVED_ARTIFACT, key=artifact.artifact_id),
-                    type=StructuralRelationshipType.DERIVED_FROM,
-                    target=NodeRef(label=label, key=target),
-                )
-                edges.setdefault(edge.key, edge)
+        for label, target in artifact_sources(artifact):
+            edge = GraphEdge(
+                source=NodeRef(label=NodeLabel.DERIVED_ARTIFACT, key=artifact.artifact_id),
+                type=StructuralRelationshipType.DERIVED_FROM,
+                target=NodeRef(label=label, key=target),
+            )
+            edges.setdefault(edge.key, edge)
     return list(edges.values())
+
+
+def artifact_sources(artifact: Any) -> list[tuple[NodeLabel, str]]:
+    """What an artifact rests on: the source columns (the first of each kind) and the full lists an agent keeps in
+    content_data (`source_memory_unit_ids`, `source_concept_ids`), without repeats."""
+    data = artifact.content_data if isinstance(artifact.content_data, dict) else {}
+    found: list[tuple[NodeLabel, str]] = []
+    for label, column, listed in (
+        (NodeLabel.MEMORY_UNIT, artifact.source_memory_unit_id, data.get("source_memory_unit_ids")),
+        (NodeLabel.CONCEPT, artifact.source_concept_id, data.get("source_concept_ids")),
+    ):
+        ids = [column] if column else []
+        ids += [value for value in listed if isinstance(value, str)] if isinstance(listed, list) else []
+        found += [(label, value) for value in dict.fromkeys(ids) if value]
+    return found
 
 
 async def graph_batch(db: Executor, graph: GraphStore, user_id: str, refs: Iterable[Ref]) -> GraphBatch:

@@ -157,7 +157,7 @@ async def ensure_concepts(db: Executor, user_id: str, wanted: Sequence[NewConcep
     active concept of its type whose normalized name or alias matches, else a new row (or the row of the same
     surface name, or that row's active successor when it was merged away). Two entries meaning the same concept get
     the same id; only the first counts as created. At most five round trips whatever the count (the locks, one
-    lookup, one insert, one touch, successors), where `create_concept` per item took four each: an ingestion
+    lookup, merged successors, one insert, one touch), where `create_concept` per item took four each: an ingestion
     resolves several concepts, and this was the largest part of its write. Takes the same per-name advisory locks
     as `create_concept`, so the two never create twins.
     """
@@ -178,6 +178,8 @@ async def ensure_concepts(db: Executor, user_id: str, wanted: Sequence[NewConcep
             [c.normalized_name for c in wanted],
         )
         found: dict[int, str] = {row["i"]: row["concept_id"] for row in rows}
+        successor = await _successors(conn, user_id, set(found.values()))
+        found = {index: successor.get(concept_id, concept_id) for index, concept_id in found.items()}
         now = to_db(utc_now())
         # one new row per (type, normalized name): "Morning runs" and "morning runs" in one batch are one concept
         missing: dict[tuple[str, str], NewConcept] = {}
@@ -208,6 +210,30 @@ async def ensure_concepts(db: Executor, user_id: str, wanted: Sequence[NewConcep
                 list(touched.values()),
             )
     return results
+
+
+MERGE_HOPS = 5
+"""A concept merged into one that was merged in turn is followed this far (merges are rare; chains are short)."""
+
+
+async def _successors(conn: Executor, user_id: str, concept_ids: set[str]) -> dict[str, str]:
+    """id -> the active concept it was merged into, for those of `concept_ids` merged away: an answer can name a
+    concept that a merge retired while its LLM call ran, and new links must go to the concept kept."""
+    resolved: dict[str, str] = {}
+    current = {concept_id: concept_id for concept_id in concept_ids}
+    for _ in range(MERGE_HOPS):
+        rows = await conn.fetch(
+            "SELECT concept_id, merged_into_concept_id FROM concepts WHERE user_id = $1 "
+            "AND concept_id = ANY($2::text[]) AND status = 'merged' AND merged_into_concept_id IS NOT NULL",
+            user_id,
+            list(set(current.values())),
+        )
+        if not rows:
+            break
+        step = {row["concept_id"]: row["merged_into_concept_id"] for row in rows}
+        current = {origin: step.get(now, now) for origin, now in current.items()}
+        resolved.update({origin: now for origin, now in current.items() if now != origin})
+    return resolved
 
 
 async def _insert_missing(

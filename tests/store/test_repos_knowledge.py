@@ -502,6 +502,26 @@ async def test_creating_the_name_of_a_merged_concept_returns_its_successor(pool:
     assert again.concept_id == "new"
 
 
+async def test_an_existing_concept_merged_away_meanwhile_resolves_to_the_one_kept(
+    pool: asyncpg.Pool, user: str
+) -> None:
+    """An answer names concept "a" by its handle, but an insight merged a -> b -> c while the LLM call ran: the new
+    links go to c, the concept kept, and nothing is created."""
+    for key, name in (("a", "Dani"), ("b", "Coach Dani"), ("c", "Coach Daniela")):
+        await concepts.create_concept(
+            pool, user, name=name, type="person", description=None, normalized_name=name.lower(), concept_id=key
+        )
+    await pool.execute(
+        "UPDATE concepts SET status = 'merged', merged_into_concept_id = CASE concept_id WHEN 'a' THEN 'b' ELSE 'c' "
+        "END WHERE concept_id IN ('a', 'b')"
+    )
+    wanted = concepts.NewConcept(
+        name="Dani", type="person", description=None, normalized_name="dani", existing_concept_id="a"
+    )
+    [ensured] = await concepts.ensure_concepts(pool, user, [wanted])
+    assert (ensured.concept_id, ensured.created) == ("c", False)
+
+
 async def test_concept_metadata_of_the_wrong_shape_reads_and_heals(pool: asyncpg.Pool, user: str) -> None:
     await concepts.create_concept(
         pool, user, name="Lena", type="person", description=None, normalized_name="lena", concept_id="k-1"
