@@ -42,6 +42,7 @@ SUPPORTED_KEYWORDS = {
     "exclusiveMaximum",
     "minLength",
     "maxLength",
+    "format",
 }
 """What clients/typescript/src/index.ts validates; a model needing more fails generation instead of going unchecked."""
 
@@ -65,6 +66,8 @@ def args_schema(spec: JobSpec) -> dict[str, Any]:
 
 def _check_keywords(job: str, schema: dict[str, Any]) -> None:
     unknown = set(schema) - SUPPORTED_KEYWORDS
+    if schema.get("format", "date-time") not in ("date-time", "date"):
+        unknown.add(f"format={schema['format']}")
     if unknown:
         raise ValueError(f"job {job!r}: JSON Schema keywords {sorted(unknown)} are not validated by the TS producer")
     for sub in [*schema.get("properties", {}).values(), *schema.get("anyOf", [])]:
@@ -116,6 +119,8 @@ def render_registry_ts() -> str:
         "  exclusiveMaximum?: number;",
         "  minLength?: number;",
         "  maxLength?: number;",
+        '  /** "date-time" or "date": ISO 8601, as pydantic reads a datetime or a date. */',
+        "  format?: string;",
         "}",
         "",
         f"export const JOB_KEY_PREFIX = {json.dumps(job_key_prefix)};",

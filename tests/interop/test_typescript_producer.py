@@ -100,6 +100,22 @@ async def test_records_dedupe_delays_and_refused_arguments(
     assert await redis_client.exists("arq:job:ingest:c-2") == 0
 
 
+async def test_dates_are_checked_as_pydantic_reads_them(compiled: Path, redis_url: str) -> None:
+    """The cycle jobs take a datetime (`cycle_start`) and proactive prompts' daily run a date: the producer refuses
+    what the worker would, and passes ISO 8601 through."""
+    good, bad, day, bad_day = drive(
+        compiled,
+        redis_url,
+        {"fn": "enqueueJob", "args": ["cycle_report", {"user_id": "u-1", "cycle_start": "2026-11-19T00:00:00Z"}]},
+        {"fn": "enqueueJob", "args": ["cycle_report", {"user_id": "u-2", "cycle_start": "last week"}]},
+        {"fn": "enqueueJob", "args": ["proactive_prompts", {"user_id": "u-3", "daily": "2026-11-19"}]},
+        {"fn": "enqueueJob", "args": ["proactive_prompts", {"user_id": "u-4", "daily": "2026-11-19T00:00:00Z"}]},
+    )
+    assert good["result"]["enqueued"] is True
+    assert "cycle_start: must be an ISO 8601 date and time" in bad["error"]
+    assert day["result"]["enqueued"] is True and "daily: must be an ISO 8601 date" in bad_day["error"]
+
+
 @pytest.fixture
 def llm_server() -> Iterator[ScriptedLLMServer]:
     with ScriptedLLMServer() as server:

@@ -67,6 +67,11 @@ export class JobArgumentsError extends Error {
   override name = "JobArgumentsError";
 }
 
+/** What pydantic accepts as a datetime in JSON: a date, "T" or a space, a time, an optional zone. */
+const ISO_DATE_TIME = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$/;
+
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}$/;
+
 function typeOf(value: unknown): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return "array";
@@ -100,6 +105,12 @@ function problems(schema: JsonSchema, value: unknown, path: string): string[] {
     if (schema.minLength !== undefined && length < schema.minLength) found.push(`${path}: at least ${schema.minLength} characters`);
     if (schema.maxLength !== undefined && length > schema.maxLength) found.push(`${path}: at most ${schema.maxLength} characters`);
     if (value.includes("\u0000")) found.push(`${path}: contains a NUL character (\\u0000), which cannot be stored`);
+    if (schema.format === "date-time" && (!ISO_DATE_TIME.test(value) || Number.isNaN(Date.parse(value)))) {
+      found.push(`${path}: must be an ISO 8601 date and time, e.g. 2026-11-19T00:00:00Z`);
+    }
+    if (schema.format === "date" && (!ISO_DATE.test(value) || Number.isNaN(Date.parse(value)))) {
+      found.push(`${path}: must be an ISO 8601 date, e.g. 2026-11-19`);
+    }
   }
   if (typeof value === "number") {
     if (schema.minimum !== undefined && value < schema.minimum) found.push(`${path}: must be >= ${schema.minimum}`);

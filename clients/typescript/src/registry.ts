@@ -18,6 +18,8 @@ export interface JsonSchema {
   exclusiveMaximum?: number;
   minLength?: number;
   maxLength?: number;
+  /** "date-time" or "date": ISO 8601, as pydantic reads a datetime or a date. */
+  format?: string;
 }
 
 export const JOB_KEY_PREFIX = "arq:job:";
@@ -33,6 +35,18 @@ export const ENQUEUE_SCRIPT = "\nlocal ttl = tonumber(ARGV[2])\nlocal score = to
 
 /** Each job's arguments, as its pydantic model validates them. */
 export interface JobArgs {
+  /** Start the cycle chain (insight → proactive prompts → cycle report → projection) for every due user. */
+  "cycle_dispatch": {
+    /** Users whose cycle is started per run at most. */
+    limit?: number;
+  };
+  /** Write a user's cycle report (narrative, growth per dimension vs the previous cycle, top concepts, highlights, counts) and its card, start the next cycle, enqueue the projection. */
+  "cycle_report": {
+    /** users.user_id */
+    user_id: string;
+    /** The cycle, by its start; none = the user's current cycle */
+    cycle_start?: string | null;
+  };
   /** Diagnostics: sleep, optionally fail on purpose, echo the attempt (tests, bench, smoke checks). */
   "diag.echo": {
     /** Sleep this long before answering. */
@@ -55,10 +69,43 @@ export interface JobArgs {
     /** Re-derive a processed conversation, replacing what it produced */
     reprocess?: boolean;
   };
+  /** Close a user's growth cycle: memory profile, graph schema, insight artifacts, concept merges, communities. */
+  "insight": {
+    /** users.user_id */
+    user_id: string;
+    /** The cycle, by its start; none = the user's current cycle */
+    cycle_start?: string | null;
+  };
+  /** Write a few proactive prompts for a user (deduplicated against their pending ones, capped, stale ones expired); in a cycle's run, then enqueue cycle_report. */
+  "proactive_prompts": {
+    /** users.user_id */
+    user_id: string;
+    /** The cycle, by its start; none = the user's current cycle */
+    cycle_start?: string | null;
+    /** The daily schedule's run for this UTC day (continues no chain) */
+    daily?: string | null;
+  };
+  /** Enqueue the daily proactive_prompts run of every user with new memory in the last day whose cycle is not due and did not just start. */
+  "proactive_prompts_daily": {
+  };
+  /** Lay out a user's memory units, concepts, artifacts and communities in 3D (PCA of their embeddings, aligned to the previous projection) with their edges: a user_graph_projections row. */
+  "projection": {
+    /** users.user_id */
+    user_id: string;
+    /** The cycle, by its start; none = the user's current cycle */
+    cycle_start?: string | null;
+  };
   /** Delete job ledger rows finished longer ago than the retention. */
   "prune_ledger": {
     /** Default: ORRERY_LEDGER_RETENTION_DAYS. */
     retention_days?: number | null;
+  };
+  /** Compare Postgres with the graph and vector stores (ids and content hashes) and repair drift through the outbox. */
+  "reconcile": {
+    /** Only this user (default: all). */
+    user_id?: string | null;
+    /** Record outbox rows for what drifted (false: only report it). */
+    repair?: boolean;
   };
   /** End conversations silent past the timeout and enqueue ingestion of every ended one. */
   "sweep_timeouts": {
@@ -66,6 +113,16 @@ export interface JobArgs {
     timeout_minutes?: number | null;
     /** Conversations ended and enqueued per run at most. */
     limit?: number;
+  };
+  /** Apply the outbox to one derived store (graph or vector): make it match Postgres for every changed entity. */
+  "sync_stores": {
+    /** Which derived store to bring up to date. */
+    store: "graph" | "vector";
+    /** Stop after this many rows (the rest waits). */
+    max_rows?: number;
+  };
+  /** Enqueue sync_stores for every store with outbox rows still due. */
+  "sync_sweep": {
   };
 }
 
@@ -80,9 +137,18 @@ export interface JobSpec {
 }
 
 export const JOBS: { readonly [N in JobName]: JobSpec } = {
+  "cycle_dispatch": {"queue": "batch", "dedupeKey": "cycle_dispatch", "argsSchema": {"additionalProperties": false, "properties": {"limit": {"default": 1000, "description": "Users whose cycle is started per run at most.", "maximum": 100000, "minimum": 1, "title": "Limit", "type": "integer"}}, "title": "CycleDispatchArgs", "type": "object"}},
+  "cycle_report": {"queue": "batch", "dedupeKey": null, "argsSchema": {"additionalProperties": false, "description": "The arguments of every job of the cycle chain.", "properties": {"user_id": {"description": "users.user_id", "maxLength": 200, "minLength": 1, "title": "User Id", "type": "string"}, "cycle_start": {"anyOf": [{"format": "date-time", "type": "string"}, {"type": "null"}], "default": null, "description": "The cycle, by its start; none = the user's current cycle", "title": "Cycle Start"}}, "required": ["user_id"], "title": "CycleArgs", "type": "object"}},
   "diag.echo": {"queue": "interactive", "dedupeKey": null, "argsSchema": {"additionalProperties": false, "properties": {"sleep_s": {"default": 0.0, "description": "Sleep this long before answering.", "maximum": 3600, "minimum": 0, "title": "Sleep S", "type": "number"}, "fail_mode": {"default": "none", "enum": ["none", "transient", "permanent", "deferred"], "title": "Fail Mode", "type": "string"}, "fail_attempts": {"default": 1000, "description": "Fail only while attempt <= this (then succeed).", "minimum": 0, "title": "Fail Attempts", "type": "integer"}, "defer_s": {"default": 1.0, "description": "With fail_mode=deferred: run again this much later.", "minimum": 0, "title": "Defer S", "type": "number"}, "mark": {"anyOf": [{"maxLength": 100, "type": "string"}, {"type": "null"}], "default": null, "description": "Count attempts in Redis under orrery:diag:{mark}:\u2026", "title": "Mark"}}, "title": "EchoArgs", "type": "object"}},
   "expire_sessions": {"queue": "batch", "dedupeKey": "expire_sessions", "argsSchema": {"additionalProperties": false, "properties": {}, "title": "ExpireSessionsArgs", "type": "object"}},
   "ingest": {"queue": "interactive", "dedupeKey": "ingest:{conversation_id}", "argsSchema": {"additionalProperties": false, "properties": {"conversation_id": {"description": "conversations.id to ingest", "maxLength": 200, "minLength": 1, "title": "Conversation Id", "type": "string"}, "reprocess": {"default": false, "description": "Re-derive a processed conversation, replacing what it produced", "title": "Reprocess", "type": "boolean"}}, "required": ["conversation_id"], "title": "IngestArgs", "type": "object"}},
+  "insight": {"queue": "batch", "dedupeKey": "insight:{user_id}", "argsSchema": {"additionalProperties": false, "description": "The arguments of every job of the cycle chain.", "properties": {"user_id": {"description": "users.user_id", "maxLength": 200, "minLength": 1, "title": "User Id", "type": "string"}, "cycle_start": {"anyOf": [{"format": "date-time", "type": "string"}, {"type": "null"}], "default": null, "description": "The cycle, by its start; none = the user's current cycle", "title": "Cycle Start"}}, "required": ["user_id"], "title": "CycleArgs", "type": "object"}},
+  "proactive_prompts": {"queue": "batch", "dedupeKey": null, "argsSchema": {"additionalProperties": false, "properties": {"user_id": {"description": "users.user_id", "maxLength": 200, "minLength": 1, "title": "User Id", "type": "string"}, "cycle_start": {"anyOf": [{"format": "date-time", "type": "string"}, {"type": "null"}], "default": null, "description": "The cycle, by its start; none = the user's current cycle", "title": "Cycle Start"}, "daily": {"anyOf": [{"format": "date", "type": "string"}, {"type": "null"}], "default": null, "description": "The daily schedule's run for this UTC day (continues no chain)", "title": "Daily"}}, "required": ["user_id"], "title": "ProactivePromptsArgs", "type": "object"}},
+  "proactive_prompts_daily": {"queue": "batch", "dedupeKey": "proactive_prompts_daily", "argsSchema": {"additionalProperties": false, "properties": {}, "title": "DailyArgs", "type": "object"}},
+  "projection": {"queue": "batch", "dedupeKey": null, "argsSchema": {"additionalProperties": false, "description": "The arguments of every job of the cycle chain.", "properties": {"user_id": {"description": "users.user_id", "maxLength": 200, "minLength": 1, "title": "User Id", "type": "string"}, "cycle_start": {"anyOf": [{"format": "date-time", "type": "string"}, {"type": "null"}], "default": null, "description": "The cycle, by its start; none = the user's current cycle", "title": "Cycle Start"}}, "required": ["user_id"], "title": "CycleArgs", "type": "object"}},
   "prune_ledger": {"queue": "batch", "dedupeKey": "prune_ledger", "argsSchema": {"additionalProperties": false, "properties": {"retention_days": {"anyOf": [{"minimum": 1, "type": "integer"}, {"type": "null"}], "default": null, "description": "Default: ORRERY_LEDGER_RETENTION_DAYS.", "title": "Retention Days"}}, "title": "PruneLedgerArgs", "type": "object"}},
+  "reconcile": {"queue": "batch", "dedupeKey": "reconcile", "argsSchema": {"additionalProperties": false, "properties": {"user_id": {"anyOf": [{"maxLength": 200, "minLength": 1, "type": "string"}, {"type": "null"}], "default": null, "description": "Only this user (default: all).", "title": "User Id"}, "repair": {"default": true, "description": "Record outbox rows for what drifted (false: only report it).", "title": "Repair", "type": "boolean"}}, "title": "ReconcileArgs", "type": "object"}},
   "sweep_timeouts": {"queue": "interactive", "dedupeKey": "sweep_timeouts", "argsSchema": {"additionalProperties": false, "properties": {"timeout_minutes": {"anyOf": [{"exclusiveMinimum": 0, "type": "number"}, {"type": "null"}], "default": null, "description": "Default: ORRERY_CONVERSATION_TIMEOUT_MINUTES.", "title": "Timeout Minutes"}, "limit": {"default": 500, "description": "Conversations ended and enqueued per run at most.", "maximum": 10000, "minimum": 1, "title": "Limit", "type": "integer"}}, "title": "SweepTimeoutsArgs", "type": "object"}},
+  "sync_stores": {"queue": "batch", "dedupeKey": "sync:{store}", "argsSchema": {"additionalProperties": false, "properties": {"store": {"description": "Which derived store to bring up to date.", "enum": ["graph", "vector"], "title": "Store", "type": "string"}, "max_rows": {"default": 100000, "description": "Stop after this many rows (the rest waits).", "maximum": 10000000, "minimum": 1, "title": "Max Rows", "type": "integer"}}, "required": ["store"], "title": "SyncArgs", "type": "object"}},
+  "sync_sweep": {"queue": "batch", "dedupeKey": "sync_sweep", "argsSchema": {"additionalProperties": false, "properties": {}, "title": "SweepArgs", "type": "object"}},
 };
