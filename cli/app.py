@@ -6,6 +6,7 @@ import typer
 
 from cli import database, demo, recall, samples
 from cli import jobs as jobs_cli
+from cli import metrics as metrics_cli
 from cli import stores as stores_cli
 from cli import worker as worker_cli
 from cli.common import settings
@@ -39,6 +40,7 @@ app.command("worker")(worker_cli.worker_command)
 app.command("health")(worker_cli.health_command)
 app.command("trigger")(jobs_cli.trigger_command)
 app.add_typer(jobs_cli.jobs_app, name="jobs")
+app.command("metrics")(metrics_cli.metrics_command)
 app.command("recall")(recall.recall_command)
 app.add_typer(stores_cli.sync_app, name="sync")
 app.command("reconcile")(stores_cli.reconcile_command)

@@ -458,6 +458,9 @@ def show_command(
             detail,
         )
     console.print(table)
+    for run in runs:
+        if run.trace_id:  # tracing on (OTEL_EXPORTER_OTLP_ENDPOINT): the latest attempt's trace, to look up
+            console.print(f"trace of run {run.id} (attempt {run.attempt}): {run.trace_id}", highlight=False)
 
 
 @jobs_app.command("retry")

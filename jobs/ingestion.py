@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.errors import PermanentError
 from jobs.ingestion_recall import dedupe_by_similarity, relevant_concepts
 from jobs.resources import EMBEDDER, LLM, VECTOR
+from jobs.runtime import tracing
 from jobs.runtime.context import JobContext
 from jobs.runtime.registry import INTERACTIVE, JobSpec
 from jobs.sync import follow_commit
@@ -132,7 +133,8 @@ async def ingest(ctx: JobContext, args: IngestArgs) -> Mapping[str, Any]:
         importance=ctx.settings.ingestion_importance_threshold,
         card_importance=ctx.settings.card_importance_threshold,
     )
-    summary = await write_ingestion(ctx.pool, result, thresholds, reprocess=args.reprocess)
+    with tracing.span("store.write", {"orrery.store": "postgres", "orrery.write": "ingestion"}):
+        summary = await write_ingestion(ctx.pool, result, thresholds, reprocess=args.reprocess)
     if summary.outcome != "already_processed":
         await follow_commit(ctx)  # the graph and vector stores catch up with what was just committed
     ctx.log.info(

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.backoff import equal_jitter
 from jobs.resources import EMBEDDER, GRAPH, VECTOR
+from jobs.runtime import tracing
 from jobs.runtime.context import JobContext
 from jobs.runtime.keys import BATCH
 from jobs.runtime.registry import JobSpec
@@ -125,7 +126,10 @@ async def sync_stores(ctx: JobContext, args: SyncArgs) -> Mapping[str, Any]:
             user_id: list(grouped)
             for user_id, grouped in groupby(sorted(rows, key=lambda r: (r.user_id, r.id)), key=lambda r: r.user_id)
         }
-        outcomes = await apply(ctx, {user: [Ref(r.label, r.entity_id) for r in mine] for user, mine in by_user.items()})
+        refs = {user: [Ref(r.label, r.entity_id) for r in mine] for user, mine in by_user.items()}
+        traced = {"orrery.store": args.store, "orrery.users": len(refs), "orrery.rows": len(rows)}
+        with tracing.span("store.apply", traced):
+            outcomes = await apply(ctx, refs)
         for user_id, mine in by_user.items():
             ids = [row.id for row in mine]
             outcome = outcomes[user_id]

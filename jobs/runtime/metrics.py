@@ -210,7 +210,7 @@ class BacklogCollector(Collector):
     scraped, at most once per `cache_s`. A source that cannot be read gives no samples and one log line; the scrape
     itself never fails."""
 
-    def __init__(self, database_url: str, redis_url: str, queues: Sequence[str], *, cache_s: float = 5.0) -> None:
+    def __init__(self, database_url: str, redis_url: str, queues: Sequence[str], *, cache_s: float = 1.0) -> None:
         self._database_url = database_url
         self._redis_url = redis_url
         self._queues = tuple(queues)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -179,7 +179,7 @@ def annotate_outcome(outcome: str, error_class: str | None = None) -> None:
 
 
 @contextmanager
-def span(name: str, attributes: dict[str, str | int | float | bool | Sequence[str]] | None = None) -> Iterator[None]:
+def span(name: str, attributes: Mapping[str, str | int | float | bool | Sequence[str]] | None = None) -> Iterator[None]:
     """A span around a step worth seeing in the trace (a store write); nothing without tracing."""
     if _active is None:
         yield
