@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobs.resources import GRAPH, VECTOR
+from jobs.runtime import metrics
 from jobs.runtime.context import JobContext
 from jobs.runtime.keys import BATCH
 from jobs.runtime.registry import JobSpec
@@ -59,6 +60,7 @@ async def reconcile(ctx: JobContext, args: ReconcileArgs) -> Mapping[str, Any]:
                 continue
             for name, count in found.totals().items():
                 totals[store][name] += count
+            metrics.reconcile_drift(store, found.totals())
             if found.total:
                 drifted.add(user_id)
                 ctx.log.warning("reconcile.drift", store=store, user_id=user_id, **found.totals())

@@ -155,11 +155,15 @@ def budget_deferred() -> None:
     BUDGET_DEFERRALS.inc()
 
 
+DRIFT_KINDS = ("missing", "extra", "changed")
+"""What reconcile counts as drift; rows an outbox entry is still carrying ("pending") are the dispatcher's lag."""
+
+
 def reconcile_drift(store: str, counts: Mapping[str, int]) -> None:
-    """Drift one reconcile pass found in `store`, by kind (missing, extra, changed)."""
-    for kind, count in counts.items():
-        if count:
-            RECONCILE_DRIFT.labels(store, kind).inc(count)
+    """Drift one reconcile pass found in `store` (StoreDrift.totals()), by kind: missing, extra, changed."""
+    for kind in DRIFT_KINDS:
+        if counts.get(kind):
+            RECONCILE_DRIFT.labels(store, kind).inc(counts[kind])
 
 
 class ObservedCallLog:

@@ -1,7 +1,8 @@
 """Prometheus metrics: a real `run.py worker --processes 2` is scraped over HTTP after a few jobs and its numbers are
 checked against the ledger; the single-process endpoint serves every metric of the deployment's contract
 (tests/deploy/metric_names.py) with exactly its labels; the LLM counters follow the calls a real client makes; a
-backlog that cannot be read costs its samples, never the scrape; `run.py metrics` prints what the endpoint serves."""
+backlog that cannot be read costs its samples, never the scrape; `run.py metrics` prints what the endpoint serves;
+the nightly reconcile counts the drift it finds."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, ConfigDict
 
@@ -31,6 +33,7 @@ from core.llm_records import CallOutcome, CallPurpose, LLMCallRecord, ResponseFo
 from core.vocabulary import NodeLabel
 from jobs.catalog import JOBS
 from jobs.diagnostics import ECHO
+from jobs.reconcile import RECONCILE
 from jobs.runtime import metrics
 from jobs.runtime.context import JobContext
 from jobs.runtime.enqueue import enqueue
@@ -41,6 +44,7 @@ from store import ledger, outbox
 from tests.cli.runner import ROOT, clean_env
 from tests.deploy.metric_names import HISTOGRAMS, METRICS
 from tests.jobs.conftest import FAST_ENV, BurstRunner, WorkerProcesses, wait_for_workers, wait_until
+from tests.jobs.test_reconcile_job import inject_drift, synced
 from tests.jobs.testjobs import TEST_JOBS
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -335,3 +339,20 @@ def test_the_metrics_command_prints_a_workers_numbers(served: metrics.MetricsSer
         [sys.executable, str(ROOT / "run.py"), "metrics"], env=unset, cwd=ROOT, capture_output=True, text=True
     )
     assert missing.returncode == 2 and "set ORRERY_METRICS_PORT" in missing.stderr
+
+
+def drift_count(store: str, kind: str) -> float:
+    return REGISTRY.get_sample_value("orrery_reconcile_drift_total", {"store": store, "kind": kind}) or 0.0
+
+
+async def test_the_reconcile_job_counts_the_drift_it_finds_by_store_and_kind(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner
+) -> None:
+    ana, _ = await synced(pool, redis_client, run_burst)
+    await inject_drift(pool, ana)  # one graph node and one vector item gone behind the outbox's back
+    kinds = [(store, kind) for store in outbox.STORES for kind in metrics.DRIFT_KINDS]
+    before = {key: drift_count(*key) for key in kinds}
+    await enqueue(redis_client, pool, RECONCILE, {})
+    await run_burst()
+    found = {key: drift_count(*key) - before[key] for key in kinds}
+    assert found == {key: 1.0 if key[1] == "missing" else 0.0 for key in kinds}
