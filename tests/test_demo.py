@@ -1,4 +1,5 @@
-"""`run.py demo` as the README runs it: seed, sweep, a real worker subprocess, the summary; idempotent on rerun."""
+"""`run.py demo` as the README runs it: seed, sweep, ingest and a growth cycle through real worker subprocesses, the
+summary; idempotent on rerun."""
 
 from __future__ import annotations
 
@@ -18,15 +19,20 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
     assert "scripted sample answers" in first.stdout  # labelled: no model produced this
     assert "1 silent conversation(s) ended; 7 ingestion job(s) queued" in first.stdout
     assert "ingested 7 conversation(s)" in first.stdout
-    assert "Memory units (12)" in first.stdout and "LLM: 6 calls" in first.stdout
-    assert "Next conversation opens with" in first.stdout
+    assert "Memory units (12)" in first.stdout and "Next conversation opens with" in first.stdout
+    # the growth cycle: insight, proactive prompts and the cycle report made one call each; stores synced
+    assert "LLM: 9 calls" in first.stdout and "Cycle report:" in first.stdout
+    assert "Proactive prompts (" in first.stdout and "Communities (" in first.stdout
+    assert "(outbox backlog 0)" in first.stdout and "3D projection of 0 nodes" not in first.stdout
+    assert "Recall:" in first.stdout and "similar to the query" in first.stdout
 
     conn = await asyncpg.connect(database_url)
     try:
         before = await conn.fetchval("SELECT count(*) FROM memory_units")
         second = run_cli("demo", env=env, timeout=300)
         assert second.returncode == 0, second.stdout + second.stderr
-        assert "nothing to ingest" in second.stdout and "LLM: 6 calls" in second.stdout
+        assert "nothing to ingest" in second.stdout and "LLM: 9 calls" in second.stdout
+        assert "growth cycle: already reported" in second.stdout
         assert await conn.fetchval("SELECT count(*) FROM memory_units") == before == 12
         assert await conn.fetchval("SELECT count(*) FROM runtime.job_runs WHERE state <> 'succeeded'") == 0
     finally:

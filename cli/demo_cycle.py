@@ -1,0 +1,90 @@
+"""What the demo shows once a cycle has run: the cycle report, the proactive prompts, the communities, the derived
+stores (graph, vectors) and a recall through them, read back through store/ and drawn with rich."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from store import outbox
+from store.postgres import Executor
+from store.repos import communities, derived_artifacts, graph_projections, proactive_prompts
+from store.repos.communities import CommunityRecord
+from store.repos.derived_artifacts import DerivedArtifactRecord
+from store.repos.proactive_prompts import ProactivePromptRecord
+
+RECALL_QUERY = "how is my running going?"
+"""What the demo asks the stores to remember about the sample user."""
+
+
+@dataclass
+class CycleView:
+    report: DerivedArtifactRecord | None
+    insights: list[DerivedArtifactRecord]
+    prompts: list[ProactivePromptRecord]
+    communities: list[CommunityRecord]
+    projection_nodes: int
+    graph_nodes: int
+    vector_items: int
+    backlog: int
+    recalled: list[Any]
+
+
+async def load_cycle(db: Executor, user_id: str, recalled: list[Any]) -> CycleView:
+    reports = await derived_artifacts.list_derived_artifacts(db, user_id, artifact_type="cycle_report")
+    artifacts = await derived_artifacts.list_derived_artifacts(db, user_id)
+    projection = await graph_projections.latest_graph_projection(db, user_id)
+    nodes = (projection.projection_data or {}).get("nodes", []) if projection else []
+    return CycleView(
+        report=max(reports, key=lambda r: r.created_at) if reports else None,
+        insights=[a for a in artifacts if a.artifact_type != "cycle_report"],
+        prompts=await proactive_prompts.list_proactive_prompts(db, user_id, status="pending"),
+        communities=await communities.list_communities(db, user_id),
+        projection_nodes=len(nodes) if isinstance(nodes, list) else 0,
+        graph_nodes=await db.fetchval("SELECT count(*) FROM runtime.graph_nodes WHERE user_id = $1", user_id),
+        vector_items=await db.fetchval("SELECT count(*) FROM runtime.vector_items WHERE user_id = $1", user_id),
+        backlog=sum(b.rows for b in await outbox.backlog(db)),
+        recalled=recalled,
+    )
+
+
+def render_cycle(console: Console, view: CycleView) -> None:
+    if view.report is not None:
+        data = view.report.content_data or {}
+        growth = Table("dimension", "this cycle", "previous", "change", title="Growth this cycle")
+        for dimension, row in (data.get("growth") or {}).items():
+            if isinstance(row, dict):
+                growth.add_row(
+                    dimension,
+                    f"{row.get('this_cycle', 0):+.2f}",
+                    f"{row.get('previous_cycle', 0):+.2f}",
+                    f"{row.get('change', 0):+.2f}",
+                )
+        console.print(
+            Panel(view.report.content_narrative or "(a quiet cycle)", title=f"Cycle report: {view.report.title}")
+        )
+        console.print(growth)
+    table = Table("insight", "type", title=f"Insights ({len(view.insights)})")
+    for artifact in view.insights:
+        table.add_row(artifact.title, artifact.artifact_type)
+    console.print(table)
+    table = Table("priority", "prompt", title=f"Proactive prompts ({len(view.prompts)} pending)")
+    for prompt in sorted(view.prompts, key=lambda p: -(p.priority or 0)):
+        table.add_row(str(prompt.priority), prompt.prompt_text)
+    console.print(table)
+    table = Table("community", "concepts", "description", title=f"Communities ({len(view.communities)})")
+    for community in view.communities:
+        table.add_row(community.name, str(len(community.core_concept_ids or [])), community.description or "")
+    console.print(table)
+    console.print(
+        f"Derived stores: {view.graph_nodes} graph nodes, {view.vector_items} vector items "
+        f"(outbox backlog {view.backlog}); 3D projection of {view.projection_nodes} nodes"
+    )
+    table = Table("score", "memory", "why", title=f'Recall: "{RECALL_QUERY}"')
+    for item in view.recalled:
+        table.add_row(f"{item.score:.2f}", item.title, item.why)
+    console.print(table)
