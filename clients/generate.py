@@ -4,6 +4,7 @@ when a file is stale instead of writing it; the tests run the same check).
 - clients/typescript/src/registry.ts: every job's queue, dedupe key, argument JSON Schema (from its pydantic model)
   and TypeScript argument type, the Redis key prefixes and the enqueue Lua script Orrery itself runs.
 - docs/contract.md: the blocks between `<!-- generated:NAME -->` and `<!-- /generated -->` (clients/contract.py).
+- docs/jobs.md: the table of every job (block `jobs`), from jobs/catalog.py.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from jobs.runtime.registry import JobSpec
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY_TS = ROOT / "clients" / "typescript" / "src" / "registry.ts"
 CONTRACT_MD = ROOT / "docs" / "contract.md"
+JOBS_MD = ROOT / "docs" / "jobs.md"
 
 SUPPORTED_KEYWORDS = {
     "type",
@@ -161,30 +163,50 @@ def render_registry_ts() -> str:
     return "\n".join(out)
 
 
-def render_contract_md(current: str) -> str:
-    """docs/contract.md with every generated block replaced by what the sources say now."""
-    blocks = contract.blocks()
+def render_blocks(path: Path, current: str, blocks: dict[str, str]) -> str:
+    """`current` (a page) with every generated block replaced by what the sources say now."""
     found: set[str] = set()
 
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in blocks:
-            raise ValueError(f"docs/contract.md: unknown generated block {name!r}; known: {', '.join(blocks)}")
+            raise ValueError(f"{path.name}: unknown generated block {name!r}; known: {', '.join(blocks)}")
         found.add(name)
         return f"<!-- generated:{name} -->\n{blocks[name].strip()}\n<!-- /generated -->"
 
     rendered = re.sub(r"<!-- generated:([\w.-]+) -->\n.*?<!-- /generated -->", replace, current, flags=re.DOTALL)
     missing = sorted(set(blocks) - found)
     if missing:
-        raise ValueError(f"docs/contract.md: add the generated blocks {missing}")
+        raise ValueError(f"{path.name}: add the generated blocks {missing}")
     return rendered
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s" if value else "—"
+
+
+def jobs_table() -> str:
+    """docs/jobs.md's table of every job, from the catalog."""
+    lines = [
+        "| job | queue | timeout | tries | backoff | dedupe key | schedule (UTC) | what it does |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for spec in JOBS.all():
+        key = f"`{spec.dedupe_key}`" if spec.dedupe_key else "—"
+        cron = f"`{spec.cron}`" if spec.cron else "—"
+        lines.append(
+            f"| `{spec.name}` | {spec.queue} | {_seconds(spec.timeout_s)} | {spec.max_tries} | "
+            f"{_seconds(spec.backoff_s)} | {key} | {cron} | {spec.summary} |"
+        )
+    return "\n".join(lines)
 
 
 def outputs() -> dict[Path, str]:
     """Each generated file and the content it must have."""
     return {
         REGISTRY_TS: render_registry_ts(),
-        CONTRACT_MD: render_contract_md(CONTRACT_MD.read_text(encoding="utf-8")),
+        CONTRACT_MD: render_blocks(CONTRACT_MD, CONTRACT_MD.read_text(encoding="utf-8"), contract.blocks()),
+        JOBS_MD: render_blocks(JOBS_MD, JOBS_MD.read_text(encoding="utf-8"), {"jobs": jobs_table()}),
     }
 
 
