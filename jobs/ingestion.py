@@ -121,7 +121,8 @@ async def ingest(ctx: JobContext, args: IngestArgs) -> Mapping[str, Any]:
             )
         )
     try:
-        result = await dedupe_by_similarity(ctx, await agent.run(data, job_id=ctx.job_id))
+        extracted = await agent.run(data, job_id=ctx.job_id)
+        result = await dedupe_by_similarity(ctx, extracted, has_concepts=bool(source.concepts))
     except BaseException:
         if moving is not None:
             await asyncio.gather(moving, return_exceptions=True)

@@ -57,8 +57,8 @@ async def relevant_concepts(ctx: JobContext, source: ConversationForJob, limit: 
     recent = list(source.concepts)
     query = conversation_query(source)
     user_id = source.conversation.user_id
-    if not query:
-        return recent[:limit]
+    if not query or len(recent) < limit:
+        return recent[:limit]  # fewer concepts than places: every one is shown, no search needed
     try:
         embedder, context = await _context(ctx, user_id)
         vector = await ctx.resource(VECTOR)
@@ -76,13 +76,14 @@ async def relevant_concepts(ctx: JobContext, source: ConversationForJob, limit: 
     return list(chosen.values())[:limit]
 
 
-async def dedupe_by_similarity(ctx: JobContext, result: IngestionResult) -> IngestionResult:
+async def dedupe_by_similarity(ctx: JobContext, result: IngestionResult, *, has_concepts: bool) -> IngestionResult:
     """`result` with each new concept that is an existing one by the similarity rule pointed at it
-    (agents/ingestion/similar.py; threshold ORRERY_CONCEPT_SIMILARITY_THRESHOLD)."""
+    (agents/ingestion/similar.py; threshold ORRERY_CONCEPT_SIMILARITY_THRESHOLD). A user with no concepts yet has
+    nothing to match, and costs no embedding."""
     from agents.ingestion.similar import Candidate, match_similar, with_matches
 
     new = [draft for draft in result.concepts if draft.existing_concept_id is None]
-    if not new:
+    if not new or not has_concepts:
         return result
     user_id = result.user_id
     try:

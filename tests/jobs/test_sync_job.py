@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
+import jobs.ingestion
 import jobs.sync
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_sample_answers
 from core.vocabulary import NodeLabel
@@ -249,3 +250,35 @@ async def test_after_a_short_outage_the_dispatcher_comes_back_for_its_rows_by_it
     assert FlakyGraph.attempts == 3 and [b.rows for b in await outbox.backlog(pool)] == [0, 0]
     units, _ = await truth(pool, user_id)
     assert set(await PostgresGraphStore(pool).node_hashes(user_id, NodeLabel.MEMORY_UNIT)) == units
+
+
+async def test_a_user_with_more_concepts_than_places_is_shown_the_nearest_not_only_the_newest(
+    pool: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+    run_burst: BurstRunner,
+    llm_server: ScriptedLLMServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three places for concepts, three newer unrelated ones: a conversation about the coach still shows the model
+    "Coach Dani", found by embedding; by recency alone it would not be there."""
+    monkeypatch.setattr(jobs.ingestion, "RELEVANT_CONCEPTS", 3)
+    user_id = await ingested_user(pool, redis_client, run_burst, llm_server)
+    topics = ("Sourdough baking", "Tax return", "Balcony plants")
+    for name in topics:
+        await pool.execute(
+            "INSERT INTO concepts (concept_id, user_id, name, type, last_updated_ts, created_at) "
+            "VALUES ($1, $2, $3, 'topic', now() + interval '1 hour', now() + interval '1 hour')",
+            str(uuid.uuid4()),
+            user_id,
+            name,
+        )
+    conversation = await conversations.create_conversation(pool, user_id, status="ended")
+    await conversations.add_message(
+        pool, user_id, conversation.id, role="user", content="My running coach Dani told me to slow down."
+    )
+    llm_server.enqueue(ScriptedReply.json(SAMPLE_ANSWER))
+    await enqueue(redis_client, pool, INGEST, {"conversation_id": conversation.id})
+    await run_burst()
+
+    prompt = llm_server.chat_requests[-1].message_text()
+    assert "Coach Dani" in prompt and sum(name in prompt for name in topics) == 2  # the nearest, then the newest
