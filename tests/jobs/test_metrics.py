@@ -101,25 +101,29 @@ async def test_a_worker_with_processes_serves_what_the_ledger_records(
     proc = workers.start("--processes", "2", ORRERY_METRICS_PORT=str(port), ORRERY_CRON=json.dumps(quiet))
     await wait_for_workers(redis_client, 2)
 
-    async def long_running() -> ledger.JobRun | None:
-        run = await ledger.latest_run(pool, ids["long"])
-        return run if run is not None and run.state == "running" and run.attempt == 1 else None
+    async def only_long_running() -> ledger.JobRun | None:
+        """The long job in its first attempt, the others all settled: killing its process interrupts no other."""
+        runs = {name: await ledger.latest_run(pool, job_id) for name, job_id in ids.items()}
+        states = {name: (run.state, run.error_class) if run is not None else None for name, run in runs.items()}
+        settled = {
+            "ok": ("succeeded", None),
+            "retried": ("succeeded", None),
+            "dead": ("dead", "PermanentError"),
+            "deferred": ("queued", "DeferredError"),
+        }
+        long = runs["long"]
+        ready = all(states[name] == state for name, state in settled.items())
+        return long if ready and long is not None and long.state == "running" and long.attempt == 1 else None
 
-    running = await wait_until(long_running)
+    running = await wait_until(only_long_running)
     during = await wait_until(lambda: _scraped(port))
     assert value(during, "orrery_jobs_in_flight", queue=INTERACTIVE) >= 1
     os.kill(int(running.worker_id.rsplit(":", 1)[1]), signal.SIGKILL)  # its lease lapses; another process takes over
 
     async def finished() -> bool:
-        runs = [await ledger.latest_run(pool, ids[name]) for name in ("long", "ok", "retried", "dead")]
-        deferred = await ledger.latest_run(pool, ids["deferred"])
+        long = await ledger.latest_run(pool, ids["long"])
         crons = [r for r in await ledger_rows(pool, "expire_sessions") if r["state"] == "succeeded"]
-        return (
-            all(run is not None and run.state in ("succeeded", "dead") for run in runs)
-            and deferred is not None
-            and deferred.error_class == "DeferredError"
-            and len(crons) >= 2
-        )
+        return long is not None and long.state == "succeeded" and len(crons) >= 2
 
     await wait_until(finished, timeout=40)
     cron_before = await ledger_rows(pool, "expire_sessions")
@@ -139,8 +143,9 @@ async def test_a_worker_with_processes_serves_what_the_ledger_records(
     # one deferred (queued with its DeferredError); the metrics must say the same
     assert (by_state["succeeded"], by_state["dead"], deferred) == (3, 1, 1)
     assert outcomes == {"succeeded": 3.0, "retried": 1.0, "dead": 1.0, "deferred": 1.0}
-    assert takeovers == 1.0
-    assert outcomes["retried"] + takeovers == extra_attempts
+    # the long job, and a cron run when one happened to be in the killed process too (then at attempt 2)
+    assert takeovers == 1 + sum(1 for r in cron_after if r["attempt"] > 1)
+    assert outcomes["retried"] + 1 == extra_attempts
     # every attempt that reached its handler and was recorded, i.e. all but the killed one
     assert value(samples, "orrery_job_duration_seconds_count", job="diag.echo") == sum(outcomes.values())
     assert value(samples, "orrery_job_duration_seconds_sum", job="diag.echo") >= long_s
