@@ -41,7 +41,7 @@ from jobs.runtime.keys import INTERACTIVE, QUEUES, queue_key
 from jobs.runtime.registry import JobSpec
 from prompts import RenderedPrompt
 from store import ledger, outbox
-from tests.cli.runner import ROOT, clean_env
+from tests.cli.runner import ROOT, assert_one_line_error, clean_env, run_cli
 from tests.deploy.metric_names import HISTOGRAMS, METRICS
 from tests.jobs.conftest import FAST_ENV, BurstRunner, WorkerProcesses, wait_for_workers, wait_until
 from tests.jobs.test_reconcile_job import inject_drift, synced
@@ -361,3 +361,15 @@ async def test_the_reconcile_job_counts_the_drift_it_finds_by_store_and_kind(
     await run_burst()
     found = {key: drift_count(*key) - before[key] for key in kinds}
     assert found == {key: 1.0 if key[1] == "missing" else 0.0 for key in kinds}
+
+
+def test_a_metrics_port_in_use_stops_the_worker_with_one_line(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "ORRERY_DATA_DIR": str(tmp_path)}
+        result = run_cli("worker", "--burst", env={**env, "ORRERY_METRICS_PORT": str(port)})
+    assert_one_line_error(result, f"cannot serve metrics on port {port}")
