@@ -5,6 +5,7 @@ never waits for them (DESIGN.md invariant 1), so any failure here logs a warning
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 QUERY_CHARS = 4000
 """How much of the conversation is embedded to find its concepts (the model truncates at 256 word pieces anyway;
 the user's own lines come first)."""
+READY_WAIT_S = 1.0
+"""How long ingestion waits for the embedder to open before it goes on without the stores."""
 CANDIDATES = 5
 """Existing concepts considered per new one: the nearest by their stored vectors, then judged by name."""
 
@@ -45,9 +48,12 @@ def conversation_query(source: ConversationForJob) -> str:
 
 
 async def _context(ctx: JobContext, user_id: str) -> tuple[Embedder, CallContext]:
+    """The embedder, if it is ready within READY_WAIT_S: a worker's first use of the local model loads it (~4 s), and
+    ingestion does not wait that long for a best-effort step. The load goes on in its thread and is kept, so the next
+    ingestion finds the model ready."""
     from agents.llm import CallContext
 
-    embedder = await ctx.resource(EMBEDDER)
+    embedder = await asyncio.wait_for(ctx.resource(EMBEDDER), READY_WAIT_S)
     return embedder, CallContext(user_id=user_id, agent="ingestion", job_id=ctx.job_id)
 
 

@@ -70,7 +70,8 @@ def test_cron_overrides_are_a_validated_field_of_the_one_settings_object() -> No
 
 async def test_each_slot_fires_once_across_schedulers(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
     start = datetime(2026, 1, 5, 9, 30, 0, 400_000, tzinfo=UTC)
-    jobs = [ScheduledJob(ECHO, schedules(TEST_JOBS, {"diag.echo": "* * * * * *"})[0].schedule)]
+    [echo] = [job for job in schedules(TEST_JOBS, {"diag.echo": "* * * * * *"}) if job.spec.name == ECHO.name]
+    jobs = [ScheduledJob(ECHO, echo.schedule)]
     clocks = [Clock(start), Clock(start + timedelta(milliseconds=150))]  # two workers, clocks slightly apart
     workers = [CronScheduler(redis_client, pool, jobs, clock=clock) for clock in clocks]
 
