@@ -9,7 +9,7 @@ def joined(*parts: str | None) -> str:
 
 
 def concept_text(name: str, kind: str, description: str | None) -> str:
-    """"name (type)" + description, so "Emma (person)" and "Emma (place)" embed apart."""
+    """The name with its type ("Emma (person)"), then the description: a person and a place named alike embed apart."""
     return joined(f"{name} ({kind})", description)
 
 
