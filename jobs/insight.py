@@ -22,6 +22,7 @@ from jobs.cycle_report import CycleArgs
 from jobs.resources import LLM
 from jobs.runtime.context import JobContext
 from jobs.runtime.registry import BATCH, JobSpec
+from jobs.sync import follow_commit
 from store.cycle_report_writes import second
 from store.insight_material import CycleState, read_cycle
 from store.postgres import Executor
@@ -92,6 +93,7 @@ async def _insight(ctx: JobContext, cycle: CycleState) -> tuple[str, dict[str, A
     if result.status is InsightStatus.EMPTY:
         return "empty_cycle", {"conversations": material.active_conversations}
     summary = await write_insight(pool, result)
+    await follow_commit(ctx)  # the graph and vector stores catch up with the merges, artifacts and communities
     ctx.log.info(
         "insight.done",
         outcome=summary.outcome,
