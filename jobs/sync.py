@@ -24,7 +24,7 @@ from core.backoff import equal_jitter
 from jobs.resources import EMBEDDER, GRAPH, VECTOR
 from jobs.runtime import tracing
 from jobs.runtime.context import JobContext
-from jobs.runtime.keys import BATCH
+from jobs.runtime.keys import BATCH, job_key
 from jobs.runtime.registry import JobSpec
 from jobs.runtime.retry import describe
 from store import outbox
@@ -213,6 +213,14 @@ SYNC_SWEEP = JobSpec(
 
 
 async def follow_commit(ctx: JobContext) -> None:
-    """Call after a commit that recorded outbox rows: start (or leave running) both stores' dispatchers."""
-    for store in outbox.STORES:
-        await ctx.enqueue(SYNC_STORES, {"store": store})
+    """Call after a commit that recorded outbox rows: start both stores' dispatchers, unless one is queued or running
+    already (it claims every due row before it ends, these included). One Redis round trip in the common case of a
+    busy system, instead of a ledger transaction per store that the dedupe would refuse anyway."""
+    ids = [SYNC_STORES.dedupe_key.format(store=store) for store in outbox.STORES]  # type: ignore[union-attr]
+    async with ctx.redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.exists(job_key(job_id))
+        present = await pipe.execute()
+    for store, job_id, exists in zip(outbox.STORES, ids, present, strict=True):
+        if not exists:
+            await ctx.enqueue(SYNC_STORES, {"store": store}, job_id=job_id)
