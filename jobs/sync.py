@@ -24,7 +24,7 @@ from core.backoff import equal_jitter
 from jobs.resources import EMBEDDER, GRAPH, VECTOR
 from jobs.runtime import tracing
 from jobs.runtime.context import JobContext
-from jobs.runtime.keys import BATCH, job_key
+from jobs.runtime.keys import BATCH, in_progress_key, job_key, queue_key
 from jobs.runtime.registry import JobSpec
 from jobs.runtime.retry import describe
 from store import outbox
@@ -38,6 +38,8 @@ LEASE_S = 120.0
 RETRY_BASE_S, RETRY_CAP_S = 2.0, 60.0
 """A failing row is retried after 2, 4, 8 … seconds (jittered), at most a minute apart: a store back from an outage
 has every waiting row applied within a minute, and probing a store that is still away costs one batch a minute."""
+SOON_S = 1.0
+"""A dispatcher queued to start within this is as good as a new one for rows just committed."""
 RESCHEDULE_ATTEMPTS = 5
 """The dispatcher schedules its own return for rows that failed fewer times than this (about a minute of outage);
 after that the sync_sweep cron brings it back each minute, so a long outage never keeps a burst worker busy."""
@@ -213,14 +215,23 @@ SYNC_SWEEP = JobSpec(
 
 
 async def follow_commit(ctx: JobContext) -> None:
-    """Call after a commit that recorded outbox rows: start both stores' dispatchers, unless one is queued or running
-    already (it claims every due row before it ends, these included). One Redis round trip in the common case of a
-    busy system, instead of a ledger transaction per store that the dedupe would refuse anyway."""
-    ids = [SYNC_STORES.dedupe_key.format(store=store) for store in outbox.STORES]  # type: ignore[union-attr]
-    async with ctx.redis.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.exists(job_key(job_id))
-        present = await pipe.execute()
-    for store, job_id, exists in zip(outbox.STORES, ids, present, strict=True):
-        if not exists:
-            await ctx.enqueue(SYNC_STORES, {"store": store}, job_id=job_id)
+    """Call after a commit that recorded outbox rows: make sure each store has a dispatcher that will still claim them.
+
+    A dispatcher queued but not yet running will (it claims every due row when it starts): nothing to do, one Redis
+    round trip. One already running may have made its last claim before this commit, so a follow-up is enqueued
+    under the store's other id (its own would be refused while it runs), as it is when the queued one waits for a
+    failed row's backoff; with neither, the main id is enqueued."""
+    soon_ms = (time.time() + SOON_S) * 1000
+    for store in outbox.STORES:
+        main = SYNC_STORES.dedupe_key.format(store=store)  # type: ignore[union-attr]
+        for job_id in (main, f"{main}:retry"):
+            async with ctx.redis.pipeline(transaction=False) as pipe:
+                pipe.exists(job_key(job_id))
+                pipe.exists(in_progress_key(job_id))
+                pipe.zscore(queue_key(SYNC_STORES.queue), job_id)
+                queued, running, due_ms = await pipe.execute()
+            if queued and not running and due_ms is not None and due_ms <= soon_ms:
+                break  # about to start: it will claim these rows
+            if not queued:
+                await ctx.enqueue(SYNC_STORES, {"store": store}, job_id=job_id)
+                break

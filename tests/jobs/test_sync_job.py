@@ -283,3 +283,32 @@ async def test_a_user_with_more_concepts_than_places_is_shown_the_nearest_not_on
     prompt = llm_server.chat_requests[-1].message_text()
     # the three nearest fill the three places; by recency the model would have seen only the unrelated topics
     assert "Coach Dani" in prompt and not any(name in prompt for name in topics)
+
+
+async def test_a_commit_while_a_dispatcher_runs_gets_a_follow_up(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, resources: WorkerResources
+) -> None:
+    """A dispatcher that is running may have made its last claim before this commit: follow_commit enqueues the
+    store's other id; one that is queued to start now is enough, nothing more is enqueued."""
+    import structlog
+
+    from jobs.runtime.context import JobContext
+    from jobs.runtime.keys import in_progress_key, job_key
+    from jobs.sync import follow_commit
+
+    ctx = JobContext(
+        settings=resources.settings,
+        pool=pool,
+        redis=redis_client,
+        job_id="ingest:x",
+        job_name="ingest",
+        attempt=1,
+        log=structlog.get_logger(),
+        resources=resources,
+    )
+    await enqueue(redis_client, pool, SYNC_STORES, {"store": "graph"})  # queued, due now: enough
+    await redis_client.set(job_key("sync:vector"), b"{}")  # running: started before the commit
+    await redis_client.set(in_progress_key("sync:vector"), b"1")
+    await follow_commit(ctx)
+    queued = {r["job_id"] for r in await pool.fetch("SELECT job_id FROM runtime.job_runs WHERE state = 'queued'")}
+    assert queued == {"sync:graph", "sync:vector:retry"}
