@@ -18,7 +18,6 @@ import functools
 import logging
 import math
 import os
-import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -28,8 +27,8 @@ import openai
 import structlog
 from openai import AsyncOpenAI
 
-from agents.llm import CallContext, _classify, _Failure, _public_endpoint, _short, estimate_tokens
-from core.errors import PermanentError, TransientError
+from agents.llm import CallContext, _classify, _Failure, _public_endpoint, _short, estimate_tokens, retry_delay
+from core.errors import PermanentError
 from core.llm_records import CallLog, CallOutcome, CallPurpose, LLMCallRecord, ResponseFormatMode
 from settings import Settings
 
@@ -260,23 +259,15 @@ class OpenAIEmbedder:
 
     async def _after_failure(self, failure: _Failure, attempt: int, context: CallContext) -> None:
         """Return to try again (after sleeping), or raise the job-level error."""
-        where = f"{context.agent}: embeddings call to {self.endpoint} (model {self._model})"
-        if not failure.transient:
-            hint = _OPERATOR_HINT.get(failure.outcome, "see the error, fix the configuration, retrigger")
-            raise PermanentError(f"{where} failed ({failure.outcome.value}): {_short(failure.detail)}; {hint}")
-        retries = attempt - 1
-        if retries >= self._max_retries:
-            raise TransientError(
-                f"{where} still failing after {attempt} attempt{'s' if attempt > 1 else ''} "
-                f"({failure.outcome.value}): {_short(failure.detail)}; the job will be retried"
-            )
-        if failure.retry_after is not None and failure.retry_after > self._backoff_max_s:
-            raise TransientError(
-                f"{where} was told to retry after {failure.retry_after:.0f}s ({failure.outcome.value}), longer than "
-                "this job waits; the job will be retried"
-            )
-        ceiling = min(self._backoff_max_s, self._backoff_initial_s * (2**retries))
-        delay = failure.retry_after if failure.retry_after is not None else random.uniform(ceiling / 2, ceiling)
+        delay = retry_delay(
+            failure,
+            attempt - 1,
+            f"{context.agent}: embeddings call to {self.endpoint} (model {self._model})",
+            max_retries=self._max_retries,
+            backoff=(self._backoff_initial_s, self._backoff_max_s),
+            hints=_OPERATOR_HINT,
+            hint="see the error, fix the configuration, retrigger",
+        )
         log.info("embeddings.retry", agent=context.agent, outcome=failure.outcome.value, delay_s=round(delay, 3))
         await asyncio.sleep(delay)
 

@@ -309,6 +309,37 @@ class _WireCompletion(BaseModel):
     usage: _WireUsage | None = None
 
 
+def retry_delay(
+    failure: _Failure,
+    retries: int,
+    where: str,
+    *,
+    max_retries: int,
+    backoff: tuple[float, float],
+    hints: Mapping[CallOutcome, str],
+    hint: str,
+) -> float:
+    """The wait before the next try of a failed call (Retry-After when the server gave one, else equal-jitter backoff
+    from `backoff` = (initial, max) seconds), or the job-level error when there is no next try: permanent at once
+    (with the client's `hints` for the outcome, else `hint`), transient once `max_retries` are spent or Retry-After
+    is too long. The one retry policy of every model client (chat here, embeddings in agents/embeddings.py)."""
+    initial_s, max_s = backoff
+    if not failure.transient:
+        hint = hints.get(failure.outcome, hint)
+        raise PermanentError(f"{where} failed ({failure.outcome.value}): {_short(failure.detail)}; {hint}")
+    if retries >= max_retries:
+        raise TransientError(
+            f"{where} still failing after {retries + 1} attempt{'s' if retries else ''} ({failure.outcome.value}): "
+            f"{_short(failure.detail)}; the job will be retried"
+        )
+    if failure.retry_after is not None and failure.retry_after > max_s:
+        raise TransientError(
+            f"{where} was told to retry after {failure.retry_after:.0f}s ({failure.outcome.value}), longer than "
+            f"this job waits; the job will be retried"
+        )
+    return failure.retry_after if failure.retry_after is not None else equal_jitter(initial_s, retries, max_s)
+
+
 def _unreadable(exc: ValidationError) -> _Failure:
     """A 200 whose body is not a chat completion: a broken proxy or server; retried like a 5xx."""
     detail = f"the server's 200 response is not a chat completion: {_short(str(exc))}"
@@ -552,20 +583,15 @@ class LLMClient:
                     detail=_short(failure.detail),
                 )
                 return
-        if not failure.transient:
-            hint = _OPERATOR_HINT.get(failure.outcome, "see the error")
-            raise PermanentError(f"{where} failed ({failure.outcome.value}): {_short(failure.detail)}; {hint}")
-        if retries >= self._max_retries:
-            raise TransientError(
-                f"{where} still failing after {retries + 1} attempt{'s' if retries else ''} ({failure.outcome.value}): "
-                f"{_short(failure.detail)}; the job will be retried"
-            )
-        if failure.retry_after is not None and failure.retry_after > self._backoff_max_s:
-            raise TransientError(
-                f"{where} was told to retry after {failure.retry_after:.0f}s ({failure.outcome.value}), longer than "
-                f"this job waits; the job will be retried"
-            )
-        delay = failure.retry_after if failure.retry_after is not None else self._backoff(retries)
+        delay = retry_delay(
+            failure,
+            retries,
+            where,
+            max_retries=self._max_retries,
+            backoff=(self._backoff_initial_s, self._backoff_max_s),
+            hints=_OPERATOR_HINT,
+            hint="see the error",
+        )
         log.info(
             "llm.retry",
             agent=context.agent,
@@ -575,10 +601,6 @@ class LLMClient:
             retry=retries + 1,
         )
         await asyncio.sleep(delay)
-
-    def _backoff(self, retries: int) -> float:
-        """Exponential backoff with "equal jitter": half the step is fixed, half random, so retries spread out."""
-        return equal_jitter(self._backoff_initial_s, retries, self._backoff_max_s)
 
     def _messages_for(
         self, messages: list[dict[str, str]], mode: ResponseFormatMode, schema: dict[str, Any]
