@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from agents.answer_limits import text_problem
 from core.vocabulary import StorableModel
 
 TITLE_CHARS = 120
@@ -17,10 +18,8 @@ class CycleReportOutput(StorableModel):
 
 def check_report(output: CycleReportOutput) -> list[str]:
     """Blank or overlong texts, worded for the repair request."""
-    problems = []
-    for where, value, most in (("title", output.title, TITLE_CHARS), ("narrative", output.narrative, NARRATIVE_CHARS)):
-        if not value.strip():
-            problems.append(f"{where}: must not be blank")
-        elif len(value) > most:
-            problems.append(f"{where}: {len(value)} characters; write at most {most}")
-    return problems
+    found = (
+        text_problem("title", output.title, TITLE_CHARS, required=True),
+        text_problem("narrative", output.narrative, NARRATIVE_CHARS, required=True),
+    )
+    return [problem for problem in found if problem]

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from pydantic import Field, field_validator
 
+from agents.answer_limits import text_problem, too_many
 from core.ingestion import ForwardContext
 from core.vocabulary import (
     EARLIEST_YEAR,
@@ -184,17 +185,11 @@ def check_limits(output: IngestionOutput, limits: IngestionLimits) -> list[str]:
         ("growth_events", len(output.growth_events), limits.links),
         ("forward_context.unresolved_topics", len(output.forward_context.unresolved_topics), MAX_UNRESOLVED_TOPICS),
     )
-    for where, count, most in counts:
-        if count > most:
-            problems.append(f"{where}: {count} items; give at most {most}, the most important ones")
+    problems += too_many(counts)
 
     def text(where: str, value: str | None, most: int, *, required: bool = False) -> None:
-        if value is None:
-            return
-        if required and not value.strip():
-            problems.append(f"{where}: must not be blank")
-        elif len(value) > most:
-            problems.append(f"{where}: {len(value)} characters; write at most {most}")
+        if problem := text_problem(where, value, most, required=required):
+            problems.append(problem)
 
     names, texts = limits.name_chars, limits.text_chars
     text("title", output.title, names, required=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
+from agents.answer_limits import text_problem, too_many
 from core.ingestion import ForwardContext
 from core.insight import InsightArtifactType
 from core.vocabulary import GrowthDimension, RelationshipType, StorableModel
@@ -184,17 +185,11 @@ def check_limits(output: InsightOutput, limits: InsightLimits) -> list[str]:
         ("knowledge_graph_schema.relationship_patterns", len(schema.relationship_patterns), limits.list_items),
         ("next_conversation.unresolved_topics", len(output.next_conversation.unresolved_topics), limits.list_items),
     )
-    for where, count, most in counts:
-        if count > most:
-            problems.append(f"{where}: {count} items; give at most {most}, the most important ones")
+    problems += too_many(counts)
 
     def text(where: str, value: str | None, most: int, *, required: bool = False) -> None:
-        if value is None:
-            return
-        if required and not value.strip():
-            problems.append(f"{where}: must not be blank")
-        elif len(value) > most:
-            problems.append(f"{where}: {len(value)} characters; write at most {most}")
+        if problem := text_problem(where, value, most, required=required):
+            problems.append(problem)
 
     names, texts = limits.name_chars, limits.text_chars
     text("memory_profile.summary", profile.summary, texts, required=True)

@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
+from agents.answer_limits import text_problem
 from core.vocabulary import StorableModel
 
 PROMPT_CHARS = 500
@@ -43,12 +44,12 @@ def check_prompts(output: ProactivePromptsOutput, shown: dict[str, int]) -> list
     problems: list[str] = []
     for i, prompt in enumerate(output.prompts):
         where = f"prompts[{i}]"
-        if not prompt.prompt_text.strip():
-            problems.append(f"{where}.prompt_text: must not be blank")
-        elif len(prompt.prompt_text) > PROMPT_CHARS:
-            problems.append(f"{where}.prompt_text: {len(prompt.prompt_text)} characters; write at most {PROMPT_CHARS}")
-        if len(prompt.rationale) > RATIONALE_CHARS:
-            problems.append(f"{where}.rationale: {len(prompt.rationale)} characters; write at most {RATIONALE_CHARS}")
+        for found in (
+            text_problem(f"{where}.prompt_text", prompt.prompt_text, PROMPT_CHARS, required=True),
+            text_problem(f"{where}.rationale", prompt.rationale, RATIONALE_CHARS),
+        ):
+            if found:
+                problems.append(found)
         for j, handle in enumerate(prompt.sources):
             letter, number = handle[:1], handle[1:]
             count = shown.get(letter, 0)
