@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import PermanentError
+from core.insight import cycle_stamp
 from core.vocabulary import NodeLabel
 from store import outbox
 from store.postgres import Executor
@@ -32,7 +33,7 @@ def cycle_key(moment: datetime) -> str:
     """A cycle's name: its start as compact UTC to the second (20261119T000000Z), as in the chain's job ids."""
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment.isoformat()} given as a cycle start; pass an aware (UTC) datetime")
-    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return cycle_stamp(moment)
 
 
 def cycle_id(user_id: str, cycle_start: datetime, what: str) -> str:
