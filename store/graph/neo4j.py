@@ -4,13 +4,18 @@ On connect it applies the seed's V9.7 schema (constraints and indexes, IF NOT EX
 MERGEs on the seed's unique keys, so a replay finds what the first run made; the Cypher text is in
 store/graph/cypher.py. Changes of one batch run in one managed transaction, which the driver retries on Neo4j's
 transient errors: safe, because the batch is idempotent.
+
+Points in time (base.TEMPORAL_PROPERTIES) are written as aware Python datetimes, which the driver sends as Neo4j
+DateTime values, so `creation_ts` and the rest order and compare as instants in Cypher; read back, they are turned
+into the port's ISO text again, so nodes and hashes are the same whichever backend holds them.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, TypeVar
 
 from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncManagedTransaction
@@ -21,6 +26,7 @@ from neo4j.exceptions import (
     SessionExpired,
 )
 from neo4j.exceptions import TransientError as Neo4jTransientError
+from neo4j.time import DateTime
 
 from core.vocabulary import NodeLabel
 from store.graph import cypher
@@ -30,6 +36,7 @@ from store.graph.base import (
     HASH_PROPERTY,
     KEY_PROPERTY,
     MAX_DEPTH,
+    TEMPORAL_PROPERTIES,
     USER_PROPERTY,
     EdgeKey,
     EdgeType,
@@ -124,7 +131,7 @@ class Neo4jGraphStore:
         upserted: dict[NodeLabel, list[dict[str, Any]]] = defaultdict(list)
         for node in batch.upsert_nodes:
             identity = {KEY_PROPERTY[node.label]: node.key, USER_PROPERTY: user_id, HASH_PROPERTY: node.content_hash}
-            stored = {**node.properties, **identity}
+            stored = {**stored_properties(node.properties), **identity}
             upserted[node.label].append({"key": node.key, "properties": stored})
         statements += [(cypher.upsert_nodes(label), {"rows": rows}) for label, rows in upserted.items()]
         for (source, kind, target), edges in _by_shape(batch.upsert_edges).items():
@@ -245,11 +252,21 @@ def _by_shape(items: Iterable[E]) -> dict[tuple[NodeLabel, EdgeType, NodeLabel],
     return groups
 
 
+def stored_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
+    """A node's properties as Neo4j stores them: points in time as aware datetimes (the driver's DateTime)."""
+    return {
+        name: datetime.fromisoformat(value) if name in TEMPORAL_PROPERTIES and isinstance(value, str) else value
+        for name, value in properties.items()
+    }
+
+
 def _node(labels: list[str], properties: dict[str, Any]) -> GraphNode:
+    """A node read back: Neo4j's DateTime values become aware datetimes, which GraphNode turns into its ISO text."""
     label = next(NodeLabel(name) for name in labels if name in _LABELS)
     key = properties[KEY_PROPERTY[label]]
     hidden = {KEY_PROPERTY[label], USER_PROPERTY, HASH_PROPERTY}
-    return GraphNode(label=label, key=str(key), properties={k: v for k, v in properties.items() if k not in hidden})
+    shown = {k: v.to_native() if isinstance(v, DateTime) else v for k, v in properties.items() if k not in hidden}
+    return GraphNode(label=label, key=str(key), properties=shown)
 
 
 def _edge(source: NodeRef, kind: str, target: NodeRef, properties: dict[str, Any]) -> GraphEdge:

@@ -10,7 +10,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
 import pytest
@@ -245,6 +245,25 @@ class TestGraphStoreContract:
             assert await graph.neighbourhood(a.user_id, node.ref, 0) == Subgraph(nodes=(node,))
         assert a.node("m1").properties["creation_ts"] == "2026-03-01T12:00:00+00:00"
 
+    async def test_points_in_time_read_back_as_the_same_utc_instants(
+        self, graph: GraphStore, two_users: tuple[Memory, Memory]
+    ) -> None:
+        """Before the epoch, with microseconds, given in another offset: each reads back as the instant written."""
+        a, _ = two_users
+        moments = {
+            "m1": datetime(1969, 7, 20, 20, 17, 40, 123456, tzinfo=UTC),
+            "m2": datetime(2025, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-5))),
+        }
+        nodes = [
+            GraphNode(label=MU, key=a.ref(name).key, properties={"title": name, "creation_ts": at, "ingestion_ts": at})
+            for name, at in moments.items()
+        ]
+        await graph.apply(a.user_id, GraphBatch(upsert_nodes=tuple(nodes)))
+        for node, at in zip(nodes, moments.values(), strict=True):
+            assert await graph.neighbourhood(a.user_id, node.ref, 0) == Subgraph(nodes=(node,))
+            assert node.properties["creation_ts"] == at.astimezone(UTC).isoformat()
+        assert await graph.node_hashes(a.user_id, MU) == {node.key: node.content_hash for node in nodes}
+
     async def test_neighbourhood_follows_either_direction_to_the_depth(
         self, graph: GraphStore, two_users: tuple[Memory, Memory]
     ) -> None:
@@ -372,3 +391,32 @@ class TestGraphStoreContract:
         a, _ = two_users
         await graph.apply(a.user_id, GraphBatch())
         assert await graph.counts(a.user_id) == GraphCounts.of({}, {})
+
+
+@pytest.mark.parametrize("backend", [pytest.param("neo4j", marks=pytest.mark.neo4j)], indirect=True)
+async def test_neo4j_holds_points_in_time_as_datetime_ordered_as_instants(
+    graph: GraphStore, two_users: tuple[Memory, Memory]
+) -> None:
+    """What the seed's `memoryunit_creation_ts_idx` serves: Cypher sees DateTime values, so ORDER BY and a range
+    predicate compare instants (text would compare characters, and `>= datetime(...)` would match nothing). The
+    embedded graph keeps the port's ISO text, so this is Neo4j's alone."""
+    from store.graph.neo4j import Neo4jGraphStore
+
+    assert isinstance(graph, Neo4jGraphStore)
+    a, _ = two_users
+    moments = {  # given in three offsets; chronological order m3 < m1 < m2
+        "m1": datetime(2026, 1, 1, 1, 0, tzinfo=UTC),
+        "m2": datetime(2025, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-5))),
+        "m3": datetime(2026, 1, 1, 9, 0, tzinfo=timezone(timedelta(hours=9))),
+    }
+    nodes = tuple(
+        GraphNode(label=MU, key=f"{name}-{a.user_id}", properties={"creation_ts": at}) for name, at in moments.items()
+    )
+    await graph.apply(a.user_id, GraphBatch(upsert_nodes=nodes))
+    records, _, _ = await graph._driver.execute_query(
+        "MATCH (n:MemoryUnit) WHERE n.userId = $userId AND n.creation_ts >= datetime($since) "
+        "RETURN n.muid AS key, valueType(n.creation_ts) AS type ORDER BY n.creation_ts",
+        {"userId": a.user_id, "since": "2025-12-31T00:00:00Z"},
+    )
+    assert [r["key"].split("-")[0] for r in records] == ["m3", "m1", "m2"]
+    assert {r["type"] for r in records} == {"ZONED DATETIME NOT NULL"}
