@@ -400,6 +400,12 @@ class GraphStore(Protocol):
         """Nodes per label and relationships per type, for reconciliation and `forget-user`'s proof."""
         ...
 
+    async def held_users(self) -> list[str]:
+        """Every user id the store holds a node or relationship of, sorted. The one read that is not one user's:
+        reconcile compares it with Postgres to find what is left of users Postgres no longer has (orphans, which
+        `delete_user` then removes)."""
+        ...
+
     async def node_hashes(self, user_id: str, label: NodeLabel) -> dict[str, str | None]:
         """key -> content hash of every node of the label (None for a placeholder)."""
         ...

@@ -94,6 +94,12 @@ def delete_user_chunk(label: NodeLabel) -> str:
     )
 
 
+def held_users(label: NodeLabel) -> str:
+    """The user ids of the label's nodes: the one statement not filtered on a user, since it looks for users whose
+    nodes are left over after Postgres deleted them (reconcile's orphans)."""
+    return f"MATCH (n:{_label(label)}) WHERE n.userId IS NOT NULL RETURN DISTINCT n.userId AS userId"
+
+
 def start_node(label: NodeLabel) -> str:
     return (
         f"MATCH (n:{_label(label)} {{{_key(label)}: $key}}) WHERE n.userId = $userId "

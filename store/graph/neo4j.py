@@ -214,6 +214,17 @@ class Neo4jGraphStore:
 
         return await self._read(user_id, read)
 
+    async def held_users(self) -> list[str]:
+        """Per label, through the label's userId index (relationships never outlive their nodes here)."""
+
+        async def read(tx: AsyncManagedTransaction) -> set[str]:
+            found: set[str] = set()
+            for label in NodeLabel:
+                found |= {str(record["userId"]) async for record in await tx.run(cypher.held_users(label))}
+            return found
+
+        return sorted(await self._read("(all users)", read))
+
     async def node_hashes(self, user_id: str, label: NodeLabel) -> dict[str, str | None]:
         async def read(tx: AsyncManagedTransaction) -> dict[str, str | None]:
             result = await tx.run(cypher.node_hashes(label), {"userId": user_id})

@@ -334,6 +334,14 @@ class WeaviateVectorStore(VectorStore):
             raise VectorStoreUnavailable(f"{self._where}: reading user {tenant} failed: {_detail(exc)}") from None
         return prints
 
+    async def held_users(self) -> list[str]:
+        """The tenants: one per user, an empty one included (forget-user removes it, a late write recreates it)."""
+        try:
+            tenants = await self._collection.tenants.get()
+        except WeaviateBaseError as exc:
+            raise VectorStoreUnavailable(f"{self._where}: listing tenants failed: {_detail(exc)}") from None
+        return sorted(tenants)
+
     async def close(self) -> None:
         await self._client.close()
 

@@ -25,6 +25,7 @@ from store.reconcile import graph_drift, vector_drift
 from tests.cli.runner import assert_one_line_error, run_cli
 from tests.jobs.conftest import cli_env
 from tests.store.derived_memory import Memory, drain, open_stores, remember, store_settings
+from tests.store.orphans import delete_user_row_only
 
 
 @pytest.fixture
@@ -148,6 +149,38 @@ async def test_reconcile_reports_drift_per_user_and_type_and_repair_fixes_it(
     assert await drift_totals(pool, session, ana.user_id) == (0, 0)
     assert await drift_totals(pool, session, bo.user_id) == (0, 0)
     assert ran("reconcile", "--json", env=env)["drift"] == []
+
+
+async def test_reconcile_finds_the_items_of_users_postgres_no_longer_has_and_repair_removes_them(
+    pool: asyncpg.Pool, session: Session, env: dict[str, str]
+) -> None:
+    """Ana's row goes and both stores keep her items (their foreign keys bypassed: tests/store/orphans.py). A
+    per-user comparison would never look at her; the orphan scan does, and --repair deletes her items."""
+    ana, bo = await synced(pool, session)
+    await delete_user_row_only(pool, ana.user_id)
+
+    found = ran("reconcile", "--json", env=env, code=1)
+    assert found["users_checked"] == 1 and found["drift"] == [] and found["drift_left"] == 2
+    assert found["orphans"] == {
+        "graph": {"users": 1, "examples": [ana.user_id], "removed": None, "left": 1},
+        "vector": {"users": 1, "examples": [ana.user_id], "removed": None, "left": 1},
+    }
+    text = ran("reconcile", env=env, code=1)
+    assert f"orphans (users a store holds that Postgres does not have): graph 1 (e.g. {ana.user_id})" in text, text
+    assert "run `reconcile --repair`" in text
+
+    repaired = ran("reconcile", "--repair", "--json", env=env)
+    assert repaired["drift_left"] == 0
+    assert {store: (o["removed"], o["left"]) for store, o in repaired["orphans"].items()} == {
+        "graph": (7, 0),
+        "vector": (5, 0),
+    }
+    for table in ("graph_nodes", "vector_items"):
+        assert await pool.fetchval(f"SELECT count(*) FROM runtime.{table} WHERE user_id = $1", ana.user_id) == 0
+    assert await drift_totals(pool, session, bo.user_id) == (0, 0)
+    clean = ran("reconcile", "--json", env=env)
+    assert {store: o["users"] for store, o in clean["orphans"].items()} == {"graph": 0, "vector": 0}
+    assert ran("reconcile", "--user", bo.user_id, "--json", env=env)["orphans"] is None  # one user: no scan
 
 
 async def test_rebuild_reconstructs_an_emptied_store_for_one_user(

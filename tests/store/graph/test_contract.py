@@ -30,7 +30,9 @@ from store.graph.base import (
     Subgraph,
 )
 from store.graph.postgres import PostgresGraphStore
+from store.reconcile import orphan_users, remove_orphans
 from store.repos import users
+from tests.store.orphans import delete_user_row_only
 
 MU, CONCEPT = NodeLabel.MEMORY_UNIT, NodeLabel.CONCEPT
 MENTIONS = StructuralRelationshipType.MENTIONS
@@ -385,6 +387,37 @@ class TestGraphStoreContract:
         with pytest.raises(GraphWriteRefused):
             await graph.apply(b.user_id, GraphBatch(delete_nodes=(NodeRef(label=NodeLabel.USER, key=a.user_id),)))
         assert await snapshot(graph, a.user_id) == before_a
+        assert await snapshot(graph, b.user_id) == before_b
+
+    async def test_held_users_are_every_user_with_a_node_sorted(
+        self, graph: GraphStore, two_users: tuple[Memory, Memory]
+    ) -> None:
+        a, b = two_users
+        assert not {a.user_id, b.user_id} & set(await graph.held_users())
+        await graph.apply(a.user_id, a.batch)
+        await graph.apply(b.user_id, GraphBatch(upsert_edges=(b.edge("m1", MENTIONS, "c1"),)))  # placeholders only
+        held = await graph.held_users()
+        assert {a.user_id, b.user_id} <= set(held) and held == sorted(held)
+        await graph.delete_user(a.user_id)
+        held = await graph.held_users()
+        assert a.user_id not in held and b.user_id in held
+
+    async def test_reconcile_finds_and_removes_what_a_store_holds_of_a_user_postgres_no_longer_has(
+        self, graph: GraphStore, two_users: tuple[Memory, Memory], pool: asyncpg.Pool
+    ) -> None:
+        """A's row goes while the store keeps A's graph (a dispatcher that wrote after forget-user): A is an orphan,
+        removed through the port; B, in Postgres, is none. Only A is removed: a shared server may hold others'."""
+        a, b = two_users
+        await graph.apply(a.user_id, a.batch)
+        await graph.apply(b.user_id, b.batch)
+        before_b = await snapshot(graph, b.user_id)
+        assert not {a.user_id, b.user_id} & set(await orphan_users(pool, graph))
+        await delete_user_row_only(pool, a.user_id)
+        orphans = await orphan_users(pool, graph)
+        assert a.user_id in orphans and b.user_id not in orphans
+        assert await remove_orphans(pool, graph, [a.user_id, b.user_id]) == len(a.nodes)  # B exists: kept
+        assert a.user_id not in await graph.held_users() and a.user_id not in await orphan_users(pool, graph)
+        assert await graph.counts(a.user_id) == GraphCounts.of({}, {})
         assert await snapshot(graph, b.user_id) == before_b
 
     async def test_an_empty_batch_is_a_no_op(self, graph: GraphStore, two_users: tuple[Memory, Memory]) -> None:
