@@ -103,6 +103,9 @@ ENDPOINTS: dict[EdgeType, tuple[frozenset[NodeLabel], frozenset[NodeLabel]]] = {
 }
 """Which labels each relationship type joins (source labels, target labels)."""
 
+SOURCE_LABELS: tuple[NodeLabel, ...] = tuple(sorted({label for sources, _ in ENDPOINTS.values() for label in sources}))
+"""The labels relationships leave from (Users and Communities only receive them)."""
+
 MAX_DEPTH = 5
 """The deepest neighbourhood a caller may ask for: beyond it a dense graph returns most of the user's memory."""
 
