@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from store.forget import Footprint
     from store.graph.base import GraphStore
     from store.outbox import Backlog
-    from store.reconcile import StoreDrift
+    from store.reconcile import Orphans, StoreDrift
     from store.sync import Ref
     from store.vector.base import VectorStore
 
@@ -402,9 +402,9 @@ class ReconcileRun:
     applied: dict[str, Applied] = field(default_factory=dict)
     users: int = 0
     unknown_user: bool = False
-    orphans: dict[str, list[str]] = field(default_factory=dict)
+    orphans: dict[str, Orphans] = field(default_factory=dict)
     orphans_removed: dict[str, int] = field(default_factory=dict)
-    orphans_left: dict[str, list[str]] = field(default_factory=dict)
+    orphans_left: dict[str, Orphans] = field(default_factory=dict)
 
 
 async def _drift(session: Session, store: str, user_id: str) -> StoreDrift:
@@ -422,10 +422,10 @@ async def _orphans(session: Session, run: ReconcileRun, repair: bool) -> None:
 
     for store in STORE_NAMES:
         holder: reconcile.HoldsUsers = await session.graph() if store == reconcile.GRAPH else await session.vector()
-        run.orphans[store] = found = await reconcile.orphan_users(session.pool, holder)
-        if repair and found:
+        run.orphans[store] = found = await reconcile.find_orphans(session.pool, holder)
+        if repair and found.user_ids and found.refusal is None:
             run.orphans_removed[store] = await reconcile.remove_orphans(session.pool, holder, found)
-            run.orphans_left[store] = await reconcile.orphan_users(session.pool, holder)
+            run.orphans_left[store] = await reconcile.find_orphans(session.pool, holder)
 
 
 async def _reconcile(user: str | None, repair: bool) -> ReconcileRun:
@@ -499,9 +499,12 @@ def _totals_line(label: str, drifts: Sequence[StoreDrift]) -> str:
 def _orphans_line(run: ReconcileRun) -> str:
     parts = []
     for store, found in run.orphans.items():
-        part = f"{store} {len(found)}" + (f" (e.g. {found[0]})" if found else "")
+        ids = found.user_ids
+        part = f"{store} {len(ids)}" + (f" (e.g. {ids[0]})" if ids else "")
         if store in run.orphans_removed:
-            part += f", {run.orphans_removed[store]} nodes/items removed, {len(run.orphans_left[store])} left"
+            part += f", {run.orphans_removed[store]} nodes/items removed, {len(run.orphans_left[store].user_ids)} left"
+        elif ids and found.refusal is not None:
+            part += f", {found.refusal}"
         parts.append(part)
     return "orphans (users a store holds that Postgres does not have): " + "; ".join(parts)
 
@@ -509,10 +512,11 @@ def _orphans_line(run: ReconcileRun) -> str:
 def _orphans_json(run: ReconcileRun) -> dict[str, Any]:
     return {
         store: {
-            "users": len(found),
-            "examples": found[:EXAMPLES],
+            "users": len(found.user_ids),
+            "examples": list(found.user_ids[:EXAMPLES]),
             "removed": run.orphans_removed.get(store),
-            "left": len(run.orphans_left.get(store, found)),
+            "left": len(run.orphans_left.get(store, found).user_ids),
+            "refused": found.refusal if found.user_ids else None,
         }
         for store, found in run.orphans.items()
     }
@@ -534,7 +538,7 @@ def reconcile_command(
     run = run_store_command(_reconcile(user, repair))
     final = run.after if run.after is not None else run.before
     orphans_left = {**run.orphans, **run.orphans_left}
-    left = sum(found.total for found in final) + sum(len(found) for found in orphans_left.values())
+    left = sum(found.total for found in final) + sum(len(found.user_ids) for found in orphans_left.values())
     if as_json:
         _print_json(
             {

@@ -49,11 +49,15 @@ async def _orphans(ctx: JobContext, store: str, repair: bool) -> int:
     else:
         vector = await ctx.resource(VECTOR)
         holder = vector
-    orphans = await drift.orphan_users(ctx.pool, holder)
-    if orphans:
-        removed = await drift.remove_orphans(ctx.pool, holder, orphans) if repair else 0
-        ctx.log.warning("reconcile.orphans", store=store, users=len(orphans), example=orphans[0], removed=removed)
-    return len(orphans)
+    found = await drift.find_orphans(ctx.pool, holder)
+    if found.refusal is not None:
+        ctx.log.error("reconcile.orphans_refused", store=store, users=len(found.user_ids), reason=found.refusal)
+    elif found.user_ids:
+        removed = await drift.remove_orphans(ctx.pool, holder, found) if repair else 0
+        ctx.log.warning(
+            "reconcile.orphans", store=store, users=len(found.user_ids), example=found.user_ids[0], removed=removed
+        )
+    return len(found.user_ids)
 
 
 async def reconcile(ctx: JobContext, args: ReconcileArgs) -> Mapping[str, Any]:

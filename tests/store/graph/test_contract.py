@@ -30,7 +30,7 @@ from store.graph.base import (
     Subgraph,
 )
 from store.graph.postgres import PostgresGraphStore
-from store.reconcile import orphan_users, remove_orphans
+from store.reconcile import Orphans, find_orphans, remove_orphans
 from store.repos import users
 from tests.store.orphans import delete_user_row_only
 
@@ -411,12 +411,13 @@ class TestGraphStoreContract:
         await graph.apply(a.user_id, a.batch)
         await graph.apply(b.user_id, b.batch)
         before_b = await snapshot(graph, b.user_id)
-        assert not {a.user_id, b.user_id} & set(await orphan_users(pool, graph))
+        assert not {a.user_id, b.user_id} & set((await find_orphans(pool, graph)).user_ids)
         await delete_user_row_only(pool, a.user_id)
-        orphans = await orphan_users(pool, graph)
-        assert a.user_id in orphans and b.user_id not in orphans
-        assert await remove_orphans(pool, graph, [a.user_id, b.user_id]) == len(a.nodes)  # B exists: kept
-        assert a.user_id not in await graph.held_users() and a.user_id not in await orphan_users(pool, graph)
+        found = await find_orphans(pool, graph)
+        assert a.user_id in found.user_ids and b.user_id not in found.user_ids and found.held >= 2
+        assert await remove_orphans(pool, graph, Orphans(found.held, (a.user_id, b.user_id))) == len(a.nodes)
+        assert a.user_id not in await graph.held_users()  # and B, who exists (asked again), keeps everything
+        assert a.user_id not in (await find_orphans(pool, graph)).user_ids
         assert await graph.counts(a.user_id) == GraphCounts.of({}, {})
         assert await snapshot(graph, b.user_id) == before_b
 

@@ -14,7 +14,7 @@ import pytest
 
 from agents.embeddings import LocalEmbedder
 from agents.llm import CallContext
-from store.reconcile import orphan_users, remove_orphans
+from store.reconcile import Orphans, find_orphans, remove_orphans
 from store.vector.base import (
     Fingerprint,
     KnowledgeItem,
@@ -245,11 +245,12 @@ class TestVectorStoreContract:
         orphan, removed through the port; Bob, in Postgres, is none. Only she is removed: a shared server may hold
         others' tenants."""
         await store.upsert(await embedded(embedder, [knowledge(bob, *CORPUS[0])]))
-        assert not {alice, bob} & set(await orphan_users(pool, store))
+        assert not {alice, bob} & set((await find_orphans(pool, store)).user_ids)
         await delete_user_row_only(pool, alice)
-        orphans = await orphan_users(pool, store)
-        assert alice in orphans and bob not in orphans
-        assert await remove_orphans(pool, store, [alice, bob]) == len(alice_items)  # Bob exists: kept
-        assert alice not in await store.held_users() and alice not in await orphan_users(pool, store)
+        found = await find_orphans(pool, store)
+        assert alice in found.user_ids and bob not in found.user_ids and found.held >= 2
+        assert await remove_orphans(pool, store, Orphans(found.held, (alice, bob))) == len(alice_items)
+        assert alice not in await store.held_users()  # and Bob, who exists (asked again), keeps everything
+        assert alice not in (await find_orphans(pool, store)).user_ids
         assert await store.counts(alice) == {MU: 0, CONCEPT: 0, ARTIFACT: 0}
         assert (await store.counts(bob))[MU] == 1
