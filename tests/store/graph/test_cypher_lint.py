@@ -92,10 +92,8 @@ def adapter_statements() -> dict[str, Statement]:
 
 def graph_schema() -> dict[str, Any]:
     """What Orrery's graph holds, as the front-end's DbSchema: its labels, types, property keys and endpoints."""
-    edge = GraphEdge(
-        source=NodeRef(label=MU, key="a"), type=MENTIONS, target=NodeRef(label=CONCEPT, key="b"), description="d"
-    )
-    edge = edge.model_copy(update={"source_conversation_id": "c"})
+    ends = {"source": NodeRef(label=MU, key="a"), "target": NodeRef(label=CONCEPT, key="b")}
+    edge = GraphEdge(**ends, type=MENTIONS, description="d", source_conversation_id="c")  # every property set
     columns = {column for label_columns in NODE_COLUMNS.values() for column in label_columns}
     keys = {USER_PROPERTY, HASH_PROPERTY, *KEY_PROPERTY.values(), *columns, *edge.properties}
     return {
