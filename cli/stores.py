@@ -533,7 +533,9 @@ def reconcile_command(
     model's leftovers). Changed: both have it, with different content (or, for vectors, another embedding model).
     Pending: differences an outbox row is still carrying (the dispatcher's lag, not drift). With --repair, outbox
     rows are recorded for the drifted entities, the dispatcher runs here, and the stores are compared again.
-    Exit 0 when there is no drift (or it was repaired), 1 when drift is found or left, 2 on bad input."""
+    Without --user it also finds orphans, what a store holds of users Postgres no longer has; --repair deletes them
+    (unless most of the store's users are unknown to Postgres: then a wrong store URL is likelier).
+    Exit 0 when there is no drift (or it was repaired), 1 when drift or orphans are found or left, 2 on bad input."""
     user = _checked_user(user)
     run = run_store_command(_reconcile(user, repair))
     final = run.after if run.after is not None else run.before

@@ -122,6 +122,7 @@ RECONCILE = JobSpec(
     resources=(GRAPH, VECTOR),
     description=(
         "Compare Postgres with the graph and vector stores (ids and content hashes) and repair drift through the "
-        "outbox.\nNightly; `run.py reconcile` does the same by hand and reports per user and type."
+        "outbox; remove what the stores hold of users Postgres no longer has.\nNightly; `run.py reconcile` does the "
+        "same by hand and reports per user and type."
     ),
 )
