@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from store.forget import Footprint
     from store.graph.base import GraphStore
     from store.outbox import Backlog
-    from store.reconcile import StoreDrift
+    from store.reconcile import Orphans, StoreDrift
     from store.sync import Ref
     from store.vector.base import VectorStore
 
@@ -402,6 +402,9 @@ class ReconcileRun:
     applied: dict[str, Applied] = field(default_factory=dict)
     users: int = 0
     unknown_user: bool = False
+    orphans: dict[str, Orphans] = field(default_factory=dict)
+    orphans_removed: dict[str, int] = field(default_factory=dict)
+    orphans_left: dict[str, Orphans] = field(default_factory=dict)
 
 
 async def _drift(session: Session, store: str, user_id: str) -> StoreDrift:
@@ -413,6 +416,18 @@ async def _drift(session: Session, store: str, user_id: str) -> StoreDrift:
     return await reconcile.vector_drift(session.pool, vector, user_id, vector.model_version)
 
 
+async def _orphans(session: Session, run: ReconcileRun, repair: bool) -> None:
+    """Users a store holds and Postgres does not have (store/reconcile.py), removed with `repair`."""
+    from store import reconcile
+
+    for store in STORE_NAMES:
+        holder: reconcile.HoldsUsers = await session.graph() if store == reconcile.GRAPH else await session.vector()
+        run.orphans[store] = found = await reconcile.find_orphans(session.pool, holder)
+        if repair and found.user_ids and found.refusal is None:
+            run.orphans_removed[store] = await reconcile.remove_orphans(session.pool, holder, found)
+            run.orphans_left[store] = await reconcile.find_orphans(session.pool, holder)
+
+
 async def _reconcile(user: str | None, repair: bool) -> ReconcileRun:
     from store import reconcile
 
@@ -421,6 +436,8 @@ async def _reconcile(user: str | None, repair: bool) -> ReconcileRun:
         users = [user] if user else await reconcile.user_ids(session.pool)
         run.users = len(users)
         run.unknown_user = user is not None and not await reconcile.user_exists(session.pool, user)
+        if user is None:
+            await _orphans(session, run, repair)
         with progress_bar("comparing", len(users) * len(STORE_NAMES)) as bar:
             for user_id in users:
                 for store in STORE_NAMES:
@@ -479,6 +496,32 @@ def _totals_line(label: str, drifts: Sequence[StoreDrift]) -> str:
     return f"{label}: " + "; ".join(parts)
 
 
+def _orphans_line(run: ReconcileRun) -> str:
+    parts = []
+    for store, found in run.orphans.items():
+        ids = found.user_ids
+        part = f"{store} {len(ids)}" + (f" (e.g. {ids[0]})" if ids else "")
+        if store in run.orphans_removed:
+            part += f", {run.orphans_removed[store]} nodes/items removed, {len(run.orphans_left[store].user_ids)} left"
+        elif ids and found.refusal is not None:
+            part += f", {found.refusal}"
+        parts.append(part)
+    return "orphans (users a store holds that Postgres does not have): " + "; ".join(parts)
+
+
+def _orphans_json(run: ReconcileRun) -> dict[str, Any]:
+    return {
+        store: {
+            "users": len(found.user_ids),
+            "examples": list(found.user_ids[:EXAMPLES]),
+            "removed": run.orphans_removed.get(store),
+            "left": len(run.orphans_left.get(store, found).user_ids),
+            "refused": found.refusal if found.user_ids else None,
+        }
+        for store, found in run.orphans.items()
+    }
+
+
 def reconcile_command(
     user: str | None = typer.Option(None, "--user", help="Only this user id (default: every user in Postgres)."),
     repair: bool = typer.Option(False, "--repair", help="Fix the drift through the outbox, then check again."),
@@ -490,11 +533,14 @@ def reconcile_command(
     model's leftovers). Changed: both have it, with different content (or, for vectors, another embedding model).
     Pending: differences an outbox row is still carrying (the dispatcher's lag, not drift). With --repair, outbox
     rows are recorded for the drifted entities, the dispatcher runs here, and the stores are compared again.
-    Exit 0 when there is no drift (or it was repaired), 1 when drift is found or left, 2 on bad input."""
+    Without --user it also finds orphans, what a store holds of users Postgres no longer has; --repair deletes them
+    (unless most of the store's users are unknown to Postgres: then a wrong store URL is likelier).
+    Exit 0 when there is no drift (or it was repaired), 1 when drift or orphans are found or left, 2 on bad input."""
     user = _checked_user(user)
     run = run_store_command(_reconcile(user, repair))
     final = run.after if run.after is not None else run.before
-    left = sum(found.total for found in final)
+    orphans_left = {**run.orphans, **run.orphans_left}
+    left = sum(found.total for found in final) + sum(len(found.user_ids) for found in orphans_left.values())
     if as_json:
         _print_json(
             {
@@ -505,12 +551,15 @@ def reconcile_command(
                 "applied": {store: asdict(applied) for store, applied in run.applied.items()},
                 "after": _drift_json(run.after, everyone=user is not None) if run.after is not None else None,
                 "drift_left": left,
+                "orphans": _orphans_json(run) if run.orphans else None,
             }
         )
     else:
         if run.unknown_user:
             console.print(f"user {user} has no row in Postgres: whatever the stores hold for them is extra")
         console.print(_totals_line(f"{run.users} users compared", run.before), highlight=False, soft_wrap=True)
+        if run.orphans:
+            console.print(_orphans_line(run), highlight=False, soft_wrap=True)
         if any(found.total or found.pending for found in run.before):
             console.print(_drift_rows(run.before))
         for store, applied in run.applied.items():

@@ -5,7 +5,9 @@ no outbox row announced (a store restored from an old backup, an edit by hand, a
 operator's mistake). It repairs as `run.py reconcile --repair` does, by recording outbox rows for the drifted
 entities and starting the dispatchers, so a repair is applied with the same retries and backoff as any change.
 A store that is down does not stop the other's reconcile; the job then fails with the store's error and is
-retried (recording the healthy store's rows again is harmless: a row only names an entity).
+retried (recording the healthy store's rows again is harmless: a row only names an entity). A run over every user
+also looks for orphans, what a store holds of users Postgres no longer has, and with repair deletes them
+(store/reconcile.py says how they arise).
 """
 
 from __future__ import annotations
@@ -39,6 +41,25 @@ async def _store_drift(ctx: JobContext, store: str, user_id: str) -> StoreDrift:
     return await drift.vector_drift(ctx.pool, vector, user_id, vector.model_version)
 
 
+async def _orphans(ctx: JobContext, store: str, repair: bool) -> int:
+    """How many users `store` holds that Postgres does not have; with `repair` their items are deleted."""
+    if store == drift.GRAPH:
+        graph = await ctx.resource(GRAPH)
+        holder: drift.HoldsUsers = graph
+    else:
+        vector = await ctx.resource(VECTOR)
+        holder = vector
+    found = await drift.find_orphans(ctx.pool, holder)
+    if found.refusal is not None:
+        ctx.log.error("reconcile.orphans_refused", store=store, users=len(found.user_ids), reason=found.refusal)
+    elif found.user_ids:
+        removed = await drift.remove_orphans(ctx.pool, holder, found) if repair else 0
+        ctx.log.warning(
+            "reconcile.orphans", store=store, users=len(found.user_ids), example=found.user_ids[0], removed=removed
+        )
+    return len(found.user_ids)
+
+
 async def reconcile(ctx: JobContext, args: ReconcileArgs) -> Mapping[str, Any]:
     """Report each user's drift per store (logged as `reconcile.drift`) and, with `repair`, record outbox rows for
     it and start the dispatchers. Idempotent: it reads, and a repeated repair only records rows naming entities."""
@@ -48,6 +69,13 @@ async def reconcile(ctx: JobContext, args: ReconcileArgs) -> Mapping[str, Any]:
     drifted: set[str] = set()
     recorded = 0
     errors: dict[str, Exception] = {}
+    orphans: dict[str, int] = {}
+    for store in totals if args.user_id is None else ():
+        try:
+            orphans[store] = await _orphans(ctx, store, args.repair)
+        except Exception as exc:  # a store that is away: the other one is still reconciled
+            errors[store] = exc
+            ctx.log.warning("reconcile.store_failed", store=store, error=str(exc)[:300])
     for user_id in users:
         for store in totals:
             if store in errors:
@@ -72,7 +100,13 @@ async def reconcile(ctx: JobContext, args: ReconcileArgs) -> Mapping[str, Any]:
     ctx.log.info("reconcile.done", users=len(users), drifted=len(drifted), recorded=recorded, seconds=elapsed)
     if errors:
         raise next(iter(errors.values()))
-    return {"users": len(users), "drifted_users": len(drifted), "outbox_rows": recorded, **totals}
+    return {
+        "users": len(users),
+        "drifted_users": len(drifted),
+        "outbox_rows": recorded,
+        "orphan_users": orphans,
+        **totals,
+    }
 
 
 RECONCILE = JobSpec(
@@ -88,6 +122,7 @@ RECONCILE = JobSpec(
     resources=(GRAPH, VECTOR),
     description=(
         "Compare Postgres with the graph and vector stores (ids and content hashes) and repair drift through the "
-        "outbox.\nNightly; `run.py reconcile` does the same by hand and reports per user and type."
+        "outbox; remove what the stores hold of users Postgres no longer has.\nNightly; `run.py reconcile` does the "
+        "same by hand and reports per user and type."
     ),
 )

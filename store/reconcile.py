@@ -9,14 +9,24 @@ not as drift: they are the dispatcher's lag, not an error.
 The embedded graph keeps its relationships in runtime.knowledge_edges, where a truth row is in the graph while its
 `in_graph` flag is set; a relationship to an entity Postgres does not have is held with a placeholder node (no
 properties, hash None), exactly as the dispatcher leaves it.
+
+Orphans are what a store holds of users Postgres no longer has: a dispatcher that read a user's rows before
+forget-user deleted them can apply its batch after forget-user emptied the stores (Weaviate recreates the tenant,
+Neo4j the nodes), and a per-user comparison never looks at a user Postgres does not list. Reconcile asks the
+store which users it holds (`held_users`, every adapter) and Postgres which of them exist (`find_orphans`);
+`remove_orphans` deletes the rest with the store's `delete_user`, as forget-user does: there is no Postgres row to
+send through the outbox. It refuses when most of a store's users are unknown to Postgres (`Orphans.refusal`).
+In the embedded stores a foreign key to users cascades, so an orphan there needs that key bypassed (a restore or
+replication apply with triggers off); the check is the same for every backend.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from core.errors import PermanentError
 from core.vocabulary import NodeLabel
 from store import outbox
 from store.drift import Drift, diff
@@ -227,3 +237,66 @@ async def user_ids(db: Executor) -> list[str]:
 
 async def user_exists(db: Executor, user_id: str) -> bool:
     return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE user_id = $1)", user_id))
+
+
+class HoldsUsers(Protocol):
+    """What finding and removing orphans needs of a store: both ports have it."""
+
+    async def held_users(self) -> list[str]: ...
+
+    async def delete_user(self, user_id: str) -> int: ...
+
+
+ORPHAN_CHECK_CHUNK = 10_000
+"""Held user ids per Postgres lookup."""
+
+ORPHAN_FLOOR, ORPHAN_SHARE_LIMIT = 10, 0.5
+"""More orphans than both (a count, a share of the users the store holds) are not removed automatically."""
+
+
+class OrphanRemovalRefused(PermanentError):
+    """Most users a store holds are unknown to Postgres: a misconfigured URL, not a pile of orphans."""
+
+
+@dataclass(frozen=True)
+class Orphans:
+    """The users a store holds something of that have no row in Postgres (sorted), and how many users it holds."""
+
+    held: int
+    user_ids: tuple[str, ...]
+
+    @property
+    def refusal(self) -> str | None:
+        """Why they must not be removed automatically: a store where most users are unknown to Postgres is more
+        likely another deployment's (a wrong NEO4J_URI or WEAVIATE_URL) than this one's leftovers."""
+        count = len(self.user_ids)
+        if count <= ORPHAN_FLOOR or count <= self.held * ORPHAN_SHARE_LIMIT:
+            return None
+        return (
+            f"{count} of the {self.held} users the store holds have no row in Postgres: is it another database's "
+            "store (check NEO4J_URI / WEAVIATE_URL)? Nothing removed; remove users one by one with `forget-user`"
+        )
+
+
+async def find_orphans(db: Executor, store: HoldsUsers) -> Orphans:
+    held = await store.held_users()
+    orphans: list[str] = []
+    for start in range(0, len(held), ORPHAN_CHECK_CHUNK):
+        chunk = held[start : start + ORPHAN_CHECK_CHUNK]
+        rows = await db.fetch("SELECT user_id FROM users WHERE user_id = ANY($1::text[])", chunk)
+        known = {row["user_id"] for row in rows}
+        orphans += [user_id for user_id in chunk if user_id not in known]
+    return Orphans(len(held), tuple(orphans))
+
+
+async def remove_orphans(db: Executor, store: HoldsUsers, orphans: Orphans) -> int:
+    """Delete from `store` everything of each orphan that Postgres still has no row for (asked again just before,
+    so a user created meanwhile keeps their items); how many nodes or items went. OrphanRemovalRefused when
+    `orphans.refusal` says why not."""
+    if orphans.refusal is not None:
+        raise OrphanRemovalRefused(orphans.refusal)
+    removed = 0
+    for user_id in orphans.user_ids:
+        if not await user_exists(db, user_id):
+            removed += await store.delete_user(user_id)
+    return removed

@@ -81,6 +81,13 @@ NODE_COLUMNS: dict[NodeLabel, tuple[str, ...]] = {
 """The row columns a node carries (besides its key and userId): the seed's scalar columns. JSON columns and the
 user's e-mail and password hash stay in Postgres."""
 
+TEMPORAL_PROPERTIES = frozenset(
+    {"created_at", "creation_ts", "ingestion_ts", "last_modified_ts", "last_updated_ts", "last_analyzed_ts"}
+)
+"""The node properties that are points in time (the seed's DateTime columns among NODE_COLUMNS). The port carries
+them as ISO-8601 UTC text, the one form both backends hash; Neo4j stores them as its own DateTime, so the seed's
+`creation_ts` index orders and range-filters real instants."""
+
 _KNOWLEDGE = frozenset(NodeLabel(kind.value) for kind in EntityKind)
 ENDPOINTS: dict[EdgeType, tuple[frozenset[NodeLabel], frozenset[NodeLabel]]] = {
     **{kind: (_KNOWLEDGE, _KNOWLEDGE) for kind in RelationshipType},
@@ -95,6 +102,9 @@ ENDPOINTS: dict[EdgeType, tuple[frozenset[NodeLabel], frozenset[NodeLabel]]] = {
     ),
 }
 """Which labels each relationship type joins (source labels, target labels)."""
+
+SOURCE_LABELS: tuple[NodeLabel, ...] = tuple(sorted({label for sources, _ in ENDPOINTS.values() for label in sources}))
+"""The labels relationships leave from (Users and Communities only receive them)."""
 
 MAX_DEPTH = 5
 """The deepest neighbourhood a caller may ask for: beyond it a dense graph returns most of the user's memory."""
@@ -136,6 +146,22 @@ def graph_value(name: str, value: object) -> PropertyValue | None:
     raise ValueError(f"property {name!r} has type {kind}; a graph holds text, numbers, booleans, datetimes, text lists")
 
 
+def point_in_time(name: str, value: object) -> str | None:
+    """A temporal property in its port form: an aware datetime, or ISO-8601 text with an offset, as UTC ISO text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"property {name!r} is a point in time; {value!r} is not ISO-8601") from None
+    if not isinstance(value, datetime):
+        raise ValueError(f"property {name!r} is a point in time, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"property {name!r} is a naive datetime; pass an aware (UTC) one")
+    return value.astimezone(UTC).isoformat()
+
+
 def content_hash(properties: Mapping[str, object]) -> str:
     """The hash reconciliation compares: sha256 of the canonical JSON of the stored properties."""
     canonical = json.dumps(properties, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -165,7 +191,10 @@ class GraphNode(_Record):
     def _stored_form(cls, value: Any) -> Any:
         if not isinstance(value, Mapping):
             return value
-        stored = {name: graph_value(name, item) for name, item in value.items()}
+        stored = {
+            name: point_in_time(name, item) if name in TEMPORAL_PROPERTIES else graph_value(name, item)
+            for name, item in value.items()
+        }
         return {name: item for name, item in stored.items() if item is not None}
 
     @model_validator(mode="after")
@@ -372,6 +401,12 @@ class GraphStore(Protocol):
 
     async def counts(self, user_id: str) -> GraphCounts:
         """Nodes per label and relationships per type, for reconciliation and `forget-user`'s proof."""
+        ...
+
+    async def held_users(self) -> list[str]:
+        """Every user id the store holds a node or relationship of, sorted. The one read that is not one user's:
+        reconcile compares it with Postgres to find what is left of users Postgres no longer has (orphans, which
+        `delete_user` then removes)."""
         ...
 
     async def node_hashes(self, user_id: str, label: NodeLabel) -> dict[str, str | None]:

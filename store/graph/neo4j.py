@@ -4,13 +4,18 @@ On connect it applies the seed's V9.7 schema (constraints and indexes, IF NOT EX
 MERGEs on the seed's unique keys, so a replay finds what the first run made; the Cypher text is in
 store/graph/cypher.py. Changes of one batch run in one managed transaction, which the driver retries on Neo4j's
 transient errors: safe, because the batch is idempotent.
+
+Points in time (base.TEMPORAL_PROPERTIES) are written as aware Python datetimes, which the driver sends as Neo4j
+DateTime values, so `creation_ts` and the rest order and compare as instants in Cypher; read back, they are turned
+into the port's ISO text again, so nodes and hashes are the same whichever backend holds them.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, TypeVar
 
 from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncManagedTransaction
@@ -21,6 +26,7 @@ from neo4j.exceptions import (
     SessionExpired,
 )
 from neo4j.exceptions import TransientError as Neo4jTransientError
+from neo4j.time import DateTime
 
 from core.vocabulary import NodeLabel
 from store.graph import cypher
@@ -30,6 +36,8 @@ from store.graph.base import (
     HASH_PROPERTY,
     KEY_PROPERTY,
     MAX_DEPTH,
+    SOURCE_LABELS,
+    TEMPORAL_PROPERTIES,
     USER_PROPERTY,
     EdgeKey,
     EdgeType,
@@ -82,7 +90,8 @@ class Neo4jGraphStore:
     async def ensure_schema(self) -> None:
         """The seed's constraints and indexes; IF NOT EXISTS makes every start after the first a no-op."""
         for statement in cypher.SCHEMA:
-            await self._driver.execute_query(statement, database_=self._database)
+            text, parameters = statement.bind()
+            await self._driver.execute_query(text, parameters, database_=self._database)
 
     @asynccontextmanager
     async def _errors(self, user_id: str) -> AsyncIterator[None]:
@@ -116,37 +125,37 @@ class Neo4jGraphStore:
         statements: list[tuple[str, dict[str, Any]]] = []
         for (source, kind, target), keys in _by_shape(batch.delete_edges).items():
             rows = [{"source": key.source.key, "target": key.target.key} for key in keys]
-            statements.append((cypher.delete_edges(source, kind, target), {"rows": rows}))
+            statements.append(cypher.delete_edges(source, kind, target).bind(rows=rows, userId=user_id))
         deleted: dict[NodeLabel, list[str]] = defaultdict(list)
         for ref in batch.delete_nodes:
             deleted[ref.label].append(ref.key)
-        statements += [(cypher.delete_nodes(label), {"keys": keys}) for label, keys in deleted.items()]
+        statements += [cypher.delete_nodes(label).bind(keys=keys, userId=user_id) for label, keys in deleted.items()]
         upserted: dict[NodeLabel, list[dict[str, Any]]] = defaultdict(list)
         for node in batch.upsert_nodes:
             identity = {KEY_PROPERTY[node.label]: node.key, USER_PROPERTY: user_id, HASH_PROPERTY: node.content_hash}
-            stored = {**node.properties, **identity}
+            stored = {**stored_properties(node.properties), **identity}
             upserted[node.label].append({"key": node.key, "properties": stored})
-        statements += [(cypher.upsert_nodes(label), {"rows": rows}) for label, rows in upserted.items()]
+        statements += [cypher.upsert_nodes(label).bind(rows=rows, userId=user_id) for label, rows in upserted.items()]
         for (source, kind, target), edges in _by_shape(batch.upsert_edges).items():
             edge_rows: list[dict[str, Any]] = [
                 {"source": e.source.key, "target": e.target.key, "properties": {**e.properties, USER_PROPERTY: user_id}}
                 for e in edges
             ]
-            statements.append((cypher.upsert_edges(source, kind, target), {"rows": edge_rows}))
+            statements.append(cypher.upsert_edges(source, kind, target).bind(rows=edge_rows, userId=user_id))
 
         async def work(tx: AsyncManagedTransaction) -> None:
             for statement, parameters in statements:
-                await (await tx.run(statement, {**parameters, "userId": user_id})).consume()
+                await (await tx.run(statement, parameters)).consume()
 
         await self._write(user_id, work)
 
     async def delete_user(self, user_id: str) -> int:
         total = 0
         for label in NodeLabel:
-            statement = cypher.delete_user_chunk(label)
+            statement = cypher.delete_user_chunk(label).bind(userId=user_id, chunk=DELETE_CHUNK)
 
-            async def chunk(tx: AsyncManagedTransaction, statement: str = statement) -> int:
-                record = await (await tx.run(statement, {"userId": user_id, "chunk": DELETE_CHUNK})).single()
+            async def chunk(tx: AsyncManagedTransaction, statement: tuple[str, dict[str, Any]] = statement) -> int:
+                record = await (await tx.run(*statement)).single()
                 return int(record["deleted"]) if record is not None else 0
 
             while (deleted := await self._write(user_id, chunk)) > 0:
@@ -158,16 +167,16 @@ class Neo4jGraphStore:
             raise ValueError(f"neighbourhood depth must be 0..{MAX_DEPTH}, not {depth}")
 
         async def walk(tx: AsyncManagedTransaction) -> Subgraph:
-            start = await (await tx.run(cypher.start_node(node.label), {"key": node.key, "userId": user_id})).single()
+            start = await (await tx.run(*cypher.start_node(node.label).bind(key=node.key, userId=user_id))).single()
             if start is None:
                 return Subgraph()
             nodes = {start["id"]: _node(start["labels"], start["properties"])}
             edges: dict[str, Any] = {}
             frontier = [start["id"]]
             for _ in range(depth):
-                parameters = {"frontier": frontier, "userId": user_id, "types": _TYPES, "labels": _LABELS}
+                step = cypher.EXPAND.bind(frontier=frontier, userId=user_id, types=_TYPES, labels=_LABELS)
                 fresh: list[str] = []
-                async for record in await tx.run(cypher.EXPAND, parameters):
+                async for record in await tx.run(*step):
                     if record["id"] not in nodes:
                         nodes[record["id"]] = _node(record["labels"], record["properties"])
                         fresh.append(record["id"])
@@ -184,10 +193,10 @@ class Neo4jGraphStore:
 
     async def concept_graph(self, user_id: str) -> list[WeightedEdge]:
         async def read(tx: AsyncManagedTransaction) -> list[WeightedEdge]:
-            parameters = {"userId": user_id, "types": _TYPES}
             parts = []
             for statement in (cypher.CONCEPT_DIRECT, cypher.CONCEPT_SHARED):
-                parts.append([(r["a"], r["b"], r["weight"]) async for r in await tx.run(statement, parameters)])
+                result = await tx.run(*statement.bind(userId=user_id, types=_TYPES))
+                parts.append([(r["a"], r["b"], r["weight"]) async for r in result])
             return concept_weights(*parts)
 
         return await self._read(user_id, read)
@@ -197,19 +206,29 @@ class Neo4jGraphStore:
             nodes: dict[str, int] = {}
             edges: dict[str, int] = defaultdict(int)
             for label in NodeLabel:
-                record = await (await tx.run(cypher.count_nodes(label), {"userId": user_id})).single()
+                record = await (await tx.run(*cypher.count_nodes(label).bind(userId=user_id))).single()
                 nodes[label] = int(record["n"]) if record is not None else 0
-            for label in _SOURCE_LABELS:
-                parameters = {"userId": user_id, "types": _TYPES}
-                async for record in await tx.run(cypher.count_edges_from(label), parameters):
+            for label in SOURCE_LABELS:
+                async for record in await tx.run(*cypher.count_edges_from(label).bind(userId=user_id, types=_TYPES)):
                     edges[record["rel_type"]] += int(record["n"])
             return GraphCounts.of(nodes, edges)
 
         return await self._read(user_id, read)
 
+    async def held_users(self) -> list[str]:
+        """Per label, through the label's userId index (relationships never outlive their nodes here)."""
+
+        async def read(tx: AsyncManagedTransaction) -> set[str]:
+            found: set[str] = set()
+            for label in NodeLabel:
+                found |= {str(record["userId"]) async for record in await tx.run(*cypher.held_users(label).bind())}
+            return found
+
+        return sorted(await self._read("(all users)", read))
+
     async def node_hashes(self, user_id: str, label: NodeLabel) -> dict[str, str | None]:
         async def read(tx: AsyncManagedTransaction) -> dict[str, str | None]:
-            result = await tx.run(cypher.node_hashes(label), {"userId": user_id})
+            result = await tx.run(*cypher.node_hashes(label).bind(userId=user_id))
             return {str(record["key"]): record["hash"] async for record in result}
 
         return await self._read(user_id, read)
@@ -221,7 +240,7 @@ class Neo4jGraphStore:
             hashes: dict[EdgeKey, str] = {}
             for source in sorted(sources):
                 for target in sorted(targets):
-                    result = await tx.run(cypher.edges_between(source, kind, target), {"userId": user_id})
+                    result = await tx.run(*cypher.edges_between(source, kind, target).bind(userId=user_id))
                     async for r in result:
                         a, b = NodeRef(label=source, key=str(r["source"])), NodeRef(label=target, key=str(r["target"]))
                         edge = _edge(a, kind, b, r["properties"])
@@ -234,9 +253,6 @@ class Neo4jGraphStore:
         await self._driver.close()
 
 
-_SOURCE_LABELS = sorted({label for sources, _ in ENDPOINTS.values() for label in sources})
-
-
 def _by_shape(items: Iterable[E]) -> dict[tuple[NodeLabel, EdgeType, NodeLabel], list[E]]:
     """Relationships grouped by (source label, type, target label): one statement text per group."""
     groups: dict[tuple[NodeLabel, EdgeType, NodeLabel], list[E]] = defaultdict(list)
@@ -245,11 +261,21 @@ def _by_shape(items: Iterable[E]) -> dict[tuple[NodeLabel, EdgeType, NodeLabel],
     return groups
 
 
+def stored_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
+    """A node's properties as Neo4j stores them: points in time as aware datetimes (the driver's DateTime)."""
+    return {
+        name: datetime.fromisoformat(value) if name in TEMPORAL_PROPERTIES and isinstance(value, str) else value
+        for name, value in properties.items()
+    }
+
+
 def _node(labels: list[str], properties: dict[str, Any]) -> GraphNode:
+    """A node read back: Neo4j's DateTime values become aware datetimes, which GraphNode turns into its ISO text."""
     label = next(NodeLabel(name) for name in labels if name in _LABELS)
     key = properties[KEY_PROPERTY[label]]
     hidden = {KEY_PROPERTY[label], USER_PROPERTY, HASH_PROPERTY}
-    return GraphNode(label=label, key=str(key), properties={k: v for k, v in properties.items() if k not in hidden})
+    shown = {k: v.to_native() if isinstance(v, DateTime) else v for k, v in properties.items() if k not in hidden}
+    return GraphNode(label=label, key=str(key), properties=shown)
 
 
 def _edge(source: NodeRef, kind: str, target: NodeRef, properties: dict[str, Any]) -> GraphEdge:

@@ -263,6 +263,14 @@ class PostgresGraphStore:
             )
         return GraphCounts.of({r["label"]: r["n"] for r in nodes}, {r["relationship_type"]: r["n"] for r in edges})
 
+    async def held_users(self) -> list[str]:
+        async with self._errors("(all users)"):
+            rows = await self._pool.fetch(
+                "SELECT user_id FROM runtime.graph_nodes UNION "
+                "SELECT user_id FROM runtime.knowledge_edges WHERE in_graph ORDER BY user_id"
+            )
+        return [row["user_id"] for row in rows]
+
     async def node_hashes(self, user_id: str, label: NodeLabel) -> dict[str, str | None]:
         async with self._errors(user_id):
             rows = await self._pool.fetch(

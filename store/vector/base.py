@@ -216,5 +216,10 @@ class VectorStore(ABC):
         """Every item of the user (of one type, if given) with its content hash and model version."""
 
     @abstractmethod
+    async def held_users(self) -> list[str]:
+        """Every user id the store holds items (or, in Weaviate, a tenant) of, sorted. The one read that is not one
+        user's: reconcile compares it with Postgres to find users Postgres no longer has (orphans)."""
+
+    @abstractmethod
     async def close(self) -> None:
         """Release connections; the store is not used afterwards."""

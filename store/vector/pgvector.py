@@ -194,6 +194,10 @@ class PgVectorStore(VectorStore):
             for row in rows
         }
 
+    async def held_users(self) -> list[str]:
+        rows = await self._pool.fetch("SELECT DISTINCT user_id FROM runtime.vector_items ORDER BY user_id")
+        return [row["user_id"] for row in rows]
+
     async def close(self) -> None:
         """The pool belongs to the caller."""
 

@@ -48,6 +48,8 @@ from store.vector.base import (
 
 COLLECTION = "UserKnowledgeItem"
 VECTOR_NAME = "default"
+GRPC_PROBE_TENANT = "orrery-grpc-probe"
+"""A tenant name looked up (never created) on connect: the cheapest call that goes over gRPC."""
 _TENANT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _RETURNED = [
     "userId",
@@ -148,17 +150,24 @@ class WeaviateVectorStore(VectorStore):
     async def connect(
         cls, url: str, space: EmbeddingSpace, *, api_key: str | None = None, timeout_s: float = 30.0
     ) -> WeaviateVectorStore:
-        """Connect, create the collection when it is missing, and check that an existing one is multi-tenant."""
+        """Connect, create the collection when it is missing, check that an existing one is multi-tenant, and make one
+        gRPC call (a tenant lookup), which searches and writes need.
+
+        The client's own start-up checks are skipped: besides a gRPC health check they ask pypi.org for the latest
+        client version, which a worker in a closed network would wait `timeout_s` for (and the tests may reach only
+        this machine). The tenant lookup checks gRPC instead."""
         where = f"Weaviate at {url.split('?')[0]}"
         client = weaviate.use_async_with_custom(
             **connection_params(url),
             auth_credentials=Auth.api_key(api_key) if api_key else None,
             additional_config=AdditionalConfig(timeout=Timeout(init=timeout_s, query=timeout_s, insert=timeout_s)),
+            skip_init_checks=True,
         )
         try:
             await client.connect()
             store = cls(client, space, where)
             await store._ensure_collection()
+            await store._collection.tenants.get_by_names([GRPC_PROBE_TENANT])
         except WeaviateBaseError as exc:
             await client.close()
             raise VectorStoreUnavailable(f"{where}: cannot connect or prepare {COLLECTION}: {_detail(exc)}") from None
@@ -333,6 +342,14 @@ class WeaviateVectorStore(VectorStore):
         except WeaviateBaseError as exc:
             raise VectorStoreUnavailable(f"{self._where}: reading user {tenant} failed: {_detail(exc)}") from None
         return prints
+
+    async def held_users(self) -> list[str]:
+        """The tenants: one per user, an empty one included (forget-user removes it, a late write recreates it)."""
+        try:
+            tenants = await self._collection.tenants.get()
+        except WeaviateBaseError as exc:
+            raise VectorStoreUnavailable(f"{self._where}: listing tenants failed: {_detail(exc)}") from None
+        return sorted(tenants)
 
     async def close(self) -> None:
         await self._client.close()

@@ -5,6 +5,7 @@ rebuild, reembed and forget-user, with their exit codes and one-line errors."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from store.reconcile import graph_drift, vector_drift
 from tests.cli.runner import assert_one_line_error, run_cli
 from tests.jobs.conftest import cli_env
 from tests.store.derived_memory import Memory, drain, open_stores, remember, store_settings
+from tests.store.orphans import delete_user_row_only
 
 
 @pytest.fixture
@@ -148,6 +150,61 @@ async def test_reconcile_reports_drift_per_user_and_type_and_repair_fixes_it(
     assert await drift_totals(pool, session, ana.user_id) == (0, 0)
     assert await drift_totals(pool, session, bo.user_id) == (0, 0)
     assert ran("reconcile", "--json", env=env)["drift"] == []
+
+
+async def test_reconcile_finds_the_items_of_users_postgres_no_longer_has_and_repair_removes_them(
+    pool: asyncpg.Pool, session: Session, env: dict[str, str]
+) -> None:
+    """Ana's row goes and both stores keep her items (their foreign keys bypassed: tests/store/orphans.py). A
+    per-user comparison would never look at her; the orphan scan does, and --repair deletes her items."""
+    ana, bo = await synced(pool, session)
+    await delete_user_row_only(pool, ana.user_id)
+
+    found = ran("reconcile", "--json", env=env, code=1)
+    assert found["users_checked"] == 1 and found["drift"] == [] and found["drift_left"] == 2
+    assert found["orphans"] == {
+        "graph": {"users": 1, "examples": [ana.user_id], "removed": None, "left": 1, "refused": None},
+        "vector": {"users": 1, "examples": [ana.user_id], "removed": None, "left": 1, "refused": None},
+    }
+    text = ran("reconcile", env=env, code=1)
+    assert f"orphans (users a store holds that Postgres does not have): graph 1 (e.g. {ana.user_id})" in text, text
+    assert "run `reconcile --repair`" in text
+
+    repaired = ran("reconcile", "--repair", "--json", env=env)
+    assert repaired["drift_left"] == 0
+    assert {store: (o["removed"], o["left"]) for store, o in repaired["orphans"].items()} == {
+        "graph": (7, 0),
+        "vector": (5, 0),
+    }
+    for table in ("graph_nodes", "vector_items"):
+        assert await pool.fetchval(f"SELECT count(*) FROM runtime.{table} WHERE user_id = $1", ana.user_id) == 0
+    assert await drift_totals(pool, session, bo.user_id) == (0, 0)
+    clean = ran("reconcile", "--json", env=env)
+    assert {store: o["users"] for store, o in clean["orphans"].items()} == {"graph": 0, "vector": 0}
+    assert ran("reconcile", "--user", bo.user_id, "--json", env=env)["orphans"] is None  # one user: no scan
+
+
+async def test_reconcile_removes_no_orphans_when_most_of_a_stores_users_are_unknown_to_postgres(
+    pool: asyncpg.Pool, session: Session, env: dict[str, str]
+) -> None:
+    """A graph holding 11 users Postgres never had beside its 2 known ones looks like another database's store (a
+    wrong NEO4J_URI), not like leftovers: reported, nothing deleted."""
+    await synced(pool, session)
+    strangers = [str(uuid.uuid4()) for _ in range(11)]
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL session_replication_role = replica")  # as in tests/store/orphans.py
+        await conn.executemany(
+            "INSERT INTO runtime.graph_nodes (label, node_key, user_id, content_hash) VALUES ('User', $1, $1, 'h')",
+            [(stranger,) for stranger in strangers],
+        )
+    refused = ran("reconcile", "--repair", "--json", env=env, code=1)
+    graph = refused["orphans"]["graph"]
+    assert (graph["users"], graph["removed"], graph["left"]) == (11, None, 11)
+    assert graph["refused"].startswith("11 of the 13 users the store holds have no row in Postgres")
+    assert refused["orphans"]["vector"]["users"] == 0
+    assert await pool.fetchval("SELECT count(*) FROM runtime.graph_nodes WHERE user_id = ANY($1)", strangers) == 11
+    text = ran("reconcile", "--repair", env=env, code=1)
+    assert "Nothing removed; remove users one by one with `forget-user`" in text, text
 
 
 async def test_rebuild_reconstructs_an_emptied_store_for_one_user(

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import typer
@@ -31,6 +32,8 @@ from tests.deploy.metric_names import HISTOGRAMS, METRICS
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SERVICES = {"postgres", "redis", "neo4j", "weaviate", "migrate", "worker", "prometheus", "grafana"}
+PROFILES = {"neo4j": ["neo4j"], "weaviate": ["weaviate"]}
+"""The opt-in services and their profiles; every other service runs by default."""
 ORRERY_SERVICES = ("migrate", "worker")
 
 SETTING_NAMES = {_env_name(field) for field in Settings.model_fields}
@@ -141,6 +144,7 @@ def test_compose_file_follows_the_compose_specification() -> None:
 def test_services_are_the_servers_orrery_needs_and_its_own() -> None:
     services = COMPOSE["services"]
     assert set(services) == SERVICES
+    assert {name: service["profiles"] for name, service in services.items() if "profiles" in service} == PROFILES
     assert services["postgres"]["image"].startswith("pgvector/pgvector:pg16")
     assert services["neo4j"]["image"].startswith("neo4j:5")
     assert services["weaviate"]["environment"]["DEFAULT_VECTORIZER_MODULE"] == "none"
@@ -167,8 +171,41 @@ def test_every_variable_orrery_containers_get_is_a_setting_and_valid(monkeypatch
             monkeypatch.setenv(name, value)
         settings = Settings()
         assert settings.database_url and settings.redis_url, f"{service} must use the compose file's servers"
-        assert settings.neo4j_uri and settings.weaviate_url and settings.embeddings_base_url
+        assert settings.embeddings_base_url
         assert not settings.llm_is_scripted, f"{service} would answer from scripted samples in production"
+        assert settings.neo4j_uri is None and settings.weaviate_url is None, "by default: the graph and pgvector"
+
+
+def opt_in() -> dict[str, str]:
+    """The store variables deploy/.env.example gives for the neo4j and weaviate profiles (its commented lines)."""
+    example = (DEPLOY / ".env.example").read_text(encoding="utf-8").splitlines()
+    pairs = [line.lstrip("# ").split("=", 1) for line in example if re.match(r"#\s+[A-Z][A-Z0-9_]*=\S", line)]
+    return {name: value for name, value in pairs}
+
+
+def test_the_profiles_start_neo4j_and_weaviate_where_the_example_points_the_same_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    services = COMPOSE["services"]
+    values = opt_in()
+    assert values["COMPOSE_PROFILES"].split(",") == sorted({p for profiles in PROFILES.values() for p in profiles})
+    neo4j, weaviate = urlsplit(values["NEO4J_URI"]), urlsplit(values["WEAVIATE_URL"])
+    assert neo4j.hostname == "neo4j" and f"{neo4j.port}:{neo4j.port}" in services["neo4j"]["ports"][0]
+    command = services["weaviate"]["command"]
+    assert weaviate.hostname == "weaviate" and str(weaviate.port) == command[command.index("--port") + 1]
+    # the servers take the secrets the workers are given (`:-`: compose reads inactive profiles' services too)
+    workers = RAW["x-orrery-environment"]
+    assert (workers["NEO4J_PASSWORD"], workers["WEAVIATE_API_KEY"]) == ("${NEO4J_PASSWORD:-}", "${WEAVIATE_API_KEY:-}")
+    assert RAW["services"]["neo4j"]["environment"]["NEO4J_AUTH"] == "neo4j/${NEO4J_PASSWORD:-}"
+    assert RAW["services"]["weaviate"]["environment"]["AUTHENTICATION_APIKEY_ALLOWED_KEYS"] == "${WEAVIATE_API_KEY:-}"
+    for name in SETTING_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(DEPLOY)
+    for name, value in {**environment("worker"), **values, "NEO4J_PASSWORD": "p" * 8, "WEAVIATE_API_KEY": "k"}.items():
+        if name != "COMPOSE_PROFILES":
+            monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert (settings.neo4j_uri, settings.weaviate_url) == (values["NEO4J_URI"], values["WEAVIATE_URL"])
 
 
 def test_every_required_secret_is_in_the_env_example() -> None:
@@ -204,6 +241,8 @@ def test_health_checks_and_start_order() -> None:
     assert migrate_deps["postgres"]["condition"] == "service_healthy"
     assert worker_deps["migrate"]["condition"] == "service_completed_successfully"
     assert worker_deps["postgres"]["condition"] == worker_deps["redis"]["condition"] == "service_healthy"
+    for optional in PROFILES:  # without their profile the deployment must still start
+        assert worker_deps[optional] == {"condition": "service_started", "required": False}
 
 
 def _seconds(duration: str) -> float:

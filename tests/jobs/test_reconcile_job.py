@@ -19,6 +19,7 @@ from store import outbox
 from store.reconcile import graph_drift, vector_drift
 from tests.jobs.conftest import BurstRunner
 from tests.store.derived_memory import Memory, open_stores, remember
+from tests.store.orphans import delete_user_row_only
 
 
 async def synced(pool: asyncpg.Pool, redis: aioredis.Redis, run_burst: BurstRunner) -> tuple[Memory, Memory]:
@@ -66,8 +67,28 @@ async def test_the_nightly_job_repairs_drift_in_both_stores_through_the_outbox(
     assert result["users"] == 2 and result["drifted_users"] == 1 and result["outbox_rows"] == 2
     assert result["graph"] == {"missing": 1, "extra": 0, "changed": 0, "pending": 0}
     assert result["vector"] == {"missing": 1, "extra": 0, "changed": 0, "pending": 0}
+    assert result["orphan_users"] == {"graph": 0, "vector": 0}
     assert [b.rows for b in await outbox.backlog(pool)] == [0, 0]  # the dispatchers it started applied them
     assert await drift_totals(settings, pool, redis_client, ana.user_id) == [0, 0]
+    assert await drift_totals(settings, pool, redis_client, bo.user_id) == [0, 0]
+
+
+async def test_the_nightly_job_removes_what_the_stores_hold_of_users_postgres_no_longer_has(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner, settings: Settings
+) -> None:
+    ana, bo = await synced(pool, redis_client, run_burst)
+    await delete_user_row_only(pool, ana.user_id)  # the stores keep her items (tests/store/orphans.py)
+    await enqueue(redis_client, pool, RECONCILE, {"repair": False})
+    await run_burst()
+    assert (await result_of(pool))["orphan_users"] == {"graph": 1, "vector": 1}
+    assert await pool.fetchval("SELECT count(*) FROM runtime.vector_items WHERE user_id = $1", ana.user_id) == 5
+
+    await enqueue(redis_client, pool, RECONCILE, {})
+    await run_burst()
+    result = await result_of(pool)
+    assert result["users"] == 1 and result["orphan_users"] == {"graph": 1, "vector": 1}
+    for table in ("graph_nodes", "vector_items"):
+        assert await pool.fetchval(f"SELECT count(*) FROM runtime.{table} WHERE user_id = $1", ana.user_id) == 0
     assert await drift_totals(settings, pool, redis_client, bo.user_id) == [0, 0]
 
 

@@ -19,6 +19,7 @@ from store.drift import Drift, diff
 from store.reconcile import (
     GRAPH,
     VECTOR,
+    Orphans,
     StoreDrift,
     graph_drift,
     record_refs,
@@ -48,6 +49,17 @@ def test_ids_come_out_in_the_given_order_and_pending_ones_can_be_left_out() -> N
     drift = diff({3: "x", 1: "x", 2: "x"}, {}, order=lambda k: -k)
     assert drift.missing == (3, 2, 1)
     assert drift.without({2}.__contains__) == Drift(missing=(3, 1))
+
+
+@pytest.mark.parametrize(
+    ("held", "orphans", "refused"),
+    [(1, 1, False), (10, 10, False), (100, 11, False), (22, 11, False), (21, 11, True), (1000, 900, True)],
+)
+def test_orphans_are_not_removed_when_most_of_a_stores_users_are_unknown(
+    held: int, orphans: int, refused: bool
+) -> None:
+    found = Orphans(held, tuple(f"u{n}" for n in range(orphans)))
+    assert (found.refusal is not None) is refused
 
 
 # --- drift in the real stores ------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
 import pytest
@@ -30,7 +30,9 @@ from store.graph.base import (
     Subgraph,
 )
 from store.graph.postgres import PostgresGraphStore
+from store.reconcile import Orphans, find_orphans, remove_orphans
 from store.repos import users
+from tests.store.orphans import delete_user_row_only
 
 MU, CONCEPT = NodeLabel.MEMORY_UNIT, NodeLabel.CONCEPT
 MENTIONS = StructuralRelationshipType.MENTIONS
@@ -245,6 +247,25 @@ class TestGraphStoreContract:
             assert await graph.neighbourhood(a.user_id, node.ref, 0) == Subgraph(nodes=(node,))
         assert a.node("m1").properties["creation_ts"] == "2026-03-01T12:00:00+00:00"
 
+    async def test_points_in_time_read_back_as_the_same_utc_instants(
+        self, graph: GraphStore, two_users: tuple[Memory, Memory]
+    ) -> None:
+        """Before the epoch, with microseconds, given in another offset: each reads back as the instant written."""
+        a, _ = two_users
+        moments = {
+            "m1": datetime(1969, 7, 20, 20, 17, 40, 123456, tzinfo=UTC),
+            "m2": datetime(2025, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-5))),
+        }
+        nodes = [
+            GraphNode(label=MU, key=a.ref(name).key, properties={"title": name, "creation_ts": at, "ingestion_ts": at})
+            for name, at in moments.items()
+        ]
+        await graph.apply(a.user_id, GraphBatch(upsert_nodes=tuple(nodes)))
+        for node, at in zip(nodes, moments.values(), strict=True):
+            assert await graph.neighbourhood(a.user_id, node.ref, 0) == Subgraph(nodes=(node,))
+            assert node.properties["creation_ts"] == at.astimezone(UTC).isoformat()
+        assert await graph.node_hashes(a.user_id, MU) == {node.key: node.content_hash for node in nodes}
+
     async def test_neighbourhood_follows_either_direction_to_the_depth(
         self, graph: GraphStore, two_users: tuple[Memory, Memory]
     ) -> None:
@@ -368,7 +389,68 @@ class TestGraphStoreContract:
         assert await snapshot(graph, a.user_id) == before_a
         assert await snapshot(graph, b.user_id) == before_b
 
+    async def test_held_users_are_every_user_with_a_node_sorted(
+        self, graph: GraphStore, two_users: tuple[Memory, Memory]
+    ) -> None:
+        a, b = two_users
+        assert not {a.user_id, b.user_id} & set(await graph.held_users())
+        await graph.apply(a.user_id, a.batch)
+        await graph.apply(b.user_id, GraphBatch(upsert_edges=(b.edge("m1", MENTIONS, "c1"),)))  # placeholders only
+        held = await graph.held_users()
+        assert {a.user_id, b.user_id} <= set(held) and held == sorted(held)
+        await graph.delete_user(a.user_id)
+        held = await graph.held_users()
+        assert a.user_id not in held and b.user_id in held
+
+    async def test_reconcile_finds_and_removes_what_a_store_holds_of_a_user_postgres_no_longer_has(
+        self, graph: GraphStore, two_users: tuple[Memory, Memory], pool: asyncpg.Pool
+    ) -> None:
+        """A's row goes while the store keeps A's graph (a dispatcher that wrote after forget-user): A is an orphan,
+        removed through the port; B, in Postgres, is none. Only A is removed: a shared server may hold others'."""
+        a, b = two_users
+        await graph.apply(a.user_id, a.batch)
+        await graph.apply(b.user_id, b.batch)
+        before_b = await snapshot(graph, b.user_id)
+        assert not {a.user_id, b.user_id} & set((await find_orphans(pool, graph)).user_ids)
+        await delete_user_row_only(pool, a.user_id)
+        found = await find_orphans(pool, graph)
+        assert a.user_id in found.user_ids and b.user_id not in found.user_ids and found.held >= 2
+        assert await remove_orphans(pool, graph, Orphans(found.held, (a.user_id, b.user_id))) == len(a.nodes)
+        assert a.user_id not in await graph.held_users()  # and B, who exists (asked again), keeps everything
+        assert a.user_id not in (await find_orphans(pool, graph)).user_ids
+        assert await graph.counts(a.user_id) == GraphCounts.of({}, {})
+        assert await snapshot(graph, b.user_id) == before_b
+
     async def test_an_empty_batch_is_a_no_op(self, graph: GraphStore, two_users: tuple[Memory, Memory]) -> None:
         a, _ = two_users
         await graph.apply(a.user_id, GraphBatch())
         assert await graph.counts(a.user_id) == GraphCounts.of({}, {})
+
+
+@pytest.mark.parametrize("backend", [pytest.param("neo4j", marks=pytest.mark.neo4j)], indirect=True)
+async def test_neo4j_holds_points_in_time_as_datetime_ordered_as_instants(
+    graph: GraphStore, two_users: tuple[Memory, Memory]
+) -> None:
+    """What the seed's `memoryunit_creation_ts_idx` serves: Cypher sees DateTime values, so ORDER BY and a range
+    predicate compare instants (text would compare characters, and `>= datetime(...)` would match nothing). The
+    embedded graph keeps the port's ISO text, so this is Neo4j's alone."""
+    from store.graph.neo4j import Neo4jGraphStore
+
+    assert isinstance(graph, Neo4jGraphStore)
+    a, _ = two_users
+    moments = {  # given in three offsets; chronological order m3 < m1 < m2
+        "m1": datetime(2026, 1, 1, 1, 0, tzinfo=UTC),
+        "m2": datetime(2025, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-5))),
+        "m3": datetime(2026, 1, 1, 9, 0, tzinfo=timezone(timedelta(hours=9))),
+    }
+    nodes = tuple(
+        GraphNode(label=MU, key=f"{name}-{a.user_id}", properties={"creation_ts": at}) for name, at in moments.items()
+    )
+    await graph.apply(a.user_id, GraphBatch(upsert_nodes=nodes))
+    records, _, _ = await graph._driver.execute_query(
+        "MATCH (n:MemoryUnit) WHERE n.userId = $userId AND n.creation_ts >= datetime($since) "
+        "RETURN n.muid AS key, valueType(n.creation_ts) AS type ORDER BY n.creation_ts",
+        {"userId": a.user_id, "since": "2025-12-31T00:00:00Z"},
+    )
+    assert [r["key"].split("-")[0] for r in records] == ["m3", "m1", "m2"]
+    assert {r["type"] for r in records} == {"ZONED DATETIME NOT NULL"}

@@ -34,14 +34,14 @@ def seed_statements(text: str) -> list[str]:
 def test_the_adapter_applies_exactly_the_seeds_schema() -> None:
     seed = seed_statements(SEED_COPY.read_text(encoding="utf-8"))
     assert len(seed) == 13
-    assert list(cypher.SCHEMA) == seed
+    assert [statement.text for statement in cypher.SCHEMA] == seed
 
 
 def test_the_schema_names_the_seeds_keys() -> None:
     """Read back from the statements: each label's unique key is the one the adapter MERGEs on."""
     unique = {
         match.group(1): match.group(2)
-        for match in (re.search(r"FOR \(n:(\w+)\) REQUIRE n\.(\w+) IS UNIQUE", s) for s in cypher.SCHEMA)
+        for match in (re.search(r"FOR \(n:(\w+)\) REQUIRE n\.(\w+) IS UNIQUE", s.text) for s in cypher.SCHEMA)
         if match
     }
     assert unique == {
@@ -52,7 +52,7 @@ def test_the_schema_names_the_seeds_keys() -> None:
         "Community": "community_id",
     }
     for label, key in unique.items():
-        assert f"{{{key}: row.key" in cypher.upsert_nodes(NodeLabel(label)) or label == "User"
+        assert f"{{{key}: row.key" in cypher.upsert_nodes(NodeLabel(label)).text or label == "User"
 
 
 @pytest.mark.skipif(not SEED_DOCUMENT.exists(), reason=f"seed document not found at {SEED_DOCUMENT}")
@@ -60,6 +60,14 @@ def test_the_copy_is_the_seeds_block() -> None:
     document = SEED_DOCUMENT.read_text(encoding="utf-8")
     start = document.index("```cypher\n", document.index("Part 2: Neo4j V9.7")) + len("```cypher\n")
     assert document[start : document.index("```", start)] == SEED_COPY.read_text(encoding="utf-8")
+
+
+def test_a_statement_is_sent_with_exactly_its_parameters() -> None:
+    statement = cypher.count_nodes(NodeLabel.CONCEPT)
+    assert statement.bind(userId="u") == (statement.text, {"userId": "u"})
+    for wrong in ({}, {"userId": "u", "types": []}, {"user_id": "u"}):
+        with pytest.raises(ValueError, match=r"takes \['userId'\]"):
+            statement.bind(**wrong)
 
 
 def test_every_statement_filters_on_the_user() -> None:
@@ -80,7 +88,7 @@ def test_every_statement_filters_on_the_user() -> None:
         for build in (cypher.upsert_edges, cypher.delete_edges, cypher.edges_between)
     ]
     for statement in statements:
-        assert "userId = $userId" in statement or "userId: $userId" in statement, statement
+        assert "userId = $userId" in statement.text or "userId: $userId" in statement.text, statement
 
 
 @pytest.mark.parametrize(
@@ -91,8 +99,9 @@ def test_nothing_but_vocabulary_reaches_cypher_text(word: str) -> None:
         cypher.upsert_nodes(word)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         cypher.upsert_edges(NodeLabel.MEMORY_UNIT, word, NodeLabel.CONCEPT)  # type: ignore[arg-type]
-    assert "MERGE (a)-[r:MENTIONS]->(b)" in cypher.upsert_edges(
-        NodeLabel.MEMORY_UNIT, StructuralRelationshipType.MENTIONS, NodeLabel.CONCEPT
+    assert (
+        "MERGE (a)-[r:MENTIONS]->(b)"
+        in cypher.upsert_edges(NodeLabel.MEMORY_UNIT, StructuralRelationshipType.MENTIONS, NodeLabel.CONCEPT).text
     )
 
 
@@ -128,7 +137,7 @@ async def test_the_server_has_the_seeds_constraints_and_indexes() -> None:
         await store.close()
     for statement in cypher.SCHEMA:
         match = re.search(
-            r"(CONSTRAINT|INDEX) (\w+) IF NOT EXISTS FOR \(n:(\w+)\) (?:REQUIRE|ON) \(?n\.(\w+)", statement
+            r"(CONSTRAINT|INDEX) (\w+) IF NOT EXISTS FOR \(n:(\w+)\) (?:REQUIRE|ON) \(?n\.(\w+)", statement.text
         )
         assert match is not None
         kind, name, label, key = match.groups()

@@ -9,6 +9,8 @@ from pydantic import ValidationError
 
 from core.vocabulary import NodeLabel, RelationshipType, StructuralRelationshipType
 from store.graph.base import (
+    NODE_COLUMNS,
+    TEMPORAL_PROPERTIES,
     EdgeKey,
     GraphBatch,
     GraphEdge,
@@ -19,6 +21,8 @@ from store.graph.base import (
     edge_type,
     node_from_row,
 )
+from store.prisma_schema import load_expected_tables
+from store.sync import TABLE
 
 MU = NodeRef(label=NodeLabel.MEMORY_UNIT, key="mu-1")
 CONCEPT = NodeRef(label=NodeLabel.CONCEPT, key="c-1")
@@ -69,6 +73,40 @@ def test_another_users_row_is_refused() -> None:
 def test_values_a_graph_cannot_hold_are_refused(value: object, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         GraphNode(label=NodeLabel.CONCEPT, key="c-1", properties={"x": value})
+
+
+def test_the_temporal_properties_are_the_datetime_columns_nodes_carry() -> None:
+    """Read from store/schema.prisma: a DateTime column added to NODE_COLUMNS must be listed, or Neo4j stores text."""
+    tables = load_expected_tables()
+    datetime_columns = {
+        column.name
+        for label, columns in NODE_COLUMNS.items()
+        for column in tables[TABLE[label]].columns
+        if column.name in columns and column.sql_type.startswith("timestamp")
+    }
+    assert datetime_columns == TEMPORAL_PROPERTIES
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        (datetime(1969, 7, 20, 20, 17, 40, 123456, tzinfo=UTC), "1969-07-20T20:17:40.123456+00:00"),
+        ("2025-12-31T23:30:00-05:00", "2026-01-01T04:30:00+00:00"),
+        ("2026-01-01T04:30:00+00:00", "2026-01-01T04:30:00+00:00"),
+    ],
+)
+def test_points_in_time_are_held_as_utc_iso_text(value: object, stored: str) -> None:
+    node = GraphNode(label=NodeLabel.MEMORY_UNIT, key="mu-1", properties={"creation_ts": value})
+    assert node.properties == {"creation_ts": stored}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("yesterday", "not ISO-8601"), ("2026-01-01T04:30:00", "naive datetime"), (1767242000, "not int")],
+)
+def test_a_point_in_time_that_is_no_instant_is_refused(value: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        GraphNode(label=NodeLabel.MEMORY_UNIT, key="mu-1", properties={"creation_ts": value})
 
 
 @pytest.mark.parametrize("name", ["userId", "content_hash", "id"])

@@ -14,6 +14,7 @@ import pytest
 
 from agents.embeddings import LocalEmbedder
 from agents.llm import CallContext
+from store.reconcile import Orphans, find_orphans, remove_orphans
 from store.vector.base import (
     Fingerprint,
     KnowledgeItem,
@@ -22,6 +23,7 @@ from store.vector.base import (
     VectorStore,
     VectorStoreMismatch,
 )
+from tests.store.orphans import delete_user_row_only
 from tests.store.vector.conftest import new_user
 
 MU, CONCEPT, ARTIFACT = SourceEntityType.MEMORY_UNIT, SourceEntityType.CONCEPT, SourceEntityType.DERIVED_ARTIFACT
@@ -218,3 +220,37 @@ class TestVectorStoreContract:
         with pytest.raises(VectorStoreMismatch, match="3 dimensions"):
             await store.search(alice, [0.1, 0.2, 0.3])
         assert await store.counts(alice) == {MU: 0, CONCEPT: 0, ARTIFACT: 0}
+
+    async def test_held_users_are_every_user_with_an_item_sorted(
+        self, store: VectorStore, embedder: LocalEmbedder, alice: str, bob: str, alice_items: list[KnowledgeItem]
+    ) -> None:
+        held = await store.held_users()
+        assert alice in held and bob not in held and held == sorted(held)
+        await store.upsert(await embedded(embedder, [knowledge(bob, *CORPUS[0])]))
+        assert {alice, bob} <= set(await store.held_users())
+        await store.delete_user(alice)
+        held = await store.held_users()
+        assert alice not in held and bob in held
+
+    async def test_reconcile_finds_and_removes_what_a_store_holds_of_a_user_postgres_no_longer_has(
+        self,
+        store: VectorStore,
+        embedder: LocalEmbedder,
+        pool: asyncpg.Pool,
+        alice: str,
+        bob: str,
+        alice_items: list[KnowledgeItem],
+    ) -> None:
+        """Alice's row goes while the store keeps her items (a dispatcher that wrote after forget-user): she is an
+        orphan, removed through the port; Bob, in Postgres, is none. Only she is removed: a shared server may hold
+        others' tenants."""
+        await store.upsert(await embedded(embedder, [knowledge(bob, *CORPUS[0])]))
+        assert not {alice, bob} & set((await find_orphans(pool, store)).user_ids)
+        await delete_user_row_only(pool, alice)
+        found = await find_orphans(pool, store)
+        assert alice in found.user_ids and bob not in found.user_ids and found.held >= 2
+        assert await remove_orphans(pool, store, Orphans(found.held, (alice, bob))) == len(alice_items)
+        assert alice not in await store.held_users()  # and Bob, who exists (asked again), keeps everything
+        assert alice not in (await find_orphans(pool, store)).user_ids
+        assert await store.counts(alice) == {MU: 0, CONCEPT: 0, ARTIFACT: 0}
+        assert (await store.counts(bob))[MU] == 1
