@@ -18,6 +18,7 @@ Why this shape:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import math
@@ -35,12 +36,13 @@ import httpx2
 import openai
 import structlog
 from openai import AsyncOpenAI, DefaultAioHttpClient
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, field_validator
 
 from core.backoff import equal_jitter
 from core.errors import BudgetExceededError, PermanentError, TransientError
 from core.llm_records import CallLog, CallOutcome, CallPurpose, LLMCallRecord, LLMUsage, ResponseFormatMode
 from core.validation import error_lines
+from core.vocabulary import storable_text
 from prompts import RenderedPrompt, load_prompt
 from settings import Settings
 
@@ -52,6 +54,8 @@ OPENAI_BASE_URL = "https://api.openai.com/v1"
 CHAT_COMPLETIONS = "/chat/completions"
 MAX_ERRORS_IN_REPAIR = 20
 MAX_ERROR_TEXT = 500
+MAX_RECORDED_TOKENS = 2**31 - 1
+"""runtime.llm_calls keeps token counts as INTEGER."""
 
 
 _MODE_ORDER = list(ResponseFormatMode)
@@ -187,7 +191,9 @@ def _strip_code_fence(text: str) -> str:
 
 
 def _short(text: str) -> str:
-    text = " ".join(text.split())
+    """One line of at most MAX_ERROR_TEXT characters that Postgres can store (it may quote the model's answer, and
+    it goes into runtime.llm_calls, the job ledger and the repair request)."""
+    text = storable_text(" ".join(text.split()))
     return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 1] + "…"
 
 
@@ -221,6 +227,9 @@ class _Failure:
     transient: bool
     detail: str
     retry_after: float | None = None
+    reached: bool = False
+    """Whether the request reached the model though no usage came back (a timeout, a broken or unreadable answer):
+    its prompt is then recorded as estimated tokens, since a provider bills a prompt it received."""
 
 
 _FORMAT_WORDS = ("response_format", "json_schema", "json_object", "structured output", "response format")
@@ -246,9 +255,12 @@ def _classify(exc: openai.APIError) -> _Failure:
     """Map an openai exception onto an outcome and whether retrying can help."""
     refused = _connect_failure(exc)
     if isinstance(exc, openai.APITimeoutError) and refused is None:
-        return _Failure(CallOutcome.TIMEOUT, True, "request timed out")
+        return _Failure(CallOutcome.TIMEOUT, True, "request timed out", reached=True)
     if isinstance(exc, openai.APIConnectionError):
         cause = refused or exc.__cause__ or exc
+        if isinstance(cause, httpx2.ReadError):  # the request was sent; the answer broke off while it was read
+            detail = f"the connection broke while the answer was read: {type(cause).__name__}: {cause}"
+            return _Failure(CallOutcome.CONNECTION_ERROR, True, detail, reached=True)
         return _Failure(CallOutcome.CONNECTION_ERROR, True, f"cannot connect: {type(cause).__name__}: {cause}")
     if not isinstance(exc, openai.APIStatusError):
         return _Failure(CallOutcome.BAD_REQUEST, False, str(exc))
@@ -293,8 +305,16 @@ class _WireChoice(BaseModel):
 
 
 class _WireUsage(BaseModel):
+    """Token counts as a server reports them; null or out of range (some local servers) reads as 0 or the most a
+    record holds, so a server's odd usage never stops its call from being recorded."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+    @field_validator("prompt_tokens", "completion_tokens", mode="before")
+    @classmethod
+    def _countable(cls, value: Any) -> int:
+        return min(max(value, 0), MAX_RECORDED_TOKENS) if isinstance(value, int) else 0
 
 
 class _WireCompletion(BaseModel):
@@ -343,7 +363,7 @@ def retry_delay(
 def _unreadable(exc: ValidationError) -> _Failure:
     """A 200 whose body is not a chat completion: a broken proxy or server; retried like a 5xx."""
     detail = f"the server's 200 response is not a chat completion: {_short(str(exc))}"
-    return _Failure(CallOutcome.SERVER_ERROR, True, detail)
+    return _Failure(CallOutcome.SERVER_ERROR, True, detail, reached=True)
 
 
 @dataclass(frozen=True)
@@ -365,6 +385,8 @@ class _Judgement:
     outcome: CallOutcome
     errors: list[str]
     value: BaseModel | None = None
+    crash: Exception | None = None
+    """What a check (or a validator) raised instead of returning problems: the outcome is then CHECK_FAILED."""
 
 
 class LLMClient:
@@ -461,7 +483,7 @@ class LLMClient:
         while True:
             reply, spent = await self._request(messages, schema, output_type.__name__, model, prompt, purpose, context)
             usage += spent
-            judgement = self._judge(reply, output_type, check)
+            judgement = _judge(reply, output_type, check)
             await self._record(
                 context,
                 model,
@@ -478,6 +500,14 @@ class LLMClient:
             if judgement.value is not None:
                 assert isinstance(judgement.value, output_type)
                 return StructuredAnswer(judgement.value, usage)
+            if judgement.crash is not None:
+                log.error("llm.check_failed", agent=context.agent, job_id=context.job_id, exc_info=judgement.crash)
+                raise PermanentError(
+                    f"{context.agent}: checking the model's answer raised instead of returning problems "
+                    f"({_short('; '.join(judgement.errors))}); a defect in the agent, so the answer was neither used "
+                    f"nor sent back for repair (the call is in runtime.llm_calls as check_failed); "
+                    f"model {model} at {self.endpoint}, prompt {prompt.name}@{prompt.version}"
+                )
             if purpose is CallPurpose.REPAIR:
                 raise PermanentError(
                     f"{context.agent}: the model's answer was still unusable after a repair request "
@@ -489,7 +519,7 @@ class LLMClient:
                 agent=context.agent,
                 job_id=context.job_id,
                 outcome=judgement.outcome.value,
-                errors=judgement.errors[:5],
+                errors=[_short(error) for error in judgement.errors[:5]],
             )
             repair = load_prompt("llm_repair").render(errors=judgement.errors[:MAX_ERRORS_IN_REPAIR])
             messages = [*messages, {"role": "assistant", "content": reply.content or ""}, *repair.messages()]
@@ -523,6 +553,7 @@ class LLMClient:
         usage = LLMUsage()
         attempt = 0
         retries = 0
+        sent_tokens = sum(estimate_tokens(m["content"]) for m in messages)
         while True:
             attempt += 1
             mode = self._formats.mode_for(self.base_url)
@@ -538,22 +569,50 @@ class LLMClient:
             except (openai.APIError, ValidationError) as exc:
                 latency_ms = int((time.perf_counter() - started) * 1000)
                 failure = _classify(exc) if isinstance(exc, openai.APIError) else _unreadable(exc)
-                usage += LLMUsage(calls=1)
+                tokens = sent_tokens if failure.reached else 0
+                usage += LLMUsage(1, tokens, 0)
                 await self._record(
-                    context, model, prompt, purpose, mode, attempt, failure.outcome, failure.detail, latency_ms, 0, 0
+                    context,
+                    model,
+                    prompt,
+                    purpose,
+                    mode,
+                    attempt,
+                    failure.outcome,
+                    failure.detail,
+                    latency_ms,
+                    tokens,
+                    0,
                 )
                 await self._after_failure(failure, mode, retries, context, model)
                 if failure.outcome is not CallOutcome.UNSUPPORTED_FORMAT:
                     retries += 1
                 continue
+            except asyncio.CancelledError:  # the job's timeout or a shutdown, while the model may be working on it
+                latency_ms = int((time.perf_counter() - started) * 1000)
+                detail = "the call was cancelled while waiting for the answer (the job timed out or was stopped)"
+                with contextlib.suppress(Exception):  # the cancellation is what must propagate
+                    await self._record(
+                        context,
+                        model,
+                        prompt,
+                        purpose,
+                        mode,
+                        attempt,
+                        CallOutcome.CANCELLED,
+                        detail,
+                        latency_ms,
+                        sent_tokens,
+                        0,
+                    )
+                raise
             latency_ms = int((time.perf_counter() - started) * 1000)
             choice = completion.choices[0] if completion.choices else None
             content = choice.message.content if choice else None
             if completion.usage is not None:
                 prompt_tokens, completion_tokens = completion.usage.prompt_tokens, completion.usage.completion_tokens
             else:
-                prompt_tokens = sum(estimate_tokens(m["content"]) for m in messages)
-                completion_tokens = estimate_tokens(content or "")
+                prompt_tokens, completion_tokens = sent_tokens, estimate_tokens(content or "")
             usage += LLMUsage(1, prompt_tokens, completion_tokens)
             reply = _Reply(
                 content=content,
@@ -632,33 +691,6 @@ class LLMClient:
             body["response_format"] = {"type": "json_object"}
         return body
 
-    @staticmethod
-    def _judge(reply: _Reply, output_type: type[T], check: Callable[[T], Sequence[str]] | None) -> _Judgement:
-        """Parse and validate one answer; the errors are worded for the model, since they go into the repair."""
-        if reply.refusal:
-            return _Judgement(CallOutcome.REFUSED, [f"you refused to answer: {_short(reply.refusal)}"])
-        text = _strip_code_fence(reply.content or "")
-        if not text:
-            return _Judgement(CallOutcome.INVALID_JSON, ["the answer was empty; reply with one JSON object"])
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            if reply.finish_reason == "length":
-                return _Judgement(
-                    CallOutcome.TRUNCATED,
-                    ["the answer was cut off before the JSON was complete; answer more concisely"],
-                )
-            where = f"line {exc.lineno} column {exc.colno}"
-            return _Judgement(CallOutcome.INVALID_JSON, [f"the answer is not valid JSON: {exc.msg} at {where}"])
-        try:
-            value = output_type.model_validate(data)
-        except ValidationError as exc:
-            return _Judgement(CallOutcome.SCHEMA_INVALID, error_lines(exc))
-        problems = list(check(value)) if check is not None else []
-        if problems:
-            return _Judgement(CallOutcome.SCHEMA_INVALID, problems)
-        return _Judgement(CallOutcome.OK, [], value)
-
     async def _record(
         self,
         context: CallContext,
@@ -673,25 +705,76 @@ class LLMClient:
         prompt_tokens: int,
         completion_tokens: int,
     ) -> None:
-        await self._call_log.record(
-            LLMCallRecord(
-                user_id=context.user_id,
-                job_id=context.job_id,
-                agent=context.agent,
-                model=model,
-                endpoint=self.endpoint,
-                prompt_name=prompt.name,
-                prompt_version=prompt.version,
-                purpose=purpose,
-                response_format=mode,
-                attempt=attempt,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                latency_ms=latency_ms,
-                outcome=outcome,
-                error=_short(error) if error else None,
-            )
+        """Write one call's record; shielded, so a cancellation arriving meanwhile does not lose a paid call."""
+        record = LLMCallRecord(
+            user_id=context.user_id,
+            job_id=context.job_id,
+            agent=context.agent,
+            model=model,
+            endpoint=self.endpoint,
+            prompt_name=prompt.name,
+            prompt_version=prompt.version,
+            purpose=purpose,
+            response_format=mode,
+            attempt=attempt,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            latency_ms=latency_ms,
+            outcome=outcome,
+            error=_short(error) if error else None,
         )
+        await asyncio.shield(self._call_log.record(record))
+
+
+def _judge(reply: _Reply, output_type: type[T], check: Callable[[T], Sequence[str]] | None) -> _Judgement:
+    """Parse and validate one answer; the errors are worded for the model, since they go into the repair.
+
+    Never raises: whatever the answer holds becomes problems, and a check or validator that raises (a defect in the
+    agent) becomes a CHECK_FAILED judgement, so the call is recorded either way."""
+    if reply.refusal:
+        return _Judgement(CallOutcome.REFUSED, [f"you refused to answer: {_short(reply.refusal)}"])
+    text = _strip_code_fence(reply.content or "")
+    if not text:
+        return _Judgement(CallOutcome.INVALID_JSON, ["the answer was empty; reply with one JSON object"])
+    try:
+        data = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, NaN, a number over int's digit limit, deep nesting
+        if reply.finish_reason == "length":
+            return _Judgement(
+                CallOutcome.TRUNCATED,
+                ["the answer was cut off before the JSON was complete; answer more concisely"],
+            )
+        return _Judgement(CallOutcome.INVALID_JSON, [_json_problem(exc)])
+    try:
+        value = output_type.model_validate(data)
+    except ValidationError as exc:
+        return _Judgement(CallOutcome.SCHEMA_INVALID, error_lines(exc))
+    except Exception as exc:  # a validator raised something pydantic does not turn into an error
+        return _crashed("validating", exc)
+    try:
+        problems = list(check(value)) if check is not None else []
+    except Exception as exc:
+        return _crashed("the agent's check", exc)
+    if problems:
+        return _Judgement(CallOutcome.SCHEMA_INVALID, problems)
+    return _Judgement(CallOutcome.OK, [], value)
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are Python's extensions, not JSON, and jsonb cannot hold them."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _json_problem(exc: ValueError | RecursionError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"the answer is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, RecursionError):
+        return "the answer is not usable JSON: it is nested too deeply"
+    return f"the answer is not usable JSON: {str(exc).split(':')[0]}"  # int's digit limit, without its advice
+
+
+def _crashed(stage: str, exc: Exception) -> _Judgement:
+    return _Judgement(CallOutcome.CHECK_FAILED, [f"{stage} raised {type(exc).__name__}: {exc}"], crash=exc)
 
 
 @asynccontextmanager
