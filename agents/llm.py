@@ -53,9 +53,14 @@ T = TypeVar("T", bound=BaseModel)
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 CHAT_COMPLETIONS = "/chat/completions"
 MAX_ERRORS_IN_REPAIR = 20
+"""Problems listed in a repair request (the rest are counted); each is cut to MAX_ERROR_TEXT characters."""
 MAX_ERROR_TEXT = 500
 MAX_RECORDED_TOKENS = 2**31 - 1
 """runtime.llm_calls keeps token counts as INTEGER."""
+MAX_ECHOED_ANSWER_CHARS = 16_000
+"""How much of a rejected answer the repair request repeats to the model (about 4,000 tokens, over twice the largest
+sample answer): enough to fix a reference in a real answer, while a runaway one (366,803 characters once) is not paid
+for twice. The model is told when its answer was cut, and answers in full again either way."""
 
 
 _MODE_ORDER = list(ResponseFormatMode)
@@ -521,8 +526,7 @@ class LLMClient:
                 outcome=judgement.outcome.value,
                 errors=[_short(error) for error in judgement.errors[:5]],
             )
-            repair = load_prompt("llm_repair").render(errors=judgement.errors[:MAX_ERRORS_IN_REPAIR])
-            messages = [*messages, {"role": "assistant", "content": reply.content or ""}, *repair.messages()]
+            messages = [*messages, *repair_messages(reply.content or "", judgement.errors)]
             purpose = CallPurpose.REPAIR
 
     async def _check_budget(self, context: CallContext) -> None:
@@ -724,6 +728,20 @@ class LLMClient:
             error=_short(error) if error else None,
         )
         await asyncio.shield(self._call_log.record(record))
+
+
+def repair_messages(answer: str, errors: Sequence[str]) -> list[dict[str, str]]:
+    """The rejected answer (at most MAX_ECHOED_ANSWER_CHARS of it) and the repair request listing its problems (at
+    most MAX_ERRORS_IN_REPAIR, each cut to MAX_ERROR_TEXT), to follow the conversation so far."""
+    cut = len(answer) > MAX_ECHOED_ANSWER_CHARS
+    repair = load_prompt("llm_repair").render(
+        errors=[_short(error) for error in errors[:MAX_ERRORS_IN_REPAIR]],
+        more_errors=max(0, len(errors) - MAX_ERRORS_IN_REPAIR),
+        answer_chars=len(answer) if cut else None,
+        echoed_chars=MAX_ECHOED_ANSWER_CHARS,
+    )
+    echoed = answer[:MAX_ECHOED_ANSWER_CHARS] + "…" if cut else answer
+    return [{"role": "assistant", "content": echoed}, *repair.messages()]
 
 
 def _judge(reply: _Reply, output_type: type[T], check: Callable[[T], Sequence[str]] | None) -> _Judgement:
