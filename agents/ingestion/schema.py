@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pydantic import Field, field_validator
 
 from agents.answer_limits import text_problem, too_many
-from agents.handles import parse_handle, quoted
+from agents.handles import handle_pattern, parse_handle, quoted
 from core.ingestion import ForwardContext
 from core.vocabulary import (
     EARLIEST_YEAR,
@@ -31,11 +31,11 @@ NAME_CHARS = 200
 """Longest concept name or type, memory or conversation title, or topic an answer may hold: a name is a few words."""
 MAX_UNRESOLVED_TOPICS = 20
 
-_REF_PATTERN = r"^[mce][1-9][0-9]*$"
+_REF_PATTERN = handle_pattern("mce")
 
 
 class ExtractedMemoryUnit(StorableModel):
-    key: str = Field(pattern=r"^m[1-9][0-9]*$", description='"m1", "m2", …')
+    key: str = Field(pattern=handle_pattern("m"), description='"m1", "m2", …')
     title: str
     content: str
     creation_ts: datetime | None = Field(description="When it happened (ISO 8601), or null for the conversation time")
@@ -56,7 +56,7 @@ class ExtractedMemoryUnit(StorableModel):
 
 
 class ExtractedConcept(StorableModel):
-    key: str = Field(pattern=r"^c[1-9][0-9]*$", description='"c1", "c2", …')
+    key: str = Field(pattern=handle_pattern("c"), description='"c1", "c2", …')
     name: str
     type: str
     description: str | None

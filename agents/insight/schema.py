@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from agents.answer_limits import text_problem, too_many
-from agents.handles import Listing
+from agents.handles import Listing, handle_pattern
 from core.ingestion import ForwardContext
 from core.insight import InsightArtifactType
 from core.vocabulary import GrowthDimension, RelationshipType, StorableModel
 
-_HANDLE = r"^[mc][1-9][0-9]*$"
-_CONCEPT = r"^c[1-9][0-9]*$"
-_COMMUNITY = r"^k[1-9][0-9]*$"
+_HANDLE = handle_pattern("mc")
+_CONCEPT = handle_pattern("c")
+_COMMUNITY = handle_pattern("k")
 
 
 class ProfileOutput(StorableModel):

@@ -91,7 +91,7 @@ SUMMARY = insight_answer()["artifacts"][0]
         ({"artifacts": [{**SUMMARY, "sources": ["m\u0663"]}]}, "is not a handle"),
         ({"concept_merges": [{"primary": "c1", "duplicates": ["c2\n"], "reason": ""}]}, "'c2\\n' is not a handle"),
         ({"concept_merges": [{"primary": "c1\n", "duplicates": ["c2"], "reason": ""}]}, "primary: String should"),
-        ({"concept_merges": [{"primary": "c" + LONG_NUMBER, "duplicates": ["c2"], "reason": ""}]}, "is not a handle"),
+        ({"concept_merges": [{"primary": "c" + LONG_NUMBER, "duplicates": ["c2"], "reason": ""}]}, "String should"),
         (
             {"growth_events": [{"about": "m1\n", "dim_key": "act_self", "delta": 0.1, "rationale": "x"}]},
             "growth_events[0].about: String should match pattern",
@@ -119,8 +119,9 @@ async def test_insight(
 @pytest.mark.parametrize(
     ("changes", "said"),
     [
-        ({"relationships": [rel("m1", "e" + LONG_NUMBER)]}, "is not a key of your answer or an existing concept's"),
-        ({"growth_events": [growth("e" + LONG_NUMBER)]}, "is not a key of your answer or an existing concept's"),
+        ({"relationships": [rel("m1", "e" + LONG_NUMBER)]}, "target: String should match pattern"),
+        ({"growth_events": [growth("e" + LONG_NUMBER)]}, "about: String should match pattern"),
+        ({"memory_units": [{**ingestion_answer()["memory_units"][0], "key": "m1\n"}]}, "key: String should match"),
         ({"relationships": [rel("m1", "e1\n")]}, "target: String should match pattern"),
         ({"relationships": [rel("m1", "e²")]}, "target: String should match pattern"),
         ({"growth_events": [growth("e3")]}, "'e3' refers to existing concept 3, which was not listed"),
