@@ -28,7 +28,10 @@ import openai
 import structlog
 from openai import AsyncOpenAI
 
-from agents.llm import CallContext, _classify, _Failure, _public_endpoint, _short, estimate_tokens, retry_delay
+from agents.llm.call_log import write_record
+from agents.llm.policy import Failure, classify, retry_delay, short
+from agents.llm.port import CallContext
+from agents.llm.wire import estimate_tokens, public_endpoint
 from core.errors import PermanentError
 from core.llm_records import CallLog, CallOutcome, CallPurpose, LLMCallRecord, ResponseFormatMode
 from settings import Settings
@@ -182,7 +185,7 @@ class OpenAIEmbedder:
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 30.0,
     ) -> None:
-        self.endpoint = _public_endpoint(base_url.rstrip("/"))
+        self.endpoint = public_endpoint(base_url.rstrip("/"))
         self._client = AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0)
         self._model = model
         self._dimension = dimension
@@ -232,7 +235,7 @@ class OpenAIEmbedder:
             try:
                 response = await self._client.embeddings.create(model=self._model, input=texts, encoding_format="float")
             except openai.APIError as exc:
-                failure = _classify(exc)
+                failure = classify(exc)
                 tokens = sent_tokens if failure.reached else 0
                 await self._record(context, attempt, failure.outcome, failure.detail, started, tokens)
                 await self._after_failure(failure, attempt, context)
@@ -273,7 +276,7 @@ class OpenAIEmbedder:
             vectors.append([x / norm for x in vector] if norm > 0 else vector)
         return vectors
 
-    async def _after_failure(self, failure: _Failure, attempt: int, context: CallContext) -> None:
+    async def _after_failure(self, failure: Failure, attempt: int, context: CallContext) -> None:
         """Return to try again (after sleeping), or raise the job-level error."""
         delay = retry_delay(
             failure,
@@ -290,7 +293,6 @@ class OpenAIEmbedder:
     async def _record(
         self, context: CallContext, attempt: int, outcome: CallOutcome, error: str | None, started: float, tokens: int
     ) -> None:
-        """Shielded, like the chat client's: a cancellation arriving meanwhile does not lose a paid call."""
         record = LLMCallRecord(
             user_id=context.user_id,
             job_id=context.job_id,
@@ -306,9 +308,9 @@ class OpenAIEmbedder:
             completion_tokens=0,
             latency_ms=int((time.perf_counter() - started) * 1000),
             outcome=outcome,
-            error=_short(error) if error else None,
+            error=short(error) if error else None,
         )
-        await asyncio.shield(self._call_log.record(record))
+        await write_record(self._call_log, record)
 
     async def aclose(self) -> None:
         await self._client.close()

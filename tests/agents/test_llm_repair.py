@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
-from agents.llm import MAX_ECHOED_ANSWER_CHARS, MAX_ERROR_TEXT, MAX_ERRORS_IN_REPAIR, InMemoryCallLog, LLMClient
+from agents.llm import InMemoryCallLog, LLMClient
+from agents.llm.answers import MAX_ECHOED_ANSWER_CHARS, MAX_ERRORS_IN_REPAIR
+from agents.llm.policy import MAX_ERROR_TEXT
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply
 from core.llm_records import CallOutcome, CallPurpose
 from tests.agents.test_llm import GOOD, Verdict, ask, outcomes
