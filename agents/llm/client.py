@@ -30,9 +30,9 @@ from agents.llm.wire import (
     RESPONSE_FORMAT_SUPPORT,
     Reply,
     ResponseFormatSupport,
-    WireCompletion,
     estimate_tokens,
     public_endpoint,
+    read_completion,
     request_body,
     strict_json_schema,
 )
@@ -217,7 +217,7 @@ class LLMClient:
                     body=request_body(model, messages, mode, schema, schema_name, strict=self._strict),
                     options={"headers": prompt.headers()},
                 )
-                completion = WireCompletion.model_validate_json(raw.content)
+                completion = read_completion(raw.content)
             except (openai.APIError, ValidationError) as exc:
                 latency_ms = int((time.perf_counter() - started) * 1000)
                 failure = classify(exc) if isinstance(exc, openai.APIError) else unreadable(exc)

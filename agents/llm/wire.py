@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, ValidationError, field_validator
 
 from core.llm_records import ResponseFormatMode
+from core.vocabulary import storable_text
 from prompts import load_prompt
 
 CHAT_COMPLETIONS = "/chat/completions"
@@ -125,8 +126,12 @@ def request_body(
     member of the message-param union for every message, and builds a `ChatCompletion`; together that was most
     of the CPU of an LLM call (bench/bench_ingest.py). The body here is plain JSON already; the client still
     does the request itself (base URL, auth headers, timeouts, its error classes).
+
+    Texts are sent as UTF-8, which cannot carry an unpaired surrogate (JSON read from Redis, or a rejected answer
+    repeated in a repair request, may hold one): it goes as U+FFFD instead of failing the request on every try.
     """
-    body: dict[str, Any] = {"model": model, "messages": _messages_for(messages, mode, schema)}
+    sendable = [{**message, "content": storable_text(message["content"])} for message in messages]
+    body: dict[str, Any] = {"model": model, "messages": _messages_for(sendable, mode, schema)}
     if mode is ResponseFormatMode.JSON_SCHEMA:
         json_schema = {"name": name[:64], "schema": schema, "strict": strict}
         body["response_format"] = {"type": "json_schema", "json_schema": json_schema}
@@ -168,6 +173,22 @@ class WireCompletion(BaseModel):
 
     choices: list[_WireChoice]
     usage: _WireUsage | None = None
+
+
+def read_completion(body: bytes) -> WireCompletion:
+    """The completion in a 200's body; raises ValidationError when it is none.
+
+    pydantic's JSON parser refuses the escape of an unpaired surrogate, which Python's json reads: a model's answer
+    holding one is read that way, so it is judged (and refused, sent back for repair) as the model's answer rather
+    than retried as a broken server's."""
+    try:
+        return WireCompletion.model_validate_json(body)
+    except ValidationError as exc:
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            raise exc from None
+        return WireCompletion.model_validate(data)
 
 
 @dataclass(frozen=True)

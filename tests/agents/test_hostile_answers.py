@@ -149,6 +149,9 @@ REPORT = {"title": "A steady week", "narrative": "You ran three times."}
         (ScriptedReply.json({**REPORT, "narrative": "\ud83c"}), "narrative: Value error"),
         (ScriptedReply.json({**REPORT, "extra\u0000": 1}), "Extra inputs are not permitted"),
         (ScriptedReply.text('{"title": ' + LONG_NUMBER + ', "narrative": "n"}'), "not usable JSON"),
+        # the answer text itself holds the surrogate: the response body carries its escape, which pydantic's JSON
+        # parser refuses; it is the model's answer all the same, so it goes back for repair, echoed as U+FFFD
+        (ScriptedReply.text('{"title": "A week", "narrative": "You ran \ud83c"}'), "narrative: Value error"),
     ],
 )
 async def test_cycle_report(
@@ -180,3 +183,15 @@ async def test_problems_quoting_unstorable_text_are_recorded_in_postgres(
     first, repaired = await list_llm_calls(pool, "u1")
     assert (first.call.outcome, repaired.call.outcome) == (CallOutcome.SCHEMA_INVALID, CallOutcome.OK)
     assert first.call.error is not None and "Extra inputs are not permitted" in first.call.error
+
+
+async def test_a_prompt_holding_an_unpaired_surrogate_is_sent_as_utf8(
+    server: ScriptedLLMServer, client: LLMClient, call_log: InMemoryCallLog
+) -> None:
+    """Turn context read from Redis is JSON and may hold one: before, the request failed to encode on every try."""
+    material = prompts_material()
+    material.pending.append("How was the \udc00 run?")
+    server.enqueue(source_handles("m1"))
+    result = await ProactivePromptAgent(client, model="m").run(material)
+    assert result.drafts and "How was the \ufffd run?" in server.chat_requests[0].message_text()
+    assert [r.outcome for _, r in call_log.records] == [CallOutcome.OK]
