@@ -102,7 +102,7 @@ def unstorable_at(value: Any) -> str | None:
     Why it looks inside: a `list[str]` field (a profile's traits) or a dict's key holds text as much as a `str`
     field does, and one unstorable character there fails the write on every try."""
     if isinstance(value, str):
-        return "" if _UNSTORABLE.search(value) else None
+        return None if _is_storable(value) else ""
     if isinstance(value, dict):
         for key, item in value.items():
             for part in (key, item):
@@ -137,5 +137,17 @@ class StorableModel(BaseModel):
 
 
 def storable_text(text: str) -> str:
-    """`text` with what Postgres cannot store replaced by U+FFFD: for error messages that quote an answer."""
-    return _UNSTORABLE.sub("\ufffd", text)
+    """`text` with what Postgres (and UTF-8) cannot hold replaced by U+FFFD: for error messages that quote an answer
+    and for the texts of a request."""
+    return text if _is_storable(text) else _UNSTORABLE.sub("\ufffd", text)
+
+
+def _is_storable(text: str) -> bool:
+    """No NUL and no unpaired surrogate, found by two C-speed scans rather than a regex over every character."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # only an unpaired surrogate fails
+        return False
+    return True
