@@ -14,6 +14,7 @@ vector space: vectors of two versions are never compared (the vector store searc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
@@ -27,7 +28,10 @@ import openai
 import structlog
 from openai import AsyncOpenAI
 
-from agents.llm import CallContext, _classify, _Failure, _public_endpoint, _short, estimate_tokens, retry_delay
+from agents.llm.call_log import write_record
+from agents.llm.policy import Failure, classify, retry_delay, short
+from agents.llm.port import CallContext
+from agents.llm.wire import estimate_tokens, public_endpoint
 from core.errors import PermanentError
 from core.llm_records import CallLog, CallOutcome, CallPurpose, LLMCallRecord, ResponseFormatMode
 from settings import Settings
@@ -181,7 +185,7 @@ class OpenAIEmbedder:
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 30.0,
     ) -> None:
-        self.endpoint = _public_endpoint(base_url.rstrip("/"))
+        self.endpoint = public_endpoint(base_url.rstrip("/"))
         self._client = AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0)
         self._model = model
         self._dimension = dimension
@@ -224,30 +228,45 @@ class OpenAIEmbedder:
 
     async def _embed_batch(self, texts: list[str], context: CallContext) -> list[list[float]]:
         attempt = 0
+        sent_tokens = sum(estimate_tokens(t) for t in texts)
         while True:
             attempt += 1
             started = time.perf_counter()
             try:
                 response = await self._client.embeddings.create(model=self._model, input=texts, encoding_format="float")
             except openai.APIError as exc:
-                failure = _classify(exc)
-                await self._record(context, attempt, failure.outcome, failure.detail, started, 0)
+                failure = classify(exc)
+                tokens = sent_tokens if failure.reached else 0
+                await self._record(context, attempt, failure.outcome, failure.detail, started, tokens)
                 await self._after_failure(failure, attempt, context)
                 continue
-            vectors = self._vectors(response, len(texts), context)
-            tokens = response.usage.prompt_tokens if response.usage else sum(estimate_tokens(t) for t in texts)
+            except asyncio.CancelledError:  # the job's timeout or a shutdown: the call is recorded all the same
+                detail = "the call was cancelled while waiting for the answer (the job timed out or was stopped)"
+                with contextlib.suppress(Exception):  # the cancellation is what must propagate
+                    await self._record(context, attempt, CallOutcome.CANCELLED, detail, started, sent_tokens)
+                raise
+            usage = response.usage
+            tokens = usage.prompt_tokens if usage and isinstance(usage.prompt_tokens, int) else sent_tokens
+            try:
+                vectors = self._vectors(response, len(texts), context)
+            except PermanentError as exc:  # paid for all the same: recorded before the job hears of it
+                await self._record(context, attempt, CallOutcome.SERVER_ERROR, str(exc), started, tokens)
+                raise
             await self._record(context, attempt, CallOutcome.OK, None, started, tokens)
             return vectors
 
     def _vectors(self, response: Any, expected: int, context: CallContext) -> list[list[float]]:
         """The response's vectors in input order, checked for count and size, normalized to unit length."""
         where = f"{context.agent}: embeddings from {self.endpoint} (model {self._model})"
-        data = sorted(response.data, key=lambda item: item.index)
+        try:  # the client builds the response without validating it: any field may be missing or of another type
+            data = sorted(response.data, key=lambda item: int(item.index))
+            raw = [[float(x) for x in item.embedding] for item in data]
+        except (AttributeError, TypeError, ValueError, OverflowError) as exc:
+            raise PermanentError(f"{where} is not an embeddings response ({exc}); the server is broken") from None
         if len(data) != expected:
             raise PermanentError(f"{where} returned {len(data)} vectors for {expected} texts; the server is broken")
         vectors: list[list[float]] = []
-        for item in data:
-            vector = [float(x) for x in item.embedding]
+        for vector in raw:
             if len(vector) != self._dimension:
                 raise PermanentError(
                     f"{where} returned {len(vector)}-dimensional vectors but ORRERY_EMBEDDINGS_DIMENSION is "
@@ -257,7 +276,7 @@ class OpenAIEmbedder:
             vectors.append([x / norm for x in vector] if norm > 0 else vector)
         return vectors
 
-    async def _after_failure(self, failure: _Failure, attempt: int, context: CallContext) -> None:
+    async def _after_failure(self, failure: Failure, attempt: int, context: CallContext) -> None:
         """Return to try again (after sleeping), or raise the job-level error."""
         delay = retry_delay(
             failure,
@@ -274,25 +293,24 @@ class OpenAIEmbedder:
     async def _record(
         self, context: CallContext, attempt: int, outcome: CallOutcome, error: str | None, started: float, tokens: int
     ) -> None:
-        await self._call_log.record(
-            LLMCallRecord(
-                user_id=context.user_id,
-                job_id=context.job_id,
-                agent=context.agent,
-                model=self._model,
-                endpoint=self.endpoint,
-                prompt_name=LEDGER_PROMPT_NAME,
-                prompt_version="-",
-                purpose=CallPurpose.ANSWER,
-                response_format=ResponseFormatMode.PROMPT_ONLY,
-                attempt=attempt,
-                prompt_tokens=tokens,
-                completion_tokens=0,
-                latency_ms=int((time.perf_counter() - started) * 1000),
-                outcome=outcome,
-                error=_short(error) if error else None,
-            )
+        record = LLMCallRecord(
+            user_id=context.user_id,
+            job_id=context.job_id,
+            agent=context.agent,
+            model=self._model,
+            endpoint=self.endpoint,
+            prompt_name=LEDGER_PROMPT_NAME,
+            prompt_version="-",
+            purpose=CallPurpose.ANSWER,
+            response_format=ResponseFormatMode.PROMPT_ONLY,
+            attempt=attempt,
+            prompt_tokens=tokens,
+            completion_tokens=0,
+            latency_ms=int((time.perf_counter() - started) * 1000),
+            outcome=outcome,
+            error=short(error) if error else None,
         )
+        await write_record(self._call_log, record)
 
     async def aclose(self) -> None:
         await self._client.close()

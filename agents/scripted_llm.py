@@ -5,8 +5,8 @@ response_format negotiation, usage accounting) is exactly what can break, so tes
 over real HTTP and assert on the requests this server recorded.
 
 Two ways to script it:
-- a queue of `ScriptedReply` (tests): JSON content, raw text, an HTTP error with an optional Retry-After, or a
-  delay before replying to provoke a client timeout. Each request takes the next reply.
+- a queue of `ScriptedReply` (tests): JSON content, raw text, an HTTP error with an optional Retry-After, a body
+  that breaks off, or a delay before replying to provoke a client timeout. Each request takes the next reply.
 - keyed answers (demo): `KeyedAnswer(match, answer, prompt)`; when the queue is empty, the first answer for the
   request's prompt whose `match` occurs in the request's message texts is returned.
 A request with neither gets a 400 that says so, which the client reports as a permanent error.
@@ -58,6 +58,7 @@ class ScriptedReply:
     delay_s: float = 0.0
     finish_reason: str = "stop"
     raw_body: str | None = None  # sent as the whole response body instead of a chat completion
+    cut_at: int | None = None  # send only this many bytes of the body, then close the connection
 
     @classmethod
     def json(cls, value: Any, *, delay_s: float = 0.0) -> ScriptedReply:
@@ -85,6 +86,12 @@ class ScriptedReply:
     def garbled(cls, body: str) -> ScriptedReply:
         """A 200 whose body is not a chat completion (a broken proxy or server)."""
         return cls(raw_body=body)
+
+    @classmethod
+    def cut(cls, value: Any, *, at: int = 20) -> ScriptedReply:
+        """A 200 announcing the whole completion of `value` but breaking off after `at` bytes of it (a dropped
+        connection, a proxy's timeout)."""
+        return cls(content=json.dumps(value), cut_at=at)
 
     @classmethod
     def slow(cls, delay_s: float, then: ScriptedReply | None = None) -> ScriptedReply:
@@ -307,7 +314,8 @@ class _Handler(BaseHTTPRequestHandler):
             body_out = _error_body(message, reply.error_type, reply.error_code)
             self._send_json(reply.status, body_out, reply.headers)
         else:
-            self._send_json(200, self.scripted._completion_body(request, reply), reply.headers)
+            completion = json.dumps(self.scripted._completion_body(request, reply)).encode("utf-8")
+            self._send_bytes(200, completion, reply.headers, cut_at=reply.cut_at)
 
     def _record(self, body: Any) -> RecordedRequest:
         request = RecordedRequest(
@@ -323,7 +331,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
         self._send_bytes(status, json.dumps(payload).encode("utf-8"), headers)
 
-    def _send_bytes(self, status: int, data: bytes, headers: Mapping[str, str] | None = None) -> None:
+    def _send_bytes(
+        self, status: int, data: bytes, headers: Mapping[str, str] | None = None, *, cut_at: int | None = None
+    ) -> None:
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -331,7 +341,9 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(data)
+            self.wfile.write(data if cut_at is None else data[:cut_at])
+            if cut_at is not None:
+                self.close_connection = True  # the Content-Length promised more: the client reads a broken body
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a provoked timeout); nothing to send it
 

@@ -9,7 +9,7 @@ from typing import Protocol
 
 
 class CallOutcome(StrEnum):
-    """How one HTTP attempt ended (the CHECK constraint in 0003_llm_calls.sql lists the same values)."""
+    """How one HTTP attempt ended (the CHECK constraint of runtime.llm_calls lists the same values: 0050)."""
 
     OK = "ok"
     INVALID_JSON = "invalid_json"
@@ -25,6 +25,8 @@ class CallOutcome(StrEnum):
     BAD_REQUEST = "bad_request"
     AUTH_ERROR = "auth_error"
     NOT_FOUND = "not_found"
+    CHECK_FAILED = "check_failed"  # the agent's check of the answer raised: a defect in the agent, not the answer
+    CANCELLED = "cancelled"  # the task making the call was cancelled (a job timeout, a shutdown) while it waited
 
 
 class CallPurpose(StrEnum):

@@ -92,17 +92,62 @@ def normalize_concept_type(kind: str) -> str:
 
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 """NUL and unpaired surrogates: Postgres text and jsonb cannot hold them (and JSON can carry them)."""
+UNSTORABLE_PROBLEM = "contains a NUL character (\\u0000) or an unpaired surrogate, which cannot be stored"
+
+
+def unstorable_at(value: Any) -> str | None:
+    """Where in `value` a text Postgres cannot store is: "" for `value` itself, "[2]" or "['key']" inside lists,
+    tuples and dicts (keys too) and models that are not StorableModel; None when every text can be stored.
+
+    Why it looks inside: a `list[str]` field (a profile's traits) or a dict's key holds text as much as a `str`
+    field does, and one unstorable character there fails the write on every try."""
+    if isinstance(value, str):
+        return None if _is_storable(value) else ""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            for part in (key, item):
+                if (inner := unstorable_at(part)) is not None:
+                    return f"[{key!a}]{inner}"  # escaped: the path goes into stored errors too
+        return None
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            if (inner := unstorable_at(item)) is not None:
+                return f"[{i}]{inner}"
+        return None
+    if isinstance(value, BaseModel) and not isinstance(value, StorableModel):  # a StorableModel checked itself
+        for name, item in value.__dict__.items():
+            if (inner := unstorable_at(item)) is not None:
+                return f".{name}{inner}"
+    return None
 
 
 class StorableModel(BaseModel):
-    """Every text of the answer is checked for what Postgres cannot store, so such an answer goes back to the model
-    in the repair request instead of failing at the write on every try."""
+    """Every text of the answer, at any depth, is checked for what Postgres cannot store, so such an answer goes back
+    to the model in the repair request instead of failing at the write on every try."""
 
     model_config = ConfigDict(extra="forbid")
 
     @field_validator("*", mode="after")
     @classmethod
     def _storable(cls, value: Any) -> Any:
-        if isinstance(value, str) and _UNSTORABLE.search(value):
-            raise ValueError("contains a NUL character (\\u0000) or an unpaired surrogate, which cannot be stored")
+        where = unstorable_at(value)
+        if where is not None:
+            raise ValueError(f"{where} {UNSTORABLE_PROBLEM}" if where else UNSTORABLE_PROBLEM)
         return value
+
+
+def storable_text(text: str) -> str:
+    """`text` with what Postgres (and UTF-8) cannot hold replaced by U+FFFD: for error messages that quote an answer
+    and for the texts of a request."""
+    return text if _is_storable(text) else _UNSTORABLE.sub("\ufffd", text)
+
+
+def _is_storable(text: str) -> bool:
+    """No NUL and no unpaired surrogate, found by two C-speed scans rather than a regex over every character."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # only an unpaired surrogate fails
+        return False
+    return True

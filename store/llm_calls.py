@@ -1,6 +1,6 @@
 """runtime.llm_calls: one row per HTTP attempt at an LLM (see 0003_llm_calls.sql). Every query takes a user id.
 
-PostgresCallLog is the production implementation of the LLM layer's CallLog port (agents/llm.py): the LLM client
+PostgresCallLog is the production implementation of the LLM layer's CallLog port (agents/llm/): the LLM client
 writes through it and reads the user's token usage from it for the daily budget.
 """
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from agents.handles import parse_handle
 from agents.ingestion.inputs import ExistingConcept
 from agents.ingestion.schema import ExtractedConcept, ExtractedMemoryUnit, IngestionOutput
 from core.ingestion import (
@@ -57,7 +58,9 @@ class Merger:
                 refs[concept.key] = self._add_new_concept(concept)
 
         def ref(local: str) -> EntityRef:
-            return refs[local] if local[0] in "mc" else self._existing_concept(int(local[1:]), None)
+            """A key of this answer, or an existing concept's "e<handle>" read as check_references read it."""
+            handle = parse_handle(local, "e")
+            return refs[local] if handle is None else self._existing_concept(handle.number, None)
 
         for rel in output.relationships:
             source, target = ref(rel.source), ref(rel.target)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pydantic import Field, field_validator
 
 from agents.answer_limits import text_problem, too_many
+from agents.handles import handle_pattern, parse_handle, quoted
 from core.ingestion import ForwardContext
 from core.vocabulary import (
     EARLIEST_YEAR,
@@ -30,11 +31,11 @@ NAME_CHARS = 200
 """Longest concept name or type, memory or conversation title, or topic an answer may hold: a name is a few words."""
 MAX_UNRESOLVED_TOPICS = 20
 
-_REF_PATTERN = r"^[mce][1-9][0-9]*$"
+_REF_PATTERN = handle_pattern("mce")
 
 
 class ExtractedMemoryUnit(StorableModel):
-    key: str = Field(pattern=r"^m[1-9][0-9]*$", description='"m1", "m2", …')
+    key: str = Field(pattern=handle_pattern("m"), description='"m1", "m2", …')
     title: str
     content: str
     creation_ts: datetime | None = Field(description="When it happened (ISO 8601), or null for the conversation time")
@@ -55,7 +56,7 @@ class ExtractedMemoryUnit(StorableModel):
 
 
 class ExtractedConcept(StorableModel):
-    key: str = Field(pattern=r"^c[1-9][0-9]*$", description='"c1", "c2", …')
+    key: str = Field(pattern=handle_pattern("c"), description='"c1", "c2", …')
     name: str
     type: str
     description: str | None
@@ -106,11 +107,13 @@ def check_references(output: IngestionOutput, handle_count: int) -> list[str]:
     shown = f"handles 1..{handle_count}" if handle_count else "no handles (no existing concepts were listed)"
     for i, unit in enumerate(output.memory_units):
         if unit.key in memory_keys:
-            problems.append(f"memory_units[{i}].key: {unit.key!r} is used twice; give every memory unit its own key")
+            problems.append(
+                f"memory_units[{i}].key: {quoted(unit.key)} is used twice; give each memory unit its own key"
+            )
         memory_keys.add(unit.key)
     for i, concept in enumerate(output.concepts):
         if concept.key in concept_identity:
-            problems.append(f"concepts[{i}].key: {concept.key!r} is used twice; give every concept its own key")
+            problems.append(f"concepts[{i}].key: {quoted(concept.key)} is used twice; give every concept its own key")
         handle = concept.existing_handle
         if handle is not None and not valid_handle(handle):
             problems.append(f"concepts[{i}].existing_handle: {handle} was not listed (you were shown {shown})")
@@ -122,15 +125,19 @@ def check_references(output: IngestionOutput, handle_count: int) -> list[str]:
         if ref.startswith("m"):
             if ref in memory_keys:
                 return ref
-            problems.append(f"{where}: {ref!r} is not the key of any memory unit in your answer")
+            problems.append(f"{where}: {quoted(ref)} is not the key of any memory unit in your answer")
         elif ref.startswith("c"):
             if ref in concept_identity:
                 return concept_identity[ref]
-            problems.append(f"{where}: {ref!r} is not the key of any concept in your answer")
+            problems.append(f"{where}: {quoted(ref)} is not the key of any concept in your answer")
+        elif (handle := parse_handle(ref, "e")) is None:
+            problems.append(f"{where}: {quoted(ref)} is not a key of your answer or an existing concept's handle")
+        elif valid_handle(handle.number):
+            return str(handle)
         else:
-            if valid_handle(int(ref[1:])):
-                return ref
-            problems.append(f"{where}: {ref!r} refers to existing concept {ref[1:]}, which was not listed ({shown})")
+            problems.append(
+                f"{where}: {ref!r} refers to existing concept {handle.number}, which was not listed ({shown})"
+            )
         return None
 
     for i, rel in enumerate(output.relationships):

@@ -67,48 +67,63 @@ class InsightAgent:
         return self._resolve(data, view, answer.value, answer.usage)
 
     def _resolve(self, data: InsightInput, view: View, output: InsightOutput, usage: LLMUsage) -> InsightResult:
-        """The answer with handles turned into ids; a concept merged away is replaced by its primary everywhere."""
-        units = {f"m{i}": m.muid for i, m in enumerate(view.memory_units, start=1)}
-        concepts = {f"c{i}": c.concept_id for i, c in enumerate(view.concepts, start=1)}
+        """The answer with handles turned into ids; a concept merged away is replaced by its primary everywhere.
+
+        Handles are read by the function `check_references` read them with (agents/handles.py), so a handle means
+        the same to the check and here; the LLM layer hands back no answer that failed the check."""
+        handles = view.shown.handles
+        ids = {"m": [m.muid for m in view.memory_units], "c": [c.concept_id for c in view.concepts]}
+
+        def item(text: str) -> tuple[str, str]:
+            """(kind letter, id) of a memory unit or concept handle."""
+            handle = handles.resolve(text, "mc")
+            if handle is None:  # only an answer that skipped check_references gets here
+                raise ValueError(f"insight: {text!r} is not a handle check_references passed")
+            return handle.kind, ids[handle.kind][handle.index]
+
         merges = [
             MergeDraft(
-                primary_id=concepts[merge.primary],
-                secondary_ids=tuple(dict.fromkeys(concepts[d] for d in merge.duplicates)),
+                primary_id=item(merge.primary)[1],
+                secondary_ids=tuple(dict.fromkeys(item(d)[1] for d in merge.duplicates)),
                 reason=merge.reason.strip(),
             )
             for merge in output.concept_merges
         ]
         merged_into = {secondary: m.primary_id for m in merges for secondary in m.secondary_ids}
 
-        def concept(handle: str) -> str:
-            return merged_into.get(concepts[handle], concepts[handle])
+        def entity(text: str) -> tuple[str, str]:
+            kind, found = item(text)
+            return kind, merged_into.get(found, found)
 
         artifacts: list[ArtifactDraft] = []
         others = 0
         for artifact in output.artifacts:
             summary = artifact.artifact_type is InsightArtifactType.INSIGHT_SUMMARY
             others += not summary
+            sources = [entity(source) for source in artifact.sources]
             artifacts.append(
                 ArtifactDraft(
                     key="insight_summary" if summary else f"artifact:{others}",
                     artifact_type=artifact.artifact_type,
                     title=artifact.title.strip(),
                     narrative=artifact.narrative.strip(),
-                    memory_unit_ids=tuple(dict.fromkeys(units[s] for s in artifact.sources if s[0] == "m")),
-                    concept_ids=tuple(dict.fromkeys(concept(s) for s in artifact.sources if s[0] == "c")),
+                    memory_unit_ids=tuple(dict.fromkeys(found for kind, found in sources if kind == "m")),
+                    concept_ids=tuple(dict.fromkeys(found for kind, found in sources if kind == "c")),
                 )
             )
-        growth = [
-            InsightGrowthDraft(
-                key=f"growth:{n}",
-                entity_id=units[event.about] if event.about[0] == "m" else concept(event.about),
-                entity_kind=EntityKind.MEMORY_UNIT if event.about[0] == "m" else EntityKind.CONCEPT,
-                dim_key=event.dim_key,
-                delta=event.delta,
-                rationale=event.rationale.strip(),
+        growth = []
+        for n, event in enumerate(output.growth_events, start=1):
+            kind, found = entity(event.about)
+            growth.append(
+                InsightGrowthDraft(
+                    key=f"growth:{n}",
+                    entity_id=found,
+                    entity_kind=EntityKind.MEMORY_UNIT if kind == "m" else EntityKind.CONCEPT,
+                    dim_key=event.dim_key,
+                    delta=event.delta,
+                    rationale=event.rationale.strip(),
+                )
             )
-            for n, event in enumerate(output.growth_events, start=1)
-        ]
         return self._result(
             data,
             InsightStatus.WRITTEN,
@@ -127,13 +142,14 @@ class InsightAgent:
     ) -> list[CommunityDraft]:
         """Every detected community, named by the model when it was shown, else by its previous or fallback name;
         members merged away are counted as their primary."""
-        names = {c.community: c for c in output.communities}  # k<n> is the n-th candidate, for the first few
+        handles = view.shown.handles  # k<n> is the n-th candidate, for the first few
+        names = {h.number: c for c in output.communities if (h := handles.resolve(c.community, "k")) is not None}
         drafts: list[CommunityDraft] = []
         for n, candidate in enumerate(data.communities, start=1):
             members = tuple(sorted({merged_into.get(c, c) for c in candidate.concept_ids}))
             if len(members) < MIN_COMMUNITY_SIZE:
                 continue
-            named = names.get(f"k{n}") if n <= len(view.communities) else None
+            named = names.get(n)
             previous = candidate.existing
             drafts.append(
                 CommunityDraft(

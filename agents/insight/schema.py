@@ -8,20 +8,20 @@ strict-mode friendly and small (short descriptions, limits checked here rather t
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pydantic import Field
 
 from agents.answer_limits import text_problem, too_many
+from agents.handles import Listing, handle_pattern
 from core.ingestion import ForwardContext
 from core.insight import InsightArtifactType
 from core.vocabulary import GrowthDimension, RelationshipType, StorableModel
 
-_HANDLE = r"^[mc][1-9][0-9]*$"
-_CONCEPT = r"^c[1-9][0-9]*$"
-_COMMUNITY = r"^k[1-9][0-9]*$"
+_HANDLE = handle_pattern("mc")
+_CONCEPT = handle_pattern("c")
+_COMMUNITY = handle_pattern("k")
 
 
 class ProfileOutput(StorableModel):
@@ -98,32 +98,20 @@ class Shown:
     concepts: int
     communities: int
 
-    def knows(self, handle: str) -> bool:
-        number = int(handle[1:])
-        most = {"m": self.memory_units, "c": self.concepts, "k": self.communities}[handle[0]]
-        return 1 <= number <= most
-
-    def listing(self, kind: str) -> str:
-        most = {"m": self.memory_units, "c": self.concepts, "k": self.communities}[kind]
-        return f"{kind}1..{kind}{most}" if most else "none"
-
-
-_ANY_HANDLE = re.compile(r"^[mck][1-9][0-9]*$")
+    @property
+    def handles(self) -> Listing:
+        return Listing({"m": self.memory_units, "c": self.concepts, "k": self.communities})
 
 
 def check_references(output: InsightOutput, shown: Shown) -> list[str]:
     """Problems pydantic cannot see: handles that were not shown, a merge that does not make sense, not exactly one
     insight_summary. Addressed to the model: they go back to it in the repair request."""
     problems: list[str] = []
+    listing = shown.handles
 
-    def known(handle: str, where: str, kinds: str) -> bool:
-        if not _ANY_HANDLE.match(handle) or handle[0] not in kinds:
-            problems.append(f"{where}: {handle!r} is not a handle of the kind expected here ({'/'.join(kinds)})")
-            return False
-        if not shown.knows(handle):
-            problems.append(f"{where}: {handle!r} was not shown to you (you were shown {shown.listing(handle[0])})")
-            return False
-        return True
+    def known(handle: str, where: str, kinds: str) -> None:
+        if problem := listing.problem(where, handle, kinds):
+            problems.append(problem)
 
     summaries = sum(1 for a in output.artifacts if a.artifact_type is InsightArtifactType.INSIGHT_SUMMARY)
     if summaries != 1:

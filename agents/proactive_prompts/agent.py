@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from agents.handles import Listing
 from agents.llm import CallContext, StructuredLLM
 from agents.proactive_prompts.inputs import PromptMaterial
-from agents.proactive_prompts.schema import ProactivePromptsOutput, check_prompts
+from agents.proactive_prompts.schema import SOURCE_KINDS, ProactivePromptsOutput, check_prompts
 from core.llm_records import LLMUsage
 from prompts import Prompt, load_prompt
 from settings import Settings
@@ -59,7 +60,7 @@ class ProactivePromptAgent:
         Raises what the LLM layer raises (DeferredError, TransientError, PermanentError)."""
         if material.slots <= 0 or not material.has_material:
             return self._result(material, [], LLMUsage())
-        shown = {"m": len(material.memories), "i": len(material.insights), "t": len(material.open_topics)}
+        shown = Listing({"m": len(material.memories), "i": len(material.insights), "t": len(material.open_topics)})
         answer = await self._llm.complete(
             self._prompt.render(
                 memory_profile=json.dumps(material.memory_profile, ensure_ascii=False, indent=1)
@@ -90,17 +91,17 @@ class ProactivePromptAgent:
             context=CallContext(user_id=material.user_id, agent=AGENT_NAME, job_id=job_id),
             check=lambda output: check_prompts(output, shown),
         )
+        ids = {
+            "m": [m.memory_unit_id for m in material.memories],
+            "i": [a.artifact_id for a in material.insights],
+            "t": [t.topic for t in material.open_topics],
+        }
         drafts = []
         for proposed in answer.value.prompts:
-            picked: dict[str, list[str]] = {"m": [], "i": [], "t": []}
-            for handle in dict.fromkeys(proposed.sources):
-                index = int(handle[1:]) - 1
-                if handle[0] == "m":
-                    picked["m"].append(material.memories[index].memory_unit_id)
-                elif handle[0] == "i":
-                    picked["i"].append(material.insights[index].artifact_id)
-                else:
-                    picked["t"].append(material.open_topics[index].topic)
+            picked: dict[str, list[str]] = {kind: [] for kind in SOURCE_KINDS}
+            # read by the function check_prompts read them with: only shown handles get here, each once
+            for handle in dict.fromkeys(h for text in proposed.sources if (h := shown.resolve(text, SOURCE_KINDS))):
+                picked[handle.kind].append(ids[handle.kind][handle.index])
             drafts.append(
                 PromptDraft(
                     prompt_text=proposed.prompt_text.strip(),

@@ -11,6 +11,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from agents.answer_limits import text_problem
+from agents.handles import Listing
 from core.vocabulary import StorableModel
 
 PROMPT_CHARS = 500
@@ -36,8 +37,12 @@ class ProactivePromptsOutput(StorableModel):
     prompts: list[ProposedPrompt]
 
 
-def check_prompts(output: ProactivePromptsOutput, shown: dict[str, int]) -> list[str]:
-    """Unknown handles, blank or overlong texts. `shown` maps a handle letter to how many were listed (m, i, t).
+SOURCE_KINDS = "mit"
+"""The handles a prompt may rest on: memories, insights, topics."""
+
+
+def check_prompts(output: ProactivePromptsOutput, shown: Listing) -> list[str]:
+    """Unknown handles, blank or overlong texts. `shown` holds how many of each kind were listed (m, i, t).
 
     More prompts than asked for, or one that repeats a pending prompt, is not sent back: the writer keeps the best
     ones that fit and drops repeats, which costs no second call."""
@@ -51,9 +56,6 @@ def check_prompts(output: ProactivePromptsOutput, shown: dict[str, int]) -> list
             if found:
                 problems.append(found)
         for j, handle in enumerate(prompt.sources):
-            letter, number = handle[:1], handle[1:]
-            count = shown.get(letter, 0)
-            if not (number.isdigit() and 1 <= int(number) <= count):
-                listed = f"{letter}1..{letter}{count}" if count else f"no {letter} handles"
-                problems.append(f"{where}.sources[{j}]: {handle!r} was not listed (you were shown {listed})")
+            if found := shown.problem(f"{where}.sources[{j}]", handle, SOURCE_KINDS):
+                problems.append(found)
     return problems

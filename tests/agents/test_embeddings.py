@@ -3,6 +3,7 @@ client against a local embeddings server over real HTTP, with every attempt in t
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import threading
@@ -79,6 +80,7 @@ class EmbeddingsServer:
 
     dimension: int = 16
     shuffle: bool = False
+    hold: threading.Event | None = None  # when set: requests wait for it before they are answered
     failures: deque[tuple[int, dict[str, str]]] = field(default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)
     _httpd: ThreadingHTTPServer | None = None
@@ -100,6 +102,8 @@ class EmbeddingsServer:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.requests.append({"path": self.path, **body})
+                if server.hold is not None:
+                    server.hold.wait(30)
                 if server.failures:
                     status, headers = server.failures.popleft()
                     self.reply(status, {"error": {"message": f"scripted {status}", "type": "x", "code": None}}, headers)
@@ -131,6 +135,8 @@ class EmbeddingsServer:
 
     def __exit__(self, *_: object) -> None:
         assert self._httpd is not None
+        if self.hold is not None:
+            self.hold.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -228,10 +234,29 @@ async def test_a_bad_key_is_permanent_and_names_the_setting(
 async def test_vectors_of_another_size_name_the_dimension_setting(
     server: EmbeddingsServer, client: tuple[OpenAIEmbedder, InMemoryCallLog]
 ) -> None:
-    embedder, _ = client
+    embedder, calls = client
     server.dimension = 24
     with pytest.raises(PermanentError, match="24-dimensional vectors but ORRERY_EMBEDDINGS_DIMENSION is 16; set it"):
         await embedder.embed(["hello"], context=CONTEXT)
+    # the call was paid for all the same: recorded, with the tokens the server reported
+    assert [(r.outcome, r.prompt_tokens) for _, r in calls.records] == [(CallOutcome.SERVER_ERROR, 1)]
+
+
+async def test_a_cancelled_embeddings_call_is_recorded(
+    server: EmbeddingsServer, client: tuple[OpenAIEmbedder, InMemoryCallLog]
+) -> None:
+    embedder, calls = client
+    server.hold = threading.Event()
+    task = asyncio.create_task(embedder.embed(["hello there"], context=CONTEXT))
+    while True:  # until the server has the request: progress, not a wall clock
+        if server.requests:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    ((_, record),) = calls.records
+    assert record.outcome is CallOutcome.CANCELLED and record.prompt_tokens > 0
 
 
 async def test_the_ledgers_checks_accept_embedding_calls(server: EmbeddingsServer, pool: asyncpg.Pool) -> None:

@@ -58,7 +58,7 @@ async def test_a_handle_it_was_not_shown_is_sent_back_once_then_refused(
     with pytest.raises(PermanentError, match="m9"):
         await ProactivePromptAgent(client, model="m").run(material())
     repair = server.chat_requests[1].message_text()
-    assert "'m9' was not listed (you were shown m1..m2)" in repair
+    assert "'m9' was not shown to you (you were shown m1..m2)" in repair
 
 
 async def test_a_repaired_answer_is_taken(server: ScriptedLLMServer, client: LLMClient) -> None:

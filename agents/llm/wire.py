@@ -1,0 +1,227 @@
+"""What goes over the wire to an OpenAI-compatible chat endpoint and what is read back: the request body in each
+response format, the strict JSON schema, the part of a completion the runtime reads, and which format each server
+accepts.
+
+Servers differ in how they constrain output, so the client asks for a strict JSON schema first and, when a server
+answers that it cannot do that, falls back to JSON mode and then to plain instructions (the schema in the system
+message), remembered per base URL so the 400 is paid once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ValidationError, field_validator
+
+from core.llm_records import ResponseFormatMode
+from core.vocabulary import storable_text
+from prompts import load_prompt
+
+CHAT_COMPLETIONS = "/chat/completions"
+MAX_RECORDED_TOKENS = 2**31 - 1
+"""runtime.llm_calls keeps token counts as INTEGER."""
+
+_MODE_ORDER = list(ResponseFormatMode)
+
+
+class ResponseFormatSupport:
+    """The strongest response format each base URL accepts, learnt from its 400s and shared by every client."""
+
+    def __init__(self) -> None:
+        self._modes: dict[str, ResponseFormatMode] = {}
+
+    def mode_for(self, base_url: str) -> ResponseFormatMode:
+        return self._modes.get(base_url, ResponseFormatMode.JSON_SCHEMA)
+
+    def downgrade(self, base_url: str, rejected: ResponseFormatMode) -> ResponseFormatMode | None:
+        """Remember that `rejected` does not work there; the next mode to try, or None when none is left."""
+        index = _MODE_ORDER.index(rejected)
+        if index + 1 >= len(_MODE_ORDER):
+            return None
+        weaker = _MODE_ORDER[index + 1]
+        if _MODE_ORDER.index(self.mode_for(base_url)) < index + 1:
+            self._modes[base_url] = weaker
+        return self.mode_for(base_url)
+
+
+RESPONSE_FORMAT_SUPPORT = ResponseFormatSupport()
+"""Process-wide: one server's capabilities do not change between jobs."""
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count (~4 characters per token), for windowing and for servers that report no usage."""
+    return math.ceil(len(text) / 4)
+
+
+@functools.cache
+def strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema in the subset OpenAI's strict structured outputs accept.
+
+    Every object lists all its properties as required and forbids others; `default`s are dropped (strict mode has no
+    optional properties: optional fields are nullable instead) and a `$ref` with sibling keywords is inlined.
+    Built once per model (pydantic's schema generation costs ~12 ms, more than the rest of an ingestion's CPU) and
+    shared by every call: read it, never change it.
+    """
+    schema = model.model_json_schema()
+    definitions: dict[str, Any] = schema.get("$defs", {})
+
+    def visit(node: Any) -> Any:
+        if isinstance(node, list):
+            return [visit(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        node = {key: value for key, value in node.items() if key != "default"}
+        ref = node.get("$ref")
+        if isinstance(ref, str) and len(node) > 1:
+            target = definitions[ref.rsplit("/", 1)[-1]]
+            node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        if node.get("type") == "object" and "properties" in node:
+            node["additionalProperties"] = False
+            node["required"] = list(node["properties"])
+        return {key: visit(value) for key, value in node.items()}
+
+    result: dict[str, Any] = visit(schema)
+    return result
+
+
+def public_endpoint(base_url: str) -> str:
+    """The base URL without credentials or query string, safe to store."""
+    parts = urlsplit(base_url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _messages_for(
+    messages: list[dict[str, str]], mode: ResponseFormatMode, schema: dict[str, Any]
+) -> list[dict[str, str]]:
+    """Without server-side schema enforcement, the schema travels in the system message instead."""
+    if mode is ResponseFormatMode.JSON_SCHEMA:
+        return messages
+    instructions = load_prompt("llm_json_mode").render(schema=json.dumps(schema, indent=1)).user
+    if messages and messages[0]["role"] == "system":
+        first = {"role": "system", "content": f"{messages[0]['content']}\n\n{instructions}"}
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": instructions}, *messages]
+
+
+def request_body(
+    model: str,
+    messages: list[dict[str, str]],
+    mode: ResponseFormatMode,
+    schema: dict[str, Any],
+    name: str,
+    *,
+    strict: bool,
+) -> dict[str, Any]:
+    """The chat completion request's JSON body, sent with the client's documented `post` for custom requests.
+
+    Why not `chat.completions.create`: it walks its typed arguments through a TypedDict transform, trying every
+    member of the message-param union for every message, and builds a `ChatCompletion`; together that was most
+    of the CPU of an LLM call (bench/bench_ingest.py). The body here is plain JSON already; the client still
+    does the request itself (base URL, auth headers, timeouts, its error classes).
+
+    Texts are sent as UTF-8, which cannot carry an unpaired surrogate (JSON read from Redis, or a rejected answer
+    repeated in a repair request, may hold one): it goes as U+FFFD instead of failing the request on every try.
+    """
+    sendable = [{**message, "content": storable_text(message["content"])} for message in messages]
+    body: dict[str, Any] = {"model": model, "messages": _messages_for(sendable, mode, schema)}
+    if mode is ResponseFormatMode.JSON_SCHEMA:
+        json_schema = {"name": name[:64], "schema": schema, "strict": strict}
+        body["response_format"] = {"type": "json_schema", "json_schema": json_schema}
+    elif mode is ResponseFormatMode.JSON_OBJECT:
+        body["response_format"] = {"type": "json_object"}
+    return body
+
+
+class _WireMessage(BaseModel):
+    content: str | None = None
+    refusal: str | None = None
+
+
+class _WireChoice(BaseModel):
+    message: _WireMessage
+    finish_reason: str | None = None
+
+
+class _WireUsage(BaseModel):
+    """Token counts as a server reports them; null or out of range (some local servers) reads as 0 or the most a
+    record holds, so a server's odd usage never stops its call from being recorded."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @field_validator("prompt_tokens", "completion_tokens", mode="before")
+    @classmethod
+    def _countable(cls, value: Any) -> int:
+        return min(max(value, 0), MAX_RECORDED_TOKENS) if isinstance(value, int) else 0
+
+
+class WireCompletion(BaseModel):
+    """The part of a chat completion the runtime reads, validated straight from the response bytes.
+
+    Why not the client's ChatCompletion object: building it (openai's construct_type over the whole response) cost
+    about a tenth of a call's CPU, for fields nothing here reads. Unknown fields are ignored, so any
+    OpenAI-compatible server's extras pass.
+    """
+
+    choices: list[_WireChoice]
+    usage: _WireUsage | None = None
+
+
+def read_completion(body: bytes) -> WireCompletion:
+    """The completion in a 200's body; raises ValidationError when it is none.
+
+    pydantic's JSON parser refuses the escape of an unpaired surrogate, which Python's json reads: a model's answer
+    holding one is read that way, so it is judged (and refused, sent back for repair) as the model's answer rather
+    than retried as a broken server's."""
+    try:
+        return WireCompletion.model_validate_json(body)
+    except ValidationError as exc:
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            raise exc from None
+        return WireCompletion.model_validate(data)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A 200 from the server, before its content is judged."""
+
+    content: str | None
+    refusal: str | None
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: int
+    mode: ResponseFormatMode
+    attempt: int
+
+    @classmethod
+    def of(
+        cls, completion: WireCompletion, *, sent_tokens: int, latency_ms: int, mode: ResponseFormatMode, attempt: int
+    ) -> Reply:
+        """The reply a completion holds; without usage from the server, its tokens are estimated."""
+        choice = completion.choices[0] if completion.choices else None
+        content = choice.message.content if choice else None
+        if completion.usage is not None:
+            prompt_tokens, completion_tokens = completion.usage.prompt_tokens, completion.usage.completion_tokens
+        else:
+            prompt_tokens, completion_tokens = sent_tokens, estimate_tokens(content or "")
+        return cls(
+            content=content,
+            refusal=choice.message.refusal if choice else None,
+            finish_reason=choice.finish_reason if choice else None,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            latency_ms=latency_ms,
+            mode=mode,
+            attempt=attempt,
+        )
