@@ -1,4 +1,4 @@
-"""The worker process: one arq Worker per queue of its job table, a one-script claim (jobs/runtime/claim.py), a
+"""The worker process: one arq Worker per queue of its job table, a one-script claim (jobs/runtime/queue.py), a
 lease heartbeat, cron, a draining stop, and a poll loop that outlives store outages (jobs/runtime/outage.py) and
 failed job tasks.
 
@@ -29,9 +29,9 @@ import structlog
 from jobs.runtime import metrics, tracing, wire
 from jobs.runtime.arq_seam import OrreryWorker, RedisSettings
 from jobs.runtime.attempt import RESOURCES, arq_function, record_unrunnable
-from jobs.runtime.claim import QueueClaimer
 from jobs.runtime.keys import health_key, in_progress_key, queue_key
 from jobs.runtime.outage import POSTGRES_ERRORS, StoreOutage, StoreWatch
+from jobs.runtime.queue import QueueClaimer
 from jobs.runtime.registry import JobSpec, JobTable
 from jobs.runtime.resources import WorkerResources, ledger_dsn, make_worker_id
 from jobs.runtime.scheduler import CronScheduler, schedules
