@@ -152,3 +152,33 @@ async def retry_dead(redis: aioredis.Redis, pool: Executor, jobs: JobTable, job_
     if run.state != "dead":
         raise NotRetryableError(f"job {job_id} is {run.state}, not dead; only dead letters can be retried")
     return await enqueue(redis, pool, jobs.get(run.job_name), run.args, job_id=job_id, queue=run.queue)
+
+
+class NotCancellableError(LookupError):
+    """`jobs cancel` was given a job id that is unknown or not queued (finished, or never enqueued)."""
+
+
+CANCEL_REASON = "cancelled by an operator"
+
+
+async def cancel_queued(redis: aioredis.Redis, pool: Executor, job_id: str) -> bool:
+    """Take a queued job (or one waiting for its next try) off its queue and end its run `cancelled`; False when a
+    worker runs it now (it is left alone). Redis first, atomically against a claim (jobs/runtime/queue.py): a job
+    cancelled there can no longer start; if the ledger write then fails, the same call again finishes it."""
+    view = await redis_queue.peek(redis, job_id)
+    run = await ledger.latest_run(pool, job_id)
+    if view is None and (run is None or run.state not in ledger.ACTIVE_STATES):
+        state = f"is {run.state}" if run is not None else "is not in the ledger or in Redis"
+        raise NotCancellableError(f"job {job_id} {state}: nothing to cancel")
+    if view is not None and (
+        view.running or (view.queue and not await redis_queue.remove_queued(redis, job_id, view.queue))
+    ):
+        return False
+    if run is not None:
+        name, queue, args = run.job_name, run.queue, run.args
+    else:  # enqueued straight into Redis by another program: recorded now, as cancelled
+        assert view is not None
+        name, queue = view.name or "", view.queue or "?"
+        args = view.args if isinstance(view.args, dict) else {}
+    await ledger.cancel(pool, job_id=job_id, job_name=name, queue=queue, args=args, reason=CANCEL_REASON)
+    return True

@@ -11,8 +11,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def clean_env(**env: str) -> dict[str, str]:
-    """This process's environment without any Orrery setting or backend URL, a wide terminal, plus `env`."""
-    kept = {k: v for k, v in os.environ.items() if not k.startswith(("ORRERY_", "DATABASE_URL", "REDIS_URL"))}
+    """This process's environment without any Orrery setting, backend URL or LLM endpoint (a developer's own
+    OPENAI_API_KEY must never reach a test's subprocess), a wide terminal, plus `env`."""
+    dropped = ("ORRERY_", "DATABASE_URL", "REDIS_URL", "OPENAI_", "NEO4J_", "WEAVIATE_")
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
     return {**kept, "COLUMNS": "250", **env}
 
 

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from core.cron import ScheduleError
 from jobs.diagnostics import ECHO
 from jobs.maintenance import SWEEP_TIMEOUTS
+from jobs.runtime.enqueue import EnqueueResult
 from jobs.runtime.keys import cron_claim_key
 from jobs.runtime.registry import JobTable
 from jobs.runtime.scheduler import CronScheduler, ScheduledJob, cron_job_id, schedules
@@ -44,7 +45,8 @@ def test_effective_schedules_with_overrides() -> None:
 
 def test_overrides_must_name_real_jobs_that_take_no_required_arguments() -> None:
     with pytest.raises(
-        ScheduleError, match=r"^invalid configuration: ORRERY_CRON: unknown job 'sweep'; known jobs: .*sweep_timeouts"
+        ScheduleError,
+        match=r"^invalid configuration: ORRERY_CRON: unknown job .sweep.; did you mean .*known jobs: .*sweep_timeouts",
     ):
         schedules(TEST_JOBS, {"sweep": "* * * * *"})
     with pytest.raises(
@@ -154,7 +156,7 @@ async def test_a_slot_that_cannot_fire_backs_off_instead_of_spinning(
     tries = 0
     fire = scheduler._fire
 
-    async def counted(job: ScheduledJob, slot: datetime) -> object:
+    async def counted(job: ScheduledJob, slot: datetime) -> EnqueueResult | None:
         nonlocal tries
         tries += 1
         return await fire(job, slot)
@@ -184,18 +186,19 @@ async def test_the_cron_loop_does_not_spin_while_postgres_is_away(
     started = datetime.now(UTC)
     scheduler = CronScheduler(redis_client, closed, jobs, clock=lambda: datetime.now(UTC) + timedelta(minutes=1))
     tries = 0
+    tried = asyncio.Event()
     fire = scheduler._fire
 
-    async def counted(job: ScheduledJob, slot: datetime) -> object:
+    async def counted(job: ScheduledJob, slot: datetime) -> EnqueueResult | None:
         nonlocal tries
         tries += 1
+        tried.set()
         return await fire(job, slot)
 
     scheduler._fire = counted  # type: ignore[method-assign]
     stop = asyncio.Event()
     running = asyncio.create_task(scheduler.run(stop))
-    while tries < 1:
-        await asyncio.sleep(0.01)
+    await tried.wait()
     await asyncio.sleep(1.0)
     stop.set()
     await running
