@@ -178,7 +178,8 @@ async def check_embeddings(cfg: Settings) -> Check:
     from core.errors import JobError
 
     target = redact_url(cfg.embeddings_base_url)
-    embedder = OpenAIEmbedder.from_settings(cfg, InMemoryCallLog(), max_retries=0, timeout_s=PROBE_TIMEOUT_S)
+    once = cfg.model_copy(update={"llm_max_retries": 0, "llm_timeout_s": PROBE_TIMEOUT_S})  # no retry, no wait
+    embedder = OpenAIEmbedder.from_settings(once, InMemoryCallLog())
     try:
         [vector] = await embedder.embed(["doctor probe"], context=CallContext(user_id="doctor", agent="doctor"))
     except JobError as exc:
@@ -200,7 +201,7 @@ def doctor_command(as_json: bool = typer.Option(False, "--json", help="Machine-r
 
     \b
       run.py doctor
-      run.py doctor --json | jq '.checks[] | select(.status != "ok")'
+      run.py doctor --json | jq .ok
     """
     cfg = settings()
     try:

@@ -51,11 +51,12 @@ def trigger_command(
     Examples:
 
     \b
-      run.py trigger ingest --arg conversation_id=c_123 --wait
-      run.py trigger ingest --arg conversation_id=c_123 --arg reprocess=true
-      run.py trigger insight --args-json '{"user_id": "u_1"}' --dry-run
+      run.py trigger ingest --arg conversation_id=c_1 --wait
+      run.py trigger ingest -a conversation_id=c_1 -a reprocess=1
+      run.py trigger insight --args-json '{"user_id": "u_1"}'
+      run.py trigger cycle_report -a user_id=u_1 --dry-run
       run.py trigger sweep_timeouts --in 10m
-      run.py trigger diag.echo --arg fail_mode=transient --arg fail_attempts=1 --wait
+      run.py trigger diag.echo --wait   # a worker end to end
     """
     now = datetime.now(UTC)
     try:
