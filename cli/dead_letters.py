@@ -19,8 +19,7 @@ from cli.trigger import report_enqueue
 from jobs.catalog import JOBS
 from jobs.runtime import queue as redis_queue
 from jobs.runtime.enqueue import EnqueueResult, JobArgumentsError, NotRetryableError, retry_dead
-from jobs.runtime.keys import UNRECORDED_DEAD_KEY
-from jobs.runtime.queue import UnrecordedDead
+from jobs.runtime.queue import UNRECORDED_DEAD_KEY, UnrecordedDead
 from jobs.runtime.registry import UnknownJobError
 from store import ledger
 from store.ledger import JobRun

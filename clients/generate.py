@@ -18,8 +18,8 @@ from typing import Any
 from clients import contract
 from jobs.catalog import JOBS
 from jobs.runtime.arq_seam import expires_extra_ms
-from jobs.runtime.keys import QUEUE_KEY_PREFIX, QUEUES, job_key
-from jobs.runtime.queue import PUSH_SCRIPT
+from jobs.runtime.keys import QUEUES
+from jobs.runtime.queue import JOB_KEY_PREFIX, PUSH_SCRIPT, QUEUE_KEY_PREFIX
 from jobs.runtime.registry import JobSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,7 +124,7 @@ def render_registry_ts() -> str:
         "  format?: string;",
         "}",
         "",
-        f"export const JOB_KEY_PREFIX = {json.dumps(job_key(''))};",
+        f"export const JOB_KEY_PREFIX = {json.dumps(JOB_KEY_PREFIX)};",
         f"export const QUEUE_KEY_PREFIX = {json.dumps(QUEUE_KEY_PREFIX)};",
         "/** How long a job record outlives its run time (arq's expires_extra_ms). */",
         f"export const EXPIRES_EXTRA_MS = {expires_extra_ms};",

@@ -22,6 +22,7 @@ from redis.commands.core import AsyncScript
 
 from jobs.runtime import wire
 from jobs.runtime.keys import (
+    QUEUE_KEY_PREFIX,
     QUEUES,
     UNRECORDED_DEAD_KEY,
     health_key_pattern,
@@ -31,6 +32,11 @@ from jobs.runtime.keys import (
     queue_key,
     retry_key,
 )
+
+JOB_KEY_PREFIX = job_key("")
+"""What producers in other languages prefix a job id with (clients/generate.py writes it into the TypeScript client);
+QUEUE_KEY_PREFIX likewise for a queue's name."""
+__all__ = ["JOB_KEY_PREFIX", "QUEUE_KEY_PREFIX", "UNRECORDED_DEAD_KEY"]  # the names readers outside the runtime use
 
 # --- writing: the scripts ----------------------------------------------------------------------------------------
 
