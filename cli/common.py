@@ -68,6 +68,11 @@ def runnable(text: str) -> str:
     return _COMMAND_HINT.sub(lambda _: f"`{invocation()} ", text)
 
 
+def hint(message: str) -> None:
+    """A line of advice on stdout, its `run.py …` commands written as they run here."""
+    console.print(runnable(message), highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {escape(runnable(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)

@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from cli.common import CommandError, console, fail, print_json, run_async
+from cli.common import CommandError, console, fail, hint, print_json, run_async
 from cli.job_args import ArgumentParseError, parse_duration
 from cli.runs import checked_id, checked_job_name, connections, iso, run_json
 from cli.tables import Col, show
@@ -77,11 +77,9 @@ def failed_command(
     show(console, columns, [(r.job_id, r.job_name, f"{r.attempt}/{r.max_tries}", iso(r.finished_at)) for r in runs])
     for run in runs:  # whole, below the table: an error is read and searched for, not folded into a column
         console.print(f"{run.job_id}: {run.error_class}: {run.error}", highlight=False, soft_wrap=True)
-    console.print(
+    hint(
         "revive one with `run.py jobs retry JOB_ID`; see it in full with `run.py jobs show JOB_ID`; "
-        "clear handled ones with `run.py jobs purge`",
-        highlight=False,
-        soft_wrap=True,
+        "clear handled ones with `run.py jobs purge`"
     )
 
 

@@ -14,7 +14,7 @@ from typing import Literal
 import httpx
 import typer
 
-from cli.common import EXIT_NOT_RIGHT, backends, console, describe_backends, fail, print_json, run_async, settings
+from cli.common import EXIT_NOT_RIGHT, backends, console, describe_backends, fail, hint, print_json, run_async, settings
 from cli.database import connection_urls, print_urls
 from cli.sync import check_derived_stores
 from cli.tables import Col, show, styled
@@ -246,7 +246,7 @@ def doctor_command(as_json: bool = typer.Option(False, "--json", help="Machine-r
         columns = [Col("backend", key=True), Col("target"), Col("status", key=True), Col("detail")]
         show(console, columns, rows, title=f"Orrery doctor — {describe_backends(found)}")
         for item in NOT_CHECKED:
-            console.print(f"not checked: {item}", highlight=False, soft_wrap=True)
+            hint(f"not checked: {item}")
         console.print("connect with:")
         print_urls(urls)
     if not healthy:

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from cli import dead_letters
-from cli.common import EXIT_NOT_RIGHT, CommandError, console, fail, print_json, run_async, settings
+from cli.common import EXIT_NOT_RIGHT, CommandError, console, fail, hint, print_json, run_async, settings
 from cli.job_args import ArgumentParseError, parse_duration
 from cli.runs import checked_id, checked_job_name, connections, iso, run_json
 from cli.tables import Col, show
@@ -86,33 +86,22 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Machine-rea
         for row in rows
     ]
     show(console, columns, table_rows)
-    console.print("dedupe keys and backoffs: `run.py jobs list --json`", highlight=False)
+    hint("dedupe keys and backoffs: `run.py jobs list --json`")
 
 
 # --- jobs runs ---------------------------------------------------------------------------------------------------
 
 
-def runs_table(runs: list[JobRun]) -> None:
-    columns = [
-        Col("job id", key=True),
-        Col("job", key=True),
-        Col("state"),
-        Col("try", justify="right"),
-        Col("enqueued"),
-        Col("error / result"),
-    ]
-    rows = [
-        (
-            run.job_id,
-            run.job_name,
-            run.state,
-            f"{run.attempt}/{run.max_tries}",
-            iso(run.enqueued_at),
-            f"{run.error_class}: {run.error}" if run.error else (json.dumps(run.result) if run.result else ""),
+def print_runs(runs: list[JobRun]) -> None:
+    """One line per run, the job id last and whole (a cycle step's id alone is 66 characters, too wide for any
+    table at 80 columns), an error on its own line below; results are in `jobs show`."""
+    for run in runs:
+        tries = f"{run.attempt}/{run.max_tries}"
+        console.print(
+            f"{run.state:<9} {tries:>5}  {iso(run.enqueued_at)}  {run.job_id}", highlight=False, soft_wrap=True
         )
-        for run in runs
-    ]
-    show(console, columns, rows)
+        if run.error:
+            console.print(f"{'':17}{run.error_class}: {run.error}", highlight=False, soft_wrap=True)
 
 
 @jobs_app.command("runs")
@@ -154,7 +143,9 @@ def runs_command(
     elif not runs:
         console.print("no runs match")
     else:
-        runs_table(runs)
+        console.print(f"{'state':<9} {'try':>5}  {'enqueued':<20}  job id", style="bold", highlight=False)
+        print_runs(runs)
+        hint("a run in full: `run.py jobs show JOB_ID`")
 
 
 # --- jobs show ---------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.text import Text
 
-from cli.common import CommandError, backends, console, fail, print_json, require_migrated, run_async, settings
+from cli.common import CommandError, backends, console, fail, hint, print_json, require_migrated, run_async, settings
 from cli.session import working
 from cli.tables import Col, show
 
@@ -43,7 +43,7 @@ def recall_command(
         print_json([vars(item) | {"label": item.label.value} for item in found])
         return
     if not found:
-        console.print(f"nothing recalled for user {user} (no memory yet, or not synced: `run.py sync status`)")
+        hint(f"nothing recalled for user {user} (no memory yet, or not synced: `run.py sync status`)")
         return
     rows = []
     for item in found:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from cli.common import EXIT_NOT_RIGHT, CommandError, console, print_json
+from cli.common import EXIT_NOT_RIGHT, CommandError, console, hint, print_json
 from cli.session import (
     STORE_NAMES,
     Applied,
@@ -160,7 +160,7 @@ def print_report(run: ReconcileRun, user: str | None) -> None:
         if run.left:
             _show_drift(run.after)
     elif run.left:
-        console.print("run `reconcile --repair` to fix it through the outbox")
+        hint("run `run.py reconcile --repair` to fix it through the outbox")
 
 
 def reconcile_command(
