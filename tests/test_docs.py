@@ -110,3 +110,28 @@ def test_links_resolve_inside_the_repository(page: Path) -> None:
         elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
             problems.append(f"{target}: no heading with that anchor")
     assert problems == [], f"{page.name}: " + "; ".join(problems)
+
+
+def test_the_repository_table_of_docs_store_md_is_the_code() -> None:
+    """docs/store.md lists every public function of every repository module, and nothing that is gone."""
+    import importlib
+
+    text = (ROOT / "docs" / "store.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(\w+)` \| `[^|]+` \| (.+) \|$", text, re.MULTILINE))
+    modules = sorted(path.stem for path in (ROOT / "store" / "repos").glob("*.py") if not path.stem.startswith("_"))
+    assert sorted(rows) == modules, "one row per module of store/repos/"
+    problems = []
+    for name in modules:
+        module = importlib.import_module(f"store.repos.{name}")
+        listed = set(re.findall(r"`(\w+)(?:\([^)]*\))?`", rows[name]))
+        public = {
+            attr
+            for attr, value in vars(module).items()
+            if not attr.startswith("_")
+            and callable(value)
+            and getattr(value, "__module__", "") == module.__name__
+            and not isinstance(value, type)
+        }
+        if listed != public:
+            problems.append(f"{name}: gone {sorted(listed - public)}, missing {sorted(public - listed)}")
+    assert problems == [], "update docs/store.md's repository table: " + "; ".join(problems)
