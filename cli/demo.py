@@ -180,9 +180,11 @@ async def _run_worker(
     if scripted:
         env["ORRERY_LLM"] = "scripted"
     env.setdefault("ORRERY_LOG_LEVEL", "WARNING")  # the progress bar is the demo's output; the ledger has details
+    if console.is_terminal:
+        env.setdefault("ORRERY_LOG_FORMAT", "console")  # its lines are relayed to a person, not a log collector
     command = [sys.executable, str(ROOT / "run.py"), "worker", "--burst"]
     command += ["--concurrency", str(concurrency)]
-    worker = await asyncio.create_subprocess_exec(*command, env=env, cwd=ROOT)
+    worker = await asyncio.create_subprocess_exec(*command, env=env, cwd=ROOT, stderr=asyncio.subprocess.PIPE)
     started = time.monotonic()
     with Progress(
         TextColumn(f"[bold]{step}[/] worker: {doing}"),
@@ -191,6 +193,7 @@ async def _run_worker(
         TimeElapsedColumn(),
         console=console,
     ) as progress:
+        relay = asyncio.create_task(_relay_lines(worker, progress))
         task = progress.add_task(doing, total=len(job_ids))
         while True:
             states = await ledger.latest_states(pool, job_ids)
@@ -202,9 +205,18 @@ async def _run_worker(
                 worker.terminate()
                 raise CommandError(f"the demo worker did not finish in {WORKER_TIMEOUT_S} s; see `run.py jobs queues`")
             await asyncio.sleep(0.2)
+        await relay
     code = await worker.wait()
     if code != 0:
         raise CommandError(f"the demo worker exited with code {code}; its error is printed above")
     states = await ledger.latest_states(pool, job_ids)
     dead = [job_id for job_id in job_ids if states.get(job_id) != "succeeded"]
     return dead, time.monotonic() - started
+
+
+async def _relay_lines(worker: asyncio.subprocess.Process, progress: Progress) -> None:
+    """The worker's log lines, printed above the progress bar (written straight to the terminal they would land
+    inside it)."""
+    assert worker.stderr is not None
+    async for line in worker.stderr:
+        progress.console.print(line.decode(errors="replace").rstrip(), highlight=False, markup=False, soft_wrap=True)
