@@ -189,7 +189,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _one_llm(self) -> Settings:
-        if self.llm_is_scripted and (self.openai_api_key is not None or self.openai_base_url is not None):
+        if self.llm == "scripted" and (self.openai_api_key is not None or self.openai_base_url is not None):
             raise ValueError(
                 "ORRERY_LLM=scripted and OPENAI_API_KEY / OPENAI_BASE_URL are both set: the scripted sample answers "
                 "would ignore the endpoint; unset one of them"
@@ -203,8 +203,9 @@ class Settings(BaseSettings):
     @property
     def llm_is_scripted(self) -> bool:
         """ORRERY_LLM=scripted: agents answer from the shipped sample answers. Only ever by name: a worker with no
-        LLM configured refuses to start rather than give real users the sample user's answers."""
-        return self.llm == "scripted"
+        LLM configured refuses to start rather than give real users the sample user's answers. An endpoint given
+        in code (`model_copy(update=…)`, which skips the validator refusing both) wins over it."""
+        return self.llm == "scripted" and self.openai_api_key is None and self.openai_base_url is None
 
     @property
     def llm_configured(self) -> bool:

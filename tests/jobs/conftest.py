@@ -42,6 +42,7 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         job_lease_s=2,
         health_check_interval_s=0.5,
         shutdown_grace_s=5,
+        llm="scripted",  # by name, as a worker serving the LLM jobs requires; a test's own endpoint replaces it
     )
 
 
