@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     # --- LLM ------------------------------------------------------------------------------------------------
     openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
+    llm: Literal["scripted"] | None = Field(
+        None,
+        description="`scripted`: answer from the shipped sample answers (the demo and the tests only); unset: the "
+        "OpenAI-compatible endpoint of OPENAI_API_KEY / OPENAI_BASE_URL.",
+    )
     ingestion_model: str = "gpt-4o-mini"
     llm_timeout_s: float = Field(60.0, gt=0)
     llm_max_retries: int = Field(3, ge=0, le=10)
@@ -115,6 +120,17 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 
+    @field_validator("openai_api_key", "weaviate_api_key", "neo4j_password", "embeddings_api_key")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        """`OPENAI_API_KEY=` (an empty line in .env) is no key, not a key the endpoint will refuse at the first call."""
+        return value if value is not None and value.get_secret_value().strip() else None
+
+    @field_validator("llm", mode="before")
+    @classmethod
+    def _llm_name(cls, value: Any) -> Any:
+        return value.strip().lower() or None if isinstance(value, str) else value
+
     @field_validator("database_url")
     @classmethod
     def _postgres_scheme(cls, value: str | None) -> str | None:
@@ -171,14 +187,40 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name!r}: {exc}") from None
         return value
 
+    @model_validator(mode="after")
+    def _one_llm(self) -> Settings:
+        if self.llm == "scripted" and (self.openai_api_key is not None or self.openai_base_url is not None):
+            raise ValueError(
+                "ORRERY_LLM=scripted and OPENAI_API_KEY / OPENAI_BASE_URL are both set: the scripted sample answers "
+                "would ignore the endpoint; unset one of them"
+            )
+        return self
+
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
 
     @property
     def llm_is_scripted(self) -> bool:
-        """No API key and no base URL: agents answer from the scripted sample fixtures."""
-        return self.openai_api_key is None and self.openai_base_url is None
+        """ORRERY_LLM=scripted: agents answer from the shipped sample answers. Only ever by name: a worker with no
+        LLM configured refuses to start rather than give real users the sample user's answers. An endpoint given
+        in code (`model_copy(update=…)`, which skips the validator refusing both) wins over it."""
+        return self.llm == "scripted" and self.openai_api_key is None and self.openai_base_url is None
+
+    @property
+    def llm_configured(self) -> bool:
+        """The scripted LLM asked for by name, or an endpoint (OPENAI_API_KEY and/or OPENAI_BASE_URL)."""
+        return self.llm_is_scripted or self.openai_api_key is not None or self.openai_base_url is not None
+
+    def llm_problem(self) -> str | None:
+        """Why the agents' LLM cannot be used with this configuration, in one line; None when it can."""
+        if self.llm_configured:
+            return None
+        return (
+            "no LLM is configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for another OpenAI-compatible endpoint, "
+            "e.g. http://localhost:11434/v1), or ORRERY_LLM=scripted for the shipped sample answers (demo and tests "
+            "only)"
+        )
 
 
 class SettingsError(Exception):
@@ -194,15 +236,25 @@ def _env_name(field: str) -> str:
     return f"ORRERY_{field.upper()}"
 
 
+def _variable_set(loc: str) -> str:
+    """The variable a value came from, by the name pydantic reports it under: a field's own name means its ORRERY_
+    form (ORRERY_DATABASE_URL, read through the prefix), anything else is an alias (DATABASE_URL). Naming the first
+    alias instead blamed DATABASE_URL for a bad ORRERY_DATABASE_URL and the reverse."""
+    return f"ORRERY_{loc.upper()}" if loc in Settings.model_fields else loc.upper()
+
+
 def format_validation_error(exc: ValidationError) -> str:
-    """One line per bad setting: `NAME: problem (got 'value')`."""
+    """One line per bad setting: `NAME: problem (got 'value')`, NAME being the variable that was set."""
     lines = []
     for err in exc.errors():
         field = str(err["loc"][0]) if err["loc"] else "?"
         inside = "".join(f"[{part!r}]" for part in err["loc"][1:])  # a key of a JSON setting: ORRERY_CRON['x']
         got = err.get("input")
         shown = "" if isinstance(got, dict) or got is None else f" (got {str(got)[:60]!r})"
-        lines.append(f"{_env_name(field)}{inside}: {err['msg']}{shown}")
+        if not err["loc"]:  # a rule over several variables names them itself
+            lines.append(str(err["msg"]).removeprefix("Value error, "))
+            continue
+        lines.append(f"{_variable_set(field)}{inside}: {err['msg']}{shown}")
     return "; ".join(lines)
 
 

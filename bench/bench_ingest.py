@@ -86,7 +86,9 @@ async def _make_conversations(pool: asyncpg.Pool, count: int, label: str) -> lis
 
 
 async def sample_costs(database_url: str, redis_url: str, data_dir: Path) -> list[tuple[str, int, int, int]]:
-    settings = load_settings(database_url=database_url, redis_url=redis_url, data_dir=data_dir, log_level="WARNING")
+    settings = load_settings(
+        database_url=database_url, redis_url=redis_url, data_dir=data_dir, log_level="WARNING", llm="scripted"
+    )
     pool = await create_pool(database_url)
     redis = await connect_redis(redis_url)
     try:

@@ -240,7 +240,9 @@ async def measure(pool: asyncpg.Pool, user_id: str, llm: LLMClient) -> dict[str,
 async def sample_cycle(server_dsn: str, redis_url: str, data_dir: Path) -> tuple[int, int, int]:
     """LLM calls, prompt and completion tokens of the sample user's insight (the chain after it left out)."""
     database_url = await fresh_database(server_dsn)
-    settings = load_settings(database_url=database_url, redis_url=redis_url, data_dir=data_dir, log_level="WARNING")
+    settings = load_settings(
+        database_url=database_url, redis_url=redis_url, data_dir=data_dir, log_level="WARNING", llm="scripted"
+    )
     pool = await create_pool(database_url)
     redis = await connect_redis(redis_url)
     jobs = JobTable(spec for spec in JOBS.all() if spec.name not in ("proactive_prompts", "cycle_report"))

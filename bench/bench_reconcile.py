@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import asyncpg
 from bench_stack import bench_servers, fresh_database
 
-from cli.stores import Session, configured_space, dispatch
+from cli.session import Session, configured_space, dispatch
 from core.vocabulary import EntityKind, RelationshipType
 from jobs.runtime.logs import configure_logging
 from settings import load_settings

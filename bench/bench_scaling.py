@@ -118,7 +118,7 @@ async def timed_backlog(
 
 
 def worker_env(database_url: str, redis_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ORRERY_")}
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("ORRERY_", "OPENAI_"))}
     env.update(
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
@@ -134,7 +134,7 @@ async def dispatch_throughput(server_dsn: str, redis_url: str, data_dir: Path, c
     """No-op jobs per second."""
     database_url = await fresh_database(server_dsn)
     queue = _enqueuer(database_url, redis_url, ECHO)
-    env = worker_env(database_url, redis_url, data_dir)
+    env = worker_env(database_url, redis_url, data_dir, ORRERY_LLM="scripted")  # never called: echo jobs only
     seconds = await timed_backlog(database_url, queue, [{}] * WARMUP_JOBS, [{}] * count, workers, env)
     return count / seconds
 

@@ -21,7 +21,7 @@ import typer
 from redis.asyncio import Redis
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.common import CommandError, backends, console, describe_backends, run_async, settings
+from cli.common import CommandError, backends, console, describe_backends, invocation, run_async, settings
 from cli.demo_cycle import RECALL_QUERY, load_cycle, render_cycle
 from cli.demo_report import load_report, render_report
 from jobs.cycle_report import chain_job_id
@@ -49,26 +49,35 @@ def demo_command(
     """Seed the sample user, ingest their conversations and run a growth cycle through a real worker, then print what
     Orrery remembered, understood and would ask next.
 
-    Without OPENAI_API_KEY / OPENAI_BASE_URL the LLM is a local scripted server answering from the shipped sample
-    answers (said plainly in the output); with one, the configured model does the work. Running it again shows the
-    same memory without new LLM calls (every step is idempotent); `run.py stack reset --yes` starts over.
+    Without OPENAI_API_KEY / OPENAI_BASE_URL the demo's workers get ORRERY_LLM=scripted: a local scripted server
+    answering from the shipped sample answers (said plainly in the output); with one, the configured model does the
+    work. Running it again shows the same memory without new LLM calls (every step is idempotent); `run.py stack
+    reset --yes` starts over.
+
+    Examples:
+
+    \b
+      bash scripts/demo.sh
+      run.py demo --concurrency 8
     """
     cfg = settings()
     found = backends()
     console.print(f"[bold]1/6[/] backends: {describe_backends(found)} (data in {cfg.resolved_data_dir})")
-    if cfg.llm_is_scripted:
+    scripted = not cfg.llm_configured or cfg.llm_is_scripted
+    if scripted:
         console.print(
-            "[yellow]LLM: scripted sample answers from agents/samples/ (no OPENAI_API_KEY / OPENAI_BASE_URL set); "
-            "what you see below was not produced by a model.[/]"
+            "[yellow]LLM: scripted sample answers from agents/samples/ (ORRERY_LLM=scripted for the demo's workers: "
+            "no OPENAI_API_KEY / OPENAI_BASE_URL is set); what you see below was not produced by a model.[/]"
         )
     else:
         console.print(f"LLM: {cfg.openai_base_url or 'https://api.openai.com/v1'}, model {cfg.ingestion_model}")
-    run_async(_demo(cfg, found, concurrency))
+    run_async(_demo(cfg, found, concurrency, scripted))
 
 
-async def _demo(cfg: Settings, found: Backends, concurrency: int) -> None:
+async def _demo(cfg: Settings, found: Backends, concurrency: int, scripted: bool) -> None:
     pool = await create_pool(found.database_url, min_size=1, max_size=4)
     redis = await connect_redis(found.redis_url)
+    run = invocation()
     try:
         async with pool.acquire() as conn:
             report = await migrate(conn)
@@ -78,8 +87,9 @@ async def _demo(cfg: Settings, found: Backends, concurrency: int) -> None:
 
         seeded = await seed_sample_user(pool, redis)
         console.print(
-            f"[bold]3/6[/] sample user {seeded.email}: {len(seeded.conversations)} conversations "
-            f"({len(seeded.created_keys)} new)"
+            f"[bold]3/6[/] sample user {seeded.email}, id {seeded.user_id}: {len(seeded.conversations)} "
+            f"conversations ({len(seeded.created_keys)} new)",
+            highlight=False,
         )
 
         swept = await end_and_enqueue_ingestion(
@@ -92,26 +102,34 @@ async def _demo(cfg: Settings, found: Backends, concurrency: int) -> None:
         )
 
         if job_ids:
-            dead, took = await _run_worker(pool, found, job_ids, concurrency, "5/6", "ingesting")
+            dead, took = await _run_worker(pool, found, job_ids, concurrency, "5/6", "ingesting", scripted)
             console.print(f"ingested {len(job_ids) - len(dead)} conversation(s) in {took:.1f} s")
             if dead:
-                console.print(f"[red]{len(dead)} not ingested[/]: `python run.py jobs show {dead[0]}` says why")
+                console.print(f"[red]{len(dead)} not ingested[/]: `{run} jobs show {dead[0]}` says why")
         else:
             console.print("[bold]5/6[/] nothing to ingest: every sample conversation is already processed")
 
-        await _run_cycle(pool, redis, found, seeded.user_id, concurrency)
+        await _run_cycle(pool, redis, found, seeded.user_id, concurrency, scripted)
         render_report(console, await load_report(pool, seeded.user_id))
         render_cycle(console, await load_cycle(pool, seeded.user_id, await _recall(cfg, pool, seeded.user_id)))
-        console.print(
-            'Next: `python run.py jobs failed`, `python run.py recall --user … "text"`, `python run.py sync status`, '
-            "`python run.py trigger insight --arg user_id=…`, `python run.py worker` to keep a worker running."
-        )
+        llm = "ORRERY_LLM=scripted " if scripted else ""
+        user = seeded.user_id
+        console.print('Next (README.md, "Walkthrough"):', highlight=False)
+        for hint in (
+            f"{llm}{run} worker    # keep a worker running (another terminal)",
+            f"{run} trigger insight --arg user_id={user} --wait",
+            f"{run} jobs runs --since 1h",
+            f'{run} recall --user {user} "running"',
+        ):
+            console.print(f"  {hint}", highlight=False, soft_wrap=True)
     finally:
         await redis.aclose()
         await pool.close()
 
 
-async def _run_cycle(pool: asyncpg.Pool, redis: Redis, found: Backends, user_id: str, concurrency: int) -> None:
+async def _run_cycle(
+    pool: asyncpg.Pool, redis: Redis, found: Backends, user_id: str, concurrency: int, scripted: bool
+) -> None:
     """The sample user's first growth cycle, once: a rerun of the demo shows the report it already has (a new cycle
     would be an empty one, and the demo must change nothing when run again)."""
     done = await derived_artifacts.list_derived_artifacts(pool, user_id, artifact_type="cycle_report")
@@ -121,10 +139,10 @@ async def _run_cycle(pool: asyncpg.Pool, redis: Redis, found: Backends, user_id:
     queued = await enqueue(redis, pool, INSIGHT, {"user_id": user_id})
     start = await _cycle_start(pool, user_id)
     chain = [queued.job_id, *(chain_job_id(job, user_id, start) for job in CHAIN)]
-    dead, took = await _run_worker(pool, found, chain, concurrency, "6/6", "growth cycle")
+    dead, took = await _run_worker(pool, found, chain, concurrency, "6/6", "growth cycle", scripted)
     console.print(f"growth cycle: insight, proactive prompts, cycle report and 3D projection in {took:.1f} s")
     if dead:
-        console.print(f"[red]{len(dead)} step(s) did not succeed[/]: `python run.py jobs show {dead[0]}` says why")
+        console.print(f"[red]{len(dead)} step(s) did not succeed[/]: `{invocation()} jobs show {dead[0]}` says why")
 
 
 async def _cycle_start(pool: asyncpg.Pool, user_id: str) -> datetime:
@@ -153,15 +171,20 @@ async def _recall(cfg: Settings, pool: asyncpg.Pool, user_id: str) -> list[Any]:
 
 
 async def _run_worker(
-    pool: asyncpg.Pool, found: Backends, job_ids: list[str], concurrency: int, step: str, doing: str
+    pool: asyncpg.Pool, found: Backends, job_ids: list[str], concurrency: int, step: str, doing: str, scripted: bool
 ) -> tuple[list[str], float]:
     """Start `run.py worker --burst` (both queues: follow-ups such as the store sync run on the batch queue) and
-    follow the ledger until the worker has exited; returns the jobs of `job_ids` that did not succeed, and the time."""
+    follow the ledger until the worker has exited; returns the jobs of `job_ids` that did not succeed, and the time.
+    Without an LLM endpoint the worker is given the scripted one by name (a worker never picks it by itself)."""
     env = {**os.environ, "DATABASE_URL": found.database_url, "REDIS_URL": found.redis_url}
+    if scripted:
+        env["ORRERY_LLM"] = "scripted"
     env.setdefault("ORRERY_LOG_LEVEL", "WARNING")  # the progress bar is the demo's output; the ledger has details
+    if console.is_terminal:
+        env.setdefault("ORRERY_LOG_FORMAT", "console")  # its lines are relayed to a person, not a log collector
     command = [sys.executable, str(ROOT / "run.py"), "worker", "--burst"]
     command += ["--concurrency", str(concurrency)]
-    worker = await asyncio.create_subprocess_exec(*command, env=env, cwd=ROOT)
+    worker = await asyncio.create_subprocess_exec(*command, env=env, cwd=ROOT, stderr=asyncio.subprocess.PIPE)
     started = time.monotonic()
     with Progress(
         TextColumn(f"[bold]{step}[/] worker: {doing}"),
@@ -170,6 +193,7 @@ async def _run_worker(
         TimeElapsedColumn(),
         console=console,
     ) as progress:
+        relay = asyncio.create_task(_relay_lines(worker, progress))
         task = progress.add_task(doing, total=len(job_ids))
         while True:
             states = await ledger.latest_states(pool, job_ids)
@@ -181,9 +205,18 @@ async def _run_worker(
                 worker.terminate()
                 raise CommandError(f"the demo worker did not finish in {WORKER_TIMEOUT_S} s; see `run.py jobs queues`")
             await asyncio.sleep(0.2)
+        await relay
     code = await worker.wait()
     if code != 0:
         raise CommandError(f"the demo worker exited with code {code}; its error is printed above")
     states = await ledger.latest_states(pool, job_ids)
     dead = [job_id for job_id in job_ids if states.get(job_id) != "succeeded"]
     return dead, time.monotonic() - started
+
+
+async def _relay_lines(worker: asyncio.subprocess.Process, progress: Progress) -> None:
+    """The worker's log lines, printed above the progress bar (written straight to the terminal they would land
+    inside it)."""
+    assert worker.stderr is not None
+    async for line in worker.stderr:
+        progress.console.print(line.decode(errors="replace").rstrip(), highlight=False, markup=False, soft_wrap=True)

@@ -7,7 +7,6 @@ the scrape shows exactly what Prometheus sees, the backlog gauges it reads from 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,9 +14,9 @@ from typing import Any
 import httpx
 import typer
 from prometheus_client.parser import text_string_to_metric_families
-from rich.table import Table
 
-from cli.common import console, fail, settings
+from cli.common import console, fail, print_json, settings
+from cli.tables import Col, show
 
 PREFIX = "orrery_"
 
@@ -106,12 +105,19 @@ def metrics_command(
     url: str | None = typer.Option(
         None, "--url", help="The endpoint to read (default: http://127.0.0.1:$ORRERY_METRICS_PORT/metrics)."
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Print a running worker's metrics once: jobs by outcome, run times, queues, LLM calls and cost, the outbox.
 
     Scrapes the worker's Prometheus endpoint (counters live in the worker processes since they started); with
-    `--processes N` the parent serves the sum over its processes."""
+    `--processes N` the parent serves the sum over its processes.
+
+    Examples:
+
+    \b
+      ORRERY_METRICS_PORT=9464 run.py metrics
+      run.py metrics --url http://worker-1:9464/metrics --json
+    """
     if url is None:
         port = settings().metrics_port
         if not port:
@@ -125,9 +131,9 @@ def metrics_command(
     families = parse(response.text)
     if as_json:
         payload = {f.name: [s.as_json(f.kind == "histogram") for _, s in sorted(f.series.items())] for f in families}
-        console.print_json(json.dumps({"url": url, "metrics": payload}))
+        print_json({"url": url, "metrics": payload})
         return
-    table = Table("metric", "labels", "value", title=f"metrics at {url}")
+    rows = []
     for family in families:
         for _, series in sorted(family.series.items()):
             if family.kind == "histogram":
@@ -139,7 +145,7 @@ def metrics_command(
                 )
             else:
                 value = _number(series.value)
-            table.add_row(family.name, _labels(series.labels), value)
-    console.print(table)
+            rows.append((family.name, _labels(series.labels), value))
+    show(console, [Col("metric", key=True), Col("labels"), Col("value")], rows, title=f"metrics at {url}")
     if not families:
         console.print("the endpoint served no orrery_ metrics (is it an Orrery worker?)")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
+from rich.text import Text
 
-from cli.common import CommandError, backends, console, fail, run_async, settings
+from cli.common import CommandError, backends, console, fail, hint, print_json, require_migrated, run_async, settings
+from cli.session import working
+from cli.tables import Col, show
 
 if TYPE_CHECKING:
     from store.recall import Recalled
@@ -24,23 +25,33 @@ def recall_command(
     neighbours, ranked and deduplicated; each with its score and why it came back.
 
     Reads the derived stores (so a commit shows up once the sync dispatcher applied it; `run.py sync status`) and
-    embeds TEXT with the configured embedder (the local model unless ORRERY_EMBEDDINGS_BASE_URL is set)."""
+    embeds TEXT with the configured embedder (the local model unless ORRERY_EMBEDDINGS_BASE_URL is set; loading it
+    takes seconds, shown on a terminal). Exit 2 for a user id Postgres does not hold.
+
+    Examples:
+
+    \b
+      run.py recall --user u_123 "how is my running going?"
+      run.py recall --user u_123 "Lisbon" --json --limit 5
+    """
     if not text.strip() or "\x00" in text:
         fail("recall needs a non-empty TEXT without NUL characters")
     if not user.strip() or "\x00" in user or len(user) > 200:
         fail(f"--user {user[:80]!r}: expected a user id")
     found = run_async(_recall(user, text, limit))
     if as_json:
-        print(json.dumps([vars(item) | {"label": item.label.value} for item in found], indent=2))
+        print_json([vars(item) | {"label": item.label.value} for item in found])
         return
     if not found:
-        console.print(f"nothing recalled for user {user} (no memory yet, or not synced: `run.py sync status`)")
+        hint(f"nothing recalled for user {user} (no memory yet, or not synced: `run.py sync status`)")
         return
-    table = Table("score", "kind", "memory", "why")
+    rows = []
     for item in found:
-        memory = f"[bold]{item.title}[/]\n{item.text[:200]}" if item.text else f"[bold]{item.title}[/]"
-        table.add_row(f"{item.score:.3f}", item.label.value, memory, item.why)
-    console.print(table)
+        memory = Text(item.title, style="bold")
+        if item.text:
+            memory.append(f"\n{item.text[:200]}", style="not bold")
+        rows.append((f"{item.score:.3f}", item.label.value, memory, item.why))
+    show(console, [Col("score"), Col("kind"), Col("memory"), Col("why")], rows)
 
 
 async def _recall(user_id: str, text: str, limit: int) -> list[Recalled]:
@@ -53,16 +64,19 @@ async def _recall(user_id: str, text: str, limit: int) -> list[Recalled]:
     from store.vector import open_vector_store
 
     cfg = settings()
-    pool = await create_pool(backends().database_url, max_size=4)
+    found = backends()
+    await require_migrated(found.database_url)
+    pool = await create_pool(found.database_url, max_size=4)
     try:
         if await pool.fetchval("SELECT 1 FROM users WHERE user_id = $1", user_id) is None:
             raise CommandError(f"no user {user_id!r} in the database")
-        async with (
-            open_embedder(cfg, PostgresCallLog(pool)) as embedder,
-            open_graph_store(cfg, pool) as graph,
-            open_vector_store(cfg, pool, embedder) as vector,
-        ):
-            [query] = await embedder.embed([text], context=CallContext(user_id=user_id, agent="recall"))
-            return await recall(pool, graph, vector, user_id, query, limit=limit)
+        with working("loading the embedding model and searching"):
+            async with (
+                open_embedder(cfg, PostgresCallLog(pool)) as embedder,
+                open_graph_store(cfg, pool) as graph,
+                open_vector_store(cfg, pool, embedder) as vector,
+            ):
+                [query] = await embedder.embed([text], context=CallContext(user_id=user_id, agent="recall"))
+                return await recall(pool, graph, vector, user_id, query, limit=limit)
     finally:
         await pool.close()

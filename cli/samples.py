@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
-import asyncpg
 import typer
-from rich.table import Table
 
-from cli.common import CommandError, backends, console, describe_backends, fail, run_async
+from cli.common import CommandError, console, describe_backends, fail, migrated, print_json, run_async
+from cli.tables import Col, show, styled
 from store.postgres import create_pool
 from store.redis import connect_redis
 from store.samples.loader import SampleError, SeededSample, seed_sample_user
@@ -20,10 +17,18 @@ def seed_sample_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table."),
 ) -> None:
-    """Load the sample user with several conversations; running it again changes nothing."""
+    """Load the sample user with several conversations; running it again changes nothing. Prints the user's id
+    and each conversation's id (what `trigger ingest --arg conversation_id=…` takes).
+
+    Examples:
+
+    \b
+      run.py seed-sample
+      run.py seed-sample --user-email sam@example.org --json
+    """
     if user_email is not None and not _is_email(user_email):
         fail(f"--user-email {user_email[:80]!r}: expected one e-mail address like maya@example.org")
-    found = backends()
+    found = migrated()
 
     async def _run() -> SeededSample:
         pool = await create_pool(found.database_url, min_size=1, max_size=2)
@@ -33,8 +38,6 @@ def seed_sample_command(
                 return await seed_sample_user(pool, redis, email=user_email)
             finally:
                 await redis.aclose()
-        except asyncpg.UndefinedTableError:
-            raise CommandError("the database has no Orrery tables yet: run `python run.py migrate` first") from None
         except SampleError as exc:
             raise CommandError(str(exc)) from None
         finally:
@@ -42,21 +45,27 @@ def seed_sample_command(
 
     seeded = run_async(_run())
     if as_json:
-        typer.echo(json.dumps(_as_json(seeded), indent=2))
+        print_json(_as_json(seeded))
         return
-    table = Table(title=f"sample user {seeded.email} ({seeded.user_id})")
-    for column in ("conversation", "id", "status", "messages", "this run"):
-        table.add_column(column, justify="right" if column == "messages" else "left")
-    for conversation in seeded.conversations:
-        new = conversation.key in seeded.created_keys
-        table.add_row(
+    columns = [
+        Col("conversation", key=True),
+        Col("id", key=True),
+        Col("status"),
+        Col("messages", justify="right"),
+        Col("this run"),
+    ]
+    rows = [
+        (
             conversation.key,
             conversation.conversation_id,
             conversation.status,
             str(conversation.message_count),
-            "[green]created[/]" if new else "already present",
+            styled("[green]created[/]") if conversation.key in seeded.created_keys else "already present",
         )
-    console.print(table)
+        for conversation in seeded.conversations
+    ]
+    show(console, columns, rows, title=f"sample user {seeded.email}")
+    console.print(f"user id: {seeded.user_id}", highlight=False, soft_wrap=True)
     if seeded.already_present:
         console.print("already present: nothing changed")
     else:

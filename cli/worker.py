@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import asdict
 
 import typer
-from rich.table import Table
 
-from cli.common import backends, console, fail, run_async, settings
+from cli.common import EXIT_NOT_RIGHT, backends, console, fail, migrated, print_json, run_async, settings
+from cli.sync import read_lags
+from cli.tables import Col, show
 from core.cron import ScheduleError
 from jobs.catalog import JOBS
-from jobs.runtime.keys import QUEUES, health_key_pattern
+from jobs.runtime import queue as redis_queue
+from jobs.runtime.keys import QUEUES
 from jobs.runtime.outage import StoreOutage
 from jobs.runtime.processes import run_worker_processes
+from jobs.runtime.queue import WorkerReport
 from jobs.runtime.worker import DEFAULT_BURST_HORIZON_S, WorkerConfigError, WorkerOptions, run_workers
 from store.postgres import BackendUnavailable
 from store.redis import connect_redis
 
-EXIT_UNHEALTHY = 1
-EXIT_STORE_OUTAGE = 1
+EXIT_STORE_OUTAGE = EXIT_NOT_RIGHT
 """A store stayed away past ORRERY_OUTAGE_TOLERANCE_S: nothing to change in the command, something to bring back."""
 
 
@@ -63,6 +66,18 @@ def worker_command(
     A process runs one job's Python code at a time: with several cores, run one process per core (--processes).
     The parent forwards SIGTERM to every process and restarts one that dies (giving up, non-zero, if it keeps dying
     on start). A worker waits up to ORRERY_OUTAGE_TOLERANCE_S for Redis or Postgres to come back, then exits 1.
+
+    It refuses to start (one line, exit 2) on a database that is not migrated or was migrated by an older or newer
+    Orrery, and when the jobs it serves need an LLM and none is configured (OPENAI_API_KEY / OPENAI_BASE_URL, or
+    ORRERY_LLM=scripted for the demo's sample answers).
+
+    Examples:
+
+    \b
+      run.py worker
+      run.py worker --processes 4
+      run.py worker --queue interactive --concurrency 20
+      ORRERY_LLM=scripted run.py worker --burst
     """
     cfg = settings()
     found = backends()
@@ -78,7 +93,7 @@ def worker_command(
             run_async(run_workers(cfg, found.database_url, found.redis_url, options, JOBS))
             return
         code = run_worker_processes(cfg, found.database_url, found.redis_url, options, JOBS, count)
-    except (WorkerConfigError, ScheduleError) as exc:
+    except (WorkerConfigError, ScheduleError, BackendUnavailable) as exc:
         fail(str(exc))
     except StoreOutage as exc:
         fail(str(exc), code=EXIT_STORE_OUTAGE)
@@ -86,40 +101,12 @@ def worker_command(
         raise typer.Exit(code)
 
 
-async def _live_workers(redis_url: str, queues: tuple[str, ...]) -> dict[str, list[tuple[str, str]]]:
+async def _live_workers(redis_url: str, queues: tuple[str, ...]) -> dict[str, list[WorkerReport]]:
     client = await connect_redis(redis_url)
     try:
-        live: dict[str, list[tuple[str, str]]] = {}
-        for queue in queues:
-            entries = []
-            async for key in client.scan_iter(match=health_key_pattern(queue), count=500):
-                value = await client.get(key)
-                worker_id = key.decode().rsplit(":health-check:", 1)[-1]
-                entries.append((worker_id, value.decode() if value else ""))
-            live[queue] = sorted(entries)
-        return live
+        return await redis_queue.workers(client, queues)
     finally:
         await client.aclose()
-
-
-def _check_store_lag(database_url: str) -> None:
-    """health --stores: one line per derived store; exit 1 when one lags past the alert or Postgres is away."""
-    from cli.stores import read_lags
-
-    try:
-        lags = asyncio.run(read_lags(database_url, settings().sync_lag_alert_s))
-    except BackendUnavailable as exc:
-        fail(str(exc), code=EXIT_UNHEALTHY)
-    for lag in lags:
-        console.print(lag.line(), highlight=False, soft_wrap=True)
-    lagging = [lag.store for lag in lags if lag.lagging]
-    if lagging:
-        fail(f"derived store(s) lagging: {', '.join(lagging)} (see `run.py sync status`)", code=EXIT_UNHEALTHY)
-
-
-def _serving(health_line: str) -> bool:
-    """A worker claims jobs unless its health line says it is degraded (jobs/runtime/outage.py)."""
-    return not health_line.startswith("degraded")
 
 
 def health_command(
@@ -127,34 +114,67 @@ def health_command(
     stores: bool = typer.Option(
         False, "--stores", help="Also fail when a derived store lags past ORRERY_SYNC_LAG_ALERT_S (reads Postgres)."
     ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Exit 0 when every queue (or each --queue) has at least one live worker, else 1.
 
     A worker whose health line starts with `degraded` (Redis or Postgres away: it claims nothing) is listed but not
     counted as live. With --stores, the graph and vector stores' outbox backlog is read too (no store client is
-    opened): a store whose oldest pending change is older than the alert makes it exit 1."""
+    opened): a store whose oldest pending change is older than the alert makes it exit 1.
+
+    Examples:
+
+    \b
+      run.py health
+      run.py health --queue interactive --stores --json
+    """
     queues = _check_queues(queue)
-    found = backends()
+    found = migrated() if stores else backends()
     started = time.perf_counter()
     try:
         live = asyncio.run(_live_workers(found.redis_url, queues))
+        lags = asyncio.run(read_lags(found.database_url, settings().sync_lag_alert_s)) if stores else []
     except BackendUnavailable as exc:
-        fail(str(exc), code=EXIT_UNHEALTHY)
-    table = Table("queue", "live workers", "last report")
-    for name in queues:
-        workers = live[name]
-        detail = "; ".join(f"{wid}: {info}" for wid, info in workers) or "-"
-        table.add_row(name, str(sum(_serving(info) for _, info in workers)), detail)
-    console.print(table)
-    if stores:
-        _check_store_lag(found.database_url)
-    missing = [name for name in queues if not any(_serving(info) for _, info in live[name])]
+        fail(str(exc), code=EXIT_NOT_RIGHT)
     elapsed = (time.perf_counter() - started) * 1000
+    missing = [name for name in queues if not any(report.serving for report in live[name])]
+    lagging = [lag.store for lag in lags if lag.lagging]
+    if as_json:
+        print_json(
+            {
+                "healthy": not missing and not lagging,
+                "queues": {
+                    name: {
+                        "live_workers": sum(report.serving for report in live[name]),
+                        "workers": [{"worker_id": r.worker_id, "report": r.line} for r in live[name]],
+                    }
+                    for name in queues
+                },
+                "stores": [{**asdict(lag), "lagging": lag.lagging} for lag in lags] if stores else None,
+                "checked_ms": round(elapsed),
+            }
+        )
+        if missing or lagging:
+            raise typer.Exit(EXIT_NOT_RIGHT)
+        return
+    rows = [
+        (
+            name,
+            str(sum(r.serving for r in live[name])),
+            "; ".join(f"{r.worker_id}: {r.line}" for r in live[name]) or "-",
+        )
+        for name in queues
+    ]
+    show(console, [Col("queue", key=True), Col("live workers"), Col("last report")], rows)
+    for lag in lags:
+        console.print(lag.line(), highlight=False, soft_wrap=True)
+    if lagging:
+        fail(f"derived store(s) lagging: {', '.join(lagging)} (see `run.py sync status`)", code=EXIT_NOT_RIGHT)
     if missing:
-        degraded = sum(not _serving(info) for name in missing for _, info in live[name])
+        degraded = sum(not r.serving for name in missing for r in live[name])
         note = f"; {degraded} degraded, waiting for a store (see the table)" if degraded else ""
         fail(
             f"no live worker for queue(s): {', '.join(missing)}{note} (checked in {elapsed:.0f} ms)",
-            code=EXIT_UNHEALTHY,
+            code=EXIT_NOT_RIGHT,
         )
     console.print(f"healthy: every queue has a live worker ({elapsed:.0f} ms)")

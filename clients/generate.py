@@ -15,12 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from arq.constants import expires_extra_ms, job_key_prefix
-
 from clients import contract
 from jobs.catalog import JOBS
-from jobs.runtime.enqueue import PUSH_SCRIPT
-from jobs.runtime.keys import QUEUE_KEY_PREFIX, QUEUES
+from jobs.runtime.arq_seam import expires_extra_ms
+from jobs.runtime.keys import QUEUES
+from jobs.runtime.queue import JOB_KEY_PREFIX, PUSH_SCRIPT, QUEUE_KEY_PREFIX
 from jobs.runtime.registry import JobSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,14 +124,14 @@ def render_registry_ts() -> str:
         "  format?: string;",
         "}",
         "",
-        f"export const JOB_KEY_PREFIX = {json.dumps(job_key_prefix)};",
+        f"export const JOB_KEY_PREFIX = {json.dumps(JOB_KEY_PREFIX)};",
         f"export const QUEUE_KEY_PREFIX = {json.dumps(QUEUE_KEY_PREFIX)};",
         "/** How long a job record outlives its run time (arq's expires_extra_ms). */",
         f"export const EXPIRES_EXTRA_MS = {expires_extra_ms};",
         f"export const QUEUES = {json.dumps(list(QUEUES))} as const;",
         "export type Queue = (typeof QUEUES)[number];",
         "",
-        "/** jobs/runtime/enqueue.py's script: KEYS = job key, queue key;",
+        "/** jobs/runtime/queue.py's script: KEYS = job key, queue key;",
         " *  ARGV = record, ttl ms, score (run-at ms), job id. */",
         f"export const ENQUEUE_SCRIPT = {json.dumps(PUSH_SCRIPT)};",
         "",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from jobs.runtime.metrics import ObservedCallLog
 from jobs.runtime.resources import Resource, WorkerResources
+from settings import Settings
 
 if TYPE_CHECKING:
     from agents.embeddings import Embedder
@@ -30,8 +31,15 @@ async def _open_llm(resources: WorkerResources) -> AsyncIterator[LLMClient]:
         yield client
 
 
+def _llm_problem(settings: Settings) -> str | None:
+    return settings.llm_problem()
+
+
 LLM: Resource[LLMClient] = Resource(
-    "llm", _open_llm, "The OpenAI-compatible chat client; every call recorded in runtime.llm_calls, counted and traced."
+    "llm",
+    _open_llm,
+    "The OpenAI-compatible chat client; every call recorded in runtime.llm_calls, counted and traced.",
+    problem=_llm_problem,
 )
 
 

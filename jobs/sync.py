@@ -22,9 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.backoff import equal_jitter
 from jobs.resources import EMBEDDER, GRAPH, VECTOR
+from jobs.runtime import queue as redis_queue
 from jobs.runtime import tracing
 from jobs.runtime.context import JobContext
-from jobs.runtime.keys import BATCH, in_progress_key, job_key, queue_key
+from jobs.runtime.keys import BATCH
 from jobs.runtime.registry import JobSpec
 from jobs.runtime.retry import describe
 from store import outbox
@@ -225,13 +226,9 @@ async def follow_commit(ctx: JobContext) -> None:
     for store in outbox.STORES:
         main = SYNC_STORES.dedupe_key.format(store=store)  # type: ignore[union-attr]
         for job_id in (main, f"{main}:retry"):
-            async with ctx.redis.pipeline(transaction=False) as pipe:
-                pipe.exists(job_key(job_id))
-                pipe.exists(in_progress_key(job_id))
-                pipe.zscore(queue_key(SYNC_STORES.queue), job_id)
-                queued, running, due_ms = await pipe.execute()
-            if queued and not running and due_ms is not None and due_ms <= soon_ms:
+            found = await redis_queue.presence(ctx.redis, job_id, SYNC_STORES.queue)
+            if found.queued and not found.running and found.due_ms is not None and found.due_ms <= soon_ms:
                 break  # about to start: it will claim these rows
-            if not queued:
+            if not found.queued:
                 await ctx.enqueue(SYNC_STORES, {"store": store}, job_id=job_id)
                 break

@@ -1,8 +1,9 @@
 """Forgetting a user: count and delete what Postgres, the graph store, the vector store and the turn-context keys hold
-about them. `run.py forget-user` (cli/stores.py) runs these steps in this order:
+about them. `run.py forget-user` (jobs/forget_user.py, shown by cli/forget.py) runs these steps in this order:
 
-1. Redis: the turn contexts of their conversations (and queued jobs naming them, in the CLI: those keys are the job
-   runtime's). First, because their keys are found from the conversation ids, which step 2 deletes.
+1. Redis: the turn contexts of their conversations (and the queued jobs naming them, through jobs/runtime/queue.py:
+   those keys are the job runtime's). First, because their keys are found from the conversation ids, which step 2
+   deletes.
 2. Postgres, in one transaction: job ledger rows whose arguments name the user or one of their conversations, the
    user row (its foreign keys cascade to conversations, messages, memory and the embedded graph and vectors), every
    other row with their `user_id` in `public` and `runtime`, and an outbox row ("this entity changed") for every

@@ -13,9 +13,10 @@ from typing import Any, Literal
 
 from store.postgres import Executor
 
-RunState = Literal["queued", "running", "failed", "succeeded", "dead"]
+RunState = Literal["queued", "running", "failed", "succeeded", "dead", "cancelled"]
 ACTIVE_STATES: tuple[RunState, ...] = ("queued", "running", "failed")
-FINAL_STATES: tuple[RunState, ...] = ("succeeded", "dead")
+FINAL_STATES: tuple[RunState, ...] = ("succeeded", "dead", "cancelled")
+STATES: tuple[RunState, ...] = (*ACTIVE_STATES, *FINAL_STATES)
 
 _ACTIVE = "state IN ('queued', 'running', 'failed')"
 _COLUMNS = (
@@ -258,6 +259,83 @@ async def dead_letters(db: Executor, *, limit: int = 50, job_name: str | None = 
         job_name,
     )
     return [_run(r) for r in rows]
+
+
+async def recent_runs(
+    db: Executor,
+    *,
+    limit: int = 50,
+    job_name: str | None = None,
+    state: RunState | None = None,
+    since: datetime | None = None,
+) -> list[JobRun]:
+    """Runs newest first (by enqueue time), optionally of one job, in one state, enqueued since a moment."""
+    rows = await db.fetch(
+        f"""
+        SELECT {_COLUMNS} FROM runtime.job_runs
+        WHERE ($2::text IS NULL OR job_name = $2) AND ($3::text IS NULL OR state = $3)
+          AND ($4::timestamptz IS NULL OR enqueued_at >= $4)
+        ORDER BY enqueued_at DESC, id DESC LIMIT $1
+        """,
+        limit,
+        job_name,
+        state,
+        since,
+    )
+    return [_run(r) for r in rows]
+
+
+async def cancel(db: Executor, *, job_id: str, job_name: str, queue: str, args: Mapping[str, Any], reason: str) -> bool:
+    """The job id's active run becomes 'cancelled' (final); with no active run, one is recorded as cancelled when
+    `job_name` is known (a job another program wrote straight into Redis). False when there was nothing to cancel."""
+    changed: int = await db.fetchval(
+        f"""
+        WITH updated AS (
+            UPDATE runtime.job_runs
+            SET state = 'cancelled', error_class = 'Cancelled', error = $5, finished_at = now(), updated_at = now()
+            WHERE job_id = $1 AND {_ACTIVE}
+            RETURNING id
+        ), inserted AS (
+            INSERT INTO runtime.job_runs
+                (job_id, job_name, queue, args, state, max_tries, error_class, error, finished_at)
+            SELECT $1, $2, $3, $4, 'cancelled', 1, 'Cancelled', $5, now()
+            WHERE NOT EXISTS (SELECT 1 FROM updated) AND $2 <> ''
+            RETURNING id
+        )
+        SELECT (SELECT count(*) FROM updated) + (SELECT count(*) FROM inserted)
+        """,
+        job_id,
+        job_name,
+        queue,
+        dict(args),
+        reason,
+    )
+    return changed > 0
+
+
+async def purge_dead(
+    db: Executor, *, job_ids: list[str] | None = None, job_name: str | None = None, before: datetime | None = None
+) -> list[str]:
+    """Delete dead letters (a job id whose newest run is dead) matching every filter given, every run of those job
+    ids with them; returns the job ids. Never touches a job id that has an active or later run."""
+    rows = await db.fetch(
+        """
+        WITH dead AS (
+            SELECT d.job_id FROM runtime.job_runs d
+            WHERE d.state = 'dead'
+              AND ($1::text[] IS NULL OR d.job_id = ANY($1::text[]))
+              AND ($2::text IS NULL OR d.job_name = $2)
+              AND ($3::timestamptz IS NULL OR d.finished_at < $3)
+              AND NOT EXISTS (SELECT 1 FROM runtime.job_runs n WHERE n.job_id = d.job_id AND n.id > d.id)
+        )
+        DELETE FROM runtime.job_runs r USING dead WHERE r.job_id = dead.job_id
+        RETURNING r.job_id
+        """,
+        job_ids,
+        job_name,
+        before,
+    )
+    return sorted({row["job_id"] for row in rows})
 
 
 async def running_per_queue(db: Executor) -> dict[str, int]:

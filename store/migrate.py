@@ -91,7 +91,8 @@ def check_history(files: list[Migration], applied: dict[str, tuple[str, str]]) -
     if unknown:
         names = ", ".join(applied[v][0] for v in unknown)
         raise MigrationError(
-            f"the database has migrations this code does not know ({names}); run a newer Orrery against it"
+            f"the database was migrated by a newer Orrery: it has migrations this code does not know ({names}); "
+            "run a newer Orrery against it"
         )
     pending = []
     for migration in files:
@@ -104,6 +105,31 @@ def check_history(files: list[Migration], applied: dict[str, tuple[str, str]]) -
                 "restore the file and put the change in a new migration"
             )
     return pending
+
+
+def history_problem(files: list[Migration], applied: dict[str, tuple[str, str]]) -> str | None:
+    """Pure: why code built from `files` must not run against a database with this history, in one line; None when
+    every migration is applied. Distinguishes a database never migrated, one migrated by an older Orrery (pending
+    migrations) and one migrated by a newer Orrery (migrations this code does not know)."""
+    if not applied:
+        return "the database is not migrated: run `run.py migrate`"
+    try:
+        pending = check_history(files, applied)
+    except MigrationError as exc:
+        return str(exc)
+    if not pending:
+        return None
+    names = ", ".join(m.name for m in pending[:3]) + (f" and {len(pending) - 3} more" if len(pending) > 3 else "")
+    return (
+        f"the database was migrated by an older Orrery: {len(pending)} migration(s) pending ({names}); "
+        "run `run.py migrate`"
+    )
+
+
+async def schema_problem(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> str | None:
+    """history_problem for the database behind `conn` (one query): every command and worker asks this before it
+    touches a table, so an unmigrated database is one line, not a traceback from the first missing relation."""
+    return history_problem(load_migrations(directory), await applied_migrations(conn))
 
 
 async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> MigrationReport:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.cli.runner import run_cli
+from tests.cli.runner import invocation_here, run_cli
 
 
 async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
@@ -25,6 +25,12 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
     assert "Proactive prompts (" in first.stdout and "Communities (" in first.stdout
     assert "(outbox backlog 0)" in first.stdout and "3D projection of 0 nodes" not in first.stdout
     assert "Recall:" in first.stdout and "similar to the query" in first.stdout
+    # the user's id, which the closing hints use, and hints that run from a fresh clone (issue 21, item 6); no
+    # LLM is configured, so a worker started by hand must ask for the scripted one by name
+    user_id = await _sample_user_id(database_url)
+    assert f"id {user_id}:" in first.stdout
+    assert f"run.py trigger insight --arg user_id={user_id} --wait" in first.stdout
+    assert f"ORRERY_LLM=scripted {invocation_here()} worker" in first.stdout
 
     conn = await asyncpg.connect(database_url)
     try:
@@ -35,5 +41,14 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
         assert "growth cycle: already reported" in second.stdout
         assert await conn.fetchval("SELECT count(*) FROM memory_units") == before == 12
         assert await conn.fetchval("SELECT count(*) FROM runtime.job_runs WHERE state <> 'succeeded'") == 0
+    finally:
+        await conn.close()
+
+
+async def _sample_user_id(database_url: str) -> str:
+    conn = await asyncpg.connect(database_url)
+    try:
+        user_id: str = await conn.fetchval("SELECT user_id FROM users")
+        return user_id
     finally:
         await conn.close()

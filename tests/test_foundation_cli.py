@@ -119,6 +119,7 @@ async def test_doctor_is_green_on_a_migrated_database_and_names_schema_drift(
     tmp_path: Path, database_url: str, redis_url: str
 ) -> None:
     env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "ORRERY_DATA_DIR": str(tmp_path), "COLUMNS": "250"}
+    env["ORRERY_LLM"] = "scripted"
     healthy = run_cli("doctor", env=env)
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     assert "matches schema.prisma" in healthy.stdout

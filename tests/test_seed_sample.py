@@ -143,7 +143,8 @@ async def test_cli_on_an_unmigrated_database_says_what_to_do(
 ) -> None:
     result = run_seed_sample(database_url=empty_database_url, redis_url=redis_url, tmp_path=tmp_path)
     assert result.returncode == 2
-    assert "run `python run.py migrate` first" in result.stderr and "Traceback" not in result.stderr
+    assert "the database is not migrated: run `" in result.stderr and "Traceback" not in result.stderr
+    assert "run.py migrate`" in result.stderr
 
 
 async def test_cli_rejects_a_malformed_email(database_url: str, redis_url: str, tmp_path: Path) -> None:

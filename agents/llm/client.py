@@ -336,10 +336,14 @@ class LLMClient:
 async def open_llm_client(settings: Settings, call_log: CallLog, **overrides: Any) -> AsyncIterator[LLMClient]:
     """The client the settings describe, closed on exit.
 
-    With neither OPENAI_API_KEY nor OPENAI_BASE_URL set (`settings.llm_is_scripted`), it talks to a scripted server
-    on 127.0.0.1 that answers the sample user's conversations from agents/samples/, and `client.scripted` is True so
-    the caller labels what it shows.
+    With ORRERY_LLM=scripted (`settings.llm_is_scripted`; the demo and the tests), it talks to a scripted server on
+    127.0.0.1 that answers the sample user's conversations from agents/samples/, and `client.scripted` is True so
+    the caller labels what it shows. With no LLM configured at all it refuses (PermanentError, the one line of
+    `settings.llm_problem()`) rather than send requests to api.openai.com without a key.
     """
+    problem = settings.llm_problem()
+    if problem is not None:
+        raise PermanentError(problem)
     if not settings.llm_is_scripted:
         async with LLMClient.from_settings(settings, call_log, **overrides) as client:
             yield client

@@ -1,7 +1,7 @@
 """The one seam to arq: every use of arq's private API lives here, pinned by tests/jobs/test_arq_seam.py.
 
 Orrery is built on arq (queues as Redis sorted sets, job records, retries, the in-progress key as a claim) but
-replaces parts of its Worker: the claim (one Lua round trip, jobs/runtime/claim.py), the lease (a short
+replaces parts of its Worker: the claim (one Lua round trip, jobs/runtime/queue.py), the lease (a short
 `in_progress_timeout_s` refreshed by a heartbeat), the poll loop (it outlives store outages), and the recording of
 jobs arq cannot run. Those replacements override private methods and attributes (`_poll_iteration`,
 `_release_sem_dec_counter_on_complete`, `_cancel_aborted_jobs`, `_jobs_started`, `_last_health_check`, `sem`,
@@ -39,7 +39,7 @@ from jobs.runtime.outage import REDIS, REDIS_ERRORS, StoreWatch
 if TYPE_CHECKING:
     from arq.connections import ArqRedis
 
-    from jobs.runtime.claim import QueueClaimer
+    from jobs.runtime.queue import QueueClaimer
     from jobs.runtime.resources import WorkerResources
 
 __all__ = [
@@ -137,7 +137,7 @@ class OrreryWorker(arq.worker.Worker):
         return not any(peer.tasks for peer in peers)
 
     async def _poll_iteration(self) -> None:
-        """arq's poll iteration with the one-round-trip claim of jobs/runtime/claim.py in place of ZRANGEBYSCORE and a
+        """arq's poll iteration with the one-round-trip claim of jobs/runtime/queue.py in place of ZRANGEBYSCORE and a
         WATCH/MULTI transaction per id; no claim while a store is away.
 
         While every slot is busy it waits (up to SLOT_WAIT_S, so the health key and cron still get their turn) for

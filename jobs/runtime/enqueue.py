@@ -11,9 +11,10 @@ from typing import Any
 import pydantic
 import redis.asyncio as aioredis
 
+from jobs.runtime import queue as redis_queue
 from jobs.runtime import wire
 from jobs.runtime.arq_seam import expires_extra_ms
-from jobs.runtime.keys import QUEUES, job_key, queue_key
+from jobs.runtime.keys import QUEUES
 from jobs.runtime.registry import JobSpec, JobTable
 from jobs.runtime.retry import invalid_args_message
 from store import ledger
@@ -75,27 +76,6 @@ def resolve_run_at(now: datetime, *, defer_by: timedelta | None, run_at: datetim
     return now + defer_by if defer_by is not None else now
 
 
-PUSH_SCRIPT = """
-local ttl = tonumber(ARGV[2])
-local score = tonumber(ARGV[3])
-if ttl == nil or ttl ~= ttl or ttl < 1 or ttl > 1e15 or ttl % 1 ~= 0 then
-    return redis.error_reply('ERR enqueue: ttl must be a whole number of milliseconds >= 1, not ' .. tostring(ARGV[2]))
-end
-if score == nil or score ~= score or score < 0 or score > 253402300799999 then
-    return redis.error_reply('ERR enqueue: score must be a unix time in ms (1970..9999), not ' .. tostring(ARGV[3]))
-end
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-redis.call('ZADD', KEYS[2], score, ARGV[4])
-return 1
-"""
-"""Set the job record and add it to its queue unless a job with this id exists: one atomic round trip (arq's own
-enqueue_job needs four for the same WATCH/MULTI check). KEYS: the job key, the queue; ARGV: record, ttl (ms), score
-(unix ms), job id. Every argument is checked before anything is written: a script that errors half-way is not
-rolled back, so a refused ZADD (a NaN score) after the SET used to leave a job key that blocked its id for a day.
-docs/jobs.md gives this same script to producers in other languages."""
-
-
 async def push_job(
     redis: aioredis.Redis, *, job_id: str, name: str, queue: str, args: Mapping[str, Any], run_at: datetime
 ) -> bool:
@@ -104,9 +84,7 @@ async def push_job(
     score = int(run_at.timestamp() * 1000)
     ttl_ms = max(score - now_ms, 0) + expires_extra_ms
     record = wire.job_record(name, args, enqueue_time_ms=now_ms)
-    keys_and_args = (job_key(job_id), queue_key(queue), record.decode(), str(ttl_ms), str(score), job_id)
-    added = await redis.eval(PUSH_SCRIPT, 2, *keys_and_args)  # type: ignore[misc]  # redis-py types it as a union
-    return bool(added)
+    return await redis_queue.push(redis, job_id=job_id, queue=queue, record=record, ttl_ms=ttl_ms, score_ms=score)
 
 
 async def enqueue(
@@ -150,7 +128,7 @@ async def enqueue(
 
         run_id = await insert()
         if run_id is None:
-            if await redis.exists(job_key(job_id)):
+            if await redis_queue.holds(redis, job_id):
                 return not_enqueued
             await ledger.mark_lost(conn, job_id)
             run_id = await insert()
@@ -160,45 +138,6 @@ async def enqueue(
             await ledger.delete_run(conn, run_id)
             return not_enqueued
     return EnqueueResult(job_id, name, queue, enqueued=True, run_at=when, run_id=run_id)
-
-
-@dataclass(frozen=True)
-class QueuedJob:
-    """A job as it sits in Redis, whether or not a worker has recorded it yet (a producer that wrote Redis itself)."""
-
-    job_id: str
-    name: str | None
-    args: dict[str, Any] | None
-    """None (and name None) when the record is unreadable; `problem` says why."""
-    enqueued_at: datetime | None
-    queue: str | None
-    """None when the record exists but no queue holds the id (it is running, or a producer wrote half a job)."""
-    run_at: datetime | None
-    problem: str | None = None
-
-
-async def peek_queued(redis: aioredis.Redis, job_id: str) -> QueuedJob | None:
-    """The job `job_id` as Redis holds it (record and queue score), None when Redis has no record of it: for
-    `jobs show` of a job a worker has not started yet."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.get(job_key(job_id))
-        for name in QUEUES:
-            pipe.zscore(queue_key(name), job_id)
-        stored, *scores = await pipe.execute()
-    if stored is None:
-        return None
-    found: tuple[str | None, float | None] = next(
-        ((q, s) for q, s in zip(QUEUES, scores, strict=True) if s is not None), (None, None)
-    )
-    queue, score = found
-    in_range = score is not None and 0 <= score <= wire.MAX_ENQUEUE_TIME_MS
-    run_at = datetime.fromtimestamp(score / 1000, UTC) if score is not None and in_range else None
-    try:
-        record = wire.deserialize(stored)
-    except wire.RecordError as exc:
-        return QueuedJob(job_id, None, None, None, queue, run_at, problem=str(exc))
-    enqueued_at = datetime.fromtimestamp(record["et"] / 1000, UTC)
-    return QueuedJob(job_id, record["f"], record["k"], enqueued_at, queue, run_at)
 
 
 class NotRetryableError(LookupError):
@@ -213,3 +152,33 @@ async def retry_dead(redis: aioredis.Redis, pool: Executor, jobs: JobTable, job_
     if run.state != "dead":
         raise NotRetryableError(f"job {job_id} is {run.state}, not dead; only dead letters can be retried")
     return await enqueue(redis, pool, jobs.get(run.job_name), run.args, job_id=job_id, queue=run.queue)
+
+
+class NotCancellableError(LookupError):
+    """`jobs cancel` was given a job id that is unknown or not queued (finished, or never enqueued)."""
+
+
+CANCEL_REASON = "cancelled by an operator"
+
+
+async def cancel_queued(redis: aioredis.Redis, pool: Executor, job_id: str) -> bool:
+    """Take a queued job (or one waiting for its next try) off its queue and end its run `cancelled`; False when a
+    worker runs it now (it is left alone). Redis first, atomically against a claim (jobs/runtime/queue.py): a job
+    cancelled there can no longer start; if the ledger write then fails, the same call again finishes it."""
+    view = await redis_queue.peek(redis, job_id)
+    run = await ledger.latest_run(pool, job_id)
+    if view is None and (run is None or run.state not in ledger.ACTIVE_STATES):
+        state = f"is {run.state}" if run is not None else "is not in the ledger or in Redis"
+        raise NotCancellableError(f"job {job_id} {state}: nothing to cancel")
+    if view is not None and (
+        view.running or (view.queue and not await redis_queue.remove_queued(redis, job_id, view.queue))
+    ):
+        return False
+    if run is not None:
+        name, queue, args = run.job_name, run.queue, run.args
+    else:  # enqueued straight into Redis by another program: recorded now, as cancelled
+        assert view is not None
+        name, queue = view.name or "", view.queue or "?"
+        args = view.args if isinstance(view.args, dict) else {}
+    await ledger.cancel(pool, job_id=job_id, job_name=name, queue=queue, args=args, reason=CANCEL_REASON)
+    return True

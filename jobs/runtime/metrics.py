@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
 import structlog
 from prometheus_client import (
     REGISTRY,
@@ -42,8 +41,8 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 
 from core.llm_records import CallLog, LLMCallRecord
+from jobs.runtime import queue as redis_queue
 from jobs.runtime import tracing
-from jobs.runtime.keys import queue_key
 from store import outbox
 from store.postgres import connect
 from store.redis import connect_redis
@@ -255,7 +254,7 @@ class BacklogCollector(Collector):
     async def _queues_now(self) -> dict[str, tuple[int, float]]:
         client = await connect_redis(self._redis_url, timeout=2)
         try:
-            return await queue_backlog(client, self._queues)
+            return {q.queue: (q.depth, q.oldest_ready_age_s) for q in await redis_queue.depths(client, self._queues)}
         finally:
             await client.aclose()
 
@@ -265,22 +264,6 @@ class BacklogCollector(Collector):
             return {b.store: (b.rows, b.oldest_lag_s) for b in await outbox.backlog(conn)}
         finally:
             await conn.close()
-
-
-async def queue_backlog(client: aioredis.Redis, queues: Sequence[str]) -> dict[str, tuple[int, float]]:
-    """(depth, seconds the oldest due job has waited) per queue, one pipeline; the age is 0 when nothing is due."""
-    async with client.pipeline(transaction=False) as pipe:
-        for queue in queues:
-            pipe.zcard(queue_key(queue))
-            pipe.zrange(queue_key(queue), 0, 0, withscores=True)
-        replies = await pipe.execute()
-    now_ms = time.time() * 1000
-    found = {}
-    for index, queue in enumerate(queues):
-        depth, first = replies[2 * index], replies[2 * index + 1]
-        oldest_s = max(now_ms - first[0][1], 0.0) / 1000 if first else 0.0
-        found[queue] = (int(depth), round(oldest_s, 3))
-    return found
 
 
 def _one_line(exc: BaseException) -> str:

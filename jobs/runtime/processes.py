@@ -28,6 +28,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
@@ -37,10 +38,10 @@ from types import FrameType
 import structlog
 
 from jobs.runtime import metrics
-from jobs.runtime.logs import configure_logging
+from jobs.runtime.logs import configure_logging, share_write_lock
 from jobs.runtime.registry import JobTable
 from jobs.runtime.scheduler import schedules
-from jobs.runtime.worker import WorkerConfigError, WorkerOptions, check_served, run_workers
+from jobs.runtime.worker import WorkerConfigError, WorkerOptions, check_ready, run_workers
 from settings import Settings
 
 logger = structlog.get_logger("orrery.worker")
@@ -54,9 +55,12 @@ QUICK_FAILURE_LIMIT = 5
 """Deaths in a row, each within STABLE_AFTER_S of the start, after which the parent gives up."""
 
 
-def _child(settings: Settings, database_url: str, redis_url: str, options: WorkerOptions, jobs: JobTable) -> None:
-    """One worker process (spawned: a fresh interpreter, so logging is set up again; the job table arrives pickled,
-    its handlers by reference to their modules)."""
+def _child(
+    settings: Settings, database_url: str, redis_url: str, options: WorkerOptions, jobs: JobTable, log_lock: str
+) -> None:
+    """One worker process (spawned: a fresh interpreter, so logging is set up again, writing its lines under the
+    parent's lock file; the job table arrives pickled, its handlers by reference to their modules)."""
+    share_write_lock(log_lock)
     configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(run_workers(settings, database_url, redis_url, options, jobs))
@@ -104,7 +108,7 @@ def run_worker_processes(
     code: 0, or non-zero when a child kept dying on start and the parent gave up."""
     if processes < 1:
         raise WorkerConfigError(f"--processes must be at least 1, got {processes}")
-    check_served(options, jobs)  # fail here, once, rather than in every child
+    asyncio.run(check_ready(settings, database_url, options, jobs))  # fail here, once, rather than in every child
     schedules(jobs, settings.cron, queues=options.queues)  # a bad ORRERY_CRON too: children would die on it
     with contextlib.ExitStack() as serving:
         metrics_dir = None
@@ -131,10 +135,13 @@ def _supervise(
 ) -> int:
     context = multiprocessing.get_context("spawn")
     child_options = replace(options, serve_metrics=False)
+    handle, log_lock = tempfile.mkstemp(prefix="orrery-log-", suffix=".lock")
+    os.close(handle)
+    share_write_lock(log_lock)
 
     def spawn(name: str) -> BaseProcess:
         process = context.Process(
-            target=_child, args=(settings, database_url, redis_url, child_options, jobs), name=name
+            target=_child, args=(settings, database_url, redis_url, child_options, jobs, log_lock), name=name
         )
         process.start()
         return process
@@ -187,6 +194,8 @@ def _supervise(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     logger.info("worker processes stopped", exit_codes=[slot.process.exitcode for slot in slots])
+    with contextlib.suppress(OSError):
+        os.unlink(log_lock)
     if gave_up is not None:
         return gave_up
     drained = [slot.process.exitcode for slot in slots if slot.restart_at is None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,14 @@ DeadHook = Callable[["JobContext", Any, str], Awaitable[None]]
 
 class UnknownJobError(LookupError):
     """A job name nobody registered; the message lists the known names."""
+
+
+def unknown_job_message(name: str, known: Iterable[str]) -> str:
+    """`unknown job 'ingset'; did you mean 'ingest'? known jobs: …`: the close names first (difflib), then all."""
+    names = sorted(known)
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(repr(each) for each in close)}? " if close else ""
+    return f"unknown job {name!r}; {hint}known jobs: {', '.join(names) or 'none'}"
 
 
 @dataclass(frozen=True)
@@ -93,8 +102,7 @@ class JobTable:
         try:
             return self._specs[name]
         except KeyError:
-            known = ", ".join(sorted(self._specs)) or "none"
-            raise UnknownJobError(f"unknown job {name!r}; known jobs: {known}") from None
+            raise UnknownJobError(unknown_job_message(name, self._specs)) from None
 
     def all(self) -> list[JobSpec]:
         return sorted(self._specs.values(), key=lambda spec: spec.name)

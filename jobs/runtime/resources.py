@@ -61,6 +61,9 @@ class Resource(Generic[R]):
     name: str
     open: Callable[[WorkerResources], AbstractAsyncContextManager[R]]
     description: str = ""
+    problem: Callable[[Settings], str | None] | None = None
+    """Why the settings cannot open it (one line), else None: asked when a worker starts, so a worker serving jobs
+    that need it refuses to start instead of failing every such job later."""
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Resource) and other.name == self.name

@@ -1,4 +1,4 @@
-"""The worker process: one arq Worker per queue of its job table, a one-script claim (jobs/runtime/claim.py), a
+"""The worker process: one arq Worker per queue of its job table, a one-script claim (jobs/runtime/queue.py), a
 lease heartbeat, cron, a draining stop, and a poll loop that outlives store outages (jobs/runtime/outage.py) and
 failed job tasks.
 
@@ -29,14 +29,15 @@ import structlog
 from jobs.runtime import metrics, tracing, wire
 from jobs.runtime.arq_seam import OrreryWorker, RedisSettings
 from jobs.runtime.attempt import RESOURCES, arq_function, record_unrunnable
-from jobs.runtime.claim import QueueClaimer
 from jobs.runtime.keys import health_key, in_progress_key, queue_key
 from jobs.runtime.outage import POSTGRES_ERRORS, StoreOutage, StoreWatch
+from jobs.runtime.queue import QueueClaimer
 from jobs.runtime.registry import JobSpec, JobTable
 from jobs.runtime.resources import WorkerResources, ledger_dsn, make_worker_id
 from jobs.runtime.scheduler import CronScheduler, schedules
 from settings import Settings
-from store.postgres import create_pool
+from store.migrate import schema_problem
+from store.postgres import connect, create_pool, redact_url
 from store.redis import connect_redis
 
 logger = structlog.get_logger("orrery.worker")
@@ -126,6 +127,28 @@ def check_served(options: WorkerOptions, jobs: JobTable) -> None:
         raise WorkerConfigError(f"no job is registered on queue(s) {', '.join(options.queues)}")
 
 
+async def check_ready(settings: Settings, database_url: str, options: WorkerOptions, jobs: JobTable) -> None:
+    """Refuse to start, with one line, a worker that could only fail: on a database that is not migrated (or was
+    migrated by an older or newer Orrery), or serving jobs whose resources the settings cannot open (no LLM).
+
+    Why here and not at the first job: on an unmigrated database a worker used to start, count as live in `health`,
+    and log a failed cron slot every 10 ms; with no LLM configured it answered real users from the sample fixtures."""
+    check_served(options, jobs)
+    served = [spec for spec in jobs.all() if spec.queue in options.queues]
+    for resource in dict.fromkeys(resource for spec in served for resource in spec.resources):
+        problem = resource.problem(settings) if resource.problem is not None else None
+        if problem is not None:
+            needing = ", ".join(spec.name for spec in served if resource in spec.resources)
+            raise WorkerConfigError(f"{problem} (jobs {needing} need it)")
+    conn = await connect(database_url)
+    try:
+        problem = await schema_problem(conn)
+    finally:
+        await conn.close()
+    if problem is not None:
+        raise WorkerConfigError(problem)
+
+
 async def run_workers(
     settings: Settings, database_url: str, redis_url: str, options: WorkerOptions, jobs: JobTable
 ) -> None:
@@ -134,7 +157,7 @@ async def run_workers(
 
     Raises StoreOutage when Redis or Postgres stays away longer than settings.outage_tolerance_s."""
     logging.getLogger("arq").setLevel(logging.WARNING)  # our own structured lines replace arq's per-job lines
-    check_served(options, jobs)
+    await check_ready(settings, database_url, options, jobs)
     specs = jobs.all()
     cron_jobs = [] if options.burst else schedules(jobs, settings.cron, queues=options.queues)  # fails before any pool
     served = None
@@ -166,9 +189,12 @@ async def run_workers(
     background = [asyncio.create_task(refresh_leases(workers, settings.job_lease_s, stop))]
     if cron_jobs:
         background.append(asyncio.create_task(CronScheduler(redis, pool, cron_jobs).run(stop)))
+    if settings.llm_is_scripted and any(spec.queue in options.queues and spec.resources for spec in specs):
+        logger.warning("LLM: scripted sample answers (ORRERY_LLM=scripted): for the demo and tests only")
     logger.info(
         "worker started",
         worker_id=resources.worker_id,
+        llm="scripted" if settings.llm_is_scripted else redact_url(settings.openai_base_url or "api.openai.com"),
         queues=list(options.queues),
         concurrency=options.concurrency,
         poll_delay_s=settings.poll_delay_s,

@@ -42,7 +42,7 @@ def slice_files() -> Iterator[None]:
 
 @pytest.fixture
 def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
-    """No API key and no base URL: the LLM resource opens the demo's scripted server."""
+    """The scripted LLM by name (ORRERY_LLM=scripted): the LLM resource opens the demo's scripted server."""
     configured = load_settings(
         database_url=database_url,
         redis_url=redis_url,
@@ -50,6 +50,7 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         poll_delay_s=0.01,
         openai_api_key=None,
         openai_base_url=None,
+        llm="scripted",
     )
     assert configured.llm_is_scripted
     return configured

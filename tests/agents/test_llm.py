@@ -356,8 +356,13 @@ def _spent(user_id: str, tokens: int) -> LLMCallRecord:
     )
 
 
-async def test_open_llm_client_without_a_key_uses_the_scripted_sample_server() -> None:
-    settings = load_settings(openai_api_key=None, openai_base_url=None)
+async def test_the_scripted_sample_server_only_by_name() -> None:
+    """Issue 21: with no key and no base URL the client used to answer from the samples, silently."""
+    nothing = load_settings(openai_api_key=None, openai_base_url=None, llm=None)
+    with pytest.raises(PermanentError, match="no LLM is configured: set OPENAI_API_KEY"):
+        async with open_llm_client(nothing, InMemoryCallLog()):
+            pass
+    settings = load_settings(openai_api_key=None, openai_base_url=None, llm="scripted")
     assert settings.llm_is_scripted
     async with open_llm_client(settings, InMemoryCallLog()) as client:
         assert client.scripted

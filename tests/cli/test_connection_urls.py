@@ -48,6 +48,7 @@ def test_stack_status_urls_connect(stack_dir: Path, server_dsn: str, redis_serve
 
 async def test_doctor_prints_whole_urls_on_a_narrow_terminal(tmp_path: Path, database_url: str, redis_url: str) -> None:
     env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "ORRERY_DATA_DIR": str(tmp_path), "COLUMNS": "60"}
+    env["ORRERY_LLM"] = "scripted"  # no LLM configured is a DOWN row of its own (tests/cli/test_doctor.py)
     doctor = run_cli("doctor", env=env)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert f"Postgres (psql, node pg, Prisma): {redact_url(database_url)}\n" in doctor.stdout

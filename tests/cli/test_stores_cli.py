@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from cli.stores import Session
+from cli.session import Session
 from jobs.ingestion import INGEST
 from jobs.runtime.enqueue import enqueue
 from jobs.runtime.keys import UNRECORDED_DEAD_KEY, in_progress_key, job_key, outcome_key, queue_key
@@ -168,7 +168,7 @@ async def test_reconcile_finds_the_items_of_users_postgres_no_longer_has_and_rep
     }
     text = ran("reconcile", env=env, code=1)
     assert f"orphans (users a store holds that Postgres does not have): graph 1 (e.g. {ana.user_id})" in text, text
-    assert "run `reconcile --repair`" in text
+    assert "run.py reconcile --repair` to fix it" in text
 
     repaired = ran("reconcile", "--repair", "--json", env=env)
     assert repaired["drift_left"] == 0
@@ -298,8 +298,9 @@ async def test_forget_user_dry_run_then_deletes_everything_and_touches_no_one_el
     assert ran("forget-user", bo.user_id, "--json", env=env) == bo_before  # tenant isolation
     assert await redis_client.zscore(queue_key("interactive"), bo_job) is not None
     assert await drift_totals(pool, session, bo.user_id) == (0, 0)
-    again = ran("forget-user", ana.user_id, "--yes", env=env)  # rerunning finds nothing and says so
-    assert "nothing left" in again, again
+    again = run_cli("forget-user", ana.user_id, "--yes", env=env)  # rerunning finds nobody and says so (issue 21)
+    assert_one_line_error(again, "Postgres has no such user and nothing anywhere names them")
+    assert_one_line_error(run_cli("forget-user", "nobody", "--yes", env=env), "no user 'nobody'")
 
 
 async def test_forget_user_finishes_after_stopping_halfway_with_tombstones_in_the_outbox(
@@ -309,10 +310,19 @@ async def test_forget_user_finishes_after_stopping_halfway_with_tombstones_in_th
     await forget.delete_postgres(pool, ana.user_id, [ana.conversation_id])  # stopped after step 2
     status = {s["store"]: s["rows"] for s in ran("sync", "status", "--json", env=env)["stores"]}
     assert status == {"graph": 7, "vector": 7}  # nothing half-forgotten is invisible
-    await drain(session)  # the dispatcher deletes every tombstoned entity, whatever the store
-    done = ran("forget-user", ana.user_id, "--yes", "--json", env=env)
-    assert done["left"] == 0 and done["before"]["graph"] == {"nodes": 0, "relationships": 0}
+    done = ran("forget-user", ana.user_id, "--yes", "--json", env=env)  # the rerun finishes steps 3 and 4
+    assert done["before"]["postgres"]["public.users"] == 0  # only the tombstones named them
+    assert done["left"] == 0 and done["tombstones_dropped"] == 14
     assert await drift_totals(pool, session, bo.user_id) == (0, 0)
+
+
+async def test_forget_user_after_the_dispatcher_applied_the_tombstones_finds_nobody(
+    pool: asyncpg.Pool, session: Session, env: dict[str, str]
+) -> None:
+    ana, _ = await synced(pool, session)
+    await forget.delete_postgres(pool, ana.user_id, [ana.conversation_id])  # stopped after step 2 …
+    await drain(session)  # … and the dispatcher deleted every tombstoned entity from both stores
+    assert_one_line_error(run_cli("forget-user", ana.user_id, "--yes", env=env), "nothing anywhere names them")
 
 
 async def test_a_running_job_of_the_user_is_left_to_finish_and_reported(

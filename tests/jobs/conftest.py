@@ -42,6 +42,7 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         job_lease_s=2,
         health_check_interval_s=0.5,
         shutdown_grace_s=5,
+        llm="scripted",  # by name, as a worker serving the LLM jobs requires; a test's own endpoint replaces it
     )
 
 
@@ -72,8 +73,20 @@ def run_burst(settings: Settings, database_url: str, redis_url: str) -> BurstRun
 
 
 def cli_env(database_url: str, redis_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
-    """The whole environment of a `run.py` subprocess on the test servers, with the runtime's short intervals."""
-    return clean_env(**FAST_ENV, DATABASE_URL=database_url, REDIS_URL=redis_url, ORRERY_DATA_DIR=str(data_dir), **extra)
+    """The whole environment of a `run.py` subprocess on the test servers, with the runtime's short intervals and
+    the scripted LLM (asked for by name, as a worker requires) unless `extra` names an endpoint."""
+    llm = {} if {"OPENAI_BASE_URL", "OPENAI_API_KEY"} & set(extra) else {"ORRERY_LLM": "scripted"}
+    return clean_env(
+        **FAST_ENV, **llm, DATABASE_URL=database_url, REDIS_URL=redis_url, ORRERY_DATA_DIR=str(data_dir), **extra
+    )
+
+
+def with_endpoint(env: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    """`env` plus `extra`; an LLM endpoint in `extra` replaces the scripted LLM of cli_env."""
+    merged = {**env, **extra}
+    if {"OPENAI_BASE_URL", "OPENAI_API_KEY"} & set(extra):
+        merged.pop("ORRERY_LLM", None)
+    return merged
 
 
 class WorkerProcesses:
@@ -87,7 +100,7 @@ class WorkerProcesses:
     def start(self, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
         log = (self.tmp_path / f"worker-{len(self.procs)}.log").open("wb")
         command = [sys.executable, str(ROOT / "run.py"), "worker", *args]
-        env = {**self.env, **extra_env}
+        env = with_endpoint(self.env, extra_env)
         proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc

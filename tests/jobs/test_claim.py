@@ -6,8 +6,8 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from jobs.runtime.claim import Claimed, QueueClaimer
 from jobs.runtime.keys import in_progress_key, queue_key
+from jobs.runtime.queue import Claimed, QueueClaimer
 
 NOW = 1_800_000_000_000
 QUEUE = queue_key("claim-test")

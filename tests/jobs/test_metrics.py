@@ -370,6 +370,11 @@ def test_a_metrics_port_in_use_stops_the_worker_with_one_line(
         taken.bind(("0.0.0.0", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "ORRERY_DATA_DIR": str(tmp_path)}
+        env = {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "ORRERY_DATA_DIR": str(tmp_path),
+            "ORRERY_LLM": "scripted",
+        }
         result = run_cli("worker", "--burst", env={**env, "ORRERY_METRICS_PORT": str(port)})
     assert_one_line_error(result, f"cannot serve metrics on port {port}")

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -249,21 +250,43 @@ async def test_processes_replace_a_killed_child_and_still_drain_on_sigterm(
 
 
 async def test_a_child_that_dies_on_every_start_is_given_up_with_one_line(
-    database_url: str, redis_url: str, tmp_path: Path
+    database_url: str, server_dsn: str, redis_url: str, redis_client: aioredis.Redis, tmp_path: Path
 ) -> None:
-    missing = with_database(database_url, "no_such_database")
-    group = WorkerProcesses(cli_env(missing, redis_url, tmp_path, ORRERY_WORKER_RESTART_DELAY_S="0.05"), tmp_path)
+    """The database is dropped under running children: each waits out its outage tolerance and exits, and every
+    restart dies on start (the database does not exist), until the parent gives up. (A database missing before the
+    start is refused by the parent itself, with one line: the next test.)"""
+    env = cli_env(
+        database_url, redis_url, tmp_path, ORRERY_WORKER_RESTART_DELAY_S="0.05", ORRERY_OUTAGE_TOLERANCE_S="1"
+    )
+    group = WorkerProcesses(env, tmp_path)
     try:
         proc = group.start("--processes", "2", "--queue", INTERACTIVE)
-        code = await _exit_code(proc, 90)
+        await wait_for_workers(redis_client, 2, timeout=90)
+        admin = await connect(server_dsn)
+        try:
+            name = urlsplit(database_url).path.lstrip("/")
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+        code = await _exit_code(proc, 120)
         log = group.log(0)
         assert code == 1, log
         given_up = [line for line in _json_lines(log) if "not restarting it again" in str(line["event"])]
         assert len(given_up) == 1, log
         assert "died 5 times in a row" in str(given_up[0]["event"])
-        assert "database does not exist" in log  # the children's own line says why
+        assert "does not exist" in log  # the children's own line says why
     finally:
         group.stop_all()
+
+
+def test_a_missing_database_is_refused_before_any_child_starts(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    missing = with_database(database_url, "no_such_database")
+    env = cli_env(missing, redis_url, tmp_path)
+    result = run_cli("worker", "--processes", "2", "--queue", INTERACTIVE, env=env)
+    assert result.returncode == 2 and "database does not exist" in result.stderr, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
 
 
 async def test_burst_leaves_a_far_future_job_queued_and_says_so(

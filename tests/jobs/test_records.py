@@ -16,8 +16,9 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from jobs.diagnostics import ECHO
-from jobs.runtime.enqueue import PUSH_SCRIPT, enqueue, peek_queued
+from jobs.runtime.enqueue import enqueue
 from jobs.runtime.keys import INTERACTIVE, UNRECORDED_DEAD_KEY, job_key, queue_key
+from jobs.runtime.queue import PUSH_SCRIPT, peek
 from store import ledger
 from tests.jobs.conftest import BurstRunner
 
@@ -77,7 +78,7 @@ async def test_an_iso_enqueue_time_from_javascript_is_accepted_and_dates_the_led
     await _write(redis_client, "ts-date", '{"f":"diag.echo","k":{},"et":"2026-01-01T00:00:00.000Z"}', score)
     await _write(redis_client, "ts-ms", '{"f":"diag.echo","k":{},"et":1767225600000}', score)
 
-    queued = await peek_queued(redis_client, "ts-date")
+    queued = await peek(redis_client, "ts-date")
     assert queued is not None and (queued.name, queued.args, queued.queue) == ("diag.echo", {}, INTERACTIVE)
     assert queued.enqueued_at == datetime(2026, 1, 1, tzinfo=UTC)
     assert queued.run_at == datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
@@ -88,17 +89,17 @@ async def test_an_iso_enqueue_time_from_javascript_is_accepted_and_dates_the_led
         assert run is not None and run.state == "succeeded"
         assert run.enqueued_at == datetime(2026, 1, 1, tzinfo=UTC)  # the record's et, not when a worker saw it
         assert run.run_at == datetime(2026, 1, 1, 0, 5, tzinfo=UTC)  # its queue score
-    assert await peek_queued(redis_client, "ts-date") is None
+    assert await peek(redis_client, "ts-date") is None
 
 
-async def test_peek_queued_names_an_unreadable_record(redis_client: aioredis.Redis) -> None:
+async def test_peek_names_an_unreadable_record(redis_client: aioredis.Redis) -> None:
     await _write(redis_client, "bad", '{"f":"diag.echo","k":[]}')
 
-    queued = await peek_queued(redis_client, "bad")
+    queued = await peek(redis_client, "bad")
 
     assert queued is not None and (queued.name, queued.queue) == (None, INTERACTIVE)
     assert queued.problem is not None and queued.problem.startswith('"k" (the arguments) must be a JSON object')
-    assert await peek_queued(redis_client, "missing") is None
+    assert await peek(redis_client, "missing") is None
 
 
 async def test_a_record_the_ledger_cannot_hold_is_a_dead_letter_not_a_loop(

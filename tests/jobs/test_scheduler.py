@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -11,6 +12,7 @@ import redis.asyncio as aioredis
 from core.cron import ScheduleError
 from jobs.diagnostics import ECHO
 from jobs.maintenance import SWEEP_TIMEOUTS
+from jobs.runtime.enqueue import EnqueueResult
 from jobs.runtime.keys import cron_claim_key
 from jobs.runtime.registry import JobTable
 from jobs.runtime.scheduler import CronScheduler, ScheduledJob, cron_job_id, schedules
@@ -43,7 +45,8 @@ def test_effective_schedules_with_overrides() -> None:
 
 def test_overrides_must_name_real_jobs_that_take_no_required_arguments() -> None:
     with pytest.raises(
-        ScheduleError, match=r"^invalid configuration: ORRERY_CRON: unknown job 'sweep'; known jobs: .*sweep_timeouts"
+        ScheduleError,
+        match=r"^invalid configuration: ORRERY_CRON: unknown job .sweep.; did you mean .*known jobs: .*sweep_timeouts",
     ):
         schedules(TEST_JOBS, {"sweep": "* * * * *"})
     with pytest.raises(
@@ -137,3 +140,67 @@ async def test_a_slot_whose_enqueue_fails_is_retried_until_the_next_slot(
     clock.now = datetime(2026, 1, 5, 9, 34, 0, tzinfo=UTC)
     assert [r.job_id for r in await scheduler.tick()] == ["diag.echo@20260105T093400Z"]
     assert await redis_client.exists(cron_claim_key("diag.echo", datetime(2026, 1, 5, 9, 32, tzinfo=UTC))) == 0
+
+
+async def test_a_slot_that_cannot_fire_backs_off_instead_of_spinning(
+    database_url: str, pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    """Issue 18, defect 7: with Postgres away the loop retried every 10 ms (5,732 warnings in 49 s). Now a failed
+    slot is tried again after 0.5, 1, 2 … s (at most 15 s apart), and the loop sleeps until then."""
+    start = datetime(2026, 1, 5, 9, 30, 30, tzinfo=UTC)
+    clock = Clock(start)
+    jobs = schedules(JobTable([ECHO]), {"diag.echo": "* * * * *"})
+    closed = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    await closed.close()
+    scheduler = CronScheduler(redis_client, closed, jobs, clock=clock, rng=lambda: 1.0)
+    tries = 0
+    fire = scheduler._fire
+
+    async def counted(job: ScheduledJob, slot: datetime) -> EnqueueResult | None:
+        nonlocal tries
+        tries += 1
+        return await fire(job, slot)
+
+    scheduler._fire = counted  # type: ignore[method-assign]
+    clock.now = datetime(2026, 1, 5, 9, 31, 0, tzinfo=UTC)
+    for _ in range(4900):  # 49 s of a loop that ticks every 10 ms
+        await scheduler.tick()
+        clock.now += timedelta(milliseconds=10)
+    assert 5 <= tries <= 10, tries  # 0.5 + 1 + 2 + 4 + 8 + 15 + 15 … s
+    wake = scheduler.next_wake()
+    assert wake is not None and (wake - clock.now).total_seconds() > 1  # the loop sleeps until the retry
+
+    scheduler._pool = pool  # Postgres is back
+    clock.now += timedelta(seconds=15)  # 9:32:04: the 9:31 slot is given up for the 9:32 one
+    assert [r.job_id for r in await scheduler.tick()] == ["diag.echo@20260105T093200Z"]
+    assert scheduler.next_wake() == datetime(2026, 1, 5, 9, 33, tzinfo=UTC)  # the next slot; no backoff left
+
+
+async def test_the_cron_loop_does_not_spin_while_postgres_is_away(
+    database_url: str, redis_client: aioredis.Redis
+) -> None:
+    """The loop itself, in real time: a slot that keeps failing is tried a handful of times in a second, not 100."""
+    jobs = schedules(JobTable([ECHO]), {"diag.echo": "* * * * *"})
+    closed = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    await closed.close()
+    started = datetime.now(UTC)
+    scheduler = CronScheduler(redis_client, closed, jobs, clock=lambda: datetime.now(UTC) + timedelta(minutes=1))
+    tries = 0
+    tried = asyncio.Event()
+    fire = scheduler._fire
+
+    async def counted(job: ScheduledJob, slot: datetime) -> EnqueueResult | None:
+        nonlocal tries
+        tries += 1
+        tried.set()
+        return await fire(job, slot)
+
+    scheduler._fire = counted  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    running = asyncio.create_task(scheduler.run(stop))
+    await tried.wait()
+    await asyncio.sleep(1.0)
+    stop.set()
+    await running
+    elapsed = (datetime.now(UTC) - started).total_seconds()
+    assert tries <= 3 + elapsed, (tries, elapsed)  # 0.5 s then 1 s between tries; a spinning loop makes ~100

@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import redis.asyncio as aioredis
 
-from cli.stores import Session, dispatch
+from cli.session import Session, dispatch
 from core.vocabulary import EntityKind, RelationshipType
 from settings import Settings, load_settings
 from store import outbox

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from cli.stores import Session, configured_space
+from cli.session import Session, configured_space
 from core.vocabulary import NodeLabel, RelationshipType, StructuralRelationshipType
 from settings import Settings
 from store import outbox

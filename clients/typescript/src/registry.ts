@@ -29,7 +29,7 @@ export const EXPIRES_EXTRA_MS = 86400000;
 export const QUEUES = ["interactive", "batch"] as const;
 export type Queue = (typeof QUEUES)[number];
 
-/** jobs/runtime/enqueue.py's script: KEYS = job key, queue key;
+/** jobs/runtime/queue.py's script: KEYS = job key, queue key;
  *  ARGV = record, ttl ms, score (run-at ms), job id. */
 export const ENQUEUE_SCRIPT = "\nlocal ttl = tonumber(ARGV[2])\nlocal score = tonumber(ARGV[3])\nif ttl == nil or ttl ~= ttl or ttl < 1 or ttl > 1e15 or ttl % 1 ~= 0 then\n    return redis.error_reply('ERR enqueue: ttl must be a whole number of milliseconds >= 1, not ' .. tostring(ARGV[2]))\nend\nif score == nil or score ~= score or score < 0 or score > 253402300799999 then\n    return redis.error_reply('ERR enqueue: score must be a unix time in ms (1970..9999), not ' .. tostring(ARGV[3]))\nend\nif redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\nredis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)\nredis.call('ZADD', KEYS[2], score, ARGV[4])\nreturn 1\n";
 
