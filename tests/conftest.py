@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from jobs.runtime.logs import configure_logging
 from store import embedded
 from store.migrate import migrate
 from store.postgres import connect, create_pool
@@ -26,6 +27,10 @@ from tests import network_guard as _network_guard
 from tests.network_guard import network_guard  # noqa: F401  (autouse: only this machine is reachable in tests)
 
 _network_guard.install()
+
+# In-process workers log as a worker does (plain tracebacks). structlog's default renders a traceback with every
+# frame's locals through rich, which under load stalled a test worker's event loop past its 2 s lease.
+configure_logging("INFO", "console")
 
 logging.getLogger("pgserver").setLevel(logging.WARNING)
 

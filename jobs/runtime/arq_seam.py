@@ -158,6 +158,8 @@ class OrreryWorker(arq.worker.Worker):
             wanted = min(wanted, self.max_burst_jobs - self._jobs_started())
         if self.allow_pick_jobs and wanted > 0:
             for job in await self.claimer.claim(timestamp_ms(), wanted):
+                if self._still_running(job.job_id):
+                    continue
                 await self.sem.acquire()  # never waits: `wanted` slots are free and nothing else takes them
                 self.job_counter += 1
                 task = self.loop.create_task(self.run_job(job.job_id, job.score))
@@ -167,6 +169,16 @@ class OrreryWorker(arq.worker.Worker):
             await self._cancel_aborted_jobs()
         self._reap_finished()
         await self.heart_beat()
+
+    def _still_running(self, job_id: str) -> bool:
+        """Whether this worker is still running `job_id`, whose lease it has just claimed again: the lease lapsed while
+        the run went on (an event loop stalled past it). The claim's fresh lease is simply the running job's again,
+        and the heartbeat keeps it; starting a second run beside the first would run every step twice."""
+        task = self.tasks.get(job_id)
+        if task is None or task.done():
+            return False
+        logger.warning("lease lapsed while the job ran here; kept the one run", job_id=job_id, queue=self.queue)
+        return True
 
     def _reap_finished(self) -> None:
         """Forget finished job tasks. An exception that escaped one (arq's own Redis calls around the job, say) is

@@ -18,7 +18,7 @@ from jobs.runtime.keys import job_key, queue_key, retry_key
 from jobs.runtime.resources import WorkerResources
 from store import ledger
 from tests.jobs.conftest import BurstRunner
-from tests.jobs.testjobs import FIXABLE, SLOW, TEST_JOBS
+from tests.jobs.testjobs import FIXABLE, LEASE_LOST, SLOW, TEST_JOBS
 
 
 async def test_enqueue_run_ledger(pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner) -> None:
@@ -33,6 +33,21 @@ async def test_enqueue_run_ledger(pool: asyncpg.Pool, redis_client: aioredis.Red
     assert run.worker_id and run.error is None
     assert await redis_client.exists(job_key(result.job_id)) == 0  # no kept arq result blocks a re-enqueue
     assert await redis_client.smembers("orrery:diag:ok:finished") == {result.job_id.encode()}  # type: ignore[misc]
+
+
+async def test_a_job_whose_lease_lapses_while_it_runs_is_not_started_again_by_its_own_worker(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner
+) -> None:
+    """A worker whose event loop stalls past the lease (a slow traceback render under load did it) finds its own
+    running job due and unleased. It must keep the one run it has (the claim's lease is the running job's again), not
+    start a second attempt beside it: that ran every step twice and broke arq's task bookkeeping (KeyError)."""
+    result = await enqueue(redis_client, pool, LEASE_LOST, {"sleep_s": 0.5, "mark": "lapse"})
+
+    await run_burst()
+
+    assert await redis_client.get("test:lapse:attempts") == b"1"
+    run = await ledger.latest_run(pool, result.job_id)
+    assert run is not None and run.state == "succeeded" and run.attempt == 1
 
 
 async def test_transient_error_is_retried_with_backoff(

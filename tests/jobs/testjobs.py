@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from core.errors import PermanentError, TransientError
 from jobs.catalog import JOBS
 from jobs.runtime.context import JobContext
-from jobs.runtime.keys import BATCH, INTERACTIVE
+from jobs.runtime.keys import BATCH, INTERACTIVE, in_progress_key
 from jobs.runtime.registry import JobSpec, JobTable
 
 
@@ -155,7 +155,29 @@ NEEDS_ARGS = JobSpec(
 )
 
 
-TEST_JOBS = JOBS.with_jobs(SLOW, FIXABLE, DOOMED, QUERY, NEEDS_ARGS)
+async def _loses_its_lease(ctx: JobContext, args: SlowArgs) -> dict[str, Any]:
+    """Test-only: deletes its own lease mid-run, as a worker whose event loop stalls past the lease would find it
+    lapsed, then sleeps: the job is due and unleased while this worker still runs it."""
+    await ctx.redis.incr(f"test:{args.mark}:attempts")
+    await ctx.redis.delete(in_progress_key(ctx.job_id))
+    await asyncio.sleep(args.sleep_s)
+    return {"attempt": ctx.attempt}
+
+
+LEASE_LOST = JobSpec(
+    name="test.lease_lost",
+    args_model=SlowArgs,
+    handler=_loses_its_lease,
+    queue=INTERACTIVE,
+    timeout_s=10,
+    max_tries=3,
+    backoff_s=0.05,
+    dedupe_key=None,
+    cron=None,
+    description="Test-only: its lease lapses while it runs.",
+)
+
+TEST_JOBS = JOBS.with_jobs(SLOW, FIXABLE, DOOMED, QUERY, NEEDS_ARGS, LEASE_LOST)
 
 
 def replacing(table: JobTable, *specs: JobSpec) -> JobTable:
