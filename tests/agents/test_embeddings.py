@@ -15,7 +15,14 @@ from typing import Any
 import asyncpg
 import pytest
 
-from agents.embeddings import LOCAL_DIMENSION, LOCAL_MODEL, LocalEmbedder, OpenAIEmbedder, open_embedder
+from agents.embeddings import (
+    LOCAL_DIMENSION,
+    LOCAL_MODEL,
+    CachedEmbedder,
+    LocalEmbedder,
+    OpenAIEmbedder,
+    open_embedder,
+)
 from agents.llm import CallContext, InMemoryCallLog
 from core.errors import PermanentError, TransientError
 from core.llm_records import CallOutcome, CallPurpose, ResponseFormatMode
@@ -62,7 +69,8 @@ async def test_blank_texts_are_refused_before_any_work(local: LocalEmbedder) -> 
 
 async def test_settings_without_an_endpoint_open_the_local_model() -> None:
     async with open_embedder(load_settings(embeddings_base_url=None), InMemoryCallLog()) as embedder:
-        assert isinstance(embedder, LocalEmbedder)
+        assert isinstance(embedder, CachedEmbedder) and embedder.model_version == LOCAL_MODEL
+        assert not embedder.records_calls  # the local model costs no call: the dispatcher may batch users together
 
 
 # --- an OpenAI-compatible endpoint ---------------------------------------------------------------------------------
@@ -240,9 +248,34 @@ async def test_the_ledgers_checks_accept_embedding_calls(server: EmbeddingsServe
         embeddings_base_url=server.base_url, embeddings_model="embed-small", embeddings_dimension=16
     )
     async with open_embedder(settings, PostgresCallLog(pool)) as embedder:
-        assert isinstance(embedder, OpenAIEmbedder)
+        assert isinstance(embedder, CachedEmbedder) and embedder.records_calls
         await embedder.embed(["one", "two words"], context=CONTEXT)
     stored = await list_llm_calls(pool, "u-1")
     assert [(s.call.prompt_name, s.call.prompt_tokens, s.call.outcome) for s in stored] == [
         ("embeddings", 3, CallOutcome.OK)
     ]
+
+
+async def test_the_cache_embeds_each_text_once_and_forgets_the_least_recently_used(
+    server: EmbeddingsServer, client: tuple[OpenAIEmbedder, InMemoryCallLog]
+) -> None:
+    inner, calls = client
+    cached = CachedEmbedder(inner, capacity=3)
+    first = await cached.embed(["a", "b", "a"], context=CONTEXT)  # a repeat within one call is embedded once
+    assert [r["input"] for r in server.requests] == [["a", "b"]]
+    assert first[0] == first[2] and first[0] == pytest.approx(fake_unit("a"), abs=1e-6)
+    server.requests.clear()
+
+    assert await cached.embed(["b", "c"], context=CONTEXT) == [first[1], pytest.approx(fake_unit("c"), abs=1e-6)]
+    assert [r["input"] for r in server.requests] == [["c"]]  # b came from the cache
+    await cached.embed(["d"], context=CONTEXT)  # a, used least recently, makes room
+    await cached.embed(["a", "b"], context=CONTEXT)
+    assert [r["input"] for r in server.requests] == [["c"], ["d"], ["a"]]
+    assert (cached.hits, cached.misses) == (3, 5)
+    assert sum(r.outcome is CallOutcome.OK for _, r in calls.records) == 4  # one per call with a miss; hits cost none
+
+
+def fake_unit(text: str) -> list[float]:
+    raw = fake_vector(text, 16)
+    norm = cosine(raw, raw) ** 0.5
+    return [x / norm for x in raw]
