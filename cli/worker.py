@@ -118,8 +118,9 @@ def _check_store_lag(database_url: str) -> None:
 
 
 def _serving(health_line: str) -> bool:
-    """A worker claims jobs unless its health line says it is degraded (jobs/runtime/outage.py)."""
-    return not health_line.startswith("degraded")
+    """A worker claims jobs unless its health line says it is degraded (jobs/runtime/outage.py) or still warming
+    (opening what its jobs need, like the local embedding model, before it takes work)."""
+    return not health_line.startswith(("degraded", "warming"))
 
 
 def health_command(
@@ -130,9 +131,10 @@ def health_command(
 ) -> None:
     """Exit 0 when every queue (or each --queue) has at least one live worker, else 1.
 
-    A worker whose health line starts with `degraded` (Redis or Postgres away: it claims nothing) is listed but not
-    counted as live. With --stores, the graph and vector stores' outbox backlog is read too (no store client is
-    opened): a store whose oldest pending change is older than the alert makes it exit 1."""
+    A worker whose health line starts with `degraded` (Redis or Postgres away: it claims nothing) or `warming` (it
+    loads the local embedding model before taking work) is listed but not counted as live. With --stores, the graph
+    and vector stores' outbox backlog is read too (no store client is opened): a store whose oldest pending change
+    is older than the alert makes it exit 1."""
     queues = _check_queues(queue)
     found = backends()
     started = time.perf_counter()
@@ -152,7 +154,7 @@ def health_command(
     elapsed = (time.perf_counter() - started) * 1000
     if missing:
         degraded = sum(not _serving(info) for name in missing for _, info in live[name])
-        note = f"; {degraded} degraded, waiting for a store (see the table)" if degraded else ""
+        note = f"; {degraded} degraded or warming up (see the table)" if degraded else ""
         fail(
             f"no live worker for queue(s): {', '.join(missing)}{note} (checked in {elapsed:.0f} ms)",
             code=EXIT_UNHEALTHY,

@@ -17,6 +17,7 @@ from jobs.runtime.resources import Resource, WorkerResources
 if TYPE_CHECKING:
     from agents.embeddings import Embedder
     from agents.llm import LLMClient
+    from settings import Settings
     from store.graph.base import GraphStore
     from store.vector.base import VectorStore
 
@@ -44,8 +45,16 @@ async def _open_embedder(resources: WorkerResources) -> AsyncIterator[Embedder]:
         yield embedder
 
 
+def _local_model(settings: Settings) -> bool:
+    """The local model takes seconds to load: a worker loads it before taking work (an endpoint opens at once)."""
+    return settings.embeddings_base_url is None
+
+
 EMBEDDER: Resource[Embedder] = Resource(
-    "embedder", _open_embedder, "Text embeddings: an OpenAI-compatible endpoint, or the local all-MiniLM-L6-v2 model."
+    "embedder",
+    _open_embedder,
+    "Text embeddings: an OpenAI-compatible endpoint, or the local all-MiniLM-L6-v2 model (loaded at worker start).",
+    warm=_local_model,
 )
 
 
