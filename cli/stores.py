@@ -245,7 +245,7 @@ def _stores_of(store: str | None) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Lag:
-    """One store's outbox backlog against the alert."""
+    """One store's outbox backlog against the alert, and whether the store is failing right now."""
 
     store: str
     rows: int
@@ -253,21 +253,58 @@ class Lag:
     oldest_lag_s: float
     last_error: str | None
     alert_s: float
+    failing_for_s: float | None = None
+    store_failures: int = 0
+    retry_in_s: float | None = None
+    last_error_age_s: float | None = None
 
     @property
     def lagging(self) -> bool:
         return self.oldest_lag_s > self.alert_s
 
-    def line(self) -> str:
-        state = f"LAGGING (past {self.alert_s:g} s)" if self.lagging else "ok"
-        text = (
-            f"{self.store}: {state}, {self.rows} rows pending, {self.failing} failing, oldest {self.oldest_lag_s:.1f} s"
+    @property
+    def state(self) -> str:
+        """FAILING (the dispatcher cannot reach or use the store now), LAGGING (past the alert), or ok."""
+        if self.failing_for_s is not None:
+            retry = f", next try in {self.retry_in_s:.0f} s" if self.retry_in_s is not None else ""
+            return f"FAILING for {self.failing_for_s:.0f} s ({self.store_failures} tries{retry})"
+        return f"LAGGING (past {self.alert_s:g} s)" if self.lagging else "ok"
+
+    @property
+    def error(self) -> str | None:
+        """The last error with its age."""
+        if not self.last_error:
+            return None
+        return (
+            f"{self.last_error_age_s:.0f} s ago: {self.last_error}"
+            if self.last_error_age_s is not None
+            else self.last_error
         )
-        return text + (f"; last error: {self.last_error}" if self.last_error else "")
+
+    def line(self) -> str:
+        text = (
+            f"{self.store}: {self.state}, {self.rows} rows pending, {self.failing} failing, "
+            f"oldest {self.oldest_lag_s:.1f} s"
+        )
+        return text + (f"; last error {self.error}" if self.error else "")
 
 
 def lags(backlog: Sequence[Backlog], alert_s: float) -> list[Lag]:
-    return [Lag(b.store, b.rows, b.failing, b.oldest_lag_s, b.last_error, alert_s) for b in backlog]
+    return [
+        Lag(
+            b.store,
+            b.rows,
+            b.failing,
+            b.oldest_lag_s,
+            b.last_error,
+            alert_s,
+            b.failing_for_s,
+            b.store_failures,
+            b.retry_in_s,
+            b.last_error_age_s,
+        )
+        for b in backlog
+    ]
 
 
 async def read_lags(database_url: str, alert_s: float) -> list[Lag]:
@@ -345,7 +382,8 @@ async def _backlog(db: asyncpg.Pool) -> list[Backlog]:
 
 @sync_app.command("status")
 def sync_status_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Outbox backlog per derived store: rows pending, rows failing, the oldest pending change's age, the last error.
+    """Outbox backlog per derived store: whether the store is failing right now (as its dispatcher finds it: for how
+    long, how many tries, the next one), rows pending, rows failing, the oldest pending change's age, the last error.
 
     Exit 1 when a store's oldest pending change is older than ORRERY_SYNC_LAG_ALERT_S (a store that is down or a
     dispatcher that is not running), else 0."""
@@ -353,14 +391,16 @@ def sync_status_command(as_json: bool = typer.Option(False, "--json", help="Mach
     found = backends()
     stores = run_async(read_lags(found.database_url, cfg.sync_lag_alert_s))
     if as_json:
-        rows = [{**asdict(lag), "lagging": lag.lagging} for lag in stores]
+        rows = [
+            {**asdict(lag), "lagging": lag.lagging, "store_failing": lag.failing_for_s is not None} for lag in stores
+        ]
         _print_json({"lag_alert_s": cfg.sync_lag_alert_s, "stores": rows})
     else:
         table = Table("store", "status", "pending rows", "failing", "oldest lag", "last error")
         for lag in stores:
-            status = "[red]LAGGING[/]" if lag.lagging else "[green]ok[/]"
+            status = f"[green]{lag.state}[/]" if lag.state == "ok" else f"[red]{lag.state}[/]"
             age = f"{lag.oldest_lag_s:.1f} s"
-            table.add_row(lag.store, status, str(lag.rows), str(lag.failing), age, lag.last_error or "-")
+            table.add_row(lag.store, status, str(lag.rows), str(lag.failing), age, lag.error or "-")
         console.print(table)
         console.print(f"lag alert: {cfg.sync_lag_alert_s:g} s (ORRERY_SYNC_LAG_ALERT_S)")
     if any(lag.lagging for lag in stores):

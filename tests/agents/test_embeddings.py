@@ -3,14 +3,7 @@ client against a local embeddings server over real HTTP, with every attempt in t
 
 from __future__ import annotations
 
-import hashlib
-import json
-import threading
-from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import asyncpg
 import pytest
@@ -28,6 +21,7 @@ from core.errors import PermanentError, TransientError
 from core.llm_records import CallOutcome, CallPurpose, ResponseFormatMode
 from settings import load_settings
 from store.llm_calls import PostgresCallLog, list_llm_calls
+from tests.embeddings_server import EmbeddingsServer, fake_vector
 
 CONTEXT = CallContext(user_id="u-1", agent="recall", job_id="job-1")
 
@@ -74,73 +68,6 @@ async def test_settings_without_an_endpoint_open_the_local_model() -> None:
 
 
 # --- an OpenAI-compatible endpoint ---------------------------------------------------------------------------------
-
-
-def fake_vector(text: str, dimension: int) -> list[float]:
-    digest = hashlib.sha256(text.encode()).digest()
-    return [(digest[i % 32] - 128) / 128 for i in range(dimension)]
-
-
-@dataclass
-class EmbeddingsServer:
-    """/v1/embeddings on 127.0.0.1: deterministic vectors, reported usage, and a queue of scripted failures."""
-
-    dimension: int = 16
-    shuffle: bool = False
-    failures: deque[tuple[int, dict[str, str]]] = field(default_factory=deque)
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    _httpd: ThreadingHTTPServer | None = None
-
-    @property
-    def base_url(self) -> str:
-        assert self._httpd is not None
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> EmbeddingsServer:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Quiet: the tests read `requests`."""
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, **body})
-                if server.failures:
-                    status, headers = server.failures.popleft()
-                    self.reply(status, {"error": {"message": f"scripted {status}", "type": "x", "code": None}}, headers)
-                    return
-                data = [
-                    {"object": "embedding", "index": i, "embedding": fake_vector(text, server.dimension)}
-                    for i, text in enumerate(body["input"])
-                ]
-                if server.shuffle:
-                    data.reverse()
-                tokens = sum(len(text.split()) for text in body["input"])
-                usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-                self.reply(200, {"object": "list", "data": data, "model": body["model"], "usage": usage}, {})
-
-            def reply(self, status: int, payload: Any, headers: dict[str, str]) -> None:
-                raw = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        assert self._httpd is not None
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 @pytest.fixture
