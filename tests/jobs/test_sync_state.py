@@ -6,14 +6,15 @@ vector store's embeddings endpoint failing over real HTTP."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from agents.embeddings import OpenAIEmbedder
 from jobs.runtime.enqueue import enqueue
 from jobs.runtime.keys import BATCH
 from jobs.runtime.metrics import BacklogCollector
@@ -27,9 +28,13 @@ from tests.jobs.conftest import cli_env, wait_until
 from tests.jobs.testjobs import TEST_JOBS
 from tests.store.derived_memory import remember
 
+importlib.import_module("agents.embeddings")
+"""Imported with the test, not first inside the job: a first import of the openai client holds the event loop for
+seconds on a loaded machine."""
+
 
 @pytest.fixture
-def endpoint() -> object:
+def endpoint() -> Iterator[EmbeddingsServer]:
     with EmbeddingsServer(dimension=16) as server:
         yield server
 
@@ -51,8 +56,6 @@ async def test_an_embedder_outage_shows_while_it_lasts_and_the_store_is_tried_ag
     dispatcher went on to the next user, whose request hung, so the batch never ended and nothing was recorded:
     status showed nothing wrong for as long as the outage lasted. Now the first failure marks the store failing at
     once, every row waits for the store's next try, and no second request is made until then."""
-    assert OpenAIEmbedder  # imported here, not first inside the job: a first import of the openai client blocks the
-    # event loop for seconds on a loaded machine, longer than these tests' 2 s job lease
     embedding = {"embeddings_base_url": endpoint.base_url, "embeddings_model": "embed-small"}
     settings = settings.model_copy(
         update={**embedding, "embeddings_dimension": 16, "llm_max_retries": 0, "job_lease_s": 15}  # no takeovers
