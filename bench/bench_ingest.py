@@ -114,10 +114,10 @@ async def sample_costs(database_url: str, redis_url: str, data_dir: Path) -> lis
 WARMUP_CONVERSATIONS = 20
 """Ready at once, so the worker processes warm up (first connections, the LLM client, statement caches) on them."""
 
-BACKLOG_DELAY_S = 30.0
+BACKLOG_DELAY_S = 120.0
 """The backlog is queued to become due this long after the worker command starts, so every process is up and warm
 when it does (a fresh interpreter per process takes a few seconds to import everything, and loads the local
-embedding model before it takes work)."""
+embedding model before it takes work: up to a minute when other work keeps the 2 cores busy)."""
 
 
 async def runtime_throughput(

@@ -52,8 +52,27 @@ def _forms(match: str) -> tuple[bytes, ...]:
     return tuple({match.encode(), json.dumps(match)[1:-1].encode()})
 
 
-async def _serve(response: bytes, keyed: list[tuple[tuple[bytes, ...], bytes]], ready: Connection) -> None:
+def distinct_answer(answer: dict[str, Any], serial: int) -> dict[str, Any]:
+    """`answer` with its memory units' titles and contents and its concepts' descriptions made its own (" #serial"),
+    so no two conversations embed the same texts; concept names stay, as common names recur across users."""
+    units = [
+        {**u, "title": f"{u['title']} #{serial}", "content": f"{u['content']} #{serial}"}
+        for u in answer["memory_units"]
+    ]
+    concepts = [{**c, "description": f"{c.get('description') or ''} #{serial}".strip()} for c in answer["concepts"]]
+    return {**answer, "memory_units": units, "concepts": concepts}
+
+
+async def _serve(
+    response: bytes,
+    keyed: list[tuple[tuple[bytes, ...], bytes]],
+    ready: Connection,
+    distinct: tuple[dict[str, Any], int] | None = None,
+) -> None:
+    served = 0
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -63,6 +82,9 @@ async def _serve(response: bytes, keyed: list[tuple[tuple[bytes, ...], bytes]], 
                         length = int(line[15:])
                 body = await reader.readexactly(length) if length else b""
                 chosen = next((r for forms, r in keyed if any(form in body for form in forms)), response)
+                if distinct is not None and chosen is response:
+                    served += 1
+                    chosen = completion_bytes(distinct_answer(distinct[0], served), distinct[1])
                 writer.write(chosen)
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
@@ -73,19 +95,28 @@ async def _serve(response: bytes, keyed: list[tuple[tuple[bytes, ...], bytes]], 
     await server.serve_forever()
 
 
-def _child(response: bytes, keyed: list[tuple[tuple[bytes, ...], bytes]], ready: Connection) -> None:
-    asyncio.run(_serve(response, keyed, ready))
+def _child(
+    response: bytes,
+    keyed: list[tuple[tuple[bytes, ...], bytes]],
+    ready: Connection,
+    distinct: tuple[dict[str, Any], int] | None = None,
+) -> None:
+    asyncio.run(_serve(response, keyed, ready, distinct))
 
 
 @contextmanager
-def instant_llm(answer: Any, prompt_tokens: int = 1500, *, keyed: Sequence[tuple[str, Any]] = ()) -> Iterator[str]:
+def instant_llm(
+    answer: Any, prompt_tokens: int = 1500, *, keyed: Sequence[tuple[str, Any]] = (), distinct: bool = False
+) -> Iterator[str]:
     """Serve `answer` to every chat completion from a child process; yields the base URL (ending in /v1). `keyed`
     (text, answer) pairs answer a request whose body contains the text with that answer instead (the sample
-    conversations' own answers, say), the first that matches."""
+    conversations' own answers, say), the first that matches. `distinct`: every answer's texts are its own
+    (distinct_answer), built per request."""
     receiver, sender = get_context("spawn").Pipe(duplex=False)
     responses = [(_forms(text), completion_bytes(value, prompt_tokens)) for text, value in keyed]
+    varied = (answer, prompt_tokens) if distinct else None
     process = get_context("spawn").Process(
-        target=_child, args=(completion_bytes(answer, prompt_tokens), responses, sender), daemon=True
+        target=_child, args=(completion_bytes(answer, prompt_tokens), responses, sender, varied), daemon=True
     )
     process.start()
     try:

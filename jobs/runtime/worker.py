@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -166,7 +166,8 @@ async def run_workers(
     warming = resources.start_warming(to_warm(settings, specs, options.queues))
     background = [asyncio.create_task(refresh_leases(workers, settings.job_lease_s, stop))]
     if cron_jobs:
-        background.append(asyncio.create_task(CronScheduler(redis, pool, cron_jobs).run(stop)))
+        scheduler = CronScheduler(redis, pool, cron_jobs)
+        background.append(asyncio.create_task(_once_warm(warming, lambda: scheduler.run(stop))))
     logger.info(
         "worker started",
         worker_id=resources.worker_id,
@@ -226,6 +227,16 @@ def to_warm(settings: Settings, specs: Sequence[JobSpec], queues: Sequence[str])
         if spec.queue in queues:
             wanted.update((r, None) for r in spec.resources if r.warm is not None and r.warm(settings))
     return list(wanted)
+
+
+async def _once_warm(warming: asyncio.Task[None] | None, work: Callable[[], Awaitable[None]]) -> None:
+    """Run `work` once warming is over (at once when there is none); never if it failed: a worker that is not ready
+    fires no cron slot either (the jobs it would enqueue would wait, and a slot is fired once for the whole fleet)."""
+    if warming is not None:
+        await asyncio.wait({warming})
+        if warming.cancelled() or warming.exception() is not None:
+            return
+    await work()
 
 
 async def _warming_failed(task: asyncio.Task[None] | None) -> None:
