@@ -155,6 +155,8 @@ async def runtime_throughput(
                 str(ROOT / "run.py"),
                 "worker",
                 "--burst",
+                "--horizon",
+                str(BACKLOG_DELAY_S * 2),  # the backlog, due later, keeps the burst going
                 "--queue",
                 INTERACTIVE,
                 "--concurrency",
