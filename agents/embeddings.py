@@ -121,8 +121,9 @@ def _load_local_model() -> SentenceTransformer:
 class LocalEmbedder:
     """all-MiniLM-L6-v2 on the CPU (384 dimensions). Texts longer than 256 word pieces are truncated by the model.
 
-    Encoding runs in a thread so the event loop keeps serving other jobs, one batch at a time per process (torch
-    already uses every core for one batch; two at once only thrash).
+    Encoding runs in a thread so the event loop keeps serving other jobs, one forward pass (`batch_size` texts) at a
+    time per process: two at once only thrash, and a large call (the dispatcher's) takes the model one pass at a time,
+    so a small one (ingestion's similarity rule) waits for at most one pass, not for the whole call.
     """
 
     def __init__(self, model: SentenceTransformer, *, batch_size: int = LOCAL_BATCH_SIZE) -> None:
@@ -152,10 +153,15 @@ class LocalEmbedder:
 
     async def embed(self, texts: Sequence[str], *, context: CallContext) -> list[list[float]]:
         batch = _check_texts(texts)
-        if not batch:
-            return []
-        async with self._lock:
-            return await asyncio.to_thread(self._encode, batch)
+        order = sorted(range(len(batch)), key=lambda i: len(batch[i]))  # texts of a length share a pass: less padding
+        vectors: list[list[float]] = [[] for _ in batch]
+        for start in range(0, len(order), self._batch_size):
+            chunk = order[start : start + self._batch_size]
+            async with self._lock:  # FIFO: callers take turns pass by pass
+                encoded = await asyncio.to_thread(self._encode, [batch[i] for i in chunk])
+            for index, vector in zip(chunk, encoded, strict=True):
+                vectors[index] = vector
+        return vectors
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
         vectors = self._model.encode(

@@ -3,6 +3,7 @@ client against a local embeddings server over real HTTP, with every attempt in t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -54,6 +55,28 @@ async def test_local_model_puts_paraphrases_together(local: LocalEmbedder) -> No
     assert cosine(sister, paraphrase) > cosine(sister, taxes) + 0.4
     assert cosine(sister, paraphrase) > cosine(sister, run) + 0.4
     assert await local.embed([], context=CONTEXT) == []
+
+
+async def test_a_small_call_waits_for_one_pass_of_a_large_one_not_all_of_it(local: LocalEmbedder) -> None:
+    """The dispatcher's large calls and ingestion's small ones share the model pass by pass (FIFO), in input order
+    whatever the length order the passes took."""
+    chunked = LocalEmbedder(local._model, batch_size=4)
+    large = [f"memory number {n}: " + "a long day of running " * (n % 5) for n in range(40)]
+    done: list[str] = []
+
+    async def call(name: str, texts: list[str]) -> list[list[float]]:
+        vectors = await chunked.embed(texts, context=CONTEXT)
+        done.append(name)
+        return vectors
+
+    first = asyncio.create_task(call("large", large))
+    await asyncio.sleep(0)  # the large call takes the model for its first pass
+    small = await call("small", ["Emma (person)"])
+    many = await first
+    assert done == ["small", "large"]
+    alone = await local.embed([large[7], large[31], "Emma (person)"], context=CONTEXT)
+    assert cosine(many[7], alone[0]) > 0.9999 and cosine(many[31], alone[1]) > 0.9999
+    assert cosine(small[0], alone[2]) > 0.9999
 
 
 async def test_blank_texts_are_refused_before_any_work(local: LocalEmbedder) -> None:
