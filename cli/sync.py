@@ -29,7 +29,7 @@ sync_app = typer.Typer(
 
 @dataclass(frozen=True)
 class Lag:
-    """One store's outbox backlog against the alert."""
+    """One store's outbox backlog against the alert, and whether the store is failing right now."""
 
     store: str
     rows: int
@@ -37,22 +37,56 @@ class Lag:
     oldest_lag_s: float
     last_error: str | None
     alert_s: float
+    failing_for_s: float | None = None
+    store_failures: int = 0
+    retry_in_s: float | None = None
+    last_error_age_s: float | None = None
 
     @property
     def lagging(self) -> bool:
         return self.oldest_lag_s > self.alert_s
 
+    @property
+    def state(self) -> str:
+        """FAILING (the dispatcher cannot reach or use the store now), LAGGING (past the alert), or ok."""
+        if self.failing_for_s is not None:
+            retry = f", next try in {self.retry_in_s:.0f} s" if self.retry_in_s is not None else ""
+            return f"FAILING for {self.failing_for_s:.0f} s ({self.store_failures} tries{retry})"
+        return f"LAGGING (past {self.alert_s:g} s)" if self.lagging else "ok"
+
+    @property
+    def error(self) -> str | None:
+        """The last error with its age."""
+        if not self.last_error:
+            return None
+        if self.last_error_age_s is None:
+            return self.last_error
+        return f"{self.last_error_age_s:.0f} s ago: {self.last_error}"
+
     def summary(self) -> str:
-        state = f"LAGGING (past {self.alert_s:g} s)" if self.lagging else "ok"
-        text = f"{state}, {self.rows} rows pending, {self.failing} failing, oldest {self.oldest_lag_s:.1f} s"
-        return text + (f"; last error: {self.last_error}" if self.last_error else "")
+        text = f"{self.state}, {self.rows} rows pending, {self.failing} failing, oldest {self.oldest_lag_s:.1f} s"
+        return text + (f"; last error {self.error}" if self.error else "")
 
     def line(self) -> str:
         return f"{self.store}: {self.summary()}"
 
 
 def lags(backlog: Sequence[Backlog], alert_s: float) -> list[Lag]:
-    return [Lag(b.store, b.rows, b.failing, b.oldest_lag_s, b.last_error, alert_s) for b in backlog]
+    return [
+        Lag(
+            b.store,
+            b.rows,
+            b.failing,
+            b.oldest_lag_s,
+            b.last_error,
+            alert_s,
+            b.failing_for_s,
+            b.store_failures,
+            b.retry_in_s,
+            b.last_error_age_s,
+        )
+        for b in backlog
+    ]
 
 
 async def read_lags(database_url: str, alert_s: float) -> list[Lag]:
@@ -130,7 +164,8 @@ async def _backlog(db: asyncpg.Pool) -> list[Backlog]:
 
 @sync_app.command("status")
 def sync_status_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Outbox backlog per derived store: rows pending, rows failing, the oldest pending change's age, the last error.
+    """Outbox backlog per derived store: whether the store is failing right now (as its dispatcher finds it: for how
+    long, how many tries, the next one), rows pending, rows failing, the oldest pending change's age, the last error.
 
     Exit 1 when a store's oldest pending change is older than ORRERY_SYNC_LAG_ALERT_S (a store that is down or a
     dispatcher that is not running), else 0.
@@ -140,14 +175,16 @@ def sync_status_command(as_json: bool = typer.Option(False, "--json", help="Mach
     found = migrated()
     stores = run_async(read_lags(found.database_url, cfg.sync_lag_alert_s))
     if as_json:
-        rows = [{**asdict(lag), "lagging": lag.lagging} for lag in stores]
+        rows = [
+            {**asdict(lag), "lagging": lag.lagging, "store_failing": lag.failing_for_s is not None} for lag in stores
+        ]
         print_json({"lag_alert_s": cfg.sync_lag_alert_s, "stores": rows})
     else:
         columns = [Col("store", key=True), Col("status"), Col("pending rows"), Col("failing"), Col("oldest lag")]
         rows_shown = [
             (
                 lag.store,
-                styled("[red]LAGGING[/]" if lag.lagging else "[green]ok[/]"),
+                styled(f"[green]{lag.state}[/]" if lag.state == "ok" else f"[red]{lag.state}[/]"),
                 str(lag.rows),
                 str(lag.failing),
                 f"{lag.oldest_lag_s:.1f} s",
@@ -156,8 +193,8 @@ def sync_status_command(as_json: bool = typer.Option(False, "--json", help="Mach
         ]
         show(console, columns, rows_shown)
         for lag in stores:
-            if lag.last_error:
-                console.print(f"{lag.store}: last error: {lag.last_error}", highlight=False, soft_wrap=True)
+            if lag.error:
+                console.print(f"{lag.store}: last error {lag.error}", highlight=False, soft_wrap=True)
         console.print(f"lag alert: {cfg.sync_lag_alert_s:g} s (ORRERY_SYNC_LAG_ALERT_S)")
     if any(lag.lagging for lag in stores):
         raise typer.Exit(EXIT_NOT_RIGHT)

@@ -118,9 +118,10 @@ def health_command(
 ) -> None:
     """Exit 0 when every queue (or each --queue) has at least one live worker, else 1.
 
-    A worker whose health line starts with `degraded` (Redis or Postgres away: it claims nothing) is listed but not
-    counted as live. With --stores, the graph and vector stores' outbox backlog is read too (no store client is
-    opened): a store whose oldest pending change is older than the alert makes it exit 1.
+    A worker whose health line starts with `degraded` (Redis or Postgres away: it claims nothing) or `warming` (it
+    loads the local embedding model before taking work) is listed but not counted as live. With --stores, the graph
+    and vector stores' outbox backlog is read too (no store client is opened): a store whose oldest pending change is
+    older than the alert makes it exit 1.
 
     Examples:
 
@@ -172,7 +173,7 @@ def health_command(
         fail(f"derived store(s) lagging: {', '.join(lagging)} (see `run.py sync status`)", code=EXIT_NOT_RIGHT)
     if missing:
         degraded = sum(not r.serving for name in missing for r in live[name])
-        note = f"; {degraded} degraded, waiting for a store (see the table)" if degraded else ""
+        note = f"; {degraded} degraded or warming up (see the table)" if degraded else ""
         fail(
             f"no live worker for queue(s): {', '.join(missing)}{note} (checked in {elapsed:.0f} ms)",
             code=EXIT_NOT_RIGHT,

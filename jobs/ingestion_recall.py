@@ -1,21 +1,32 @@
-"""What ingestion takes from the derived stores: the concepts most relevant to a conversation, and the similarity
-rule of concept deduplication. Both are best effort: the stores lag a commit behind and may be down, and ingestion
-never waits for them (DESIGN.md invariant 1), so any failure here logs a warning and ingestion goes on without.
+"""What ingestion takes from the embeddings: the concepts most relevant to a conversation, and the similarity rule of
+concept deduplication.
+
+The relevant concepts are best effort: the vector store lags a commit behind and may be down, and ingestion never
+waits for it (DESIGN.md invariant 1), so a failure there logs a warning and the model is shown the user's most
+recent concepts instead. The similarity rule is not: deduplication that quietly depends on whether a model or an
+endpoint answered in time is no deduplication. The worker loads the local model before it takes work
+(jobs/resources.py), the rule embeds only the new concepts' names (once, through the embedder's text cache) and
+finds the nearest existing names in Postgres (store/concept_names.py), so it costs an ingestion one small batch on
+the model; an embeddings endpoint that is down is waited for (EMBEDDER_PATIENCE_S, keeping the LLM answer already
+paid for), then the job is retried with the runtime's backoff, never written without the rule.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from core.backoff import equal_jitter
 from core.embedding_texts import concept_text
+from core.errors import TransientError
 from core.ingestion import IngestionResult
 from core.vocabulary import NodeLabel
 from jobs.resources import EMBEDDER, VECTOR
 from jobs.runtime.context import JobContext
 from jobs.runtime.retry import describe
+from store import concept_names
 from store.repos.concepts import ConceptRecord
 from store.repos.conversations import ConversationForJob
 from store.sync import read_records
@@ -28,16 +39,13 @@ if TYPE_CHECKING:
 QUERY_CHARS = 4000
 """How much of the conversation is embedded to find its concepts (the model truncates at 256 word pieces anyway;
 the user's own lines come first)."""
-READY_WAIT_S = 1.0
-"""How long ingestion waits for the embedder to open before it goes on without the stores."""
 CANDIDATES = 5
-"""Existing concepts considered per new one: the nearest by their stored vectors, then judged by name."""
-
-
-def cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
-    return dot / norm if norm else 0.0
+"""Existing concepts considered per new one: the nearest names of the same type."""
+EMBEDDER_PATIENCE_S = 60.0
+"""How long the similarity rule keeps trying an embeddings endpoint that fails (each try with the client's own
+retries) before the job is handed back to the runtime's retry, which asks the LLM again."""
+PATIENCE_BASE_S, PATIENCE_CAP_S = 2.0, 20.0
+"""The waits between those tries: 2, 4, 8 … s (jittered), at most 20 s."""
 
 
 def conversation_query(source: ConversationForJob) -> str:
@@ -48,12 +56,11 @@ def conversation_query(source: ConversationForJob) -> str:
 
 
 async def _context(ctx: JobContext, user_id: str) -> tuple[Embedder, CallContext]:
-    """The embedder, if it is ready within READY_WAIT_S: a worker's first use of the local model loads it (~4 s), and
-    ingestion does not wait that long for a best-effort step. The load goes on in its thread and is kept, so the next
-    ingestion finds the model ready."""
+    """The embedder (already open in a worker: it loads the local model before taking work) and the call context
+    its cost is recorded under."""
     from agents.llm import CallContext
 
-    embedder = await asyncio.wait_for(ctx.resource(EMBEDDER), READY_WAIT_S)
+    embedder = await ctx.resource(EMBEDDER)
     return embedder, CallContext(user_id=user_id, agent="ingestion", job_id=ctx.job_id)
 
 
@@ -82,6 +89,29 @@ async def relevant_concepts(ctx: JobContext, source: ConversationForJob, limit: 
     return list(chosen.values())[:limit]
 
 
+async def embed_patiently(
+    ctx: JobContext, embedder: Embedder, texts: Sequence[str], context: CallContext
+) -> list[list[float]]:
+    """`texts` embedded; while the embedder fails transiently (an endpoint outage) tried again with backoff for up to
+    EMBEDDER_PATIENCE_S, then a TransientError for the runtime to retry the job with."""
+    deadline = time.monotonic() + EMBEDDER_PATIENCE_S
+    step = 0
+    while True:
+        try:
+            return await embedder.embed(texts, context=context)
+        except TransientError as exc:
+            delay = equal_jitter(PATIENCE_BASE_S, step, PATIENCE_CAP_S)
+            if time.monotonic() + delay > deadline:
+                raise TransientError(
+                    f"concept deduplication needs the embeddings endpoint, still failing after "
+                    f"{EMBEDDER_PATIENCE_S:g} s ({describe(exc)}); the ingestion is retried with backoff and nothing "
+                    "is written without it"
+                ) from exc
+            ctx.log.warning("ingest.embedder_unavailable", retry_in_s=round(delay, 1), error=describe(exc))
+            await asyncio.sleep(delay)
+            step += 1
+
+
 async def dedupe_by_similarity(ctx: JobContext, result: IngestionResult, *, has_concepts: bool) -> IngestionResult:
     """`result` with each new concept that is an existing one by the similarity rule pointed at it
     (agents/ingestion/similar.py; threshold ORRERY_CONCEPT_SIMILARITY_THRESHOLD). A user with no concepts yet has
@@ -91,37 +121,19 @@ async def dedupe_by_similarity(ctx: JobContext, result: IngestionResult, *, has_
     new = [draft for draft in result.concepts if draft.existing_concept_id is None]
     if not new or not has_concepts:
         return result
-    user_id = result.user_id
-    try:
-        embedder, context = await _context(ctx, user_id)
-        vector = await ctx.resource(VECTOR)
-        full = await embedder.embed(
-            [concept_text(d.name, d.type, d.description) for d in new],
-            context=context,
-        )
-        near = [
-            await vector.search(user_id, v, limit=CANDIDATES, entity_types=[SourceEntityType.CONCEPT]) for v in full
-        ]
-        ids = sorted({hit.source_entity_id for hits in near for hit in hits})
-        records = await read_records(ctx.pool, user_id, NodeLabel.CONCEPT, ids)
-        active = [records[i] for i in ids if i in records and records[i].status == "active"]
-        if not active:
-            return result
-        names = await embedder.embed(
-            [concept_text(d.name, d.type, None) for d in new] + [concept_text(c.name, c.type, None) for c in active],
-            context=context,
-        )
-    except Exception as exc:
-        ctx.log.warning("ingest.similarity_unavailable", error_class=type(exc).__name__, error=describe(exc))
-        return result
-    drafts, existing = names[: len(new)], dict(zip([c.concept_id for c in active], names[len(new) :], strict=True))
-    candidates: dict[str, list[Candidate]] = {}
-    for draft, vector_of_draft, hits in zip(new, drafts, near, strict=True):
-        candidates[draft.key] = [
-            Candidate(i, records[i].name, records[i].type, cosine(vector_of_draft, existing[i]))
-            for i in (hit.source_entity_id for hit in hits)
-            if i in existing
-        ]
+    embedder, context = await _context(ctx, result.user_id)
+    vectors = await embed_patiently(ctx, embedder, [concept_text(d.name, d.type, None) for d in new], context)
+    near = await concept_names.nearest(
+        ctx.pool,
+        result.user_id,
+        embedder.model_version,
+        [(vector, draft.type) for vector, draft in zip(vectors, new, strict=True)],
+        limit=CANDIDATES,
+    )
+    candidates = {
+        draft.key: [Candidate(m.concept_id, m.name, m.type, m.score) for m in matches]
+        for draft, matches in zip(new, near, strict=True)
+    }
     matched = match_similar(result.concepts, candidates, ctx.settings.concept_similarity_threshold)
     if matched:
         ctx.log.info(

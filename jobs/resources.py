@@ -18,6 +18,7 @@ from settings import Settings
 if TYPE_CHECKING:
     from agents.embeddings import Embedder
     from agents.llm import LLMClient
+    from settings import Settings
     from store.graph.base import GraphStore
     from store.vector.base import VectorStore
 
@@ -52,8 +53,16 @@ async def _open_embedder(resources: WorkerResources) -> AsyncIterator[Embedder]:
         yield embedder
 
 
+def _local_model(settings: Settings) -> bool:
+    """The local model takes seconds to load: a worker loads it before taking work (an endpoint opens at once)."""
+    return settings.embeddings_base_url is None
+
+
 EMBEDDER: Resource[Embedder] = Resource(
-    "embedder", _open_embedder, "Text embeddings: an OpenAI-compatible endpoint, or the local all-MiniLM-L6-v2 model."
+    "embedder",
+    _open_embedder,
+    "Text embeddings: an OpenAI-compatible endpoint, or the local all-MiniLM-L6-v2 model (loaded at worker start).",
+    warm=_local_model,
 )
 
 

@@ -7,20 +7,32 @@ one must pick up rows committed meanwhile. A cron sweep every minute is the safe
 a commit and a crash.
 
 Per user, the rows' entities are read from Postgres as they are now (store/sync.py) and applied in one batch, so
-replays and reordering are harmless. A failed batch keeps its rows with a backoff (attempts, last_error) and the
-dispatcher goes on with the next user; a store that is away makes every batch fail fast, and the rows wait.
+replays and reordering are harmless; each user's outcome is recorded as soon as it is known. Two kinds of failure:
+- one user's (their data is refused, say): their rows wait with their own backoff (2, 4, 8 … s, at most a minute)
+  and the dispatcher goes on with the next user;
+- the store's own (away, timing out, its embedder down: `store_trouble`): the dispatcher stops trying it, records
+  it in runtime.sync_state at once (`sync status` and the metrics show it while it lasts), and holds every row of
+  the store until its next try, which it schedules itself: 0.5, 1, 2, 4, then every 5 s. A store that answers again
+  is so noticed within seconds, not waited out, and a store that stays away costs one failed call per try. After
+  PROBE_WINDOW_S of failures it leaves the tries to the sync_sweep cron (once a minute), so a long outage never
+  keeps a burst worker busy.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import groupby
 from typing import Any, Literal
 
+import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.backoff import equal_jitter
+from core.errors import TransientError
 from jobs.resources import EMBEDDER, GRAPH, VECTOR
 from jobs.runtime import queue as redis_queue
 from jobs.runtime import tracing
@@ -28,22 +40,43 @@ from jobs.runtime.context import JobContext
 from jobs.runtime.keys import BATCH
 from jobs.runtime.registry import JobSpec
 from jobs.runtime.retry import describe
-from store import outbox
-from store.sync import Ref, graph_batch, vector_changes
-from store.vector.base import ItemKey, KnowledgeItem, VectorItem
+from store import concept_names, outbox
+from store.outbox import OutboxRow, StoreState
+from store.sync import Ref, VectorChanges, graph_batch, vector_changes
+from store.vector.base import SourceEntityType, VectorItem
 
 BATCH_ROWS = 500
 """Rows claimed at a time; a user's rows within them are applied as one batch."""
 LEASE_S = 120.0
 """How long claimed rows stay hidden from another dispatcher (a crashed one's rows come back after this)."""
 RETRY_BASE_S, RETRY_CAP_S = 2.0, 60.0
-"""A failing row is retried after 2, 4, 8 … seconds (jittered), at most a minute apart: a store back from an outage
-has every waiting row applied within a minute, and probing a store that is still away costs one batch a minute."""
+"""A user's rows that failed (and not the store) are retried after 2, 4, 8 … seconds (jittered), at most a minute
+apart."""
+PROBE_BASE_S, PROBE_CAP_S = 0.5, 5.0
+"""After a failure of the store itself it is tried again after 0.5, 1, 2, 4 s, then every 5 s: a store back from an
+outage has its rows applied within seconds."""
+PROBE_WINDOW_S = 300.0
+"""How long into an outage the dispatcher schedules its own tries; after that the sync_sweep cron brings it back
+each minute (`run.py sync run` at once)."""
 SOON_S = 1.0
 """A dispatcher queued to start within this is as good as a new one for rows just committed."""
 RESCHEDULE_ATTEMPTS = 5
-"""The dispatcher schedules its own return for rows that failed fewer times than this (about a minute of outage);
-after that the sync_sweep cron brings it back each minute, so a long outage never keeps a burst worker busy."""
+"""The dispatcher schedules its own return for a user's failed rows while they failed fewer times than this (about
+a minute); after that the sync_sweep cron brings it back each minute."""
+
+_STORE_DOWN: tuple[type[BaseException], ...] = (
+    TransientError,
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+)
+
+
+def store_trouble(exc: BaseException) -> bool:
+    """A failure of the store itself (unreachable, timing out, its embeddings endpoint down: every user would fail
+    alike), as opposed to one user's batch being refused."""
+    return isinstance(exc, _STORE_DOWN)
 
 
 class SyncArgs(BaseModel):
@@ -53,120 +86,199 @@ class SyncArgs(BaseModel):
 
 
 Outcome = int | Exception
-"""Per user: the number of changes applied, or why the user's rows could not be."""
+"""For some users: the number of changes applied, or why their rows could not be."""
+Outcomes = AsyncGenerator[tuple[list[str], Outcome], None]
+"""What an apply function yields as it goes: users and their outcome, each as soon as it is known."""
 
 
-async def apply_graph(ctx: JobContext, refs: Mapping[str, list[Ref]]) -> dict[str, Outcome]:
+async def apply_graph(ctx: JobContext, refs: Mapping[str, list[Ref]]) -> Outcomes:
     """One batch per user, each its own transaction in the store."""
     graph = await ctx.resource(GRAPH)
-    outcomes: dict[str, Outcome] = {}
     for user_id, mine in refs.items():
         try:
             batch = await graph_batch(ctx.pool, graph, user_id, mine)
             await graph.apply(user_id, batch)
-            outcomes[user_id] = len(batch)
         except Exception as exc:
-            outcomes[user_id] = exc
-    return outcomes
+            yield [user_id], exc
+        else:
+            yield [user_id], len(batch)
 
 
-async def apply_vector(ctx: JobContext, refs: Mapping[str, list[Ref]]) -> dict[str, Outcome]:
-    """Every user's items embedded, then written user by user; one user's failure keeps only their rows back."""
-    from agents.embeddings import LocalEmbedder
-    from agents.llm import CallContext
-
+async def apply_vector(ctx: JobContext, refs: Mapping[str, list[Ref]]) -> Outcomes:
+    """Every user's items (and their concepts' names, store/concept_names.py) embedded, then written user by user."""
     vector = await ctx.resource(VECTOR)
     embedder = await ctx.resource(EMBEDDER)
-    outcomes: dict[str, Outcome] = {}
-    changes: dict[str, tuple[list[KnowledgeItem], list[ItemKey]]] = {}
+    changes: dict[str, VectorChanges] = {}
     for user_id, mine in refs.items():
         try:
             changes[user_id] = await vector_changes(ctx.pool, user_id, mine)
         except Exception as exc:
-            outcomes[user_id] = exc
-    embedded: dict[str, list[VectorItem]] = {}
+            yield [user_id], exc
     # The local model is fastest in large batches and records no calls: one call for every user. An endpoint's calls
     # are recorded per user (the daily budget is per user), so each user gets their own.
-    shared = isinstance(embedder, LocalEmbedder)
-    groups = [list(changes)] if shared else [[user_id] for user_id in changes]
+    groups = [[user_id] for user_id in changes] if embedder.records_calls else [list(changes)]
     for users in groups:
-        texts = [item.embedding_text for user_id in users for item in changes[user_id][0]]
+        texts = [item.embedding_text for user_id in users for item in changes[user_id].upserts]
+        texts += [name.text for user_id in users for name in changes[user_id].names]
         try:
-            context = CallContext(user_id=users[0], agent="sync", job_id=ctx.job_id)
-            vectors = iter(await embedder.embed(texts, context=context) if texts else [])
+            vectors = iter(await embedder.embed(texts, context=_context(users[0], ctx)) if texts else [])
         except Exception as exc:
-            outcomes.update(dict.fromkeys(users, exc))
+            yield users, exc
             continue
+        items = {u: [VectorItem(i, next(vectors), embedder.model_version) for i in changes[u].upserts] for u in users}
+        names = {u: [(name, next(vectors)) for name in changes[u].names] for u in users}
         for user_id in users:
-            embedded[user_id] = [VectorItem(i, next(vectors), embedder.model_version) for i in changes[user_id][0]]
-    for user_id, vectors_of_user in embedded.items():
-        items, deletes = changes[user_id]
-        try:
-            if vectors_of_user:
-                await vector.upsert(vectors_of_user)
-            for key in deletes:
-                await vector.delete_entity(user_id, key.source_entity_type, key.source_entity_id)
-            outcomes[user_id] = len(items) + len(deletes)
-        except Exception as exc:
-            outcomes[user_id] = exc
-    return outcomes
+            change = changes[user_id]
+            gone = [k.source_entity_id for k in change.deletes if k.source_entity_type is SourceEntityType.CONCEPT]
+            try:
+                if items[user_id]:
+                    await vector.upsert(items[user_id])
+                for key in change.deletes:
+                    await vector.delete_entity(user_id, key.source_entity_type, key.source_entity_id)
+                await concept_names.upsert(ctx.pool, user_id, embedder.model_version, names[user_id])
+                await concept_names.delete(ctx.pool, user_id, gone)
+            except Exception as exc:
+                yield [user_id], exc
+            else:
+                yield [user_id], len(change.upserts) + len(change.deletes)
+
+
+def _context(user_id: str, ctx: JobContext) -> Any:
+    from agents.llm import CallContext
+
+    return CallContext(user_id=user_id, agent="sync", job_id=ctx.job_id)
 
 
 APPLY = {"graph": apply_graph, "vector": apply_vector}
 
 
+@dataclass
+class Progress:
+    """What one dispatcher run did, and the store's state if it found the store failing."""
+
+    done: int = 0
+    failed: int = 0
+    changes: int = 0
+    failing: StoreState | None = None
+
+
+async def _apply_claimed(ctx: JobContext, store: str, rows: list[OutboxRow], progress: Progress) -> None:
+    """Apply one claim's rows user by user, recording each user's outcome as it comes; on a failure of the store
+    itself, hold the rest (and every row due before the store's next try) and stop."""
+    by_user = {
+        user_id: list(grouped)
+        for user_id, grouped in groupby(sorted(rows, key=lambda r: (r.user_id, r.id)), key=lambda r: r.user_id)
+    }
+    refs = {user: [Ref(r.label, r.entity_id) for r in mine] for user, mine in by_user.items()}
+    settled: set[int] = set()
+    answered = False
+    traced: dict[str, str | int] = {"orrery.store": store, "orrery.users": len(refs), "orrery.rows": len(rows)}
+    with tracing.span("store.apply", traced):
+        async with aclosing(APPLY[store](ctx, refs)) as outcomes:
+            async for users, outcome in outcomes:
+                mine = [row for user_id in users for row in by_user[user_id]]
+                ids = [row.id for row in mine]
+                settled.update(ids)
+                if not isinstance(outcome, Exception):
+                    await outbox.applied(ctx.pool, ids)
+                    if not answered:
+                        await outbox.store_answered(ctx.pool, store)
+                        answered = True
+                    progress.done += len(ids)
+                    progress.changes += outcome
+                    continue
+                error = describe(outcome)
+                attempts = max(row.attempts for row in mine) + 1
+                if store_trouble(outcome):
+                    await outbox.failed(ctx.pool, ids, error=error, delay_s=0)
+                    unsettled = [row.id for row in rows if row.id not in settled]
+                    progress.failing = await outbox.store_failed(
+                        ctx.pool,
+                        store,
+                        error=error,
+                        claimed=unsettled,
+                        retry_base_s=PROBE_BASE_S,
+                        retry_cap_s=PROBE_CAP_S,
+                    )
+                    progress.failed += len(ids) + len(unsettled)
+                    ctx.log.warning(
+                        "sync.store_failing",
+                        store=store,
+                        failures=progress.failing.failures,
+                        retry_at=progress.failing.retry_at,
+                        rows_held=len(ids) + len(unsettled),
+                        error_class=type(outcome).__name__,
+                        error=error,
+                    )
+                    return
+                delay = equal_jitter(RETRY_BASE_S, attempts - 1, RETRY_CAP_S)
+                await outbox.failed(ctx.pool, ids, error=error, delay_s=delay)
+                await outbox.note_error(ctx.pool, store, error)
+                ctx.log.warning(
+                    "sync.failed",
+                    store=store,
+                    users=users,
+                    rows=len(ids),
+                    attempts=attempts,
+                    retry_in_s=round(delay, 1),
+                    error_class=type(outcome).__name__,
+                    error=error,
+                )
+                progress.failed += len(ids)
+
+
 async def sync_stores(ctx: JobContext, args: SyncArgs) -> Mapping[str, Any]:
     """Apply due outbox rows of one store until none is left (or max_rows); idempotent: every row re-reads its
     entity's current rows, and a row is deleted only once its store has applied it."""
-    apply = APPLY[args.store]
     started = time.perf_counter()
-    done = failed = changes = 0
-    while done + failed < args.max_rows:
-        rows = await outbox.claim(ctx.pool, args.store, limit=min(BATCH_ROWS, args.max_rows), lease_s=LEASE_S)
+    progress = Progress()
+    state = await outbox.store_state(ctx.pool, args.store)
+    if state.failing and state.retry_at is not None and state.retry_at > datetime.now(UTC):
+        # Known to be away until its next try: what was committed since waits for that try, untried.
+        await outbox.hold(ctx.pool, args.store, until=state.retry_at)
+        progress.failing = state
+    while progress.failing is None and progress.done + progress.failed < args.max_rows:
+        limit = min(BATCH_ROWS, args.max_rows - progress.done - progress.failed)
+        rows = await outbox.claim(ctx.pool, args.store, limit=limit, lease_s=LEASE_S)
         if not rows:
             break
-        by_user = {
-            user_id: list(grouped)
-            for user_id, grouped in groupby(sorted(rows, key=lambda r: (r.user_id, r.id)), key=lambda r: r.user_id)
-        }
-        refs = {user: [Ref(r.label, r.entity_id) for r in mine] for user, mine in by_user.items()}
-        traced = {"orrery.store": args.store, "orrery.users": len(refs), "orrery.rows": len(rows)}
-        with tracing.span("store.apply", traced):
-            outcomes = await apply(ctx, refs)
-        for user_id, mine in by_user.items():
-            ids = [row.id for row in mine]
-            outcome = outcomes[user_id]
-            if not isinstance(outcome, Exception):
-                await outbox.applied(ctx.pool, ids)
-                done += len(ids)
-                changes += outcome
-                continue
-            attempts = max(row.attempts for row in mine) + 1
-            delay = equal_jitter(RETRY_BASE_S, attempts - 1, RETRY_CAP_S)
-            await outbox.failed(ctx.pool, ids, error=describe(outcome), delay_s=delay)
-            ctx.log.warning(
-                "sync.failed",
-                store=args.store,
-                user_id=user_id,
-                rows=len(ids),
-                attempts=attempts,
-                retry_in_s=round(delay, 1),
-                error_class=type(outcome).__name__,
-                error=describe(outcome),
-            )
-            failed += len(ids)
-    waiting = await outbox.next_due(ctx.pool, args.store, below_attempts=RESCHEDULE_ATTEMPTS)
-    if waiting is not None:
-        # Failed rows in their backoff: come back for them when they fall due. Under the other of the store's two ids
-        # (this one is still running, so its own would be refused); if that one is queued or running already, it
-        # does this same check when it ends.
-        main = f"sync:{args.store}"
-        again = f"{main}:retry" if ctx.job_id == main else main
-        await ctx.enqueue(SYNC_STORES, {"store": args.store}, job_id=again, run_at=waiting)
+        if state.failing:
+            ctx.log.info("sync.store_trying", store=args.store, failing_since=state.failing_since)
+        await _apply_claimed(ctx, args.store, rows, progress)
+        if state.failing and progress.failing is None and progress.done:
+            away_s = (datetime.now(UTC) - state.failing_since).total_seconds() if state.failing_since else None
+            ctx.log.info("sync.store_back", store=args.store, away_s=round(away_s or 0, 1))
+            state = await outbox.store_state(ctx.pool, args.store)
+    await _come_back(ctx, args.store, progress.failing)
     elapsed = round(time.perf_counter() - started, 3)
-    if done or failed:
-        ctx.log.info("sync.done", store=args.store, rows=done, failed=failed, changes=changes, seconds=elapsed)
-    return {"store": args.store, "rows": done, "failed": failed, "changes": changes}
+    if progress.done or progress.failed:
+        ctx.log.info(
+            "sync.done",
+            store=args.store,
+            rows=progress.done,
+            failed=progress.failed,
+            changes=progress.changes,
+            seconds=elapsed,
+        )
+    return {"store": args.store, "rows": progress.done, "failed": progress.failed, "changes": progress.changes}
+
+
+async def _come_back(ctx: JobContext, store: str, failing: StoreState | None) -> None:
+    """Schedule this dispatcher's own return: for the store's next try while it fails (within PROBE_WINDOW_S of
+    the outage's start), else for a user's rows in their backoff. Under the other of the store's two ids (this one
+    is still running, so its own would be refused); if that one is queued or running already, it does this same
+    check when it ends."""
+    if failing is not None:
+        within = failing.failing_since is not None and (
+            (datetime.now(UTC) - failing.failing_since).total_seconds() < PROBE_WINDOW_S
+        )
+        waiting = failing.retry_at if within else None
+    else:
+        waiting = await outbox.next_due(ctx.pool, store, below_attempts=RESCHEDULE_ATTEMPTS)
+    if waiting is not None:
+        main = f"sync:{store}"
+        again = f"{main}:retry" if ctx.job_id == main else main
+        await ctx.enqueue(SYNC_STORES, {"store": store}, job_id=again, run_at=waiting)
 
 
 SYNC_STORES = JobSpec(

@@ -8,11 +8,13 @@ gone (or, for vectors, a concept merged away) is deleted. The same functions ser
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.vocabulary import NodeLabel, RelationshipType, StructuralRelationshipType
+from store.concept_names import ConceptName, concept_name
 from store.graph.base import (
     ROW_KEY_COLUMN,
     EdgeKey,
@@ -163,11 +165,11 @@ async def graph_batch(db: Executor, graph: GraphStore, user_id: str, refs: Itera
     edges = [edge for edge in await outgoing_edges(db, user_id, present) if edge.target not in set(deleted)]
     wanted = {edge.key for edge in edges}
     stale: set[EdgeKey] = set()
-    for node in nodes:
-        if node.label is NodeLabel.USER:
-            continue
-        around = await graph.neighbourhood(user_id, node.ref, depth=1)
-        stale |= {edge.key for edge in around.edges if edge.source == node.ref and edge.key not in wanted}
+    sources = [node.ref for node in nodes if node.label is not NodeLabel.USER]
+    # one read per node, at once: the store's round trips overlap instead of adding up
+    around = await asyncio.gather(*(graph.neighbourhood(user_id, source) for source in sources))
+    for source, subgraph in zip(sources, around, strict=True):
+        stale |= {edge.key for edge in subgraph.edges if edge.source == source and edge.key not in wanted}
     return GraphBatch(
         upsert_nodes=tuple(nodes),
         upsert_edges=tuple(edges),
@@ -187,10 +189,19 @@ def knowledge_item(label: NodeLabel, record: Any) -> KnowledgeItem | None:
     return None
 
 
-async def vector_changes(db: Executor, user_id: str, refs: Iterable[Ref]) -> tuple[list[KnowledgeItem], list[ItemKey]]:
-    """(items to embed and upsert, keys to delete) that make the vector store match Postgres for these entities."""
-    upserts: list[KnowledgeItem] = []
-    deletes: list[ItemKey] = []
+@dataclass
+class VectorChanges:
+    """What makes the vector store match Postgres for some of one user's entities: items to embed and upsert, keys
+    to delete, and the names of the active concepts among them (their name vectors, store/concept_names.py)."""
+
+    upserts: list[KnowledgeItem] = field(default_factory=list)
+    deletes: list[ItemKey] = field(default_factory=list)
+    names: list[ConceptName] = field(default_factory=list)
+
+
+async def vector_changes(db: Executor, user_id: str, refs: Iterable[Ref]) -> VectorChanges:
+    """The changes that make the vector store (and the concept name vectors) match Postgres for these entities."""
+    changes = VectorChanges()
     for label, ids in _grouped(refs).items():
         kind = VECTOR_LABELS.get(label)
         if kind is None:
@@ -200,10 +211,12 @@ async def vector_changes(db: Executor, user_id: str, refs: Iterable[Ref]) -> tup
             record = found.get(entity_id)
             item = knowledge_item(label, record) if record is not None else None
             if item is None:
-                deletes.append(ItemKey(kind, entity_id))
-            else:
-                upserts.append(item)
-    return upserts, deletes
+                changes.deletes.append(ItemKey(kind, entity_id))
+                continue
+            changes.upserts.append(item)
+            if isinstance(record, ConceptRecord):
+                changes.names.append(concept_name(record))
+    return changes
 
 
 async def user_refs(db: Executor, user_id: str, labels: Iterable[NodeLabel] = tuple(NodeLabel)) -> list[Ref]:

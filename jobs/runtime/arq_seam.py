@@ -148,6 +148,10 @@ class OrreryWorker(arq.worker.Worker):
             if not self.watch.is_away(REDIS):
                 await self.heart_beat()  # Postgres away: the health key says "degraded"
             return
+        if self.resources.warming:
+            await self.resources.wait_warm(SLOT_WAIT_S)
+            await self.heart_beat()  # the health key says "warming"
+            return
         if self.allow_pick_jobs and self.job_counter >= self.max_jobs:
             self._slot_freed.clear()
             with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow the stop's cancellation
@@ -203,16 +207,20 @@ class OrreryWorker(arq.worker.Worker):
                 )
 
     async def record_health(self) -> None:
-        """arq's health line, led by the StoreWatch's status (`ok`, or `degraded: Postgres unreachable for 12 s`),
-        which `run.py health` reads."""
+        """arq's health line, led by the StoreWatch's status (`ok`, or `degraded: Postgres unreachable for 12 s`) or,
+        while the process opens what its jobs need before taking work, `warming: opening embedder`; `run.py health`
+        reads it."""
         now = time.time()
         if now - self._last_health_check < self.health_check_interval:
             return
         self._last_health_check = now
         ongoing = sum(not task.done() for task in self.tasks.values())
         queued = await self.pool.zcard(self.queue_name)
+        status = self.watch.status()
+        if status == "ok" and self.resources.warming:
+            status = f"warming: opening {', '.join(self.resources.warming)}"
         info = (
-            f"{self.watch.status()} {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} j_complete={self.jobs_complete} "
+            f"{status} {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} j_complete={self.jobs_complete} "
             f"j_failed={self.jobs_failed} j_retried={self.jobs_retried} j_ongoing={ongoing} queued={queued}"
         )
         await self.pool.psetex(self.health_check_key, int((self.health_check_interval + 1) * 1000), info.encode())

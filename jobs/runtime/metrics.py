@@ -205,13 +205,18 @@ def _families() -> dict[str, GaugeMetricFamily]:
         "lag": GaugeMetricFamily(
             "orrery_outbox_lag_seconds", "Age of a store's oldest unapplied outbox row (0: none).", labels=["store"]
         ),
+        "failing": GaugeMetricFamily(
+            "orrery_sync_store_failing_seconds",
+            "How long the dispatcher has found a derived store failing, as it happens (0: it answers).",
+            labels=["store"],
+        ),
     }
 
 
 class BacklogCollector(Collector):
-    """Queue depth and oldest due age per queue (Redis) and outbox backlog and lag per store (Postgres), read when
-    scraped, at most once per `cache_s`. A source that cannot be read gives no samples and one log line; the scrape
-    itself never fails."""
+    """Queue depth and oldest due age per queue (Redis) and outbox backlog, lag and failing time per store (Postgres),
+    read when scraped, at most once per `cache_s`. A source that cannot be read gives no samples and one log line;
+    the scrape itself never fails."""
 
     def __init__(self, database_url: str, redis_url: str, queues: Sequence[str], *, cache_s: float = 1.0) -> None:
         self._database_url = database_url
@@ -244,9 +249,10 @@ class BacklogCollector(Collector):
             logger.warning("metrics: queue depth not read; no sample this scrape", error=_one_line(exc))
         try:
             async with asyncio.timeout(3):
-                for store, (rows, lag_s) in (await self._outbox_now()).items():
-                    families["backlog"].add_metric([store], rows)
-                    families["lag"].add_metric([store], lag_s)
+                for backlog in await self._outbox_now():
+                    families["backlog"].add_metric([backlog.store], backlog.rows)
+                    families["lag"].add_metric([backlog.store], backlog.oldest_lag_s)
+                    families["failing"].add_metric([backlog.store], backlog.failing_for_s or 0.0)
         except Exception as exc:
             logger.warning("metrics: outbox backlog not read; no sample this scrape", error=_one_line(exc))
         return list(families.values())
@@ -258,10 +264,10 @@ class BacklogCollector(Collector):
         finally:
             await client.aclose()
 
-    async def _outbox_now(self) -> dict[str, tuple[int, float]]:
+    async def _outbox_now(self) -> list[outbox.Backlog]:
         conn = await connect(self._database_url, timeout=2)
         try:
-            return {b.store: (b.rows, b.oldest_lag_s) for b in await outbox.backlog(conn)}
+            return await outbox.backlog(conn)
         finally:
             await conn.close()
 

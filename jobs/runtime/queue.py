@@ -282,12 +282,14 @@ async def depths(redis: aioredis.Redis, queues: Sequence[str] = QUEUES) -> list[
 class WorkerReport:
     worker_id: str
     line: str
-    """Its health line: `ok …`, or `degraded: Postgres unreachable for 12 s …` while it waits for a store."""
+    """Its health line: `ok …`, `degraded: Postgres unreachable for 12 s …` while it waits for a store, or
+    `warming: opening embedder` while it opens what its jobs need."""
 
     @property
     def serving(self) -> bool:
-        """A worker claims jobs unless its health line says it is degraded (jobs/runtime/outage.py)."""
-        return not self.line.startswith("degraded")
+        """A worker claims jobs unless its health line says it is degraded (jobs/runtime/outage.py) or still warming
+        (opening what its jobs need, like the local embedding model, before it takes work)."""
+        return not self.line.startswith(("degraded", "warming"))
 
 
 async def workers(redis: aioredis.Redis, queues: Sequence[str] = QUEUES) -> dict[str, list[WorkerReport]]:

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +33,7 @@ from jobs.runtime.keys import health_key, in_progress_key, queue_key
 from jobs.runtime.outage import POSTGRES_ERRORS, StoreOutage, StoreWatch
 from jobs.runtime.queue import QueueClaimer
 from jobs.runtime.registry import JobSpec, JobTable
-from jobs.runtime.resources import WorkerResources, ledger_dsn, make_worker_id
+from jobs.runtime.resources import Resource, WorkerResources, ledger_dsn, make_worker_id
 from jobs.runtime.scheduler import CronScheduler, schedules
 from settings import Settings
 from store.migrate import schema_problem
@@ -186,9 +186,11 @@ async def run_workers(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     watching = asyncio.create_task(watch.run(stop))
+    warming = resources.start_warming(to_warm(settings, specs, options.queues))
     background = [asyncio.create_task(refresh_leases(workers, settings.job_lease_s, stop))]
     if cron_jobs:
-        background.append(asyncio.create_task(CronScheduler(redis, pool, cron_jobs).run(stop)))
+        scheduler = CronScheduler(redis, pool, cron_jobs)
+        background.append(asyncio.create_task(_once_warm(warming, lambda: scheduler.run(stop))))
     if settings.llm_is_scripted and any(spec.queue in options.queues and spec.resources for spec in specs):
         logger.warning("LLM: scripted sample answers (ORRERY_LLM=scripted): for the demo and tests only")
     logger.info(
@@ -208,9 +210,12 @@ async def run_workers(
     # burst: until no queue has a job due soon; otherwise until a signal; either way until a store stays away too
     # long, or a poll loop ends on a bug (a store outage never ends it)
     watched: list[asyncio.Future[Any]] = [asyncio.gather(*mains)] if options.burst else list(mains)
+    failed_warming = asyncio.create_task(_warming_failed(warming))
     try:
-        await asyncio.wait([*watched, stopping, watching], return_when=asyncio.FIRST_COMPLETED)
-        if stop.is_set():
+        await asyncio.wait([*watched, stopping, watching, failed_warming], return_when=asyncio.FIRST_COMPLETED)
+        if failed_warming.done():
+            pass  # stop at once: nothing was claimed while warming
+        elif stop.is_set():
             await drain(workers, settings.shutdown_grace_s)
         elif options.burst and all(task.done() for task in mains):
             await _report_left_queued(workers, options.burst_horizon_s)
@@ -218,7 +223,8 @@ async def run_workers(
         stop.set()
         for worker in workers:
             worker.handle_sig(signal.SIGTERM)  # cancels what is still running (handed back) and the poll loops
-        await asyncio.gather(*mains, *background, stopping, watching, return_exceptions=True)
+        failed_warming.cancel()
+        await asyncio.gather(*mains, *background, stopping, watching, failed_warming, return_exceptions=True)
         await asyncio.gather(*(worker.close() for worker in workers), return_exceptions=True)
         await resources.aclose()
         await _close_pool(pool)
@@ -231,11 +237,41 @@ async def run_workers(
         if traced is not None:
             traced.shutdown()  # sends the spans still batched
     logger.info("worker stopped", worker_id=resources.worker_id, **_counts(workers))
+    if warming is not None and warming.done() and not warming.cancelled() and warming.exception() is not None:
+        raise WorkerConfigError(f"could not get ready to take work: {warming.exception()}")
     if watching.done() and not watching.cancelled() and isinstance(watching.exception(), StoreOutage):
         raise StoreOutage(str(watching.exception()))
     crashed = [task.exception() for task in mains if task.done() and not task.cancelled() and task.exception()]
     if crashed and crashed[0] is not None:
         raise crashed[0]
+
+
+def to_warm(settings: Settings, specs: Sequence[JobSpec], queues: Sequence[str]) -> list[Resource[Any]]:
+    """The resources a worker opens before it takes work: those the served jobs declare whose `warm` says so."""
+    wanted: dict[Resource[Any], None] = {}
+    for spec in specs:
+        if spec.queue in queues:
+            wanted.update((r, None) for r in spec.resources if r.warm is not None and r.warm(settings))
+    return list(wanted)
+
+
+async def _once_warm(warming: asyncio.Task[None] | None, work: Callable[[], Awaitable[None]]) -> None:
+    """Run `work` once warming is over (at once when there is none); never if it failed: a worker that is not ready
+    fires no cron slot either (the jobs it would enqueue would wait, and a slot is fired once for the whole fleet)."""
+    if warming is not None:
+        await asyncio.wait({warming})
+        if warming.cancelled() or warming.exception() is not None:
+            return
+    await work()
+
+
+async def _warming_failed(task: asyncio.Task[None] | None) -> None:
+    """Return only when warming fails (the worker then stops and says why); wait for ever while it goes well."""
+    if task is not None:
+        await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is not None:
+            return
+    await asyncio.Event().wait()
 
 
 async def _report_left_queued(workers: Sequence[OrreryWorker], horizon_s: float) -> None:

@@ -60,8 +60,9 @@ WHERE user_id = $1 AND embedding_model_version = $3 AND vector_dims(embedding) =
 
 
 def vector_literal(vector: Sequence[float]) -> str:
-    """pgvector's text form; repr keeps every float32 exactly."""
-    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+    """pgvector's text form. Nine significant digits keep every float32 exactly (pgvector stores float32), and one
+    %-format of the whole vector is 3-5x cheaper than repr per number: the dispatcher writes hundreds a second."""
+    return ("[" + "%.9g," * len(vector))[:-1] % tuple(vector) + "]" if vector else "[]"
 
 
 class PgVectorStore(VectorStore):

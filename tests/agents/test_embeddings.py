@@ -4,24 +4,25 @@ client against a local embeddings server over real HTTP, with every attempt in t
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
-import threading
-from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import asyncpg
 import pytest
 
-from agents.embeddings import LOCAL_DIMENSION, LOCAL_MODEL, LocalEmbedder, OpenAIEmbedder, open_embedder
+from agents.embeddings import (
+    LOCAL_DIMENSION,
+    LOCAL_MODEL,
+    CachedEmbedder,
+    LocalEmbedder,
+    OpenAIEmbedder,
+    open_embedder,
+)
 from agents.llm import CallContext, InMemoryCallLog
 from core.errors import PermanentError, TransientError
 from core.llm_records import CallOutcome, CallPurpose, ResponseFormatMode
 from settings import load_settings
 from store.llm_calls import PostgresCallLog, list_llm_calls
+from tests.embeddings_server import EmbeddingsServer, fake_vector
 
 CONTEXT = CallContext(user_id="u-1", agent="recall", job_id="job-1")
 
@@ -56,6 +57,28 @@ async def test_local_model_puts_paraphrases_together(local: LocalEmbedder) -> No
     assert await local.embed([], context=CONTEXT) == []
 
 
+async def test_a_small_call_waits_for_one_pass_of_a_large_one_not_all_of_it(local: LocalEmbedder) -> None:
+    """The dispatcher's large calls and ingestion's small ones share the model pass by pass (FIFO), in input order
+    whatever the length order the passes took."""
+    chunked = LocalEmbedder(local._model, batch_size=4)
+    large = [f"memory number {n}: " + "a long day of running " * (n % 5) for n in range(40)]
+    done: list[str] = []
+
+    async def call(name: str, texts: list[str]) -> list[list[float]]:
+        vectors = await chunked.embed(texts, context=CONTEXT)
+        done.append(name)
+        return vectors
+
+    first = asyncio.create_task(call("large", large))
+    await asyncio.sleep(0)  # the large call takes the model for its first pass
+    small = await call("small", ["Emma (person)"])
+    many = await first
+    assert done == ["small", "large"]
+    alone = await local.embed([large[7], large[31], "Emma (person)"], context=CONTEXT)
+    assert cosine(many[7], alone[0]) > 0.9999 and cosine(many[31], alone[1]) > 0.9999
+    assert cosine(small[0], alone[2]) > 0.9999
+
+
 async def test_blank_texts_are_refused_before_any_work(local: LocalEmbedder) -> None:
     with pytest.raises(ValueError, match="text 1 to embed is blank"):
         await local.embed(["fine", "  "], context=CONTEXT)
@@ -63,82 +86,11 @@ async def test_blank_texts_are_refused_before_any_work(local: LocalEmbedder) -> 
 
 async def test_settings_without_an_endpoint_open_the_local_model() -> None:
     async with open_embedder(load_settings(embeddings_base_url=None), InMemoryCallLog()) as embedder:
-        assert isinstance(embedder, LocalEmbedder)
+        assert isinstance(embedder, CachedEmbedder) and embedder.model_version == LOCAL_MODEL
+        assert not embedder.records_calls  # the local model costs no call: the dispatcher may batch users together
 
 
 # --- an OpenAI-compatible endpoint ---------------------------------------------------------------------------------
-
-
-def fake_vector(text: str, dimension: int) -> list[float]:
-    digest = hashlib.sha256(text.encode()).digest()
-    return [(digest[i % 32] - 128) / 128 for i in range(dimension)]
-
-
-@dataclass
-class EmbeddingsServer:
-    """/v1/embeddings on 127.0.0.1: deterministic vectors, reported usage, and a queue of scripted failures."""
-
-    dimension: int = 16
-    shuffle: bool = False
-    hold: threading.Event | None = None  # when set: requests wait for it before they are answered
-    failures: deque[tuple[int, dict[str, str]]] = field(default_factory=deque)
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    _httpd: ThreadingHTTPServer | None = None
-
-    @property
-    def base_url(self) -> str:
-        assert self._httpd is not None
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> EmbeddingsServer:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Quiet: the tests read `requests`."""
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, **body})
-                if server.hold is not None:
-                    server.hold.wait(30)
-                if server.failures:
-                    status, headers = server.failures.popleft()
-                    self.reply(status, {"error": {"message": f"scripted {status}", "type": "x", "code": None}}, headers)
-                    return
-                data = [
-                    {"object": "embedding", "index": i, "embedding": fake_vector(text, server.dimension)}
-                    for i, text in enumerate(body["input"])
-                ]
-                if server.shuffle:
-                    data.reverse()
-                tokens = sum(len(text.split()) for text in body["input"])
-                usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-                self.reply(200, {"object": "list", "data": data, "model": body["model"], "usage": usage}, {})
-
-            def reply(self, status: int, payload: Any, headers: dict[str, str]) -> None:
-                raw = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        assert self._httpd is not None
-        if self.hold is not None:
-            self.hold.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 @pytest.fixture
@@ -246,7 +198,7 @@ async def test_a_cancelled_embeddings_call_is_recorded(
     server: EmbeddingsServer, client: tuple[OpenAIEmbedder, InMemoryCallLog]
 ) -> None:
     embedder, calls = client
-    server.hold = threading.Event()
+    server.hold_after = 0  # every request waits until the server is released
     task = asyncio.create_task(embedder.embed(["hello there"], context=CONTEXT))
     while True:  # until the server has the request: progress, not a wall clock
         if server.requests:
@@ -265,9 +217,34 @@ async def test_the_ledgers_checks_accept_embedding_calls(server: EmbeddingsServe
         embeddings_base_url=server.base_url, embeddings_model="embed-small", embeddings_dimension=16
     )
     async with open_embedder(settings, PostgresCallLog(pool)) as embedder:
-        assert isinstance(embedder, OpenAIEmbedder)
+        assert isinstance(embedder, CachedEmbedder) and embedder.records_calls
         await embedder.embed(["one", "two words"], context=CONTEXT)
     stored = await list_llm_calls(pool, "u-1")
     assert [(s.call.prompt_name, s.call.prompt_tokens, s.call.outcome) for s in stored] == [
         ("embeddings", 3, CallOutcome.OK)
     ]
+
+
+async def test_the_cache_embeds_each_text_once_and_forgets_the_least_recently_used(
+    server: EmbeddingsServer, client: tuple[OpenAIEmbedder, InMemoryCallLog]
+) -> None:
+    inner, calls = client
+    cached = CachedEmbedder(inner, capacity=3)
+    first = await cached.embed(["a", "b", "a"], context=CONTEXT)  # a repeat within one call is embedded once
+    assert [r["input"] for r in server.requests] == [["a", "b"]]
+    assert first[0] == first[2] and first[0] == pytest.approx(fake_unit("a"), abs=1e-6)
+    server.requests.clear()
+
+    assert await cached.embed(["b", "c"], context=CONTEXT) == [first[1], pytest.approx(fake_unit("c"), abs=1e-6)]
+    assert [r["input"] for r in server.requests] == [["c"]]  # b came from the cache
+    await cached.embed(["d"], context=CONTEXT)  # a, used least recently, makes room
+    await cached.embed(["a", "b"], context=CONTEXT)
+    assert [r["input"] for r in server.requests] == [["c"], ["d"], ["a"]]
+    assert (cached.hits, cached.misses) == (3, 5)
+    assert sum(r.outcome is CallOutcome.OK for _, r in calls.records) == 4  # one per call with a miss; hits cost none
+
+
+def fake_unit(text: str) -> list[float]:
+    raw = fake_vector(text, 16)
+    norm = cosine(raw, raw) ** 0.5
+    return [x / norm for x in raw]

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from agents.scripted_llm import ScriptedLLMServer
-from tests.agents.test_embeddings import EmbeddingsServer
 from tests.cli.runner import run_cli
+from tests.embeddings_server import EmbeddingsServer
 
 
 def doctor(env: dict[str, str]) -> tuple[int, dict[str, dict[str, Any]]]:

@@ -18,6 +18,7 @@ METRICS: dict[str, frozenset[str]] = {
     "orrery_budget_deferrals_total": frozenset(),
     "orrery_outbox_backlog": frozenset({"store"}),
     "orrery_outbox_lag_seconds": frozenset({"store"}),
+    "orrery_sync_store_failing_seconds": frozenset({"store"}),
     "orrery_reconcile_drift_total": frozenset({"store", "kind"}),
 }
 

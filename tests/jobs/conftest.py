@@ -60,7 +60,9 @@ class BurstRunner:
         self.redis_url = redis_url
         self.jobs: JobTable = TEST_JOBS
 
-    async def __call__(self, queues: tuple[str, ...] = QUEUES, timeout: float = 30) -> None:
+    async def __call__(self, queues: tuple[str, ...] = QUEUES, timeout: float = 120) -> None:
+        """`timeout` is for a worker that never finishes: the first worker of a test process loads the local
+        embedding model before it takes work, which takes from seconds to a minute on a busy machine."""
         options = WorkerOptions(queues=queues, concurrency=4, burst=True)
         run = run_workers(self.settings, self.database_url, self.redis_url, options, self.jobs)
         await asyncio.wait_for(run, timeout)
@@ -124,12 +126,15 @@ def workers(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[Worke
         group.stop_all()
 
 
-async def wait_for_workers(client: aioredis.Redis, count: int, timeout: float = 30) -> None:
-    """Until `count` workers report health on the interactive queue (they are polling)."""
+async def wait_for_workers(client: aioredis.Redis, count: int, timeout: float = 180) -> None:
+    """Until `count` workers report on the interactive queue that they take work: polling, and done warming up (a
+    worker loads the local embedding model first, which takes from seconds to a minute on a busy machine; the
+    deadline is for a worker that never comes, not a size for a quiet machine)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
-        live = [k async for k in client.scan_iter(match=health_key_pattern(INTERACTIVE))]
-        if len(live) >= count:
+        keys = [k async for k in client.scan_iter(match=health_key_pattern(INTERACTIVE))]
+        lines = [line.decode() for line in await client.mget(keys) if line] if keys else []
+        if sum(line.startswith("ok") for line in lines) >= count:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"fewer than {count} workers came up in {timeout} s")

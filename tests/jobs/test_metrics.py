@@ -215,7 +215,7 @@ async def test_one_process_serves_every_metric_of_the_contract_with_its_labels(
     run_burst.jobs = TEST_JOBS.with_jobs(SPENT)
     await enqueue(redis_client, pool, ECHO, {})
     await enqueue(redis_client, pool, SPENT, {})
-    await run_burst(timeout=20)
+    await run_burst(timeout=120)  # the first worker of a test process loads the local embedding model first
     metrics.reconcile_drift("graph", {"missing": 2, "extra": 0, "changed": 1})
     metrics.cron_fired("expire_sessions")
     metrics.lease_taken_over()

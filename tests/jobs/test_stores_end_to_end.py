@@ -130,7 +130,7 @@ async def test_ingestion_sync_recall_reconcile_and_forget_user(
         # a dispatcher that read Bo's rows just before forget-user applies them just after it
         refs = await user_refs(pool, bo)
         late_batch = await graph_batch(pool, graph, bo, refs)
-        items, _ = await vector_changes(pool, bo, refs)
+        items = (await vector_changes(pool, bo, refs)).upserts
         vectors = await embedder.embed([item.embedding_text for item in items], context=CallContext(bo, "e2e"))
         late_items = [VectorItem(i, v, embedder.model_version) for i, v in zip(items, vectors, strict=True)]
         assert ran("forget-user", bo, "--yes", "--json", env=env)["left"] == 0

@@ -140,7 +140,7 @@ async def test_a_graph_outage_delays_only_the_graph_and_converges_after_it(
     llm_server: ScriptedLLMServer,
 ) -> None:
     monkeypatch.setattr(jobs.sync, "GRAPH", FLAKY)
-    monkeypatch.setattr(jobs.sync, "RETRY_BASE_S", 0.01)
+    monkeypatch.setattr(jobs.sync, "PROBE_WINDOW_S", 0.0)  # no tries of its own: the burst ends while it is away
     run_burst.jobs = replacing(run_burst.jobs, dataclasses.replace(SYNC_STORES, resources=(FLAKY, VECTOR, EMBEDDER)))
     FlakyGraph.down, FlakyGraph.attempts, FlakyGraph.failures_left = True, 0, -1
 
@@ -149,18 +149,19 @@ async def test_a_graph_outage_delays_only_the_graph_and_converges_after_it(
         pool, redis_client, run_burst, llm_server
     )  # ingestion keeps committing while the graph is away
     backlog = {b.store: b for b in await outbox.backlog(pool)}
-    assert backlog["vector"].rows == 0  # the vector store did not wait for the graph
-    assert backlog["graph"].rows > 0 and backlog["graph"].failing == backlog["graph"].rows
+    assert backlog["vector"].rows == 0 and not backlog["vector"].store_failing  # the vector store did not wait
+    assert backlog["graph"].rows > 0 and backlog["graph"].failing > 0 and backlog["graph"].store_failing
     assert "injected" in (backlog["graph"].last_error or "")
     graph = PostgresGraphStore(pool)
     assert await graph.node_hashes(first, NodeLabel.MEMORY_UNIT) == {}
 
     FlakyGraph.down = False
-    await pool.execute("UPDATE runtime.outbox SET next_attempt_at = now()")  # their backoff has run out
+    assert await outbox.retry_now(pool, "graph") == backlog["graph"].rows  # what `run.py sync run` does
     assert (await enqueue(redis_client, pool, SYNC_STORES, {"store": "graph"})).enqueued
     await run_burst()
 
     assert [b.rows for b in await outbox.backlog(pool)] == [0, 0]
+    assert not (await outbox.store_state(pool, "graph")).failing
     for user_id in (first, second):
         units, ideas = await truth(pool, user_id)
         assert set(await graph.node_hashes(user_id, NodeLabel.MEMORY_UNIT)) == units
@@ -241,7 +242,7 @@ async def test_after_a_short_outage_the_dispatcher_comes_back_for_its_rows_by_it
     """Two failed writes, then the store answers: the retry the dispatcher scheduled for itself applies the rows,
     with no sweep and no new commit to wake it."""
     monkeypatch.setattr(jobs.sync, "GRAPH", FLAKY)
-    monkeypatch.setattr(jobs.sync, "RETRY_BASE_S", 0.05)
+    monkeypatch.setattr(jobs.sync, "PROBE_BASE_S", 0.05)
     run_burst.jobs = replacing(run_burst.jobs, dataclasses.replace(SYNC_STORES, resources=(FLAKY, VECTOR, EMBEDDER)))
     FlakyGraph.down, FlakyGraph.attempts, FlakyGraph.failures_left = False, 0, 2
 
