@@ -41,8 +41,9 @@ from core.ingestion import IngestionResult
 from jobs.catalog import JOBS
 from jobs.ingestion import INGEST, ingestion_input, read_ingestion_source
 from jobs.maintenance import end_and_enqueue_ingestion
+from jobs.runtime import queue as job_queue
 from jobs.runtime.enqueue import enqueue
-from jobs.runtime.keys import INTERACTIVE, queue_key
+from jobs.runtime.keys import INTERACTIVE
 from jobs.runtime.logs import configure_logging
 from jobs.runtime.worker import WorkerOptions, run_workers
 from settings import load_settings
@@ -205,7 +206,7 @@ async def _release_when_warm(
         )
         if done == len(ids):
             now_ms = int(time.time() * 1000)
-            await redis.zadd(queue_key(INTERACTIVE), {f"ingest:{c}": now_ms for c in backlog}, xx=True)
+            await job_queue.make_due(redis, INTERACTIVE, [f"ingest:{c}" for c in backlog], now_ms)
             return
         await asyncio.sleep(0.05)
 

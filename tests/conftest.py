@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+import structlog
 
 from jobs.runtime.logs import configure_logging
 from store import embedded
@@ -31,6 +32,7 @@ _network_guard.install()
 # In-process workers log as a worker does (plain tracebacks). structlog's default renders a traceback with every
 # frame's locals through rich, which under load stalled a test worker's event loop past its 2 s lease.
 configure_logging("INFO", "console")
+structlog.configure(cache_logger_on_first_use=False)  # structlog.testing.capture_logs must reach every logger
 
 logging.getLogger("pgserver").setLevel(logging.WARNING)
 

@@ -100,7 +100,7 @@ export interface JobArgs {
     /** Default: ORRERY_LEDGER_RETENTION_DAYS. */
     retention_days?: number | null;
   };
-  /** Compare Postgres with the graph and vector stores (ids and content hashes) and repair drift through the outbox. */
+  /** Compare Postgres with the graph and vector stores (ids and content hashes) and repair drift through the outbox; remove what the stores hold of users Postgres no longer has. */
   "reconcile": {
     /** Only this user (default: all). */
     user_id?: string | null;
