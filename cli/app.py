@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from cli import cycle as cycle_cli
 from cli import database, demo, recall, samples
 from cli import jobs as jobs_cli
 from cli import metrics as metrics_cli
@@ -40,6 +41,7 @@ app.command("worker")(worker_cli.worker_command)
 app.command("health")(worker_cli.health_command)
 app.command("trigger")(jobs_cli.trigger_command)
 app.add_typer(jobs_cli.jobs_app, name="jobs")
+app.add_typer(cycle_cli.cycle_app, name="cycle")
 app.command("metrics")(metrics_cli.metrics_command)
 app.command("recall")(recall.recall_command)
 app.add_typer(stores_cli.sync_app, name="sync")

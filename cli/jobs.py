@@ -109,7 +109,7 @@ def trigger_command(
         fail(f"unknown queue {queue!r}; queues: {', '.join(QUEUES)}")
     if dry_run:
         plan = {
-            "job_id": job_id or spec.job_id_for(model) or "(random id)",
+            "job_id": job_id or spec.job_id_for(model) or spec.id_pattern or "(random id)",
             "name": spec.name,
             "queue": queue or spec.queue,
             "run_at": _iso(when),
@@ -230,7 +230,7 @@ def list_command(as_json: bool = typer.Option(False, "--json")) -> None:
                 "timeout_s": spec.timeout_s,
                 "max_tries": spec.max_tries,
                 "backoff_s": spec.backoff_s,
-                "dedupe_key": spec.dedupe_key,
+                "dedupe_key": spec.id_pattern,
                 "schedule": schedule.expression if schedule else None,
                 "next_run": _iso(schedule.next_after(now)) if schedule else None,
                 "description": spec.summary,

@@ -24,7 +24,6 @@ from typing import Any
 
 import asyncpg
 
-from core.errors import PermanentError
 from core.insight import (
     GENERATED_BY,
     ArtifactDraft,
@@ -32,13 +31,12 @@ from core.insight import (
     InsightResult,
     InsightStatus,
     MergeDraft,
-    cycle_stamp,
     insight_row_id,
     summary_artifact_id,
 )
 from core.vocabulary import EntityKind, NodeLabel, StructuralRelationshipType, normalize_concept_name
 from store import outbox
-from store.cycle_report_writes import second
+from store.cycles import lock_current_cycle
 from store.postgres import Executor
 from store.repos import cards
 from store.repos._base import row_count, to_db, transaction, utc_now
@@ -77,23 +75,19 @@ async def write_insight(db: Executor, result: InsightResult) -> InsightWriteSumm
     """Persist `result` (status WRITTEN) once; a second call for the same cycle writes nothing."""
     if result.status is not InsightStatus.WRITTEN:
         raise ValueError(f"insight of user {result.user_id} has status {result.status}; only a written one is stored")
-    user_id, cycle_start = result.user_id, result.cycle_start
-    summary = InsightWriteSummary(user_id, cycle_stamp(cycle_start), outcome="written")
+    user_id, cycle = result.user_id, result.cycle
+    summary = InsightWriteSummary(user_id, cycle.stamp, outcome="written")
     async with transaction(db) as conn:
-        user = await conn.fetchrow(
-            "SELECT COALESCE(last_cycle_started_at, created_at) AS cycle_start, next_conversation_context_package "
-            "FROM users WHERE user_id = $1 FOR UPDATE",
-            user_id,
-        )
-        if user is None:
-            raise PermanentError(f"user {user_id} was deleted while its insight ran; nothing to write")
-        if second(user["cycle_start"].replace(tzinfo=UTC)) != second(cycle_start):  # closed meanwhile
+        if await lock_current_cycle(conn, user_id) != cycle:  # closed meanwhile (a deleted user: PermanentError)
             summary.outcome = "not_current_cycle"
             return summary
+        next_package = await conn.fetchval(
+            "SELECT next_conversation_context_package FROM users WHERE user_id = $1", user_id
+        )
         if await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM derived_artifacts WHERE artifact_id = $2 AND user_id = $1)",
             user_id,
-            summary_artifact_id(user_id, cycle_start),
+            summary_artifact_id(cycle),
         ):
             summary.outcome = "already_written"
             return summary
@@ -111,7 +105,7 @@ async def write_insight(db: Executor, result: InsightResult) -> InsightWriteSumm
             user_id,
             result.memory_profile,
             result.knowledge_graph_schema,
-            _next_context(result, user["next_conversation_context_package"]),
+            _next_context(result, next_package),
         )
         await outbox.record_changes(conn, user_id, changed)  # the graph and vector stores follow this commit
     return summary
@@ -353,9 +347,9 @@ async def _write_artifacts(
         concept_ids = [c for c in draft.concept_ids if c in concepts]
         data = {**stamp, "source_memory_unit_ids": unit_ids, "source_concept_ids": concept_ids}
         return (
-            insight_row_id(user_id, result.cycle_start, f"artifact:{draft.key}")
+            insight_row_id(result.cycle, f"artifact:{draft.key}")
             if draft.key != "insight_summary"
-            else summary_artifact_id(user_id, result.cycle_start),
+            else summary_artifact_id(result.cycle),
             draft.artifact_type.value,
             draft.title,
             draft.narrative,
@@ -418,7 +412,7 @@ async def _write_growth(conn: asyncpg.Connection, result: InsightResult, summary
         user_id,
         GENERATED_BY,
         to_db(utc_now()),
-        [insight_row_id(user_id, result.cycle_start, g.key) for g in kept],
+        [insight_row_id(result.cycle, g.key) for g in kept],
         [g.entity_id for g in kept],
         [g.entity_kind.value for g in kept],
         [g.dim_key.value for g in kept],
@@ -449,7 +443,7 @@ async def _write_communities(
         if len(alive) < 2:
             continue
         existing = draft.existing_id if draft.existing_id in previous else None
-        community_id = existing or insight_row_id(user_id, result.cycle_start, draft.key)
+        community_id = existing or insight_row_id(result.cycle, draft.key)
         row = {
             "id": community_id,
             "name": draft.name,

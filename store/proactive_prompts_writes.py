@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from core.cycle import CYCLE_NAMESPACE, Cycle
 from core.vocabulary import normalize_concept_name
-from store.cycle_report_writes import CYCLE_NAMESPACE, cycle_key
 from store.postgres import Executor
 from store.repos._base import row_count, serialized, to_db, utc_now
 
@@ -26,8 +26,8 @@ PENDING = "pending"
 EXPIRED = "expired"
 
 
-def cycle_run_key(cycle_start: datetime) -> str:
-    return f"cycle:{cycle_key(cycle_start)}"
+def cycle_run_key(cycle: Cycle) -> str:
+    return f"cycle:{cycle.stamp}"
 
 
 def daily_run_key(day: date) -> str:

@@ -13,12 +13,11 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import structlog
 
-from store.cycle_report_writes import cycle_id
+from core.cycle import Cycle
 from store.postgres import Executor
 from store.repos._base import to_db, utc_now
 from store.repos.concepts import ConceptRecord
@@ -147,8 +146,8 @@ async def stored_vectors(
     return found
 
 
-def projection_id(user_id: str, cycle_start: datetime, digest: str) -> str:
-    return cycle_id(user_id, cycle_start, f"projection:{digest}")
+def projection_id(cycle: Cycle, digest: str) -> str:
+    return cycle.row_id(f"projection:{digest}")
 
 
 async def projection_exists(db: Executor, user_id: str, projection_id: str) -> bool:

@@ -1,12 +1,11 @@
-"""Maintenance statements run by the cron sweeps: silent conversations, expired sessions, users due for a cycle.
+"""Maintenance statements run by the cron sweeps: silent conversations and expired sessions (users due for a cycle:
+store/cycles.py).
 
 Timestamps in `public` are TIMESTAMP(3) WITHOUT TIME ZONE holding UTC (Prisma's convention), hence
 `now() AT TIME ZONE 'UTC'` rather than now().
 """
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
 
 from store.postgres import Executor
 
@@ -59,37 +58,3 @@ async def ended_conversation_ids(db: Executor, *, limit: int) -> list[str]:
 async def delete_expired_sessions(db: Executor) -> int:
     status: str = await db.execute(f"DELETE FROM public.user_sessions WHERE expires_at < {_UTC_NOW}")
     return int(status.split()[-1])
-
-
-async def users_due_for_cycle(
-    db: Executor, *, length_days: float, job_prefix: str, limit: int
-) -> list[tuple[str, datetime]]:
-    """Active users whose growth cycle (from last_cycle_started_at, or created_at for a first cycle) is at least
-    `length_days` old and whose cycle job `{job_prefix}{user_id}:{cycle start as 20261119T000000Z}` has not already
-    finished: (user id, cycle start), oldest cycle first.
-
-    Why the ledger is consulted: a cycle stays due until its report resets it, and the dispatcher runs hourly. A
-    cycle whose first job finished (succeeded, and its chain is under way; or dead, waiting for an operator) is left
-    alone, and it is excluded here rather than after the LIMIT, so a thousand stuck users never starve the others.
-    Runs still queued or running are returned: enqueueing them again is a no-op under their job id, or recovers one
-    Redis lost.
-    """
-    rows = await db.fetch(
-        f"""
-        SELECT u.user_id, COALESCE(u.last_cycle_started_at, u.created_at) AS cycle_start
-        FROM public.users u
-        WHERE u.account_status = 'active'
-          AND COALESCE(u.last_cycle_started_at, u.created_at) <= {_UTC_NOW} - $1 * interval '1 day'
-          AND NOT EXISTS (
-              SELECT 1 FROM runtime.job_runs r
-              WHERE r.job_id = $2 || u.user_id || ':'
-                    || to_char(COALESCE(u.last_cycle_started_at, u.created_at), 'YYYYMMDD"T"HH24MISS"Z"')
-                AND r.state IN ('succeeded', 'dead'))
-        ORDER BY 2, 1
-        LIMIT $3
-        """,
-        length_days,
-        job_prefix,
-        limit,
-    )
-    return [(r["user_id"], r["cycle_start"].replace(tzinfo=UTC)) for r in rows]

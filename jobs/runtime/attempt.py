@@ -10,7 +10,8 @@ Three rules keep a job from vanishing or looping:
   and the job stays queued; its next attempt records that outcome instead of running the handler again. Re-running
   would also be safe (handlers are idempotent), but it would repeat an LLM call for nothing.
 - Every dead path goes through `mark_dead`: the dead ledger row (escaped, or in a Redis list, when Postgres cannot
-  hold the record as written), one "job dead" log line, then the job's on_dead hook.
+  hold the record as written), one "job dead" log line, then, for a run that started, the job's on_dead hook (a
+  record that never ran changes no domain row).
 """
 
 from __future__ import annotations
@@ -339,12 +340,16 @@ async def mark_dead(
     queue: str = "",
     exc_info: BaseException | None = None,
 ) -> None:
-    """The one dead path: the dead ledger row, one "job dead" log line, then the job's on_dead hook.
+    """The one dead path: the dead ledger row, one "job dead" log line, then the job's on_dead hook for a run.
 
     `outcome` is the dead outcome of a run the ledger knows; None for a record that never got a run of its own (it
     cannot run, or the ledger cannot hold it as written): then `error_class`, `error` and `queue` describe it, and
     the row is written with escapes, or into the Redis list UNRECORDED_DEAD_KEY when even that is refused, and an
-    unreachable store's error reaches the caller. For a run, a ledger away keeps the outcome (see _record_final)."""
+    unreachable store's error reaches the caller. For a run, a ledger away keeps the outcome (see _record_final).
+
+    Why no hook for a record that never ran: its job did nothing, so there is nothing for the hook to clean up, and
+    what a hook does to its entities (ingestion marks the conversation `failed`) would let one stray record (a
+    producer's typo, an expired record) take a real conversation out of the sweep before any ingestion ran."""
     if outcome is not None and spec is not None:
         await _record_final(ctx, spec, outcome)
         error_class, error = outcome.error_class or "", outcome.error or ""
@@ -352,7 +357,7 @@ async def mark_dead(
         await _record_unrunnable(ctx, spec, raw, queue=queue, error_class=error_class, error=error)
         _observe(spec.name if spec is not None else "unknown", "dead", None, error_class)  # a producer's name: no label
     ctx.log.error("job dead", error_class=error_class, error=error, exc_info=exc_info)
-    if spec is not None and spec.on_dead is not None:
+    if outcome is not None and spec is not None and spec.on_dead is not None:  # a record that never ran: no hook
         await _call_dead_hook(ctx, spec, spec.on_dead, raw, error)
 
 

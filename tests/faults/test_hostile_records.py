@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -16,8 +17,10 @@ from jobs.diagnostics import ECHO
 from jobs.ingestion import INGEST
 from jobs.runtime.enqueue import enqueue
 from jobs.runtime.keys import INTERACTIVE, UNRECORDED_DEAD_KEY, job_key, queue_key
+from store import ledger, sweeps
+from store.repos import conversations, users
 from tests.faults.conftest import Fleet, documented_enqueue_script, raw_record, worker_group
-from tests.jobs.conftest import FAST_ENV, wait_for_workers
+from tests.jobs.conftest import FAST_ENV, BurstRunner, wait_for_workers
 
 HOSTILE: dict[str, str] = {
     "et-string": raw_record("c-et", et="2026-01-01T00:00:00Z"),  # JSON.stringify({et: new Date()})
@@ -125,3 +128,22 @@ async def test_a_nan_score_through_the_documented_script_writes_nothing(
         )
     assert await redis_client.exists(job_key(job_id)) == 0
     assert (await enqueue(redis_client, pool, INGEST, {"conversation_id": "c-nan"})).enqueued
+
+
+async def test_a_record_naming_a_real_conversation_that_never_ran_changes_no_domain_row(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner
+) -> None:
+    """Issue 18 defect 5: a positional argument makes the record a NotRunnable dead letter (right), but it must not
+    take the real conversation it names out of ingestion: nothing ran, so nothing of it may change."""
+    user = await users.create_user(pool, str(uuid.uuid4()), email="stray@faults.invalid", name="Ana")
+    conversation = await conversations.create_conversation(pool, user.user_id, status="ended")
+    record = json.dumps({"f": "ingest", "a": ["x"], "k": {"conversation_id": conversation.id}})
+    await _write(redis_client, "hostile:real-conversation", record, int(time.time() * 1000))
+
+    await run_burst(queues=(INTERACTIVE,))
+
+    run = await ledger.latest_run(pool, "hostile:real-conversation")
+    assert run is not None and (run.state, run.error_class) == ("dead", "NotRunnable"), run
+    after = await conversations.get_conversation(pool, user.user_id, conversation.id)
+    assert after is not None and (after.status, after.metadata) == ("ended", conversation.metadata)
+    assert conversation.id in await sweeps.ended_conversation_ids(pool, limit=1000)  # the sweep still ingests it

@@ -6,9 +6,9 @@ import asyncio
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -21,6 +21,8 @@ from jobs.runtime.worker import WorkerOptions, run_workers
 from settings import Settings, load_settings
 from tests.cli.runner import ROOT, clean_env
 from tests.jobs.testjobs import TEST_JOBS
+
+T = TypeVar("T")
 
 FAST_ENV = {
     "ORRERY_POLL_DELAY_S": "0.01",
@@ -111,15 +113,43 @@ def workers(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[Worke
         group.stop_all()
 
 
-async def wait_for_workers(client: aioredis.Redis, count: int, timeout: float = 30) -> None:
-    """Until `count` workers report health on the interactive queue (they are polling)."""
+async def wait_for_workers(client: aioredis.Redis, count: int, timeout: float = 30, queue: str = INTERACTIVE) -> None:
+    """Until `count` workers report health on `queue` (they are polling)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
-        live = [k async for k in client.scan_iter(match=health_key_pattern(INTERACTIVE))]
+        live = [k async for k in client.scan_iter(match=health_key_pattern(queue))]
         if len(live) >= count:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"fewer than {count} workers came up in {timeout} s")
+
+
+async def wait_progressing(
+    measure: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    *,
+    stall_s: float = 30,
+    limit_s: float = 1800,
+    interval: float = 0.1,
+    what: str = "the work",
+) -> T:
+    """Poll `measure()` until `done(value)`; returns the value. Waits on progress, not on a wall clock sized for a
+    quiet machine: it fails only when the value has not changed for `stall_s` (nothing moves: a real hang or a lost
+    job), or after `limit_s` in all (a bound far past any loaded machine). `measure` should count something that
+    only grows while the work goes on (jobs finished, rows written)."""
+    loop = asyncio.get_running_loop()
+    began = last_change = loop.time()
+    value = await measure()
+    while not done(value):
+        now = loop.time()
+        if now - last_change > stall_s or now - began > limit_s:
+            stalled = f"no progress for {stall_s:g} s" if now - last_change > stall_s else f"{limit_s:g} s in all"
+            raise AssertionError(f"{what} did not finish ({stalled}): last seen {value!r}")
+        await asyncio.sleep(interval)
+        seen = await measure()
+        if seen != value:
+            value, last_change = seen, loop.time()
+    return value
 
 
 async def wait_until(predicate: Callable[[], Any], timeout: float = 20, interval: float = 0.05) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from core.cycle import Cycle
 from core.ingestion import ForwardContext
 from core.insight import (
     ArtifactDraft,
@@ -24,15 +25,14 @@ from core.insight import (
     summary_artifact_id,
 )
 from core.vocabulary import EntityKind, GrowthDimension
+from store.cycles import CycleState, read_cycle
 from store.insight_material import (
-    CycleState,
     concept_names,
     insight_written,
     load_communities,
     load_concept_graph,
     load_concepts,
     load_insight_material,
-    read_cycle,
 )
 from store.insight_writes import write_insight
 from store.repos import (
@@ -234,7 +234,9 @@ async def test_a_merge_moves_relationships_cards_growth_and_sources_to_the_conce
     assert old is not None and old.source_concept_id == ids["running"] and old.content_data is not None
     assert sorted(old.content_data["source_concept_ids"]) == sorted([ids["running"], ids["marathon"]])
 
-    new = await derived_artifacts.get_derived_artifact(pool, user_id, summary_artifact_id(user_id, user.created_at))
+    new = await derived_artifacts.get_derived_artifact(
+        pool, user_id, summary_artifact_id(Cycle.of(user_id, user.created_at))
+    )
     assert new is not None and new.generated_by_agent == "InsightAgent"
     assert new.content_data is not None and new.content_data["source_memory_unit_ids"] == [ids["unit"]]  # gone: out
     (community,) = await communities.list_communities(pool, user_id)
@@ -295,7 +297,7 @@ async def test_communities_are_reused_created_and_removed(pool: asyncpg.Pool) ->
 
     assert summary.communities == {"created": 1, "reused": 0, "removed": 1, "concepts_regrouped": 4}
     (family,) = await communities.list_communities(pool, user_id)
-    assert family.community_id == insight_row_id(user_id, user.created_at, "community:1")
+    assert family.community_id == insight_row_id(Cycle.of(user_id, user.created_at), "community:1")
     assert (family.name, family.detection_method, family.core_concept_ids) == (
         "Family",
         "louvain(test)",
@@ -336,8 +338,11 @@ async def test_a_closed_cycle_or_another_users_ids_change_nothing(pool: asyncpg.
 
 def test_row_ids_are_the_same_for_the_same_cycle() -> None:
     user_id = str(uuid.uuid4())
-    assert insight_row_id(user_id, WHEN, "growth:1") == insight_row_id(user_id, WHEN.replace(microsecond=5), "growth:1")
-    assert insight_row_id(user_id, WHEN, "growth:1") != insight_row_id(user_id, WHEN, "growth:2")
+    cycle = Cycle.of(user_id, WHEN)
+    assert insight_row_id(cycle, "growth:1") == insight_row_id(
+        Cycle.of(user_id, WHEN.replace(microsecond=5)), "growth:1"
+    )
+    assert insight_row_id(cycle, "growth:1") != insight_row_id(cycle, "growth:2")
 
 
 async def test_the_material_is_the_window_of_this_user_only(pool: asyncpg.Pool) -> None:
@@ -361,7 +366,9 @@ async def test_the_material_is_the_window_of_this_user_only(pool: asyncpg.Pool) 
 
     async def material_of(cycle: CycleState) -> InsightMaterial:
         start, end = WHEN - timedelta(days=1), WHEN + timedelta(days=1)
-        return await load_insight_material(pool, cycle, window_start=start, window_end=end, importance_threshold=3)
+        return await load_insight_material(
+            pool, cycle.cycle, window_start=start, window_end=end, importance_threshold=3
+        )
 
     cycle_a = cycles["user-a"]
     assert cycle_a is not None
@@ -383,4 +390,4 @@ async def test_the_material_is_the_window_of_this_user_only(pool: asyncpg.Pool) 
     assert await concept_names(pool, "user-b", [ids["running"]]) == {}
     assert await load_concepts(pool, "user-b", [ids["running"]]) == []
     assert await load_communities(pool, "user-b") == []
-    assert not await insight_written(pool, "user-b", cycle_b.cycle_start)
+    assert not await insight_written(pool, cycle_b.cycle)
