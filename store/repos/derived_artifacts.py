@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from store.postgres import Executor
@@ -94,3 +95,34 @@ async def delete_derived_artifact(db: Executor, user_id: str, artifact_id: str) 
         "DELETE FROM derived_artifacts WHERE user_id = $1 AND artifact_id = $2", user_id, artifact_id
     )
     return row_count(result) == 1
+
+
+async def drop_memory_unit_sources(db: Executor, user_id: str, muids: Sequence[str]) -> list[str]:
+    """Take these memory units (about to be deleted) out of the user's artifacts' sources: out of
+    `content_data.source_memory_unit_ids`, and `source_memory_unit_id` becomes the first source left (or NULL).
+    Returns the artifacts changed, for the outbox: without this the foreign key would null the column silently and
+    the derived stores would keep the old source (issue 18 defect 4)."""
+    rows = await db.fetch(
+        """
+        UPDATE derived_artifacts SET
+            source_memory_unit_id = CASE WHEN source_memory_unit_id = ANY($2::text[]) THEN (
+                SELECT x FROM jsonb_array_elements_text(CASE
+                    WHEN jsonb_typeof(content_data->'source_memory_unit_ids') = 'array'
+                    THEN content_data->'source_memory_unit_ids' ELSE '[]'::jsonb END) WITH ORDINALITY AS t(x, n)
+                WHERE x <> ALL($2::text[])
+                    AND EXISTS (SELECT 1 FROM memory_units m WHERE m.muid = x AND m.user_id = $1)
+                ORDER BY n LIMIT 1) ELSE source_memory_unit_id END,
+            content_data = CASE WHEN jsonb_typeof(content_data->'source_memory_unit_ids') = 'array' THEN jsonb_set(
+                content_data, '{source_memory_unit_ids}', (SELECT COALESCE(jsonb_agg(x ORDER BY n), '[]'::jsonb)
+                    FROM jsonb_array_elements_text(content_data->'source_memory_unit_ids') WITH ORDINALITY AS t(x, n)
+                    WHERE x <> ALL($2::text[])))
+                ELSE content_data END
+        WHERE user_id = $1 AND (source_memory_unit_id = ANY($2::text[])
+            OR (jsonb_typeof(content_data->'source_memory_unit_ids') = 'array'
+                AND content_data->'source_memory_unit_ids' ?| $2::text[]))
+        RETURNING artifact_id
+        """,
+        user_id,
+        list(muids),
+    )
+    return sorted(row["artifact_id"] for row in rows)

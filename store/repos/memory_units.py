@@ -86,9 +86,24 @@ class NewMemoryUnit(BaseModel):
     muid: str | None = None
 
 
-async def insert_memory_units(db: Executor, user_id: str, units: Sequence[NewMemoryUnit]) -> int:
+_REVISE = (
+    " ON CONFLICT (muid) DO UPDATE SET title = EXCLUDED.title, content = EXCLUDED.content, "
+    "creation_ts = EXCLUDED.creation_ts, last_modified_ts = EXCLUDED.last_modified_ts, "
+    "importance_score = EXCLUDED.importance_score, sentiment_score = EXCLUDED.sentiment_score, "
+    "metadata = EXCLUDED.metadata WHERE memory_units.user_id = EXCLUDED.user_id "
+    "AND memory_units.source_conversation_id IS NOT DISTINCT FROM EXCLUDED.source_conversation_id"
+)
+"""How a reprocess revises a unit it derived before: in place, never another user's or another conversation's."""
+
+
+async def insert_memory_units(
+    db: Executor, user_id: str, units: Sequence[NewMemoryUnit], *, revise: bool = False
+) -> int:
     """`insert_memory_unit` for many units in one statement; all or none: NotFoundError (and nothing written) when
-    any source conversation is not this user's. Returns how many were inserted."""
+    any source conversation is not this user's. Returns how many were written.
+
+    With `revise`, a unit whose id exists already (a reprocess derives the same ids) is updated in place, keeping
+    its id, its ingestion time and everything that points at it (artifact sources, cards, edges)."""
     if not units:
         return 0
     status = await db.execute(
@@ -100,7 +115,8 @@ async def insert_memory_units(db: Executor, user_id: str, units: Sequence[NewMem
         "$10::text[]) AS u(muid, title, content, creation_ts, importance_score, sentiment_score, "
         "source_conversation_id, metadata) "
         "WHERE NOT EXISTS (SELECT 1 FROM unnest($9::text[]) AS s(id) WHERE s.id IS NOT NULL "
-        "AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = s.id AND c.user_id = $1))",
+        "AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = s.id AND c.user_id = $1))"
+        + (_REVISE if revise else ""),
         user_id,
         to_db(utc_now()),
         [u.muid or new_id() for u in units],
@@ -136,11 +152,18 @@ async def list_memory_units(
     return [MemoryUnitRecord.from_row(row) for row in rows]
 
 
-async def delete_memory_units_from_conversation(db: Executor, user_id: str, conversation_id: str) -> list[str]:
-    """Delete what a conversation produced (re-ingestion starts clean); returns the deleted ids for the outbox."""
+async def memory_unit_ids_from_conversation(db: Executor, user_id: str, conversation_id: str) -> list[str]:
     rows = await db.fetch(
-        "DELETE FROM memory_units WHERE user_id = $1 AND source_conversation_id = $2 RETURNING muid",
+        "SELECT muid FROM memory_units WHERE user_id = $1 AND source_conversation_id = $2 ORDER BY muid",
         user_id,
         conversation_id,
+    )
+    return [row["muid"] for row in rows]
+
+
+async def delete_memory_units(db: Executor, user_id: str, muids: Sequence[str]) -> list[str]:
+    """Delete these of the user's memory units; returns the deleted ids for the outbox."""
+    rows = await db.fetch(
+        "DELETE FROM memory_units WHERE user_id = $1 AND muid = ANY($2::text[]) RETURNING muid", user_id, list(muids)
     )
     return sorted(row["muid"] for row in rows)

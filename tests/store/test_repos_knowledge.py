@@ -58,7 +58,8 @@ async def test_memory_unit_round_trip_and_delete_by_conversation(pool: asyncpg.P
     assert await memory_units.get_memory_unit(pool, user, "mu-1") == unit
     assert await memory_units.list_memory_units(pool, user) == [unit, other]
     assert await memory_units.list_memory_units(pool, user, source_conversation_id="c-2") == [other]
-    assert await memory_units.delete_memory_units_from_conversation(pool, user, "c-1") == ["mu-1"]
+    assert await memory_units.memory_unit_ids_from_conversation(pool, user, "c-1") == ["mu-1"]
+    assert await memory_units.delete_memory_units(pool, user, ["mu-1"]) == ["mu-1"]
     assert await memory_units.list_memory_units(pool, user) == [other]
 
 

@@ -116,7 +116,14 @@ async def give_user_a_row_everywhere(db: Executor, user_id: str, dimension: str)
         edge_id=p + "edge",
     )
     await derived_artifacts.create_derived_artifact(
-        db, user_id, artifact_type="trophy", title="t", source_concept_id=p + "concept", artifact_id=p + "artifact"
+        db,
+        user_id,
+        artifact_type="trophy",
+        title="t",
+        source_concept_id=p + "concept",
+        source_memory_unit_id=p + "mu",
+        content_data={"source_memory_unit_ids": [p + "mu"]},
+        artifact_id=p + "artifact",
     )
     await proactive_prompts.create_proactive_prompt(
         db, user_id, prompt_text="?", source_agent="a", prompt_id=p + "prompt"
@@ -289,8 +296,11 @@ CASES: dict[str, Case] = {
     "memory_units.list_memory_units": Case(
         lambda db, a: memory_units.list_memory_units(db, B, source_conversation_id=a.conversation), equals([])
     ),
-    "memory_units.delete_memory_units_from_conversation": Case(
-        lambda db, a: memory_units.delete_memory_units_from_conversation(db, B, a.conversation), equals([])
+    "memory_units.memory_unit_ids_from_conversation": Case(
+        lambda db, a: memory_units.memory_unit_ids_from_conversation(db, B, a.conversation), equals([])
+    ),
+    "memory_units.delete_memory_units": Case(
+        lambda db, a: memory_units.delete_memory_units(db, B, [a.memory_unit]), equals([])
     ),
     # concepts: B's concept of the same name is B's own row, never A's
     "concepts.find_concept": Case(
@@ -442,6 +452,9 @@ CASES: dict[str, Case] = {
     ),
     "derived_artifacts.list_derived_artifacts": Case(
         lambda db, a: derived_artifacts.list_derived_artifacts(db, B), nothing_of_a
+    ),
+    "derived_artifacts.drop_memory_unit_sources": Case(
+        lambda db, a: derived_artifacts.drop_memory_unit_sources(db, B, [a.memory_unit]), equals([])
     ),
     "derived_artifacts.delete_derived_artifact": Case(
         lambda db, a: derived_artifacts.delete_derived_artifact(db, B, a.artifact), equals(False)
