@@ -12,8 +12,9 @@ of it out:
   it out, and a run that arrives under another id (a producer that wrote the record itself) hands over to the
   cycle's own id instead of paying for the work a second time.
 - **one way to advance**: when a step's work is done, `advance` enqueues the first later step whose run for this
-  cycle has not succeeded. A step queued or running is left to the enqueue's dedupe; one that died runs again,
-  which is how resuming an earlier step redoes what died after it.
+  cycle has not finished. A step queued or running is left to the enqueue's dedupe; one that died is passed over,
+  unless it died before this run was enqueued (an operator resumed an earlier step: the chain redoes what died
+  after it).
 - **one dead policy**: the chain goes on without a step that died (its dead hook advances past it), and a cycle
   whose closing step died is closed without its report, so whatever step dies, the user's next cycle still comes.
   The dead run stays in the dead letters; `run.py cycle resume USER` runs it again.
@@ -25,7 +26,7 @@ times. `run.py cycle show USER` reads a user's cycles through `cycle_history`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -76,14 +77,20 @@ def step_named(name: str) -> Step:
 # --- the plan: pure functions of the steps' newest runs ------------------------------------------------------------
 
 
-def next_step(states: Mapping[str, RunState], *, after: str | None = None, dead_is_done: bool = False) -> str | None:
+def next_step(
+    states: Mapping[str, RunState], *, after: str | None = None, rerun_dead: Collection[str] = ()
+) -> str | None:
     """The step to enqueue for a cycle whose steps' newest runs are in `states` (by step name; a step missing from
-    it never ran): the first step after `after` (from the first when None) that has not succeeded, None when every
-    one has. With `dead_is_done` a dead step counts as done (the dispatcher's plan: what died is not run again
-    without an operator)."""
+    it never ran): the first step after `after` (from the first when None) that has not finished, None when every
+    one has. A dead step counts as finished (the dead policy goes on without it, and what died is not paid for
+    again) unless it is in `rerun_dead`: an operator's resume, or an earlier step run again after it died."""
     later = STEPS[STEPS.index(after) + 1 :] if after is not None else STEPS
-    done: tuple[RunState, ...] = ("succeeded", "dead") if dead_is_done else ("succeeded",)
-    return next((name for name in later if states.get(name) not in done), None)
+
+    def finished(name: str) -> bool:
+        state = states.get(name)
+        return state == "succeeded" or (state == "dead" and name not in rerun_dead)
+
+    return next((name for name in later if not finished(name)), None)
 
 
 def closing_step_died(states: Mapping[str, RunState]) -> bool:
@@ -91,10 +98,15 @@ def closing_step_died(states: Mapping[str, RunState]) -> bool:
     return any(states.get(step.name) == "dead" for step in CHAIN if step.closes_cycle)
 
 
-async def step_states(db: Executor, cycle: Cycle) -> dict[str, RunState]:
-    """The state of each step's newest run for this cycle, by step name (one statement)."""
-    states = await ledger.latest_states(db, [cycle.job_id(step) for step in STEPS])
-    return {step: states[cycle.job_id(step)] for step in STEPS if cycle.job_id(step) in states}
+async def step_runs(db: Executor, cycle: Cycle) -> dict[str, JobRun]:
+    """Each step's newest run for this cycle, by step name (one statement; a step that never ran is left out)."""
+    runs = await ledger.latest_runs(db, [cycle.job_id(step) for step in STEPS])
+    return {step: runs[cycle.job_id(step)] for step in STEPS if cycle.job_id(step) in runs}
+
+
+def died_before(runs: Mapping[str, JobRun], moment: datetime) -> set[str]:
+    """The steps whose newest run died before `moment`."""
+    return {step for step, run in runs.items() if run.state == "dead" and run.finished_at and run.finished_at < moment}
 
 
 # --- the arguments and the identity -------------------------------------------------------------------------------
@@ -170,9 +182,17 @@ async def enqueue_step(ctx: JobContext, cycle: Cycle, step: str) -> EnqueueResul
 
 
 async def advance(ctx: JobContext, cycle: Cycle, *, after: str) -> str | None:
-    """The chain's one way on: enqueue the first step after `after` whose run for this cycle has not succeeded;
-    returns its job id, None when every later step has succeeded (a rerun of a finished step runs nothing twice)."""
-    step = next_step(await step_states(ctx.pool, cycle), after=after)
+    """The chain's one way on: enqueue the first step after `after` whose run for this cycle has not finished;
+    returns its job id, None when every later step has finished.
+
+    A later step that died counts as finished, unless it died before this run of `after` was enqueued: then this
+    run is an earlier step run again on purpose (`cycle resume`, a manual trigger), and the chain redoes what died
+    after it. A later step that died since (a duplicate delivery of this run, taken over after a kill) stays dead:
+    a rerun never pays for a dead step again."""
+    runs = await step_runs(ctx.pool, cycle)
+    this_run = await ledger.latest_run(ctx.pool, ctx.job_id)
+    rerun = died_before(runs, this_run.enqueued_at) if this_run is not None else set()
+    step = next_step({name: run.state for name, run in runs.items()}, after=after, rerun_dead=rerun)
     queued = await enqueue_step(ctx, cycle, step) if step is not None else None
     return queued.job_id if queued is not None else None
 
@@ -351,7 +371,7 @@ def to_resume(history: CycleHistory, now: datetime, stamp: str | None = None) ->
         if stamp is not None and status.cycle.stamp != stamp:
             continue
         started = stamp is not None or bool(status.states) or (status.current and now >= history.due_at)
-        step = next_step(status.states)
+        step = next_step(status.states, rerun_dead=STEPS)
         if started and step is not None:
             return status, step
     return None

@@ -2,7 +2,7 @@
 dead steps the chain marks as worth another try (jobs/cycle.py owns the workflow; this is its clock).
 
 A cycle is due ORRERY_CYCLE_LENGTH_DAYS after it started and stays due until it is closed, so a due cycle whose
-chain is under way is seen again every hour: its plan (`next_step` with dead steps counted as done) then names the
+chain is under way is seen again every hour: its plan (`next_step`, a dead step counting as done) then names the
 step already queued or running, and enqueueing it again is a no-op under its job id (or re-creates one Redis lost).
 A cycle whose closing step died but whose dead hook never ran (a worker killed in between) is closed here, so no
 user stays on a cycle for ever. Dead runs of a step with `revivals` (the projection, which a store or embedder
@@ -41,7 +41,7 @@ async def dispatch_cycles(ctx: JobContext, args: CycleDispatchArgs) -> Mapping[s
         steps = {step: states[cycle.job_id(step)] for step in STEPS if cycle.job_id(step) in states}
         if closing_step_died(steps) and await close_cycle(ctx.pool, cycle, now):
             closed += 1
-        step = next_step(steps, dead_is_done=True)
+        step = next_step(steps)
         queued = await enqueue_step(ctx, cycle, step) if step is not None else None
         enqueued += queued is not None and queued.enqueued  # one queued or running: a no-op, unless Redis lost it
     revived = await revive_dead_steps(ctx, now, limit=args.limit)

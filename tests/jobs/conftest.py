@@ -62,9 +62,32 @@ class BurstRunner:
         self.jobs: JobTable = TEST_JOBS
 
     async def __call__(self, queues: tuple[str, ...] = QUEUES, timeout: float = 30) -> None:
+        """Until the burst worker exits. `timeout` bounds a stall, not the run: the worker is stopped (and the test
+        fails) only when the ledger has not moved for that long, so a loaded machine slows a test down instead of
+        failing it, while a worker that hangs still fails it."""
         options = WorkerOptions(queues=queues, concurrency=4, burst=True)
-        run = run_workers(self.settings, self.database_url, self.redis_url, options, self.jobs)
-        await asyncio.wait_for(run, timeout)
+        run = asyncio.ensure_future(run_workers(self.settings, self.database_url, self.redis_url, options, self.jobs))
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            await wait_progressing(
+                lambda: _ledger_mark(conn, run),
+                lambda mark: mark[0],
+                stall_s=timeout,
+                interval=0.05,
+                what="the burst worker",
+            )
+        finally:
+            await conn.close()
+            if not run.done():
+                run.cancel()
+        await run  # its own exception, if it failed
+
+
+async def _ledger_mark(conn: asyncpg.Connection, run: asyncio.Future[None]) -> tuple[bool, Any]:
+    """(the worker has exited, the ledger's latest change): what a burst's progress is measured by."""
+    if run.done():
+        return True, None
+    return False, await conn.fetchval("SELECT (count(*), max(updated_at))::text FROM runtime.job_runs")
 
 
 @pytest.fixture

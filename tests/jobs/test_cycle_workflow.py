@@ -85,11 +85,13 @@ def test_the_plan_runs_the_first_step_not_done_and_closes_a_cycle_whose_report_d
     assert next_step({}) == "insight"
     assert next_step({"insight": "succeeded", "proactive_prompts": "running"}) == "proactive_prompts"
     died: dict[str, RunState] = {"insight": "succeeded", "proactive_prompts": "dead"}
-    assert next_step(died) == "proactive_prompts"  # an operator's resume runs what died
-    assert next_step(died, dead_is_done=True) == "cycle_report"  # the dispatcher goes on without it
-    assert next_step(died, after="proactive_prompts") == "cycle_report"  # the dead hook's advance
+    assert next_step(died) == "cycle_report"  # the dispatcher and the dead hook go on without it
+    assert next_step(died, rerun_dead=STEPS) == "proactive_prompts"  # an operator's resume runs what died
+    assert next_step(died, after="proactive_prompts") == "cycle_report"
     assert next_step({step: "succeeded" for step in STEPS}) is None
-    assert next_step({"cycle_report": "dead", "projection": "succeeded"}, after="proactive_prompts") == "cycle_report"
+    later_dead: dict[str, RunState] = {"cycle_report": "dead", "projection": "succeeded"}
+    assert next_step(later_dead, after="proactive_prompts") is None  # a duplicate delivery pays for nothing again
+    assert next_step(later_dead, after="proactive_prompts", rerun_dead={"cycle_report"}) == "cycle_report"
     assert closing_step_died({"cycle_report": "dead"}) and not closing_step_died({"proactive_prompts": "dead"})
 
 
