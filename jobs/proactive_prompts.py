@@ -33,12 +33,11 @@ from store.proactive_prompts_writes import (
     PromptSource,
     cycle_run_key,
     daily_run_key,
-    expire_stale_prompts,
     read_prompt_source,
-    run_wrote_prompts,
     users_for_daily_prompts,
     write_prompts,
 )
+from store.repos import proactive_prompts
 
 if TYPE_CHECKING:
     from agents.llm import LLMClient
@@ -110,8 +109,8 @@ async def write_run(
 
     settings = ctx.settings
     expire_before = now - timedelta(days=settings.proactive_prompt_expiry_days)
-    expired = await expire_stale_prompts(ctx.pool, user_id, created_before=expire_before)
-    if await run_wrote_prompts(ctx.pool, user_id, run_key):
+    expired = await proactive_prompts.expire_pending(ctx.pool, user_id, created_before=expire_before)
+    if await proactive_prompts.run_wrote_prompts(ctx.pool, user_id, run_key):
         return {"outcome": "already_written", "expired": expired, "llm_calls": 0}
     source = await read_prompt_source(ctx.pool, user_id, insights_since=insights_since, memory_limit=RECENT_MEMORIES)
     if source is None:

@@ -8,7 +8,7 @@ embedded through the EMBEDDER resource (the same texts the vector store embeds, 
 agents/projection.py (PCA to 3D, aligned to the previous projection so unchanged nodes stay put).
 
 Idempotent because (DESIGN.md invariant 2): the projection's id derives from the user, the cycle and a digest of
-its input (store/projection_writes.py), checked before any embedding and inserted ON CONFLICT DO NOTHING; a rerun
+its input (store/projection_source.py), checked before any embedding and inserted ON CONFLICT DO NOTHING; a rerun
 over unchanged rows writes nothing, a rerun after new material adds the newer projection.
 """
 
@@ -19,14 +19,8 @@ from jobs.cycle import CycleArgs, StepResult, chain_step
 from jobs.resources import EMBEDDER
 from jobs.runtime.context import JobContext
 from store.cycles import CycleState
-from store.projection_writes import (
-    projection_exists,
-    projection_id,
-    read_projection_source,
-    stored_vectors,
-    write_projection,
-)
-from store.repos.graph_projections import latest_graph_projection
+from store.projection_source import projection_id, read_projection_source, stored_vectors
+from store.repos.graph_projections import graph_projection_exists, insert_graph_projection, latest_graph_projection
 
 
 async def run_projection(ctx: JobContext, args: CycleArgs, cycle: Cycle, state: CycleState) -> StepResult:
@@ -38,7 +32,7 @@ async def run_projection(ctx: JobContext, args: CycleArgs, cycle: Cycle, state: 
         ctx.pool, args.user_id, max_memory_units=ctx.settings.projection_max_memory_units
     )
     new_id = projection_id(cycle, source.digest())
-    if await projection_exists(ctx.pool, args.user_id, new_id):
+    if await graph_projection_exists(ctx.pool, args.user_id, new_id):
         return StepResult({"projection_id": new_id, "outcome": "already_written", "embedded": 0})
 
     embedder = await ctx.resource(EMBEDDER)
@@ -70,7 +64,7 @@ async def run_projection(ctx: JobContext, args: CycleArgs, cycle: Cycle, state: 
             "aligned_to": previous.projection_id if previous and data["aligned_nodes"] else None,
         }
     )
-    written = await write_projection(ctx.pool, args.user_id, new_id, data)
+    written = await insert_graph_projection(ctx.pool, args.user_id, new_id, data)
     return StepResult(
         {
             "projection_id": new_id,

@@ -19,8 +19,9 @@ from core.vocabulary import NodeLabel
 from store import outbox
 from store.cycles import lock_current_cycle, reset_cycle
 from store.postgres import Executor
-from store.repos import cards
-from store.repos._base import to_db, transaction, utc_now
+from store.repos import cards, derived_artifacts
+from store.repos._base import to_db, transaction
+from store.repos.derived_artifacts import NewArtifact
 
 REPORT_TYPE = "cycle_report"
 REPORT_AGENT = "CycleReportAgent"
@@ -119,13 +120,7 @@ async def read_cycle_rows(db: Executor, user_id: str, windows: CycleWindows, *, 
 
 async def report_exists(db: Executor, cycle: Cycle) -> bool:
     """Whether the cycle's report is written (its id is the cycle's own)."""
-    return bool(
-        await db.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM derived_artifacts WHERE user_id = $1 AND artifact_id = $2)",
-            cycle.user_id,
-            report_id(cycle),
-        )
-    )
+    return await derived_artifacts.artifact_exists(db, cycle.user_id, report_id(cycle))
 
 
 @dataclass(frozen=True)
@@ -160,21 +155,22 @@ async def write_cycle_report(
     summary = CycleReportWriteSummary(artifact_id, outcome="written")
     async with transaction(db) as conn:
         current = await lock_current_cycle(conn, user_id)  # a user deleted meanwhile is a PermanentError
-        inserted = await conn.fetchval(
-            "INSERT INTO derived_artifacts (artifact_id, user_id, artifact_type, title, content_narrative, "
-            "content_data, generated_by_agent, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-            "ON CONFLICT (artifact_id) DO NOTHING RETURNING artifact_id",
-            artifact_id,
+        inserted = await derived_artifacts.insert_artifacts(
+            conn,
             user_id,
-            REPORT_TYPE,
-            report.title,
-            report.narrative,
-            report.content_data,
-            REPORT_AGENT,
-            to_db(utc_now()),
+            [
+                NewArtifact(
+                    artifact_id=artifact_id,
+                    artifact_type=REPORT_TYPE,
+                    title=report.title,
+                    content_narrative=report.narrative,
+                    content_data=report.content_data,
+                )
+            ],
+            generated_by=REPORT_AGENT,
         )
         changed: list[outbox.Change] = []
-        if inserted is None:
+        if not inserted:
             summary.outcome = "already_written"
         else:
             changed.append(outbox.Change(NodeLabel.DERIVED_ARTIFACT, artifact_id))

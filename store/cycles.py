@@ -17,7 +17,8 @@ from core.errors import PermanentError
 from core.vocabulary import NodeLabel
 from store import outbox
 from store.postgres import Executor
-from store.repos._base import to_db, transaction
+from store.repos import users
+from store.repos._base import transaction
 
 _CYCLE_START = "COALESCE(last_cycle_started_at, created_at)"
 """A user's current cycle starts at their last reset, or at their creation before the first one."""
@@ -92,11 +93,7 @@ async def reset_cycle(conn: Executor, cycle: Cycle, at: datetime) -> bool:
     `lock_current_cycle`); True when it did. The caller records the user's outbox change."""
     if await lock_current_cycle(conn, cycle.user_id) != cycle:
         return False
-    await conn.execute(
-        "UPDATE users SET last_cycle_started_at = $2, concepts_created_in_cycle = 0 WHERE user_id = $1",
-        cycle.user_id,
-        to_db(Cycle.of(cycle.user_id, at).start),
-    )
+    await users.start_cycle(conn, cycle.user_id, Cycle.of(cycle.user_id, at).start)
     return True
 
 

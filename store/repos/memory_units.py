@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -37,44 +37,8 @@ class MemoryUnitRecord(Record):
     metadata: JsonObject
 
 
-async def insert_memory_unit(
-    db: Executor,
-    user_id: str,
-    *,
-    title: str,
-    content: str,
-    creation_ts: datetime,
-    importance_score: float | None,
-    sentiment_score: float | None,
-    source_conversation_id: str | None,
-    metadata: dict[str, Any] | None = None,
-    muid: str | None = None,
-) -> MemoryUnitRecord:
-    """Insert a memory unit; NotFoundError when the source conversation is not this user's (checked in SQL)."""
-    now = to_db(utc_now())
-    row = await db.fetchrow(
-        "INSERT INTO memory_units (muid, user_id, title, content, creation_ts, ingestion_ts, last_modified_ts, "
-        "importance_score, sentiment_score, source_conversation_id, metadata) "
-        "SELECT $1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10 "
-        "WHERE $9::text IS NULL OR EXISTS (SELECT 1 FROM conversations WHERE id = $9 AND user_id = $2) RETURNING *",
-        muid or new_id(),
-        user_id,
-        title,
-        content,
-        to_db(creation_ts),
-        now,
-        importance_score,
-        sentiment_score,
-        source_conversation_id,
-        json_object(metadata, "metadata"),
-    )
-    if row is None:
-        raise NotFoundError(f"conversation {source_conversation_id} not found for user {user_id}")
-    return MemoryUnitRecord.from_row(row)
-
-
 class NewMemoryUnit(BaseModel):
-    """One memory unit for `insert_memory_units`."""
+    """One memory unit for `insert_memory_units`; `muid` None gets a new id."""
 
     title: str
     content: str
@@ -99,8 +63,8 @@ _REVISE = (
 async def insert_memory_units(
     db: Executor, user_id: str, units: Sequence[NewMemoryUnit], *, revise: bool = False
 ) -> int:
-    """`insert_memory_unit` for many units in one statement; all or none: NotFoundError (and nothing written) when
-    any source conversation is not this user's. Returns how many were written.
+    """Insert units in one statement; all or none: NotFoundError (and nothing written) when any source conversation
+    is not this user's. Returns how many were written.
 
     With `revise`, a unit whose id exists already (a reprocess derives the same ids) is updated in place, keeping
     its id, its ingestion time and everything that points at it (artifact sources, cards, edges)."""
@@ -134,11 +98,6 @@ async def insert_memory_units(
     return len(units)
 
 
-async def get_memory_unit(db: Executor, user_id: str, muid: str) -> MemoryUnitRecord | None:
-    row = await db.fetchrow("SELECT * FROM memory_units WHERE user_id = $1 AND muid = $2", user_id, muid)
-    return MemoryUnitRecord.from_optional(row)
-
-
 async def list_memory_units(
     db: Executor, user_id: str, *, source_conversation_id: str | None = None
 ) -> list[MemoryUnitRecord]:
@@ -167,3 +126,14 @@ async def delete_memory_units(db: Executor, user_id: str, muids: Sequence[str]) 
         "DELETE FROM memory_units WHERE user_id = $1 AND muid = ANY($2::text[]) RETURNING muid", user_id, list(muids)
     )
     return sorted(row["muid"] for row in rows)
+
+
+async def existing_memory_unit_ids(db: Executor, user_id: str, muids: Iterable[str]) -> set[str]:
+    """Which of `muids` are still the user's memory units (one can go with a reprocessed conversation)."""
+    wanted = sorted(set(muids))
+    if not wanted:
+        return set()
+    rows = await db.fetch(
+        "SELECT muid FROM memory_units WHERE user_id = $1 AND muid = ANY($2::text[])", user_id, wanted
+    )
+    return {row["muid"] for row in rows}

@@ -17,7 +17,7 @@ from jobs.diagnostics import ECHO
 from jobs.ingestion import INGEST
 from jobs.runtime.enqueue import enqueue
 from jobs.runtime.keys import INTERACTIVE, UNRECORDED_DEAD_KEY, job_key, queue_key
-from store import ledger, sweeps
+from store import ledger
 from store.repos import conversations, users
 from tests.faults.conftest import STALL_S, Fleet, documented_enqueue_script, raw_record, worker_group
 from tests.jobs.conftest import FAST_ENV, BurstRunner, wait_for_workers, wait_progressing
@@ -148,4 +148,4 @@ async def test_a_record_naming_a_real_conversation_that_never_ran_changes_no_dom
     assert run is not None and (run.state, run.error_class) == ("dead", "NotRunnable"), run
     after = await conversations.get_conversation(pool, user.user_id, conversation.id)
     assert after is not None and (after.status, after.metadata) == ("ended", conversation.metadata)
-    assert conversation.id in await sweeps.ended_conversation_ids(pool, limit=1000)  # the sweep still ingests it
+    assert conversation.id in await conversations.ended_conversation_ids(pool, limit=1000)  # the sweep still ingests it

@@ -23,10 +23,10 @@ from jobs.runtime.enqueue import enqueue
 from store import ledger
 from store.cycle_report_writes import report_id
 from store.cycles import read_cycle
-from store.repos import derived_artifacts
 from store.repos._base import to_db
 from tests.jobs.conftest import WorkerProcesses, cli_env, wait_for_workers, wait_progressing
 from tests.jobs.cycle_seed import seed_user
+from tests.store import testrows
 
 DAY = timedelta(days=1)
 
@@ -96,9 +96,9 @@ async def test_a_dead_prompts_or_report_step_does_not_hold_the_users_cycles(
             assert states[report_dies.user_id] == {**ok, "cycle_report": "dead"}
             dead = await ledger.latest_run(pool, prompts_dies.job_id("proactive_prompts"))
             assert dead is not None and dead.error_class == "PermanentError" and "m999" in (dead.error or "")
-            report = await derived_artifacts.get_derived_artifact(pool, report_dies.user_id, report_id(report_dies))
+            report = await testrows.get_derived_artifact(pool, report_dies.user_id, report_id(report_dies))
             assert report is None  # closed without its report, which stays a dead letter for `cycle resume`
-            assert await derived_artifacts.get_derived_artifact(pool, prompts_dies.user_id, report_id(prompts_dies))
+            assert await testrows.get_derived_artifact(pool, prompts_dies.user_id, report_id(prompts_dies))
 
             # a week later: every user's next cycle comes, the hostile ones' like the control's
             second = []

@@ -22,9 +22,10 @@ from settings import Settings
 from store import ledger
 from store.cycle_report_writes import report_id
 from store.llm_calls import list_llm_calls
-from store.repos import cards, derived_artifacts, graph_projections, proactive_prompts, users
+from store.repos import cards, derived_artifacts, proactive_prompts, users
 from tests.jobs.conftest import BurstRunner
 from tests.jobs.cycle_seed import seed_user
+from tests.store import testrows
 
 REPORT_SAMPLE: dict[str, Any] = load_sample_answers("cycle_report")[0].answer
 DAY = timedelta(days=1)
@@ -47,7 +48,7 @@ async def cycle_rows(pool: asyncpg.Pool, user_id: str) -> dict[str, Any]:
         "artifacts": sorted(a.artifact_id for a in await derived_artifacts.list_derived_artifacts(pool, user_id)),
         "cards": sorted(c.card_id for c in await cards.list_cards(pool, user_id)),
         "prompts": sorted(p.prompt_id for p in await proactive_prompts.list_proactive_prompts(pool, user_id)),
-        "projections": sorted(p.projection_id for p in await graph_projections.list_graph_projections(pool, user_id)),
+        "projections": sorted(p.projection_id for p in await testrows.list_graph_projections(pool, user_id)),
         "llm_calls": len([c for c in await list_llm_calls(pool, user_id) if c.call.prompt_name != "embeddings"]),
     }
 
@@ -74,7 +75,7 @@ async def test_the_chain_reports_the_cycle_once_resets_it_and_projects(
     for job in ("proactive_prompts", "cycle_report", "projection"):
         run = await ledger.latest_run(pool, cycle.job_id(job))
         assert run is not None and run.state == "succeeded", (job, run)
-    report = await derived_artifacts.get_derived_artifact(pool, user.user_id, report_id(cycle))
+    report = await testrows.get_derived_artifact(pool, user.user_id, report_id(cycle))
     assert report is not None and report.artifact_type == "cycle_report"
     assert (report.title, report.content_narrative) == (REPORT_SAMPLE["title"], REPORT_SAMPLE["narrative"])
     assert report.generated_by_agent == "CycleReportAgent"
@@ -102,7 +103,7 @@ async def test_the_chain_reports_the_cycle_once_resets_it_and_projects(
     assert after is not None and after.concepts_created_in_cycle == 0
     assert after.last_cycle_started_at is not None
     assert abs(after.last_cycle_started_at - datetime.now(UTC)) < timedelta(minutes=1)
-    [projection] = await graph_projections.list_graph_projections(pool, user.user_id)
+    [projection] = await testrows.list_graph_projections(pool, user.user_id)
     types = sorted({node["type"] for node in projection.projection_data["nodes"]})
     assert types == ["Community", "Concept", "DerivedArtifact", "MemoryUnit"]
     assert projection.projection_data["cycle_start"] == start.isoformat()
@@ -135,7 +136,7 @@ async def test_an_empty_cycle_makes_no_llm_call_writes_a_minimal_report_and_stil
     await enqueue(redis_client, pool, CYCLE_REPORT, {"user_id": user.user_id})  # by hand: the current cycle
     await run_burst()
 
-    report = await derived_artifacts.get_derived_artifact(
+    report = await testrows.get_derived_artifact(
         pool, user.user_id, report_id(Cycle.of(user.user_id, user.cycle_start))
     )
     assert report is not None and report.title == "A quiet cycle" and report.content_narrative is None

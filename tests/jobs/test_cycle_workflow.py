@@ -35,10 +35,10 @@ from store.cycle_report_writes import report_id
 from store.cycles import read_cycle
 from store.ledger import RunState
 from store.llm_calls import list_llm_calls
-from store.repos import derived_artifacts, graph_projections
 from store.repos._base import to_db
 from tests.jobs.conftest import BurstRunner
 from tests.jobs.cycle_seed import now_s, seed_user
+from tests.store import testrows
 
 DAY = timedelta(days=1)
 
@@ -163,7 +163,7 @@ async def test_a_stuck_cycle_moves_on_when_insight_is_triggered_by_hand(
     rerun = await ledger.latest_run(pool, again.job_id)
     assert rerun is not None and rerun.result is not None and rerun.result["outcome"] == "already_written"
     assert await chain_states(pool, cycle) == {step: "succeeded" for step in STEPS}
-    assert await derived_artifacts.get_derived_artifact(pool, user.user_id, report_id(cycle)) is not None
+    assert await testrows.get_derived_artifact(pool, user.user_id, report_id(cycle)) is not None
     state = await read_cycle(pool, user.user_id)
     assert state is not None and state.cycle.start > cycle.start
 
@@ -224,7 +224,7 @@ async def test_a_dead_projection_is_revived_twice_at_most(
     assert (await dispatch(resources))["revived"] == 1
     await run_burst()
     assert await chain_states(pool, cycle) == {"projection": "succeeded"}
-    assert len(await graph_projections.list_graph_projections(pool, user.user_id)) == 1
+    assert len(await testrows.list_graph_projections(pool, user.user_id)) == 1
 
     # an outage that outlasts the revivals: enqueued again twice, then left dead
     await pool.execute("DELETE FROM user_graph_projections WHERE user_id = $1", user.user_id)
@@ -237,7 +237,7 @@ async def test_a_dead_projection_is_revived_twice_at_most(
     assert (await dispatch(resources))["revived"] == 0
     runs = await ledger.runs_of(pool, job_id)
     assert [r.state for r in runs] == ["dead"] * 3
-    assert await graph_projections.list_graph_projections(pool, user.user_id) == []
+    assert await testrows.list_graph_projections(pool, user.user_id) == []
 
 
 async def test_a_revived_projection_is_skipped_once_a_later_one_succeeded(

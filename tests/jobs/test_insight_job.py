@@ -34,10 +34,11 @@ from settings import Settings
 from store import ledger
 from store.cycles import users_due_for_cycle
 from store.llm_calls import list_llm_calls
-from store.repos import cards, communities, concepts, derived_artifacts, growth_events, knowledge_edges, users
+from store.repos import cards, communities, concepts, derived_artifacts, users
 from store.samples.loader import seed_sample_user
 from tests.agents.test_insight import insight_answer
 from tests.jobs.conftest import BurstRunner
+from tests.store import testrows
 
 INSIGHT_ONLY = JobTable(spec for spec in JOBS.all() if spec.name not in ("proactive_prompts", "cycle_report"))
 """The catalog without the chain after insight: the insight job's follow-up is not known, so the chain stops."""
@@ -91,7 +92,7 @@ async def insight_rows(pool: asyncpg.Pool, user_id: str) -> dict[str, Any]:
         ),
         "cards": sorted((c.source_entity_type, c.source_entity_id) for c in await cards.list_cards(pool, user_id)),
         "growth": sorted(
-            (g.event_id, g.entity_id, g.dim_key) for g in await growth_events.list_growth_events(pool, user_id)
+            (g.event_id, g.entity_id, g.dim_key) for g in await testrows.list_growth_events(pool, user_id)
         ),
         "communities": sorted(
             (c.community_id, tuple(c.core_concept_ids)) for c in await communities.list_communities(pool, user_id)
@@ -153,7 +154,7 @@ async def test_the_sample_user_cycle_is_understood_once(
     running, morning = by_name["Running"], by_name["Morning runs"]
     assert (morning.status, morning.merged_into_concept_id, running.status) == ("merged", running.concept_id, "active")
     assert "morning runs" in running.aliases
-    edges = await knowledge_edges.list_edges(pool, user_id)
+    edges = await testrows.list_edges(pool, user_id)
     assert not [e for e in edges if morning.concept_id in (e.source_id, e.target_id)]
     assert morning.concept_id not in carded and running.concept_id in carded
     assert {c.name for c in found} == {

@@ -22,8 +22,9 @@ from core.ingestion import (
 from core.vocabulary import EntityKind, GrowthDimension, RelationshipType
 from store.ingestion_writes import IngestionThresholds, memory_unit_id, write_ingestion
 from store.outbox import STORES
-from store.repos import concepts, conversations, derived_artifacts, growth_events, memory_units, users
+from store.repos import concepts, conversations, memory_units, users
 from tests.memory_rows import memory_counts
+from tests.store import testrows
 
 THRESHOLDS = IngestionThresholds(importance=3, card_importance=6)
 WHEN = datetime(2026, 11, 20, 18, 30, tzinfo=UTC)
@@ -131,7 +132,7 @@ async def test_writes_every_row_once_and_marks_processed(pool: asyncpg.Pool, end
 
     assert summary.outcome == "written"
     assert await memory_counts(pool, user_id) == ROWS_OF_ONE_WRITE
-    unit = await memory_units.get_memory_unit(pool, user_id, memory_unit_id(conversation_id, "m1"))
+    unit = await testrows.get_memory_unit(pool, user_id, memory_unit_id(conversation_id, "m1"))
     assert unit is not None and unit.title == "Longest run yet" and unit.source_conversation_id == conversation_id
     assert unit.creation_ts == WHEN and unit.importance_score == 8 and unit.sentiment_score == 0.7
     conversation = await conversations.get_conversation(pool, user_id, conversation_id)
@@ -146,7 +147,7 @@ async def test_writes_every_row_once_and_marks_processed(pool: asyncpg.Pool, end
     package = user.next_conversation_context_package
     assert isinstance(package, dict) and package["proactive_greeting"] == "How is the knee?"
     assert package["source_conversation_id"] == conversation_id
-    event = (await growth_events.list_growth_events(pool, user_id))[0]
+    event = (await testrows.list_growth_events(pool, user_id))[0]
     assert (event.entity_id, event.entity_type) == (unit.muid, "MemoryUnit")
     assert (event.dim_key, event.delta) == ("act_self", 0.5)
 
@@ -199,7 +200,7 @@ async def test_reprocess_keeps_what_points_at_its_memory_and_tells_the_stores(
     user_id, conversation_id = ended
     await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS)
     m1, m2 = memory_unit_id(conversation_id, "m1"), memory_unit_id(conversation_id, "m2")
-    steady = await derived_artifacts.create_derived_artifact(
+    steady = await testrows.create_derived_artifact(
         pool,
         user_id,
         artifact_type="pattern",
@@ -207,7 +208,7 @@ async def test_reprocess_keeps_what_points_at_its_memory_and_tells_the_stores(
         source_memory_unit_id=m1,
         content_data={"source_memory_unit_ids": [m1]},
     )
-    knee = await derived_artifacts.create_derived_artifact(
+    knee = await testrows.create_derived_artifact(
         pool,
         user_id,
         artifact_type="tension",
@@ -220,7 +221,7 @@ async def test_reprocess_keeps_what_points_at_its_memory_and_tells_the_stores(
     same = await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS, reprocess=True)
     assert same.replaced["memory_units_removed"] == 0 and same.replaced["artifact_sources"] == 0
     for artifact in (steady, knee):
-        again = await derived_artifacts.get_derived_artifact(pool, user_id, artifact.artifact_id)
+        again = await testrows.get_derived_artifact(pool, user_id, artifact.artifact_id)
         assert again is not None and again.source_memory_unit_id == artifact.source_memory_unit_id
     assert await outbox_labels(pool, "DerivedArtifact") == []
     assert sorted(await outbox_labels(pool, "MemoryUnit")) == sorted([m1, m2])
@@ -232,10 +233,10 @@ async def test_reprocess_keeps_what_points_at_its_memory_and_tells_the_stores(
     dropped = await write_ingestion(pool, only_m1, THRESHOLDS, reprocess=True)
     assert dropped.replaced["memory_units_removed"] == 1 and dropped.replaced["artifact_sources"] == 1
     assert [u.muid for u in await memory_units.list_memory_units(pool, user_id)] == [m1]
-    moved = await derived_artifacts.get_derived_artifact(pool, user_id, knee.artifact_id)
+    moved = await testrows.get_derived_artifact(pool, user_id, knee.artifact_id)
     assert moved is not None and moved.source_memory_unit_id == m1
     assert moved.content_data == {"source_memory_unit_ids": [m1], "note": "kept"}
-    kept = await derived_artifacts.get_derived_artifact(pool, user_id, steady.artifact_id)
+    kept = await testrows.get_derived_artifact(pool, user_id, steady.artifact_id)
     assert kept is not None and kept.source_memory_unit_id == m1
     assert await outbox_labels(pool, "DerivedArtifact") == [knee.artifact_id]
     assert sorted(await outbox_labels(pool, "MemoryUnit")) == sorted([m1, m2])  # m2 leaves the stores
