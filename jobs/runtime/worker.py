@@ -28,8 +28,9 @@ import structlog
 
 from jobs.runtime import metrics, tracing, wire
 from jobs.runtime.arq_seam import OrreryWorker, RedisSettings
-from jobs.runtime.attempt import RESOURCES, arq_function, record_unrunnable
+from jobs.runtime.attempt import RESOURCES, arq_function
 from jobs.runtime.claim import QueueClaimer
+from jobs.runtime.dead import record_unrunnable
 from jobs.runtime.keys import health_key, in_progress_key, queue_key
 from jobs.runtime.outage import POSTGRES_ERRORS, StoreOutage, StoreWatch
 from jobs.runtime.registry import JobSpec, JobTable
