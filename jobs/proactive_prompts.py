@@ -7,7 +7,7 @@ job id `proactive_prompts:{user_id}:daily:{YYYYMMDD}`) for every user with new m
 not due (the chain writes theirs) and did not start in the last day (the chain just did); such a run belongs to no
 cycle and continues no chain.
 
-Idempotent because (DESIGN.md invariant 2): a run is keyed (`cycle:<cycle_key>` or `daily:<date>`), its prompts'
+Idempotent because (DESIGN.md invariant 2): a run is keyed (`cycle:<stamp>` or `daily:<date>`), its prompts'
 ids derive from that key and their normalized text, and the write (store/proactive_prompts_writes.py) takes the
 user's prompt lock and writes nothing when the key already wrote prompts; before the LLM call the same check
 skips the call. Stale pending prompts expire first; the cap counts what is pending after that.
