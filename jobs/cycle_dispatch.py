@@ -3,7 +3,8 @@ dead steps the chain marks as worth another try (jobs/cycle.py owns the workflow
 
 A cycle is due ORRERY_CYCLE_LENGTH_DAYS after it started and stays due until it is closed, so a due cycle whose
 chain is under way is seen again every hour: its plan (`next_step`, a dead step counting as done) then names the
-step already queued or running, and enqueueing it again is a no-op under its job id (or re-creates one Redis lost).
+step already queued or running, which is left alone, or enqueued again once its ledger row has been quiet for
+QUIET (a no-op under its job id, or a re-creation of one Redis lost).
 A cycle whose closing step died but whose dead hook never ran (a worker killed in between) is closed here, so no
 user stays on a cycle for ever. Dead runs of a step with `revivals` (the projection, which a store or embedder
 outage kills) are enqueued again, at most that many times per cycle, unless a later run of that step for the user has
@@ -24,6 +25,11 @@ from jobs.runtime.registry import BATCH, JobSpec
 from store import ledger
 from store.cycles import close_cycle, users_due_for_cycle
 
+QUIET = timedelta(minutes=10)
+"""A step queued or running whose ledger row has not moved for this long is enqueued again: a no-op while Redis holds
+its job, a recovery when Redis lost it. One that moved more recently is left alone: the plan was read from a
+snapshot, and enqueueing a step that finished since would start it again."""
+
 
 class CycleDispatchArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -35,15 +41,17 @@ async def dispatch_cycles(ctx: JobContext, args: CycleDispatchArgs) -> Mapping[s
     """Start (or keep going) every due cycle, close those whose closing step died, revive dead projections."""
     now = datetime.now(UTC)
     due = await users_due_for_cycle(ctx.pool, length_days=ctx.settings.cycle_length_days, limit=args.limit)
-    states = await ledger.latest_states(ctx.pool, [cycle.job_id(step) for cycle in due for step in STEPS])
+    runs = await ledger.latest_runs(ctx.pool, [cycle.job_id(step) for cycle in due for step in STEPS])
     enqueued = closed = 0
     for cycle in due:
-        steps = {step: states[cycle.job_id(step)] for step in STEPS if cycle.job_id(step) in states}
-        if closing_step_died(steps) and await close_cycle(ctx.pool, cycle, now):
+        steps = {step: runs[cycle.job_id(step)] for step in STEPS if cycle.job_id(step) in runs}
+        states = {step: run.state for step, run in steps.items()}
+        if closing_step_died(states) and await close_cycle(ctx.pool, cycle, now):
             closed += 1
-        step = next_step(steps)
-        queued = await enqueue_step(ctx, cycle, step) if step is not None else None
-        enqueued += queued is not None and queued.enqueued  # one queued or running: a no-op, unless Redis lost it
+        step = next_step(states)
+        if step is not None and (step not in steps or steps[step].updated_at < now - QUIET):
+            queued = await enqueue_step(ctx, cycle, step)
+            enqueued += queued is not None and queued.enqueued
     revived = await revive_dead_steps(ctx, now, limit=args.limit)
     if due or revived:
         ctx.log.info("cycles dispatched", due=len(due), enqueued=enqueued, closed=closed, revived=revived)

@@ -192,6 +192,29 @@ async def test_the_dispatcher_finishes_a_cycle_whose_report_died_without_its_hoo
     assert await dispatch(resources) == {"due": 0, "enqueued": 0, "closed": 0, "revived": 0}
 
 
+async def test_a_step_redis_lost_is_recovered_once_its_ledger_row_is_quiet(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, resources: WorkerResources
+) -> None:
+    """A queued step is left alone while its row is fresh (the dispatcher's plan is a snapshot: enqueueing a step
+    that finished meanwhile would start it again); once quiet, it is enqueued again, which re-creates a job Redis
+    lost."""
+    user = await seed_user(pool, cycle_age=8 * DAY)
+    cycle = Cycle.of(user.user_id, user.cycle_start)
+    queued = await enqueue(redis_client, pool, INSIGHT, {"user_id": user.user_id})
+    await redis_client.delete(job_key(queued.job_id))  # Redis lost it
+    await redis_client.zrem(queue_key(BATCH), queued.job_id)
+
+    assert (await dispatch(resources))["enqueued"] == 0
+    assert not await redis_client.exists(job_key(queued.job_id))
+    await pool.execute(
+        "UPDATE runtime.job_runs SET updated_at = now() - interval '11 minutes' WHERE job_id = $1", queued.job_id
+    )
+    assert (await dispatch(resources))["enqueued"] == 1
+    assert await redis_client.exists(job_key(queued.job_id))
+    runs = await ledger.runs_of(pool, cycle.job_id("insight"))
+    assert [(r.state, r.error_class) for r in runs] == [("queued", None), ("dead", "LostJob")]
+
+
 async def test_a_dead_projection_is_revived_twice_at_most(
     pool: asyncpg.Pool, redis_client: aioredis.Redis, resources: WorkerResources, run_burst: BurstRunner
 ) -> None:
