@@ -108,6 +108,8 @@ class KeyedAnswer:
     match: str
     answer: Any
     prompt: str | None = None
+    delay_s: float = 0.0
+    """Waited before answering (a model that thinks, so a fault test's kills land mid-call)."""
 
     def answers(self, prompt: str | None, text: str) -> bool:
         return (self.prompt is None or prompt is None or self.prompt == prompt) and self.match in text
@@ -239,7 +241,7 @@ class ScriptedLLMServer:
         text, prompt = request.message_text(), request.prompt_name
         for keyed in self._keyed:
             if keyed.answers(prompt, text):
-                return ScriptedReply.json(keyed.answer)
+                return ScriptedReply.json(keyed.answer, delay_s=keyed.delay_s)
         if prompt is None:
             return ScriptedReply.error(400, "scripted LLM server: no reply scripted for this request")
         return ScriptedReply.error(

@@ -27,8 +27,8 @@ import asyncpg
 from bench_stack import bench_servers, fresh_database
 
 from agents.scripted_llm import sample_answers_server
+from core.cycle import Cycle
 from jobs.catalog import JOBS
-from jobs.cycle_report import chain_job_id
 from jobs.runtime.enqueue import enqueue
 from jobs.runtime.keys import BATCH
 from store.postgres import create_pool
@@ -123,7 +123,7 @@ async def run(server_dsn: str, redis_url: str, data_dir: Path, args: argparse.Na
     try:
         user_ids, start = await seed(pool, args.users, args.conversations)
         for user_id in user_ids:
-            job_id = chain_job_id(first, user_id, start)
+            job_id = Cycle.of(user_id, start).job_id(first)
             await enqueue(redis, pool, JOBS.get(first), {"user_id": user_id, "cycle_start": start}, job_id=job_id)
         with sample_answers_server() as llm:
             env = {key: value for key, value in os.environ.items() if not key.startswith("ORRERY_")}

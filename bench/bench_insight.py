@@ -49,7 +49,8 @@ from jobs.runtime.registry import JobTable
 from jobs.runtime.worker import WorkerOptions, run_workers
 from prompts import load_prompt
 from settings import load_settings
-from store.insight_material import load_concept_graph, load_insight_material, read_cycle
+from store.cycles import read_cycle
+from store.insight_material import load_concept_graph, load_insight_material
 from store.insight_writes import write_insight
 from store.llm_calls import list_llm_calls
 from store.postgres import create_pool
@@ -182,7 +183,7 @@ async def compile_times(pool: asyncpg.Pool, user_ids: list[str], repeats: int) -
                 started = time.perf_counter()
                 await load_insight_material(
                     conn,
-                    cycle,
+                    cycle.cycle,
                     window_start=cycle.last_cycle_started_at,
                     window_end=now,
                     importance_threshold=settings.insight_importance_threshold,
@@ -200,7 +201,7 @@ async def measure(pool: asyncpg.Pool, user_id: str, llm: LLMClient) -> dict[str,
     now = datetime.now(UTC)
     material = await load_insight_material(
         pool,
-        cycle,
+        cycle.cycle,
         window_start=cycle.last_cycle_started_at,
         window_end=now,
         importance_threshold=settings.insight_importance_threshold,

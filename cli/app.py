@@ -12,6 +12,7 @@ import re
 
 import typer
 
+from cli import cycle as cycle_cli
 from cli import database, demo, doctor, forget, rebuild, recall, reconcile, samples, sync, trigger
 from cli import jobs as jobs_cli
 from cli import metrics as metrics_cli
@@ -51,6 +52,7 @@ app.command("worker")(worker_cli.worker_command)
 app.command("health")(worker_cli.health_command)
 app.command("trigger")(trigger.trigger_command)
 app.add_typer(jobs_cli.jobs_app, name="jobs")
+app.add_typer(cycle_cli.cycle_app, name="cycle")
 app.command("metrics")(metrics_cli.metrics_command)
 app.command("recall")(recall.recall_command)
 app.add_typer(sync.sync_app, name="sync")

@@ -12,7 +12,6 @@ import asyncio
 import os
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +23,22 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from cli.common import CommandError, backends, console, describe_backends, invocation, run_async, settings
 from cli.demo_cycle import RECALL_QUERY, load_cycle, render_cycle
 from cli.demo_report import load_report, render_report
-from jobs.cycle_report import chain_job_id
-from jobs.insight import INSIGHT
+from jobs.catalog import JOBS
+from jobs.cycle import STEPS, step_args
 from jobs.maintenance import end_and_enqueue_ingestion
 from jobs.runtime.enqueue import enqueue
 from settings import Settings
 from store import ledger
+from store.cycles import read_cycle
 from store.embedded import Backends
 from store.migrate import migrate
 from store.postgres import create_pool
 from store.redis import connect_redis
-from store.repos import derived_artifacts, users
+from store.repos import derived_artifacts
 from store.samples.loader import seed_sample_user
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_TIMEOUT_S = 600
-CHAIN = ("proactive_prompts", "cycle_report", "projection")
-"""The steps insight starts, in order (jobs/cycle.py continues the chain by these names)."""
 
 
 def demo_command(
@@ -119,6 +117,7 @@ async def _demo(cfg: Settings, found: Backends, concurrency: int, scripted: bool
             f"{llm}{run} worker    # keep a worker running (another terminal)",
             f"{run} trigger insight --arg user_id={user} --wait",
             f"{run} jobs runs --since 1h",
+            f"{run} cycle show {user}",
             f'{run} recall --user {user} "running"',
         ):
             console.print(f"  {hint}", highlight=False, soft_wrap=True)
@@ -136,20 +135,15 @@ async def _run_cycle(
     if done:
         console.print("[bold]6/6[/] growth cycle: already reported (see below); the next one is due in a week")
         return
-    queued = await enqueue(redis, pool, INSIGHT, {"user_id": user_id})
-    start = await _cycle_start(pool, user_id)
-    chain = [queued.job_id, *(chain_job_id(job, user_id, start) for job in CHAIN)]
-    dead, took = await _run_worker(pool, found, chain, concurrency, "6/6", "growth cycle", scripted)
-    console.print(f"growth cycle: insight, proactive prompts, cycle report and 3D projection in {took:.1f} s")
-    if dead:
-        console.print(f"[red]{len(dead)} step(s) did not succeed[/]: `{invocation()} jobs show {dead[0]}` says why")
-
-
-async def _cycle_start(pool: asyncpg.Pool, user_id: str) -> datetime:
-    user = await users.get_user(pool, user_id)
-    if user is None:
+    state = await read_cycle(pool, user_id)
+    if state is None:
         raise CommandError(f"the sample user {user_id} disappeared")
-    return user.last_cycle_started_at or user.created_at
+    chain = [state.cycle.job_id(step) for step in STEPS]  # the chain as jobs/cycle.py declares it
+    await enqueue(redis, pool, JOBS.get(STEPS[0]), step_args(state.cycle), job_id=chain[0])
+    dead, took = await _run_worker(pool, found, chain, concurrency, "6/6", "growth cycle", scripted)
+    console.print(f"growth cycle: {' → '.join(STEPS)} in {took:.1f} s")
+    if dead:
+        console.print(f"[red]{len(dead)} step(s) did not succeed[/]: `{invocation()} cycle show {user_id}` says which")
 
 
 async def _recall(cfg: Settings, pool: asyncpg.Pool, user_id: str) -> list[Any]:

@@ -57,7 +57,7 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Machine-rea
                 "timeout_s": spec.timeout_s,
                 "max_tries": spec.max_tries,
                 "backoff_s": spec.backoff_s,
-                "dedupe_key": spec.dedupe_key,
+                "dedupe_key": spec.id_pattern,
                 "schedule": schedule.expression if schedule else None,
                 "next_run": iso(schedule.next_after(now)) if schedule else None,
                 "description": spec.summary,

@@ -74,7 +74,7 @@ def trigger_command(
         fail(f"unknown queue {queue!r}; queues: {', '.join(QUEUES)}")
     if dry_run:
         plan = {
-            "job_id": job_id or spec.job_id_for(model) or "(random id)",
+            "job_id": job_id or spec.job_id_for(model) or spec.id_pattern or "(random id)",
             "name": spec.name,
             "queue": queue or spec.queue,
             "run_at": iso(when),

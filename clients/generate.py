@@ -191,7 +191,7 @@ def jobs_table() -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for spec in JOBS.all():
-        key = f"`{spec.dedupe_key}`" if spec.dedupe_key else "—"
+        key = f"`{spec.id_pattern}`" if spec.id_pattern else "—"
         cron = f"`{spec.cron}`" if spec.cron else "—"
         lines.append(
             f"| `{spec.name}` | {spec.queue} | {_seconds(spec.timeout_s)} | {spec.max_tries} | "

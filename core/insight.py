@@ -8,12 +8,13 @@ ids; the model only ever sees handles (agents/insight/handles.py).
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.cycle import Cycle
 from core.ingestion import ForwardContext
 from core.vocabulary import EntityKind, GrowthDimension
 
@@ -23,21 +24,15 @@ GENERATED_BY = "InsightAgent"
 INSIGHT_NAMESPACE = uuid.UUID("3b8f2a64-4c1e-4f0e-9d7a-6a0f5c2e8b41")
 
 
-def cycle_stamp(moment: datetime) -> str:
-    """A cycle start as compact UTC (20261119T000000Z): the cycle's name in job ids and deterministic row ids."""
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-def insight_row_id(user_id: str, cycle_start: datetime, key: str) -> str:
+def insight_row_id(cycle: Cycle, key: str) -> str:
     """The id of a row the insight of this cycle writes (artifact, growth event, new community): the same on every
     run of the same cycle, so a rerun finds its rows instead of adding twins."""
-    return str(uuid.uuid5(INSIGHT_NAMESPACE, f"{user_id}:{cycle_stamp(cycle_start)}:{key}"))
+    return cycle.row_id(key, INSIGHT_NAMESPACE)
 
 
-def summary_artifact_id(user_id: str, cycle_start: datetime) -> str:
+def summary_artifact_id(cycle: Cycle) -> str:
     """The cycle's insight_summary artifact: its existence means the insight of this cycle is written."""
-    return insight_row_id(user_id, cycle_start, "artifact:insight_summary")
+    return insight_row_id(cycle, "artifact:insight_summary")
 
 
 class _Frozen(BaseModel):
@@ -117,6 +112,10 @@ class InsightMaterial(_Frozen):
     knowledge_graph_schema: dict[str, Any] | None = None
     next_context: dict[str, Any] | None = None
     concepts_created_in_cycle: int = 0
+
+    @property
+    def cycle(self) -> Cycle:
+        return Cycle.of(self.user_id, self.cycle_start)
 
     def is_empty(self, min_conversations: int) -> bool:
         """Nothing worth an LLM call: too little activity, or no memory in the window at all."""
@@ -207,3 +206,7 @@ class InsightResult(BaseModel):
     model: str
     prompt_name: str
     prompt_version: str
+
+    @property
+    def cycle(self) -> Cycle:
+        return Cycle.of(self.user_id, self.cycle_start)

@@ -9,7 +9,7 @@ from typing import Protocol
 
 
 class CallOutcome(StrEnum):
-    """How one HTTP attempt ended (the CHECK constraint of runtime.llm_calls lists the same values: 0050)."""
+    """How one HTTP attempt ended (the CHECK constraint of runtime.llm_calls lists the same values: 0014)."""
 
     OK = "ok"
     INVALID_JSON = "invalid_json"

@@ -6,7 +6,7 @@ A new job is a module in jobs/ and one line here; nothing registers itself on im
 from __future__ import annotations
 
 from jobs import (
-    cycle,
+    cycle_dispatch,
     cycle_report,
     diagnostics,
     ingestion,
@@ -29,7 +29,7 @@ JOBS = JobTable(
         sync.SYNC_STORES,
         sync.SYNC_SWEEP,
         reconcile.RECONCILE,
-        cycle.CYCLE_DISPATCH,
+        cycle_dispatch.CYCLE_DISPATCH,
         insight.INSIGHT,
         proactive_prompts.PROACTIVE_PROMPTS,
         proactive_prompts.PROACTIVE_PROMPTS_DAILY,

@@ -1,85 +1,61 @@
-"""The insight job: one user's growth cycle → the updated picture of them, written once, then the chain goes on.
+"""The insight job: one user's growth cycle → the updated picture of them, written once; the first step of the
+cycle chain (jobs/cycle.py owns the chain: identity, advance, dead policy).
 
 Load the cycle's material (bounded: store/insight_material.py) → detect communities on the concept graph (Louvain,
-seeded) → one LLM call (agents/insight) → one transaction (store/insight_writes.py) → enqueue `proactive_prompts`
-for the same cycle (jobs/cycle.py has the chain). Idempotent because (DESIGN.md invariant 2): the write is gated
-on the locked user row (the cycle must still be current, its insight_summary must not exist), every row it writes
-has a deterministic id, and a cycle already written is seen before the LLM call, so a rerun costs no call. An empty
-cycle (fewer than ORRERY_CYCLE_MIN_CONVERSATIONS conversations that left memory) makes no call and writes nothing,
-and the chain still goes on, so the report is written and the cycle advances.
+seeded) → one LLM call (agents/insight) → one transaction (store/insight_writes.py); the chain then goes on with
+proactive_prompts. Idempotent because (DESIGN.md invariant 2): the write is gated on the locked user row (the cycle
+must still be current, its insight_summary must not exist), every row it writes has a deterministic id, and a cycle
+already written is seen before the LLM call, so a rerun costs no call. An empty cycle (fewer than
+ORRERY_CYCLE_MIN_CONVERSATIONS conversations that left memory) makes no call and writes nothing, and the chain
+still goes on, so the report is written and the cycle advances.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from core.errors import PermanentError
-from core.insight import cycle_stamp
-from jobs.cycle import continue_chain
-from jobs.cycle_report import CycleArgs
+from core.cycle import Cycle
+from jobs.cycle import CycleArgs, StepResult, chain_step
 from jobs.resources import LLM
 from jobs.runtime.context import JobContext
-from jobs.runtime.registry import BATCH, JobSpec
 from jobs.sync import follow_commit
-from store.cycle_report_writes import second
-from store.insight_material import CycleState, read_cycle
+from store.cycles import CycleState
 from store.postgres import Executor
 
 if TYPE_CHECKING:
     from agents.insight import InsightInput
     from core.insight import InsightMaterial
 
-NEXT_JOB = "proactive_prompts"
 NEIGHBOURS = 30
 """Concepts shown besides the cycle's own: their strongest neighbours in the graph, where a duplicate to merge
 usually is."""
 
 
-async def _current(ctx: JobContext, args: CycleArgs) -> tuple[CycleState | None, datetime | None]:
-    """The user's cycle and the one asked for (None when it is not the current one any more); cycles compare at the
-    precision of their name, the second."""
-    if "\x00" in args.user_id:
-        return None, None  # Postgres cannot hold it, so no user has this id (and asking would raise)
-    cycle = await read_cycle(ctx.pool, args.user_id)
-    if cycle is None:
-        return None, None
-    wanted = args.cycle_start or cycle.cycle_start
-    return cycle, cycle.cycle_start if second(wanted) == second(cycle.cycle_start) else None
-
-
-async def run_insight(ctx: JobContext, args: CycleArgs) -> Mapping[str, Any]:
-    """Close the insight part of a cycle; see the module docstring. Agents are imported here, not at the top, so
+async def run_insight(ctx: JobContext, args: CycleArgs, cycle: Cycle, state: CycleState) -> StepResult:
+    """Close the insight part of a cycle; see the module docstring. Agents are imported inside, not at the top, so
     listing jobs or probing health loads no LLM client and no networkx."""
-    ctx.bind(user_id=args.user_id)
-    cycle, start = await _current(ctx, args)
-    if cycle is None:
-        raise PermanentError(f"user {args.user_id} does not exist; no cycle to close")
-    if start is None:
-        ctx.log.info("insight.skipped", reason="not the user's current cycle", current=cycle_stamp(cycle.cycle_start))
-        return {"cycle": cycle_stamp(args.cycle_start or cycle.cycle_start), "outcome": "not_current_cycle"}
-
-    outcome, details = await _insight(ctx, cycle)
-    if outcome != "not_current_cycle":
-        details["next_job_id"] = await continue_chain(ctx, NEXT_JOB, cycle.user_id, start)
-    return {"cycle": cycle_stamp(start), "outcome": outcome, **details}
+    if cycle != state.cycle:
+        ctx.log.info("insight.skipped", reason="not the user's current cycle", current=state.cycle.stamp)
+        return StepResult({"outcome": "not_current_cycle"}, go_on=False)
+    outcome, details = await _insight(ctx, state)
+    return StepResult({"outcome": outcome, **details}, go_on=outcome != "not_current_cycle")
 
 
-async def _insight(ctx: JobContext, cycle: CycleState) -> tuple[str, dict[str, Any]]:
+async def _insight(ctx: JobContext, state: CycleState) -> tuple[str, dict[str, Any]]:
     from agents.insight import InsightAgent
     from core.insight import InsightStatus
     from store.insight_material import insight_written, load_insight_material
     from store.insight_writes import write_insight
 
-    settings, pool, user_id = ctx.settings, ctx.pool, cycle.user_id
-    if await insight_written(pool, user_id, cycle.cycle_start):
+    settings, pool = ctx.settings, ctx.pool
+    if await insight_written(pool, state.cycle):
         return "already_written", {}
     now = datetime.now(UTC)
     material = await load_insight_material(
         pool,
-        cycle,
-        window_start=cycle.last_cycle_started_at or now - timedelta(days=settings.cycle_length_days),
+        state.cycle,
+        window_start=state.last_cycle_started_at or now - timedelta(days=settings.cycle_length_days),
         window_end=now,
         importance_threshold=settings.insight_importance_threshold,
     )
@@ -146,32 +122,16 @@ async def insight_input(pool: Executor, material: InsightMaterial) -> InsightInp
     return InsightInput(material, candidates, degrees, DETECTION_METHOD)
 
 
-async def continue_when_dead(ctx: JobContext, args: CycleArgs, reason: str) -> None:
-    """What a dead insight means: the cycle goes on without it. The chain's next step is enqueued, so the user still
-    gets their report and a new cycle starts; this cycle's insight stays a dead letter with its reason (nothing was
-    written: the write is one transaction). Without this, one bad answer would hold the user's cycle for ever."""
-    cycle, start = await _current(ctx, args)
-    if cycle is None or start is None:
-        return  # no such user, or the cycle is closed already
-    next_job_id = await continue_chain(ctx, NEXT_JOB, cycle.user_id, start)
-    ctx.log.warning("insight.dead", user_id=cycle.user_id, cycle=cycle_stamp(start), next_job_id=next_job_id)
-
-
-INSIGHT = JobSpec(
-    name="insight",
-    args_model=CycleArgs,
-    handler=run_insight,
-    queue=BATCH,
+INSIGHT = chain_step(
+    "insight",
+    run_insight,
     timeout_s=600,
     max_tries=3,
     backoff_s=30,
-    dedupe_key="insight:{user_id}",
-    cron=None,
-    on_dead=continue_when_dead,
     resources=(LLM,),
     description=(
         "Close a user's growth cycle: memory profile, graph schema, insight artifacts, concept merges, communities.\n"
-        "Enqueued by cycle_dispatch as insight:{user_id}:{cycle}; `--arg user_id=…` closes the current cycle now.\n"
-        "Continues the chain with proactive_prompts for the same cycle."
+        "The chain's first step (insight:{user_id}:{cycle}), started by cycle_dispatch; `--arg user_id=…` closes the"
+        " current cycle now. Continues the chain with proactive_prompts for the same cycle."
     ),
 )

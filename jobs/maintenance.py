@@ -17,8 +17,9 @@ from jobs.runtime.context import JobContext
 from jobs.runtime.enqueue import enqueue
 from jobs.runtime.keys import BATCH, INTERACTIVE
 from jobs.runtime.registry import JobSpec
-from store import ledger, sweeps
+from store import ledger
 from store.postgres import Executor
+from store.repos import conversations, user_sessions
 
 
 class SweepTimeoutsArgs(BaseModel):
@@ -43,10 +44,10 @@ async def end_and_enqueue_ingestion(
     dedupe key `ingest:{conversation_id}`, so a conversation already queued or running is not enqueued twice; a
     repeated sweep finds nothing new to end and enqueues nothing new. The cron job and the demo both run this.
     """
-    ended = await sweeps.end_silent_conversations(pool, timeout_minutes=timeout_minutes, limit=limit)
+    ended = await conversations.end_silent_conversations(pool, timeout_minutes=timeout_minutes, limit=limit)
     job_ids: list[str] = []
     enqueued = 0
-    for conversation_id in await sweeps.ended_conversation_ids(pool, limit=limit):
+    for conversation_id in await conversations.ended_conversation_ids(pool, limit=limit):
         result = await enqueue(redis, pool, ingestion.INGEST, {"conversation_id": conversation_id})
         job_ids.append(result.job_id)
         enqueued += result.enqueued
@@ -89,7 +90,7 @@ async def expire_sessions(ctx: JobContext, args: ExpireSessionsArgs) -> Mapping[
 
     Idempotent: a delete by time; an expired session stays expired, a second run finds nothing.
     """
-    return {"deleted": await sweeps.delete_expired_sessions(ctx.pool)}
+    return {"deleted": await user_sessions.delete_expired_sessions(ctx.pool)}
 
 
 SWEEP_TIMEOUTS = JobSpec(

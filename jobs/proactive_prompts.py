@@ -1,12 +1,13 @@
 """The proactive_prompts job: a few prompts the companion may bring up, from the user's recent material.
 
-Two ways in. In the cycle chain (insight → proactive_prompts → cycle_report → projection) it runs for a cycle
-(`cycle_start`, none = the user's current one) and then enqueues cycle_report. On its own schedule, the daily
-`proactive_prompts_daily` job enqueues a run keyed by the day (`daily`) for every user with new memory in the last
-day whose cycle is not due (the chain writes theirs) and did not start in the last day (the chain just did); such a
-run continues no chain.
+Two ways in. As the second step of the cycle chain (jobs/cycle.py: insight → proactive_prompts → cycle_report →
+projection) it runs for a cycle (`cycle_start`, none = the user's current one), and the chain goes on with
+cycle_report. On its own schedule, the daily `proactive_prompts_daily` job enqueues a run keyed by the day (`daily`,
+job id `proactive_prompts:{user_id}:daily:{YYYYMMDD}`) for every user with new memory in the last day whose cycle is
+not due (the chain writes theirs) and did not start in the last day (the chain just did); such a run belongs to no
+cycle and continues no chain.
 
-Idempotent because (DESIGN.md invariant 2): a run is keyed (`cycle:<cycle_key>` or `daily:<date>`), its prompts'
+Idempotent because (DESIGN.md invariant 2): a run is keyed (`cycle:<stamp>` or `daily:<date>`), its prompts'
 ids derive from that key and their normalized text, and the write (store/proactive_prompts_writes.py) takes the
 user's prompt lock and writes nothing when the key already wrote prompts; before the LLM call the same check
 skips the call. Stale pending prompts expire first; the cap counts what is pending after that.
@@ -20,23 +21,23 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.cycle import Cycle
 from core.errors import PermanentError
-from jobs.cycle_report import CYCLE_REPORT, CycleArgs, CycleStart, chain_job_id
+from jobs.cycle import CycleArgs, StepResult, chain_step
 from jobs.resources import LLM
 from jobs.runtime.context import JobContext
 from jobs.runtime.registry import BATCH, JobSpec
-from store.cycle_report_writes import read_cycle_user
+from store.cycles import CycleState
 from store.proactive_prompts_writes import (
     NewPrompt,
     PromptSource,
     cycle_run_key,
     daily_run_key,
-    expire_stale_prompts,
     read_prompt_source,
-    run_wrote_prompts,
     users_for_daily_prompts,
     write_prompts,
 )
+from store.repos import proactive_prompts
 
 if TYPE_CHECKING:
     from agents.llm import LLMClient
@@ -46,11 +47,9 @@ RECENT_MEMORIES = 20
 """How many of the user's newest memory units the model sees."""
 
 
-class ProactivePromptsArgs(BaseModel):
+class ProactivePromptsArgs(CycleArgs):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str = Field(min_length=1, max_length=200, description="users.user_id")
-    cycle_start: CycleStart = Field(None, description="The cycle, by its start; none = the user's current cycle")
     daily: date | None = Field(None, description="The daily schedule's run for this UTC day (continues no chain)")
 
     @model_validator(mode="after")
@@ -58,6 +57,19 @@ class ProactivePromptsArgs(BaseModel):
         if self.daily is not None and self.cycle_start is not None:
             raise ValueError("give cycle_start (a cycle's run) or daily (the daily run), not both")
         return self
+
+    @property
+    def in_chain(self) -> bool:
+        return self.daily is None
+
+    def outside_chain_job_id(self) -> str:
+        assert self.daily is not None
+        return daily_job_id(self.user_id, self.daily)
+
+
+def daily_job_id(user_id: str, day: date) -> str:
+    """The daily run's one job id, however it is enqueued."""
+    return f"proactive_prompts:{user_id}:daily:{day:%Y%m%d}"
 
 
 def prompt_material(user_id: str, source: PromptSource, slots: int) -> PromptMaterial:
@@ -97,8 +109,8 @@ async def write_run(
 
     settings = ctx.settings
     expire_before = now - timedelta(days=settings.proactive_prompt_expiry_days)
-    expired = await expire_stale_prompts(ctx.pool, user_id, created_before=expire_before)
-    if await run_wrote_prompts(ctx.pool, user_id, run_key):
+    expired = await proactive_prompts.expire_pending(ctx.pool, user_id, created_before=expire_before)
+    if await proactive_prompts.run_wrote_prompts(ctx.pool, user_id, run_key):
         return {"outcome": "already_written", "expired": expired, "llm_calls": 0}
     source = await read_prompt_source(ctx.pool, user_id, insights_since=insights_since, memory_limit=RECENT_MEMORIES)
     if source is None:
@@ -133,26 +145,19 @@ async def write_run(
     return {**summary.as_dict(), "expired": expired + summary.expired, "llm_calls": result.usage.calls}
 
 
-async def run_proactive_prompts(ctx: JobContext, args: ProactivePromptsArgs) -> Mapping[str, Any]:
-    """Key the run → expire, read, ask (one LLM call at most), write → continue the chain (a cycle's run only)."""
-    ctx.bind(user_id=args.user_id)
-    user = await read_cycle_user(ctx.pool, args.user_id)
-    if user is None:
-        raise PermanentError(f"user {args.user_id} does not exist; no prompts to write")
-    now = datetime.now(UTC)
-    if args.daily is not None:
-        run_key, cycle_start = daily_run_key(args.daily), None
-        result = await write_run(ctx, args.user_id, run_key, user.cycle_start, now)
-    else:
-        cycle_start = args.cycle_start or user.cycle_start
-        run_key = cycle_run_key(cycle_start)
-        result = await write_run(ctx, args.user_id, run_key, cycle_start, now)
-        follow_up = CycleArgs(user_id=args.user_id, cycle_start=cycle_start)
-        await ctx.enqueue(
-            CYCLE_REPORT,
-            follow_up.model_dump(mode="json"),
-            job_id=chain_job_id(CYCLE_REPORT.name, args.user_id, cycle_start),
-        )
+async def run_cycle_prompts(ctx: JobContext, args: ProactivePromptsArgs, cycle: Cycle, state: CycleState) -> StepResult:
+    """A cycle's run: key it by the cycle → expire, read, ask (one LLM call at most), write; the chain goes on."""
+    run_key = cycle_run_key(cycle)
+    result = await write_run(ctx, args.user_id, run_key, cycle.start, datetime.now(UTC))
+    ctx.log.info("proactive_prompts.done", run_key=run_key, **result)
+    return StepResult({"run_key": run_key, **result})
+
+
+async def run_daily_prompts(ctx: JobContext, args: ProactivePromptsArgs, state: CycleState) -> Mapping[str, Any]:
+    """The daily schedule's run: keyed by the day, shown the insights since the current cycle began."""
+    assert args.daily is not None
+    run_key = daily_run_key(args.daily)
+    result = await write_run(ctx, args.user_id, run_key, state.cycle.start, datetime.now(UTC))
     ctx.log.info("proactive_prompts.done", run_key=run_key, **result)
     return {"run_key": run_key, **result}
 
@@ -165,11 +170,7 @@ async def enqueue_daily_prompts(ctx: JobContext, args: BaseModel) -> Mapping[str
     user_ids = await users_for_daily_prompts(ctx.pool, now=now, cycle_length=cycle_length)
     enqueued = 0
     for user_id in user_ids:
-        queued = await ctx.enqueue(
-            PROACTIVE_PROMPTS,
-            {"user_id": user_id, "daily": day.isoformat()},
-            job_id=f"{PROACTIVE_PROMPTS.name}:{user_id}:daily:{day:%Y%m%d}",
-        )
+        queued = await ctx.enqueue(PROACTIVE_PROMPTS, {"user_id": user_id, "daily": day.isoformat()})
         enqueued += queued.enqueued
     return {"users": len(user_ids), "enqueued": enqueued}
 
@@ -178,22 +179,20 @@ class DailyArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-PROACTIVE_PROMPTS = JobSpec(
-    name="proactive_prompts",
-    args_model=ProactivePromptsArgs,
-    handler=run_proactive_prompts,
-    queue=BATCH,
+PROACTIVE_PROMPTS = chain_step(
+    "proactive_prompts",
+    run_cycle_prompts,
     timeout_s=300,
     max_tries=5,
     backoff_s=30,
-    dedupe_key=None,
-    cron=None,
     resources=(LLM,),
+    args_model=ProactivePromptsArgs,
+    outside_chain=run_daily_prompts,
     description=(
         "Write a few proactive prompts for a user (deduplicated against their pending ones, capped, stale ones"
-        " expired); in a cycle's run, then enqueue cycle_report.\n"
-        "Enqueued by insight (job id proactive_prompts:{user_id}:{cycle_key}) and by proactive_prompts_daily"
-        " (proactive_prompts:{user_id}:daily:{YYYYMMDD}, `daily` set); `--arg user_id=…` runs the current cycle's."
+        " expired); the chain's second step, then cycle_report.\n"
+        "In the chain as proactive_prompts:{user_id}:{cycle}; proactive_prompts_daily enqueues"
+        " proactive_prompts:{user_id}:daily:{YYYYMMDD} (`daily` set); `--arg user_id=…` runs the current cycle's."
     ),
 )
 

@@ -1,4 +1,4 @@
-"""Concept name vectors (runtime.concept_name_vectors, migration 0040): the embedding of each active concept's
+"""Concept name vectors (runtime.concept_name_vectors, migration 0012): the embedding of each active concept's
 "name (type)", for ingestion's similarity rule of concept deduplication (agents/ingestion/similar.py).
 
 Why a table of its own: the rule compares names, and the vector store holds each concept's name and description

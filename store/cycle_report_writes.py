@@ -4,65 +4,32 @@ Why one transaction, gated on the user row: the report artifact has an id derive
 so a second run for the same cycle (a crash after the LLM call, a duplicate enqueue, a manual trigger) inserts
 nothing (ON CONFLICT DO NOTHING) and adds no card; the reset (`last_cycle_started_at` = now,
 `concepts_created_in_cycle` = 0) is a conditional transition on the locked user row, taken only while the row's
-current cycle is still the reported one, so it happens once. A cycle is named by its start to the second (the
-`cycle_key`), which is how the chain's job ids name it too.
+current cycle is still the reported one, so it happens once (store/cycles.py). The report's ids derive from the cycle
+(core/cycle.py), as the chain's job ids do.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from core.errors import PermanentError
-from core.insight import cycle_stamp
+from core.cycle import Cycle
 from core.vocabulary import NodeLabel
 from store import outbox
+from store.cycles import lock_current_cycle, reset_cycle
 from store.postgres import Executor
-from store.repos import cards
-from store.repos._base import JsonObject, Record, UtcDatetime, to_db, transaction, utc_now
+from store.repos import cards, derived_artifacts
+from store.repos._base import to_db, transaction
+from store.repos.derived_artifacts import NewArtifact
 
-CYCLE_NAMESPACE = uuid.UUID("3c7e2f0a-5b61-4d8e-9a2c-1f4b6d8e0a37")
-"""uuid5 namespace of the ids the cycle agents derive (reports, their cards, prompts, projections). Never change it."""
 REPORT_TYPE = "cycle_report"
 REPORT_AGENT = "CycleReportAgent"
 
 
-def cycle_key(moment: datetime) -> str:
-    """A cycle's name: its start as compact UTC to the second (20261119T000000Z), as in the chain's job ids."""
-    if moment.tzinfo is None:
-        raise ValueError(f"naive datetime {moment.isoformat()} given as a cycle start; pass an aware (UTC) datetime")
-    return cycle_stamp(moment)
-
-
-def cycle_id(user_id: str, cycle_start: datetime, what: str) -> str:
-    """A deterministic row id for `what` of the user's cycle (a rerun of the cycle finds the same id)."""
-    return str(uuid.uuid5(CYCLE_NAMESPACE, f"{user_id}:{cycle_key(cycle_start)}:{what}"))
-
-
-def second(moment: datetime) -> datetime:
-    """The moment cut to the second: cycles are compared at the precision of their name."""
-    return moment.astimezone(UTC).replace(microsecond=0)
-
-
-class CycleUser(Record):
-    user_id: str
-    name: str | None
-    cycle_start: UtcDatetime
-    """last_cycle_started_at, or created_at for a user whose first cycle is still running."""
-    concepts_created_in_cycle: int
-    memory_profile: JsonObject
-    next_conversation_context_package: JsonObject
-
-
-async def read_cycle_user(db: Executor, user_id: str) -> CycleUser | None:
-    row = await db.fetchrow(
-        "SELECT user_id, name, COALESCE(last_cycle_started_at, created_at) AS cycle_start, concepts_created_in_cycle, "
-        "memory_profile, next_conversation_context_package FROM users WHERE user_id = $1",
-        user_id,
-    )
-    return CycleUser.from_optional(row)
+def report_id(cycle: Cycle) -> str:
+    """The cycle's report artifact: its existence means the cycle is reported."""
+    return cycle.row_id(REPORT_TYPE)
 
 
 @dataclass(frozen=True)
@@ -151,21 +118,14 @@ async def read_cycle_rows(db: Executor, user_id: str, windows: CycleWindows, *, 
     return rows
 
 
-async def report_exists(db: Executor, user_id: str, cycle_start: datetime) -> bool:
+async def report_exists(db: Executor, cycle: Cycle) -> bool:
     """Whether the cycle's report is written (its id is the cycle's own)."""
-    return bool(
-        await db.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM derived_artifacts WHERE user_id = $1 AND artifact_id = $2)",
-            user_id,
-            cycle_id(user_id, cycle_start, REPORT_TYPE),
-        )
-    )
+    return await derived_artifacts.artifact_exists(db, cycle.user_id, report_id(cycle))
 
 
 @dataclass(frozen=True)
 class NewCycleReport:
-    user_id: str
-    cycle_start: datetime
+    cycle: Cycle
     title: str
     narrative: str | None
     content_data: dict[str, Any]
@@ -188,31 +148,29 @@ async def write_cycle_report(
     db: Executor, report: NewCycleReport, *, reset_at: datetime | None
 ) -> CycleReportWriteSummary:
     """Insert the report (once per cycle), its card, and, when `reset_at` is given and the user's current cycle is
-    still the reported one, start the next cycle at `reset_at`; all in one transaction with its outbox rows."""
-    user_id = report.user_id
-    artifact_id = cycle_id(user_id, report.cycle_start, REPORT_TYPE)
+    still the reported one, start the next cycle at `reset_at` (store/cycles.py); all in one transaction with its
+    outbox rows."""
+    cycle, user_id = report.cycle, report.cycle.user_id
+    artifact_id = report_id(cycle)
     summary = CycleReportWriteSummary(artifact_id, outcome="written")
     async with transaction(db) as conn:
-        current = await conn.fetchval(
-            "SELECT COALESCE(last_cycle_started_at, created_at) FROM users WHERE user_id = $1 FOR UPDATE", user_id
-        )
-        if current is None:
-            raise PermanentError(f"user {user_id} was deleted while their cycle report was being written")
-        inserted = await conn.fetchval(
-            "INSERT INTO derived_artifacts (artifact_id, user_id, artifact_type, title, content_narrative, "
-            "content_data, generated_by_agent, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-            "ON CONFLICT (artifact_id) DO NOTHING RETURNING artifact_id",
-            artifact_id,
+        current = await lock_current_cycle(conn, user_id)  # a user deleted meanwhile is a PermanentError
+        inserted = await derived_artifacts.insert_artifacts(
+            conn,
             user_id,
-            REPORT_TYPE,
-            report.title,
-            report.narrative,
-            report.content_data,
-            REPORT_AGENT,
-            to_db(utc_now()),
+            [
+                NewArtifact(
+                    artifact_id=artifact_id,
+                    artifact_type=REPORT_TYPE,
+                    title=report.title,
+                    content_narrative=report.narrative,
+                    content_data=report.content_data,
+                )
+            ],
+            generated_by=REPORT_AGENT,
         )
         changed: list[outbox.Change] = []
-        if inserted is None:
+        if not inserted:
             summary.outcome = "already_written"
         else:
             changed.append(outbox.Change(NodeLabel.DERIVED_ARTIFACT, artifact_id))
@@ -224,14 +182,9 @@ async def write_cycle_report(
                     source_entity_id=artifact_id,
                     source_entity_type="DerivedArtifact",
                     display_data={"title": report.title, "preview": (report.narrative or "")[:280]},
-                    card_id=cycle_id(user_id, report.cycle_start, "cycle_report_card"),
+                    card_id=cycle.row_id("cycle_report_card"),
                 )
-        if reset_at is not None and second(current.replace(tzinfo=UTC)) == second(report.cycle_start):
-            await conn.execute(
-                "UPDATE users SET last_cycle_started_at = $2, concepts_created_in_cycle = 0 WHERE user_id = $1",
-                user_id,
-                to_db(second(reset_at)),
-            )
+        if reset_at is not None and current == cycle and await reset_cycle(conn, cycle, reset_at):
             summary.reset = True
             changed.append(outbox.Change(NodeLabel.USER, user_id))
         await outbox.record_changes(conn, user_id, changed)

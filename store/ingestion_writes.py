@@ -6,7 +6,9 @@ row is locked and checked first; if it is already `processed` the second writer 
 locked in the same statement, so concurrent ingestions of one user's conversations take turns (the next-conversation
 package is compared and set without interleaving); concepts are never created twice because ensure_concepts takes a
 lock per name, shared with every other writer of concepts. Memory unit ids are derived from the conversation id and
-the extraction key, so a reprocess (or a derived store) sees the same ids for the same extraction.
+the extraction key, so a reprocess (or a derived store) sees the same ids for the same extraction: a reprocess
+revises those units in place and removes only the ones the new extraction no longer has, telling the artifacts that
+cite them (and the outbox) first, so no reference to a unit changes behind the derived stores' back.
 """
 
 from __future__ import annotations
@@ -21,7 +23,16 @@ from core.ingestion import EntityRef, IngestionResult, IngestionStatus
 from core.vocabulary import EntityKind, NodeLabel
 from store import outbox
 from store.postgres import Executor
-from store.repos import cards, concepts, conversations, growth_events, knowledge_edges, memory_units, users
+from store.repos import (
+    cards,
+    concepts,
+    conversations,
+    derived_artifacts,
+    growth_events,
+    knowledge_edges,
+    memory_units,
+    users,
+)
 from store.repos._base import transaction
 from store.repos.cards import NewCard
 from store.repos.concepts import NewConcept
@@ -93,18 +104,17 @@ async def write_ingestion(
             summary.outcome = "already_processed"
             return summary
         replace = reprocess or conversation.status == "failed"
-        changed: list[outbox.Change] = [outbox.Change(NodeLabel.USER, user_id)]
-        if replace:
-            removed_units, summary.replaced = await _remove_previous(conn, user_id, conversation_id)
-            changed += outbox.changes(NodeLabel.MEMORY_UNIT, removed_units)
-
         extracted = result.status == IngestionStatus.EXTRACTED
         importance = result.importance_score
         if not extracted:
             summary.outcome = "nothing_to_extract"
         elif importance is not None and importance < thresholds.importance:
             summary.outcome = "below_threshold"
-        else:
+        changed: list[outbox.Change] = [outbox.Change(NodeLabel.USER, user_id)]
+        if replace:
+            kept = {memory_unit_id(conversation_id, u.key) for u in result.memory_units if summary.outcome == "written"}
+            changed += await _replace_previous(conn, user_id, conversation_id, kept, summary)
+        if summary.outcome == "written":
             changed += await _write_memory(conn, result, thresholds, summary, replace=replace)
             package = None
             if result.forward_context is not None and _is_latest(locked.owner_next_context, conversation.start_time):
@@ -144,16 +154,30 @@ def _is_latest(package: dict[str, Any] | None, start_time: datetime) -> bool:
     return start_time >= current
 
 
-async def _remove_previous(conn: Executor, user_id: str, conversation_id: str) -> tuple[list[str], dict[str, int]]:
-    """What this conversation produced before (the memory unit ids, and counts); concepts stay (other conversations
-    may point at them)."""
-    unit_ids = await memory_units.delete_memory_units_from_conversation(conn, user_id, conversation_id)
-    return unit_ids, {
-        "memory_units": len(unit_ids),
-        "cards": await cards.delete_cards_for_entities(conn, user_id, unit_ids),
+async def _replace_previous(
+    conn: Executor, user_id: str, conversation_id: str, kept: set[str], summary: IngestionWriteSummary
+) -> list[outbox.Change]:
+    """Clear what this conversation produced before, for the new extraction to take its place; returns what changed,
+    for the outbox. Memory units the new extraction derives again (the same ids) are kept and revised in place by
+    the write, so every reference to them stays; the others go, after the artifacts citing them were told (their
+    sources updated, not nulled behind the stores' back). Their cards, growth events and relationships are written
+    again; concepts stay (other conversations may point at them)."""
+    previous = await memory_units.memory_unit_ids_from_conversation(conn, user_id, conversation_id)
+    gone = [muid for muid in previous if muid not in kept]
+    artifacts = await derived_artifacts.drop_memory_unit_sources(conn, user_id, gone)
+    deleted = await memory_units.delete_memory_units(conn, user_id, gone)
+    summary.replaced = {
+        "memory_units": len(previous),
+        "memory_units_removed": len(deleted),
+        "cards": await cards.delete_cards_for_entities(conn, user_id, previous),
         "growth_events": await growth_events.delete_growth_events_from_conversation(conn, user_id, conversation_id),
         "relationships": await knowledge_edges.delete_edges_from_conversation(conn, user_id, conversation_id),
+        "artifact_sources": len(artifacts),
     }
+    return [
+        *outbox.changes(NodeLabel.MEMORY_UNIT, previous),
+        *outbox.changes(NodeLabel.DERIVED_ARTIFACT, artifacts),
+    ]
 
 
 async def _write_memory(
@@ -215,6 +239,7 @@ async def _write_memory(
             )
             for muid, unit in units
         ],
+        revise=replace,
     )
     for muid, unit in units:
         ids[EntityRef(kind=EntityKind.MEMORY_UNIT, key=unit.key)] = muid

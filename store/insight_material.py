@@ -1,4 +1,4 @@
-"""What the insight cycle reads: the user's cycle, the cycle's material, and the concept graph for communities.
+"""What the insight cycle reads: the cycle's material, and the concept graph for communities.
 
 Why bounded this way: a user's history grows without end, a cycle does not. The material is driven by the memory
 units of the window, found through the (user_id, creation_ts) index, and everything else is reached from them by
@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from core.cycle import Cycle
 from core.insight import (
     ConceptDigest,
     ConceptLink,
@@ -46,16 +47,6 @@ def _aware(moment: datetime) -> datetime:
 
 
 @dataclass(frozen=True)
-class CycleState:
-    """Where the user's growth cycle stands."""
-
-    user_id: str
-    cycle_start: datetime
-    """last_cycle_started_at, or created_at for a user who never had a cycle: the cycle's name."""
-    last_cycle_started_at: datetime | None
-
-
-@dataclass(frozen=True)
 class MaterialLimits:
     """How much of the window the store hands the agent at most; the agent then fits it to its token budget."""
 
@@ -64,34 +55,19 @@ class MaterialLimits:
     concepts: int = 60
 
 
-async def read_cycle(db: Executor, user_id: str) -> CycleState | None:
-    row = await db.fetchrow(
-        "SELECT user_id, created_at, last_cycle_started_at FROM users WHERE user_id = $1",
-        user_id,
-    )
-    if row is None:
-        return None
-    last = row["last_cycle_started_at"]
-    return CycleState(
-        user_id=row["user_id"],
-        cycle_start=_aware(last if last is not None else row["created_at"]),
-        last_cycle_started_at=None if last is None else _aware(last),
-    )
-
-
-async def insight_written(db: Executor, user_id: str, cycle_start: datetime) -> bool:
+async def insight_written(db: Executor, cycle: Cycle) -> bool:
     """Whether the insight of this cycle is already written (its summary artifact exists)."""
     found = await db.fetchval(
         "SELECT EXISTS (SELECT 1 FROM derived_artifacts WHERE artifact_id = $2 AND user_id = $1)",
-        user_id,
-        summary_artifact_id(user_id, cycle_start),
+        cycle.user_id,
+        summary_artifact_id(cycle),
     )
     return bool(found)
 
 
 async def load_insight_material(
     db: Executor,
-    cycle: CycleState,
+    cycle: Cycle,
     *,
     window_start: datetime,
     window_end: datetime,
@@ -109,7 +85,7 @@ async def load_insight_material(
 
 async def _load(
     db: Executor,
-    cycle: CycleState,
+    cycle: Cycle,
     since: datetime,
     window_start: datetime,
     window_end: datetime,
@@ -152,7 +128,7 @@ async def _load(
     growth = await _growth_totals(db, user_id, since, unit_ids, [c.concept_id for c in concepts])
     return InsightMaterial(
         user_id=user_id,
-        cycle_start=cycle.cycle_start,
+        cycle_start=cycle.start,
         window_start=window_start,
         window_end=window_end,
         active_conversations=len(processed),

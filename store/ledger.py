@@ -241,6 +241,50 @@ async def latest_states(db: Executor, job_ids: list[str]) -> dict[str, RunState]
     return {row["job_id"]: row["state"] for row in rows}
 
 
+async def latest_runs(db: Executor, job_ids: list[str]) -> dict[str, JobRun]:
+    """Each job id's newest run, in one statement (ids without a run are left out)."""
+    rows = await db.fetch(
+        f"SELECT DISTINCT ON (job_id) {_COLUMNS} FROM runtime.job_runs WHERE job_id = ANY($1::text[]) "
+        "ORDER BY job_id, id DESC",
+        job_ids,
+    )
+    return {row["job_id"]: _run(row) for row in rows}
+
+
+async def runs_naming_user(db: Executor, user_id: str, job_names: list[str], *, limit: int) -> list[JobRun]:
+    """The newest runs of these jobs whose arguments name the user (`args.user_id`), newest first: a user's history
+    in, say, the cycle chain (on the job_runs_user_id_idx index)."""
+    rows = await db.fetch(
+        f"SELECT {_COLUMNS} FROM runtime.job_runs WHERE args ? 'user_id' AND args ->> 'user_id' = $1 "
+        "AND job_name = ANY($2::text[]) ORDER BY id DESC LIMIT $3",
+        user_id,
+        job_names,
+        limit,
+    )
+    return [_run(r) for r in rows]
+
+
+async def dead_to_revive(
+    db: Executor, job_names: list[str], *, died_since: datetime, below_dead_runs: int, limit: int
+) -> list[JobRun]:
+    """Runs of these jobs that are their job id's newest, died since `died_since`, and whose job id has died fewer
+    than `below_dead_runs` times: what a bounded recovery may enqueue once more, oldest death first."""
+    rows = await db.fetch(
+        f"""
+        SELECT {_COLUMNS} FROM runtime.job_runs d
+        WHERE state = 'dead' AND finished_at >= $2 AND job_name = ANY($1::text[])
+          AND NOT EXISTS (SELECT 1 FROM runtime.job_runs n WHERE n.job_id = d.job_id AND n.id > d.id)
+          AND (SELECT count(*) FROM runtime.job_runs p WHERE p.job_id = d.job_id AND p.state = 'dead') < $3
+        ORDER BY finished_at, id LIMIT $4
+        """,
+        job_names,
+        died_since,
+        below_dead_runs,
+        limit,
+    )
+    return [_run(r) for r in rows]
+
+
 async def get_run(db: Executor, run_id: int) -> JobRun | None:
     row = await db.fetchrow(f"SELECT {_COLUMNS} FROM runtime.job_runs WHERE id = $1", run_id)
     return _run(row) if row is not None else None

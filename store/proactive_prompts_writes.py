@@ -17,17 +17,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from core.cycle import CYCLE_NAMESPACE, Cycle
 from core.vocabulary import normalize_concept_name
-from store.cycle_report_writes import CYCLE_NAMESPACE, cycle_key
 from store.postgres import Executor
-from store.repos._base import row_count, serialized, to_db, utc_now
+from store.repos import proactive_prompts
+from store.repos._base import serialized, to_db
+from store.repos.proactive_prompts import PENDING, NewPromptRow
 
-PENDING = "pending"
-EXPIRED = "expired"
 
-
-def cycle_run_key(cycle_start: datetime) -> str:
-    return f"cycle:{cycle_key(cycle_start)}"
+def cycle_run_key(cycle: Cycle) -> str:
+    return f"cycle:{cycle.stamp}"
 
 
 def daily_run_key(day: date) -> str:
@@ -94,28 +93,6 @@ async def read_prompt_source(
     )
 
 
-async def expire_stale_prompts(db: Executor, user_id: str, *, created_before: datetime) -> int:
-    """Pending prompts created before `created_before` become `expired` (nobody delivered them in time)."""
-    status = await db.execute(
-        "UPDATE proactive_prompts SET status = $3 WHERE user_id = $1 AND status = $4 AND created_at < $2",
-        user_id,
-        to_db(created_before),
-        EXPIRED,
-        PENDING,
-    )
-    return row_count(status)
-
-
-async def run_wrote_prompts(db: Executor, user_id: str, run_key: str) -> bool:
-    return bool(
-        await db.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM proactive_prompts WHERE user_id = $1 AND metadata->>'run_key' = $2)",
-            user_id,
-            run_key,
-        )
-    )
-
-
 @dataclass(frozen=True)
 class NewPrompt:
     prompt_text: str
@@ -156,17 +133,14 @@ async def write_prompts(
     priority first), all under the user's prompt lock; nothing when this run's key already wrote prompts."""
     summary = PromptsWriteSummary(outcome="written")
     async with serialized(db, f"proactive_prompts:{user_id}") as conn:
-        summary.expired = await expire_stale_prompts(conn, user_id, created_before=expire_before)
-        if await run_wrote_prompts(conn, user_id, run_key):
+        summary.expired = await proactive_prompts.expire_pending(conn, user_id, created_before=expire_before)
+        if await proactive_prompts.run_wrote_prompts(conn, user_id, run_key):
             summary.outcome = "already_written"
             return summary
-        pending = await conn.fetch(
-            "SELECT prompt_text FROM proactive_prompts WHERE user_id = $1 AND status = $2", user_id, PENDING
-        )
-        seen = {normalized_prompt(row["prompt_text"]) for row in pending}
+        pending = await proactive_prompts.pending_texts(conn, user_id)
+        seen = {normalized_prompt(text) for text in pending}
         free = max(cap - len(pending), 0)
-        now = to_db(utc_now())
-        rows: list[tuple[Any, ...]] = []
+        rows: list[NewPromptRow] = []
         for prompt in sorted(prompts, key=lambda p: -p.priority):  # stable: the model's order breaks ties
             normalized = normalized_prompt(prompt.prompt_text)
             if not normalized or normalized in seen:
@@ -176,18 +150,16 @@ async def write_prompts(
                 summary.over_cap += 1
                 continue
             seen.add(normalized)
-            new_id = prompt_id(user_id, run_key, normalized)
-            metadata = {**prompt.metadata, "run_key": run_key, "normalized_text": normalized}
-            rows.append(
-                (new_id, user_id, prompt.prompt_text, prompt.source_agent, PENDING, prompt.priority, now, metadata)
+            row = NewPromptRow(
+                prompt_id=prompt_id(user_id, run_key, normalized),
+                prompt_text=prompt.prompt_text,
+                source_agent=prompt.source_agent,
+                priority=prompt.priority,
+                metadata={**prompt.metadata, "run_key": run_key, "normalized_text": normalized},
             )
-            summary.prompt_ids.append(new_id)
-        if rows:
-            await conn.executemany(
-                "INSERT INTO proactive_prompts (prompt_id, user_id, prompt_text, source_agent, status, priority, "
-                "created_at, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (prompt_id) DO NOTHING",
-                rows,
-            )
+            rows.append(row)
+            summary.prompt_ids.append(row.prompt_id)
+        await proactive_prompts.insert_prompts(conn, user_id, rows)
         summary.written = len(rows)
     return summary
 

@@ -114,6 +114,12 @@ async def enqueue(
     queue = queue or spec.queue
     if queue not in QUEUES:
         raise JobArgumentsError(f"unknown queue {queue!r}; queues: {', '.join(QUEUES)}")
+    if spec.identity is not None:
+        try:
+            model, identified = await spec.identity.resolve(pool, model)
+        except ValueError as exc:
+            raise JobArgumentsError(f"job {spec.name!r}: {exc}") from None
+        job_id = job_id or identified
     job_id = job_id or spec.job_id_for(model) or uuid.uuid4().hex
     when = resolve_run_at(datetime.now(UTC), defer_by=defer_by, run_at=run_at)
     values = model.model_dump(mode="json")

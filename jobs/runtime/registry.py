@@ -15,8 +15,9 @@ from jobs.runtime.keys import BATCH, INTERACTIVE, QUEUES
 if TYPE_CHECKING:
     from jobs.runtime.context import JobContext
     from jobs.runtime.resources import Resource
+    from store.postgres import Executor
 
-__all__ = ["BATCH", "INTERACTIVE", "QUEUES", "JobSpec", "JobTable", "UnknownJobError"]
+__all__ = ["BATCH", "INTERACTIVE", "QUEUES", "JobIdentity", "JobSpec", "JobTable", "UnknownJobError"]
 
 Handler = Callable[["JobContext", Any], Awaitable[Mapping[str, Any] | None]]
 DeadHook = Callable[["JobContext", Any, str], Awaitable[None]]
@@ -33,6 +34,19 @@ def unknown_job_message(name: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(repr(each) for each in close)}? " if close else ""
     return f"unknown job {name!r}; {hint}known jobs: {', '.join(names) or 'none'}"
+
+
+@dataclass(frozen=True)
+class JobIdentity:
+    """A job id that needs the database: a step of the cycle chain is named after the user's current cycle, which an
+    argument may leave out (`--arg user_id=U` means "the current cycle"). `enqueue` calls `resolve(db, args)` when
+    no job id is given and enqueues the completed arguments under the id it returns, so a run started by hand and
+    one started by the chain share one id and deduplicate."""
+
+    pattern: str
+    """What the id looks like, for `jobs list` and the docs: `insight:{user_id}:{cycle}`."""
+    resolve: Callable[[Executor, Any], Awaitable[tuple[BaseModel, str]]]
+    """(the arguments completed, the job id); raises ValueError with one clear line when it cannot name the run."""
 
 
 @dataclass(frozen=True)
@@ -56,18 +70,22 @@ class JobSpec:
     description: str
     on_dead: DeadHook | None = None
     """Called by the runtime, once, on every path that makes a run dead (a permanent error, the last try spent, a
-    timeout or an abandoned run on the last try, a record that cannot run but whose arguments still validate), with
-    the validated args model and the one-line reason. The policy "what dead means for this job's entities" (e.g.
-    ingestion marks its conversation `failed` so the timeout sweep stops re-enqueueing it) lives here, not in the
-    handler's own except clauses. A hook that raises is logged; the run is dead all the same."""
+    timeout or an abandoned run on the last try), with the validated args model and the one-line reason; never for
+    a record that never ran (NotRunnable), which changes no domain row. The policy "what dead means for this job's
+    entities" (e.g. ingestion marks its conversation `failed` so the timeout sweep stops re-enqueueing it) lives
+    here, not in the handler's own except clauses. A hook that raises is logged; the run is dead all the same."""
     resources: tuple[Resource[Any], ...] = ()
     """What the handler takes from `ctx.resource(...)` (jobs/resources.py): opened on first use, once per process."""
+    identity: JobIdentity | None = None
+    """For a job whose id depends on the database (then `dedupe_key` is None); see JobIdentity."""
 
     def __post_init__(self) -> None:
         if self.queue not in QUEUES:
             raise ValueError(f"job {self.name!r}: queue must be one of {', '.join(QUEUES)}, not {self.queue!r}")
         if self.timeout_s <= 0 or self.max_tries < 1 or self.backoff_s < 0:
             raise ValueError(f"job {self.name!r}: timeout_s > 0, max_tries >= 1 and backoff_s >= 0 are required")
+        if self.dedupe_key is not None and self.identity is not None:
+            raise ValueError(f"job {self.name!r}: give a dedupe_key or an identity, not both")
         if self.args_model.model_config.get("extra") != "forbid":
             raise ValueError(f"job {self.name!r}: {self.args_model.__name__} must set extra='forbid'")
 
@@ -76,8 +94,14 @@ class JobSpec:
         """The first line of the description (`jobs list`)."""
         return self.description.strip().splitlines()[0] if self.description.strip() else ""
 
+    @property
+    def id_pattern(self) -> str | None:
+        """How the job's runs are named when no id is given (`jobs list`, the docs); None: a random id."""
+        return self.identity.pattern if self.identity is not None else self.dedupe_key
+
     def job_id_for(self, args: BaseModel) -> str | None:
-        """The dedupe key formatted with the validated args, or None when the job has no dedupe key."""
+        """The dedupe key formatted with the validated args, or None when the job has no dedupe key (a job with an
+        identity is named by `enqueue`, which reads the database)."""
         if self.dedupe_key is None:
             return None
         return self.dedupe_key.format(**args.model_dump(mode="json"))

@@ -28,7 +28,8 @@ import structlog
 
 from jobs.runtime import metrics, tracing, wire
 from jobs.runtime.arq_seam import OrreryWorker, RedisSettings
-from jobs.runtime.attempt import RESOURCES, arq_function, record_unrunnable
+from jobs.runtime.attempt import RESOURCES, arq_function
+from jobs.runtime.dead import record_unrunnable
 from jobs.runtime.keys import health_key, in_progress_key, queue_key
 from jobs.runtime.outage import POSTGRES_ERRORS, StoreOutage, StoreWatch
 from jobs.runtime.queue import QueueClaimer

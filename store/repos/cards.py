@@ -11,7 +11,6 @@ from pydantic import BaseModel
 from store.postgres import Executor
 from store.repos._base import (
     JsonObject,
-    NotFoundError,
     Record,
     UtcDatetime,
     json_object,
@@ -138,11 +137,6 @@ async def _insert(db: Executor, user_id: str, wanted: list[NewCard], *, only_mis
     return row_count(status)
 
 
-async def get_card(db: Executor, user_id: str, card_id: str) -> CardRecord | None:
-    row = await db.fetchrow("SELECT * FROM cards WHERE user_id = $1 AND card_id = $2", user_id, card_id)
-    return CardRecord.from_optional(row)
-
-
 async def list_cards(db: Executor, user_id: str, *, status: str | None = None) -> list[CardRecord]:
     rows = await db.fetch(
         "SELECT * FROM cards WHERE user_id = $1 AND ($2::text IS NULL OR status = $2) ORDER BY created_at, card_id",
@@ -152,23 +146,41 @@ async def list_cards(db: Executor, user_id: str, *, status: str | None = None) -
     return [CardRecord.from_row(row) for row in rows]
 
 
-async def set_card_status(db: Executor, user_id: str, card_id: str, status: str) -> None:
-    if status not in CARD_STATUSES:
-        raise ValueError(f"unknown card status {status!r}; expected one of {', '.join(CARD_STATUSES)}")
-    result = await db.execute(
-        "UPDATE cards SET status = $3, updated_at = $4 WHERE user_id = $1 AND card_id = $2",
-        user_id,
-        card_id,
-        status,
-        to_db(utc_now()),
-    )
-    if row_count(result) == 0:
-        raise NotFoundError(f"card {card_id} not found for user {user_id}")
-
-
 async def delete_cards_for_entities(db: Executor, user_id: str, entity_ids: Sequence[str]) -> int:
     """Delete the user's cards about these entities (their memory units or concepts are going away)."""
     result = await db.execute(
         "DELETE FROM cards WHERE user_id = $1 AND source_entity_id = ANY($2::text[])", user_id, list(entity_ids)
     )
     return row_count(result)
+
+
+async def move_concept_cards(
+    db: Executor, user_id: str, primary_id: str, gone: Sequence[str], *, display: dict[str, Any]
+) -> None:
+    """After a merge: the primary keeps its card, or takes over the oldest card of a merged concept (with
+    `display`); the merged concepts' other cards go, and a favourite among them makes the kept card a favourite."""
+    rows = await db.fetch(
+        "SELECT card_id, source_entity_id, is_favorited FROM cards WHERE user_id = $1 "
+        "AND source_entity_type = 'Concept' AND source_entity_id = ANY($2::text[]) ORDER BY created_at, card_id",
+        user_id,
+        [primary_id, *gone],
+    )
+    if not rows:
+        return
+    kept = next((r for r in rows if r["source_entity_id"] == primary_id), rows[0])
+    await db.execute(
+        "UPDATE cards SET source_entity_id = $3, is_favorited = $4, updated_at = $5, "
+        "display_data = CASE WHEN source_entity_id = $3 THEN display_data ELSE $6::jsonb END "
+        "WHERE user_id = $1 AND card_id = $2",
+        user_id,
+        kept["card_id"],
+        primary_id,
+        any(r["is_favorited"] for r in rows),
+        to_db(utc_now()),
+        json_object(display, "display_data"),
+    )
+    await db.execute(
+        "DELETE FROM cards WHERE user_id = $1 AND card_id = ANY($2::text[])",
+        user_id,
+        [r["card_id"] for r in rows if r["card_id"] != kept["card_id"]],
+    )

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
+
+from pydantic import BaseModel
 
 from store.postgres import Executor
 from store.repos._base import (
     JsonObject,
-    NotFoundError,
     Record,
     TextArray,
     UtcDatetime,
-    json_object,
-    new_id,
     row_count,
     to_db,
-    utc_now,
-)
-
-_OWNS_CONCEPTS = (
-    "(SELECT count(*) FROM concepts WHERE user_id = $2 AND concept_id = ANY($5::text[])) "
-    "= cardinality(ARRAY(SELECT DISTINCT unnest($5::text[])))"
 )
 
 
@@ -37,75 +31,93 @@ class CommunityRecord(Record):
     metadata: JsonObject
 
 
-async def create_community(
-    db: Executor,
-    user_id: str,
-    *,
-    name: str,
-    description: str | None = None,
-    core_concept_ids: Sequence[str] = (),
-    detection_method: str | None = None,
-    metadata: dict[str, Any] | None = None,
-    community_id: str | None = None,
-) -> CommunityRecord:
-    """Insert a community; NotFoundError when a core concept is not this user's."""
-    now = to_db(utc_now())
-    row = await db.fetchrow(
-        "INSERT INTO communities (community_id, user_id, name, description, core_concept_ids, detection_method, "
-        f"created_at, last_analyzed_ts, metadata) SELECT $1, $2, $3, $4, $5, $6, $7, $7, $8 WHERE {_OWNS_CONCEPTS} "
-        "RETURNING *",
-        community_id or new_id(),
-        user_id,
-        name,
-        description,
-        list(core_concept_ids),
-        detection_method,
-        now,
-        json_object(metadata, "metadata"),
-    )
-    if row is None:
-        raise NotFoundError(f"a core concept of community {name!r} is not found for user {user_id}")
-    return CommunityRecord.from_row(row)
-
-
-async def get_community(db: Executor, user_id: str, community_id: str) -> CommunityRecord | None:
-    row = await db.fetchrow("SELECT * FROM communities WHERE user_id = $1 AND community_id = $2", user_id, community_id)
-    return CommunityRecord.from_optional(row)
-
-
 async def list_communities(db: Executor, user_id: str) -> list[CommunityRecord]:
     rows = await db.fetch("SELECT * FROM communities WHERE user_id = $1 ORDER BY name, community_id", user_id)
     return [CommunityRecord.from_row(row) for row in rows]
 
 
-async def update_community(
-    db: Executor,
-    user_id: str,
-    community_id: str,
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    core_concept_ids: Sequence[str] | None = None,
-    metadata: dict[str, Any] | None = None,
+class CommunityRow(BaseModel):
+    """One community as the insight cycle writes it: members are the user's active concepts (checked by the
+    caller in its transaction)."""
+
+    community_id: str
+    name: str
+    description: str | None
+    members: list[str]
+    metadata: dict[str, Any]
+
+
+_ROWS = "FROM jsonb_to_recordset($2::jsonb) AS r(id text, name text, description text, members jsonb, metadata jsonb)"
+_MEMBERS = (
+    "ARRAY(SELECT x FROM jsonb_array_elements_text(r.members) AS x "
+    "WHERE EXISTS (SELECT 1 FROM concepts k WHERE k.concept_id = x AND k.user_id = $1))"
+)
+"""A community's members, only ever the user's own concepts."""
+
+
+def _rows(communities: Sequence[CommunityRow]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": c.community_id,
+            "name": c.name,
+            "description": c.description,
+            "members": c.members,
+            "metadata": c.metadata,
+        }
+        for c in communities
+    ]
+
+
+async def insert_communities(
+    db: Executor, user_id: str, communities: Sequence[CommunityRow], *, detection_method: str | None, at: datetime
 ) -> None:
-    """Replace the given fields (None keeps a field) after a new analysis; last_analyzed_ts is @updatedAt."""
-    result = await db.execute(
-        "UPDATE communities SET name = COALESCE($3, name), description = COALESCE($4, description), "
-        "core_concept_ids = COALESCE($5::text[], core_concept_ids), metadata = COALESCE($6, metadata), "
-        f"last_analyzed_ts = $7 WHERE user_id = $2 AND community_id = $1 AND ($5::text[] IS NULL OR {_OWNS_CONCEPTS})",
-        community_id,
-        user_id,
-        name,
-        description,
-        None if core_concept_ids is None else list(core_concept_ids),
-        json_object(metadata, "metadata"),
-        to_db(utc_now()),
+    """New communities in one statement (a statement per kind of change, not per community: a large graph has
+    thousands); one whose id exists already is left as it is."""
+    if communities:
+        await db.execute(
+            "INSERT INTO communities (community_id, user_id, name, description, core_concept_ids, detection_method, "
+            f"created_at, last_analyzed_ts, metadata) SELECT r.id, $1, r.name, r.description, {_MEMBERS}, $3, $4, "
+            f"$4, r.metadata {_ROWS} ON CONFLICT (community_id) DO NOTHING",
+            user_id,
+            _rows(communities),
+            detection_method,
+            to_db(at),
+        )
+
+
+async def update_communities(
+    db: Executor, user_id: str, communities: Sequence[CommunityRow], *, detection_method: str | None, at: datetime
+) -> None:
+    """Communities found again, updated in place (name, members, analysis) in one statement."""
+    if communities:
+        await db.execute(
+            f"UPDATE communities c SET name = r.name, description = r.description, core_concept_ids = {_MEMBERS}, "
+            f"detection_method = $3, metadata = r.metadata, last_analyzed_ts = $4 {_ROWS} "
+            "WHERE c.user_id = $1 AND c.community_id = r.id",
+            user_id,
+            _rows(communities),
+            detection_method,
+            to_db(at),
+        )
+
+
+async def delete_communities(db: Executor, user_id: str, community_ids: Sequence[str]) -> int:
+    """Delete these communities; their concepts stay (their community_id is set to NULL by the foreign key, so
+    regroup them first to tell the stores)."""
+    status = await db.execute(
+        "DELETE FROM communities WHERE user_id = $1 AND community_id = ANY($2::text[])", user_id, list(community_ids)
     )
-    if row_count(result) == 0:
-        raise NotFoundError(f"community {community_id} (or one of its core concepts) not found for user {user_id}")
+    return row_count(status)
 
 
-async def delete_community(db: Executor, user_id: str, community_id: str) -> bool:
-    """Delete the community; its concepts stay (their community_id is set to NULL by the foreign key)."""
-    result = await db.execute("DELETE FROM communities WHERE user_id = $1 AND community_id = $2", user_id, community_id)
-    return row_count(result) == 1
+async def repoint_members(db: Executor, user_id: str, primary_id: str, gone: Sequence[str]) -> list[str]:
+    """After a merge: the communities listing a merged concept list the concept kept instead (once); returns them."""
+    rows = await db.fetch(
+        "UPDATE communities SET core_concept_ids = ARRAY(SELECT DISTINCT CASE WHEN x = ANY($3::text[]) THEN $2 "
+        "ELSE x END FROM unnest(core_concept_ids) AS x ORDER BY 1) "
+        "WHERE user_id = $1 AND core_concept_ids && $3::text[] RETURNING community_id",
+        user_id,
+        primary_id,
+        list(gone),
+    )
+    return sorted(row["community_id"] for row in rows)

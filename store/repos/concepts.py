@@ -8,21 +8,18 @@ name): concurrent ingestions of the same new concept produce one row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel
 
 from store.postgres import Executor
 from store.repos._base import (
     JsonObject,
-    NotFoundError,
     Record,
     UtcDatetime,
     new_id,
-    row_count,
     serialized,
     to_db,
     utc_now,
@@ -80,60 +77,6 @@ def _concept_lock(user_id: str, type: str, normalized_name: str) -> str:
     return f"concept:{user_id}:{type}:{normalized_name}"
 
 
-async def find_concept(db: Executor, user_id: str, *, normalized_name: str, type: str) -> ConceptRecord | None:
-    """The active concept of this type whose normalized name or one of whose aliases is `normalized_name`."""
-    row = await db.fetchrow(
-        f"SELECT * FROM concepts WHERE user_id = $1 AND type = $3 AND status = 'active' AND {_MATCHES_NAME} "
-        "ORDER BY created_at, concept_id LIMIT 1",
-        user_id,
-        normalized_name,
-        type,
-    )
-    return ConceptRecord.from_optional(row)
-
-
-async def create_concept(
-    db: Executor,
-    user_id: str,
-    *,
-    name: str,
-    type: str,
-    description: str | None,
-    normalized_name: str,
-    concept_id: str | None = None,
-) -> ConceptRecord:
-    """The concept for this normalized name and type: an existing match, or a new row.
-
-    Never fails on and never duplicates a racing insert: racers for the same normalized name take turns on an
-    advisory lock, and the insert is ON CONFLICT (user_id, name, type) DO UPDATE, which returns a row of the same
-    surface name (filling its normalized name when the web app created it without one).
-    """
-    async with serialized(db, _concept_lock(user_id, type, normalized_name)) as conn:
-        found = await find_concept(conn, user_id, normalized_name=normalized_name, type=type)
-        if found is not None:
-            return found
-        now = to_db(utc_now())
-        row = await conn.fetchrow(
-            "INSERT INTO concepts (concept_id, user_id, name, type, description, status, created_at, "
-            f"last_updated_ts, metadata) VALUES ($1, $2, $3, $4, $5, 'active', $6, $6, $7) {_INSERT_CONFLICT}"
-            "RETURNING *",
-            concept_id or new_id(),
-            user_id,
-            name,
-            type,
-            description,
-            now,
-            {"normalized_name": normalized_name, "aliases": []},
-        )
-        concept = ConceptRecord.from_row(row)
-        if concept.status == "merged" and concept.merged_into_concept_id is not None:
-            # the surface name belongs to a concept merged away: its successor is the concept meant
-            successor = await get_concept(conn, user_id, concept.merged_into_concept_id)
-            if successor is not None and successor.status == "active":
-                return successor
-        return concept
-
-
 class NewConcept(BaseModel):
     """One concept for `ensure_concepts`."""
 
@@ -157,7 +100,7 @@ async def ensure_concepts(db: Executor, user_id: str, wanted: Sequence[NewConcep
     active concept of its type whose normalized name or alias matches, else a new row (or the row of the same
     surface name, or that row's active successor when it was merged away). Two entries meaning the same concept get
     the same id; only the first counts as created. At most five round trips whatever the count (the locks, one
-    lookup, merged successors, one insert, one touch), where `create_concept` per item took four each: an ingestion
+    lookup, merged successors, one insert, one touch), where creating them one by one took four each: an ingestion
     resolves several concepts, and this was the largest part of its write. Takes the same per-name advisory locks
     as `create_concept`, so the two never create twins.
     """
@@ -275,41 +218,6 @@ async def _insert_missing(
     return made
 
 
-async def _update_one(db: Executor, user_id: str, concept_id: str, assignments: str, *args: Any) -> None:
-    """`UPDATE concepts SET <assignments>, last_updated_ts = now` (@updatedAt) for one of the user's concepts."""
-    now_param = f"${len(args) + 3}"
-    status = await db.execute(
-        f"UPDATE concepts SET {assignments}, last_updated_ts = {now_param} WHERE user_id = $1 AND concept_id = $2",
-        user_id,
-        concept_id,
-        *args,
-        to_db(utc_now()),
-    )
-    if row_count(status) == 0:
-        raise NotFoundError(f"concept {concept_id} not found for user {user_id}")
-
-
-async def add_concept_alias(db: Executor, user_id: str, concept_id: str, alias_normalized: str) -> None:
-    """Remember another normalized name for the concept (no-op when it is already its name or an alias)."""
-    await _update_one(
-        db,
-        user_id,
-        concept_id,
-        "metadata = CASE "
-        "WHEN metadata->>'normalized_name' = $3 "
-        "OR (jsonb_typeof(metadata->'aliases') = 'array' AND metadata->'aliases' ? $3) THEN metadata "
-        "ELSE jsonb_set(CASE WHEN jsonb_typeof(metadata) = 'object' THEN metadata ELSE '{}'::jsonb END, '{aliases}', "
-        "CASE WHEN jsonb_typeof(metadata->'aliases') = 'array' THEN metadata->'aliases' ELSE '[]'::jsonb END "
-        "|| jsonb_build_array($3::text)) END",
-        alias_normalized,
-    )
-
-
-async def get_concept(db: Executor, user_id: str, concept_id: str) -> ConceptRecord | None:
-    row = await db.fetchrow("SELECT * FROM concepts WHERE user_id = $1 AND concept_id = $2", user_id, concept_id)
-    return ConceptRecord.from_optional(row)
-
-
 async def list_concepts(db: Executor, user_id: str, *, status: str | None = "active") -> list[ConceptRecord]:
     """The user's concepts by name; every status when `status` is None."""
     rows = await db.fetch(
@@ -320,11 +228,79 @@ async def list_concepts(db: Executor, user_id: str, *, status: str | None = "act
     return [ConceptRecord.from_row(row) for row in rows]
 
 
-async def list_relevant_concepts(db: Executor, user_id: str, *, limit: int = 50) -> list[ConceptRecord]:
-    """The active concepts an agent should see first: most salient, then most recently updated."""
+async def existing_concept_ids(
+    db: Executor, user_id: str, concept_ids: Iterable[str], *, active: bool = False
+) -> set[str]:
+    """Which of `concept_ids` are the user's concepts; with `active`, only those not merged or archived."""
+    wanted = sorted(set(concept_ids))
+    if not wanted:
+        return set()
     rows = await db.fetch(
-        f"SELECT * FROM concepts WHERE user_id = $1 AND status = 'active' ORDER BY {RELEVANCE_ORDER} LIMIT $2",
+        "SELECT concept_id FROM concepts WHERE user_id = $1 AND concept_id = ANY($2::text[]) "
+        "AND (NOT $3 OR status = 'active')",
         user_id,
-        limit,
+        wanted,
+        active,
+    )
+    return {row["concept_id"] for row in rows}
+
+
+async def lock_active_concept(db: Executor, user_id: str, concept_id: str) -> ConceptRecord | None:
+    """The user's active concept, its row locked until the transaction ends (a merge's primary)."""
+    row = await db.fetchrow(
+        "SELECT * FROM concepts WHERE user_id = $1 AND concept_id = $2 AND status = 'active' FOR UPDATE",
+        user_id,
+        concept_id,
+    )
+    return ConceptRecord.from_optional(row)
+
+
+async def mark_merged(
+    db: Executor, user_id: str, primary_id: str, secondary_ids: Sequence[str], *, at: datetime
+) -> list[ConceptRecord]:
+    """The user's active `secondary_ids` (never the primary) become `merged` into `primary_id` and leave their
+    community; returns them as they were merged (none when all were merged already)."""
+    rows = await db.fetch(
+        "UPDATE concepts SET status = 'merged', merged_into_concept_id = $2, community_id = NULL, "
+        "last_updated_ts = $4 WHERE user_id = $1 AND concept_id = ANY($3::text[]) AND concept_id <> $2 "
+        "AND status = 'active' RETURNING *",
+        user_id,
+        primary_id,
+        list(secondary_ids),
+        to_db(at),
     )
     return [ConceptRecord.from_row(row) for row in rows]
+
+
+async def absorb(
+    db: Executor, user_id: str, concept_id: str, *, aliases: Sequence[str], salience: float | None, at: datetime
+) -> None:
+    """What a concept keeps of those merged into it: their names as its aliases, the higher salience."""
+    await db.execute(
+        "UPDATE concepts SET metadata = jsonb_set(CASE WHEN jsonb_typeof(metadata) = 'object' THEN metadata "
+        "ELSE '{}'::jsonb END, '{aliases}', to_jsonb($3::text[])), salience = GREATEST(salience, $4), "
+        "last_updated_ts = $5 WHERE user_id = $1 AND concept_id = $2",
+        user_id,
+        concept_id,
+        list(aliases),
+        salience,
+        to_db(at),
+    )
+
+
+async def regroup(db: Executor, user_id: str, members: Mapping[str, str], *, at: datetime) -> list[str]:
+    """Every concept of the user in `members` joins its community, every other one that had a community (or is
+    active) leaves it; returns the concepts whose community changed."""
+    rows = await db.fetch(
+        "UPDATE concepts c SET community_id = m.community_id, last_updated_ts = $2 "
+        "FROM (SELECT concept_id FROM concepts WHERE user_id = $1 AND (status = 'active' OR community_id IS NOT NULL)) "
+        "AS cur LEFT JOIN unnest($3::text[], $4::text[]) AS m(concept_id, community_id) "
+        "ON m.concept_id = cur.concept_id "
+        "WHERE c.user_id = $1 AND c.concept_id = cur.concept_id AND c.community_id IS DISTINCT FROM m.community_id "
+        "RETURNING c.concept_id",
+        user_id,
+        to_db(at),
+        list(members),
+        list(members.values()),
+    )
+    return [row["concept_id"] for row in rows]

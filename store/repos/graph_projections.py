@@ -6,13 +6,10 @@ from typing import Any
 
 from store.postgres import Executor
 from store.repos._base import (
-    NotFoundError,
     Record,
     RequiredJsonObject,
     UtcDatetime,
     json_object,
-    new_id,
-    row_count,
     to_db,
     utc_now,
 )
@@ -26,31 +23,26 @@ class GraphProjectionRecord(Record):
     created_at: UtcDatetime
 
 
-async def create_graph_projection(
-    db: Executor,
-    user_id: str,
-    *,
-    projection_data: dict[str, Any],
-    status: str = "completed",
-    projection_id: str | None = None,
-) -> GraphProjectionRecord:
-    row = await db.fetchrow(
+async def insert_graph_projection(db: Executor, user_id: str, projection_id: str, data: dict[str, Any]) -> bool:
+    """Insert a completed projection once; False when one with this id (the same input) exists already."""
+    inserted = await db.fetchval(
         "INSERT INTO user_graph_projections (projection_id, user_id, status, projection_data, created_at) "
-        "VALUES ($1, $2, $3, $4, $5) RETURNING *",
-        projection_id or new_id(),
+        "VALUES ($1, $2, 'completed', $3, $4) ON CONFLICT (projection_id) DO NOTHING RETURNING projection_id",
+        projection_id,
         user_id,
-        status,
-        json_object(projection_data, "projection_data"),
+        json_object(data, "projection_data"),
         to_db(utc_now()),
     )
-    return GraphProjectionRecord.from_row(row)
+    return inserted is not None
 
 
-async def get_graph_projection(db: Executor, user_id: str, projection_id: str) -> GraphProjectionRecord | None:
-    row = await db.fetchrow(
-        "SELECT * FROM user_graph_projections WHERE user_id = $1 AND projection_id = $2", user_id, projection_id
+async def graph_projection_exists(db: Executor, user_id: str, projection_id: str) -> bool:
+    found = await db.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM user_graph_projections WHERE user_id = $1 AND projection_id = $2)",
+        user_id,
+        projection_id,
     )
-    return GraphProjectionRecord.from_optional(row)
+    return bool(found)
 
 
 async def latest_graph_projection(
@@ -64,23 +56,3 @@ async def latest_graph_projection(
         status,
     )
     return GraphProjectionRecord.from_optional(row)
-
-
-async def list_graph_projections(db: Executor, user_id: str) -> list[GraphProjectionRecord]:
-    """Newest first."""
-    rows = await db.fetch(
-        "SELECT * FROM user_graph_projections WHERE user_id = $1 ORDER BY created_at DESC, projection_id DESC",
-        user_id,
-    )
-    return [GraphProjectionRecord.from_row(row) for row in rows]
-
-
-async def set_graph_projection_status(db: Executor, user_id: str, projection_id: str, status: str) -> None:
-    result = await db.execute(
-        "UPDATE user_graph_projections SET status = $3 WHERE user_id = $1 AND projection_id = $2",
-        user_id,
-        projection_id,
-        status,
-    )
-    if row_count(result) == 0:
-        raise NotFoundError(f"graph projection {projection_id} not found for user {user_id}")

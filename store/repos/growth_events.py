@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,37 +24,8 @@ class GrowthEventRecord(Record):
     details: JsonObject
 
 
-async def insert_growth_event(
-    db: Executor,
-    user_id: str,
-    *,
-    entity_id: str,
-    entity_type: str,
-    dim_key: str,
-    delta: float,
-    source: str,
-    details: dict[str, Any] | None,
-    event_id: str | None = None,
-) -> GrowthEventRecord:
-    """Insert an event; put `source_conversation_id` in `details` so re-ingestion can remove it again."""
-    row = await db.fetchrow(
-        "INSERT INTO growth_events (event_id, user_id, entity_id, entity_type, dim_key, delta, source, created_at, "
-        "details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
-        event_id or new_id(),
-        user_id,
-        entity_id,
-        entity_type,
-        dim_key,
-        delta,
-        source,
-        to_db(utc_now()),
-        json_object(details, "details"),
-    )
-    return GrowthEventRecord.from_row(row)
-
-
 class NewGrowthEvent(BaseModel):
-    """One event for `insert_growth_events`."""
+    """One event for `insert_growth_events`; `event_id` None gets a new id."""
 
     entity_id: str
     entity_type: str
@@ -61,39 +33,31 @@ class NewGrowthEvent(BaseModel):
     delta: float
     source: str
     details: dict[str, Any] | None = None
+    event_id: str | None = None
 
 
-async def insert_growth_events(db: Executor, user_id: str, events: Sequence[NewGrowthEvent]) -> None:
-    """Insert several events in one pipelined round trip (ingestion writes a handful per conversation)."""
-    now = to_db(utc_now())
-    await db.executemany(
+async def insert_growth_events(db: Executor, user_id: str, events: Sequence[NewGrowthEvent]) -> int:
+    """Insert the events in one statement; an event whose id exists already (a rerun of the insight that derived
+    it) is left as it is. Returns how many were inserted. Put `source_conversation_id` in `details` so re-ingestion
+    can remove an event again."""
+    if not events:
+        return 0
+    status = await db.execute(
         "INSERT INTO growth_events (event_id, user_id, entity_id, entity_type, dim_key, delta, source, created_at, "
-        "details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        [
-            (
-                new_id(),
-                user_id,
-                e.entity_id,
-                e.entity_type,
-                e.dim_key,
-                e.delta,
-                e.source,
-                now,
-                json_object(e.details, "details"),
-            )
-            for e in events
-        ],
-    )
-
-
-async def list_growth_events(db: Executor, user_id: str, *, entity_id: str | None = None) -> list[GrowthEventRecord]:
-    rows = await db.fetch(
-        "SELECT * FROM growth_events WHERE user_id = $1 AND ($2::text IS NULL OR entity_id = $2) "
-        "ORDER BY created_at, event_id",
+        "details) SELECT e.id, $1, e.entity, e.kind, e.dim, e.delta, e.source, $2, e.details::jsonb "
+        "FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::text[], $9::text[]) "
+        "AS e(id, entity, kind, dim, delta, source, details) ON CONFLICT (event_id) DO NOTHING",
         user_id,
-        entity_id,
+        to_db(utc_now()),
+        [e.event_id or new_id() for e in events],
+        [e.entity_id for e in events],
+        [e.entity_type for e in events],
+        [e.dim_key for e in events],
+        [e.delta for e in events],
+        [e.source for e in events],
+        [None if e.details is None else json.dumps(json_object(e.details, "details")) for e in events],
     )
-    return [GrowthEventRecord.from_row(row) for row in rows]
+    return row_count(status)
 
 
 async def growth_by_dimension(db: Executor, user_id: str) -> dict[str, float]:
@@ -113,3 +77,14 @@ async def delete_growth_events_from_conversation(db: Executor, user_id: str, con
         conversation_id,
     )
     return row_count(status)
+
+
+async def repoint_entity(db: Executor, user_id: str, primary_id: str, gone: Sequence[str]) -> None:
+    """After a merge: the events about the merged concepts are about the concept kept."""
+    await db.execute(
+        "UPDATE growth_events SET entity_id = $2 WHERE user_id = $1 AND entity_type = 'Concept' "
+        "AND entity_id = ANY($3::text[])",
+        user_id,
+        primary_id,
+        list(gone),
+    )

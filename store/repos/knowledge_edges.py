@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel
 
+from core.vocabulary import NodeLabel, StructuralRelationshipType
 from store.postgres import Executor
 from store.repos._base import Record, new_id, row_count
 
@@ -51,15 +53,17 @@ class NewEdge(BaseModel):
     strength: float
     description: str | None
     source_conversation_id: str | None
+    edge_id: str | None = None
 
 
 async def upsert_edges(db: Executor, user_id: str, edges: Sequence[NewEdge]) -> None:
-    """`upsert_edge` for several edges in one pipelined round trip."""
+    """Insert the edges in one pipelined round trip; an edge the user already has keeps its id and source
+    conversation (ids in the graph store stay stable), the stronger strength and the newer description."""
     await db.executemany(
         _UPSERT,
         [
             (
-                new_id(),
+                e.edge_id or new_id(),
                 user_id,
                 e.source_id,
                 e.source_type,
@@ -75,52 +79,6 @@ async def upsert_edges(db: Executor, user_id: str, edges: Sequence[NewEdge]) -> 
     )
 
 
-async def upsert_edge(
-    db: Executor,
-    user_id: str,
-    *,
-    source_id: str,
-    source_type: str,
-    target_id: str,
-    target_type: str,
-    relationship_type: str,
-    strength: float,
-    description: str | None,
-    source_conversation_id: str | None,
-    edge_id: str | None = None,
-) -> KnowledgeEdgeRecord:
-    """Insert the edge or, when the user already has it, keep the stronger strength and the newer description.
-
-    The existing edge keeps its id and source conversation: ids in the graph store stay stable.
-    """
-    row = await db.fetchrow(
-        _UPSERT + " RETURNING *",
-        edge_id or new_id(),
-        user_id,
-        source_id,
-        source_type,
-        target_id,
-        target_type,
-        relationship_type,
-        strength,
-        description,
-        source_conversation_id,
-    )
-    return KnowledgeEdgeRecord.from_row(row)
-
-
-async def list_edges(
-    db: Executor, user_id: str, *, source_conversation_id: str | None = None
-) -> list[KnowledgeEdgeRecord]:
-    rows = await db.fetch(
-        "SELECT * FROM runtime.knowledge_edges WHERE user_id = $1 "
-        "AND ($2::text IS NULL OR source_conversation_id = $2) ORDER BY created_at, edge_id",
-        user_id,
-        source_conversation_id,
-    )
-    return [KnowledgeEdgeRecord.from_row(row) for row in rows]
-
-
 async def delete_edges_from_conversation(db: Executor, user_id: str, conversation_id: str) -> int:
     result = await db.execute(
         "DELETE FROM runtime.knowledge_edges WHERE user_id = $1 AND source_conversation_id = $2",
@@ -130,12 +88,59 @@ async def delete_edges_from_conversation(db: Executor, user_id: str, conversatio
     return row_count(result)
 
 
-async def delete_edges_touching(db: Executor, user_id: str, entity_ids: Sequence[str]) -> int:
-    """Delete every edge of the user that starts or ends at one of these entities."""
-    result = await db.execute(
-        "DELETE FROM runtime.knowledge_edges WHERE user_id = $1 "
-        "AND (source_id = ANY($2::text[]) OR target_id = ANY($2::text[]))",
+_NODE = {"MemoryUnit": NodeLabel.MEMORY_UNIT, "Concept": NodeLabel.CONCEPT}
+_STRUCTURAL = [kind.value for kind in StructuralRelationshipType]
+
+
+async def repoint_edges(
+    db: Executor, user_id: str, primary_id: str, gone: Sequence[str]
+) -> tuple[int, set[tuple[NodeLabel, str]]]:
+    """Repoint the truth rows touching the merged concepts `gone` at `primary_id`, in two statements: delete them,
+    insert them back remapped (one per relationship: the stronger wins; a link between two merged concepts goes).
+    Moved rows leave the embedded graph (in_graph false) until the outbox dispatcher applies them. Returns how many
+    rows touched the merged concepts, and the entities at both ends of them (for the outbox)."""
+    rows = await db.fetch(
+        "DELETE FROM runtime.knowledge_edges WHERE user_id = $1 AND relationship_type <> ALL($3::text[]) "
+        "AND (source_id = ANY($2::text[]) OR target_id = ANY($2::text[])) RETURNING *",
         user_id,
-        list(entity_ids),
+        list(gone),
+        _STRUCTURAL,
     )
-    return row_count(result)
+    merged = set(gone)
+    moved: dict[tuple[str, str, str], Any] = {}
+    targets: dict[tuple[str, str, str], tuple[str, str]] = {}
+    ends: set[tuple[NodeLabel, str]] = set()
+    for row in sorted(rows, key=lambda r: (-r["strength"], r["edge_id"])):
+        source = primary_id if row["source_id"] in merged else row["source_id"]
+        target = primary_id if row["target_id"] in merged else row["target_id"]
+        for kind, entity in ((row["source_type"], row["source_id"]), (row["target_type"], row["target_id"])):
+            if kind in _NODE and entity not in merged:
+                ends.add((_NODE[kind], entity))
+        key = (source, row["relationship_type"], target)
+        if source != target and key not in moved:
+            moved[key], targets[key] = row, (source, target)
+    await db.executemany(
+        "INSERT INTO runtime.knowledge_edges (edge_id, user_id, source_id, source_type, target_id, target_type, "
+        "relationship_type, strength, description, source_conversation_id, created_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT ON CONSTRAINT knowledge_edges_unique "
+        "DO UPDATE SET strength = GREATEST(knowledge_edges.strength, EXCLUDED.strength), "
+        "description = COALESCE(knowledge_edges.description, EXCLUDED.description), updated_at = now(), "
+        "in_graph = false",
+        [
+            (
+                row["edge_id"],
+                user_id,
+                targets[key][0],
+                row["source_type"],
+                targets[key][1],
+                row["target_type"],
+                row["relationship_type"],
+                row["strength"],
+                row["description"],
+                row["source_conversation_id"],
+                row["created_at"],
+            )
+            for key, row in moved.items()
+        ],
+    )
+    return len(rows), ends

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -37,44 +37,8 @@ class MemoryUnitRecord(Record):
     metadata: JsonObject
 
 
-async def insert_memory_unit(
-    db: Executor,
-    user_id: str,
-    *,
-    title: str,
-    content: str,
-    creation_ts: datetime,
-    importance_score: float | None,
-    sentiment_score: float | None,
-    source_conversation_id: str | None,
-    metadata: dict[str, Any] | None = None,
-    muid: str | None = None,
-) -> MemoryUnitRecord:
-    """Insert a memory unit; NotFoundError when the source conversation is not this user's (checked in SQL)."""
-    now = to_db(utc_now())
-    row = await db.fetchrow(
-        "INSERT INTO memory_units (muid, user_id, title, content, creation_ts, ingestion_ts, last_modified_ts, "
-        "importance_score, sentiment_score, source_conversation_id, metadata) "
-        "SELECT $1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10 "
-        "WHERE $9::text IS NULL OR EXISTS (SELECT 1 FROM conversations WHERE id = $9 AND user_id = $2) RETURNING *",
-        muid or new_id(),
-        user_id,
-        title,
-        content,
-        to_db(creation_ts),
-        now,
-        importance_score,
-        sentiment_score,
-        source_conversation_id,
-        json_object(metadata, "metadata"),
-    )
-    if row is None:
-        raise NotFoundError(f"conversation {source_conversation_id} not found for user {user_id}")
-    return MemoryUnitRecord.from_row(row)
-
-
 class NewMemoryUnit(BaseModel):
-    """One memory unit for `insert_memory_units`."""
+    """One memory unit for `insert_memory_units`; `muid` None gets a new id."""
 
     title: str
     content: str
@@ -86,9 +50,24 @@ class NewMemoryUnit(BaseModel):
     muid: str | None = None
 
 
-async def insert_memory_units(db: Executor, user_id: str, units: Sequence[NewMemoryUnit]) -> int:
-    """`insert_memory_unit` for many units in one statement; all or none: NotFoundError (and nothing written) when
-    any source conversation is not this user's. Returns how many were inserted."""
+_REVISE = (
+    " ON CONFLICT (muid) DO UPDATE SET title = EXCLUDED.title, content = EXCLUDED.content, "
+    "creation_ts = EXCLUDED.creation_ts, last_modified_ts = EXCLUDED.last_modified_ts, "
+    "importance_score = EXCLUDED.importance_score, sentiment_score = EXCLUDED.sentiment_score, "
+    "metadata = EXCLUDED.metadata WHERE memory_units.user_id = EXCLUDED.user_id "
+    "AND memory_units.source_conversation_id IS NOT DISTINCT FROM EXCLUDED.source_conversation_id"
+)
+"""How a reprocess revises a unit it derived before: in place, never another user's or another conversation's."""
+
+
+async def insert_memory_units(
+    db: Executor, user_id: str, units: Sequence[NewMemoryUnit], *, revise: bool = False
+) -> int:
+    """Insert units in one statement; all or none: NotFoundError (and nothing written) when any source conversation
+    is not this user's. Returns how many were written.
+
+    With `revise`, a unit whose id exists already (a reprocess derives the same ids) is updated in place, keeping
+    its id, its ingestion time and everything that points at it (artifact sources, cards, edges)."""
     if not units:
         return 0
     status = await db.execute(
@@ -100,7 +79,8 @@ async def insert_memory_units(db: Executor, user_id: str, units: Sequence[NewMem
         "$10::text[]) AS u(muid, title, content, creation_ts, importance_score, sentiment_score, "
         "source_conversation_id, metadata) "
         "WHERE NOT EXISTS (SELECT 1 FROM unnest($9::text[]) AS s(id) WHERE s.id IS NOT NULL "
-        "AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = s.id AND c.user_id = $1))",
+        "AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = s.id AND c.user_id = $1))"
+        + (_REVISE if revise else ""),
         user_id,
         to_db(utc_now()),
         [u.muid or new_id() for u in units],
@@ -118,11 +98,6 @@ async def insert_memory_units(db: Executor, user_id: str, units: Sequence[NewMem
     return len(units)
 
 
-async def get_memory_unit(db: Executor, user_id: str, muid: str) -> MemoryUnitRecord | None:
-    row = await db.fetchrow("SELECT * FROM memory_units WHERE user_id = $1 AND muid = $2", user_id, muid)
-    return MemoryUnitRecord.from_optional(row)
-
-
 async def list_memory_units(
     db: Executor, user_id: str, *, source_conversation_id: str | None = None
 ) -> list[MemoryUnitRecord]:
@@ -136,11 +111,29 @@ async def list_memory_units(
     return [MemoryUnitRecord.from_row(row) for row in rows]
 
 
-async def delete_memory_units_from_conversation(db: Executor, user_id: str, conversation_id: str) -> list[str]:
-    """Delete what a conversation produced (re-ingestion starts clean); returns the deleted ids for the outbox."""
+async def memory_unit_ids_from_conversation(db: Executor, user_id: str, conversation_id: str) -> list[str]:
     rows = await db.fetch(
-        "DELETE FROM memory_units WHERE user_id = $1 AND source_conversation_id = $2 RETURNING muid",
+        "SELECT muid FROM memory_units WHERE user_id = $1 AND source_conversation_id = $2 ORDER BY muid",
         user_id,
         conversation_id,
     )
+    return [row["muid"] for row in rows]
+
+
+async def delete_memory_units(db: Executor, user_id: str, muids: Sequence[str]) -> list[str]:
+    """Delete these of the user's memory units; returns the deleted ids for the outbox."""
+    rows = await db.fetch(
+        "DELETE FROM memory_units WHERE user_id = $1 AND muid = ANY($2::text[]) RETURNING muid", user_id, list(muids)
+    )
     return sorted(row["muid"] for row in rows)
+
+
+async def existing_memory_unit_ids(db: Executor, user_id: str, muids: Iterable[str]) -> set[str]:
+    """Which of `muids` are still the user's memory units (one can go with a reprocessed conversation)."""
+    wanted = sorted(set(muids))
+    if not wanted:
+        return set()
+    rows = await db.fetch(
+        "SELECT muid FROM memory_units WHERE user_id = $1 AND muid = ANY($2::text[])", user_id, wanted
+    )
+    return {row["muid"] for row in rows}

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+
+from pydantic import BaseModel
 
 from store.postgres import Executor
 from store.repos._base import (
     JsonObject,
-    NotFoundError,
     Record,
     UtcDatetime,
-    json_object,
-    new_id,
-    opt_to_db,
     row_count,
     to_db,
     utc_now,
 )
+
+PENDING = "pending"
+EXPIRED = "expired"
 
 
 class ProactivePromptRecord(Record):
@@ -32,35 +34,53 @@ class ProactivePromptRecord(Record):
     metadata: JsonObject
 
 
-async def create_proactive_prompt(
-    db: Executor,
-    user_id: str,
-    *,
-    prompt_text: str,
-    source_agent: str,
-    priority: int = 5,
-    status: str = "pending",
-    metadata: dict[str, Any] | None = None,
-    prompt_id: str | None = None,
-) -> ProactivePromptRecord:
-    row = await db.fetchrow(
+class NewPromptRow(BaseModel):
+    """One prompt for `insert_prompts`, pending from its creation."""
+
+    prompt_id: str
+    prompt_text: str
+    source_agent: str
+    priority: int
+    metadata: dict[str, Any]
+
+
+async def insert_prompts(db: Executor, user_id: str, prompts: Sequence[NewPromptRow]) -> None:
+    """Insert pending prompts in one round trip; one whose id exists already is left as it is."""
+    now = to_db(utc_now())
+    await db.executemany(
         "INSERT INTO proactive_prompts (prompt_id, user_id, prompt_text, source_agent, status, priority, created_at, "
-        "metadata) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
-        prompt_id or new_id(),
-        user_id,
-        prompt_text,
-        source_agent,
-        status,
-        priority,
-        to_db(utc_now()),
-        json_object(metadata, "metadata"),
+        "metadata) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (prompt_id) DO NOTHING",
+        [(p.prompt_id, user_id, p.prompt_text, p.source_agent, PENDING, p.priority, now, p.metadata) for p in prompts],
     )
-    return ProactivePromptRecord.from_row(row)
 
 
-async def get_proactive_prompt(db: Executor, user_id: str, prompt_id: str) -> ProactivePromptRecord | None:
-    row = await db.fetchrow("SELECT * FROM proactive_prompts WHERE user_id = $1 AND prompt_id = $2", user_id, prompt_id)
-    return ProactivePromptRecord.from_optional(row)
+async def expire_pending(db: Executor, user_id: str, *, created_before: datetime) -> int:
+    """Pending prompts created before `created_before` become `expired` (nobody delivered them in time)."""
+    status = await db.execute(
+        "UPDATE proactive_prompts SET status = $3 WHERE user_id = $1 AND status = $4 AND created_at < $2",
+        user_id,
+        to_db(created_before),
+        EXPIRED,
+        PENDING,
+    )
+    return row_count(status)
+
+
+async def pending_texts(db: Executor, user_id: str) -> list[str]:
+    rows = await db.fetch(
+        "SELECT prompt_text FROM proactive_prompts WHERE user_id = $1 AND status = $2", user_id, PENDING
+    )
+    return [row["prompt_text"] for row in rows]
+
+
+async def run_wrote_prompts(db: Executor, user_id: str, run_key: str) -> bool:
+    """Whether the run keyed `run_key` (a cycle's or a day's) has written prompts."""
+    found = await db.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM proactive_prompts WHERE user_id = $1 AND metadata->>'run_key' = $2)",
+        user_id,
+        run_key,
+    )
+    return bool(found)
 
 
 async def list_proactive_prompts(
@@ -74,19 +94,3 @@ async def list_proactive_prompts(
         status,
     )
     return [ProactivePromptRecord.from_row(row) for row in rows]
-
-
-async def set_proactive_prompt_status(
-    db: Executor, user_id: str, prompt_id: str, status: str, *, delivered_at: datetime | None = None
-) -> None:
-    """Change the status; `delivered_at` is stamped when given (a prompt shown to the user)."""
-    result = await db.execute(
-        "UPDATE proactive_prompts SET status = $3, delivered_at = COALESCE($4, delivered_at) "
-        "WHERE user_id = $1 AND prompt_id = $2",
-        user_id,
-        prompt_id,
-        status,
-        opt_to_db(delivered_at),
-    )
-    if row_count(result) == 0:
-        raise NotFoundError(f"proactive prompt {prompt_id} not found for user {user_id}")

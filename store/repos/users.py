@@ -81,11 +81,6 @@ async def _update(db: Executor, user_id: str, assignments: str, *args: Any) -> N
         raise NotFoundError(f"user {user_id} not found")
 
 
-async def set_next_conversation_context(db: Executor, user_id: str, package: dict[str, Any]) -> None:
-    """Store the package the dialogue side reads when the user's next conversation starts."""
-    await _update(db, user_id, "next_conversation_context_package = $2", json_object(package, "package"))
-
-
 async def record_ingestion(
     db: Executor, user_id: str, *, concepts_created: int, next_context: dict[str, Any] | None
 ) -> None:
@@ -102,8 +97,25 @@ async def record_ingestion(
     )
 
 
-async def set_memory_profile(db: Executor, user_id: str, profile: dict[str, Any]) -> None:
-    await _update(db, user_id, "memory_profile = $2", json_object(profile, "memory_profile"))
+async def record_insight(
+    db: Executor,
+    user_id: str,
+    *,
+    memory_profile: dict[str, Any] | None,
+    knowledge_graph_schema: dict[str, Any] | None,
+    next_context: dict[str, Any] | None,
+) -> None:
+    """What a cycle's insight changes on the user, in one statement: the profile and graph schema it wrote, and,
+    when given, the next-conversation package."""
+    await _update(
+        db,
+        user_id,
+        "memory_profile = $2, knowledge_graph_schema = $3, "
+        "next_conversation_context_package = COALESCE($4::jsonb, next_conversation_context_package)",
+        json_object(memory_profile, "memory_profile"),
+        json_object(knowledge_graph_schema, "knowledge_graph_schema"),
+        json_object(next_context, "next_context"),
+    )
 
 
 async def start_cycle(db: Executor, user_id: str, at: datetime) -> None:

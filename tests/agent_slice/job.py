@@ -1,8 +1,8 @@
-"""The slice_note job: a note in, NoteAgent's title, mood and tags kept; a dead note is marked.
+"""The slice_note job: a note in, NoteAgent's title, mood and tags kept as a derived artifact; a dead note is marked.
 
-Thin like every job: validate → agent → keep the result. A shipped slice would keep it through its own
-store/<name>_writes.py; this throwaway one writes a Redis key, so it adds nothing outside tests/. Idempotent:
-one run per note id (the dedupe key), and keeping the result is one overwrite.
+Thin like every job: validate → agent → write (tests/agent_slice/writes.py, where a shipped slice has
+store/<name>_writes.py) → follow_commit, so the sync dispatcher applies the outbox rows at once. Idempotent: one run
+per note id (the dedupe key), the artifact's id derives from the note, and a second write inserts nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from jobs.resources import LLM
 from jobs.runtime.context import JobContext
 from jobs.runtime.registry import INTERACTIVE, JobSpec
+from jobs.sync import follow_commit
 
 
 class NoteArgs(BaseModel):
@@ -24,10 +25,6 @@ class NoteArgs(BaseModel):
     text: str = Field(min_length=1, max_length=4000)
 
 
-def result_key(note_id: str) -> str:
-    return f"test:slice_note:{note_id}"
-
-
 def dead_key(note_id: str) -> str:
     return f"test:slice_note:{note_id}:dead"
 
@@ -36,16 +33,20 @@ async def title_note(ctx: JobContext, args: NoteArgs) -> dict[str, Any]:
     """The agent is imported here, as every job does, so listing jobs never loads the LLM client. (It borrows the
     ingestion model setting; a shipped agent adds its own in settings.py.)"""
     from tests.agent_slice.agent import NoteAgent
+    from tests.agent_slice.writes import write_note
 
     ctx.bind(user_id=args.user_id)
     llm = await ctx.resource(LLM)
     result = await NoteAgent(llm, model=ctx.settings.ingestion_model).run(args.user_id, args.text, job_id=ctx.job_id)
-    await ctx.redis.set(result_key(args.note_id), result.note.model_dump_json())
-    return {"note_id": args.note_id, "title": result.note.title, "llm_calls": result.usage.calls}
+    written = await write_note(ctx.pool, args.user_id, args.note_id, result.note)
+    if written:
+        await follow_commit(ctx)  # the graph and vector stores catch up with the artifact now, not at the next sweep
+    return {"note_id": args.note_id, "title": result.note.title, "written": written, "llm_calls": result.usage.calls}
 
 
 async def mark_dead(ctx: JobContext, args: NoteArgs, reason: str) -> None:
-    """What a dead run means for its note: marked with the reason (the runtime calls this once, on every dead path)."""
+    """What a dead run means for its note: marked with the reason (the runtime calls this once, on every path that
+    makes a run dead; a record that never ran is not a run). A shipped slice would mark its entity's row."""
     await ctx.redis.set(dead_key(args.note_id), reason)
 
 

@@ -1,5 +1,6 @@
-"""A new agent adds files, not edits: the slice in this directory (agent, prompt, samples, job) runs through a real
-burst worker, the LLM resource of jobs/resources.py, and the demo's scripted LLM answering by prompt name.
+"""A new agent adds files, not edits: the slice in this directory (agent, prompt, samples, writes, job) runs through
+a real burst worker, the LLM resource of jobs/resources.py, and the demo's scripted LLM answering by prompt name; its
+write goes through the store (a repository, in one transaction) and the outbox, and the derived stores follow.
 
 Nothing of the slice is in prompts/, agents/samples/ or jobs/catalog.py: the test adds this directory for prompts
 and samples, and runs the catalog's jobs plus this one.
@@ -7,8 +8,6 @@ and samples, and runs the catalog's jobs plus this one.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,13 +19,15 @@ import redis.asyncio as aioredis
 from agents.scripted_llm import extra_sample_dir, load_sample_answers
 from jobs.catalog import JOBS
 from jobs.runtime.enqueue import enqueue
-from jobs.runtime.keys import INTERACTIVE
-from jobs.runtime.worker import WorkerOptions, run_workers
+from jobs.runtime.keys import QUEUES
 from prompts import PROMPTS_DIR, extra_prompt_dir, load_prompt
 from settings import Settings, load_settings
 from store import ledger
+from store.repos import users
 from tests.agent_slice.agent import AGENT_NAME, PROMPT_NAME
-from tests.agent_slice.job import SLICE_NOTE, dead_key, result_key
+from tests.agent_slice.job import SLICE_NOTE, dead_key
+from tests.agent_slice.writes import note_artifact_id
+from tests.jobs.conftest import BurstRunner
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -57,8 +58,11 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
 
 
 async def run_burst(settings: Settings, database_url: str, redis_url: str) -> None:
-    options = WorkerOptions(queues=(INTERACTIVE,), concurrency=2, burst=True)
-    await asyncio.wait_for(run_workers(settings, database_url, redis_url, options, JOBS.with_jobs(SLICE_NOTE)), 30)
+    """A burst worker on both queues (the slice runs on the interactive one, the stores' sync it starts on the batch
+    one) over the catalog plus the slice, until the queues are empty."""
+    burst = BurstRunner(settings, database_url, redis_url)
+    burst.jobs = JOBS.with_jobs(SLICE_NOTE)
+    await burst(queues=QUEUES)
 
 
 async def llm_calls(pool: asyncpg.Pool) -> list[dict[str, object]]:
@@ -77,15 +81,27 @@ async def test_a_new_agent_slice_runs_through_a_real_worker_and_the_demo_scripte
     redis_client: aioredis.Redis,
 ) -> None:
     text = "Today I ran my first 5k without walking once, and I felt unstoppable."
+    await users.create_user(pool, "user-1", email="user-1@example.org")
     queued = await enqueue(redis_client, pool, SLICE_NOTE, {"user_id": "user-1", "note_id": "n1", "text": text})
 
     await run_burst(settings, database_url, redis_url)
 
     run = await ledger.latest_run(pool, queued.job_id)
     assert run is not None and (run.state, run.attempt, run.error) == ("succeeded", 1, None)
-    assert run.result == {"note_id": "n1", "title": "First 5k run", "llm_calls": 1}
+    assert run.result == {"note_id": "n1", "title": "First 5k run", "written": True, "llm_calls": 1}
     expected = load_sample_answers(PROMPT_NAME, directory=HERE)[0].answer
-    assert json.loads(await redis_client.get(result_key("n1"))) == expected
+    artifact_id = note_artifact_id("user-1", "n1")
+    kept = await pool.fetchrow("SELECT * FROM derived_artifacts WHERE artifact_id = $1", artifact_id)
+    assert kept is not None and (kept["user_id"], kept["title"], kept["generated_by_agent"]) == (
+        "user-1",
+        expected["title"],
+        "NoteAgent",
+    )
+    assert kept["content_data"] == {"note_id": "n1", "mood": expected["mood"], "tags": expected["tags"]}
+    # the outbox row it recorded was applied by the sync it started: both derived stores hold the artifact
+    assert await pool.fetchval("SELECT count(*) FROM runtime.outbox WHERE user_id = 'user-1'") == 0
+    assert await pool.fetchval("SELECT count(*) FROM runtime.graph_nodes WHERE node_key = $1", artifact_id) == 1
+    assert await pool.fetchval("SELECT count(*) FROM runtime.vector_items WHERE source_entity_id = $1", artifact_id)
     assert await redis_client.get(dead_key("n1")) is None
     assert await llm_calls(pool) == [
         {
@@ -108,6 +124,7 @@ async def test_a_note_its_samples_do_not_answer_is_dead_once_and_marked_by_the_s
     pool: asyncpg.Pool,
     redis_client: aioredis.Redis,
 ) -> None:
+    await users.create_user(pool, "user-1", email="user-1@example.org")
     args = {"user_id": "user-1", "note_id": "n2", "text": "Nothing in the samples says this."}
     queued = await enqueue(redis_client, pool, SLICE_NOTE, args)
 
@@ -118,7 +135,7 @@ async def test_a_note_its_samples_do_not_answer_is_dead_once_and_marked_by_the_s
     assert "no sample answer for prompt 'slice_note' matches" in (run.error or "")
     reason = await redis_client.get(dead_key("n2"))
     assert reason is not None and "slice_note" in reason.decode()
-    assert await redis_client.get(result_key("n2")) is None
+    assert await pool.fetchval("SELECT count(*) FROM derived_artifacts WHERE user_id = 'user-1'") == 0
     assert [(c["prompt_name"], c["outcome"]) for c in await llm_calls(pool)] == [(PROMPT_NAME, "bad_request")]
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agents.cycle_report import CycleMaterial, CycleReportAgent, GrowthSums, content_data, growth_table
+from core.cycle import Cycle
 from core.errors import PermanentError
 from jobs.cycle_report import report_windows
 
@@ -37,9 +38,9 @@ async def test_an_empty_cycle_is_reported_without_a_model() -> None:
 def test_windows_of_the_current_a_past_and_a_future_cycle() -> None:
     now = END + timedelta(hours=1)
     given = START.replace(microsecond=123000)  # the user's cycle is compared to the second
-    windows, current = report_windows(START, given, now)
-    assert current and windows.end == now and windows.previous_start == given - (now - given)
-    past, current = report_windows(END, START, now)
+    windows, current = report_windows(Cycle.of("u1", START), Cycle.of("u1", given), now)
+    assert current and windows.end == now and windows.previous_start == START - (now - START)
+    past, current = report_windows(Cycle.of("u1", END), Cycle.of("u1", START), now)
     assert not current and past.end == END and past.previous_start == START - timedelta(days=7)
     with pytest.raises(PermanentError, match="starts after the user's current cycle"):
-        report_windows(START, END, now)
+        report_windows(Cycle.of("u1", START), Cycle.of("u1", END), now)

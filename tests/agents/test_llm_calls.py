@@ -104,7 +104,7 @@ async def test_budget_is_summed_from_the_table(pool: asyncpg.Pool, server: Scrip
 
 
 async def test_every_outcome_is_storable(pool: asyncpg.Pool) -> None:
-    """The CHECK constraint (0003_llm_calls.sql, widened by 0050) and the CallOutcome enum list the same values."""
+    """The CHECK constraint (0003_llm_calls.sql, widened by 0014) and the CallOutcome enum list the same values."""
     for outcome in CallOutcome:
         await insert_llm_call(pool, record("user-1", outcome))
     stored = await list_llm_calls(pool, "user-1")

@@ -1,13 +1,13 @@
 """The fault campaign's machinery: real `run.py worker` subprocesses to kill and restart, private Postgres and Redis
 servers to stop mid-burst, seeded ingestion backlogs, and the exactly-once checks every fault test ends with.
 
-Everything is bounded: every wait has a deadline, every loop a count. The LLM is the scripted OpenAI-compatible
+Everything is bounded: every wait ends when nothing moves for STALL_S (progress, not a wall clock sized for a quiet
+machine), every loop has a count. The LLM is the scripted OpenAI-compatible
 server (agents/scripted_llm.py) in this process, answering every conversation with the shipped sample answer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import re
@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,7 +35,13 @@ from store.migrate import migrate
 from store.postgres import connect
 from store.repos import conversations, users
 from tests.cli.runner import ROOT
-from tests.jobs.conftest import WorkerProcesses, cli_env, run_burst, settings  # noqa: F401  (the in-process worker)
+from tests.jobs.conftest import (  # noqa: F401  (run_burst, settings: the in-process worker)
+    WorkerProcesses,
+    cli_env,
+    run_burst,
+    settings,
+    wait_progressing,
+)
 
 SAMPLE: KeyedAnswer = load_sample_answers()[0]
 """Every seeded conversation quotes this sample's match, so the scripted server answers it with this answer."""
@@ -159,23 +165,47 @@ async def processed_count(pool: asyncpg.Pool, conversation_ids: Sequence[str]) -
     return count
 
 
+STALL_S = 180.0
+"""A fault test fails when nothing moves for this long (no conversation processed, no step finished): far past any
+takeover (lease 2 s), restart or outage the tests make, and past a worker loading the local embedding model while
+the machine is loaded (about 60 s seen with three loading at once on two busy cores); a passing test never waits
+for it."""
+
+
+async def _count_or(last: int, count: Awaitable[int]) -> int:
+    """The count, or the last one seen while the test's own Postgres connection is away (across a restart)."""
+    try:
+        return await count
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return last
+
+
 async def wait_processed(
-    pool: asyncpg.Pool, conversation_ids: Sequence[str], deadline_s: float, fleet: Fleet | None = None
+    pool: asyncpg.Pool, conversation_ids: Sequence[str], fleet: Fleet | None = None, *, at_least: int | None = None
 ) -> None:
-    """Until every conversation is processed; on the deadline, fail with the count and any worker that died."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            if await processed_count(pool, conversation_ids) == len(conversation_ids):
-                return
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            pass  # the test's own Postgres connection across a restart
-        await asyncio.sleep(0.2)
-    done = await processed_count(pool, conversation_ids)
-    died = fleet.dead() if fleet is not None else []
-    raise AssertionError(
-        f"{done} of {len(conversation_ids)} conversations processed after {deadline_s:.0f} s; workers died: {died}"
-    )
+    """Until every conversation (or `at_least` of them) is processed. Waits on progress, not a wall clock sized for
+    a quiet machine (issue 18 defect 10: a storm once failed at 198 of 200 within a fixed 90 s on a loaded box): it
+    fails only when no conversation was processed for STALL_S, with the count and any worker that died."""
+    wanted = len(conversation_ids) if at_least is None else at_least
+    seen = 0
+
+    async def measure() -> int:
+        nonlocal seen
+        seen = await _count_or(seen, processed_count(pool, conversation_ids))
+        return seen
+
+    try:
+        await wait_progressing(measure, lambda done: done >= wanted, stall_s=STALL_S, interval=0.2)
+    except AssertionError:
+        died = fleet.dead() if fleet is not None else []
+        left = await pool.fetch(
+            "SELECT id, status FROM conversations WHERE id = ANY($1::text[]) AND status <> 'processed' LIMIT 5",
+            list(conversation_ids),
+        )
+        raise AssertionError(
+            f"{seen} of {len(conversation_ids)} conversations processed, none more for {STALL_S:.0f} s; "
+            f"not processed: {[(r['id'], r['status']) for r in left]}; workers died: {died}"
+        ) from None
 
 
 # --- the exactly-once checks --------------------------------------------------------------------------------------
@@ -304,7 +334,7 @@ async def ingest_reference(pool: asyncpg.Pool, redis: Any, fleet: Fleet) -> tupl
     """One conversation of its own user ingested with no fault: the clean run every other one is compared with."""
     reference = (await seed_backlog(pool, 1, 1, "reference"))[0]
     await enqueue_ingestions(redis, pool, [reference[1]])
-    await wait_processed(pool, [reference[1]], 30, fleet)
+    await wait_processed(pool, [reference[1]], fleet)
     return reference
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -16,8 +17,10 @@ from jobs.diagnostics import ECHO
 from jobs.ingestion import INGEST
 from jobs.runtime.enqueue import enqueue
 from jobs.runtime.keys import INTERACTIVE, UNRECORDED_DEAD_KEY, job_key, queue_key
-from tests.faults.conftest import Fleet, documented_enqueue_script, raw_record, worker_group
-from tests.jobs.conftest import FAST_ENV, wait_for_workers
+from store import ledger
+from store.repos import conversations, users
+from tests.faults.conftest import STALL_S, Fleet, documented_enqueue_script, raw_record, worker_group
+from tests.jobs.conftest import FAST_ENV, BurstRunner, wait_for_workers, wait_progressing
 
 HOSTILE: dict[str, str] = {
     "et-string": raw_record("c-et", et="2026-01-01T00:00:00Z"),  # JSON.stringify({et: new Date()})
@@ -56,17 +59,18 @@ async def test_hostile_records_become_dead_letters_and_the_worker_keeps_serving(
         await _write(redis_client, unstorable_id, raw_record("c-nul-id"), now_ms)
         good = [await enqueue(redis_client, pool, ECHO, {"mark": f"after-{i}"}) for i in range(3)]
 
-        deadline = time.monotonic() + 30
         rows: list[asyncpg.Record] = []
-        while time.monotonic() < deadline:
+
+        async def finished() -> int:
+            nonlocal rows
             rows = await pool.fetch(
                 "SELECT job_id, state, error_class, error FROM runtime.job_runs WHERE job_id = ANY($1::text[])",
                 [*hostile_ids, *(g.job_id for g in good)],
             )
-            finished = [r for r in rows if r["state"] in ("succeeded", "dead")]
-            if len(finished) == len(hostile_ids) + len(good) or fleet.dead():
-                break
-            await asyncio.sleep(0.1)
+            return len([r for r in rows if r["state"] in ("succeeded", "dead")])
+
+        expected = len(hostile_ids) + len(good)
+        await wait_progressing(finished, lambda n: n == expected or bool(fleet.dead()), stall_s=STALL_S)
         await asyncio.sleep(LEASE_S + 1)  # a worker that crashed on a record would meet it again once its lease expired
 
         assert not fleet.dead(), fleet.dead()
@@ -91,16 +95,17 @@ async def test_hostile_records_become_dead_letters_and_the_worker_keeps_serving(
         assert kept.count(unstorable_id) + escaped == 1, (kept, escaped)  # in the ledger, escaped, or kept in Redis
 
         later = await enqueue(redis_client, pool, ECHO, {"mark": "still-serving"})
-        deadline = time.monotonic() + 10
-        state = None
-        while time.monotonic() < deadline:
-            state = await pool.fetchval(
+
+        async def state() -> str | None:
+            found: str | None = await pool.fetchval(
                 "SELECT state FROM runtime.job_runs WHERE job_id = $1 ORDER BY id DESC LIMIT 1", later.job_id
             )
-            if state == "succeeded":
-                break
-            await asyncio.sleep(0.05)
-        assert state == "succeeded", f"the worker no longer serves jobs: {fleet.dead()}"
+            return found
+
+        try:
+            await wait_progressing(state, lambda now: now == "succeeded", stall_s=STALL_S, interval=0.05)
+        except AssertionError as exc:
+            raise AssertionError(f"the worker no longer serves jobs: {fleet.dead()}") from exc
         print(f"FAULTS hostile-records: records={len(HOSTILE) + 1} dead_letters={len(hostile_ids)} worker_exits=0")
     finally:
         group.stop_all()
@@ -125,3 +130,22 @@ async def test_a_nan_score_through_the_documented_script_writes_nothing(
         )
     assert await redis_client.exists(job_key(job_id)) == 0
     assert (await enqueue(redis_client, pool, INGEST, {"conversation_id": "c-nan"})).enqueued
+
+
+async def test_a_record_naming_a_real_conversation_that_never_ran_changes_no_domain_row(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner
+) -> None:
+    """Issue 18 defect 5: a positional argument makes the record a NotRunnable dead letter (right), but it must not
+    take the real conversation it names out of ingestion: nothing ran, so nothing of it may change."""
+    user = await users.create_user(pool, str(uuid.uuid4()), email="stray@faults.invalid", name="Ana")
+    conversation = await conversations.create_conversation(pool, user.user_id, status="ended")
+    record = json.dumps({"f": "ingest", "a": ["x"], "k": {"conversation_id": conversation.id}})
+    await _write(redis_client, "hostile:real-conversation", record, int(time.time() * 1000))
+
+    await run_burst(queues=(INTERACTIVE,))
+
+    run = await ledger.latest_run(pool, "hostile:real-conversation")
+    assert run is not None and (run.state, run.error_class) == ("dead", "NotRunnable"), run
+    after = await conversations.get_conversation(pool, user.user_id, conversation.id)
+    assert after is not None and (after.status, after.metadata) == ("ended", conversation.metadata)
+    assert conversation.id in await conversations.ended_conversation_ids(pool, limit=1000)  # the sweep still ingests it

@@ -24,17 +24,13 @@ from tests.faults.conftest import (
     wait_processed,
     worker_group,
 )
-from tests.jobs.conftest import wait_for_workers, wait_until
+from tests.jobs.conftest import wait_for_workers
 
 BACKLOG_USERS = 3
 PER_USER = 15
 OUTAGE_S = 6.0
 SLOTS = 2 * 4
 """Two workers with four jobs at once each: an outage can cost at most the LLM calls in flight, twice."""
-
-
-async def _some_processed(pool: asyncpg.Pool, ids: list[str], at_least: int) -> bool:
-    return await processed_count(pool, ids) >= at_least
 
 
 async def test_postgres_restart_mid_burst_loses_and_doubles_nothing(
@@ -54,7 +50,7 @@ async def test_postgres_restart_mid_burst_loses_and_doubles_nothing(
         backlog = await seed_backlog(pool, BACKLOG_USERS, PER_USER, "pg-restart")
         ids = [c for _, c in backlog]
         await enqueue_ingestions(redis_client, pool, ids)
-        await wait_until(lambda: _some_processed(pool, ids, 5), timeout=30, interval=0.02)
+        await wait_processed(pool, ids, fleet, at_least=5)
         assert await processed_count(pool, ids) < len(ids), "the burst ended before the outage began"
 
         await pool.close()
@@ -63,7 +59,7 @@ async def test_postgres_restart_mid_burst_loses_and_doubles_nothing(
         private_postgres.start()
 
         pool = await create_pool(database_url, min_size=1, max_size=3)
-        await wait_processed(pool, ids, 90, fleet)
+        await wait_processed(pool, ids, fleet)
         tally = await check_exactly_once(pool, backlog, reference)
         assert [p.poll() for p in fleet.live] == [None, None], fleet.dead()
         assert len(fault_llm.chat_requests) <= len(ids) + 1 + 2 * SLOTS, len(fault_llm.chat_requests)
@@ -89,7 +85,7 @@ async def test_redis_restart_mid_burst_loses_and_doubles_nothing(
         backlog = await seed_backlog(pool, BACKLOG_USERS, PER_USER, "redis-restart")
         ids = [c for _, c in backlog]
         await enqueue_ingestions(redis, pool, ids)
-        await wait_until(lambda: _some_processed(pool, ids, 5), timeout=30, interval=0.02)
+        await wait_processed(pool, ids, fleet, at_least=5)
         assert await processed_count(pool, ids) < len(ids), "the burst ended before the outage began"
 
         await redis.aclose()
@@ -99,7 +95,7 @@ async def test_redis_restart_mid_burst_loses_and_doubles_nothing(
         private_redis.start()
 
         redis = aioredis.Redis.from_url(private_redis.url)
-        await wait_processed(pool, ids, 90, fleet)
+        await wait_processed(pool, ids, fleet)
         tally = await check_exactly_once(pool, backlog, reference)
         assert [p.poll() for p in fleet.live] == [None, None], fleet.dead()
         assert len(fault_llm.chat_requests) <= len(ids) + 1 + 2 * SLOTS, len(fault_llm.chat_requests)

@@ -73,7 +73,7 @@ async def _storm(
             if await processed_count(pool, ids) == len(ids):
                 break
             fleet.kill_random(rng)
-        await wait_processed(pool, ids, 90, fleet)
+        await wait_processed(pool, ids, fleet)
 
         tally = await check_exactly_once(pool, backlog, reference)
         llm_requests = len(llm.chat_requests) - requests_before

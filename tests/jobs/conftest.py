@@ -6,9 +6,9 @@ import asyncio
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -21,6 +21,8 @@ from jobs.runtime.worker import WorkerOptions, run_workers
 from settings import Settings, load_settings
 from tests.cli.runner import ROOT, clean_env
 from tests.jobs.testjobs import TEST_JOBS
+
+T = TypeVar("T")
 
 FAST_ENV = {
     "ORRERY_POLL_DELAY_S": "0.01",
@@ -61,11 +63,33 @@ class BurstRunner:
         self.jobs: JobTable = TEST_JOBS
 
     async def __call__(self, queues: tuple[str, ...] = QUEUES, timeout: float = 120) -> None:
-        """`timeout` is for a worker that never finishes: the first worker of a test process loads the local
-        embedding model before it takes work, which takes from seconds to a minute on a busy machine."""
+        """Until the burst worker exits. `timeout` bounds a stall, not the run: the worker is stopped (and the test
+        fails) only when the ledger has not moved for that long, so a loaded machine slows a test down instead of
+        failing it, while a worker that hangs still fails it. It is generous because the first worker of a test
+        process loads the local embedding model before it takes work (seconds to a minute on a busy machine)."""
         options = WorkerOptions(queues=queues, concurrency=4, burst=True)
-        run = run_workers(self.settings, self.database_url, self.redis_url, options, self.jobs)
-        await asyncio.wait_for(run, timeout)
+        run = asyncio.ensure_future(run_workers(self.settings, self.database_url, self.redis_url, options, self.jobs))
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            await wait_progressing(
+                lambda: _ledger_mark(conn, run),
+                lambda mark: mark[0],
+                stall_s=timeout,
+                interval=0.05,
+                what="the burst worker",
+            )
+        finally:
+            await conn.close()
+            if not run.done():
+                run.cancel()
+        await run  # its own exception, if it failed
+
+
+async def _ledger_mark(conn: asyncpg.Connection, run: asyncio.Future[None]) -> tuple[bool, Any]:
+    """(the worker has exited, the ledger's latest change): what a burst's progress is measured by."""
+    if run.done():
+        return True, None
+    return False, await conn.fetchval("SELECT (count(*), max(updated_at))::text FROM runtime.job_runs")
 
 
 @pytest.fixture
@@ -126,18 +150,46 @@ def workers(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[Worke
         group.stop_all()
 
 
-async def wait_for_workers(client: aioredis.Redis, count: int, timeout: float = 180) -> None:
-    """Until `count` workers report on the interactive queue that they take work: polling, and done warming up (a
-    worker loads the local embedding model first, which takes from seconds to a minute on a busy machine; the
-    deadline is for a worker that never comes, not a size for a quiet machine)."""
+async def wait_for_workers(client: aioredis.Redis, count: int, timeout: float = 180, queue: str = INTERACTIVE) -> None:
+    """Until `count` workers report on `queue` that they take work: polling, and done warming up (a worker loads the
+    local embedding model first, which takes from seconds to a minute on a busy machine; the deadline is for a
+    worker that never comes, not a size for a quiet machine)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
-        keys = [k async for k in client.scan_iter(match=health_key_pattern(INTERACTIVE))]
+        keys = [k async for k in client.scan_iter(match=health_key_pattern(queue))]
         lines = [line.decode() for line in await client.mget(keys) if line] if keys else []
         if sum(line.startswith("ok") for line in lines) >= count:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"fewer than {count} workers came up in {timeout} s")
+
+
+async def wait_progressing(
+    measure: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    *,
+    stall_s: float = 30,
+    limit_s: float = 1800,
+    interval: float = 0.1,
+    what: str = "the work",
+) -> T:
+    """Poll `measure()` until `done(value)`; returns the value. Waits on progress, not on a wall clock sized for a
+    quiet machine: it fails only when the value has not changed for `stall_s` (nothing moves: a real hang or a lost
+    job), or after `limit_s` in all (a bound far past any loaded machine). `measure` should count something that
+    only grows while the work goes on (jobs finished, rows written)."""
+    loop = asyncio.get_running_loop()
+    began = last_change = loop.time()
+    value = await measure()
+    while not done(value):
+        now = loop.time()
+        if now - last_change > stall_s or now - began > limit_s:
+            stalled = f"no progress for {stall_s:g} s" if now - last_change > stall_s else f"{limit_s:g} s in all"
+            raise AssertionError(f"{what} did not finish ({stalled}): last seen {value!r}")
+        await asyncio.sleep(interval)
+        seen = await measure()
+        if seen != value:
+            value, last_change = seen, loop.time()
+    return value
 
 
 async def wait_until(predicate: Callable[[], Any], timeout: float = 20, interval: float = 0.05) -> Any:

@@ -14,16 +14,18 @@ import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from agents.scripted_llm import ScriptedLLMServer, load_all_sample_answers, load_sample_answers
-from jobs.cycle_report import CYCLE_REPORT, chain_job_id
+from core.cycle import Cycle
+from jobs.cycle_report import CYCLE_REPORT
 from jobs.proactive_prompts import PROACTIVE_PROMPTS
 from jobs.runtime.enqueue import enqueue
 from settings import Settings
 from store import ledger
-from store.cycle_report_writes import cycle_id, cycle_key
+from store.cycle_report_writes import report_id
 from store.llm_calls import list_llm_calls
-from store.repos import cards, derived_artifacts, graph_projections, proactive_prompts, users
+from store.repos import cards, derived_artifacts, proactive_prompts, users
 from tests.jobs.conftest import BurstRunner
 from tests.jobs.cycle_seed import seed_user
+from tests.store import testrows
 
 REPORT_SAMPLE: dict[str, Any] = load_sample_answers("cycle_report")[0].answer
 DAY = timedelta(days=1)
@@ -46,7 +48,7 @@ async def cycle_rows(pool: asyncpg.Pool, user_id: str) -> dict[str, Any]:
         "artifacts": sorted(a.artifact_id for a in await derived_artifacts.list_derived_artifacts(pool, user_id)),
         "cards": sorted(c.card_id for c in await cards.list_cards(pool, user_id)),
         "prompts": sorted(p.prompt_id for p in await proactive_prompts.list_proactive_prompts(pool, user_id)),
-        "projections": sorted(p.projection_id for p in await graph_projections.list_graph_projections(pool, user_id)),
+        "projections": sorted(p.projection_id for p in await testrows.list_graph_projections(pool, user_id)),
         "llm_calls": len([c for c in await list_llm_calls(pool, user_id) if c.call.prompt_name != "embeddings"]),
     }
 
@@ -63,17 +65,17 @@ async def test_the_chain_reports_the_cycle_once_resets_it_and_projects(
     )
     user = await seed_user(pool, cycle_age=7 * DAY, memories=3, concepts=2, growth=growth, community=True)
     start = user.cycle_start
-    prompts_job = chain_job_id("proactive_prompts", user.user_id, start)
+    cycle = Cycle.of(user.user_id, start)
+    prompts_job = cycle.job_id("proactive_prompts")
     await enqueue(
         redis_client, pool, PROACTIVE_PROMPTS, {"user_id": user.user_id, "cycle_start": start}, job_id=prompts_job
     )
     await run_burst()
 
     for job in ("proactive_prompts", "cycle_report", "projection"):
-        run = await ledger.latest_run(pool, f"{job}:{user.user_id}:{cycle_key(start)}")
+        run = await ledger.latest_run(pool, cycle.job_id(job))
         assert run is not None and run.state == "succeeded", (job, run)
-    report_id = cycle_id(user.user_id, start, "cycle_report")
-    report = await derived_artifacts.get_derived_artifact(pool, user.user_id, report_id)
+    report = await testrows.get_derived_artifact(pool, user.user_id, report_id(cycle))
     assert report is not None and report.artifact_type == "cycle_report"
     assert (report.title, report.content_narrative) == (REPORT_SAMPLE["title"], REPORT_SAMPLE["narrative"])
     assert report.generated_by_agent == "CycleReportAgent"
@@ -94,14 +96,14 @@ async def test_the_chain_reports_the_cycle_once_resets_it_and_projects(
         "prompts": 2,
     }
     assert data["empty"] is False
-    report_cards = [c for c in await cards.list_cards(pool, user.user_id) if c.source_entity_id == report_id]
+    report_cards = [c for c in await cards.list_cards(pool, user.user_id) if c.source_entity_id == report_id(cycle)]
     assert [(c.card_type, c.source_entity_type) for c in report_cards] == [("cycle_report", "DerivedArtifact")]
 
     after = await users.get_user(pool, user.user_id)
     assert after is not None and after.concepts_created_in_cycle == 0
     assert after.last_cycle_started_at is not None
     assert abs(after.last_cycle_started_at - datetime.now(UTC)) < timedelta(minutes=1)
-    [projection] = await graph_projections.list_graph_projections(pool, user.user_id)
+    [projection] = await testrows.list_graph_projections(pool, user.user_id)
     types = sorted({node["type"] for node in projection.projection_data["nodes"]})
     assert types == ["Community", "Concept", "DerivedArtifact", "MemoryUnit"]
     assert projection.projection_data["cycle_start"] == start.isoformat()
@@ -111,14 +113,18 @@ async def test_the_chain_reports_the_cycle_once_resets_it_and_projects(
         "proactive_prompts",
     ]
 
-    # the same steps again (a duplicate enqueue or a manual trigger for the closed cycle): nothing new, no LLM call
+    # the same steps again (a duplicate enqueue or a manual trigger for the closed cycle): nothing new, no LLM call,
+    # and a rerun does not run the steps after it twice (they succeeded)
     before = await cycle_rows(pool, user.user_id)
     args = {"user_id": user.user_id, "cycle_start": start}
-    await enqueue(redis_client, pool, PROACTIVE_PROMPTS, args, job_id=prompts_job)
-    await run_burst()
+    for spec in (PROACTIVE_PROMPTS, CYCLE_REPORT):
+        await enqueue(redis_client, pool, spec, args)
+        await run_burst()
+        (rerun, first) = await ledger.runs_of(pool, cycle.job_id(spec.name), limit=2)
+        assert rerun.result is not None and rerun.result["outcome"] == "already_written", spec.name
+        assert rerun.result["next_job_id"] is None and first.result is not None
     assert await cycle_rows(pool, user.user_id) == before
-    rerun = await ledger.latest_run(pool, chain_job_id("cycle_report", user.user_id, start))
-    assert rerun is not None and rerun.result is not None and rerun.result["outcome"] == "already_written"
+    assert len(await ledger.runs_of(pool, cycle.job_id("projection"))) == 1
     again = await users.get_user(pool, user.user_id)
     assert again is not None and again.last_cycle_started_at == after.last_cycle_started_at
 
@@ -130,8 +136,8 @@ async def test_an_empty_cycle_makes_no_llm_call_writes_a_minimal_report_and_stil
     await enqueue(redis_client, pool, CYCLE_REPORT, {"user_id": user.user_id})  # by hand: the current cycle
     await run_burst()
 
-    report = await derived_artifacts.get_derived_artifact(
-        pool, user.user_id, cycle_id(user.user_id, user.cycle_start, "cycle_report")
+    report = await testrows.get_derived_artifact(
+        pool, user.user_id, report_id(Cycle.of(user.user_id, user.cycle_start))
     )
     assert report is not None and report.title == "A quiet cycle" and report.content_narrative is None
     assert (report.content_data or {})["empty"] is True
@@ -140,5 +146,5 @@ async def test_an_empty_cycle_makes_no_llm_call_writes_a_minimal_report_and_stil
     after = await users.get_user(pool, user.user_id)
     assert after is not None and after.last_cycle_started_at is not None
     assert after.last_cycle_started_at > user.cycle_start + 7 * DAY
-    projection = await ledger.latest_run(pool, chain_job_id("projection", user.user_id, user.cycle_start))
+    projection = await ledger.latest_run(pool, Cycle.of(user.user_id, user.cycle_start).job_id("projection"))
     assert projection is not None and projection.state == "succeeded"

@@ -1,6 +1,7 @@
-"""JobSpec.on_dead is called once on every dead path (issue 10 item 1, the runtime half): a permanent error, the last
-try spent, a timeout on the last try, a run abandoned by killed workers, and a record that cannot run but whose
-arguments validate. A hook that raises is logged and the run is dead all the same."""
+"""JobSpec.on_dead is called once on every dead path of a run (issue 10 item 1, the runtime half): a permanent error,
+the last try spent, a timeout on the last try, a run abandoned by killed workers. A record that never ran (it cannot
+run) is a dead letter without the hook: it changes no domain row (issue 18 defect 5). A hook that raises is logged
+and the run is dead all the same."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ async def test_an_abandoned_run_calls_the_hook(
     assert await _hook_calls(redis_client, "abandoned") == [{"attempt": 3, "reason": run.error}]
 
 
-async def test_an_unrunnable_record_with_valid_arguments_calls_the_hook_and_invalid_ones_do_not(
+async def test_a_record_that_never_ran_calls_no_hook_and_invalid_arguments_do_not_either(
     pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner
 ) -> None:
     records = {
@@ -80,10 +81,10 @@ async def test_an_unrunnable_record_with_valid_arguments_calls_the_hook_and_inva
 
     bad_t = await ledger.latest_run(pool, "doomed:bad-t")
     assert bad_t is not None and (bad_t.state, bad_t.error_class) == ("dead", "NotRunnable")
-    assert await _hook_calls(redis_client, "bad-t") == [{"attempt": 1, "reason": bad_t.error}]
+    assert await _hook_calls(redis_client, "bad-t") == []  # its arguments validate, but it never ran
     bad_a = await ledger.latest_run(pool, "doomed:bad-a")
     assert bad_a is not None and (bad_a.state, bad_a.error_class) == ("dead", "NotRunnable")
-    assert await _hook_calls(redis_client, "bad-a") == [{"attempt": 1, "reason": bad_a.error}]
+    assert await _hook_calls(redis_client, "bad-a") == []
     bad_k = await ledger.latest_run(pool, "doomed:bad-k")
     assert bad_k is not None and (bad_k.state, bad_k.error_class) == ("dead", "ValidationError")
     assert await _hook_calls(redis_client, "bad-k") == []  # arguments that never validated name no entity

@@ -20,10 +20,10 @@ import structlog
 from pydantic import SecretStr
 
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_all_sample_answers
-from core.insight import GENERATED_BY, cycle_stamp, summary_artifact_id
+from core.cycle import Cycle
+from core.insight import GENERATED_BY, summary_artifact_id
 from jobs.catalog import JOBS
-from jobs.cycle import CYCLE_DISPATCH, CycleDispatchArgs, dispatch_cycles
-from jobs.cycle_report import CycleArgs
+from jobs.cycle import STEPS, CycleArgs
 from jobs.insight import INSIGHT
 from jobs.maintenance import end_and_enqueue_ingestion
 from jobs.runtime.context import JobContext
@@ -31,12 +31,14 @@ from jobs.runtime.enqueue import enqueue
 from jobs.runtime.registry import JobTable
 from jobs.runtime.resources import WorkerResources
 from settings import Settings
-from store import ledger, sweeps
+from store import ledger
+from store.cycles import users_due_for_cycle
 from store.llm_calls import list_llm_calls
-from store.repos import cards, communities, concepts, derived_artifacts, growth_events, knowledge_edges, users
+from store.repos import cards, communities, concepts, derived_artifacts, users
 from store.samples.loader import seed_sample_user
 from tests.agents.test_insight import insight_answer
 from tests.jobs.conftest import BurstRunner
+from tests.store import testrows
 
 INSIGHT_ONLY = JobTable(spec for spec in JOBS.all() if spec.name not in ("proactive_prompts", "cycle_report"))
 """The catalog without the chain after insight: the insight job's follow-up is not known, so the chain stops."""
@@ -90,7 +92,7 @@ async def insight_rows(pool: asyncpg.Pool, user_id: str) -> dict[str, Any]:
         ),
         "cards": sorted((c.source_entity_type, c.source_entity_id) for c in await cards.list_cards(pool, user_id)),
         "growth": sorted(
-            (g.event_id, g.entity_id, g.dim_key) for g in await growth_events.list_growth_events(pool, user_id)
+            (g.event_id, g.entity_id, g.dim_key) for g in await testrows.list_growth_events(pool, user_id)
         ),
         "communities": sorted(
             (c.community_id, tuple(c.core_concept_ids)) for c in await communities.list_communities(pool, user_id)
@@ -128,7 +130,7 @@ async def test_the_sample_user_cycle_is_understood_once(
     assert package is not None and package["source"] == GENERATED_BY
     artifacts = await derived_artifacts.list_derived_artifacts(pool, user_id)
     summary = next(a for a in artifacts if a.artifact_type == "insight_summary")
-    assert summary.artifact_id == summary_artifact_id(user_id, user.created_at)
+    assert summary.artifact_id == summary_artifact_id(Cycle.of(user_id, user.created_at))
     assert all(a.generated_by_agent == GENERATED_BY for a in artifacts)
     assert summary.content_data is not None and summary.content_data["source_memory_unit_ids"]
     assert summary.source_memory_unit_id == summary.content_data["source_memory_unit_ids"][0]
@@ -152,7 +154,7 @@ async def test_the_sample_user_cycle_is_understood_once(
     running, morning = by_name["Running"], by_name["Morning runs"]
     assert (morning.status, morning.merged_into_concept_id, running.status) == ("merged", running.concept_id, "active")
     assert "morning runs" in running.aliases
-    edges = await knowledge_edges.list_edges(pool, user_id)
+    edges = await testrows.list_edges(pool, user_id)
     assert not [e for e in edges if morning.concept_id in (e.source_id, e.target_id)]
     assert morning.concept_id not in carded and running.concept_id in carded
     assert {c.name for c in found} == {
@@ -214,7 +216,7 @@ async def test_a_handle_not_shown_is_repaired_once_then_dead_and_the_cycle_goes_
     await INSIGHT.on_dead(ctx, CycleArgs(user_id=user_id), "the answer named m999")
     user = await users.get_user(pool, user_id)
     assert user is not None
-    follow = await ledger.latest_run(pool, f"proactive_prompts:{user_id}:{cycle_stamp(user.created_at)}")
+    follow = await ledger.latest_run(pool, Cycle.of(user_id, user.created_at).job_id("proactive_prompts"))
     assert follow is not None and follow.state == "queued"
 
 
@@ -242,7 +244,7 @@ async def test_an_empty_cycle_makes_no_call_and_writes_nothing(
     user = await users.get_user(pool, user_id)
     assert run is not None and run.state == "succeeded" and user is not None
     assert run.result == {
-        "cycle": cycle_stamp(user.created_at),
+        "cycle": Cycle.of(user_id, user.created_at).stamp,
         "outcome": "empty_cycle",
         "conversations": 0,
         "next_job_id": None,
@@ -265,47 +267,6 @@ async def test_a_cycle_that_is_not_current_is_skipped(
     assert "next_job_id" not in run.result and llm_server.chat_requests == []
 
 
-async def test_due_users_are_dispatched_once_per_cycle(
-    pool: asyncpg.Pool, redis_client: aioredis.Redis, resources: WorkerResources
-) -> None:
-    first = await make_user(pool, created_days_ago=8)  # first cycle, from created_at
-    later = await make_user(pool, created_days_ago=30, last_cycle_days_ago=7.5)
-    await make_user(pool, created_days_ago=30, last_cycle_days_ago=2)  # not due
-    await make_user(pool, created_days_ago=3)  # not due
-    suspended = await make_user(pool, created_days_ago=9)
-    await pool.execute("UPDATE users SET account_status = 'suspended' WHERE user_id = $1", suspended)
-    ctx = JobContext(
-        settings=resources.settings,
-        pool=pool,
-        redis=redis_client,
-        job_id="cycle_dispatch",
-        job_name="cycle_dispatch",
-        attempt=1,
-        log=structlog.get_logger("test"),
-        resources=resources,
-        spec=CYCLE_DISPATCH,
-    )
-
-    result = await dispatch_cycles(ctx, CycleDispatchArgs())
-    assert result == {"due": 2, "enqueued": 2, "already_queued": 0}
-    due = await sweeps.users_due_for_cycle(pool, length_days=7, job_prefix="insight:", limit=10)
-    assert [user_id for user_id, _ in due] == [first, later]  # the oldest cycle first
-    job_ids = {f"insight:{user_id}:{cycle_stamp(start)}" for user_id, start in due}
-    states = await ledger.latest_states(pool, sorted(job_ids))
-    assert set(states) == job_ids and set(states.values()) == {"queued"}
-
-    # the next hour: still queued, nothing new; once one has finished, it is no longer due for this cycle
-    assert await dispatch_cycles(ctx, CycleDispatchArgs()) == {"due": 2, "enqueued": 0, "already_queued": 2}
-    finished = f"insight:{first}:{cycle_stamp(due[0][1])}"
-    await pool.execute(
-        "UPDATE runtime.job_runs SET state = 'succeeded', finished_at = now() WHERE job_id = $1", finished
-    )
-    assert [
-        user_id for user_id, _ in await sweeps.users_due_for_cycle(pool, length_days=7, job_prefix="insight:", limit=10)
-    ] == [later]
-    assert await dispatch_cycles(ctx, CycleDispatchArgs(limit=1)) == {"due": 1, "enqueued": 0, "already_queued": 1}
-
-
 async def test_the_chain_closes_an_empty_cycle_without_an_llm_call(
     pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner, llm_server: ScriptedLLMServer
 ) -> None:
@@ -314,16 +275,14 @@ async def test_the_chain_closes_an_empty_cycle_without_an_llm_call(
     user_id = await make_user(pool, created_days_ago=8)
     user = await users.get_user(pool, user_id)
     assert user is not None
-    cycle = cycle_stamp(user.created_at)
+    cycle = Cycle.of(user_id, user.created_at)
     await trigger(redis_client, pool, user_id)
     await run_burst()
 
-    states = await ledger.latest_states(
-        pool, [f"{job}:{user_id}:{cycle}" for job in ("proactive_prompts", "cycle_report", "projection")]
-    )
-    assert set(states.values()) == {"succeeded"} and len(states) == 3, states
+    states = await ledger.latest_states(pool, [cycle.job_id(step) for step in STEPS])
+    assert set(states.values()) == {"succeeded"} and len(states) == 4, states
     assert llm_server.chat_requests == []
     after = await users.get_user(pool, user_id)
     assert after is not None and after.last_cycle_started_at is not None
     assert after.last_cycle_started_at > user.created_at  # a new cycle started
-    assert await sweeps.users_due_for_cycle(pool, length_days=7, job_prefix="insight:", limit=10) == []
+    assert await users_due_for_cycle(pool, length_days=7, limit=10) == []

@@ -22,6 +22,7 @@ from store.repos import proactive_prompts
 from store.repos._base import to_db
 from tests.jobs.conftest import BurstRunner
 from tests.jobs.cycle_seed import now_s, seed_user
+from tests.store import testrows
 
 SAMPLE: list[dict[str, Any]] = load_sample_answers("proactive_prompts")[0].answer["prompts"]
 TODAY = date(2026, 11, 20)
@@ -52,7 +53,7 @@ async def pending_texts(pool: asyncpg.Pool, user_id: str) -> list[str]:
 
 
 async def add_pending(pool: asyncpg.Pool, user_id: str, text: str, *, age: timedelta = timedelta(0)) -> str:
-    prompt = await proactive_prompts.create_proactive_prompt(pool, user_id, prompt_text=text, source_agent="web")
+    prompt = await testrows.create_proactive_prompt(pool, user_id, prompt_text=text, source_agent="web")
     await pool.execute(
         "UPDATE proactive_prompts SET created_at = $2 WHERE prompt_id = $1", prompt.prompt_id, to_db(now_s() - age)
     )

@@ -19,6 +19,7 @@ from store.repos import graph_projections
 from store.repos._base import to_db
 from tests.jobs.conftest import BurstRunner
 from tests.jobs.cycle_seed import now_s, seed_user
+from tests.store import testrows
 
 
 async def project(redis: aioredis.Redis, pool: asyncpg.Pool, run_burst: BurstRunner, user_id: str) -> dict[str, Any]:
@@ -40,7 +41,7 @@ async def test_projection_is_written_once_per_input_and_unchanged_nodes_stay_put
 
     first = await project(redis_client, pool, run_burst, user.user_id)
     assert first["outcome"] == "written" and first["nodes"] == 8 + 3 + 1 and first["embedded"] == 11
-    [row] = await graph_projections.list_graph_projections(pool, user.user_id)
+    [row] = await testrows.list_graph_projections(pool, user.user_id)
     data = row.projection_data
     assert data["method"] == "pca" and data["embedding_model"] == "all-MiniLM-L6-v2"
     kinds = {node["id"]: node["type"] for node in data["nodes"]}
@@ -52,9 +53,7 @@ async def test_projection_is_written_once_per_input_and_unchanged_nodes_stay_put
 
     again = await project(redis_client, pool, run_burst, user.user_id)
     assert again["outcome"] == "already_written" and again["embedded"] == 0
-    assert [p.projection_id for p in await graph_projections.list_graph_projections(pool, user.user_id)] == [
-        row.projection_id
-    ]
+    assert [p.projection_id for p in await testrows.list_graph_projections(pool, user.user_id)] == [row.projection_id]
 
     await pool.execute(
         "INSERT INTO memory_units (muid, user_id, title, content, creation_ts, ingestion_ts, last_modified_ts, "

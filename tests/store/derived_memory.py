@@ -17,8 +17,9 @@ from cli.session import Session, dispatch
 from core.vocabulary import EntityKind, RelationshipType
 from settings import Settings, load_settings
 from store import outbox
-from store.repos import communities, concepts, conversations, derived_artifacts, knowledge_edges, memory_units, users
+from store.repos import conversations, users
 from store.sync import user_refs
+from tests.store import testrows
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ async def remember(pool: asyncpg.Pool, name: str = "Ana") -> Memory:
     await conversations.add_message(pool, uid, conversation.id, role="user", content=f"{name} ran ten kilometres")
     at = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
     units = [
-        await memory_units.insert_memory_unit(
+        await testrows.insert_memory_unit(
             pool,
             uid,
             title=title,
@@ -60,16 +61,16 @@ async def remember(pool: asyncpg.Pool, name: str = "Ana") -> Memory:
         )
     ]
     ideas = [
-        await concepts.create_concept(
+        await testrows.create_concept(
             pool, uid, name=label, type=kind, description=f"{label} in {name}'s life", normalized_name=label.lower()
         )
         for label, kind in (("Running", "activity"), ("Emma", "person"))
     ]
-    community = await communities.create_community(pool, uid, name="Health", core_concept_ids=[ideas[0].concept_id])
+    community = await testrows.create_community(pool, uid, name="Health", core_concept_ids=[ideas[0].concept_id])
     await pool.execute(
         "UPDATE concepts SET community_id = $1 WHERE concept_id = $2", community.community_id, ideas[0].concept_id
     )
-    artifact = await derived_artifacts.create_derived_artifact(
+    artifact = await testrows.create_derived_artifact(
         pool,
         uid,
         artifact_type="insight",
@@ -81,7 +82,7 @@ async def remember(pool: asyncpg.Pool, name: str = "Ana") -> Memory:
         (units[0].muid, EntityKind.MEMORY_UNIT, ideas[0].concept_id, RelationshipType.HIGHLIGHTS),
         (ideas[0].concept_id, EntityKind.CONCEPT, ideas[1].concept_id, RelationshipType.RELATED_TO),
     ):
-        await knowledge_edges.upsert_edge(
+        await testrows.upsert_edge(
             pool,
             uid,
             source_id=source,

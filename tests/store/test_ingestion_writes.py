@@ -22,8 +22,9 @@ from core.ingestion import (
 from core.vocabulary import EntityKind, GrowthDimension, RelationshipType
 from store.ingestion_writes import IngestionThresholds, memory_unit_id, write_ingestion
 from store.outbox import STORES
-from store.repos import concepts, conversations, growth_events, memory_units, users
+from store.repos import concepts, conversations, memory_units, users
 from tests.memory_rows import memory_counts
+from tests.store import testrows
 
 THRESHOLDS = IngestionThresholds(importance=3, card_importance=6)
 WHEN = datetime(2026, 11, 20, 18, 30, tzinfo=UTC)
@@ -131,7 +132,7 @@ async def test_writes_every_row_once_and_marks_processed(pool: asyncpg.Pool, end
 
     assert summary.outcome == "written"
     assert await memory_counts(pool, user_id) == ROWS_OF_ONE_WRITE
-    unit = await memory_units.get_memory_unit(pool, user_id, memory_unit_id(conversation_id, "m1"))
+    unit = await testrows.get_memory_unit(pool, user_id, memory_unit_id(conversation_id, "m1"))
     assert unit is not None and unit.title == "Longest run yet" and unit.source_conversation_id == conversation_id
     assert unit.creation_ts == WHEN and unit.importance_score == 8 and unit.sentiment_score == 0.7
     conversation = await conversations.get_conversation(pool, user_id, conversation_id)
@@ -146,7 +147,7 @@ async def test_writes_every_row_once_and_marks_processed(pool: asyncpg.Pool, end
     package = user.next_conversation_context_package
     assert isinstance(package, dict) and package["proactive_greeting"] == "How is the knee?"
     assert package["source_conversation_id"] == conversation_id
-    event = (await growth_events.list_growth_events(pool, user_id))[0]
+    event = (await testrows.list_growth_events(pool, user_id))[0]
     assert (event.entity_id, event.entity_type) == (unit.muid, "MemoryUnit")
     assert (event.dim_key, event.delta) == ("act_self", 0.5)
 
@@ -177,9 +178,73 @@ async def test_reprocess_replaces_what_the_conversation_produced(pool: asyncpg.P
     await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS)
     summary = await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS, reprocess=True)
     assert summary.outcome == "written"
-    assert summary.replaced == {"memory_units": 2, "cards": 1, "growth_events": 1, "relationships": 2}
+    assert summary.replaced == {
+        "memory_units": 2,
+        "memory_units_removed": 0,  # the same extraction: revised in place under the same ids
+        "cards": 1,
+        "growth_events": 1,
+        "relationships": 2,
+        "artifact_sources": 0,
+    }
     assert summary.concepts_created == 0 and summary.concepts_reused == 2  # concepts are kept and matched by name
     assert await memory_counts(pool, user_id) == ROWS_OF_ONE_WRITE
+
+
+async def test_reprocess_keeps_what_points_at_its_memory_and_tells_the_stores(
+    pool: asyncpg.Pool, ended: tuple[str, str]
+) -> None:
+    """Issue 18 defect 4: a reprocess deleted and re-created the conversation's memory units, so the foreign key
+    nulled `derived_artifacts.source_memory_unit_id` of every insight citing them, with no outbox row: the derived
+    stores kept the old source and reconcile reported drift. Now a unit derived again keeps its id and its citations;
+    one the new extraction drops leaves its citations with an outbox row for each artifact."""
+    user_id, conversation_id = ended
+    await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS)
+    m1, m2 = memory_unit_id(conversation_id, "m1"), memory_unit_id(conversation_id, "m2")
+    steady = await testrows.create_derived_artifact(
+        pool,
+        user_id,
+        artifact_type="pattern",
+        title="Long runs",
+        source_memory_unit_id=m1,
+        content_data={"source_memory_unit_ids": [m1]},
+    )
+    knee = await testrows.create_derived_artifact(
+        pool,
+        user_id,
+        artifact_type="tension",
+        title="The knee",
+        source_memory_unit_id=m2,
+        content_data={"source_memory_unit_ids": [m2, m1], "note": "kept"},
+    )
+    await pool.execute("DELETE FROM runtime.outbox")
+
+    same = await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS, reprocess=True)
+    assert same.replaced["memory_units_removed"] == 0 and same.replaced["artifact_sources"] == 0
+    for artifact in (steady, knee):
+        again = await testrows.get_derived_artifact(pool, user_id, artifact.artifact_id)
+        assert again is not None and again.source_memory_unit_id == artifact.source_memory_unit_id
+    assert await outbox_labels(pool, "DerivedArtifact") == []
+    assert sorted(await outbox_labels(pool, "MemoryUnit")) == sorted([m1, m2])
+
+    await pool.execute("DELETE FROM runtime.outbox")
+    only_m1 = result_for(user_id, conversation_id).model_copy(
+        update={"memory_units": result_for(user_id, conversation_id).memory_units[:1]}
+    )
+    dropped = await write_ingestion(pool, only_m1, THRESHOLDS, reprocess=True)
+    assert dropped.replaced["memory_units_removed"] == 1 and dropped.replaced["artifact_sources"] == 1
+    assert [u.muid for u in await memory_units.list_memory_units(pool, user_id)] == [m1]
+    moved = await testrows.get_derived_artifact(pool, user_id, knee.artifact_id)
+    assert moved is not None and moved.source_memory_unit_id == m1
+    assert moved.content_data == {"source_memory_unit_ids": [m1], "note": "kept"}
+    kept = await testrows.get_derived_artifact(pool, user_id, steady.artifact_id)
+    assert kept is not None and kept.source_memory_unit_id == m1
+    assert await outbox_labels(pool, "DerivedArtifact") == [knee.artifact_id]
+    assert sorted(await outbox_labels(pool, "MemoryUnit")) == sorted([m1, m2])  # m2 leaves the stores
+
+
+async def outbox_labels(pool: asyncpg.Pool, label: str) -> list[str]:
+    rows = await pool.fetch("SELECT DISTINCT entity_id FROM runtime.outbox WHERE label = $1 ORDER BY entity_id", label)
+    return [row["entity_id"] for row in rows]
 
 
 async def test_concepts_are_reused_by_handle_and_by_normalized_name(pool: asyncpg.Pool, ended: tuple[str, str]) -> None:
@@ -276,7 +341,14 @@ async def test_a_failed_conversation_that_still_holds_memory_is_replaced_not_cra
     summary = await write_ingestion(pool, result_for(user_id, conversation_id), THRESHOLDS)
 
     assert summary.outcome == "written"
-    assert summary.replaced == {"memory_units": 2, "cards": 1, "growth_events": 1, "relationships": 2}
+    assert summary.replaced == {
+        "memory_units": 2,
+        "memory_units_removed": 0,  # the same extraction: revised in place under the same ids
+        "cards": 1,
+        "growth_events": 1,
+        "relationships": 2,
+        "artifact_sources": 0,
+    }
     assert await memory_counts(pool, user_id) == ROWS_OF_ONE_WRITE
     conversation = await conversations.get_conversation(pool, user_id, conversation_id)
     assert conversation is not None and conversation.status == "processed"

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from core.cycle import Cycle
 from core.ingestion import ForwardContext
 from core.insight import (
     ArtifactDraft,
@@ -24,15 +25,14 @@ from core.insight import (
     summary_artifact_id,
 )
 from core.vocabulary import EntityKind, GrowthDimension
+from store.cycles import CycleState, read_cycle
 from store.insight_material import (
-    CycleState,
     concept_names,
     insight_written,
     load_communities,
     load_concept_graph,
     load_concepts,
     load_insight_material,
-    read_cycle,
 )
 from store.insight_writes import write_insight
 from store.repos import (
@@ -40,18 +40,15 @@ from store.repos import (
     communities,
     concepts,
     conversations,
-    derived_artifacts,
-    growth_events,
-    memory_units,
     users,
 )
-from store.repos import knowledge_edges as edges
+from tests.store import testrows
 
 WHEN = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 async def concept(pool: asyncpg.Pool, user_id: str, name: str, kind: str = "activity") -> str:
-    made = await concepts.create_concept(
+    made = await testrows.create_concept(
         pool, user_id, name=name, type=kind, description=None, normalized_name=name.lower()
     )
     return made.concept_id
@@ -60,7 +57,7 @@ async def concept(pool: asyncpg.Pool, user_id: str, name: str, kind: str = "acti
 async def edge(
     pool: asyncpg.Pool, user_id: str, source: tuple[str, str], kind: str, target: tuple[str, str], strength: float
 ) -> None:
-    await edges.upsert_edge(
+    await testrows.upsert_edge(
         pool,
         user_id,
         source_id=source[1],
@@ -78,7 +75,7 @@ async def a_user_with_a_duplicate(pool: asyncpg.Pool, user_id: str) -> dict[str,
     """Running (kept), Jogging (its duplicate), Marathon, a memory unit, and rows pointing at Jogging everywhere."""
     await users.create_user(pool, user_id, email=f"{user_id}@example.org")
     conversation = await conversations.create_conversation(pool, user_id, start_time=WHEN, status="processed")
-    unit = await memory_units.insert_memory_unit(
+    unit = await testrows.insert_memory_unit(
         pool,
         user_id,
         title="Long run",
@@ -110,7 +107,7 @@ async def a_user_with_a_duplicate(pool: asyncpg.Pool, user_id: str) -> dict[str,
         display_data={"title": "Jogging"},
     )
     await pool.execute("UPDATE cards SET is_favorited = true WHERE card_id = $1", card.card_id)
-    await growth_events.insert_growth_event(
+    await testrows.insert_growth_event(
         pool,
         user_id,
         entity_id=ids["jogging"],
@@ -120,7 +117,7 @@ async def a_user_with_a_duplicate(pool: asyncpg.Pool, user_id: str) -> dict[str,
         source="ingestion",
         details=None,
     )
-    old = await derived_artifacts.create_derived_artifact(
+    old = await testrows.create_derived_artifact(
         pool,
         user_id,
         artifact_type="pattern",
@@ -128,7 +125,7 @@ async def a_user_with_a_duplicate(pool: asyncpg.Pool, user_id: str) -> dict[str,
         source_concept_id=ids["jogging"],
         content_data={"source_concept_ids": [ids["jogging"], ids["marathon"]]},
     )
-    community = await communities.create_community(
+    community = await testrows.create_community(
         pool, user_id, name="Sport", core_concept_ids=[ids["jogging"], ids["marathon"]]
     )
     await pool.execute(
@@ -215,12 +212,14 @@ async def test_a_merge_moves_relationships_cards_growth_and_sources_to_the_conce
     summary = await write_insight(pool, result_for(user_id, user.created_at, ids))
 
     assert summary.outcome == "written" and summary.concepts_merged == 1 and summary.relationships_moved == 3
-    running = await concepts.get_concept(pool, user_id, ids["running"])
-    jogging = await concepts.get_concept(pool, user_id, ids["jogging"])
+    running = await testrows.get_concept(pool, user_id, ids["running"])
+    jogging = await testrows.get_concept(pool, user_id, ids["jogging"])
     assert running is not None and jogging is not None
     assert (jogging.status, jogging.merged_into_concept_id, jogging.community_id) == ("merged", ids["running"], None)
     assert running.aliases == ["jogging"]
-    kept = {(e.source_id, e.relationship_type, e.target_id): e.strength for e in await edges.list_edges(pool, user_id)}
+    kept = {
+        (e.source_id, e.relationship_type, e.target_id): e.strength for e in await testrows.list_edges(pool, user_id)
+    }
     assert kept == {
         (ids["running"], "RELATED_TO", ids["marathon"]): 0.7,  # two became one: the stronger stays
         (ids["unit"], "HIGHLIGHTS", ids["running"]): 0.9,
@@ -229,12 +228,12 @@ async def test_a_merge_moves_relationships_cards_growth_and_sources_to_the_conce
     (card,) = [c for c in await cards.list_cards(pool, user_id) if c.source_entity_type == "Concept"]
     assert (card.source_entity_id, card.is_favorited) == (ids["running"], True)
     assert card.display_data is not None and card.display_data["title"] == "Running"
-    assert {g.entity_id for g in await growth_events.list_growth_events(pool, user_id)} == {ids["running"]}
-    old = await derived_artifacts.get_derived_artifact(pool, user_id, ids["old_artifact"])
+    assert {g.entity_id for g in await testrows.list_growth_events(pool, user_id)} == {ids["running"]}
+    old = await testrows.get_derived_artifact(pool, user_id, ids["old_artifact"])
     assert old is not None and old.source_concept_id == ids["running"] and old.content_data is not None
     assert sorted(old.content_data["source_concept_ids"]) == sorted([ids["running"], ids["marathon"]])
 
-    new = await derived_artifacts.get_derived_artifact(pool, user_id, summary_artifact_id(user_id, user.created_at))
+    new = await testrows.get_derived_artifact(pool, user_id, summary_artifact_id(Cycle.of(user_id, user.created_at)))
     assert new is not None and new.generated_by_agent == "InsightAgent"
     assert new.content_data is not None and new.content_data["source_memory_unit_ids"] == [ids["unit"]]  # gone: out
     (community,) = await communities.list_communities(pool, user_id)
@@ -295,7 +294,7 @@ async def test_communities_are_reused_created_and_removed(pool: asyncpg.Pool) ->
 
     assert summary.communities == {"created": 1, "reused": 0, "removed": 1, "concepts_regrouped": 4}
     (family,) = await communities.list_communities(pool, user_id)
-    assert family.community_id == insight_row_id(user_id, user.created_at, "community:1")
+    assert family.community_id == insight_row_id(Cycle.of(user_id, user.created_at), "community:1")
     assert (family.name, family.detection_method, family.core_concept_ids) == (
         "Family",
         "louvain(test)",
@@ -336,8 +335,11 @@ async def test_a_closed_cycle_or_another_users_ids_change_nothing(pool: asyncpg.
 
 def test_row_ids_are_the_same_for_the_same_cycle() -> None:
     user_id = str(uuid.uuid4())
-    assert insight_row_id(user_id, WHEN, "growth:1") == insight_row_id(user_id, WHEN.replace(microsecond=5), "growth:1")
-    assert insight_row_id(user_id, WHEN, "growth:1") != insight_row_id(user_id, WHEN, "growth:2")
+    cycle = Cycle.of(user_id, WHEN)
+    assert insight_row_id(cycle, "growth:1") == insight_row_id(
+        Cycle.of(user_id, WHEN.replace(microsecond=5)), "growth:1"
+    )
+    assert insight_row_id(cycle, "growth:1") != insight_row_id(cycle, "growth:2")
 
 
 async def test_the_material_is_the_window_of_this_user_only(pool: asyncpg.Pool) -> None:
@@ -347,7 +349,7 @@ async def test_the_material_is_the_window_of_this_user_only(pool: asyncpg.Pool) 
     await users.create_user(pool, "user-b", email="b@example.org")
     conversation = await conversations.get_conversation(pool, "user-a", ids["conversation"])
     assert conversation is not None
-    old = await memory_units.insert_memory_unit(
+    old = await testrows.insert_memory_unit(
         pool,
         "user-a",
         title="Years ago",
@@ -361,7 +363,9 @@ async def test_the_material_is_the_window_of_this_user_only(pool: asyncpg.Pool) 
 
     async def material_of(cycle: CycleState) -> InsightMaterial:
         start, end = WHEN - timedelta(days=1), WHEN + timedelta(days=1)
-        return await load_insight_material(pool, cycle, window_start=start, window_end=end, importance_threshold=3)
+        return await load_insight_material(
+            pool, cycle.cycle, window_start=start, window_end=end, importance_threshold=3
+        )
 
     cycle_a = cycles["user-a"]
     assert cycle_a is not None
@@ -383,4 +387,4 @@ async def test_the_material_is_the_window_of_this_user_only(pool: asyncpg.Pool) 
     assert await concept_names(pool, "user-b", [ids["running"]]) == {}
     assert await load_concepts(pool, "user-b", [ids["running"]]) == []
     assert await load_communities(pool, "user-b") == []
-    assert not await insight_written(pool, "user-b", cycle_b.cycle_start)
+    assert not await insight_written(pool, cycle_b.cycle)

@@ -1,8 +1,8 @@
-"""The projection's input digest (store/projection_writes.py), pure."""
+"""The projection's input digest (store/projection_source.py), pure."""
 
 from __future__ import annotations
 
-from store.projection_writes import ProjectionEdge, ProjectionSource
+from store.projection_source import ProjectionEdge, ProjectionSource
 
 
 def test_the_digest_orders_edges_with_and_without_a_strength() -> None:

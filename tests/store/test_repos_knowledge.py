@@ -1,4 +1,5 @@
-"""Round trips for what ingestion writes: memory units, concepts (dedupe and races), growth events, cards, edges."""
+"""Round trips for what ingestion and insight write: memory units, concepts (dedupe, races, merges), growth events,
+cards, edges."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import asyncpg
 import pytest
 
 from store.repos import cards, concepts, conversations, growth_events, knowledge_edges, memory_units, users
-from store.repos._base import NotFoundError
+from store.repos._base import NotFoundError, utc_now
+from tests.store import testrows
 
 MOMENT = datetime(2026, 3, 1, 12, 30, 15, 123000, tzinfo=UTC)
 
@@ -23,7 +25,7 @@ async def user(pool: asyncpg.Pool) -> str:
 
 
 async def test_memory_unit_round_trip_and_delete_by_conversation(pool: asyncpg.Pool, user: str) -> None:
-    unit = await memory_units.insert_memory_unit(
+    unit = await testrows.insert_memory_unit(
         pool,
         user,
         title="10k",
@@ -45,7 +47,7 @@ async def test_memory_unit_round_trip_and_delete_by_conversation(pool: asyncpg.P
     )
     assert unit.creation_ts == MOMENT and unit.metadata == {"key": "m1"}
     assert unit.ingestion_ts.tzinfo is UTC and unit.last_modified_ts == unit.ingestion_ts
-    other = await memory_units.insert_memory_unit(
+    other = await testrows.insert_memory_unit(
         pool,
         user,
         title="t",
@@ -55,16 +57,17 @@ async def test_memory_unit_round_trip_and_delete_by_conversation(pool: asyncpg.P
         sentiment_score=None,
         source_conversation_id="c-2",
     )
-    assert await memory_units.get_memory_unit(pool, user, "mu-1") == unit
+    assert await testrows.get_memory_unit(pool, user, "mu-1") == unit
     assert await memory_units.list_memory_units(pool, user) == [unit, other]
     assert await memory_units.list_memory_units(pool, user, source_conversation_id="c-2") == [other]
-    assert await memory_units.delete_memory_units_from_conversation(pool, user, "c-1") == ["mu-1"]
+    assert await memory_units.memory_unit_ids_from_conversation(pool, user, "c-1") == ["mu-1"]
+    assert await memory_units.delete_memory_units(pool, user, ["mu-1"]) == ["mu-1"]
     assert await memory_units.list_memory_units(pool, user) == [other]
 
 
 async def test_memory_unit_needs_the_users_own_conversation(pool: asyncpg.Pool, user: str) -> None:
     with pytest.raises(NotFoundError):
-        await memory_units.insert_memory_unit(
+        await testrows.insert_memory_unit(
             pool,
             user,
             title="t",
@@ -76,83 +79,33 @@ async def test_memory_unit_needs_the_users_own_conversation(pool: asyncpg.Pool, 
         )
 
 
-async def test_concept_round_trip_found_by_name_and_alias(pool: asyncpg.Pool, user: str) -> None:
-    created = await concepts.create_concept(
-        pool,
-        user,
-        name="Morning Runs",
-        type="activity",
-        description=None,
-        normalized_name="morning runs",
-        concept_id="k-1",
-    )
-    assert (created.concept_id, created.name, created.type, created.status, created.description) == (
-        "k-1",
-        "Morning Runs",
-        "activity",
-        "active",
-        None,
-    )
-    assert created.normalized_name == "morning runs" and created.aliases == []
-    assert created.created_at == created.last_updated_ts
-
-    assert await concepts.find_concept(pool, user, normalized_name="morning runs", type="activity") == created
-    assert await concepts.find_concept(pool, user, normalized_name="morning runs", type="habit") is None
-    await asyncio.sleep(0.01)
-    await concepts.add_concept_alias(pool, user, "k-1", "dawn jogging")
-    await concepts.add_concept_alias(pool, user, "k-1", "dawn jogging")
-    await concepts.add_concept_alias(pool, user, "k-1", "morning runs")
-    by_alias = await concepts.find_concept(pool, user, normalized_name="dawn jogging", type="activity")
-    assert by_alias is not None and by_alias.concept_id == "k-1" and by_alias.aliases == ["dawn jogging"]
-    assert by_alias.last_updated_ts > created.last_updated_ts
-
-    same = await concepts.create_concept(
-        pool, user, name="Dawn-Jogging", type="activity", description="x", normalized_name="dawn jogging"
-    )
-    assert same.concept_id == "k-1"
-
-    await pool.execute("UPDATE concepts SET status = 'merged' WHERE concept_id = 'k-1'")
-    assert await concepts.find_concept(pool, user, normalized_name="morning runs", type="activity") is None
-    assert await concepts.list_concepts(pool, user) == []
-    assert [c.concept_id for c in await concepts.list_concepts(pool, user, status=None)] == ["k-1"]
-
-
-async def test_concept_with_the_same_surface_name_and_no_metadata_is_reused(pool: asyncpg.Pool, user: str) -> None:
-    """A concept the web app created (no normalized name) is taken over, not duplicated, by ON CONFLICT."""
-    await pool.execute(
-        "INSERT INTO concepts (concept_id, user_id, name, type, last_updated_ts) "
-        "VALUES ('web', 'u-1', 'Lena', 'person', now())"
-    )
-    found = await concepts.create_concept(
-        pool, user, name="Lena", type="person", description="Sister", normalized_name="lena"
-    )
-    assert (found.concept_id, found.normalized_name, found.description) == ("web", "lena", "Sister")
-
-
-async def test_racing_creates_make_one_concept(pool: asyncpg.Pool, user: str) -> None:
-    results = await asyncio.gather(
-        *(
-            concepts.create_concept(pool, user, name=name, type="person", description=None, normalized_name="priya")
-            for name in ("Priya", "priya", "PRIYA!", "Priya", "priya ")
+async def test_concepts_merge_absorb_and_regroup(pool: asyncpg.Pool, user: str) -> None:
+    """The statements an insight's merge and communities make on concepts (store/insight_writes.py composes them)."""
+    for key, name in (("k-1", "Morning Runs"), ("k-2", "Dawn jogging"), ("k-3", "Lena")):
+        await testrows.create_concept(
+            pool, user, name=name, type="activity", normalized_name=name.lower(), concept_id=key
         )
-    )
-    assert len({c.concept_id for c in results}) == 1
-    assert await pool.fetchval("SELECT count(*) FROM concepts WHERE user_id = 'u-1'") == 1
+    primary = await concepts.lock_active_concept(pool, user, "k-1")
+    assert primary is not None and primary.normalized_name == "morning runs" and primary.aliases == []
+    await asyncio.sleep(0.01)
+    merged = await concepts.mark_merged(pool, user, "k-1", ["k-2", "k-1", "missing"], at=utc_now())
+    assert [(c.concept_id, c.status, c.merged_into_concept_id) for c in merged] == [("k-2", "merged", "k-1")]
+    assert await concepts.mark_merged(pool, user, "k-1", ["k-2"], at=utc_now()) == []  # merged already: nothing
+    assert await concepts.lock_active_concept(pool, user, "k-2") is None
+    await concepts.absorb(pool, user, "k-1", aliases=["dawn jogging"], salience=0.7, at=utc_now())
+    kept = await testrows.get_concept(pool, user, "k-1")
+    assert kept is not None and (kept.aliases, kept.salience) == (["dawn jogging"], 0.7)
+    assert kept.last_updated_ts > primary.last_updated_ts
+    assert await concepts.existing_concept_ids(pool, user, ["k-1", "k-2", "nope"]) == {"k-1", "k-2"}
+    assert await concepts.existing_concept_ids(pool, user, ["k-1", "k-2"], active=True) == {"k-1"}
+    assert await concepts.existing_concept_ids(pool, user, []) == set()
 
-
-async def test_racing_transactions_see_each_others_concept_after_commit(pool: asyncpg.Pool, user: str) -> None:
-    """Inside a job's transaction the lock is held until commit, so the second job finds the first one's row."""
-
-    async def ingest(name: str) -> str:
-        async with pool.acquire() as conn, conn.transaction():
-            concept = await concepts.create_concept(
-                conn, user, name=name, type="place", description=None, normalized_name="lisbon"
-            )
-            await asyncio.sleep(0.05)
-            return concept.concept_id
-
-    ids = await asyncio.gather(ingest("Lisbon"), ingest("lisbon"))
-    assert ids[0] == ids[1]
+    await testrows.create_community(pool, user, name="Running", core_concept_ids=["k-1"], community_id="g-1")
+    assert await concepts.regroup(pool, user, {"k-1": "g-1"}, at=utc_now()) == ["k-1"]
+    assert await concepts.regroup(pool, user, {"k-1": "g-1"}, at=utc_now()) == []  # nothing changed
+    assert sorted(await concepts.regroup(pool, user, {"k-3": "g-1"}, at=utc_now())) == ["k-1", "k-3"]
+    assert [c.concept_id for c in await concepts.list_concepts(pool, user)] == ["k-3", "k-1"]  # by name
+    assert [c.concept_id for c in await concepts.list_concepts(pool, user, status=None)] == ["k-2", "k-3", "k-1"]
 
 
 def wanted(
@@ -170,14 +123,14 @@ def wanted(
 async def test_ensure_concepts_reuses_by_handle_name_and_alias_and_creates_the_rest(
     pool: asyncpg.Pool, user: str
 ) -> None:
-    await concepts.create_concept(
+    await testrows.create_concept(
         pool, user, name="Lena", type="person", description=None, normalized_name="lena", concept_id="k-lena"
     )
-    await concepts.create_concept(
+    await testrows.create_concept(
         pool, user, name="Dani", type="person", description="coach", normalized_name="dani", concept_id="k-dani"
     )
-    await concepts.add_concept_alias(pool, user, "k-dani", "coach dani")
-    before = await concepts.get_concept(pool, user, "k-lena")
+    await concepts.absorb(pool, user, "k-dani", aliases=["coach dani"], salience=None, at=utc_now())
+    before = await testrows.get_concept(pool, user, "k-lena")
     await asyncio.sleep(0.01)
 
     result = await concepts.ensure_concepts(
@@ -205,7 +158,7 @@ async def test_ensure_concepts_reuses_by_handle_name_and_alias_and_creates_the_r
         ("Lena", "person"),
         ("Lena", "place"),
     ]
-    lena = await concepts.get_concept(pool, user, "k-lena")
+    lena = await testrows.get_concept(pool, user, "k-lena")
     assert before is not None and lena is not None
     assert lena.description == "Younger sister" and lena.last_updated_ts > before.last_updated_ts  # touched
     created = next(c for c in rows if c.name == "Half marathon")
@@ -217,10 +170,10 @@ async def test_ensure_concepts_takes_over_surface_names_and_follows_merges(pool:
         "INSERT INTO concepts (concept_id, user_id, name, type, last_updated_ts) "
         "VALUES ('web', 'u-1', 'Priya', 'person', now())"
     )  # the web app's row, no normalized name
-    await concepts.create_concept(
+    await testrows.create_concept(
         pool, user, name="Running", type="activity", description=None, normalized_name="running", concept_id="old"
     )
-    await concepts.create_concept(
+    await testrows.create_concept(
         pool, user, name="Runs", type="activity", description=None, normalized_name="runs", concept_id="new"
     )
     await pool.execute("UPDATE concepts SET status = 'merged', merged_into_concept_id = 'new' WHERE concept_id = 'old'")
@@ -228,14 +181,15 @@ async def test_ensure_concepts_takes_over_surface_names_and_follows_merges(pool:
     result = await concepts.ensure_concepts(pool, user, [wanted("Priya"), wanted("Running", type="activity")])
 
     assert result == [concepts.EnsuredConcept("web", created=False), concepts.EnsuredConcept("new", created=False)]
-    web = await concepts.get_concept(pool, user, "web")
+    web = await testrows.get_concept(pool, user, "web")
     assert web is not None and web.normalized_name == "priya"
     assert await pool.fetchval("SELECT count(*) FROM concepts WHERE user_id = 'u-1'") == 3
     assert await concepts.ensure_concepts(pool, user, []) == []
 
 
-async def test_racing_batches_and_single_creates_make_one_concept(pool: asyncpg.Pool, user: str) -> None:
-    """ensure_concepts and create_concept take the same locks: a batch and single creates never make twins."""
+async def test_racing_batches_make_one_concept(pool: asyncpg.Pool, user: str) -> None:
+    """Concurrent ingestions of the same new concept, inside their own transactions (the lock is held until
+    commit, so the later one finds the first one's row) or not: one row."""
 
     async def batch(name: str) -> str:
         async with pool.acquire() as conn, conn.transaction():
@@ -243,12 +197,12 @@ async def test_racing_batches_and_single_creates_make_one_concept(pool: asyncpg.
             await asyncio.sleep(0.05)
             return made.concept_id
 
-    single = concepts.create_concept(
-        pool, user, name="LISBON", type="place", description=None, normalized_name="lisbon"
-    )
-    results = await asyncio.gather(batch("Lisbon"), batch("lisbon"), single)
-    ids = {results[0], results[1], results[2].concept_id}
-    assert len(ids) == 1
+    async def outside(name: str) -> str:
+        (made,) = await concepts.ensure_concepts(pool, user, [wanted(name, type="place")])
+        return made.concept_id
+
+    ids = await asyncio.gather(batch("Lisbon"), batch("lisbon"), outside("LISBON"), outside("lisbon!"))
+    assert len(set(ids)) == 1
     assert await pool.fetchval("SELECT count(*) FROM concepts WHERE user_id = 'u-1'") == 1
 
 
@@ -266,7 +220,7 @@ async def test_insert_memory_units_all_or_nothing(pool: asyncpg.Pool, user: str)
         )
 
     assert await memory_units.insert_memory_units(pool, user, [unit("a", "c-1"), unit("b", None)]) == 2
-    a = await memory_units.get_memory_unit(pool, user, "a")
+    a = await testrows.get_memory_unit(pool, user, "a")
     assert a is not None and (a.title, a.creation_ts, a.importance_score, a.sentiment_score, a.metadata) == (
         "t-a",
         MOMENT,
@@ -280,18 +234,8 @@ async def test_insert_memory_units_all_or_nothing(pool: asyncpg.Pool, user: str)
     assert await memory_units.insert_memory_units(pool, user, []) == 0
 
 
-async def test_relevant_concepts_order(pool: asyncpg.Pool, user: str) -> None:
-    for i, salience in enumerate((None, 0.9, 0.2)):
-        await concepts.create_concept(
-            pool, user, name=f"c{i}", type="t", description=None, normalized_name=f"c{i}", concept_id=f"k{i}"
-        )
-        await pool.execute("UPDATE concepts SET salience = $1 WHERE concept_id = $2", salience, f"k{i}")
-    assert [c.concept_id for c in await concepts.list_relevant_concepts(pool, user)] == ["k1", "k2", "k0"]
-    assert [c.concept_id for c in await concepts.list_relevant_concepts(pool, user, limit=1)] == ["k1"]
-
-
 async def test_growth_events_round_trip(pool: asyncpg.Pool, user: str) -> None:
-    event = await growth_events.insert_growth_event(
+    event = await testrows.insert_growth_event(
         pool,
         user,
         entity_id="mu-1",
@@ -311,7 +255,7 @@ async def test_growth_events_round_trip(pool: asyncpg.Pool, user: str) -> None:
         "ingestion",
     )
     assert event.details == {"rationale": "ran", "source_conversation_id": "c-1"} and event.created_at.tzinfo is UTC
-    await growth_events.insert_growth_event(
+    await testrows.insert_growth_event(
         pool,
         user,
         entity_id="k-1",
@@ -321,7 +265,7 @@ async def test_growth_events_round_trip(pool: asyncpg.Pool, user: str) -> None:
         source="ingestion",
         details={"source_conversation_id": "c-2"},
     )
-    await growth_events.insert_growth_event(
+    await testrows.insert_growth_event(
         pool,
         user,
         entity_id="k-1",
@@ -332,8 +276,8 @@ async def test_growth_events_round_trip(pool: asyncpg.Pool, user: str) -> None:
         details=None,
     )
     assert await growth_events.growth_by_dimension(pool, user) == {"act_self": 0.25, "know_self": 1.0}
-    assert [e.event_id for e in await growth_events.list_growth_events(pool, user, entity_id="mu-1")] == ["g-1"]
-    assert len(await growth_events.list_growth_events(pool, user)) == 3
+    assert [e.event_id for e in await testrows.list_growth_events(pool, user, entity_id="mu-1")] == ["g-1"]
+    assert len(await testrows.list_growth_events(pool, user)) == 3
     assert await growth_events.delete_growth_events_from_conversation(pool, user, "c-1") == 1
     assert await growth_events.growth_by_dimension(pool, user) == {"act_self": -0.25, "know_self": 1.0}
 
@@ -377,22 +321,14 @@ async def test_cards_are_one_per_entity_and_update_their_timestamp(pool: asyncpg
     )
     assert sum(made for _, made in racing) == 1 and len({c.card_id for c, _ in racing}) == 1
 
-    await asyncio.sleep(0.01)
-    await cards.set_card_status(pool, user, "card-1", "completed")
-    updated = await cards.get_card(pool, user, "card-1")
-    assert updated is not None and updated.status == "completed" and updated.updated_at > card.updated_at
-    assert [c.card_id for c in await cards.list_cards(pool, user, status="completed")] == ["card-1"]
-    assert len(await cards.list_cards(pool, user)) == 2
-    with pytest.raises(ValueError, match="unknown card status"):
-        await cards.set_card_status(pool, user, "card-1", "gone")
-    with pytest.raises(NotFoundError):
-        await cards.set_card_status(pool, user, "missing", "completed")
+    assert next(c.card_id for c in await cards.list_cards(pool, user, status="active_canvas")) == "card-1"
+    assert len(await cards.list_cards(pool, user)) == 2 and await cards.list_cards(pool, user, status="completed") == []
     assert await cards.delete_cards_for_entities(pool, user, ["mu-1", "k-1", "other"]) == 2
     assert await cards.list_cards(pool, user) == []
 
 
 async def test_edges_upsert_to_the_stronger_and_delete(pool: asyncpg.Pool, user: str) -> None:
-    edge = await knowledge_edges.upsert_edge(
+    edge = await testrows.upsert_edge(
         pool,
         user,
         source_id="mu-1",
@@ -411,7 +347,7 @@ async def test_edges_upsert_to_the_stronger_and_delete(pool: asyncpg.Pool, user:
         "first",
         "c-1",
     )
-    weaker = await knowledge_edges.upsert_edge(
+    weaker = await testrows.upsert_edge(
         pool,
         user,
         source_id="mu-1",
@@ -430,7 +366,7 @@ async def test_edges_upsert_to_the_stronger_and_delete(pool: asyncpg.Pool, user:
         "c-1",
     )
     assert weaker.updated_at >= edge.updated_at
-    stronger = await knowledge_edges.upsert_edge(
+    stronger = await testrows.upsert_edge(
         pool,
         user,
         source_id="mu-1",
@@ -443,7 +379,7 @@ async def test_edges_upsert_to_the_stronger_and_delete(pool: asyncpg.Pool, user:
         source_conversation_id="c-2",
     )
     assert (stronger.strength, stronger.description) == (0.9, "second")
-    await knowledge_edges.upsert_edge(
+    await testrows.upsert_edge(
         pool,
         user,
         source_id="k-1",
@@ -456,7 +392,7 @@ async def test_edges_upsert_to_the_stronger_and_delete(pool: asyncpg.Pool, user:
         source_conversation_id="c-2",
         edge_id="e-2",
     )
-    await knowledge_edges.upsert_edge(
+    await testrows.upsert_edge(
         pool,
         user,
         source_id="k-3",
@@ -469,37 +405,11 @@ async def test_edges_upsert_to_the_stronger_and_delete(pool: asyncpg.Pool, user:
         source_conversation_id="c-2",
         edge_id="e-3",
     )
-    assert [e.edge_id for e in await knowledge_edges.list_edges(pool, user)] == ["e-1", "e-2", "e-3"]
-    assert [e.edge_id for e in await knowledge_edges.list_edges(pool, user, source_conversation_id="c-1")] == ["e-1"]
-    assert await knowledge_edges.delete_edges_touching(pool, user, ["k-1"]) == 2
-    assert await knowledge_edges.delete_edges_from_conversation(pool, user, "c-2") == 1
-    assert await knowledge_edges.list_edges(pool, user) == []
-
-
-async def test_create_concept_on_a_connection_outside_a_transaction(pool: asyncpg.Pool, user: str) -> None:
-    async with pool.acquire() as conn:
-        first = await concepts.create_concept(
-            conn, user, name="Dad", type="person", description=None, normalized_name="dad"
-        )
-        assert not conn.is_in_transaction()
-        second = await concepts.create_concept(
-            conn, user, name="dad", type="person", description=None, normalized_name="dad"
-        )
-    assert first == second
-
-
-async def test_creating_the_name_of_a_merged_concept_returns_its_successor(pool: asyncpg.Pool, user: str) -> None:
-    await concepts.create_concept(
-        pool, user, name="Dani", type="person", description=None, normalized_name="dani", concept_id="old"
-    )
-    await concepts.create_concept(
-        pool, user, name="Coach Dani", type="person", description=None, normalized_name="coach dani", concept_id="new"
-    )
-    await pool.execute("UPDATE concepts SET status = 'merged', merged_into_concept_id = 'new' WHERE concept_id = 'old'")
-    again = await concepts.create_concept(
-        pool, user, name="Dani", type="person", description=None, normalized_name="dani"
-    )
-    assert again.concept_id == "new"
+    assert [e.edge_id for e in await testrows.list_edges(pool, user)] == ["e-1", "e-2", "e-3"]
+    assert [e.edge_id for e in await testrows.list_edges(pool, user, source_conversation_id="c-1")] == ["e-1"]
+    assert await knowledge_edges.delete_edges_from_conversation(pool, user, "c-2") == 2
+    assert await knowledge_edges.delete_edges_from_conversation(pool, user, "c-1") == 1
+    assert await testrows.list_edges(pool, user) == []
 
 
 async def test_an_existing_concept_merged_away_meanwhile_resolves_to_the_one_kept(
@@ -508,7 +418,7 @@ async def test_an_existing_concept_merged_away_meanwhile_resolves_to_the_one_kep
     """An answer names concept "a" by its handle, but an insight merged a -> b -> c while the LLM call ran: the new
     links go to c, the concept kept, and nothing is created."""
     for key, name in (("a", "Dani"), ("b", "Coach Dani"), ("c", "Coach Daniela")):
-        await concepts.create_concept(
+        await testrows.create_concept(
             pool, user, name=name, type="person", description=None, normalized_name=name.lower(), concept_id=key
         )
     await pool.execute(
@@ -523,15 +433,14 @@ async def test_an_existing_concept_merged_away_meanwhile_resolves_to_the_one_kep
 
 
 async def test_concept_metadata_of_the_wrong_shape_reads_and_heals(pool: asyncpg.Pool, user: str) -> None:
-    await concepts.create_concept(
+    await testrows.create_concept(
         pool, user, name="Lena", type="person", description=None, normalized_name="lena", concept_id="k-1"
     )
     await pool.execute("""UPDATE concepts SET metadata = '"lena"' WHERE concept_id = 'k-1'""")
-    odd = await concepts.get_concept(pool, user, "k-1")
+    odd = await testrows.get_concept(pool, user, "k-1")
     assert odd is not None and (odd.metadata, odd.normalized_name, odd.aliases) == (None, None, [])
-    assert await concepts.find_concept(pool, user, normalized_name="lena", type="person") is None
-    await concepts.add_concept_alias(pool, user, "k-1", "my sister")
-    healed = await concepts.find_concept(pool, user, normalized_name="my sister", type="person")
+    await concepts.absorb(pool, user, "k-1", aliases=["my sister"], salience=None, at=utc_now())
+    healed = await testrows.get_concept(pool, user, "k-1")
     assert healed is not None and healed.metadata == {"aliases": ["my sister"]}
 
 
@@ -586,5 +495,5 @@ async def test_batched_cards_events_and_edges(pool: asyncpg.Pool, user: str) -> 
         source_conversation_id=None,
     )
     await knowledge_edges.upsert_edges(pool, user, [edge, edge.model_copy(update={"strength": 0.9})])
-    [stored_edge] = await knowledge_edges.list_edges(pool, user)
+    [stored_edge] = await testrows.list_edges(pool, user)
     assert (stored_edge.strength, stored_edge.user_id) == (0.9, user)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import asyncpg
 import pytest
 
-from store.repos import concepts, conversations, users
+from store.repos import conversations, users
 from store.repos._base import NotFoundError
+from tests.store import testrows
 
 MOMENT = datetime(2026, 3, 1, 12, 30, 15, 123000, tzinfo=UTC)
 
@@ -36,8 +38,16 @@ async def test_user_round_trip_and_orrery_updates_leave_last_active_at(pool: asy
     assert await users.get_user(pool, "u-1") == created
 
     await asyncio.sleep(0.01)
-    await users.set_next_conversation_context(pool, "u-1", {"focus": "sleep"})
-    await users.set_memory_profile(pool, "u-1", {"summary": "marathoner"})
+    await users.record_insight(
+        pool,
+        "u-1",
+        memory_profile={"summary": "marathoner"},
+        knowledge_graph_schema={},
+        next_context={"focus": "sleep"},
+    )
+    await users.record_insight(
+        pool, "u-1", memory_profile={"summary": "marathoner"}, knowledge_graph_schema={}, next_context=None
+    )
     await users.record_ingestion(pool, "u-1", concepts_created=3, next_context=None)  # the package stays
     await users.record_ingestion(pool, "u-1", concepts_created=2, next_context={"focus": "sleep"})
     after = await users.get_user(pool, "u-1")
@@ -58,12 +68,15 @@ async def test_user_round_trip_and_orrery_updates_leave_last_active_at(pool: asy
 async def test_user_updates_on_a_missing_user_raise_and_naive_datetimes_are_refused(pool: asyncpg.Pool) -> None:
     assert await users.get_user(pool, "nobody") is None
     with pytest.raises(NotFoundError):
-        await users.set_memory_profile(pool, "nobody", {})
+        await users.record_insight(pool, "nobody", memory_profile={}, knowledge_graph_schema=None, next_context=None)
     await users.create_user(pool, "u-1", email="a@example.org")
     with pytest.raises(ValueError, match="naive datetime"):
         await users.start_cycle(pool, "u-1", datetime(2026, 1, 1))
     with pytest.raises(TypeError, match="must be a JSON object"):
-        await users.set_memory_profile(pool, "u-1", ["not", "an", "object"])  # type: ignore[arg-type]
+        not_an_object: Any = ["not", "an", "object"]
+        await users.record_insight(
+            pool, "u-1", memory_profile=not_an_object, knowledge_graph_schema=None, next_context=None
+        )
 
 
 async def test_conversation_and_messages_round_trip(pool: asyncpg.Pool) -> None:
@@ -110,7 +123,7 @@ async def test_a_job_reads_a_conversation_with_its_owners_profile_and_most_relev
     )
     early = await conversations.add_message(pool, "u-1", "c-1", role="assistant", content="a", timestamp=MOMENT)
     for index, salience in enumerate([0.2, 0.9, None, 0.5, 1.0]):
-        made = await concepts.create_concept(
+        made = await testrows.create_concept(
             pool, "u-1", name=f"c{index}", type="topic", description=None, normalized_name=f"c{index}"
         )
         await pool.execute(
@@ -126,14 +139,14 @@ async def test_a_job_reads_a_conversation_with_its_owners_profile_and_most_relev
     assert read.conversation == await conversations.get_conversation(pool, "u-1", "c-1")
     assert read.messages == [early, late]
     assert read.memory_profile == {"summary": "runner"}
-    assert read.concepts == await concepts.list_relevant_concepts(pool, "u-1", limit=3)
     assert [c.name for c in read.concepts] == ["c1", "c3", "c0"]  # active only, most salient first
+    assert all(c.user_id == "u-1" and c.status == "active" for c in read.concepts)
 
 
 async def test_locking_for_ingestion_returns_the_owners_current_package(pool: asyncpg.Pool) -> None:
     await users.create_user(pool, "u-1", email="a@example.org")
     await conversations.create_conversation(pool, "u-1", conversation_id="c-1")
-    await users.set_next_conversation_context(pool, "u-1", {"focus": "sleep"})
+    await users.record_ingestion(pool, "u-1", concepts_created=0, next_context={"focus": "sleep"})
     async with pool.acquire() as conn, conn.transaction():
         locked = await conversations.lock_for_ingestion(conn, "u-1", "c-1")
         assert locked is not None and locked.conversation.id == "c-1"

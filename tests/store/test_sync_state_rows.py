@@ -11,7 +11,8 @@ import asyncpg
 
 from core.vocabulary import NodeLabel, normalize_concept_name
 from store import concept_names, outbox
-from store.repos import concepts, users
+from store.repos import users
+from tests.store import testrows
 
 
 def unit(*values: float) -> list[float]:
@@ -20,7 +21,7 @@ def unit(*values: float) -> list[float]:
 
 
 async def concept(pool: asyncpg.Pool, user_id: str, name: str, kind: str) -> concept_names.ConceptName:
-    record = await concepts.create_concept(
+    record = await testrows.create_concept(
         pool, user_id, name=name, type=kind, description=None, normalized_name=normalize_concept_name(name)
     )
     return concept_names.concept_name(record)

@@ -8,7 +8,8 @@ import asyncpg
 from core.vocabulary import EntityKind, NodeLabel, RelationshipType, StructuralRelationshipType
 from store.graph.base import GraphBatch, GraphEdge, GraphNode, NodeRef
 from store.graph.postgres import PostgresGraphStore
-from store.repos import knowledge_edges, users
+from store.repos import users
+from tests.store import testrows
 
 USER = "user-truth"
 MU = NodeRef(label=NodeLabel.MEMORY_UNIT, key="mu-1")
@@ -26,7 +27,7 @@ async def edge_rows(pool: asyncpg.Pool) -> list[tuple[str, float, bool]]:
 
 async def test_the_graph_never_deletes_the_truth(pool: asyncpg.Pool) -> None:
     await users.create_user(pool, USER, email="truth@example.org")
-    truth = await knowledge_edges.upsert_edge(
+    truth = await testrows.upsert_edge(
         pool,
         USER,
         source_id=MU.key,
@@ -53,7 +54,7 @@ async def test_the_graph_never_deletes_the_truth(pool: asyncpg.Pool) -> None:
     nodes = (GraphNode(label=NodeLabel.MEMORY_UNIT, key=MU.key), GraphNode(label=NodeLabel.CONCEPT, key=CONCEPT.key))
     await graph.apply(USER, GraphBatch(upsert_nodes=nodes, upsert_edges=(as_applied, mention)))
     assert await edge_rows(pool) == [("HIGHLIGHTS", 0.5, True), ("MENTIONS", 0.9, True)]
-    (kept,) = [e for e in await knowledge_edges.list_edges(pool, USER) if e.relationship_type == "HIGHLIGHTS"]
+    (kept,) = [e for e in await testrows.list_edges(pool, USER) if e.relationship_type == "HIGHLIGHTS"]
     assert (kept.edge_id, kept.updated_at) == (truth.edge_id, truth.updated_at)  # same values: the row is as it was
 
     await graph.apply(USER, GraphBatch(delete_edges=(as_applied.key,)))

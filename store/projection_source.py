@@ -1,5 +1,6 @@
-"""The 3D projection's rows: the user's nodes (memory units, concepts, artifacts, communities), their edges, the
-vectors already in the embedded vector store, the previous projection, and the new projection written once.
+"""What the 3D projection is made from: the user's nodes (memory units, concepts, artifacts, communities), their
+edges, the vectors already in the embedded vector store, and the projection's id (the row itself is written by
+store/repos/graph_projections.py).
 
 Why a projection's id derives from its input: the job is keyed by the cycle, but the same cycle can be projected
 again by hand after more material arrived. The id is derived from the user, the cycle and a digest of every node's
@@ -13,14 +14,12 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import structlog
 
-from store.cycle_report_writes import cycle_id
+from core.cycle import Cycle
 from store.postgres import Executor
-from store.repos._base import to_db, utc_now
 from store.repos.concepts import ConceptRecord
 from store.repos.derived_artifacts import DerivedArtifactRecord
 from store.repos.memory_units import MemoryUnitRecord
@@ -147,28 +146,5 @@ async def stored_vectors(
     return found
 
 
-def projection_id(user_id: str, cycle_start: datetime, digest: str) -> str:
-    return cycle_id(user_id, cycle_start, f"projection:{digest}")
-
-
-async def projection_exists(db: Executor, user_id: str, projection_id: str) -> bool:
-    return bool(
-        await db.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM user_graph_projections WHERE user_id = $1 AND projection_id = $2)",
-            user_id,
-            projection_id,
-        )
-    )
-
-
-async def write_projection(db: Executor, user_id: str, projection_id: str, data: dict[str, Any]) -> bool:
-    """Insert the projection once; False when a run over the same input already wrote it."""
-    inserted = await db.fetchval(
-        "INSERT INTO user_graph_projections (projection_id, user_id, status, projection_data, created_at) "
-        "VALUES ($1, $2, 'completed', $3, $4) ON CONFLICT (projection_id) DO NOTHING RETURNING projection_id",
-        projection_id,
-        user_id,
-        data,
-        to_db(utc_now()),
-    )
-    return inserted is not None
+def projection_id(cycle: Cycle, digest: str) -> str:
+    return cycle.row_id(f"projection:{digest}")

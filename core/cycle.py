@@ -1,0 +1,65 @@
+"""A user's growth cycle as one value: the only place a cycle is named, so its job ids and row ids agree everywhere.
+
+A cycle starts at `users.last_cycle_started_at` (or `created_at` before the first one) and is named by that start
+to the second, as compact UTC: its stamp (20261119T000000Z). Every id derived from a cycle is built here from
+`Cycle.name` (`{user_id}:{stamp}`): the chain's job ids (`insight:{user_id}:{stamp}`) and the rows the cycle
+writes (uuid5 of `{user_id}:{stamp}:{what}`), so no module (and no SQL statement) spells a cycle another way.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+CYCLE_NAMESPACE = uuid.UUID("3c7e2f0a-5b61-4d8e-9a2c-1f4b6d8e0a37")
+"""uuid5 namespace of the ids the cycle's agents derive (reports, their cards, prompts, projections). Never change
+it: a rerun after an upgrade must find the rows the previous version wrote."""
+
+STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """One user's cycle. `start` is aware UTC cut to the second (the precision of the name); build it with
+    `Cycle.of`, which refuses a naive datetime (every timestamp Orrery reads is converted to UTC first, so a naive
+    one here is a bug that would name another cycle)."""
+
+    user_id: str
+    start: datetime
+
+    @classmethod
+    def of(cls, user_id: str, start: datetime) -> Cycle:
+        if start.tzinfo is None:
+            raise ValueError(f"naive datetime {start.isoformat()} given as a cycle start; pass an aware (UTC) one")
+        return cls(user_id, start.astimezone(UTC).replace(microsecond=0))
+
+    @classmethod
+    def from_stamp(cls, user_id: str, stamp: str) -> Cycle:
+        """The cycle named `stamp` (20261119T000000Z); ValueError names the expected form."""
+        try:
+            start = datetime.strptime(stamp, STAMP_FORMAT).replace(tzinfo=UTC)
+        except ValueError:
+            raise ValueError(f"{stamp!r} is not a cycle stamp; expected compact UTC such as 20261119T000000Z") from None
+        return cls(user_id, start)
+
+    @property
+    def stamp(self) -> str:
+        return self.start.strftime(STAMP_FORMAT)
+
+    @property
+    def name(self) -> str:
+        """`{user_id}:{stamp}`: what every id of this cycle is built from."""
+        return f"{self.user_id}:{self.stamp}"
+
+    def job_id(self, step: str) -> str:
+        """The one job id of `step` (a job of the cycle chain) for this cycle."""
+        return f"{step}:{self.name}"
+
+    def row_id(self, what: str, namespace: uuid.UUID = CYCLE_NAMESPACE) -> str:
+        """A deterministic row id for `what` of this cycle: a rerun of the cycle finds the same id."""
+        return str(uuid.uuid5(namespace, f"{self.name}:{what}"))
+
+    def starts_at(self, moment: datetime) -> bool:
+        """Whether `moment` (aware) is this cycle's start, at the precision of the name."""
+        return Cycle.of(self.user_id, moment).start == self.start
