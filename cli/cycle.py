@@ -6,14 +6,13 @@ present it.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 import typer
-from rich.table import Table
 
-from cli.common import CommandError, backends, console, fail, run_async, settings
+from cli.common import CommandError, console, fail, hint, migrated, print_json, run_async, settings
+from cli.tables import Col, show, styled
 from jobs.cycle import STEPS, CycleHistory, CycleStatus, cycle_history, resume_step, to_resume
 from store.ledger import JobRun
 from store.postgres import create_pool
@@ -22,6 +21,7 @@ from store.redis import connect_redis
 cycle_app = typer.Typer(
     help="A user's growth cycle: each step's state for the current and recent cycles, and resuming it.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 USER_HELP = "The user's id (users.user_id)."
@@ -83,7 +83,7 @@ def _describe(run: JobRun | None) -> tuple[str, str]:
 
 
 async def _history(user: str, recent: int, stamp: str | None) -> CycleHistory:
-    pool = await create_pool(backends().database_url, min_size=1, max_size=2)
+    pool = await create_pool(migrated().database_url, min_size=1, max_size=2)
     try:
         try:
             history = await cycle_history(
@@ -105,24 +105,32 @@ def show_command(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Each step of the chain (insight → proactive_prompts → cycle_report → projection) for USER's current cycle
-    and recent ones: its newest run's state, tries, outcome or error. Ends with what `cycle resume` would run."""
+    and recent ones: its newest run's state, tries, outcome or error. Ends with what `cycle resume` would run.
+
+    Examples:
+
+    \b
+      run.py cycle show u_123
+      run.py cycle show u_123 --recent 10 --json
+    """
     _check_user(user)
     history = run_async(_history(user, recent, None))
     resume = to_resume(history, datetime.now(UTC))
     if as_json:
-        print(json.dumps(_history_json(history, resume), indent=2))
+        print_json(_history_json(history, resume))
         return
+    columns = [Col("step", key=True), Col("state"), Col("outcome / error")]
     for status in history.cycles:
         when = f"current, due {_iso(history.due_at)}" if status.current else "closed"
-        table = Table("step", "state", "outcome / error", title=f"cycle {status.cycle.stamp} ({when})")
+        rows = []
         for step in STEPS:
             state, detail = _describe(status.runs[step])
-            table.add_row(step, state, detail)
-        console.print(table)
+            rows.append((step, styled(state), detail))
+        show(console, columns, rows, title=f"cycle {status.cycle.stamp} ({when})")
     if resume is None:
         console.print("nothing to resume: every step of these cycles has succeeded or not yet begun")
     else:
-        console.print(f"`run.py cycle resume {user}` would run {resume[1]} of cycle {resume[0].cycle.stamp}")
+        hint(f"`run.py cycle resume {user}` would run {resume[1]} of cycle {resume[0].cycle.stamp}")
 
 
 @cycle_app.command("resume")
@@ -135,11 +143,18 @@ def resume_command(
 ) -> None:
     """Run USER's cycle on from its first step that has not succeeded (a dead one, or one that never ran), under
     the step's own job id; the chain then goes on by itself and runs again what died after that step. A step
-    already queued or running is left alone. Exit 0 also when there is nothing to resume."""
+    already queued or running is left alone. Exit 0 also when there is nothing to resume.
+
+    Examples:
+
+    \b
+      run.py cycle resume u_123
+      run.py cycle resume u_123 --cycle 20261119T000000Z --json
+    """
     _check_user(user)
     outcome = run_async(_resume(user, cycle))
     if as_json:
-        print(json.dumps(outcome, indent=2))
+        print_json(outcome)
     elif outcome["job_id"] is None:
         console.print(f"nothing to resume for user {user}: {outcome['reason']}")
     elif outcome["enqueued"]:
@@ -163,8 +178,9 @@ async def _resume(user: str, stamp: str | None) -> dict[str, Any]:
     reason = f"it died: {run.error_class}: {run.error}" if run is not None and run.state == "dead" else "not run yet"
     if run is not None and run.state not in ("dead", "succeeded"):
         reason = f"it is {run.state}"
-    pool = await create_pool(backends().database_url, min_size=1, max_size=2)
-    redis = await connect_redis(backends().redis_url)
+    stack = migrated()
+    pool = await create_pool(stack.database_url, min_size=1, max_size=2)
+    redis = await connect_redis(stack.redis_url)
     try:
         result = await resume_step(redis, pool, JOBS, status.cycle, step)
     finally:

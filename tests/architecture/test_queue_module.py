@@ -13,7 +13,9 @@ RUNTIME_INSIDE = {
     "jobs/runtime/keys.py",  # names them
     "jobs/runtime/queue.py",  # the one module
     "jobs/runtime/worker.py",  # the worker's own loop: leases, health key
-    "jobs/runtime/attempt.py",  # per attempt: outcomes kept while Postgres is away, retries
+    "jobs/runtime/attempt.py",  # per attempt: retries
+    "jobs/runtime/outcomes.py",  # an attempt's outcome, kept in Redis while Postgres is away
+    "jobs/runtime/dead.py",  # dead letters of records arq cannot run
     "jobs/runtime/arq_seam.py",  # arq's key formats
     "jobs/runtime/scheduler.py",  # cron claims
 }

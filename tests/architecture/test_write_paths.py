@@ -25,6 +25,8 @@ RUNTIME_OWNED = {
     "outbox": {"store/outbox.py"},
     "job_runs": {"store/ledger.py"},
     "llm_calls": {"store/llm_calls.py"},
+    "sync_state": {"store/outbox.py"},
+    "concept_name_vectors": {"store/concept_names.py"},
     "schema_migrations": {"store/migrate.py"},
     "graph_nodes": {"store/graph/postgres.py"},
     "vector_items": {"store/vector/pgvector.py"},

@@ -232,6 +232,7 @@ USER_TABLES = (
     "runtime.llm_calls",
     "runtime.graph_nodes",
     "runtime.vector_items",
+    "runtime.concept_name_vectors",
 )
 
 

@@ -25,6 +25,7 @@ from core.insight import CommunityDraft, InsightResult, InsightStatus, MergeDraf
 from core.vocabulary import NodeLabel
 from settings import Settings
 from store import (
+    concept_names,
     cycle_report_writes,
     cycles,
     forget,
@@ -82,6 +83,22 @@ async def b_cycle(db: Executor) -> Cycle:
 
 def a_ref(a: Rows) -> list[Ref]:
     return [Ref(NodeLabel.MEMORY_UNIT, a.memory_unit), Ref(NodeLabel.CONCEPT, a.concept)]
+
+
+async def _a_concept_type(db: Executor, a: Rows) -> str:
+    kind = await db.fetchval("SELECT type FROM concepts WHERE concept_id = $1", a.concept)
+    assert isinstance(kind, str)
+    return kind
+
+
+async def _nearest_for_b(db: Executor, a: Rows, s: Stores) -> Any:
+    kind = await _a_concept_type(db, a)
+    return await concept_names.nearest(db, B, s.vector.model_version, [(s.query, kind)], limit=10)
+
+
+async def _upsert_for_b_naming_a(db: Executor, a: Rows, s: Stores) -> None:
+    name = concept_names.ConceptName(a.concept, await _a_concept_type(db, a), "Secret (person)")
+    await concept_names.upsert(db, B, s.vector.model_version, [(name, s.query)])
 
 
 async def b_insight_naming_a(db: Executor, a: Rows) -> Any:
@@ -235,7 +252,18 @@ CASES: dict[str, Case] = {
         lambda batch: batch.upsert_nodes == () and batch.upsert_edges == () and batch.delete_edges == (),
     ),
     "sync.vector_changes": Case(
-        lambda db, a, s: sync.vector_changes(db, B, a_ref(a)), lambda changes: changes[0] == []
+        lambda db, a, s: sync.vector_changes(db, B, a_ref(a)), lambda changes: changes.upserts == []
+    ),
+    "concept_names.nearest": Case(
+        # B's nearest names to the vector of A's own memory, of A's concept's type: only B's concepts, if any
+        lambda db, a, s: _nearest_for_b(db, a, s),
+        no_trace_of_a,
+    ),
+    "concept_names.delete": Case(lambda db, a, s: concept_names.delete(db, B, [a.concept]), equals(None)),
+    "concept_names.upsert": Case(
+        # B's row naming A's concept id is B's own row: A's vector stays as it was
+        lambda db, a, s: _upsert_for_b_naming_a(db, a, s),
+        equals(None),
     ),
     "reconcile.expected_graph": Case(lambda db, a, s: reconcile.expected_graph(db, B), no_trace_of_a),
     "reconcile.expected_vectors": Case(lambda db, a, s: reconcile.expected_vectors(db, B), no_trace_of_a),
