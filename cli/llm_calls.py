@@ -76,9 +76,10 @@ def show_llm_calls(console: Console, calls: list[StoredLLMCall]) -> None:
     priced = [cost for cost in costs if cost is not None]
     total = f"${sum(priced):.6f} at list price" if priced else "no list price for its models"
     unpriced = len(costs) - len(priced)
+    count = f"{len(calls)} call" + ("" if len(calls) == 1 else "s")
+    left_out = f" ({unpriced} calls of models without a price not counted)" if unpriced and priced else ""
     console.print(
-        f"LLM: {len(calls)} calls, {prompt} prompt tokens ({cached} cached) + {completion} completion tokens, "
-        f"{total}" + (f" ({unpriced} calls of models without a price not counted)" if unpriced and priced else ""),
+        f"LLM: {count}, {prompt} prompt tokens ({cached} cached) + {completion} completion tokens, {total}{left_out}",
         highlight=False,
         soft_wrap=True,
     )

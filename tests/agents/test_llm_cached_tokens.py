@@ -25,7 +25,9 @@ def completion(usage: Any) -> str:
         "object": "chat.completion",
         "created": 0,
         "model": "test-model",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": json.dumps(GOOD)}, "finish_reason": "stop"}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": json.dumps(GOOD)}, "finish_reason": "stop"}
+        ],
         "usage": usage,
     }
     return json.dumps(body)
