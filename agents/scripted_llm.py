@@ -4,6 +4,10 @@ Why a real server instead of a mock: the LLM layer's behaviour at the wire (stat
 response_format negotiation, usage accounting) is exactly what can break, so tests drive the real `openai` client
 over real HTTP and assert on the requests this server recorded.
 
+Its usage counts the prompt as OpenAI does, the structured-output schema included, and reports the cached part of
+it the way OpenAI's automatic prompt caching would (agents/scripted_prompt_cache.py says what is imitated and what
+is assumed).
+
 Two ways to script it:
 - a queue of `ScriptedReply` (tests): JSON content, raw text, an HTTP error with an optional Retry-After, a body
   that breaks off, or a delay before replying to provoke a client timeout. Each request takes the next reply.
@@ -35,14 +39,10 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
+from agents.scripted_prompt_cache import PromptCache, count_tokens, prompt_text
 from prompts import PROMPT_HEADER
 
 _extra_sample_dirs: list[Path] = []
-
-
-def count_tokens(text: str) -> int:
-    """The server's rough tokenizer (~4 characters a token): enough for usage accounting and budgets."""
-    return len(text) // 4
 
 
 @dataclass(frozen=True)
@@ -156,8 +156,10 @@ class ScriptedLLMServer:
         keyed_answers: Sequence[KeyedAnswer] = (),
         supports_json_schema: bool = True,
         model_name: str = "scripted",
+        prompt_cache: PromptCache | None = None,
     ) -> None:
         self._lock = threading.Lock()
+        self.prompt_cache = prompt_cache or PromptCache()
         self._queue: deque[ScriptedReply] = deque(replies)
         self._keyed = list(keyed_answers)
         self._requests: list[RecordedRequest] = []
@@ -253,9 +255,11 @@ class ScriptedLLMServer:
             self._completions += 1
             number = self._completions
         content = reply.content or ""
-        prompt_tokens = count_tokens(request.message_text())
+        prompt = prompt_text(request.body)
+        prompt_tokens = count_tokens(prompt)
         completion_tokens = count_tokens(content)
         model = request.body.get("model") if isinstance(request.body, dict) else None
+        cached_tokens = self.prompt_cache.cached_tokens(str(model or self.model_name), prompt)
         return {
             "id": f"chatcmpl-scripted-{number}",
             "object": "chat.completion",
@@ -273,6 +277,8 @@ class ScriptedLLMServer:
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": cached_tokens, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
             },
         }
 

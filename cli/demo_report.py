@@ -29,6 +29,7 @@ class MemoryReport:
     next_context: Any
     llm_calls: int
     prompt_tokens: int
+    cached_tokens: int
     completion_tokens: int
 
 
@@ -45,6 +46,7 @@ async def load_report(db: Executor, user_id: str) -> MemoryReport:
         next_context=user.next_conversation_context_package if user else None,
         llm_calls=len(calls),
         prompt_tokens=sum(c.call.prompt_tokens for c in calls),
+        cached_tokens=sum(c.call.cached_tokens for c in calls),
         completion_tokens=sum(c.call.completion_tokens for c in calls),
     )
 
@@ -99,5 +101,6 @@ def render_report(console: Console, report: MemoryReport) -> None:
     lines += [f"• {t.get('topic')}: {t.get('suggested_question')}" for t in topics if isinstance(t, dict)]
     console.print(Panel("\n".join(lines), title="Next conversation opens with"))
     console.print(
-        f"LLM: {report.llm_calls} calls, {report.prompt_tokens} prompt + {report.completion_tokens} completion tokens"
+        f"LLM: {report.llm_calls} calls, {report.prompt_tokens} prompt ({report.cached_tokens} cached) + "
+        f"{report.completion_tokens} completion tokens"
     )

@@ -12,6 +12,7 @@ import typer
 from cli import dead_letters
 from cli.common import EXIT_NOT_RIGHT, CommandError, console, fail, hint, print_json, run_async, settings
 from cli.job_args import ArgumentParseError, parse_duration
+from cli.llm_calls import llm_call_json, show_llm_calls
 from cli.runs import checked_id, checked_job_name, connections, iso, run_json
 from cli.tables import Col, show
 from core.cron import ScheduleError
@@ -23,6 +24,7 @@ from jobs.runtime.queue import QueuedJob
 from jobs.runtime.scheduler import schedules
 from store import ledger
 from store.ledger import STATES, JobRun
+from store.llm_calls import StoredLLMCall, list_job_llm_calls
 
 jobs_app = typer.Typer(
     help="The job table, runs, queues and dead letters.", no_args_is_help=True, rich_markup_mode=None
@@ -180,7 +182,9 @@ def show_command(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """One job in full: its arguments, where it is in Redis now (also a job another program enqueued that no worker
-    has started yet) and every run of its id, newest first, with errors and results.
+    has started yet), every run of its id, newest first, with errors and results, and the LLM calls its runs made:
+    prompt tokens (of which the provider served from its prompt cache), completion tokens and the estimated cost at
+    list price, cached tokens at the cached rate.
 
     Examples:
 
@@ -190,11 +194,12 @@ def show_command(
     """
     job_id = checked_id(job_id, "JOB_ID")
 
-    async def _run() -> tuple[list[JobRun], QueuedJob | None]:
+    async def _run() -> tuple[list[JobRun], QueuedJob | None, list[StoredLLMCall]]:
         async with connections() as (conn, client):
-            return await ledger.runs_of(conn, job_id), await redis_queue.peek(client, job_id)
+            runs = await ledger.runs_of(conn, job_id)
+            return runs, await redis_queue.peek(client, job_id), await list_job_llm_calls(conn, job_id)
 
-    runs, view = run_async(_run())
+    runs, view, calls = run_async(_run())
     if runs:
         name, queue, args = runs[0].job_name, runs[0].queue, runs[0].args
     elif view is not None:
@@ -203,7 +208,15 @@ def show_command(
         fail(f"no job with id {job_id!r} in the ledger or in Redis (see `run.py jobs runs` or `run.py jobs queues`)")
     if as_json:
         runs_json = [run_json(r) for r in runs]
-        print_json({"job_id": job_id, "in_redis": view is not None, "redis": _redis_json(view), "runs": runs_json})
+        print_json(
+            {
+                "job_id": job_id,
+                "in_redis": view is not None,
+                "redis": _redis_json(view),
+                "runs": runs_json,
+                "llm_calls": [llm_call_json(call) for call in calls],
+            }
+        )
         return
     console.print(f"[bold]{job_id}[/]", highlight=False, soft_wrap=True)
     console.print(f"job {name} on {queue}", highlight=False)
@@ -239,6 +252,7 @@ def show_command(
             console.print(f"run {run.id} result: {json.dumps(run.result)}", highlight=False, soft_wrap=True)
         if run.trace_id:  # tracing on (OTEL_EXPORTER_OTLP_ENDPOINT): the latest attempt's trace, to look up
             console.print(f"trace of run {run.id} (attempt {run.attempt}): {run.trace_id}", highlight=False)
+    show_llm_calls(console, calls)
 
 
 # --- jobs queues -------------------------------------------------------------------------------------------------

@@ -44,11 +44,15 @@ class ResponseFormatMode(StrEnum):
 
 @dataclass(frozen=True)
 class LLMUsage:
-    """What a piece of work cost: HTTP attempts made and tokens reported (or estimated when a server omits them)."""
+    """What a piece of work cost: HTTP attempts made and tokens reported (or estimated when a server omits them).
+
+    `cached_tokens` are part of `prompt_tokens` (the prompt's prefix the provider served from its cache, billed at a
+    discount), as OpenAI's usage reports them."""
 
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -59,6 +63,7 @@ class LLMUsage:
             self.calls + other.calls,
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
+            self.cached_tokens + other.cached_tokens,
         )
 
 
@@ -81,6 +86,8 @@ class LLMCallRecord:
     latency_ms: int
     outcome: CallOutcome
     error: str | None
+    cached_tokens: int = 0
+    """Of `prompt_tokens`, those the provider served from its prompt cache (0 when it reports none)."""
 
 
 class CallLog(Protocol):

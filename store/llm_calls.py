@@ -1,4 +1,5 @@
-"""runtime.llm_calls: one row per HTTP attempt at an LLM (see 0003_llm_calls.sql). Every query takes a user id.
+"""runtime.llm_calls: one row per HTTP attempt at an LLM (see 0003_llm_calls.sql). Every query takes a user id, but
+one: an operator's look at one job's calls (`run.py jobs show`), which the job id scopes.
 
 PostgresCallLog is the production implementation of the LLM layer's CallLog port (agents/llm/): the LLM client
 writes through it and reads the user's token usage from it for the daily budget.
@@ -17,7 +18,7 @@ from store.postgres import Executor
 
 _COLUMNS = (
     "user_id, job_id, agent, model, endpoint, prompt_name, prompt_version, purpose, response_format, attempt, "
-    "prompt_tokens, completion_tokens, latency_ms, outcome, error"
+    "prompt_tokens, completion_tokens, latency_ms, outcome, error, cached_tokens"
 )
 
 
@@ -34,7 +35,7 @@ async def insert_llm_call(executor: Executor, call: LLMCallRecord) -> int:
     """Store one call record; returns its id."""
     call_id: int = await executor.fetchval(
         f"INSERT INTO runtime.llm_calls ({_COLUMNS}) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
         call.user_id,
         call.job_id,
         call.agent,
@@ -50,12 +51,15 @@ async def insert_llm_call(executor: Executor, call: LLMCallRecord) -> int:
         call.latency_ms,
         call.outcome.value,
         call.error,
+        call.cached_tokens,
     )
     return call_id
 
 
 async def tokens_used_since(executor: Executor, user_id: str, since: datetime) -> int:
-    """Prompt + completion tokens the user's calls used from `since` on (the daily budget's sum)."""
+    """Prompt + completion tokens the user's calls used from `since` on (the daily budget's sum). Cached prompt
+    tokens count in full, as part of the prompt: the budget bounds the work a user can cause, whatever the provider
+    happened to keep in its cache (docs/llm.md)."""
     total = await executor.fetchval(
         "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM runtime.llm_calls "
         "WHERE user_id = $1 AND created_at >= $2",
@@ -73,6 +77,16 @@ async def list_llm_calls(
         f"SELECT id, created_at, {_COLUMNS} FROM runtime.llm_calls "
         "WHERE user_id = $1 AND ($2::text IS NULL OR job_id = $2) ORDER BY created_at, id LIMIT $3",
         user_id,
+        job_id,
+        limit,
+    )
+    return [_stored(row) for row in rows]
+
+
+async def list_job_llm_calls(executor: Executor, job_id: str, *, limit: int = 1000) -> list[StoredLLMCall]:
+    """One job's calls, oldest first, every run of its id (an operator's view: `run.py jobs show`)."""
+    rows = await executor.fetch(
+        f"SELECT id, created_at, {_COLUMNS} FROM runtime.llm_calls WHERE job_id = $1 ORDER BY created_at, id LIMIT $2",
         job_id,
         limit,
     )
@@ -103,6 +117,7 @@ def _stored(row: asyncpg.Record) -> StoredLLMCall:
         latency_ms=data["latency_ms"],
         outcome=CallOutcome(data["outcome"]),
         error=data["error"],
+        cached_tokens=data["cached_tokens"],
     )
     return StoredLLMCall(id=data["id"], created_at=data["created_at"], call=call)
 

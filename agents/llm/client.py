@@ -163,6 +163,7 @@ class LLMClient:
                 reply.latency_ms,
                 reply.prompt_tokens,
                 reply.completion_tokens,
+                cached_tokens=reply.cached_tokens,
             )
             if judgement.value is not None:
                 assert isinstance(judgement.value, output_type)
@@ -260,7 +261,7 @@ class LLMClient:
                 raise
             latency_ms = int((time.perf_counter() - started) * 1000)
             reply = Reply.of(completion, sent_tokens=sent_tokens, latency_ms=latency_ms, mode=mode, attempt=attempt)
-            usage += LLMUsage(1, reply.prompt_tokens, reply.completion_tokens)
+            usage += LLMUsage(1, reply.prompt_tokens, reply.completion_tokens, reply.cached_tokens)
             return reply, usage
 
     async def _after_failure(
@@ -311,6 +312,8 @@ class LLMClient:
         latency_ms: int,
         prompt_tokens: int,
         completion_tokens: int,
+        *,
+        cached_tokens: int = 0,
     ) -> None:
         record = LLMCallRecord(
             user_id=context.user_id,
@@ -328,6 +331,7 @@ class LLMClient:
             latency_ms=latency_ms,
             outcome=outcome,
             error=short(error) if error else None,
+            cached_tokens=cached_tokens,
         )
         await write_record(self._call_log, record)
 

@@ -150,17 +150,38 @@ class _WireChoice(BaseModel):
     finish_reason: str | None = None
 
 
+def _count(value: Any) -> int:
+    """A token count as a server reports it: null, negative or not a number reads as 0, a huge one as the most a
+    record holds."""
+    return min(max(value, 0), MAX_RECORDED_TOKENS) if isinstance(value, int) else 0
+
+
 class _WireUsage(BaseModel):
     """Token counts as a server reports them; null or out of range (some local servers) reads as 0 or the most a
-    record holds, so a server's odd usage never stops its call from being recorded."""
+    record holds, so a server's odd usage never stops its call from being recorded.
+
+    The cached part of the prompt comes in one of two shapes: OpenAI's `prompt_tokens_details.cached_tokens` (also
+    xAI, Groq, Azure OpenAI and vLLM with --enable-prompt-tokens-details) or DeepSeek's `prompt_cache_hit_tokens`;
+    both are part of `prompt_tokens`. Either may be absent or malformed (a server that caches nothing): 0."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    prompt_tokens_details: Any = None
+    prompt_cache_hit_tokens: Any = None
 
     @field_validator("prompt_tokens", "completion_tokens", mode="before")
     @classmethod
     def _countable(cls, value: Any) -> int:
-        return min(max(value, 0), MAX_RECORDED_TOKENS) if isinstance(value, int) else 0
+        return _count(value)
+
+    @property
+    def cached_tokens(self) -> int:
+        """The cached part of the prompt, never more than the prompt (runtime.llm_calls checks it is not)."""
+        details = self.prompt_tokens_details
+        reported = details.get("cached_tokens") if isinstance(details, dict) else None
+        if reported is None:
+            reported = self.prompt_cache_hit_tokens
+        return min(_count(reported), self.prompt_tokens)
 
 
 class WireCompletion(BaseModel):
@@ -200,6 +221,7 @@ class Reply:
     finish_reason: str | None
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int
     latency_ms: int
     mode: ResponseFormatMode
     attempt: int
@@ -208,19 +230,25 @@ class Reply:
     def of(
         cls, completion: WireCompletion, *, sent_tokens: int, latency_ms: int, mode: ResponseFormatMode, attempt: int
     ) -> Reply:
-        """The reply a completion holds; without usage from the server, its tokens are estimated."""
+        """The reply a completion holds; without usage from the server, its tokens are estimated (none cached)."""
         choice = completion.choices[0] if completion.choices else None
         content = choice.message.content if choice else None
-        if completion.usage is not None:
-            prompt_tokens, completion_tokens = completion.usage.prompt_tokens, completion.usage.completion_tokens
+        usage = completion.usage
+        if usage is not None:
+            prompt_tokens, completion_tokens, cached_tokens = (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.cached_tokens,
+            )
         else:
-            prompt_tokens, completion_tokens = sent_tokens, estimate_tokens(content or "")
+            prompt_tokens, completion_tokens, cached_tokens = sent_tokens, estimate_tokens(content or ""), 0
         return cls(
             content=content,
             refusal=choice.message.refusal if choice else None,
             finish_reason=choice.finish_reason if choice else None,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
+            cached_tokens=cached_tokens,
             latency_ms=latency_ms,
             mode=mode,
             attempt=attempt,

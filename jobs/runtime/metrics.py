@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import structlog
 from prometheus_client import (
@@ -76,13 +76,17 @@ CRON_FIRED = Counter("orrery_cron_fired", "Cron slots this worker claimed and en
 LLM_CALLS = Counter(
     "orrery_llm_calls", "LLM HTTP attempts by outcome (ok or the error).", ["agent", "model", "outcome"]
 )
-LLM_TOKENS = Counter("orrery_llm_tokens", "LLM tokens, prompt and completion.", ["agent", "model", "kind"])
+LLM_TOKENS = Counter(
+    "orrery_llm_tokens",
+    "LLM tokens: prompt (cached ones included), of which cached (served from the provider's prompt cache), completion.",
+    ["agent", "model", "kind"],
+)
 LLM_LATENCY = Histogram(
     "orrery_llm_latency_seconds", "LLM HTTP attempt latency.", ["agent", "model"], buckets=LLM_BUCKETS
 )
 LLM_COST = Counter(
     "orrery_llm_cost_usd",
-    "Estimated LLM cost from PRICES_USD_PER_MILLION (unknown models count 0).",
+    "Estimated LLM cost from PRICES_USD_PER_MILLION, cached prompt tokens at the cached rate (unknown models: 0).",
     ["agent", "model"],
 )
 BUDGET_DEFERRALS = Counter("orrery_budget_deferrals", "Jobs deferred to the next UTC day by a user's token budget.")
@@ -90,34 +94,61 @@ RECONCILE_DRIFT = Counter(
     "orrery_reconcile_drift", "Drift reconcile found (and repaired through the outbox).", ["store", "kind"]
 )
 
-PRICES_USD_PER_MILLION: dict[str, tuple[float, float]] = {
-    # model (a dated name like gpt-4o-mini-2024-07-18 takes its prefix's price): (prompt, completion) USD per 1M tokens
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4.1-nano": (0.10, 0.40),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1": (2.00, 8.00),
-    "text-embedding-3-small": (0.02, 0.0),
-    "text-embedding-3-large": (0.13, 0.0),
+
+class ModelPrice(NamedTuple):
+    """USD per million tokens: uncached prompt, cached prompt (the provider's prompt-cache discount), completion."""
+
+    prompt: float
+    cached_prompt: float
+    completion: float
+
+    @property
+    def cached_discount(self) -> float:
+        """What a cached prompt token costs as a share of an uncached one (gpt-4o-mini: 0.5)."""
+        return self.cached_prompt / self.prompt if self.prompt else 1.0
+
+
+PRICES_USD_PER_MILLION: dict[str, ModelPrice] = {
+    # a dated name like gpt-4o-mini-2024-07-18 takes its prefix's price
+    "gpt-4o-mini": ModelPrice(0.15, 0.075, 0.60),
+    "gpt-4o": ModelPrice(2.50, 1.25, 10.00),
+    "gpt-4.1-nano": ModelPrice(0.10, 0.025, 0.40),
+    "gpt-4.1-mini": ModelPrice(0.40, 0.10, 1.60),
+    "gpt-4.1": ModelPrice(2.00, 0.50, 8.00),
+    "text-embedding-3-small": ModelPrice(0.02, 0.02, 0.0),  # embeddings have no prompt cache
+    "text-embedding-3-large": ModelPrice(0.13, 0.13, 0.0),
 }
-"""OpenAI list prices (checked 2025) for the estimate in orrery_llm_cost_usd_total; cached-prompt discounts are not
-applied, so it errs high. A model not listed costs 0, and the worker says so once per model."""
+"""OpenAI's list prices (standard tier, USD per million tokens: input, cached input, output) as published on its
+pricing page, the same from April 2025 (gpt-4.1's launch) to the check on 2026-12-07; cached input is half the input
+price for the gpt-4o family and a quarter for gpt-4.1's. For the estimate in orrery_llm_cost_usd_total,
+`run.py jobs show` and bench/bench_cost.py. A model not listed costs 0, and the worker says so once per model."""
 
 _unpriced: set[str] = set()
 
 
-def price_of(model: str) -> tuple[float, float] | None:
-    """(prompt, completion) USD per million tokens of `model`, by exact name or its longest listed prefix."""
+def price_of(model: str) -> ModelPrice | None:
+    """The price of `model`, by exact name or its longest listed prefix."""
     if model in PRICES_USD_PER_MILLION:
         return PRICES_USD_PER_MILLION[model]
     prefixes = [name for name in PRICES_USD_PER_MILLION if model.startswith(name + "-")]
     return PRICES_USD_PER_MILLION[max(prefixes, key=len)] if prefixes else None
 
 
-def estimated_cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> float:
-    """What the call would cost at list price; 0 for a model without a price (logged once per model)."""
+def list_price_usd(model: str, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float | None:
+    """What a call costs at list price, its cached prompt tokens (part of `prompt_tokens`) at the cached rate; None
+    for a model without a price."""
     price = price_of(model)
     if price is None:
+        return None
+    cached = min(cached_tokens, prompt_tokens)
+    uncached = prompt_tokens - cached
+    return (uncached * price.prompt + cached * price.cached_prompt + completion_tokens * price.completion) / 1_000_000
+
+
+def estimated_cost_usd(model: str, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
+    """`list_price_usd`, with 0 for a model without a price (logged once per model)."""
+    cost = list_price_usd(model, prompt_tokens, completion_tokens, cached_tokens)
+    if cost is None:
         if model not in _unpriced:
             _unpriced.add(model)
             logger.warning(
@@ -126,7 +157,7 @@ def estimated_cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -
                 model=model,
             )
         return 0.0
-    return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1_000_000
+    return cost
 
 
 def job_finished(job: str, outcome: str, duration_ms: int | None) -> None:
@@ -176,10 +207,11 @@ class ObservedCallLog:
     async def record(self, call: LLMCallRecord) -> None:
         LLM_CALLS.labels(call.agent, call.model, call.outcome.value).inc()
         LLM_TOKENS.labels(call.agent, call.model, "prompt").inc(call.prompt_tokens)
+        LLM_TOKENS.labels(call.agent, call.model, "cached").inc(call.cached_tokens)
         LLM_TOKENS.labels(call.agent, call.model, "completion").inc(call.completion_tokens)
         LLM_LATENCY.labels(call.agent, call.model).observe(call.latency_ms / 1000)
         LLM_COST.labels(call.agent, call.model).inc(
-            estimated_cost_usd(call.model, call.prompt_tokens, call.completion_tokens)
+            estimated_cost_usd(call.model, call.prompt_tokens, call.completion_tokens, call.cached_tokens)
         )
         with tracing.llm_call_span(call):  # the call's recording (a Postgres insert) is traced under it
             await self._inner.record(call)

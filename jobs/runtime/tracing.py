@@ -201,6 +201,7 @@ def llm_call_span(call: LLMCallRecord) -> Iterator[None]:
         "gen_ai.request.model": call.model,
         "gen_ai.usage.input_tokens": call.prompt_tokens,
         "gen_ai.usage.output_tokens": call.completion_tokens,
+        "orrery.llm.cached_tokens": call.cached_tokens,
         "orrery.agent": call.agent,
         "orrery.llm.outcome": call.outcome.value,
         "orrery.llm.prompt": f"{call.prompt_name}@{call.prompt_version}",

@@ -105,6 +105,7 @@ async def test_show_a_job_another_program_wrote_into_redis(
         "job_id": "ingest:c_web",
         "in_redis": True,
         "runs": [],
+        "llm_calls": [],
         "redis": {
             "state": "queued",
             "name": "ingest",

@@ -12,7 +12,7 @@ METRICS: dict[str, frozenset[str]] = {
     "orrery_lease_takeovers_total": frozenset(),
     "orrery_cron_fired_total": frozenset({"job"}),
     "orrery_llm_calls_total": frozenset({"agent", "model", "outcome"}),
-    "orrery_llm_tokens_total": frozenset({"agent", "model", "kind"}),  # kind: prompt, completion
+    "orrery_llm_tokens_total": frozenset({"agent", "model", "kind"}),  # kind: prompt, cached (of prompt), completion
     "orrery_llm_latency_seconds": frozenset({"agent", "model"}),
     "orrery_llm_cost_usd_total": frozenset({"agent", "model"}),
     "orrery_budget_deferrals_total": frozenset(),

@@ -205,6 +205,17 @@ SPENT = JobSpec(
 )
 
 
+CACHED_COMPLETION = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "gpt-4o-mini",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": '{"mood": "good"}'}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 2000, "completion_tokens": 12, "prompt_tokens_details": {"cached_tokens": 1536}},
+}
+"""A completion as OpenAI sends it when most of the prompt came from its prompt cache."""
+
+
 async def test_one_process_serves_every_metric_of_the_contract_with_its_labels(
     served: metrics.MetricsServer, pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner
 ) -> None:
@@ -224,7 +235,7 @@ async def test_one_process_serves_every_metric_of_the_contract_with_its_labels(
     observed = metrics.ObservedCallLog(inner)
     context = CallContext(user_id="u-metrics", agent="probe", job_id="job-1")
     with ScriptedLLMServer() as server:
-        server.enqueue(ScriptedReply.error(500, "busy"), ScriptedReply.json({"mood": "good"}))
+        server.enqueue(ScriptedReply.error(500, "busy"), ScriptedReply.garbled(json.dumps(CACHED_COMPLETION)))
         client = LLMClient(
             base_url=server.base_url, api_key="k", call_log=observed, max_retries=1, backoff_initial_s=0.01
         )
@@ -246,10 +257,12 @@ async def test_one_process_serves_every_metric_of_the_contract_with_its_labels(
     assert delta("orrery_llm_calls_total", **llm, outcome="server_error") == 1
     assert delta("orrery_llm_calls_total", **llm, outcome="ok") == 1
     ok = records[1]
-    assert delta("orrery_llm_tokens_total", **llm, kind="prompt") == ok.prompt_tokens > 0
-    assert delta("orrery_llm_tokens_total", **llm, kind="completion") == ok.completion_tokens > 0
+    assert (ok.prompt_tokens, ok.cached_tokens, ok.completion_tokens) == (2000, 1536, 12)
+    assert delta("orrery_llm_tokens_total", **llm, kind="prompt") == 2000
+    assert delta("orrery_llm_tokens_total", **llm, kind="cached") == 1536
+    assert delta("orrery_llm_tokens_total", **llm, kind="completion") == 12
     assert delta("orrery_llm_latency_seconds_count", **llm) == 2
-    cost = (ok.prompt_tokens * 0.15 + ok.completion_tokens * 0.60) / 1_000_000
+    cost = ((2000 - 1536) * 0.15 + 1536 * 0.075 + 12 * 0.60) / 1_000_000  # cached prompt tokens at half price
     assert delta("orrery_llm_cost_usd_total", **llm) == pytest.approx(cost)
     assert delta("orrery_budget_deferrals_total") == 1
     assert delta("orrery_jobs_total", job="test.budget-spent", outcome="deferred") == 1
@@ -294,6 +307,10 @@ def _record(model: str, prompt_tokens: int, completion_tokens: int) -> LLMCallRe
 
 def test_cost_uses_the_price_of_a_dated_model_and_counts_an_unknown_model_as_zero() -> None:
     assert metrics.estimated_cost_usd("gpt-4o-mini-2024-07-18", 1_000_000, 1_000_000) == pytest.approx(0.75)
+    assert metrics.estimated_cost_usd("gpt-4o-mini", 1_000_000, 0, 1_000_000) == pytest.approx(0.075)  # all cached
+    assert metrics.estimated_cost_usd("gpt-4.1", 1_000_000, 0, 500_000) == pytest.approx(1.25)  # 1.00 + 0.25
+    assert metrics.estimated_cost_usd("gpt-4o", 1_000, 0, 5_000) == pytest.approx(1_000 * 1.25 / 1e6)  # never > prompt
+    assert metrics.list_price_usd("llama3.1:8b", 10, 10) is None
     assert metrics.estimated_cost_usd("gpt-4o", 2_000_000, 0) == pytest.approx(5.0)
     assert metrics.estimated_cost_usd("gpt-4.1-mini", 0, 1_000_000) == pytest.approx(1.6)  # not gpt-4.1's price
     assert metrics.estimated_cost_usd("llama3.1:8b", 10_000, 10_000) == 0.0

@@ -110,6 +110,7 @@ async def test_an_ingestion_is_one_trace_with_the_llm_call_the_write_and_their_s
     assert llm_attributes["gen_ai.request.model"] == settings.ingestion_model == call.call.model
     assert llm_attributes["gen_ai.usage.input_tokens"] == call.call.prompt_tokens > 0
     assert llm_attributes["gen_ai.usage.output_tokens"] == call.call.completion_tokens > 0
+    assert llm_attributes["orrery.llm.cached_tokens"] == call.call.cached_tokens
     assert llm_attributes["orrery.agent"] == call.call.agent and llm_attributes["orrery.llm.outcome"] == "ok"
     assert llm.start_time is not None and root.start_time is not None and llm.start_time >= root.start_time
     (record_insert,) = [s for s in children(traced, llm) if is_postgres(s)]
