@@ -180,4 +180,3 @@ def _spent(user_id: str, tokens: int) -> LLMCallRecord:
         outcome=CallOutcome.OK,
         error=None,
     )
-
