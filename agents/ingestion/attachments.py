@@ -26,6 +26,8 @@ SHARE = 1 / 3
 WRAPPER_TOKENS = 30
 """An attachment's tag and its description line."""
 KIND = "a"
+NAME_CHARS = 200
+"""The most of an uploader's file name the prompt shows."""
 
 
 def attachment_views(attachments: Sequence[Attachment], token_budget: int) -> list[dict[str, Any]]:
@@ -46,7 +48,7 @@ def attachment_views(attachments: Sequence[Attachment], token_budget: int) -> li
                 "handle": f"{KIND}{number}",
                 "kind": attachment.kind,
                 "message": attachment.message,
-                "name": attachment.filename or "(unnamed)",
+                "name": (attachment.filename or "(unnamed)")[:NAME_CHARS],
                 "text": text,
                 "unread": None if text else attachment.unread or "nothing was read from it",
             }

@@ -24,6 +24,7 @@ from agents.media.documents import document_text
 from agents.media.schema import ImageReading, check_image_reading
 from agents.media.types import FORMATS, detect_type
 from core.media import MediaKind, MediaReading, ReadingMethod
+from core.vocabulary import storable_text
 from prompts import load_prompt
 from settings import Settings
 
@@ -32,6 +33,8 @@ IMAGE_PROMPT = "media_image"
 TRANSCRIPTION_PROMPT = "media_transcription"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+NAME_CHARS = 200
+"""The most of an uploader's file name a prompt shows (the web app's column has no limit)."""
 
 
 class MediaLLM(StructuredLLM, Transcriber, Protocol):
@@ -88,7 +91,7 @@ class MediaAgent:
         else:
             text, pages = document_text(data, mime, max_chars=self._max_chars)
             method = ReadingMethod.PDF if mime == "application/pdf" else ReadingMethod.TEXT
-        text = text.strip()
+        text = storable_text(text).strip()  # a transcript is not validated: no NUL or lone surrogate may reach jsonb
         return MediaReading(
             text=text[: self._max_chars],
             method=method,
@@ -102,7 +105,8 @@ class MediaAgent:
         )
 
     async def _describe(self, item: MediaInput, data: bytes, mime: str, context: CallContext) -> str:
-        prompt = load_prompt(IMAGE_PROMPT).render(filename=item.filename or "(unnamed)", max_chars=self._max_chars)
+        name = (item.filename or "(unnamed)")[:NAME_CHARS]
+        prompt = load_prompt(IMAGE_PROMPT).render(filename=name, max_chars=self._max_chars)
         image = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
         answer = await self._llm.complete(
             prompt.with_images(image),

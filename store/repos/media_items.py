@@ -91,9 +91,12 @@ async def read_media_for_job(db: Executor, media_id: str) -> MediaItemRecord | N
     return MediaItemRecord.from_optional(row)
 
 
-async def list_media_items(db: Executor, user_id: str, media_ids: Sequence[str]) -> list[MediaItemRecord]:
+async def list_media_items(db: Executor, user_id: str, media_ids: Sequence[str] | None = None) -> list[MediaItemRecord]:
     """The user's own items among `media_ids`, in the order given (an id of another user's item, or of none, is
-    skipped: a message can only ever show its author's attachments)."""
+    skipped: a message can only ever show its author's attachments); all the user's items, oldest first, without."""
+    if media_ids is None:
+        rows = await db.fetch("SELECT * FROM media_items WHERE user_id = $1 ORDER BY created_at, media_id", user_id)
+        return [MediaItemRecord.from_row(row) for row in rows]
     rows = await db.fetch(
         "SELECT m.* FROM unnest($2::text[]) WITH ORDINALITY AS wanted(id, n) "
         "JOIN media_items m ON m.media_id = wanted.id AND m.user_id = $1 ORDER BY wanted.n",

@@ -19,7 +19,8 @@ import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from agents.scripted_llm import KeyedAnswer, ScriptedLLMServer, load_all_sample_answers
-from core.media import MediaKind
+from clients.contract import AttachmentWait
+from core.media import MediaFailure, MediaKind
 from jobs.ingestion import INGEST
 from jobs.media import MEDIA, SWEEP_MEDIA
 from jobs.runtime.enqueue import enqueue
@@ -205,8 +206,8 @@ async def test_a_bad_file_is_one_failure_and_a_failing_storage_is_retried_then_f
 
     for code, media_id in bad:
         found = await item(pool, media_id)
-        failure = (found.metadata or {}).get("failure", {})
-        assert found.processing_status == "failed" and failure.get("code") == code, (code, found.metadata)
+        failure = MediaFailure.model_validate((found.metadata or {}).get("failure"))  # as docs/contract.md says
+        assert found.processing_status == "failed" and failure.code == code, (code, found.metadata)
         run = await ledger.latest_run(pool, f"media:{media_id}")
         assert run is not None and run.state == "succeeded" and run.attempt == 1  # the file's fault: not retried
     assert "outside ORRERY_MEDIA_FILE_ROOT" in str((await item(pool, bad[5][1])).failure_reason)
@@ -278,7 +279,8 @@ async def test_ingestion_stops_waiting_after_the_bounded_tries_and_says_so(
     assert run.result["attachments"] == {"read": 0, "unread": 1}
     ingested = await conversations.get_conversation(pool, user_id, conversation.id)
     assert ingested is not None and ingested.status == "processed"
-    assert (ingested.metadata or {})["attachment_wait"]["deferrals"] == 3  # two waits, then on without it
+    wait = AttachmentWait.model_validate((ingested.metadata or {})["attachment_wait"])  # as docs/contract.md says
+    assert wait.deferrals == 3  # two waits, then on without it
     [prompt] = [r for r in llm_server.chat_requests if r.prompt_name == "ingestion"]
     assert "(not read: it was still being read when the conversation was ingested)" in prompt.message_text("user")
     # the model cited the unread attachment by its handle: the link is made all the same

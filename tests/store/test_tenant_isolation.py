@@ -78,6 +78,14 @@ def not_found(call: Any) -> Case:
     return Case(call, raises=NotFoundError)
 
 
+async def _both_listings(db: Executor, a: Any) -> list[list[media_items.MediaItemRecord]]:
+    """B's items by A's and B's ids, and all of B's items: B's own only, either way."""
+    return [
+        await media_items.list_media_items(db, B, [a.media, row_id(B, "media")]),
+        await media_items.list_media_items(db, B),
+    ]
+
+
 def _reading() -> MediaReading:
     return MediaReading(
         text="overwritten?",
@@ -150,8 +158,8 @@ CASES: dict[str, Case] = {
         equals(False),  # A's id exists: nothing written (ON CONFLICT DO NOTHING), A's row unchanged
     ),
     "media_items.list_media_items": Case(
-        lambda db, a: media_items.list_media_items(db, B, [a.media, row_id(B, "media")]),
-        lambda items: [item.media_id for item in items] == [row_id(B, "media")],
+        lambda db, a: _both_listings(db, a),
+        lambda listings: all([item.media_id for item in items] == [row_id(B, "media")] for items in listings),
     ),
     "media_items.start_processing": Case(
         lambda db, a: media_items.start_processing(db, B, a.media, reprocess=True), equals(False)
