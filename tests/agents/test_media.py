@@ -180,3 +180,13 @@ def _spent(user_id: str, tokens: int) -> LLMCallRecord:
         outcome=CallOutcome.OK,
         error=None,
     )
+
+
+async def test_a_transcript_postgres_could_not_store_is_made_storable(
+    server: ScriptedLLMServer, make_client: ClientFactory
+) -> None:
+    """A transcript is not validated like a chat answer: a NUL in it would fail the write on every try."""
+    server.enqueue(ScriptedReply.json({"text": "before\u0000after"}))
+    reading = await agent_of(make_client()).read(item(MediaKind.AUDIO, "n" * 5000 + ".wav"), tiny_wav())
+    assert reading.text == "before\ufffdafter"
+    assert len(server.transcription_requests[0].form["file"]["filename"]) <= 64
