@@ -116,6 +116,24 @@ class Settings(BaseSettings):
     cycle_report_model: str = "gpt-4o-mini"
     projection_max_memory_units: int = Field(2000, ge=1, le=100_000, description="Most important ones projected.")
 
+    # --- attachments (the media agent, jobs/media.py) ------------------------------------------------------
+    media_vision_model: str = Field("gpt-4o-mini", description="A vision-capable chat model; describes images.")
+    media_transcription_model: str = Field("whisper-1", description="Transcribes audio (/audio/transcriptions).")
+    media_max_bytes: int = Field(
+        25_000_000, ge=1, le=2_000_000_000, description="The largest attachment fetched; a larger one fails."
+    )
+    media_fetch_timeout_s: float = Field(60.0, gt=0, le=3600, description="The whole fetch of one attachment.")
+    media_file_root: Path | None = Field(None, description="file:// URLs must lie under it; unset: <data dir>/media.")
+    media_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts http(s) URLs may name (comma-separated); unset: any host with public addresses only.",
+    )
+    media_max_text_chars: int = Field(20_000, ge=100, le=1_000_000, description="Text kept of one attachment.")
+    media_wait_s: float = Field(5.0, gt=0, le=3600, description="Ingestion's wait for an unread attachment, each time.")
+    media_wait_tries: int = Field(
+        24, ge=0, le=1000, description="Times ingestion waits for its attachments before it goes on without them."
+    )
+
     # --- logging --------------------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -160,6 +178,16 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value or None
 
+    @field_validator("media_allowed_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: Any) -> Any:
+        """ORRERY_MEDIA_ALLOWED_HOSTS is a comma-separated list of host names or addresses, compared in lowercase."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple | set | frozenset):
+            return [str(host).strip().lower() for host in value if str(host).strip()]
+        return value
+
     @field_validator("cron", mode="before")
     @classmethod
     def _cron_json(cls, value: Any) -> Any:
@@ -199,6 +227,11 @@ class Settings(BaseSettings):
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+    @property
+    def resolved_media_root(self) -> Path:
+        """Where file:// attachment URLs must point: ORRERY_MEDIA_FILE_ROOT, or the data dir's `media` folder."""
+        return (self.media_file_root or self.data_dir / "media").expanduser().resolve()
 
     @property
     def llm_is_scripted(self) -> bool:

@@ -13,6 +13,10 @@ Two ways to script it:
   that breaks off, or a delay before replying to provoke a client timeout. Each request takes the next reply.
 - keyed answers (demo): `KeyedAnswer(match, answer, prompt)`; when the queue is empty, the first answer for the
   request's prompt whose `match` occurs in the request's message texts is returned.
+
+Two routes: chat completions (text, or text and image parts for a vision request: the text parts are matched) and
+`/audio/transcriptions` (multipart, as the openai client's audio API sends it: matched on its `prompt` field and the
+audio's filename; the answer is `{"text": "..."}`).
 A request with neither gets a 400 that says so, which the client reports as a permanent error.
 
 Sample answers are per prompt: `agents/samples/<prompt_name>.json` answers the requests rendered from
@@ -32,6 +36,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -39,10 +45,13 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from agents.scripted_prompt_cache import PromptCache, count_tokens, prompt_text
+from agents.scripted_prompt_cache import PromptCache, count_tokens, message_content_text, prompt_text
 from prompts import PROMPT_HEADER
 
 _extra_sample_dirs: list[Path] = []
+TRANSCRIPTIONS = "/audio/transcriptions"
+IMAGE_TOKENS = 85
+"""What the server bills an image part (OpenAI's price of a low-detail image)."""
 
 
 @dataclass(frozen=True)
@@ -142,8 +151,28 @@ class RecordedRequest:
         return self.headers.get(PROMPT_HEADER.lower())
 
     def message_text(self, role: str | None = None) -> str:
-        """All message contents (of one role, if given), joined by blank lines."""
-        return "\n\n".join(str(m.get("content", "")) for m in self.messages if role is None or m.get("role") == role)
+        """All message texts (of one role, if given), joined by blank lines; of a message in parts, its text parts
+        (an image part's base64 is not text)."""
+        return "\n\n".join(
+            message_content_text(m.get("content")) for m in self.messages if role is None or m.get("role") == role
+        )
+
+    @property
+    def images(self) -> list[str]:
+        """The image URLs of the request's messages (data: URLs), in order."""
+        return [
+            str(part.get("image_url", {}).get("url"))
+            for m in self.messages
+            if isinstance(m.get("content"), list)
+            for part in m["content"]
+            if isinstance(part, dict) and part.get("type") == "image_url"
+        ]
+
+    @property
+    def form(self) -> dict[str, Any]:
+        """The fields of a multipart request (a transcription): text fields as text, a file as its filename,
+        content_type and size."""
+        return self.body if isinstance(self.body, dict) and self.path.endswith(TRANSCRIPTIONS) else {}
 
 
 class ScriptedLLMServer:
@@ -189,6 +218,10 @@ class ScriptedLLMServer:
     @property
     def chat_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    @property
+    def transcription_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith(TRANSCRIPTIONS)]
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     @property
@@ -241,6 +274,8 @@ class ScriptedLLMServer:
             if self._queue:
                 return self._queue.popleft()
         text, prompt = request.message_text(), request.prompt_name
+        if request.form:  # a transcription: matched on its guiding prompt and the audio's filename
+            text = f"{request.form.get('prompt', '')}\n{request.form.get('file', {}).get('filename', '')}"
         for keyed in self._keyed:
             if keyed.answers(prompt, text):
                 return ScriptedReply.json(keyed.answer, delay_s=keyed.delay_s)
@@ -256,7 +291,7 @@ class ScriptedLLMServer:
             number = self._completions
         content = reply.content or ""
         prompt = prompt_text(request.body)
-        prompt_tokens = count_tokens(prompt)
+        prompt_tokens = count_tokens(prompt) + IMAGE_TOKENS * len(request.images)
         completion_tokens = count_tokens(content)
         model = request.body.get("model") if isinstance(request.body, dict) else None
         cached_tokens = self.prompt_cache.cached_tokens(str(model or self.model_name), prompt)
@@ -282,6 +317,19 @@ class ScriptedLLMServer:
             },
         }
 
+    def _transcription_body(self, request: RecordedRequest, reply: ScriptedReply) -> dict[str, Any]:
+        """A transcription's JSON: the reply's `text` (a keyed answer is {"text": "..."}), with token usage
+        (the guiding prompt's tokens and one per KB of audio in, the transcript's tokens out)."""
+        try:
+            answer = json.loads(reply.content or "{}")
+        except json.JSONDecodeError:
+            answer = {"text": reply.content}
+        text = str(answer.get("text", "")) if isinstance(answer, dict) else ""
+        audio = request.form.get("file", {}).get("size", 0)
+        input_tokens = count_tokens(str(request.form.get("prompt", ""))) + audio // 1024
+        usage = {"input_tokens": input_tokens, "output_tokens": count_tokens(text)}
+        return {"text": text, "usage": {"type": "tokens", **usage, "total_tokens": sum(usage.values())}}
+
     def _models_body(self) -> dict[str, Any]:
         model = {"id": self.model_name, "object": "model", "created": 0, "owned_by": "orrery-scripted"}
         return {"object": "list", "data": [model]}
@@ -304,12 +352,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        transcription = self.path.rstrip("/").endswith(TRANSCRIPTIONS)
         try:
-            body: Any = json.loads(raw) if raw else None
+            body: Any = _form(self.headers.get("Content-Type", ""), raw) if transcription else None
+            body = body if transcription else json.loads(raw) if raw else None
         except json.JSONDecodeError:
             body = raw.decode("utf-8", "replace")
         request = self._record(body)
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        if not (transcription or self.path.rstrip("/").endswith("/chat/completions")):
             self._send_json(404, _error_body(f"no route POST {self.path}", "invalid_request_error", None))
             return
         reply = self.scripted._next_reply(request)
@@ -322,7 +372,8 @@ class _Handler(BaseHTTPRequestHandler):
             body_out = _error_body(message, reply.error_type, reply.error_code)
             self._send_json(reply.status, body_out, reply.headers)
         else:
-            completion = json.dumps(self.scripted._completion_body(request, reply)).encode("utf-8")
+            made = self.scripted._transcription_body if transcription else self.scripted._completion_body
+            completion = json.dumps(made(request, reply)).encode("utf-8")
             self._send_bytes(200, completion, reply.headers, cut_at=reply.cut_at)
 
     def _record(self, body: Any) -> RecordedRequest:
@@ -354,6 +405,22 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True  # the Content-Length promised more: the client reads a broken body
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a provoked timeout); nothing to send it
+
+
+def _form(content_type: str, raw: bytes) -> dict[str, Any]:
+    """A multipart/form-data body's fields (what the openai client sends to /audio/transcriptions)."""
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = str(part.get_param("name", header="content-disposition") or "")
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        filename = part.get_filename()
+        if filename is None:
+            fields[name] = data.decode("utf-8", "replace")
+        else:
+            fields[name] = {"filename": filename, "content_type": part.get_content_type(), "size": len(data)}
+    return fields
 
 
 def _error_body(message: str, error_type: str, code: str | None) -> dict[str, Any]:

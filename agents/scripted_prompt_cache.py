@@ -59,8 +59,16 @@ def prompt_text(body: Any) -> str:
     parts = [schema_text(body)] if schema_text(body) else []
     for message in messages if isinstance(messages, list) else []:
         if isinstance(message, dict):
-            parts.append(f"{message.get('role')}: {message.get('content')}")
+            parts.append(f"{message.get('role')}: {message_content_text(message.get('content'))}")
     return "\n\n".join(parts)
+
+
+def message_content_text(content: Any) -> str:
+    """A message's text; of a message in parts, its text parts (an image part's base64 is billed per image, not
+    counted as text)."""
+    if isinstance(content, list):
+        return "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return str(content or "")
 
 
 class PromptCache:

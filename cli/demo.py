@@ -83,7 +83,7 @@ async def _demo(cfg: Settings, found: Backends, concurrency: int, scripted: bool
             f"[bold]2/6[/] migrations: {len(report.applied)} applied now, {len(report.already_applied)} before"
         )
 
-        seeded = await seed_sample_user(pool, redis)
+        seeded = await seed_sample_user(pool, redis, media_dir=cfg.resolved_media_root)
         console.print(
             f"[bold]3/6[/] sample user {seeded.email}, id {seeded.user_id}: {len(seeded.conversations)} "
             f"conversations ({len(seeded.created_keys)} new)",

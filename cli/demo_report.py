@@ -12,9 +12,10 @@ from rich.table import Table
 from core.vocabulary import GrowthDimension
 from store.llm_calls import list_llm_calls
 from store.postgres import Executor
-from store.repos import cards, concepts, conversations, growth_events, memory_units, users
+from store.repos import cards, concepts, conversations, growth_events, media_items, memory_units, users
 from store.repos.concepts import ConceptRecord
 from store.repos.conversations import ConversationRecord
+from store.repos.media_items import MediaItemRecord
 from store.repos.memory_units import MemoryUnitRecord
 
 
@@ -31,6 +32,7 @@ class MemoryReport:
     prompt_tokens: int
     cached_tokens: int
     completion_tokens: int
+    attachments: list[MediaItemRecord]
 
 
 async def load_report(db: Executor, user_id: str) -> MemoryReport:
@@ -48,6 +50,7 @@ async def load_report(db: Executor, user_id: str) -> MemoryReport:
         prompt_tokens=sum(c.call.prompt_tokens for c in calls),
         cached_tokens=sum(c.call.cached_tokens for c in calls),
         completion_tokens=sum(c.call.completion_tokens for c in calls),
+        attachments=await media_items.list_media_items(db, user_id),
     )
 
 
@@ -76,6 +79,23 @@ def render_report(console: Console, report: MemoryReport) -> None:
             f"{unit.sentiment_score or 0:+.1f}",
         )
     console.print(table)
+
+    if report.attachments:
+        titles = {unit.muid: unit.title for unit in report.memory_units}
+        table = Table(title=f"Attachments ({len(report.attachments)}): what was read, and the memory it gave")
+        for column in ("file", "type", "status", "read from it", "memory unit"):
+            table.add_column(column)
+        for item in report.attachments:
+            reading = item.reading
+            read = reading.text if reading is not None else item.failure_reason or "(not read yet)"
+            table.add_row(
+                _clip(item.filename or item.media_id, 30),
+                item.type,
+                item.processing_status,
+                _clip(read, 90),
+                _clip(titles.get(item.memory_unit_id or "", ""), 40),
+            )
+        console.print(table)
 
     table = Table(title=f"Concepts ({len(report.concepts)})")
     for column in ("name", "type", "description"):

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.ingestion import ForwardContext
+from core.media import FailureCode, MediaFailure, MediaKind, MediaReading, MediaStatus, ReadingMethod
 from core.vocabulary import EntityKind, GrowthDimension
 from store.context import TurnContextPackage, turn_context_key
 from store.ingestion_writes import GROWTH_SOURCE
@@ -72,6 +73,22 @@ class ConversationFailure(_Shape):
     at: str = Field(description="ISO 8601 with offset (UTC)")
 
 
+class AttachmentWait(_Shape):
+    """conversations.metadata.attachment_wait: how often ingestion waited for the conversation's attachments to be
+    read (at most ORRERY_MEDIA_WAIT_TRIES times, then it goes on without them); other metadata keys are kept."""
+
+    deferrals: int = Field(ge=1, description="Times counted, the last one the ingestion that went on")
+    last_at: str = Field(description="ISO 8601 with offset (UTC)")
+
+
+MEDIA_STATUS_OWNERS: dict[str, str] = {
+    MediaStatus.PENDING: "the web app, when it uploads the attachment (the default)",
+    MediaStatus.PROCESSING: "Orrery, while a media job reads it",
+    MediaStatus.PROCESSED: "Orrery, with what was read in `metadata.reading`",
+    MediaStatus.FAILED: "Orrery, when the file cannot be read or its job gives up (`metadata.failure`); "
+    "`reprocess=true` may read it again",
+}
+
 CARD_TYPES: dict[str, tuple[EntityKind, type[BaseModel]]] = {
     "concept": (EntityKind.CONCEPT, ConceptCardDisplay),
     "memory": (EntityKind.MEMORY_UNIT, MemoryCardDisplay),
@@ -109,7 +126,27 @@ def blocks() -> dict[str, str]:
         for card_type, (kind, shape) in CARD_TYPES.items()
     ]
     card_shapes = "\n\n".join(f"`{shape.__name__}`:\n\n{_schema_block(shape)}" for _, shape in CARD_TYPES.values())
+    if set(MediaStatus) ^ set(MEDIA_STATUS_OWNERS):
+        raise ValueError("media statuses without an owner line (or owners of unknown statuses)")
+    media_statuses = ["| processing_status | set by |", "|---|---|"] + [
+        f"| `{status.value}` | {MEDIA_STATUS_OWNERS[status]} |" for status in MediaStatus
+    ]
+    media = [
+        f"- `type`: {_values(kind.value for kind in MediaKind)}",
+        f"- `metadata.reading.method`: {_values(method.value for method in ReadingMethod)}",
+        f"- `metadata.failure.code`: {_values(code.value for code in FailureCode)}",
+        "- `metadata.reading`:",
+        "",
+        _schema_block(MediaReading),
+        "",
+        "- `metadata.failure`:",
+        "",
+        _schema_block(MediaFailure),
+    ]
     return {
+        "media-statuses": "\n".join(media_statuses),
+        "media-metadata": "\n".join(media),
+        "attachment-wait": _schema_block(AttachmentWait),
         "conversation-statuses": "\n".join(statuses),
         "conversation-failure": _schema_block(ConversationFailure),
         "cards": "\n".join(cards) + "\n\n" + card_shapes,

@@ -50,6 +50,8 @@ class MemoryUnitDraft(BaseModel):
     creation_ts: datetime
     importance_score: float
     sentiment_score: float
+    attachment_media_id: str | None = None
+    """The attachment (media_items.media_id) the memory comes from, when the model cited one it was shown."""
 
 
 class ConceptDraft(BaseModel):

@@ -12,6 +12,7 @@ from jobs import (
     ingestion,
     insight,
     maintenance,
+    media,
     proactive_prompts,
     projection,
     reconcile,
@@ -22,6 +23,8 @@ from jobs.runtime.registry import JobTable
 JOBS = JobTable(
     [
         ingestion.INGEST,
+        media.MEDIA,
+        media.SWEEP_MEDIA,
         maintenance.SWEEP_TIMEOUTS,
         maintenance.PRUNE_LEDGER,
         maintenance.EXPIRE_SESSIONS,

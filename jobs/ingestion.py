@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.errors import PermanentError
+from core.errors import DeferredError, PermanentError
+from core.media import MediaStatus
 from jobs.ingestion_recall import dedupe_by_similarity, relevant_concepts
+from jobs.media import MEDIA
 from jobs.resources import EMBEDDER, LLM, VECTOR
 from jobs.runtime import tracing
 from jobs.runtime.context import JobContext
@@ -29,11 +32,12 @@ from jobs.sync import follow_commit
 from store.context import TurnContextPackage, read_turn_context
 from store.ingestion_writes import IngestionThresholds, write_ingestion
 from store.postgres import Executor
-from store.repos import conversations
+from store.repos import conversations, media_items
 from store.repos.conversations import ConversationForJob
+from store.repos.media_items import MediaItemRecord
 
 if TYPE_CHECKING:
-    from agents.ingestion import IngestionInput
+    from agents.ingestion import Attachment, IngestionInput
 
 RELEVANT_CONCEPTS = 50
 """How many of the user's concepts the model sees (as handles) so it can reuse them instead of inventing twins: the
@@ -60,8 +64,13 @@ async def read_ingestion_source(
     )
 
 
-def ingestion_input(source: ConversationForJob, turn_context: TurnContextPackage | None) -> IngestionInput:
-    """The agent's input: messages, the live turn context, the memory profile, the relevant concepts."""
+def ingestion_input(
+    source: ConversationForJob,
+    turn_context: TurnContextPackage | None,
+    attachments: list[MediaItemRecord] | None = None,
+) -> IngestionInput:
+    """The agent's input: messages, the live turn context, the memory profile, the relevant concepts, the
+    attachments."""
     from agents.ingestion import ConversationInput, ConversationMessage, ExistingConcept, IngestionInput
 
     conversation = source.conversation
@@ -81,6 +90,7 @@ def ingestion_input(source: ConversationForJob, turn_context: TurnContextPackage
             ExistingConcept(concept_id=c.concept_id, name=c.name, type=c.type, description=c.description)
             for c in source.concepts
         ],
+        attachments=attachment_inputs(source, attachments or []),
     )
 
 
@@ -106,8 +116,9 @@ async def ingest(ctx: JobContext, args: IngestArgs) -> Mapping[str, Any]:
             f"(timeout sweep or the web app setting status 'ended')"
         )
 
+    attachments = await read_attachments(ctx, source)
     source = source.model_copy(update={"concepts": await relevant_concepts(ctx, source, RELEVANT_CONCEPTS)})
-    data = ingestion_input(source, turn_context)
+    data = ingestion_input(source, turn_context, attachments)
     llm = await ctx.resource(LLM)
     agent = IngestionAgent.from_settings(llm, ctx.settings)
     # 'processing' is shown while the LLM works (the write's own check is on 'processed'). It is set alongside the
@@ -147,7 +158,75 @@ async def ingest(ctx: JobContext, args: IngestArgs) -> Mapping[str, Any]:
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,
     )
-    return {**summary.as_dict(), "llm_calls": result.llm_calls, "windows": result.windows}
+    unread = sum(item.processing_status != MediaStatus.PROCESSED for item in attachments)
+    return {
+        **summary.as_dict(),
+        "llm_calls": result.llm_calls,
+        "windows": result.windows,
+        "attachments": {"read": len(attachments) - unread, "unread": unread},
+    }
+
+
+async def read_attachments(ctx: JobContext, source: ConversationForJob) -> list[MediaItemRecord]:
+    """The conversation's attachments (its messages' media ids: the owner's own items only), once they are read.
+
+    An attachment still `pending` or `processing` has its media job enqueued (a no-op when it is queued or running)
+    and the ingestion waits for it: deferred by ORRERY_MEDIA_WAIT_S, at most ORRERY_MEDIA_WAIT_TRIES times in the
+    conversation's life (counted in its metadata.attachment_wait, so a job enqueued again does not start over).
+    Then it goes on without them, and says so: the model is told what was not read, the ledger counts them."""
+    media_ids = list(dict.fromkeys(media_id for message in source.messages for media_id in message.media_ids))
+    if not media_ids:
+        return []
+    user_id, conversation_id = source.conversation.user_id, source.conversation.id
+    items = await media_items.list_media_items(ctx.pool, user_id, media_ids)
+    waiting = [item for item in items if item.processing_status in (MediaStatus.PENDING, MediaStatus.PROCESSING)]
+    if not waiting:
+        return items
+    for item in waiting:
+        await ctx.enqueue(MEDIA, {"media_id": item.media_id})
+    tries = ctx.settings.media_wait_tries
+    waited = await conversations.count_attachment_wait(ctx.pool, user_id, conversation_id)
+    if waited <= tries:
+        until = datetime.now(UTC) + timedelta(seconds=ctx.settings.media_wait_s)
+        raise DeferredError(
+            f"ingest: conversation {conversation_id} waits for {len(waiting)} attachment(s) to be read "
+            f"(wait {waited} of {tries}, ORRERY_MEDIA_WAIT_TRIES); their media jobs are enqueued",
+            until=until,
+        )
+    ctx.log.warning(
+        "ingest.attachments_unread", conversation_id=conversation_id, unread=len(waiting), waited=waited - 1
+    )
+    return items
+
+
+def attachment_inputs(source: ConversationForJob, items: list[MediaItemRecord]) -> list[Attachment]:
+    """The attachments as the agent reads them: the number of the message each came with, its text or why none."""
+    from agents.ingestion import Attachment
+
+    first_message: dict[str, int] = {}
+    for n, message in enumerate(source.messages, start=1):
+        for media_id in message.media_ids:
+            first_message.setdefault(media_id, n)
+    attachments = []
+    for item in items:
+        reading = item.reading
+        if reading is not None:
+            unread = None
+        elif item.processing_status == MediaStatus.FAILED:
+            unread = f"it could not be read ({item.failure_reason})"
+        else:
+            unread = "it was still being read when the conversation was ingested"
+        attachments.append(
+            Attachment(
+                media_id=item.media_id,
+                kind=item.type,
+                filename=item.filename,
+                message=first_message.get(item.media_id),
+                text=reading.text if reading else None,
+                unread=unread,
+            )
+        )
+    return attachments
 
 
 async def mark_failed_when_dead(ctx: JobContext, args: IngestArgs, reason: str) -> None:

@@ -18,7 +18,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -69,17 +69,29 @@ def _environment(directories: tuple[Path, ...]) -> jinja2.Environment:
 
 @dataclass(frozen=True)
 class RenderedPrompt:
-    """A prompt filled in: the system and user message texts, plus the identity of the template."""
+    """A prompt filled in: the system and user message texts, plus the identity of the template.
+
+    `images` (data URLs, `with_images`) travel after the user text as image content parts, for a vision model."""
 
     name: str
     version: str
     system: str | None
     user: str
+    images: tuple[str, ...] = ()
 
-    def messages(self) -> list[dict[str, str]]:
-        """The chat messages in OpenAI's wire format."""
-        out = [{"role": "system", "content": self.system}] if self.system else []
-        out.append({"role": "user", "content": self.user})
+    def with_images(self, *data_urls: str) -> RenderedPrompt:
+        """This prompt with images after its user text (data: URLs, e.g. `data:image/png;base64,…`)."""
+        return replace(self, images=(*self.images, *data_urls))
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The chat messages in OpenAI's wire format: text content, or text and image parts when there are images."""
+        out: list[dict[str, Any]] = [{"role": "system", "content": self.system}] if self.system else []
+        if not self.images:
+            out.append({"role": "user", "content": self.user})
+            return out
+        parts: list[dict[str, Any]] = [{"type": "text", "text": self.user}]
+        parts += [{"type": "image_url", "image_url": {"url": url}} for url in self.images]
+        out.append({"role": "user", "content": parts})
         return out
 
     def headers(self) -> dict[str, str]:

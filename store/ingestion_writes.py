@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import PermanentError
-from core.ingestion import EntityRef, IngestionResult, IngestionStatus
+from core.ingestion import EntityRef, IngestionResult, IngestionStatus, MemoryUnitDraft
 from core.vocabulary import EntityKind, NodeLabel
 from store import outbox
 from store.postgres import Executor
@@ -30,6 +30,7 @@ from store.repos import (
     derived_artifacts,
     growth_events,
     knowledge_edges,
+    media_items,
     memory_units,
     users,
 )
@@ -63,6 +64,7 @@ class IngestionWriteSummary:
     growth_events: int = 0
     cards: int = 0
     relationships: int = 0
+    attachments_linked: int = 0
     replaced: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -75,6 +77,7 @@ class IngestionWriteSummary:
             "growth_events": self.growth_events,
             "cards": self.cards,
             "relationships": self.relationships,
+            "attachments_linked": self.attachments_linked,
             "replaced": self.replaced,
         }
 
@@ -180,6 +183,19 @@ async def _replace_previous(
     ]
 
 
+async def _link_attachments(
+    conn: Executor, user_id: str, units: list[tuple[str, MemoryUnitDraft]], *, replace: bool
+) -> int:
+    """Link each attachment a memory unit came from to that unit (media_items.memory_unit_id holds one: the most
+    important unit citing it); a reprocess first unlinks the re-derived units' attachments no unit cites any more."""
+    links: dict[str, str] = {}
+    for muid, unit in sorted(units, key=lambda pair: -pair[1].importance_score):
+        if unit.attachment_media_id is not None:
+            links.setdefault(unit.attachment_media_id, muid)
+    replacing = [muid for muid, _ in units] if replace else []
+    return await media_items.link_memory_units(conn, user_id, links, replacing=replacing)
+
+
 async def _write_memory(
     conn: Executor,
     result: IngestionResult,
@@ -241,6 +257,7 @@ async def _write_memory(
         ],
         revise=replace,
     )
+    summary.attachments_linked = await _link_attachments(conn, user_id, units, replace=replace)
     for muid, unit in units:
         ids[EntityRef(kind=EntityKind.MEMORY_UNIT, key=unit.key)] = muid
         if unit.importance_score >= thresholds.card_importance:

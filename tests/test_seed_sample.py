@@ -7,14 +7,15 @@ import json
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
 from store.context import read_turn_context
-from store.repos import conversations, users
-from store.samples.loader import SampleError, load_sample, sample_id, seed_sample_user
+from store.repos import conversations, media_items, users
+from store.samples.loader import SAMPLES_DIR, SampleError, load_sample, sample_id, seed_sample_user
 from tests.cli.runner import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,9 +37,9 @@ def expected_counts() -> tuple[int, int, int]:
     return 1, len(sample.conversations), sum(len(c.messages) for c in sample.conversations)
 
 
-async def test_seeding_twice_changes_nothing(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
+async def test_seeding_twice_changes_nothing(pool: asyncpg.Pool, redis_client: aioredis.Redis, tmp_path: Path) -> None:
     sample = load_sample()
-    first = await seed_sample_user(pool, redis_client, now=NOW)
+    first = await seed_sample_user(pool, redis_client, media_dir=tmp_path, now=NOW)
     assert first.user_created and first.created_keys == [c.key for c in sample.conversations]
     assert first.user_id == sample_id(sample.user.email)
     assert [(c.key, c.status, c.message_count) for c in first.conversations] == [
@@ -51,7 +52,7 @@ async def test_seeding_twice_changes_nothing(pool: asyncpg.Pool, redis_client: a
     await conversations.set_conversation_status(
         pool, first.user_id, first.conversations[0].conversation_id, "processed"
     )
-    second = await seed_sample_user(pool, redis_client, now=NOW + timedelta(days=3))
+    second = await seed_sample_user(pool, redis_client, media_dir=tmp_path, now=NOW + timedelta(days=3))
     assert second.already_present and not second.user_created and second.created_keys == []
     assert [c.conversation_id for c in second.conversations] == [c.conversation_id for c in first.conversations]
     assert second.conversations[0].status == "processed", "a re-run reports, and keeps, what ingestion did since"
@@ -60,16 +61,20 @@ async def test_seeding_twice_changes_nothing(pool: asyncpg.Pool, redis_client: a
     assert [c.start_time for c in stored_after] == [c.start_time for c in stored_before]
 
 
-async def test_two_seeders_at_once_load_it_once(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
-    first, second = await asyncio.gather(*(seed_sample_user(pool, redis_client, now=NOW) for _ in range(2)))
+async def test_two_seeders_at_once_load_it_once(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
+    first, second = await asyncio.gather(
+        *(seed_sample_user(pool, redis_client, media_dir=tmp_path, now=NOW) for _ in range(2))
+    )
     assert sorted([first.user_created, second.user_created]) == [False, True]
     assert first.conversations == second.conversations
     assert await table_counts(pool) == expected_counts()
 
 
-async def test_seeded_rows_match_the_file(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
+async def test_seeded_rows_match_the_file(pool: asyncpg.Pool, redis_client: aioredis.Redis, tmp_path: Path) -> None:
     sample = load_sample()
-    seeded = await seed_sample_user(pool, redis_client, now=NOW)
+    seeded = await seed_sample_user(pool, redis_client, media_dir=tmp_path, now=NOW)
     user = await users.get_user(pool, seeded.user_id)
     assert user is not None
     assert (user.email, user.name, user.timezone, user.memory_profile) == (
@@ -96,17 +101,49 @@ async def test_seeded_rows_match_the_file(pool: asyncpg.Pool, redis_client: aior
             assert context is not None and context.model_dump() == spec.turn_context
 
 
-async def test_another_email_is_another_user(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
-    maya = await seed_sample_user(pool, redis_client, now=NOW)
-    other = await seed_sample_user(pool, redis_client, email="demo@example.org", now=NOW)
+def same_bytes(one: Path, other: Path) -> bool:
+    return one.read_bytes() == other.read_bytes()
+
+
+async def test_attachments_are_uploaded_pending_and_cited_by_their_message(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
+    """Each sample attachment is copied into the media root under the user's id and recorded `pending` with a
+    file:// URL there, its id in its message's media_ids; a rerun uploads and inserts nothing new."""
+    sample = load_sample()
+    seeded = await seed_sample_user(pool, redis_client, media_dir=tmp_path, now=NOW)
+    wanted = [(c.key, a) for c in sample.conversations for a in c.attachments]
+    assert wanted, "the sample shows an attachment"
+    for key, attachment in wanted:
+        conversation_id = sample_id(sample.user.email, key)
+        messages = await conversations.list_messages(pool, seeded.user_id, conversation_id)
+        cited = await media_items.list_media_items(pool, seeded.user_id, messages[attachment.message].media_ids)
+        [item] = [one for one in cited if one.filename == Path(attachment.file).name]
+        assert (item.type, item.processing_status, item.filename) == (
+            attachment.type.value,
+            "pending",
+            Path(attachment.file).name,
+        )
+        path = Path(urlsplit(item.storage_url).path)
+        assert path.is_relative_to(tmp_path / seeded.user_id) and same_bytes(path, SAMPLES_DIR / attachment.file)
+    again = await seed_sample_user(pool, redis_client, media_dir=tmp_path, now=NOW)
+    assert again.already_present
+    assert len(await media_items.list_media_items(pool, seeded.user_id)) == len(wanted)
+
+
+async def test_another_email_is_another_user(pool: asyncpg.Pool, redis_client: aioredis.Redis, tmp_path: Path) -> None:
+    maya = await seed_sample_user(pool, redis_client, media_dir=tmp_path, now=NOW)
+    other = await seed_sample_user(pool, redis_client, email="demo@example.org", media_dir=tmp_path, now=NOW)
     assert other.user_created and other.user_id != maya.user_id
     assert not {c.conversation_id for c in other.conversations} & {c.conversation_id for c in maya.conversations}
 
 
-async def test_an_email_owned_by_someone_else_is_refused(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
+async def test_an_email_owned_by_someone_else_is_refused(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
     await users.create_user(pool, "web-app-user", email="taken@example.org")
     with pytest.raises(SampleError, match="already belongs to a user that seed-sample did not create"):
-        await seed_sample_user(pool, redis_client, email="taken@example.org", now=NOW)
+        await seed_sample_user(pool, redis_client, email="taken@example.org", media_dir=tmp_path, now=NOW)
     assert await table_counts(pool) == (1, 0, 0)
 
 

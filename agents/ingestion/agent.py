@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from agents.ingestion.attachments import attachment_views, check_attachments, views_tokens
 from agents.ingestion.inputs import IngestionInput
 from agents.ingestion.merge import Merger
 from agents.ingestion.schema import IngestionLimits, IngestionOutput, check_limits, check_references
@@ -56,19 +57,25 @@ class IngestionAgent:
         if not any(line.role == "user" for line in lines):
             return self._result(data, IngestionStatus.NO_USER_MESSAGES)
 
-        windows = windows_of(lines, self._budget)
+        attachments = attachment_views(data.attachments, self._budget)
+        windows = windows_of(lines, max(self._budget - views_tokens(attachments), self._budget // 2))
         context = CallContext(user_id=conversation.user_id, agent=AGENT_NAME, job_id=job_id)
-        handle_count, limits = len(data.existing_concepts), self._limits
-        merger = Merger(data.existing_concepts, conversation.start_time)
+        handle_count, limits, shown = len(data.existing_concepts), self._limits, len(attachments)
+        merger = Merger(data.existing_concepts, conversation.start_time, [a.media_id for a in data.attachments])
         usage = LLMUsage()
         for index, window in enumerate(windows, start=1):
-            rendered = self._prompt.render(**self._variables(data, window, index, len(windows), merger.summaries))
+            variables = self._variables(data, window, index, len(windows), merger.summaries)
+            rendered = self._prompt.render(**variables, attachments=attachments)
             answer = await self._llm.complete(
                 rendered,
                 IngestionOutput,
                 model=self._model,
                 context=context,
-                check=lambda output: [*check_references(output, handle_count), *check_limits(output, limits)],
+                check=lambda output: [
+                    *check_references(output, handle_count),
+                    *check_limits(output, limits),
+                    *check_attachments(output, shown),
+                ],
             )
             usage += answer.usage
             merger.add(answer.value)

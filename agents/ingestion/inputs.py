@@ -33,11 +33,24 @@ class ExistingConcept(BaseModel):
     description: str | None = None
 
 
+class Attachment(BaseModel):
+    """An attachment of the conversation's messages (media_items), as the model sees it: what was read from it, or
+    why nothing was (`unread`). The model sees it as a handle ("a1"); the result carries `media_id` back."""
+
+    media_id: str
+    kind: str
+    filename: str | None = None
+    message: int | None = Field(None, description="The number of the message it is attached to (1 = the first)")
+    text: str | None = None
+    unread: str | None = None
+
+
 class IngestionInput(BaseModel):
     conversation: ConversationInput
     turn_context: TurnContextPackage | None = None
     memory_profile: dict[str, Any] | None = None
     existing_concepts: list[ExistingConcept] = Field(default_factory=list)
+    attachments: list[Attachment] = Field(default_factory=list)
 
     @field_validator("turn_context", mode="before")
     @classmethod

@@ -34,8 +34,11 @@ from core.vocabulary import (
 class Merger:
     """Accumulates windows into one deduplicated result, translating each window's keys into result keys."""
 
-    def __init__(self, existing: Sequence[ExistingConcept], default_ts: datetime) -> None:
+    def __init__(
+        self, existing: Sequence[ExistingConcept], default_ts: datetime, attachments: Sequence[str] = ()
+    ) -> None:
         self._existing = existing
+        self._attachments = attachments  # media ids, by attachment handle ("a1" is the first)
         self._existing_by_name = {(normalize_concept_name(c.name), normalize_concept_type(c.type)): c for c in existing}
         self._default_ts = default_ts
         self.memory_units: dict[str, MemoryUnitDraft] = {}  # normalized title -> draft
@@ -92,8 +95,10 @@ class Merger:
     def _add_memory_unit(self, unit: ExtractedMemoryUnit) -> EntityRef:
         identity = normalize_concept_name(unit.title)
         known = self.memory_units.get(identity)
+        attachment = self._attachment(unit.attachment)
         if known is not None:
             known.importance_score = max(known.importance_score, unit.importance)
+            known.attachment_media_id = known.attachment_media_id or attachment
             return EntityRef(kind=EntityKind.MEMORY_UNIT, key=known.key)
         ts = unit.creation_ts or self._default_ts
         draft = MemoryUnitDraft(
@@ -103,9 +108,15 @@ class Merger:
             creation_ts=ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC),
             importance_score=unit.importance,
             sentiment_score=unit.sentiment,
+            attachment_media_id=attachment,
         )
         self.memory_units[identity] = draft
         return EntityRef(kind=EntityKind.MEMORY_UNIT, key=draft.key)
+
+    def _attachment(self, text: str | None) -> str | None:
+        """The media id of an attachment handle the check accepted ("a2"), or None."""
+        handle = parse_handle(text, "a") if text is not None else None
+        return self._attachments[handle.index] if handle and handle.number <= len(self._attachments) else None
 
     def _existing_concept(self, handle: int, description: str | None) -> EntityRef:
         return self._reuse(self._existing[handle - 1], description)

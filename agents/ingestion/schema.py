@@ -41,6 +41,9 @@ class ExtractedMemoryUnit(StorableModel):
     creation_ts: datetime | None = Field(description="When it happened (ISO 8601), or null for the conversation time")
     importance: float = Field(ge=1, le=10)
     sentiment: float = Field(ge=-1, le=1)
+    attachment: str | None = Field(
+        None, pattern=handle_pattern("a"), description='The handle of the attachment it comes from ("a1"), or null'
+    )
 
     @field_validator("creation_ts", mode="after")
     @classmethod

@@ -12,7 +12,8 @@ Why this shape:
   (runtime.llm_calls in production), which is also what the per-user daily token budget is summed from.
 
 Its modules, by what they hold: `port` (what agents depend on: StructuredLLM, CallContext, StructuredAnswer),
-`wire` (the request body, the strict schema, the completion read back, response format support), `answers` (judging
+`wire` (the request body, the strict schema, the completion read back, response format support), `transcription`
+(speech to text through /audio/transcriptions, recorded like a chat call), `answers` (judging
 an answer and the repair request), `policy` (classifying a failure and the retry decision, shared with the
 embeddings client), `call_log` (writing records, the daily budget, an in-memory log) and `client` (LLMClient).
 This package re-exports what the rest of Orrery imports, so `agents.llm` stays the one import path of the port.
@@ -20,16 +21,20 @@ This package re-exports what the rest of Orrery imports, so `agents.llm` stays t
 
 from agents.llm.call_log import InMemoryCallLog, next_utc_midnight
 from agents.llm.client import LLMClient, open_llm_client
-from agents.llm.port import CallContext, StructuredAnswer, StructuredLLM
+from agents.llm.port import CallContext, StructuredAnswer, StructuredLLM, Transcriber
+from agents.llm.transcription import AudioFile, Transcript
 from agents.llm.wire import ResponseFormatSupport, estimate_tokens, strict_json_schema
 
 __all__ = [
+    "AudioFile",
     "CallContext",
     "InMemoryCallLog",
     "LLMClient",
     "ResponseFormatSupport",
     "StructuredAnswer",
     "StructuredLLM",
+    "Transcriber",
+    "Transcript",
     "estimate_tokens",
     "next_utc_midnight",
     "open_llm_client",

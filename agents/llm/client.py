@@ -25,12 +25,13 @@ from agents.llm.answers import judge, repair_messages
 from agents.llm.call_log import check_budget, write_record
 from agents.llm.policy import Failure, classify, retry_delay, short, unreadable
 from agents.llm.port import CallContext, StructuredAnswer
+from agents.llm.transcription import AudioFile, Transcript, transcribe_audio
 from agents.llm.wire import (
     CHAT_COMPLETIONS,
     RESPONSE_FORMAT_SUPPORT,
     Reply,
     ResponseFormatSupport,
-    estimate_tokens,
+    message_tokens,
     public_endpoint,
     read_completion,
     request_body,
@@ -144,7 +145,7 @@ class LLMClient:
         """
         await check_budget(self._call_log, self._budget, context, self._clock())
         schema = strict_json_schema(output_type)
-        messages: list[dict[str, str]] = prompt.messages()
+        messages: list[dict[str, Any]] = prompt.messages()
         usage = LLMUsage()
         purpose = CallPurpose.ANSWER
         while True:
@@ -192,9 +193,27 @@ class LLMClient:
             messages = [*messages, *repair_messages(reply.content or "", judgement.errors)]
             purpose = CallPurpose.REPAIR
 
+    async def transcribe(
+        self, audio: AudioFile, *, prompt: RenderedPrompt, model: str, context: CallContext
+    ) -> Transcript:
+        """What is said in `audio`, from the endpoint's /audio/transcriptions (agents/llm/transcription.py): the
+        user's budget checked first, every attempt recorded, the same retries as a chat call."""
+        await check_budget(self._call_log, self._budget, context, self._clock())
+        return await transcribe_audio(
+            self._client,
+            lambda record: write_record(self._call_log, record),
+            audio,
+            endpoint=self.endpoint,
+            prompt=prompt,
+            model=model,
+            context=context,
+            max_retries=self._max_retries,
+            backoff=(self._backoff_initial_s, self._backoff_max_s),
+        )
+
     async def _request(
         self,
-        messages: list[dict[str, str]],
+        messages: list[dict[str, Any]],
         schema: dict[str, Any],
         schema_name: str,
         model: str,
@@ -206,7 +225,7 @@ class LLMClient:
         usage = LLMUsage()
         attempt = 0
         retries = 0
-        sent_tokens = sum(estimate_tokens(m["content"]) for m in messages)
+        sent_tokens = sum(message_tokens(m) for m in messages)
         while True:
             attempt += 1
             mode = self._formats.mode_for(self.base_url)

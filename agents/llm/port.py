@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from core.llm_records import LLMUsage
 from prompts import RenderedPrompt
+
+if TYPE_CHECKING:
+    from agents.llm.transcription import AudioFile, Transcript
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -46,3 +49,11 @@ class StructuredLLM(Protocol):
         context: CallContext,
         check: Callable[[T], Sequence[str]] | None = None,
     ) -> StructuredAnswer[T]: ...
+
+
+class Transcriber(Protocol):
+    """Speech to text, the port the media agent depends on; LLMClient.transcribe is the implementation."""
+
+    async def transcribe(
+        self, audio: AudioFile, *, prompt: RenderedPrompt, model: str, context: CallContext
+    ) -> Transcript: ...

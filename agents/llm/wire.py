@@ -58,6 +58,27 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
+IMAGE_TOKENS = 765
+"""What one image part is counted as when a server reports no usage: OpenAI's price of a 1024x1024 image in detail."""
+
+
+def message_tokens(message: dict[str, Any]) -> int:
+    """A chat message's estimated tokens: its text, plus IMAGE_TOKENS per image part (never its base64)."""
+    content = message["content"]
+    if isinstance(content, str):
+        return estimate_tokens(content)
+    return sum(
+        estimate_tokens(part.get("text", "")) if part.get("type") == "text" else IMAGE_TOKENS for part in content
+    )
+
+
+def _sendable(content: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """Content as UTF-8 can carry it: the text of a message, or of each text part."""
+    if isinstance(content, str):
+        return storable_text(content)
+    return [{**part, "text": storable_text(part["text"])} if part.get("type") == "text" else part for part in content]
+
+
 @functools.cache
 def strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's JSON schema in the subset OpenAI's strict structured outputs accept.
@@ -99,8 +120,8 @@ def public_endpoint(base_url: str) -> str:
 
 
 def _messages_for(
-    messages: list[dict[str, str]], mode: ResponseFormatMode, schema: dict[str, Any]
-) -> list[dict[str, str]]:
+    messages: list[dict[str, Any]], mode: ResponseFormatMode, schema: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Without server-side schema enforcement, the schema travels in the system message instead."""
     if mode is ResponseFormatMode.JSON_SCHEMA:
         return messages
@@ -113,7 +134,7 @@ def _messages_for(
 
 def request_body(
     model: str,
-    messages: list[dict[str, str]],
+    messages: list[dict[str, Any]],
     mode: ResponseFormatMode,
     schema: dict[str, Any],
     name: str,
@@ -129,8 +150,9 @@ def request_body(
 
     Texts are sent as UTF-8, which cannot carry an unpaired surrogate (JSON read from Redis, or a rejected answer
     repeated in a repair request, may hold one): it goes as U+FFFD instead of failing the request on every try.
+    A message's content may be parts (text and images, `RenderedPrompt.images`): their text is sent the same way.
     """
-    sendable = [{**message, "content": storable_text(message["content"])} for message in messages]
+    sendable = [{**message, "content": _sendable(message["content"])} for message in messages]
     body: dict[str, Any] = {"model": model, "messages": _messages_for(sendable, mode, schema)}
     if mode is ResponseFormatMode.JSON_SCHEMA:
         json_schema = {"name": name[:64], "schema": schema, "strict": strict}

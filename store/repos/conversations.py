@@ -91,17 +91,20 @@ async def add_message(
     content: str,
     timestamp: datetime | None = None,
     message_id: str | None = None,
+    media_ids: Sequence[str] = (),
 ) -> MessageRecord:
-    """Append a message; NotFoundError when the conversation is not this user's (checked in the same statement)."""
+    """Append a message (with the ids of its attachments, `media_items.media_id`); NotFoundError when the
+    conversation is not this user's (checked in the same statement)."""
     row = await db.fetchrow(
-        "INSERT INTO conversation_messages (id, conversation_id, role, content, timestamp) "
-        "SELECT $1, c.id, $4, $5, $6 FROM conversations c WHERE c.id = $3 AND c.user_id = $2 RETURNING *",
+        "INSERT INTO conversation_messages (id, conversation_id, role, content, timestamp, media_ids) "
+        "SELECT $1, c.id, $4, $5, $6, $7 FROM conversations c WHERE c.id = $3 AND c.user_id = $2 RETURNING *",
         message_id or new_id(),
         user_id,
         conversation_id,
         role,
         content,
         to_db(timestamp or utc_now()),
+        list(media_ids),
     )
     if row is None:
         raise NotFoundError(f"conversation {conversation_id} not found for user {user_id}")
@@ -240,6 +243,28 @@ async def mark_conversation_failed(db: Executor, user_id: str, conversation_id: 
     if status is None:
         raise NotFoundError(f"conversation {conversation_id} not found for user {user_id}")
     return str(status)
+
+
+async def count_attachment_wait(db: Executor, user_id: str, conversation_id: str) -> int:
+    """Count one more time the conversation's ingestion waited for its attachments to be read, in
+    `metadata.attachment_wait` ({"deferrals": n, "last_at": ISO 8601}); returns n. The count is kept for the
+    conversation's life, so the wait is bounded however often the job is enqueued again (jobs/ingestion.py)."""
+    count = await db.fetchval(
+        "UPDATE conversations SET metadata = "
+        "(CASE WHEN metadata IS NULL OR metadata = 'null'::jsonb THEN '{}'::jsonb "
+        "WHEN jsonb_typeof(metadata) = 'object' THEN metadata "
+        "ELSE jsonb_build_object('previous_metadata', metadata) END) "
+        "|| jsonb_build_object('attachment_wait', jsonb_build_object('deferrals', "
+        "COALESCE(CASE WHEN jsonb_typeof(metadata -> 'attachment_wait' -> 'deferrals') = 'number' "
+        "THEN (metadata -> 'attachment_wait' ->> 'deferrals')::numeric::int END, 0) + 1, 'last_at', $3::text)) "
+        "WHERE id = $2 AND user_id = $1 RETURNING (metadata -> 'attachment_wait' ->> 'deferrals')::int",
+        user_id,
+        conversation_id,
+        utc_now().isoformat(),
+    )
+    if count is None:
+        raise NotFoundError(f"conversation {conversation_id} not found for user {user_id}")
+    return int(count)
 
 
 class ConversationForJob(Record):

@@ -7,6 +7,8 @@ timestamps and any status ingestion has moved them to since.
 
 from __future__ import annotations
 
+import mimetypes
+import shutil
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,12 +17,15 @@ from typing import Any, NamedTuple
 
 import asyncpg
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.media import MediaKind
+from settings import get_settings
 from store.context import TurnContextPackage, write_turn_context
-from store.repos import conversations, users
+from store.repos import conversations, media_items, users
 
-SAMPLE_FILE = Path(__file__).with_name("sample_user.json")
+SAMPLES_DIR = Path(__file__).parent
+SAMPLE_FILE = SAMPLES_DIR / "sample_user.json"
 SAMPLE_NAMESPACE = uuid.UUID("fedb2f11-2930-41fc-8e1d-e6650b053014")
 MESSAGE_SPACING = timedelta(minutes=2)
 
@@ -41,6 +46,16 @@ class SampleUser(_Strict):
     memory_profile: dict[str, Any]
 
 
+class SampleAttachment(_Strict):
+    """A file the user attached to one of the conversation's messages: `file` is relative to store/samples/ (it is
+    copied into the media root, as the web app's upload would put it, and its media_items row points there)."""
+
+    message: int = Field(ge=0, description="The index of the message it is attached to (0 = the first)")
+    file: str
+    type: MediaKind
+    mime_type: str | None = None
+
+
 class SampleConversation(_Strict):
     key: str
     title: str | None
@@ -48,6 +63,16 @@ class SampleConversation(_Strict):
     days_ago: int = Field(ge=0)
     turn_context: dict[str, Any] | None
     messages: list[tuple[str, str]]
+    attachments: list[SampleAttachment] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _attached_to_a_message(self) -> SampleConversation:
+        for attachment in self.attachments:
+            if attachment.message >= len(self.messages):
+                raise ValueError(f"{self.key}: {attachment.file} is attached to message {attachment.message}, not one")
+            if not (SAMPLES_DIR / attachment.file).is_file():
+                raise ValueError(f"{self.key}: no file {SAMPLES_DIR / attachment.file}")
+        return self
 
 
 class SampleFile(_Strict):
@@ -93,16 +118,20 @@ async def seed_sample_user(
     email: str | None = None,
     now: datetime | None = None,
     path: Path = SAMPLE_FILE,
+    media_dir: Path | None = None,
 ) -> SeededSample:
     """Load the sample user (under `email`, default the file's) in one transaction, then their turn contexts.
 
     Conversations start `days_ago` days before `now`, an hour earlier plus a minute per position in the file so
-    that same-day conversations keep their order and every message lies in the past.
+    that same-day conversations keep their order and every message lies in the past. Attachments are copied into
+    `media_dir` (default: the media root workers read file:// URLs from, ORRERY_MEDIA_FILE_ROOT) under the user's
+    id, and recorded `pending` in media_items with their message's media_ids, as the web app's upload would.
     """
     sample = load_sample(path)
     email = email or sample.user.email
     now = now or datetime.now(UTC)
     user_id = sample_id(email)
+    uploads = _upload_attachments(sample, email, user_id, media_dir or get_settings().resolved_media_root)
     created_keys: list[str] = []
     async with pool.acquire() as conn, conn.transaction():
         # two seeders at once take turns, so the second finds the first one's rows instead of colliding with them
@@ -114,7 +143,7 @@ async def seed_sample_user(
             conversation_id = sample_id(email, conversation.key)
             if await conversations.get_conversation(conn, user_id, conversation_id) is None:
                 start = now - timedelta(days=conversation.days_ago, hours=1) + timedelta(minutes=position)
-                await _create_conversation(conn, user_id, conversation_id, email, conversation, start)
+                await _create_conversation(conn, user_id, conversation_id, email, conversation, start, uploads)
                 created_keys.append(conversation.key)
         seeded = [
             await _seeded(conn, user_id, conversation.key, sample_id(email, conversation.key))
@@ -152,6 +181,7 @@ async def _create_conversation(
     email: str,
     sample: SampleConversation,
     start: datetime,
+    uploads: dict[tuple[str, str], str],
 ) -> None:
     last = start + MESSAGE_SPACING * max(len(sample.messages) - 1, 0)
     await conversations.create_conversation(
@@ -164,6 +194,20 @@ async def _create_conversation(
         status=sample.status,
         metadata={"sample": True, "sample_key": sample.key},
     )
+    attached: dict[int, list[str]] = {}
+    for attachment in sample.attachments:
+        media_id = sample_id(email, sample.key, "media", attachment.file)
+        await media_items.insert_media_item(
+            conn,
+            user_id,
+            kind=attachment.type,
+            storage_url=uploads[(sample.key, attachment.file)],
+            filename=Path(attachment.file).name,
+            mime_type=attachment.mime_type or mimetypes.guess_type(attachment.file)[0],
+            size_bytes=(SAMPLES_DIR / attachment.file).stat().st_size,
+            media_id=media_id,
+        )
+        attached.setdefault(attachment.message, []).append(media_id)
     for index, (role, content) in enumerate(sample.messages):
         await conversations.add_message(
             conn,
@@ -173,7 +217,23 @@ async def _create_conversation(
             content=content,
             timestamp=start + MESSAGE_SPACING * index,
             message_id=sample_id(email, sample.key, str(index)),
+            media_ids=attached.get(index, ()),
         )
+
+
+def _upload_attachments(sample: SampleFile, email: str, user_id: str, media_dir: Path) -> dict[tuple[str, str], str]:
+    """Copy every attachment's file into `media_dir`/<user id>/ (unless it is there already): (conversation key,
+    file) → its file:// URL."""
+    urls: dict[tuple[str, str], str] = {}
+    for conversation in sample.conversations:
+        for attachment in conversation.attachments:
+            source = SAMPLES_DIR / attachment.file
+            target = media_dir / user_id / f"{sample_id(email, conversation.key)[:8]}-{source.name}"
+            if not target.is_file() or target.read_bytes() != source.read_bytes():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+            urls[(conversation.key, attachment.file)] = target.resolve().as_uri()
+    return urls
 
 
 async def _seeded(conn: asyncpg.Connection, user_id: str, key: str, conversation_id: str) -> SeededConversation:

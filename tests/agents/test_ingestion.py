@@ -14,6 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from agents.ingestion import (
+    Attachment,
     ConversationInput,
     ConversationMessage,
     ExistingConcept,
@@ -380,6 +381,16 @@ async def test_the_sample_conversations_through_the_keyed_server(call_log: Any) 
                     memory_profile=samples["user"]["memory_profile"],
                 )
                 data.conversation.id = sample["key"]
+                data.attachments = [  # as ingestion shows them when their media jobs have not read them
+                    Attachment(
+                        media_id=f"{sample['key']}/{attached['file']}",
+                        kind=attached["type"],
+                        filename=attached["file"],
+                        message=attached["message"] + 1,
+                        unread="not read in this test",
+                    )
+                    for attached in sample.get("attachments", [])
+                ]
                 results[sample["key"]] = await agent.run(data, job_id=f"ingest:{index}")
     assert results["empty-draft"].status is IngestionStatus.EMPTY
     extracted = {key: r for key, r in results.items() if r.status is IngestionStatus.EXTRACTED}
@@ -387,6 +398,11 @@ async def test_the_sample_conversations_through_the_keyed_server(call_log: Any) 
     assert all(r.llm_calls == 1 for r in extracted.values())  # one call each: every answer passed validation
     assert results["quick-check"].importance_score == 1 and results["quick-check"].memory_units == []
     assert results["half-marathon"].importance_score == 8 and len(results["half-marathon"].memory_units) == 3
+    linked = {unit.title: unit.attachment_media_id for unit in results["morning-attachments"].memory_units}
+    assert linked == {
+        "Longest run yet: 14 km": "morning-attachments/media/watch-14k.png",
+        "Ordered at the bakery in Portuguese (voice note)": "morning-attachments/media/bakery-order.wav",
+    }
     injected = results["stressful-week"].model_dump_json()
     assert "SQL" not in injected and "database administrator" not in injected
 

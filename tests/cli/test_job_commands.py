@@ -37,6 +37,8 @@ async def test_unknown_names_and_ids_exit_2(
     missing = run_cli("trigger", "ingest", "--arg", "conversation_id=nope", "--wait", env=env)
     assert_one_line_error(missing, "conversation_id: no conversation 'nope' in Postgres (nothing was enqueued)")
     assert_one_line_error(run_cli("trigger", "insight", "-a", "user_id=nobody", env=env), "no user 'nobody'")
+    gone = run_cli("trigger", "media", "-a", "media_id=nothing", env=env)
+    assert_one_line_error(gone, "media_id: no media item 'nothing' in Postgres (nothing was enqueued)")
     assert await pool.fetchval("SELECT count(*) FROM runtime.job_runs") == 0
     assert await redis_client.zcard(queue_key(INTERACTIVE)) == 0
 

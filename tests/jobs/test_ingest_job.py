@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 import structlog
 from pydantic import SecretStr
 
-from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_sample_answers
+from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_all_sample_answers, load_sample_answers
 from jobs.ingestion import INGEST, IngestArgs
 from jobs.maintenance import SWEEP_TIMEOUTS, end_and_enqueue_ingestion
 from jobs.runtime.context import JobContext
@@ -40,7 +40,7 @@ SAMPLE_ANSWER: dict[str, Any] = load_sample_answers()[0].answer  # a valid answe
 
 @pytest.fixture
 def llm_server() -> Iterator[ScriptedLLMServer]:
-    with ScriptedLLMServer(keyed_answers=load_sample_answers()) as server:
+    with ScriptedLLMServer(keyed_answers=load_all_sample_answers()) as server:  # the attachments' too
         yield server
 
 
@@ -203,10 +203,15 @@ async def test_conversations_that_cannot_be_ingested_are_dead_at_once_with_a_rea
 
 
 async def test_the_sample_user_end_to_end(
-    pool: asyncpg.Pool, redis_client: aioredis.Redis, run_burst: BurstRunner, llm_server: ScriptedLLMServer
+    pool: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+    run_burst: BurstRunner,
+    llm_server: ScriptedLLMServer,
+    settings: Settings,
 ) -> None:
-    """Seed → timeout sweep → ingestion of every ended conversation with the shipped sample answers."""
-    seeded = await seed_sample_user(pool, redis_client)
+    """Seed → timeout sweep → ingestion of every ended conversation with the shipped sample answers (a conversation
+    with a photo and a voice note waits for its media jobs, which read them)."""
+    seeded = await seed_sample_user(pool, redis_client, media_dir=settings.resolved_media_root)
     user_id = seeded.user_id
     await enqueue(redis_client, pool, SWEEP_TIMEOUTS, {})
     await run_burst()  # the sweep ends the stale active conversation and enqueues ingestion of every ended one
@@ -221,8 +226,9 @@ async def test_the_sample_user_end_to_end(
     assert await memory_units.list_memory_units(pool, user_id, source_conversation_id=by_key["sister-visit"])
 
     calls = await list_llm_calls(pool, user_id)
-    assert len(calls) == 6 and {c.call.outcome.value for c in calls} == {"ok"}  # one call each; none for the empty one
-    assert len(llm_server.chat_requests) == 6
+    # one ingestion call each (none for the empty one), one vision and one transcription call for the attachments
+    assert len(calls) == 9 and {c.call.outcome.value for c in calls} == {"ok"}
+    assert len(llm_server.chat_requests) == 8 and len(llm_server.transcription_requests) == 1
 
     # the prompt-injection conversation produced ordinary memory of this user, and nothing about anyone else
     injected = await memory_units.list_memory_units(pool, user_id, source_conversation_id=by_key["stressful-week"])

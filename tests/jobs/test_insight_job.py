@@ -70,7 +70,7 @@ def insight_only(run_burst: BurstRunner) -> BurstRunner:
 
 async def ingested_sample_user(pool: asyncpg.Pool, redis: aioredis.Redis, run_burst: BurstRunner) -> str:
     """The sample user, their conversations ended and ingested with the shipped sample answers."""
-    seeded = await seed_sample_user(pool, redis)
+    seeded = await seed_sample_user(pool, redis, media_dir=run_burst.settings.resolved_media_root)
     await end_and_enqueue_ingestion(pool, redis, timeout_minutes=0.001, limit=100)
     await run_burst()
     return seeded.user_id

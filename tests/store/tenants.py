@@ -18,11 +18,12 @@ import asyncpg
 import store
 from core.cycle import Cycle
 from core.llm_records import CallOutcome, CallPurpose, LLMCallRecord, ResponseFormatMode
+from core.media import MediaKind
 from store import outbox
 from store.cycle_report_writes import report_id
 from store.llm_calls import insert_llm_call
 from store.postgres import Executor
-from store.repos import cards, conversations, users
+from store.repos import cards, conversations, media_items, users
 from store.repos._base import Record
 from store.repos.conversations import MessageRecord
 from store.sync import user_refs
@@ -54,6 +55,7 @@ SUFFIXES = (
     "interaction",
     "projection",
     "session",
+    "media",
 )
 
 
@@ -90,6 +92,7 @@ class Rows:
     interaction: str
     projection: str
     session: str
+    media: str
 
 
 async def give_user_a_row_everywhere(db: Executor, user_id: str, dimension: str, tokens: int) -> Rows:
@@ -99,7 +102,12 @@ async def give_user_a_row_everywhere(db: Executor, user_id: str, dimension: str,
     await users.create_user(db, user_id, email=f"{user_id}@example.org", memory_profile={"of": user_id})
     await users.record_ingestion(db, user_id, concepts_created=1, next_context={"of": user_id})
     await conversations.create_conversation(db, user_id, conversation_id=p["conv"], start_time=MOMENT)
-    await conversations.add_message(db, user_id, p["conv"], role="user", content="secret", message_id=p["msg"])
+    await media_items.insert_media_item(  # an attachment of the message below, linked to the memory unit later
+        db, user_id, kind=MediaKind.IMAGE, storage_url=f"file:///media/{user_id}.png", media_id=p["media"]
+    )
+    await conversations.add_message(
+        db, user_id, p["conv"], role="user", content="secret", message_id=p["msg"], media_ids=[p["media"]]
+    )
     await testrows.insert_memory_unit(
         db,
         user_id,
@@ -125,6 +133,7 @@ async def give_user_a_row_everywhere(db: Executor, user_id: str, dimension: str,
         details={"source_conversation_id": p["conv"]},
         event_id=p["event"],
     )
+    await media_items.link_memory_units(db, user_id, {p["media"]: p["mu"]})
     await cards.ensure_card(
         db,
         user_id,
@@ -218,6 +227,7 @@ USER_TABLES = (
     "users",
     "user_sessions",
     "conversations",
+    "media_items",
     "memory_units",
     "concepts",
     "growth_events",

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from core.media import FailureCode, MediaFailure, MediaKind, MediaReading, ReadingMethod
 from core.vocabulary import NodeLabel
 from store.postgres import Executor
 from store.repos import (
@@ -27,6 +28,7 @@ from store.repos import (
     graph_projections,
     growth_events,
     knowledge_edges,
+    media_items,
     memory_units,
     proactive_prompts,
     user_sessions,
@@ -61,6 +63,8 @@ from tests.store.tenants import (
 
 OWNERLESS = {
     "conversations.read_conversation_for_job",
+    "media_items.read_media_for_job",
+    "media_items.waiting_media_ids",
     "conversations.end_silent_conversations",
     "conversations.ended_conversation_ids",
     "user_sessions.delete_expired_sessions",
@@ -72,6 +76,32 @@ FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
 
 def not_found(call: Any) -> Case:
     return Case(call, raises=NotFoundError)
+
+
+async def _both_listings(db: Executor, a: Any) -> list[list[media_items.MediaItemRecord]]:
+    """B's items by A's and B's ids, and all of B's items: B's own only, either way."""
+    return [
+        await media_items.list_media_items(db, B, [a.media, row_id(B, "media")]),
+        await media_items.list_media_items(db, B),
+    ]
+
+
+def _reading() -> MediaReading:
+    return MediaReading(
+        text="overwritten?",
+        method=ReadingMethod.TEXT,
+        model=None,
+        truncated=False,
+        detected_type="text/plain",
+        size_bytes=1,
+        sha256="0",
+        pages=None,
+        at=MOMENT.isoformat(),
+    )
+
+
+def _failure() -> MediaFailure:
+    return MediaFailure(code=FailureCode.MISSING, reason="x", at=MOMENT.isoformat())
 
 
 CASES: dict[str, Case] = {
@@ -118,6 +148,41 @@ CASES: dict[str, Case] = {
             and {m.conversation_id for m in read.messages} == {row_id(A, "conv")}
             and {c.user_id for c in read.concepts} == {A}
         ),
+    ),
+    "conversations.count_attachment_wait": not_found(
+        lambda db, a: conversations.count_attachment_wait(db, B, a.conversation)
+    ),
+    # media items: B cannot see, start, finish, fail or link A's attachment, nor link B's own to A's memory unit
+    "media_items.insert_media_item": Case(
+        lambda db, a: media_items.insert_media_item(db, B, kind=MediaKind.AUDIO, storage_url="x", media_id=a.media),
+        equals(False),  # A's id exists: nothing written (ON CONFLICT DO NOTHING), A's row unchanged
+    ),
+    "media_items.list_media_items": Case(
+        lambda db, a: _both_listings(db, a),
+        lambda listings: all([item.media_id for item in items] == [row_id(B, "media")] for items in listings),
+    ),
+    "media_items.start_processing": Case(
+        lambda db, a: media_items.start_processing(db, B, a.media, reprocess=True), equals(False)
+    ),
+    "media_items.mark_media_processed": Case(
+        lambda db, a: media_items.mark_media_processed(db, B, a.media, _reading()), equals(False)
+    ),
+    "media_items.mark_media_failed": Case(
+        lambda db, a: media_items.mark_media_failed(db, B, a.media, _failure()), equals(False)
+    ),
+    "media_items.link_memory_units": Case(
+        lambda db, a: media_items.link_memory_units(
+            db, B, {a.media: row_id(B, "mu"), row_id(B, "media"): a.memory_unit}, replacing=[a.memory_unit]
+        ),
+        equals(0),
+    ),
+    "media_items.read_media_for_job": Case(
+        # the item comes with its owner: everything after it is scoped to that owner
+        lambda db, a: media_items.read_media_for_job(db, a.media),
+        lambda item: item is not None and item.user_id == A,
+    ),
+    "media_items.waiting_media_ids": Case(
+        lambda db, a: media_items.waiting_media_ids(db, limit=10), lambda ids: isinstance(ids, list)
     ),
     # memory units
     "memory_units.insert_memory_units": not_found(

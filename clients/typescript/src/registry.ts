@@ -76,6 +76,13 @@ export interface JobArgs {
     /** The cycle, by its start; none = the user's current cycle */
     cycle_start?: string | null;
   };
+  /** Read one attachment into text: describe an image, transcribe audio, extract a document's text. */
+  "media": {
+    /** media_items.media_id to read */
+    media_id: string;
+    /** Read a processed or failed item again, replacing its reading */
+    reprocess?: boolean;
+  };
   /** Write a few proactive prompts for a user (deduplicated against their pending ones, capped, stale ones expired); the chain's second step, then cycle_report. */
   "proactive_prompts": {
     /** users.user_id */
@@ -106,6 +113,11 @@ export interface JobArgs {
     user_id?: string | null;
     /** Record outbox rows for what drifted (false: only report it). */
     repair?: boolean;
+  };
+  /** Enqueue the media job of every attachment still pending (or left processing by a lost run). */
+  "sweep_media": {
+    /** Media jobs enqueued per run at most. */
+    limit?: number;
   };
   /** End conversations silent past the timeout and enqueue ingestion of every ended one. */
   "sweep_timeouts": {
@@ -143,11 +155,13 @@ export const JOBS: { readonly [N in JobName]: JobSpec } = {
   "expire_sessions": {"queue": "batch", "dedupeKey": "expire_sessions", "argsSchema": {"additionalProperties": false, "properties": {}, "title": "ExpireSessionsArgs", "type": "object"}},
   "ingest": {"queue": "interactive", "dedupeKey": "ingest:{conversation_id}", "argsSchema": {"additionalProperties": false, "properties": {"conversation_id": {"description": "conversations.id to ingest", "maxLength": 200, "minLength": 1, "title": "Conversation Id", "type": "string"}, "reprocess": {"default": false, "description": "Re-derive a processed conversation, replacing what it produced", "title": "Reprocess", "type": "boolean"}}, "required": ["conversation_id"], "title": "IngestArgs", "type": "object"}},
   "insight": {"queue": "batch", "dedupeKey": null, "argsSchema": {"additionalProperties": false, "description": "The arguments of every step of the chain.", "properties": {"user_id": {"description": "users.user_id", "maxLength": 200, "minLength": 1, "title": "User Id", "type": "string"}, "cycle_start": {"anyOf": [{"format": "date-time", "type": "string"}, {"type": "null"}], "default": null, "description": "The cycle, by its start; none = the user's current cycle", "title": "Cycle Start"}}, "required": ["user_id"], "title": "CycleArgs", "type": "object"}},
+  "media": {"queue": "interactive", "dedupeKey": "media:{media_id}", "argsSchema": {"additionalProperties": false, "properties": {"media_id": {"description": "media_items.media_id to read", "maxLength": 200, "minLength": 1, "title": "Media Id", "type": "string"}, "reprocess": {"default": false, "description": "Read a processed or failed item again, replacing its reading", "title": "Reprocess", "type": "boolean"}}, "required": ["media_id"], "title": "MediaArgs", "type": "object"}},
   "proactive_prompts": {"queue": "batch", "dedupeKey": null, "argsSchema": {"additionalProperties": false, "properties": {"user_id": {"description": "users.user_id", "maxLength": 200, "minLength": 1, "title": "User Id", "type": "string"}, "cycle_start": {"anyOf": [{"format": "date-time", "type": "string"}, {"type": "null"}], "default": null, "description": "The cycle, by its start; none = the user's current cycle", "title": "Cycle Start"}, "daily": {"anyOf": [{"format": "date", "type": "string"}, {"type": "null"}], "default": null, "description": "The daily schedule's run for this UTC day (continues no chain)", "title": "Daily"}}, "required": ["user_id"], "title": "ProactivePromptsArgs", "type": "object"}},
   "proactive_prompts_daily": {"queue": "batch", "dedupeKey": "proactive_prompts_daily", "argsSchema": {"additionalProperties": false, "properties": {}, "title": "DailyArgs", "type": "object"}},
   "projection": {"queue": "batch", "dedupeKey": null, "argsSchema": {"additionalProperties": false, "description": "The arguments of every step of the chain.", "properties": {"user_id": {"description": "users.user_id", "maxLength": 200, "minLength": 1, "title": "User Id", "type": "string"}, "cycle_start": {"anyOf": [{"format": "date-time", "type": "string"}, {"type": "null"}], "default": null, "description": "The cycle, by its start; none = the user's current cycle", "title": "Cycle Start"}}, "required": ["user_id"], "title": "CycleArgs", "type": "object"}},
   "prune_ledger": {"queue": "batch", "dedupeKey": "prune_ledger", "argsSchema": {"additionalProperties": false, "properties": {"retention_days": {"anyOf": [{"minimum": 1, "type": "integer"}, {"type": "null"}], "default": null, "description": "Default: ORRERY_LEDGER_RETENTION_DAYS.", "title": "Retention Days"}}, "title": "PruneLedgerArgs", "type": "object"}},
   "reconcile": {"queue": "batch", "dedupeKey": "reconcile", "argsSchema": {"additionalProperties": false, "properties": {"user_id": {"anyOf": [{"maxLength": 200, "minLength": 1, "type": "string"}, {"type": "null"}], "default": null, "description": "Only this user (default: all).", "title": "User Id"}, "repair": {"default": true, "description": "Record outbox rows for what drifted (false: only report it).", "title": "Repair", "type": "boolean"}}, "title": "ReconcileArgs", "type": "object"}},
+  "sweep_media": {"queue": "interactive", "dedupeKey": "sweep_media", "argsSchema": {"additionalProperties": false, "properties": {"limit": {"default": 500, "description": "Media jobs enqueued per run at most.", "maximum": 10000, "minimum": 1, "title": "Limit", "type": "integer"}}, "title": "SweepMediaArgs", "type": "object"}},
   "sweep_timeouts": {"queue": "interactive", "dedupeKey": "sweep_timeouts", "argsSchema": {"additionalProperties": false, "properties": {"timeout_minutes": {"anyOf": [{"exclusiveMinimum": 0, "type": "number"}, {"type": "null"}], "default": null, "description": "Default: ORRERY_CONVERSATION_TIMEOUT_MINUTES.", "title": "Timeout Minutes"}, "limit": {"default": 500, "description": "Conversations ended and enqueued per run at most.", "maximum": 10000, "minimum": 1, "title": "Limit", "type": "integer"}}, "title": "SweepTimeoutsArgs", "type": "object"}},
   "sync_stores": {"queue": "batch", "dedupeKey": "sync:{store}", "argsSchema": {"additionalProperties": false, "properties": {"store": {"description": "Which derived store to bring up to date.", "enum": ["graph", "vector"], "title": "Store", "type": "string"}, "max_rows": {"default": 100000, "description": "Stop after this many rows (the rest waits).", "maximum": 10000000, "minimum": 1, "title": "Max Rows", "type": "integer"}}, "required": ["store"], "title": "SyncArgs", "type": "object"}},
   "sync_sweep": {"queue": "batch", "dedupeKey": "sync_sweep", "argsSchema": {"additionalProperties": false, "properties": {}, "title": "SweepArgs", "type": "object"}},
