@@ -22,6 +22,7 @@ from jobs.cycle import CycleArgs, StepResult, chain_step
 from jobs.resources import LLM
 from jobs.runtime.context import JobContext
 from jobs.sync import follow_commit
+from jobs.user_locale import language_for
 from store.cycle_report_writes import (
     CycleRows,
     CycleWindows,
@@ -100,6 +101,7 @@ async def run_cycle_report(ctx: JobContext, args: CycleArgs, cycle: Cycle, state
         return StepResult({"outcome": "already_written", "llm_calls": 0})
     rows = await read_cycle_rows(ctx.pool, cycle.user_id, windows)
     material = cycle_material(cycle.user_id, state.name, windows, rows)
+    material.language = language_for(ctx.log, cycle.user_id, state.language_preference)
     llm: LLMClient | None = None
     if not material.is_empty:
         llm = await ctx.resource(LLM)

@@ -29,6 +29,7 @@ from jobs.runtime import tracing
 from jobs.runtime.context import JobContext
 from jobs.runtime.registry import INTERACTIVE, JobSpec
 from jobs.sync import follow_commit
+from jobs.user_locale import language_for
 from store.context import TurnContextPackage, read_turn_context
 from store.ingestion_writes import IngestionThresholds, write_ingestion
 from store.postgres import Executor
@@ -119,6 +120,7 @@ async def ingest(ctx: JobContext, args: IngestArgs) -> Mapping[str, Any]:
     attachments = await read_attachments(ctx, source)
     source = source.model_copy(update={"concepts": await relevant_concepts(ctx, source, RELEVANT_CONCEPTS)})
     data = ingestion_input(source, turn_context, attachments)
+    data.language = language_for(ctx.log, user_id, source.language_preference)
     llm = await ctx.resource(LLM)
     agent = IngestionAgent.from_settings(llm, ctx.settings)
     # 'processing' is shown while the LLM works (the write's own check is on 'processed'). It is set alongside the

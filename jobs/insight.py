@@ -12,6 +12,7 @@ still goes on, so the report is written and the cycle advances.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from jobs.cycle import CycleArgs, StepResult, chain_step
 from jobs.resources import LLM
 from jobs.runtime.context import JobContext
 from jobs.sync import follow_commit
+from jobs.user_locale import language_for
 from store.cycles import CycleState
 from store.postgres import Executor
 
@@ -64,6 +66,7 @@ async def _insight(ctx: JobContext, state: CycleState) -> tuple[str, dict[str, A
         return "empty_cycle", {"conversations": material.active_conversations}
 
     data = await insight_input(pool, material)
+    data = replace(data, language=language_for(ctx.log, state.user_id, state.language_preference))
     llm = await ctx.resource(LLM)
     result = await InsightAgent.from_settings(llm, settings).run(data, job_id=ctx.job_id)
     if result.status is InsightStatus.EMPTY:

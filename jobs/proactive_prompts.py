@@ -27,6 +27,7 @@ from jobs.cycle import CycleArgs, StepResult, chain_step
 from jobs.resources import LLM
 from jobs.runtime.context import JobContext
 from jobs.runtime.registry import BATCH, JobSpec
+from jobs.user_locale import language_for
 from store.cycles import CycleState
 from store.proactive_prompts_writes import (
     NewPrompt,
@@ -101,13 +102,13 @@ def prompt_material(user_id: str, source: PromptSource, slots: int) -> PromptMat
 
 
 async def write_run(
-    ctx: JobContext, user_id: str, run_key: str, insights_since: datetime, now: datetime
+    ctx: JobContext, state: CycleState, run_key: str, insights_since: datetime, now: datetime
 ) -> dict[str, Any]:
     """Expire stale prompts, then (unless this run already wrote prompts, the cap is full or there is nothing to ask
     about) one LLM call and the write."""
     from agents.proactive_prompts import SOURCE_AGENT, ProactivePromptAgent
 
-    settings = ctx.settings
+    settings, user_id = ctx.settings, state.user_id
     expire_before = now - timedelta(days=settings.proactive_prompt_expiry_days)
     expired = await proactive_prompts.expire_pending(ctx.pool, user_id, created_before=expire_before)
     if await proactive_prompts.run_wrote_prompts(ctx.pool, user_id, run_key):
@@ -116,6 +117,7 @@ async def write_run(
     if source is None:
         raise PermanentError(f"user {user_id} was deleted while their prompts were being made")
     material = prompt_material(user_id, source, settings.proactive_prompts_max_pending - len(source.pending))
+    material.language = language_for(ctx.log, user_id, state.language_preference)
     if material.slots <= 0:
         return {"outcome": "cap_reached", "expired": expired, "llm_calls": 0}
     if not material.has_material:
@@ -148,7 +150,7 @@ async def write_run(
 async def run_cycle_prompts(ctx: JobContext, args: ProactivePromptsArgs, cycle: Cycle, state: CycleState) -> StepResult:
     """A cycle's run: key it by the cycle → expire, read, ask (one LLM call at most), write; the chain goes on."""
     run_key = cycle_run_key(cycle)
-    result = await write_run(ctx, args.user_id, run_key, cycle.start, datetime.now(UTC))
+    result = await write_run(ctx, state, run_key, cycle.start, datetime.now(UTC))
     ctx.log.info("proactive_prompts.done", run_key=run_key, **result)
     return StepResult({"run_key": run_key, **result})
 
@@ -157,7 +159,7 @@ async def run_daily_prompts(ctx: JobContext, args: ProactivePromptsArgs, state: 
     """The daily schedule's run: keyed by the day, shown the insights since the current cycle began."""
     assert args.daily is not None
     run_key = daily_run_key(args.daily)
-    result = await write_run(ctx, args.user_id, run_key, state.cycle.start, datetime.now(UTC))
+    result = await write_run(ctx, state, run_key, state.cycle.start, datetime.now(UTC))
     ctx.log.info("proactive_prompts.done", run_key=run_key, **result)
     return {"run_key": run_key, **result}
 

@@ -37,6 +37,9 @@ class CycleState:
     name: str | None
     last_cycle_started_at: datetime | None
     """None while the user's first cycle (from created_at) runs."""
+    language_preference: str | None = None
+    timezone: str | None = None
+    """As the web app wrote them; core/language.py and core/local_time.py read them."""
 
     @property
     def user_id(self) -> str:
@@ -46,7 +49,8 @@ class CycleState:
 async def read_cycle(db: Executor, user_id: str) -> CycleState | None:
     """The user's current cycle, None when there is no such user."""
     row = await db.fetchrow(
-        f"SELECT user_id, name, {_CYCLE_START} AS cycle_start, last_cycle_started_at FROM users WHERE user_id = $1",
+        f"SELECT user_id, name, {_CYCLE_START} AS cycle_start, last_cycle_started_at, language_preference, timezone "
+        "FROM users WHERE user_id = $1",
         user_id,
     )
     if row is None:
@@ -56,6 +60,8 @@ async def read_cycle(db: Executor, user_id: str) -> CycleState | None:
         cycle=Cycle.of(row["user_id"], _aware(row["cycle_start"])),
         name=row["name"],
         last_cycle_started_at=None if last is None else _aware(last),
+        language_preference=row["language_preference"],
+        timezone=row["timezone"],
     )
 
 

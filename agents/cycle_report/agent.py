@@ -62,6 +62,7 @@ class CycleReportAgent:
 
     def _variables(self, material: CycleMaterial) -> dict[str, Any]:
         return {
+            "language": material.language.instruction,
             "user_name": material.user_name,
             "cycle": {
                 "start": material.cycle_start.date().isoformat(),

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from core.language import ENGLISH, Language
+
 
 class GrowthSums(BaseModel):
     """One dimension's summed growth deltas in the reported cycle and the one before, and the cycle's event count."""
@@ -51,6 +53,8 @@ class CycleMaterial(BaseModel):
     top_concepts: list[TopConcept] = Field(default_factory=list)
     highlights: list[Highlight] = Field(default_factory=list)
     insights: list[CycleInsight] = Field(default_factory=list)
+    language: Language = ENGLISH
+    """What the user reads (core/language.py): the texts the model writes for them are in it."""
 
     @property
     def is_empty(self) -> bool:

@@ -93,6 +93,7 @@ class IngestionAgent:
                 if value not in ([], "")
             } or None
         return {
+            "language": data.language.instruction,
             "conversation": {
                 "title": conversation.title,
                 "start_time": iso_utc(conversation.start_time),

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from core.language import ENGLISH, Language
 from core.turn_context import TurnContextPackage
 
 
@@ -51,6 +52,8 @@ class IngestionInput(BaseModel):
     memory_profile: dict[str, Any] | None = None
     existing_concepts: list[ExistingConcept] = Field(default_factory=list)
     attachments: list[Attachment] = Field(default_factory=list)
+    language: Language = ENGLISH
+    """What the user reads (core/language.py): the texts the model writes for them are in it."""
 
     @field_validator("turn_context", mode="before")
     @classmethod

@@ -17,6 +17,7 @@ from typing import Any
 from agents.insight.schema import Shown
 from agents.llm import estimate_tokens
 from core.insight import CommunityCandidate, ConceptDigest, ConversationDigest, InsightMaterial, MemoryDigest
+from core.language import ENGLISH, Language
 
 MAX_NAMED_COMMUNITIES = 12
 """Communities the model names per cycle (the largest); smaller ones keep their name or get their members'."""
@@ -38,6 +39,8 @@ class InsightInput:
     communities: Sequence[CommunityCandidate] = ()
     degrees: Mapping[str, int] = field(default_factory=dict)
     detection_method: str | None = None
+    language: Language = ENGLISH
+    """What the user reads (core/language.py): the texts the model writes for them are in it."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,7 @@ def build_view(data: InsightInput, token_budget: int) -> View:
     material = data.material
     communities = list(data.communities[:MAX_NAMED_COMMUNITIES])
     standing: dict[str, Any] = {
+        "language": data.language.instruction,
         "memory_profile": _json(material.memory_profile),
         "knowledge_graph_schema": _json(material.knowledge_graph_schema),
         "next_context": _json(material.next_context),

@@ -63,6 +63,7 @@ class ProactivePromptAgent:
         shown = Listing({"m": len(material.memories), "i": len(material.insights), "t": len(material.open_topics)})
         answer = await self._llm.complete(
             self._prompt.render(
+                language=material.language.instruction,
                 memory_profile=json.dumps(material.memory_profile, ensure_ascii=False, indent=1)
                 if material.memory_profile
                 else None,

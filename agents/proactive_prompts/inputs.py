@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from core.language import ENGLISH, Language
+
 
 class RecentMemory(BaseModel):
     memory_unit_id: str
@@ -39,6 +41,8 @@ class PromptMaterial(BaseModel):
     open_topics: list[OpenTopic] = Field(default_factory=list)
     pending: list[str] = Field(default_factory=list)
     slots: int = 0
+    language: Language = ENGLISH
+    """What the user reads (core/language.py): the texts the model writes for them are in it."""
 
     @property
     def has_material(self) -> bool:

@@ -275,6 +275,7 @@ class ConversationForJob(Record):
     messages: list[MessageRecord]
     memory_profile: JsonObject
     concepts: list[ConceptRecord]
+    language_preference: str | None = None
 
 
 async def read_conversation_for_job(
@@ -290,6 +291,7 @@ async def read_conversation_for_job(
         f"""
         SELECT c.*,
             (SELECT u.memory_profile FROM users u WHERE u.user_id = c.user_id) AS job_memory_profile,
+            (SELECT u.language_preference FROM users u WHERE u.user_id = c.user_id) AS job_language_preference,
             (SELECT COALESCE(json_agg(m ORDER BY m.timestamp, m.seq), '[]')
              FROM conversation_messages m WHERE m.conversation_id = c.id) AS job_messages,
             (SELECT COALESCE(json_agg(k ORDER BY {RELEVANCE_ORDER}), '[]')
@@ -307,6 +309,7 @@ async def read_conversation_for_job(
         messages=row["job_messages"],
         memory_profile=row["job_memory_profile"],
         concepts=row["job_concepts"],
+        language_preference=row["job_language_preference"],
     )
 
 

@@ -1,0 +1,62 @@
+"""The language a user reads: `users.language_preference` (a BCP-47 tag the web app writes) made into the one line
+every agent that writes user-facing text puts in its prompt.
+
+Pure: the tag is parsed and named by langcodes (with its language-data), never by a table of our own; a value it
+cannot name (empty, malformed, an unregistered language) is English, and the caller logs the `problem` once. The
+name, not the raw tag, is what reaches a prompt, so the stored text never does: a hostile preference cannot become
+an instruction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import langcodes
+from langcodes.tag_parser import LanguageTagError
+
+MAX_TAG_CHARS = 35
+"""RFC 5646 recommends room for 35 characters; a longer value is not a tag."""
+
+
+@dataclass(frozen=True)
+class Language:
+    """A language the user reads: its normalized tag ("pt-PT") and its English name ("Portuguese (Portugal)")."""
+
+    tag: str
+    name: str
+
+    @property
+    def instruction(self) -> str:
+        """What a prompt says about it (inside its <language> block, the first thing the user's data holds)."""
+        return f"{self.name} [{self.tag}]"
+
+
+ENGLISH = Language("en", "English")
+"""The language of a user whose preference is unset or unknown."""
+
+
+@dataclass(frozen=True)
+class LanguageChoice:
+    """The language to write in and, when the preference could not be used, why (one line for the log)."""
+
+    language: Language
+    problem: str | None = None
+
+
+def user_language(preference: str | None) -> LanguageChoice:
+    """The language of `users.language_preference`: "pt-PT", "pt", "es", "pt_BR" (normalized), else English with the
+    reason (empty, not a BCP-47 tag, or a language no registry names)."""
+    raw = (preference or "").strip()
+    if not raw:
+        return LanguageChoice(ENGLISH, "no language preference set; writing English")
+    shown = raw[:MAX_TAG_CHARS] + ("…" if len(raw) > MAX_TAG_CHARS else "")
+    if len(raw) > MAX_TAG_CHARS:
+        return LanguageChoice(ENGLISH, f"language preference {shown!r} is not a BCP-47 tag; writing English")
+    try:
+        parsed = langcodes.Language.get(raw)
+    except (LanguageTagError, ValueError):
+        return LanguageChoice(ENGLISH, f"language preference {shown!r} is not a BCP-47 tag; writing English")
+    name = parsed.display_name("en")
+    if parsed.language in (None, "und") or not parsed.is_valid() or "Unknown" in name:  # langcodes' word for it
+        return LanguageChoice(ENGLISH, f"language preference {shown!r} names no known language; writing English")
+    return LanguageChoice(Language(parsed.to_tag(), name))
