@@ -35,7 +35,7 @@ from store.migrate import migrate
 from store.postgres import create_pool
 from store.redis import connect_redis
 from store.repos import derived_artifacts
-from store.samples.loader import seed_sample_user
+from store.samples.loader import PORTUGUESE_SAMPLE_FILE, seed_sample_user
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_TIMEOUT_S = 600
@@ -84,11 +84,13 @@ async def _demo(cfg: Settings, found: Backends, concurrency: int, scripted: bool
         )
 
         seeded = await seed_sample_user(pool, redis, media_dir=cfg.resolved_media_root)
-        console.print(
-            f"[bold]3/6[/] sample user {seeded.email}, id {seeded.user_id}: {len(seeded.conversations)} "
-            f"conversations ({len(seeded.created_keys)} new)",
-            highlight=False,
-        )
+        other = await seed_sample_user(pool, redis, path=PORTUGUESE_SAMPLE_FILE, media_dir=cfg.resolved_media_root)
+        for number, sample in (("3/6", seeded), ("   ", other)):
+            console.print(
+                f"[bold]{number}[/] sample user {sample.email}, id {sample.user_id}: {len(sample.conversations)} "
+                f"conversations ({len(sample.created_keys)} new)",
+                highlight=False,
+            )
 
         swept = await end_and_enqueue_ingestion(
             pool, redis, timeout_minutes=cfg.conversation_timeout_minutes, limit=10_000
@@ -107,8 +109,9 @@ async def _demo(cfg: Settings, found: Backends, concurrency: int, scripted: bool
         else:
             console.print("[bold]5/6[/] nothing to ingest: every sample conversation is already processed")
 
-        await _run_cycle(pool, redis, found, seeded.user_id, concurrency, scripted)
+        await _run_cycle(pool, redis, found, [seeded.user_id, other.user_id], concurrency, scripted)
         render_report(console, await load_report(pool, seeded.user_id))
+        await _other_report(pool, other.email, other.user_id)
         render_cycle(console, await load_cycle(pool, seeded.user_id, await _recall(cfg, pool, seeded.user_id)))
         llm = "ORRERY_LLM=scripted " if scripted else ""
         user = seeded.user_id
@@ -127,23 +130,34 @@ async def _demo(cfg: Settings, found: Backends, concurrency: int, scripted: bool
 
 
 async def _run_cycle(
-    pool: asyncpg.Pool, redis: Redis, found: Backends, user_id: str, concurrency: int, scripted: bool
+    pool: asyncpg.Pool, redis: Redis, found: Backends, user_ids: list[str], concurrency: int, scripted: bool
 ) -> None:
-    """The sample user's first growth cycle, once: a rerun of the demo shows the report it already has (a new cycle
-    would be an empty one, and the demo must change nothing when run again)."""
-    done = await derived_artifacts.list_derived_artifacts(pool, user_id, artifact_type="cycle_report")
-    if done:
+    """The sample users' first growth cycle, once: a rerun of the demo shows the reports they already have (a new
+    cycle would be an empty one, and the demo must change nothing when run again)."""
+    chain: list[str] = []
+    for user_id in user_ids:
+        if await derived_artifacts.list_derived_artifacts(pool, user_id, artifact_type="cycle_report"):
+            continue
+        state = await read_cycle(pool, user_id)
+        if state is None:
+            raise CommandError(f"the sample user {user_id} disappeared")
+        steps = [state.cycle.job_id(step) for step in STEPS]  # the chain as jobs/cycle.py declares it
+        await enqueue(redis, pool, JOBS.get(STEPS[0]), step_args(state.cycle), job_id=steps[0])
+        chain += steps
+    if not chain:
         console.print("[bold]6/6[/] growth cycle: already reported (see below); the next one is due in a week")
         return
-    state = await read_cycle(pool, user_id)
-    if state is None:
-        raise CommandError(f"the sample user {user_id} disappeared")
-    chain = [state.cycle.job_id(step) for step in STEPS]  # the chain as jobs/cycle.py declares it
-    await enqueue(redis, pool, JOBS.get(STEPS[0]), step_args(state.cycle), job_id=chain[0])
     dead, took = await _run_worker(pool, found, chain, concurrency, "6/6", "growth cycle", scripted)
     console.print(f"growth cycle: {' → '.join(STEPS)} in {took:.1f} s")
     if dead:
-        console.print(f"[red]{len(dead)} step(s) did not succeed[/]: `{invocation()} cycle show {user_id}` says which")
+        console.print(f"[red]{len(dead)} step(s) did not succeed[/]: `{invocation()} jobs show {dead[0]}` says why")
+
+
+async def _other_report(pool: asyncpg.Pool, email: str, user_id: str) -> None:
+    """One line for the sample user who reads Portuguese: their cycle report, written in their language."""
+    reports = await derived_artifacts.list_derived_artifacts(pool, user_id, artifact_type="cycle_report")
+    if reports:
+        console.print(f"Cycle report of {email} (pt-PT): {reports[0].title}", highlight=False)
 
 
 async def _recall(cfg: Settings, pool: asyncpg.Pool, user_id: str) -> list[Any]:

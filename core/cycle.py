@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from core.local_time import nearest_local_midnight, next_local_midnight
 
 CYCLE_NAMESPACE = uuid.UUID("3c7e2f0a-5b61-4d8e-9a2c-1f4b6d8e0a37")
 """uuid5 namespace of the ids the cycle's agents derive (reports, their cards, prompts, projections). Never change
@@ -63,3 +65,12 @@ class Cycle:
     def starts_at(self, moment: datetime) -> bool:
         """Whether `moment` (aware) is this cycle's start, at the precision of the name."""
         return Cycle.of(self.user_id, moment).start == self.start
+
+
+def cycle_due_at(start: datetime, length_days: float, zone: tzinfo) -> datetime:
+    """When a cycle begun at `start` is due: at the user's local midnight (in `zone`, users.timezone) nearest to
+    `start + length_days`, so cycles turn at the user's midnight however late the previous one was closed (a cycle
+    closed at 00:07 is due seven local midnights later, not at 00:07); never at or before `start` (a cycle shorter
+    than a day then turns at the next midnight)."""
+    due = nearest_local_midnight(start + timedelta(days=length_days), zone)
+    return due if due > start else next_local_midnight(start, zone)

@@ -28,14 +28,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import redis.asyncio as aioredis
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from core.cycle import Cycle
+from core.cycle import Cycle, cycle_due_at
 from core.errors import PermanentError
+from core.local_time import user_zone
 from jobs.runtime.context import JobContext
 from jobs.runtime.enqueue import EnqueueResult, enqueue
 from jobs.runtime.registry import BATCH, JobIdentity, JobSpec, JobTable
@@ -358,7 +359,7 @@ async def cycle_history(
     latest = await ledger.latest_runs(db, [c.job_id(step) for c in cycles for step in STEPS])
     return CycleHistory(
         state=state,
-        due_at=state.cycle.start + timedelta(days=length_days),
+        due_at=cycle_due_at(state.cycle.start, length_days, user_zone(state.timezone).zone),
         cycles=[CycleStatus(c, c == state.cycle, {step: latest.get(c.job_id(step)) for step in STEPS}) for c in cycles],
     )
 

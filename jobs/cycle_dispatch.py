@@ -1,7 +1,9 @@
 """The hourly cycle dispatcher: start every due cycle's chain, finish any the dead policy could not, and revive the
 dead steps the chain marks as worth another try (jobs/cycle.py owns the workflow; this is its clock).
 
-A cycle is due ORRERY_CYCLE_LENGTH_DAYS after it started and stays due until it is closed, so a due cycle whose
+A cycle is due at the user's local midnight nearest ORRERY_CYCLE_LENGTH_DAYS after it started (users.timezone;
+core/cycle.cycle_due_at: an unusable zone is UTC and one warning per user and process) and stays due until it is
+closed, so a due cycle whose
 chain is under way is seen again every hour: its plan (`next_step`, a dead step counting as done) then names the
 step already queued or running, which is left alone, or enqueued again once its ledger row has been quiet for
 QUIET (a no-op under its job id, or a re-creation of one Redis lost).
@@ -19,11 +21,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.cycle import Cycle, cycle_due_at
 from jobs.cycle import CHAIN, STEPS, closing_step_died, enqueue_step, next_step
 from jobs.runtime.context import JobContext
 from jobs.runtime.registry import BATCH, JobSpec
+from jobs.user_locale import zone_for
 from store import ledger
-from store.cycles import close_cycle, users_due_for_cycle
+from store.cycles import close_cycle, cycles_near_due
 
 QUIET = timedelta(minutes=10)
 """A step queued or running whose ledger row has not moved for this long is enqueued again: a no-op while Redis holds
@@ -40,7 +44,7 @@ class CycleDispatchArgs(BaseModel):
 async def dispatch_cycles(ctx: JobContext, args: CycleDispatchArgs) -> Mapping[str, Any]:
     """Start (or keep going) every due cycle, close those whose closing step died, revive dead projections."""
     now = datetime.now(UTC)
-    due = await users_due_for_cycle(ctx.pool, length_days=ctx.settings.cycle_length_days, limit=args.limit)
+    due = await due_cycles(ctx, now, limit=args.limit)
     runs = await ledger.latest_runs(ctx.pool, [cycle.job_id(step) for cycle in due for step in STEPS])
     enqueued = closed = 0
     for cycle in due:
@@ -56,6 +60,17 @@ async def dispatch_cycles(ctx: JobContext, args: CycleDispatchArgs) -> Mapping[s
     if due or revived:
         ctx.log.info("cycles dispatched", due=len(due), enqueued=enqueued, closed=closed, revived=revived)
     return {"due": len(due), "enqueued": enqueued, "closed": closed, "revived": revived}
+
+
+async def due_cycles(ctx: JobContext, now: datetime, *, limit: int) -> list[Cycle]:
+    """The cycles due at `now`, each at its user's local midnight (core/cycle.cycle_due_at), oldest first."""
+    length = ctx.settings.cycle_length_days
+    near = await cycles_near_due(ctx.pool, now=now, length_days=length, limit=limit)
+    return [
+        clock.cycle
+        for clock in near
+        if cycle_due_at(clock.cycle.start, length, zone_for(ctx.log, clock.cycle.user_id, clock.timezone)) <= now
+    ]
 
 
 async def revive_dead_steps(ctx: JobContext, now: datetime, *, limit: int) -> int:
@@ -96,6 +111,7 @@ CYCLE_DISPATCH = JobSpec(
     description=(
         "Start the cycle chain (insight → proactive prompts → cycle report → projection) for every due user,\n"
         "close a due cycle whose report died, and enqueue a dead projection again (twice at most).\n"
-        "A cycle is due ORRERY_CYCLE_LENGTH_DAYS after users.last_cycle_started_at (or created_at)."
+        "A cycle is due at the user's local midnight (users.timezone, else UTC) nearest ORRERY_CYCLE_LENGTH_DAYS\n"
+        "after users.last_cycle_started_at (or created_at)."
     ),
 )

@@ -18,7 +18,7 @@ from core.vocabulary import NodeLabel
 from store import outbox
 from store.postgres import Executor
 from store.repos import users
-from store.repos._base import transaction
+from store.repos._base import to_db, transaction
 
 _CYCLE_START = "COALESCE(last_cycle_started_at, created_at)"
 """A user's current cycle starts at their last reset, or at their creation before the first one."""
@@ -65,24 +65,39 @@ async def read_cycle(db: Executor, user_id: str) -> CycleState | None:
     )
 
 
-async def users_due_for_cycle(db: Executor, *, length_days: float, limit: int) -> list[Cycle]:
-    """The current cycles of active users that are at least `length_days` old, oldest first.
+@dataclass(frozen=True)
+class CycleClock:
+    """A user's current cycle and the zone it turns in, as the web app wrote it (core/cycle.cycle_due_at decides)."""
+
+    cycle: Cycle
+    timezone: str | None
+
+
+TURN_MARGIN_DAYS = 14 / 24
+"""How much earlier than `length_days` after its start a cycle can be due: it turns at the user's local midnight
+nearest to that moment (at most 12 hours before it, 13 on a day a DST change shortens), so older ones are read."""
+
+
+async def cycles_near_due(db: Executor, *, now: datetime, length_days: float, limit: int) -> list[CycleClock]:
+    """The current cycles of active users old enough to be due at `now` in some zone, oldest first, with the
+    user's time zone: the caller keeps those whose `cycle_due_at` has come.
 
     A due cycle stays due until it is closed (its report's write, or the chain's dead policy, resets it), so the
     hourly dispatcher sees a cycle whose chain is under way again; jobs/cycle.py decides from the ledger what that
     cycle needs (usually nothing: its next step is queued). No job id is built here."""
     rows = await db.fetch(
         f"""
-        SELECT user_id, {_CYCLE_START} AS cycle_start FROM public.users
+        SELECT user_id, {_CYCLE_START} AS cycle_start, timezone FROM public.users
         WHERE account_status = 'active'
-          AND {_CYCLE_START} <= (now() AT TIME ZONE 'UTC') - $1 * interval '1 day'
+          AND {_CYCLE_START} <= $1::timestamp - $2 * interval '1 day'
         ORDER BY 2, 1
-        LIMIT $2
+        LIMIT $3
         """,
-        length_days,
+        to_db(now),
+        length_days - TURN_MARGIN_DAYS,
         limit,
     )
-    return [Cycle.of(r["user_id"], _aware(r["cycle_start"])) for r in rows]
+    return [CycleClock(Cycle.of(r["user_id"], _aware(r["cycle_start"])), r["timezone"]) for r in rows]
 
 
 async def lock_current_cycle(conn: Executor, user_id: str) -> Cycle:

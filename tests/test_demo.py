@@ -17,14 +17,17 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
     first = run_cli("demo", env=env, timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "scripted sample answers" in first.stdout  # labelled: no model produced this
-    assert "1 silent conversation(s) ended; 7 ingestion job(s) queued" in first.stdout
-    assert "ingested 7 conversation(s)" in first.stdout
-    assert "Memory units (12)" in first.stdout and "Next conversation opens with" in first.stdout
+    # the English-speaking sample user's 8 and the Portuguese-speaking one's 3 (one with a photo)
+    assert "1 silent conversation(s) ended; 11 ingestion job(s) queued" in first.stdout, first.stdout
+    assert "ingested 11 conversation(s)" in first.stdout
+    assert "Memory units (14)" in first.stdout and "Next conversation opens with" in first.stdout
     # the growth cycle: insight, proactive prompts and the cycle report made one call each; stores synced
-    assert "LLM: 9 calls" in first.stdout and "Cycle report:" in first.stdout
+    assert "LLM: 12 calls" in first.stdout and "Cycle report:" in first.stdout
     assert "Proactive prompts (" in first.stdout and "Communities (" in first.stdout
     assert "(outbox backlog 0)" in first.stdout and "3D projection of 0 nodes" not in first.stdout
     assert "Recall:" in first.stdout and "similar to the query" in first.stdout
+    # the second sample user reads Portuguese: her report is written in it (the scripted answer chosen by her language)
+    assert "Cycle report of ines.amostra@orrery.dev (pt-PT): Uma semana entre o barro e o Porto" in first.stdout
     # the user's id, which the closing hints use, and hints that run from a fresh clone (issue 21, item 6); no
     # LLM is configured, so a worker started by hand must ask for the scripted one by name
     user_id = await _sample_user_id(database_url)
@@ -37,9 +40,9 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
         before = await conn.fetchval("SELECT count(*) FROM memory_units")
         second = run_cli("demo", env=env, timeout=300)
         assert second.returncode == 0, second.stdout + second.stderr
-        assert "nothing to ingest" in second.stdout and "LLM: 9 calls" in second.stdout
+        assert "nothing to ingest" in second.stdout and "LLM: 12 calls" in second.stdout
         assert "growth cycle: already reported" in second.stdout
-        assert await conn.fetchval("SELECT count(*) FROM memory_units") == before == 12
+        assert await conn.fetchval("SELECT count(*) FROM memory_units") == before == 14 + 5
         assert await conn.fetchval("SELECT count(*) FROM runtime.job_runs WHERE state <> 'succeeded'") == 0
     finally:
         await conn.close()
@@ -48,7 +51,7 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
 async def _sample_user_id(database_url: str) -> str:
     conn = await asyncpg.connect(database_url)
     try:
-        user_id: str = await conn.fetchval("SELECT user_id FROM users")
+        user_id: str = await conn.fetchval("SELECT user_id FROM users WHERE email = 'maya.sample@orrery.dev'")
         return user_id
     finally:
         await conn.close()

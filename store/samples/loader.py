@@ -26,6 +26,8 @@ from store.repos import conversations, media_items, users
 
 SAMPLES_DIR = Path(__file__).parent
 SAMPLE_FILE = SAMPLES_DIR / "sample_user.json"
+PORTUGUESE_SAMPLE_FILE = SAMPLES_DIR / "sample_user_pt.json"
+"""A second sample user who reads Portuguese (pt-PT) and lives in the Azores: the demo seeds both."""
 SAMPLE_NAMESPACE = uuid.UUID("fedb2f11-2930-41fc-8e1d-e6650b053014")
 MESSAGE_SPACING = timedelta(minutes=2)
 

@@ -32,7 +32,7 @@ from jobs.runtime.registry import JobTable
 from jobs.runtime.resources import WorkerResources
 from settings import Settings
 from store import ledger
-from store.cycles import users_due_for_cycle
+from store.cycles import cycles_near_due
 from store.llm_calls import list_llm_calls
 from store.repos import cards, communities, concepts, derived_artifacts, users
 from store.samples.loader import seed_sample_user
@@ -285,4 +285,4 @@ async def test_the_chain_closes_an_empty_cycle_without_an_llm_call(
     after = await users.get_user(pool, user_id)
     assert after is not None and after.last_cycle_started_at is not None
     assert after.last_cycle_started_at > user.created_at  # a new cycle started
-    assert await users_due_for_cycle(pool, length_days=7, limit=10) == []
+    assert await cycles_near_due(pool, now=datetime.now(UTC), length_days=7, limit=10) == []
