@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     insight_input_token_budget: int = Field(8000, ge=1000, le=200_000, description="Cycle material per insight call.")
     proactive_prompts_model: str = "gpt-4o-mini"
     proactive_prompts_max_pending: int = Field(5, ge=1, le=100, description="Pending prompts per user (the cap).")
+    proactive_prompts_local_hour: int = Field(
+        7, ge=0, le=23, description="The hour of the user's own morning (users.timezone) daily prompts come at."
+    )
     proactive_prompt_expiry_days: float = Field(14.0, gt=0, le=365, description="Pending longer than this: expired.")
     cycle_report_model: str = "gpt-4o-mini"
     projection_max_memory_units: int = Field(2000, ge=1, le=100_000, description="Most important ones projected.")

@@ -2,8 +2,9 @@
 
 Two ways in. As the second step of the cycle chain (jobs/cycle.py: insight → proactive_prompts → cycle_report →
 projection) it runs for a cycle (`cycle_start`, none = the user's current one), and the chain goes on with
-cycle_report. On its own schedule, the daily `proactive_prompts_daily` job enqueues a run keyed by the day (`daily`,
-job id `proactive_prompts:{user_id}:daily:{YYYYMMDD}`) for every user with new memory in the last day whose cycle is
+cycle_report. On its own schedule, the hourly `proactive_prompts_daily` job enqueues a run keyed by the user's local
+day (`daily`, job id `proactive_prompts:{user_id}:daily:{YYYYMMDD}`) for every user whose local morning it is
+(ORRERY_PROACTIVE_PROMPTS_LOCAL_HOUR on their users.timezone clock), with new memory in the last day, whose cycle is
 not due (the chain writes theirs) and did not start in the last day (the chain just did); such a run belongs to no
 cycle and continues no chain.
 
@@ -16,20 +17,22 @@ skips the call. Stale pending prompts expire first; the cap counts what is pendi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from core.cycle import Cycle
+from core.cycle import Cycle, cycle_due_at
 from core.errors import PermanentError
+from core.local_time import local_date, local_hour
 from jobs.cycle import CycleArgs, StepResult, chain_step
 from jobs.resources import LLM
 from jobs.runtime.context import JobContext
 from jobs.runtime.registry import BATCH, JobSpec
-from jobs.user_locale import language_for
+from jobs.user_locale import language_for, zone_for
 from store.cycles import CycleState
 from store.proactive_prompts_writes import (
+    DailyCandidate,
     NewPrompt,
     PromptSource,
     cycle_run_key,
@@ -51,7 +54,9 @@ RECENT_MEMORIES = 20
 class ProactivePromptsArgs(CycleArgs):
     model_config = ConfigDict(extra="forbid")
 
-    daily: date | None = Field(None, description="The daily schedule's run for this UTC day (continues no chain)")
+    daily: date | None = Field(
+        None, description="The daily schedule's run for this day on the user's clock (continues no chain)"
+    )
 
     @model_validator(mode="after")
     def _one_occasion(self) -> ProactivePromptsArgs:
@@ -164,21 +169,42 @@ async def run_daily_prompts(ctx: JobContext, args: ProactivePromptsArgs, state: 
     return {"run_key": run_key, **result}
 
 
-async def enqueue_daily_prompts(ctx: JobContext, args: BaseModel) -> Mapping[str, Any]:
-    """The daily schedule: one proactive_prompts run per selected user, keyed by the day (see the module docstring)."""
-    now = datetime.now(UTC)
-    day = now.date()
-    cycle_length = timedelta(days=ctx.settings.cycle_length_days)
-    user_ids = await users_for_daily_prompts(ctx.pool, now=now, cycle_length=cycle_length)
+def daily_runs(
+    candidates: list[DailyCandidate], now: datetime, zones: Mapping[str, tzinfo], *, hour: int, length_days: float
+) -> list[tuple[str, date]]:
+    """The (user, local day) daily runs due at `now`: users for whom it is `hour` o'clock on their own clock
+    (`zones`: user id → zone) and whose cycle is not due (the chain writes theirs); the day is the user's own."""
+    return [
+        (c.user_id, local_date(now, zones[c.user_id]))
+        for c in candidates
+        if local_hour(now, zones[c.user_id]) == hour
+        and cycle_due_at(c.cycle.start, length_days, zones[c.user_id]) > now
+    ]
+
+
+async def enqueue_daily_prompts(ctx: JobContext, args: DailyArgs) -> Mapping[str, Any]:
+    """The hourly schedule of the daily prompts: one proactive_prompts run per user whose local morning it is,
+    keyed by their local day (see the module docstring)."""
+    now = args.at or datetime.now(UTC)
+    candidates = await users_for_daily_prompts(ctx.pool, now=now)
+    zones = {c.user_id: zone_for(ctx.log, c.user_id, c.timezone) for c in candidates}
+    settings = ctx.settings
+    runs = daily_runs(
+        candidates, now, zones, hour=settings.proactive_prompts_local_hour, length_days=settings.cycle_length_days
+    )
     enqueued = 0
-    for user_id in user_ids:
+    for user_id, day in runs:
         queued = await ctx.enqueue(PROACTIVE_PROMPTS, {"user_id": user_id, "daily": day.isoformat()})
         enqueued += queued.enqueued
-    return {"users": len(user_ids), "enqueued": enqueued}
+    return {"users": len(runs), "enqueued": enqueued}
 
 
 class DailyArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    at: AwareDatetime | None = Field(
+        None, description="Choose the users as at this moment instead of now (a test's clock, or a missed hour)."
+    )
 
 
 PROACTIVE_PROMPTS = chain_step(
@@ -207,9 +233,10 @@ PROACTIVE_PROMPTS_DAILY = JobSpec(
     max_tries=3,
     backoff_s=30,
     dedupe_key="proactive_prompts_daily",
-    cron="40 6 * * *",
+    cron="40 * * * *",
     description=(
-        "Enqueue the daily proactive_prompts run of every user with new memory in the last day whose cycle is"
-        " not due and did not just start."
+        "Enqueue the daily proactive_prompts run of every user whose local morning it is"
+        " (ORRERY_PROACTIVE_PROMPTS_LOCAL_HOUR on their users.timezone clock), with new memory in the last day,"
+        " whose cycle is not due and did not just start. Runs hourly; each user's run is keyed by their local day."
     ),
 )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from core.cycle import CYCLE_NAMESPACE, Cycle
@@ -164,17 +164,30 @@ async def write_prompts(
     return summary
 
 
-async def users_for_daily_prompts(db: Executor, *, now: datetime, cycle_length: timedelta) -> list[str]:
-    """Who the daily schedule asks prompts for: active users with a memory unit ingested in the last day, whose
-    cycle is not due (the cycle chain writes their prompts) and did not start within the last day (the chain just
-    did)."""
+@dataclass(frozen=True)
+class DailyCandidate:
+    """A user the daily schedule may ask prompts for, with what decides it in their own time (jobs/proactive_prompts.py
+    keeps those whose local morning it is and whose cycle is not due)."""
+
+    user_id: str
+    cycle: Cycle
+    timezone: str | None
+
+
+async def users_for_daily_prompts(db: Executor, *, now: datetime) -> list[DailyCandidate]:
+    """Who the daily schedule may ask prompts for at `now`: active users with a memory unit ingested in the last day
+    whose cycle did not start within the last day (the chain just wrote their prompts)."""
     rows = await db.fetch(
-        "SELECT u.user_id FROM users u WHERE u.account_status = 'active' "
-        "AND COALESCE(u.last_cycle_started_at, u.created_at) > $1::timestamp - $2::interval "
+        "SELECT u.user_id, COALESCE(u.last_cycle_started_at, u.created_at) AS cycle_start, u.timezone "
+        "FROM users u WHERE u.account_status = 'active' "
         "AND COALESCE(u.last_cycle_started_at, u.created_at) <= $1::timestamp - interval '1 day' "
         "AND EXISTS (SELECT 1 FROM memory_units m WHERE m.user_id = u.user_id "
         "AND m.ingestion_ts > $1::timestamp - interval '1 day') ORDER BY u.user_id",
         to_db(now),
-        cycle_length,
     )
-    return [row["user_id"] for row in rows]
+    return [
+        DailyCandidate(
+            row["user_id"], Cycle.of(row["user_id"], row["cycle_start"].replace(tzinfo=UTC)), row["timezone"]
+        )
+        for row in rows
+    ]

@@ -156,11 +156,14 @@ async def test_the_daily_schedule_asks_for_users_with_new_memory_whose_cycle_is_
 ) -> None:
     length = timedelta(days=settings.cycle_length_days)
     chosen = await seed_user(pool, cycle_age=timedelta(days=3), activity_age=timedelta(hours=2))
-    due = await seed_user(pool, cycle_age=length + timedelta(hours=1), activity_age=timedelta(hours=2))
+    due = await seed_user(pool, cycle_age=length + timedelta(hours=13), activity_age=timedelta(hours=2))
     quiet = await seed_user(pool, cycle_age=timedelta(days=3), activity_age=timedelta(days=2))
     just_started = await seed_user(pool, cycle_age=timedelta(hours=3), activity_age=timedelta(hours=2))
 
-    queued = await enqueue(redis_client, pool, PROACTIVE_PROMPTS_DAILY, {})
+    # the users are in UTC (the default): their morning is the hour of `now`, given as the schedule's clock
+    now = datetime.now(UTC)
+    run_burst.settings = settings.model_copy(update={"proactive_prompts_local_hour": now.hour})
+    queued = await enqueue(redis_client, pool, PROACTIVE_PROMPTS_DAILY, {"at": now.isoformat()})
     await run_burst()
 
     run = await ledger.latest_run(pool, queued.job_id)
@@ -168,6 +171,6 @@ async def test_the_daily_schedule_asks_for_users_with_new_memory_whose_cycle_is_
     assert len(await pending_texts(pool, chosen.user_id)) == len(SAMPLE)
     for other in (due, quiet, just_started):
         assert await pending_texts(pool, other.user_id) == []
-    day = datetime.now(UTC).date()
+    day = now.date()
     daily = await ledger.latest_run(pool, f"proactive_prompts:{chosen.user_id}:daily:{day:%Y%m%d}")
     assert daily is not None and daily.state == "succeeded"
