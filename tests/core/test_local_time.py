@@ -13,7 +13,9 @@ from core.local_time import local_date, local_hour, local_midnight, nearest_loca
 KIRITIMATI, LISBON, LOS_ANGELES = (ZoneInfo(z) for z in ("Pacific/Kiritimati", "Europe/Lisbon", "America/Los_Angeles"))
 
 
-@pytest.mark.parametrize("name", ["Europe/Lisbon", "Pacific/Kiritimati", "America/Los_Angeles", "UTC", " Asia/Kolkata "])
+@pytest.mark.parametrize(
+    "name", ["Europe/Lisbon", "Pacific/Kiritimati", "America/Los_Angeles", "UTC", " Asia/Kolkata "]
+)
 def test_an_iana_name_is_its_zone(name: str) -> None:
     choice = user_zone(name)
     assert choice.problem is None and str(choice.zone) == name.strip()
