@@ -74,3 +74,33 @@ def cycle_due_at(start: datetime, length_days: float, zone: tzinfo) -> datetime:
     than a day then turns at the next midnight)."""
     due = nearest_local_midnight(start + timedelta(days=length_days), zone)
     return due if due > start else next_local_midnight(start, zone)
+
+
+MEMORY_LEARNED_AT = "ingestion_ts"
+"""The memory_units column that places a memory unit in a cycle (`CycleWindow`): when it was learned, never
+`creation_ts`, the date of the event it tells, which a memory of last year told this week places a year back."""
+
+
+@dataclass(frozen=True)
+class CycleWindow:
+    """What belongs to a cycle: what was learned in it, [start, end). The one definition every agent of the cycle
+    and its report read by (store/insight_material.py, store/cycle_report_writes.py):
+
+    - a memory unit by when it was ingested (MEMORY_LEARNED_AT), whatever date the event it tells has;
+    - a conversation by the memory units it gave: it belongs to the cycle its memory was learned in, whatever its
+      start_time (one that left no memory was small talk: no cycle holds it);
+    - growth events, concepts, artifacts and prompts by their created_at, which is when they were learned."""
+
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def of(cls, cycle: Cycle, end: datetime) -> CycleWindow:
+        """The window of `cycle` closed at `end` (now, for the current cycle; the next cycle's start for a past one)."""
+        if end.tzinfo is None:
+            raise ValueError(f"naive datetime {end.isoformat()} given as a cycle's end; pass an aware (UTC) one")
+        return cls(cycle.start, max(end.astimezone(UTC), cycle.start))
+
+    def holds(self, learned_at: datetime) -> bool:
+        """Whether something learned at `learned_at` (aware) belongs to this cycle."""
+        return self.start <= learned_at < self.end

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from core.cycle import Cycle
+from core.cycle import Cycle, CycleWindow
 from core.errors import PermanentError
 from jobs.cycle import CycleArgs, StepResult, chain_step
 from jobs.resources import LLM
@@ -49,9 +49,9 @@ def report_windows(current: Cycle, cycle: Cycle, now: datetime) -> tuple[CycleWi
             f"cycle {cycle.stamp} starts after the user's current cycle ({current.stamp}); "
             "trigger without cycle_start to report the current cycle"
         )
-    end = now if is_current else current.start
-    length = max(end - cycle.start, timedelta(seconds=1))
-    return CycleWindows(previous_start=cycle.start - length, start=cycle.start, end=end), is_current
+    window = CycleWindow.of(cycle, now if is_current else current.start)  # what belongs to it: core/cycle.py
+    length = max(window.end - window.start, timedelta(seconds=1))
+    return CycleWindows(previous_start=window.start - length, start=window.start, end=window.end), is_current
 
 
 def cycle_material(user_id: str, name: str | None, windows: CycleWindows, rows: CycleRows) -> CycleMaterial:

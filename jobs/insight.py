@@ -13,10 +13,10 @@ still goes on, so the report is written and the cycle advances.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from core.cycle import Cycle
+from core.cycle import Cycle, CycleWindow
 from jobs.cycle import CycleArgs, StepResult, chain_step
 from jobs.resources import LLM
 from jobs.runtime.context import JobContext
@@ -53,12 +53,12 @@ async def _insight(ctx: JobContext, state: CycleState) -> tuple[str, dict[str, A
     settings, pool = ctx.settings, ctx.pool
     if await insight_written(pool, state.cycle):
         return "already_written", {}
-    now = datetime.now(UTC)
+    window = CycleWindow.of(state.cycle, datetime.now(UTC))  # what the cycle learned: core/cycle.py
     material = await load_insight_material(
         pool,
         state.cycle,
-        window_start=state.last_cycle_started_at or now - timedelta(days=settings.cycle_length_days),
-        window_end=now,
+        window_start=window.start,
+        window_end=window.end,
         importance_threshold=settings.insight_importance_threshold,
     )
     if material.is_empty(settings.cycle_min_conversations):

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from agents.proactive_prompts import PromptMaterial
 
 RECENT_MEMORIES = 20
-"""How many of the user's newest memory units the model sees."""
+"""How many of the memory units the user told last the model sees."""
 
 
 class ProactivePromptsArgs(CycleArgs):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from core.cycle import Cycle
+from core.cycle import MEMORY_LEARNED_AT, Cycle
 from core.vocabulary import NodeLabel
 from store import outbox
 from store.cycles import lock_current_cycle, reset_cycle
@@ -59,11 +59,15 @@ class CycleRows:
     insights: list[dict[str, Any]] = field(default_factory=list)
 
 
-_COUNTS = """
+_LEARNED = f"m.{MEMORY_LEARNED_AT} >= $2 AND m.{MEMORY_LEARNED_AT} < $3"
+"""A memory unit learned in the window (core/cycle.CycleWindow: what belongs to a cycle)."""
+
+_COUNTS = f"""
 SELECT
-  (SELECT count(*) FROM conversations WHERE user_id = $1 AND status = 'processed'
-     AND start_time >= $2 AND start_time < $3) AS conversations,
-  (SELECT count(*) FROM memory_units WHERE user_id = $1 AND ingestion_ts >= $2 AND ingestion_ts < $3) AS memory_units,
+  (SELECT count(DISTINCT c.id) FROM memory_units m
+     JOIN conversations c ON c.id = m.source_conversation_id AND c.user_id = m.user_id AND c.status = 'processed'
+     WHERE m.user_id = $1 AND {_LEARNED}) AS conversations,
+  (SELECT count(*) FROM memory_units m WHERE m.user_id = $1 AND {_LEARNED}) AS memory_units,
   (SELECT count(*) FROM concepts WHERE user_id = $1 AND created_at >= $2 AND created_at < $3) AS concepts_created,
   (SELECT count(*) FROM growth_events WHERE user_id = $1 AND created_at >= $2 AND created_at < $3) AS growth_events,
   (SELECT count(*) FROM derived_artifacts WHERE user_id = $1 AND artifact_type <> 'cycle_report'
@@ -80,19 +84,19 @@ FROM growth_events WHERE user_id = $1 AND created_at >= $3 AND created_at < $4
 GROUP BY dim_key ORDER BY dim_key
 """
 
-_TOP_CONCEPTS = """
+_TOP_CONCEPTS = f"""
 SELECT c.concept_id, c.name, c.type, count(*) AS mentions
 FROM memory_units m
 JOIN runtime.knowledge_edges e ON e.user_id = m.user_id AND e.source_id = m.muid AND e.target_type = 'Concept'
 JOIN concepts c ON c.concept_id = e.target_id AND c.user_id = m.user_id AND c.status = 'active'
-WHERE m.user_id = $1 AND m.ingestion_ts >= $2 AND m.ingestion_ts < $3
+WHERE m.user_id = $1 AND {_LEARNED}
 GROUP BY c.concept_id, c.name, c.type, c.salience
 ORDER BY mentions DESC, c.salience DESC NULLS LAST, c.name, c.concept_id LIMIT $4
 """
 
-_HIGHLIGHTS = """
-SELECT muid, title, content, importance_score FROM memory_units
-WHERE user_id = $1 AND ingestion_ts >= $2 AND ingestion_ts < $3
+_HIGHLIGHTS = f"""
+SELECT muid, title, content, importance_score FROM memory_units m
+WHERE m.user_id = $1 AND {_LEARNED}
 ORDER BY importance_score DESC NULLS LAST, creation_ts DESC, muid LIMIT $4
 """
 

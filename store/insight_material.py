@@ -1,7 +1,8 @@
 """What the insight cycle reads: the cycle's material, and the concept graph for communities.
 
 Why bounded this way: a user's history grows without end, a cycle does not. The material is driven by the memory
-units of the window, found through the (user_id, creation_ts) index, and everything else is reached from them by
+units the cycle learned (core/cycle.CycleWindow: by ingestion_ts, read through the user's rows of the
+(user_id, creation_ts) index), and everything else is reached from them by
 key (their conversations by id, their concepts through runtime.knowledge_edges' indexes, growth events by entity),
 each with a LIMIT, so a user with 100k memory units compiles about as fast as one with 1k. The one read that is
 the whole history by nature is the concept graph for community detection (`load_concept_graph`), timed apart in
@@ -17,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from core.cycle import Cycle
+from core.cycle import MEMORY_LEARNED_AT, Cycle
 from core.insight import (
     ConceptDigest,
     ConceptLink,
@@ -100,9 +101,11 @@ async def _load(
     )
     # the window's memory units: an index range scan; every later read goes from their ids by key
     window = await db.fetch(
-        "SELECT muid, source_conversation_id FROM memory_units WHERE user_id = $1 AND creation_ts >= $2 LIMIT $3",
+        "SELECT muid, source_conversation_id FROM memory_units "
+        f"WHERE user_id = $1 AND {MEMORY_LEARNED_AT} >= $2 AND {MEMORY_LEARNED_AT} < $3 LIMIT $4",
         user_id,
         since,
+        to_db(window_end),
         WINDOW_CAP,
     )
     unit_ids = [r["muid"] for r in window]

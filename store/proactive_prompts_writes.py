@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from core.cycle import CYCLE_NAMESPACE, Cycle
+from core.cycle import CYCLE_NAMESPACE, MEMORY_LEARNED_AT, Cycle
 from core.vocabulary import normalize_concept_name
 from store.postgres import Executor
 from store.repos import proactive_prompts
@@ -56,9 +56,9 @@ class PromptSource:
 async def read_prompt_source(
     db: Executor, user_id: str, *, insights_since: datetime, memory_limit: int, insight_limit: int = 3
 ) -> PromptSource | None:
-    """The profile, the next-conversation package, the newest memory units (by when they happened, on the
-    (user_id, creation_ts) index), the insight artifacts since `insights_since` and the pending prompts' texts.
-    None when the user does not exist."""
+    """The profile, the next-conversation package, the memory units learned last (core/cycle.MEMORY_LEARNED_AT: a
+    memory of last year told today is news today), the insight artifacts since `insights_since` and the pending
+    prompts' texts. None when the user does not exist."""
     user = await db.fetchrow(
         "SELECT memory_profile, next_conversation_context_package FROM users WHERE user_id = $1", user_id
     )
@@ -66,7 +66,7 @@ async def read_prompt_source(
         return None
     memories = await db.fetch(
         "SELECT muid, title, content, importance_score FROM memory_units WHERE user_id = $1 "
-        "ORDER BY creation_ts DESC, muid LIMIT $2",
+        f"ORDER BY {MEMORY_LEARNED_AT} DESC, muid LIMIT $2",
         user_id,
         memory_limit,
     )

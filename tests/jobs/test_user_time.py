@@ -91,11 +91,11 @@ async def test_daily_prompts_come_in_each_user_s_local_morning_keyed_by_their_lo
 
     # hours later it is morning in Los Angeles, then in Kiritimati: each gets the run of their own day
     for where in ("la", "kiritimati"):
-        zone = user_zone(ZONES[where]).zone
+        their = user_zone(ZONES[where]).zone
         later = next(
-            now + timedelta(hours=k) for k in range(1, 24) if local_hour(now + timedelta(hours=k), zone) == hour
+            now + timedelta(hours=k) for k in range(1, 24) if local_hour(now + timedelta(hours=k), their) == hour
         )
-        assert await ledger.latest_run(pool, daily_job_id(ids[where], local_date(later, zone))) is None
+        assert await ledger.latest_run(pool, daily_job_id(ids[where], local_date(later, their))) is None
         await enqueue_daily_prompts(ctx, DailyArgs(at=later))
-        run = await ledger.latest_run(pool, daily_job_id(ids[where], local_date(later, zone)))
-        assert run is not None and run.args["daily"] == local_date(later, zone).isoformat()
+        run = await ledger.latest_run(pool, daily_job_id(ids[where], local_date(later, their)))
+        assert run is not None and run.args["daily"] == local_date(later, their).isoformat()
