@@ -5,7 +5,8 @@ units the cycle learned (core/cycle.CycleWindow: by ingestion_ts), and everythin
 (their conversations by id, their concepts through runtime.knowledge_edges' indexes, growth events by entity), each
 with a LIMIT. Two reads are the whole history: the concept graph for community detection (`load_concept_graph`),
 by nature, timed apart in bench/bench_insight.py; and, until memory_units has a (user_id, ingestion_ts) index, the
-window's memory units, found among the user's rows of the (user_id, creation_ts) index and filtered by ingestion_ts. Every statement filters on the user id (DESIGN.md invariant 3).
+window's memory units, found among the user's rows of the (user_id, creation_ts) index and filtered by
+ingestion_ts. Every statement filters on the user id (DESIGN.md invariant 3).
 """
 
 from __future__ import annotations
