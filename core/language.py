@@ -11,9 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import langcodes
-from langcodes.tag_parser import LanguageTagError
-
 MAX_TAG_CHARS = 35
 """RFC 5646 recommends room for 35 characters; a longer value is not a tag."""
 
@@ -45,7 +42,11 @@ class LanguageChoice:
 
 def user_language(preference: str | None) -> LanguageChoice:
     """The language of `users.language_preference`: "pt-PT", "pt", "es", "pt_BR" (normalized), else English with the
-    reason (empty, not a BCP-47 tag, or a language no registry names)."""
+    reason (empty, not a BCP-47 tag, or a language no registry names). langcodes is imported here, not at the top:
+    its tables take a quarter of a second, which listing jobs or probing health need not pay."""
+    import langcodes
+    from langcodes.tag_parser import LanguageTagError
+
     raw = (preference or "").strip()
     if not raw:
         return LanguageChoice(ENGLISH, "no language preference set; writing English")
