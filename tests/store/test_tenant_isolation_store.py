@@ -289,7 +289,6 @@ CASES: dict[str, Case] = {
         equals(2),
     ),
     "reconcile.record_refs": Case(lambda db, a, s: reconcile.record_refs(db, B, "graph", a_ref(a)), equals(2)),
-    "llm_calls.delete_user_llm_calls": Case(lambda db, a, s: llm_calls.delete_user_llm_calls(db, B), equals(1)),
     # forget-user, last: it erases B (and only B)
     "forget.conversation_ids": Case(lambda db, a, s: forget.conversation_ids(db, B), equals([row_id(B, "conv")])),
     "forget.count_graph": Case(lambda db, a, s: forget.count_graph(s.graph, B), lambda n: n["nodes"] > 0),
