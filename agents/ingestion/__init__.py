@@ -10,6 +10,7 @@ from agents.ingestion.agent import AGENT_NAME, PROMPT_NAME, IngestionAgent
 from agents.ingestion.inputs import (
     ConversationInput,
     ConversationMessage,
+    EarlierMemory,
     ExistingConcept,
     IngestionInput,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "PROMPT_NAME",
     "ConversationInput",
     "ConversationMessage",
+    "EarlierMemory",
     "ExistingConcept",
     "ExtractedConcept",
     "ExtractedGrowthEvent",

@@ -16,7 +16,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from core.vocabulary import NodeLabel
+from core.revisions import RevisionKind, RevisionSource
+from core.vocabulary import EntityKind, NodeLabel
 from store.postgres import Executor
 from store.repos import (
     cards,
@@ -27,6 +28,7 @@ from store.repos import (
     graph_projections,
     growth_events,
     knowledge_edges,
+    memory_revisions,
     memory_units,
     proactive_prompts,
     user_sessions,
@@ -51,6 +53,7 @@ from tests.store.tenants import (
     no_trace_of_a,
     nothing_of_a,
     owned_by_b,
+    revision_of,
     row_id,
     run_cases,
     snapshot,
@@ -366,6 +369,72 @@ CASES: dict[str, Case] = {
     "graph_projections.graph_projection_exists": Case(
         lambda db, a: graph_projections.graph_projection_exists(db, B, a.projection), equals(False)
     ),
+    # revisions (memory history) and the statements that revise memory
+    "cards.refresh_display": Case(
+        # B's own card about A's unit id (the ensure_card case made it) changes; A's card does not
+        lambda db, a: cards.refresh_display(db, B, "MemoryUnit", {a.memory_unit: {"title": "x"}}),
+        equals(1),
+    ),
+    "concepts.lock_concepts": Case(lambda db, a: concepts.lock_concepts(db, B, [a.concept]), equals([])),
+    "concepts.set_descriptions": Case(
+        lambda db, a: concepts.set_descriptions(db, B, {a.concept: "overwritten?"}, at=MOMENT), equals(0)
+    ),
+    "memory_units.lock_memory_units": Case(
+        lambda db, a: memory_units.lock_memory_units(db, B, [a.memory_unit]), equals([])
+    ),
+    "memory_units.revise_memory_units": Case(
+        lambda db, a: memory_units.revise_memory_units(
+            db,
+            B,
+            [
+                memory_units.RevisedMemoryUnit(
+                    muid=a.memory_unit,
+                    title="x",
+                    content="overwritten?",
+                    creation_ts=MOMENT,
+                    importance_score=1,
+                    sentiment_score=0,
+                    source_conversation_ids=[row_id(B, "conv")],
+                )
+            ],
+        ),
+        equals(0),
+    ),
+    "memory_revisions.upsert_revisions": Case(
+        # B's revision of A's unit is B's own row under B's own id (ids derive from the user): A's stays as it was
+        lambda db, a: memory_revisions.upsert_revisions(db, B, [_b_revision_of(a.memory_unit)]),
+        lambda ids: ids == [_b_revision_of(row_id(A, "mu")).revision_id(B)] and revision_of(A) not in ids,
+    ),
+    "memory_revisions.revisions_from_conversation": Case(
+        lambda db, a: memory_revisions.revisions_from_conversation(db, B, a.conversation), nothing_of_a
+    ),
+    "memory_revisions.revisions_of": Case(
+        lambda db, a: memory_revisions.revisions_of(db, B, [a.memory_unit]), nothing_of_a
+    ),
+    "memory_revisions.list_revisions": Case(
+        lambda db, a: memory_revisions.list_revisions(db, B, entity_id=a.memory_unit), nothing_of_a
+    ),
+    "memory_revisions.forgotten_ids": Case(
+        lambda db, a: memory_revisions.forgotten_ids(db, B, [a.memory_unit]), equals(set())
+    ),
+    "memory_revisions.delete_revisions": Case(
+        lambda db, a: memory_revisions.delete_revisions(db, B, [revision_of(A)]), equals([])
+    ),
+    "memory_revisions.delete_history": Case(
+        # only B's own revision naming A's unit (the upsert case wrote it) goes
+        lambda db, a: memory_revisions.delete_history(db, B, [a.memory_unit]),
+        lambda ids: revision_of(A) not in ids and len(ids) == 1,
+    ),
+    "growth_events.delete_growth_events_about": Case(
+        # B's own event about A's unit (the insert_growth_events case wrote it) goes, A's stays
+        lambda db, a: growth_events.delete_growth_events_about(db, B, [a.memory_unit]),
+        equals(1),
+    ),
+    "knowledge_edges.delete_edges_touching": Case(
+        # B's own edge from A's unit id (written by the upsert case, repointed to B's concept) goes, A's stays
+        lambda db, a: knowledge_edges.delete_edges_touching(db, B, [a.memory_unit]),
+        equals([("Concept", row_id(B, "concept"))]),
+    ),
     # the sweeps work across users (OWNERLESS): each one's own conditions, never a user's data to another user
     "conversations.end_silent_conversations": Case(
         lambda db, a: conversations.end_silent_conversations(db, timeout_minutes=10**7, limit=10), equals([])
@@ -379,6 +448,16 @@ CASES: dict[str, Case] = {
         equals(1),
     ),
 }
+
+
+def _b_revision_of(muid: str) -> memory_revisions.NewRevision:
+    return memory_revisions.NewRevision(
+        entity_type=EntityKind.MEMORY_UNIT,
+        entity_id=muid,
+        kind=RevisionKind.CORRECTED,
+        source=RevisionSource(conversation_id=row_id(B, "conv")),
+        after={"content": "overwritten?"},
+    )
 
 
 async def _expire_only_b(db: Executor) -> int:

@@ -22,6 +22,7 @@ from core.cycle import Cycle
 from core.errors import PermanentError
 from core.ingestion import IngestionResult, IngestionStatus
 from core.insight import CommunityDraft, InsightResult, InsightStatus, MergeDraft
+from core.revisions import RevisionKind, RevisionSource
 from core.vocabulary import NodeLabel
 from settings import Settings
 from store import (
@@ -39,6 +40,7 @@ from store import (
     projection_source,
     recall,
     reconcile,
+    revise,
     sync,
 )
 from store.cycle_report_writes import CycleWindows, NewCycleReport
@@ -65,6 +67,7 @@ from tests.store.tenants import (
 )
 
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
+B_SOURCE = RevisionSource(conversation_id=row_id(B, "conv"))
 
 
 @dataclass(frozen=True)
@@ -278,6 +281,37 @@ CASES: dict[str, Case] = {
         lambda refs: bool(refs) and no_trace_of_a(refs),
     ),
     "reconcile.user_exists": Case(lambda db, a, s: reconcile.user_exists(db, B), equals(True)),
+    "outbox.pending": Case(
+        lambda db, a, s: outbox.pending(db, "vector", B, NodeLabel.MEMORY_UNIT, [a.memory_unit]), equals(set())
+    ),
+    "revise.revised_by_others": Case(
+        # A's unit has A's revision from A's conversation: B never sees it
+        lambda db, a, s: revise.revised_by_others(db, B, [a.memory_unit], B_SOURCE),
+        equals(set()),
+    ),
+    "revise.revise_units": Case(
+        lambda db, a, s: revise.revise_units(
+            db,
+            B,
+            [revise.UnitChange(a.memory_unit, RevisionKind.CORRECTED, B_SOURCE, lambda state: state)],
+            card_importance=0,
+        ),
+        lambda done: done.missing == {row_id(A, "mu")} and not (done.memory_units or done.revisions),
+    ),
+    "revise.revise_descriptions": Case(
+        lambda db, a, s: revise.revise_descriptions(
+            db, B, [revise.DescriptionChange(a.concept, "overwritten?", RevisionKind.CORRECTED, B_SOURCE)]
+        ),
+        lambda done: not (done.concepts or done.revisions),
+    ),
+    "revise.undo_conversation": Case(
+        lambda db, a, s: revise.undo_conversation(db, B, a.conversation),
+        lambda undone: not (undone.held or undone.changed.revisions or undone.changed.memory_units),
+    ),
+    "revise.forget_units": Case(
+        lambda db, a, s: revise.forget_units(db, B, B_SOURCE, [a.memory_unit]),
+        lambda done: done.missing == {row_id(A, "mu")} and not (done.memory_units or done.revisions),
+    ),
     "recall.recall": Case(
         lambda db, a, s: recall.recall(db, s.graph, s.vector, B, s.query, limit=10),
         lambda found: bool(found) and no_trace_of_a(found),
