@@ -16,12 +16,18 @@ prompts/<prompt_name>.j2, which the client names in the X-Orrery-Prompt header (
 adds its samples file and the demo answers it with no code change; a test's own agent adds its directory for a while
 (`extra_sample_dir`). A samples file is `{"about": "...", "answers": [{"match": "text", "answer": {...}}, ...]}`; an
 answer without `match` answers every request of its prompt.
+
+An answer names what the request showed by its text, not its handle: a string value `"@shown:TEXT"` becomes the
+handle of the listed line (`p2. … TEXT …`, `3. TEXT …`) that contains TEXT, or null when none does. The handle a
+model is given depends on what was shown (earlier memories nearest first, within a budget), so a fixed handle in a
+sample would name whatever happens to be listed there.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -97,6 +103,26 @@ class ScriptedReply:
     def slow(cls, delay_s: float, then: ScriptedReply | None = None) -> ScriptedReply:
         """Wait `delay_s`, then send `then` (an empty JSON object by default) — if the client is still there."""
         return dataclasses.replace(then or cls.json({}), delay_s=delay_s)
+
+
+SHOWN = "@shown:"
+_LISTED = re.compile(r"^\s*([a-z]?[1-9][0-9]*)\. (.*)$", re.MULTILINE)
+
+
+def resolve_shown(answer: Any, text: str) -> Any:
+    """`answer` with every `"@shown:TEXT"` string replaced by the handle of the line of `text` listing TEXT (an
+    integer for a numbered line, "p2" for a lettered one), or None when no listed line contains it."""
+    if isinstance(answer, dict):
+        return {key: resolve_shown(value, text) for key, value in answer.items()}
+    if isinstance(answer, list):
+        return [resolve_shown(value, text) for value in answer]
+    if isinstance(answer, str) and answer.startswith(SHOWN):
+        wanted = answer.removeprefix(SHOWN)
+        for handle, line in _LISTED.findall(text):
+            if wanted in line:
+                return int(handle) if handle.isdigit() else handle
+        return None
+    return answer
 
 
 @dataclass(frozen=True)
@@ -241,7 +267,7 @@ class ScriptedLLMServer:
         text, prompt = request.message_text(), request.prompt_name
         for keyed in self._keyed:
             if keyed.answers(prompt, text):
-                return ScriptedReply.json(keyed.answer, delay_s=keyed.delay_s)
+                return ScriptedReply.json(resolve_shown(keyed.answer, text), delay_s=keyed.delay_s)
         if prompt is None:
             return ScriptedReply.error(400, "scripted LLM server: no reply scripted for this request")
         return ScriptedReply.error(
