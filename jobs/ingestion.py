@@ -26,6 +26,7 @@ from jobs.runtime import tracing
 from jobs.runtime.context import JobContext
 from jobs.runtime.registry import INTERACTIVE, JobSpec
 from jobs.sync import follow_commit
+from store import revise
 from store.context import TurnContextPackage, read_turn_context
 from store.ingestion_writes import IngestionThresholds, write_ingestion
 from store.postgres import Executor
@@ -121,7 +122,8 @@ async def ingest(ctx: JobContext, args: IngestArgs) -> Mapping[str, Any]:
         )
 
     recalled = await recall_for_ingestion(ctx, source, RELEVANT_CONCEPTS)
-    data = ingestion_input(source, turn_context, recalled)
+    shown = await revise.as_first_seen(ctx.pool, user_id, conversation_id, recalled.concepts, recalled.memories)
+    data = ingestion_input(source, turn_context, Recalled(*shown))
     llm = await ctx.resource(LLM)
     agent = IngestionAgent.from_settings(llm, ctx.settings)
     # 'processing' is shown while the LLM works (the write's own check is on 'processed'). It is set alongside the

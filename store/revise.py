@@ -29,6 +29,7 @@ from store.repos import (
 )
 from store.repos._base import utc_now
 from store.repos.cards import NewCard, memory_display
+from store.repos.concepts import ConceptRecord
 from store.repos.memory_revisions import MemoryRevisionRecord, NewRevision
 from store.repos.memory_units import MemoryUnitRecord, RevisedMemoryUnit
 
@@ -298,6 +299,35 @@ async def undo_conversation(conn: Executor, user_id: str, conversation_id: str) 
     undone.changed.concepts |= set(descriptions)
     undone.changed.revisions |= set(deleted)
     return undone
+
+
+async def as_first_seen(
+    conn: Executor,
+    user_id: str,
+    conversation_id: str,
+    concept_rows: Sequence[ConceptRecord],
+    unit_rows: Sequence[MemoryUnitRecord],
+) -> tuple[list[ConceptRecord], list[MemoryUnitRecord]]:
+    """These concepts and memory units as the conversation first saw them: those it revised (and no later source
+    did since) with the values its revision replaced. A reprocess shows the model these, so it decides again from
+    what was there, not from its own earlier answer: seeing its own update as the current text, a model would say
+    nothing changed, and the undo would lose the update."""
+    own = await memory_revisions.revisions_from_conversation(conn, user_id, conversation_id)
+    if not own:
+        return list(concept_rows), list(unit_rows)
+    newest = latest(await memory_revisions.revisions_of(conn, user_id, {r.entity_id for r in own}))
+    undo = {r.entity_id: r.before or {} for r in own if newest[r.entity_id].revision_id == r.revision_id}
+    units = [
+        u.model_copy(update=memory_fields(restored(memory_state(u), undo[u.muid]))) if u.muid in undo else u
+        for u in unit_rows
+    ]
+    found = [
+        c.model_copy(update={"description": undo[c.concept_id]["description"]})
+        if "description" in undo.get(c.concept_id, {})
+        else c
+        for c in concept_rows
+    ]
+    return found, units
 
 
 async def revised_by_others(

@@ -113,6 +113,6 @@ def test_a_sample_names_what_was_shown_by_its_text() -> None:
     from agents.scripted_llm import resolve_shown
 
     request = "<earlier_memories>\np1. [2026-04-01] Ran 10k: by the river\np2. [2026-04-11] Dad's knee: surgery\n"
-    request += "</earlier_memories>\n<existing_concepts>\n1. Running (activity)\n12. Lena (person)\n</existing_concepts>"
+    request += "</earlier_memories>\n<existing_concepts>\n1. Running (activity)\n12. Lena (person)\n"
     answer = {"units": [{"retells": "@shown:Dad's knee", "updates": "@shown:Tokyo trip"}], "handle": "@shown:Lena"}
     assert resolve_shown(answer, request) == {"units": [{"retells": "p2", "updates": None}], "handle": 12}

@@ -308,6 +308,11 @@ CASES: dict[str, Case] = {
         lambda db, a, s: revise.undo_conversation(db, B, a.conversation),
         lambda undone: not (undone.held or undone.changed.revisions or undone.changed.memory_units),
     ),
+    "revise.as_first_seen": Case(
+        # A's unit and concept, handed in with A's conversation: A's revision of them is never read for B
+        lambda db, a, s: _first_seen_for_b(db, a),
+        lambda seen: seen == "unchanged",
+    ),
     "revise.forget_units": Case(
         lambda db, a, s: revise.forget_units(db, B, B_SOURCE, [a.memory_unit]),
         lambda done: done.missing == {row_id(A, "mu")} and not (done.memory_units or done.revisions),
@@ -342,6 +347,14 @@ CASES: dict[str, Case] = {
         lambda db, a, s: outbox.delete_user_rows(db, B), equals(0)
     ),  # dropped by forget above
 }
+
+
+async def _first_seen_for_b(db: Executor, a: Rows) -> str:
+    from store.repos import memory_units
+
+    [unit] = await memory_units.list_memory_units(db, A)
+    concepts, units = await revise.as_first_seen(db, B, a.conversation, [], [unit])
+    return "unchanged" if units == [unit] and concepts == [] else f"changed: {units}"
 
 
 async def _reset_b(db: Executor) -> bool:
