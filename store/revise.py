@@ -272,7 +272,7 @@ async def undo_conversation(conn: Executor, user_id: str, conversation_id: str) 
     units = [
         _revised_unit(
             r.entity_id,
-            restored(memory_state(records[r.entity_id]), r.before or {}),
+            restored(memory_state(records[r.entity_id]), r.before),
             [s for s in records[r.entity_id].source_conversation_ids if s != conversation_id],
         )
         for r in undo
@@ -286,9 +286,9 @@ async def undo_conversation(conn: Executor, user_id: str, conversation_id: str) 
         {u.muid: memory_display(u.title, u.content, u.importance_score) for u in units},
     )
     descriptions = {
-        r.entity_id: (r.before or {}).get("description")
+        r.entity_id: r.before.get("description")
         for r in undo
-        if r.entity_type == EntityKind.CONCEPT.value and "description" in (r.before or {})
+        if r.entity_type == EntityKind.CONCEPT.value and "description" in r.before
     }
     await concepts.set_descriptions(conn, user_id, descriptions, at=utc_now())
     await cards.refresh_display(
@@ -316,7 +316,7 @@ async def as_first_seen(
     if not own:
         return list(concept_rows), list(unit_rows)
     newest = latest(await memory_revisions.revisions_of(conn, user_id, {r.entity_id for r in own}))
-    undo = {r.entity_id: r.before or {} for r in own if newest[r.entity_id].revision_id == r.revision_id}
+    undo = {r.entity_id: r.before for r in own if newest[r.entity_id].revision_id == r.revision_id}
     units = [
         u.model_copy(update=memory_fields(restored(memory_state(u), undo[u.muid]))) if u.muid in undo else u
         for u in unit_rows

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from core.revisions import RevisionKind, RevisionSource, revision_id
 from core.vocabulary import EntityKind
 from store.postgres import Executor
-from store.repos._base import JsonObject, Record, UtcDatetime, to_db, utc_now
+from store.repos._base import Record, RequiredJsonObject, UtcDatetime, to_db, utc_now
 
 
 class MemoryRevisionRecord(Record):
@@ -27,8 +27,9 @@ class MemoryRevisionRecord(Record):
     entity_type: str
     entity_id: str
     kind: str
-    before: JsonObject
-    after: JsonObject
+    before: RequiredJsonObject
+    """The values the revision replaced ({} for none: a null column reads as empty)."""
+    after: RequiredJsonObject
     source_conversation_id: str | None
     source_interaction_id: str | None
     created_at: UtcDatetime
