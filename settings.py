@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     proactive_prompts_max_pending: int = Field(5, ge=1, le=100, description="Pending prompts per user (the cap).")
     proactive_prompt_expiry_days: float = Field(14.0, gt=0, le=365, description="Pending longer than this: expired.")
     cycle_report_model: str = "gpt-4o-mini"
+    corrections_model: str = "gpt-4o-mini"
+    corrections_batch_size: int = Field(
+        50, ge=1, le=1000, description="A user's interactions decided in one LLM call at most; more wait for the next."
+    )
     projection_max_memory_units: int = Field(2000, ge=1, le=100_000, description="Most important ones projected.")
 
     # --- logging --------------------------------------------------------------------------------------------

@@ -265,3 +265,31 @@ async def create_graph_projection(
     found = await get_graph_projection(db, user_id, projection_id)
     assert found is not None
     return found
+
+
+async def write_interaction(
+    db: Executor,
+    user_id: str,
+    interaction_type: str,
+    *,
+    text: str | None = None,
+    target: tuple[str, str] | None = None,
+    structured: Any = None,
+    at: datetime | None = None,
+) -> str:
+    """An interaction_logs row as the web app writes one (Orrery only reads the table); returns its id. `target` is
+    (entity type, entity id)."""
+    interaction_id = new_id()
+    await db.execute(
+        "INSERT INTO interaction_logs (interaction_id, user_id, timestamp, interaction_type, target_entity_type, "
+        "target_entity_id, content_text, content_structured) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        interaction_id,
+        user_id,
+        to_db(at or utc_now()),
+        interaction_type,
+        target[0] if target else None,
+        target[1] if target else None,
+        text,
+        structured,
+    )
+    return interaction_id
