@@ -86,31 +86,12 @@ async def write_corrections(
     card_importance: float,
 ) -> CorrectionsSummary:
     """Apply the decisions and settle every interaction of `batch` in one transaction: applied, ignored (the model
-    decided nothing, or `none`) or failed (what it named is gone)."""
-    outcomes: dict[str, tuple[str, str | None]] = {key: ("ignored", "no decision") for key in batch}
-    units: list[revise.UnitChange] = []
-    descriptions: list[revise.DescriptionChange] = []
-    forgets: list[CorrectionDecision] = []
-    added: list[CorrectionDecision] = []
-    for decision in decisions:
-        if decision.interaction_id not in outcomes:
-            continue
-        source = RevisionSource(interaction_id=decision.interaction_id)
-        outcomes[decision.interaction_id] = ("applied", decision.reason)
-        if decision.action is CorrectionAction.NONE:
-            outcomes[decision.interaction_id] = ("ignored", decision.reason)
-        elif decision.action is CorrectionAction.REVISE_MEMORY and decision.target_id:
-            rule = partial(corrected, title=decision.title, content=decision.content, importance=decision.importance)
-            units.append(revise.UnitChange(decision.target_id, RevisionKind.CORRECTED, source, rule))
-        elif decision.action is CorrectionAction.REVISE_CONCEPT and decision.target_id:
-            descriptions.append(
-                revise.DescriptionChange(decision.target_id, decision.description, RevisionKind.CORRECTED, source)
-            )
-        elif decision.action is CorrectionAction.FORGET_MEMORY and decision.target_id:
-            forgets.append(decision)
-        elif decision.action is CorrectionAction.ADD_MEMORY:
-            added.append(decision)
+    decided nothing, or `none`) or failed (what it named is gone). Only the user's interactions still pending are
+    applied: a run that finished first settled the others, and another user's are never this user's to apply."""
     async with transaction(db) as conn:
+        pending = await consumed_interactions.lock_pending(conn, user_id, batch)
+        outcomes, units, descriptions, forgets, added = _sort([d for d in decisions if d.interaction_id in pending])
+        outcomes = {key: ("ignored", "no decision") for key in batch if key in pending} | outcomes
         revised = await revise.revise_units(conn, user_id, units, card_importance=card_importance)
         revised.add(await revise.revise_descriptions(conn, user_id, descriptions))
         for decision in forgets:
@@ -131,6 +112,40 @@ async def write_corrections(
     for state, _ in outcomes.values():
         setattr(summary, state, getattr(summary, state) + 1)
     return summary
+
+
+def _sort(
+    decisions: Sequence[CorrectionDecision],
+) -> tuple[
+    dict[str, tuple[str, str | None]],
+    list[revise.UnitChange],
+    list[revise.DescriptionChange],
+    list[CorrectionDecision],
+    list[CorrectionDecision],
+]:
+    """The decisions by what they do: (outcomes so far, memory revisions, description revisions, forgets, adds)."""
+    outcomes: dict[str, tuple[str, str | None]] = {}
+    units: list[revise.UnitChange] = []
+    descriptions: list[revise.DescriptionChange] = []
+    forgets: list[CorrectionDecision] = []
+    added: list[CorrectionDecision] = []
+    for decision in decisions:
+        source = RevisionSource(interaction_id=decision.interaction_id)
+        outcomes[decision.interaction_id] = ("applied", decision.reason)
+        if decision.action is CorrectionAction.NONE:
+            outcomes[decision.interaction_id] = ("ignored", decision.reason)
+        elif decision.action is CorrectionAction.REVISE_MEMORY and decision.target_id:
+            rule = partial(corrected, title=decision.title, content=decision.content, importance=decision.importance)
+            units.append(revise.UnitChange(decision.target_id, RevisionKind.CORRECTED, source, rule))
+        elif decision.action is CorrectionAction.REVISE_CONCEPT and decision.target_id:
+            descriptions.append(
+                revise.DescriptionChange(decision.target_id, decision.description, RevisionKind.CORRECTED, source)
+            )
+        elif decision.action is CorrectionAction.FORGET_MEMORY and decision.target_id:
+            forgets.append(decision)
+        elif decision.action is CorrectionAction.ADD_MEMORY:
+            added.append(decision)
+    return outcomes, units, descriptions, forgets, added
 
 
 async def _add_memories(

@@ -58,6 +58,18 @@ async def claim_interactions(
     return [InteractionRecord.from_row(row) for row in rows]
 
 
+async def lock_pending(db: Executor, user_id: str, interaction_ids: Sequence[str]) -> set[str]:
+    """Which of these are the user's interactions still pending, their rows locked until the transaction ends: the
+    ones a write may apply (one settled by a run that finished first, or another user's, is not)."""
+    rows = await db.fetch(
+        "SELECT interaction_id FROM runtime.consumed_interactions WHERE user_id = $1 AND state = 'pending' "
+        "AND interaction_id = ANY($2::text[]) ORDER BY interaction_id FOR UPDATE",
+        user_id,
+        list(interaction_ids),
+    )
+    return {row["interaction_id"] for row in rows}
+
+
 async def settle_interactions(
     db: Executor, user_id: str, outcomes: Mapping[str, tuple[str, str | None]], *, at: datetime
 ) -> int:
@@ -95,7 +107,7 @@ async def fail_pending(db: Executor, user_id: str, reason: str, *, at: datetime)
 
 async def users_with_new_interactions(db: Executor, types: Sequence[str], *, limit: int) -> list[str]:
     """The users with an interaction of `types` no run has settled (new, or pending after a crash): the sweep
-    enqueues the job for each. Across users by nature, like the other sweeps."""
+    enqueues the job for each. Without a user id by design: it looks at every user, like the other sweeps."""
     rows = await db.fetch(
         "SELECT DISTINCT i.user_id FROM interaction_logs i "
         "LEFT JOIN runtime.consumed_interactions c USING (interaction_id) "

@@ -24,7 +24,7 @@ from store import outbox
 from store.cycle_report_writes import report_id
 from store.llm_calls import insert_llm_call
 from store.postgres import Executor
-from store.repos import cards, conversations, memory_revisions, users
+from store.repos import cards, consumed_interactions, conversations, memory_revisions, users
 from store.repos._base import Record
 from store.repos.conversations import MessageRecord
 from store.repos.memory_revisions import NewRevision
@@ -57,6 +57,7 @@ SUFFIXES = (
     "interaction",
     "projection",
     "session",
+    "correction",
 )
 
 
@@ -93,6 +94,7 @@ class Rows:
     interaction: str
     projection: str
     session: str
+    correction: str
 
 
 async def give_user_a_row_everywhere(db: Executor, user_id: str, dimension: str, tokens: int) -> Rows:
@@ -180,6 +182,14 @@ async def give_user_a_row_everywhere(db: Executor, user_id: str, dimension: str,
         db, user_id, projection_data={"nodes": [user_id]}, projection_id=p["projection"]
     )
     await memory_revisions.upsert_revisions(db, user_id, [_revision(p["conv"], p["mu"])])
+    await db.execute(  # a correction, written by the web app and claimed by a run of apply_corrections
+        "INSERT INTO interaction_logs (interaction_id, user_id, interaction_type, target_entity_type, "
+        "target_entity_id, content_text) VALUES ($1, $2, 'correction', 'MemoryUnit', $3, 'not quite')",
+        p["correction"],
+        user_id,
+        p["mu"],
+    )
+    await consumed_interactions.claim_interactions(db, user_id, f"job-{user_id}", ["correction"], limit=10)
     await db.execute(  # written by the web app; Orrery only expires sessions (store/repos/user_sessions.py)
         "INSERT INTO user_sessions (session_id, user_id, expires_at, last_active_at) VALUES ($1, $2, $3, $3)",
         p["session"],
@@ -249,6 +259,7 @@ USER_TABLES = (
     "user_graph_projections",
     "memory_revisions",
     "runtime.knowledge_edges",
+    "runtime.consumed_interactions",
     "runtime.outbox",
     "runtime.llm_calls",
     "runtime.graph_nodes",

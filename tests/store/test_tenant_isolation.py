@@ -23,6 +23,7 @@ from store.repos import (
     cards,
     communities,
     concepts,
+    consumed_interactions,
     conversations,
     derived_artifacts,
     graph_projections,
@@ -67,6 +68,7 @@ OWNERLESS = {
     "conversations.end_silent_conversations",
     "conversations.ended_conversation_ids",
     "user_sessions.delete_expired_sessions",
+    "consumed_interactions.users_with_new_interactions",
 }
 """The functions without a user id: a job's bare conversation id turned into the owner's data, and the sweeps,
 which work across users by nature (each says so)."""
@@ -435,12 +437,33 @@ CASES: dict[str, Case] = {
         lambda db, a: knowledge_edges.delete_edges_touching(db, B, [a.memory_unit]),
         equals([("Concept", row_id(B, "concept"))]),
     ),
+    # the user's corrections (interaction_logs, read; runtime.consumed_interactions, written)
+    "consumed_interactions.claim_interactions": Case(
+        lambda db, a: consumed_interactions.claim_interactions(db, B, "job-b", ["correction"], limit=10),
+        lambda batch: nothing_of_a(batch) and [i.interaction_id for i in batch] == [row_id(B, "correction")],
+    ),
+    "consumed_interactions.lock_pending": Case(
+        lambda db, a: consumed_interactions.lock_pending(db, B, [a.correction]), equals(set())
+    ),
+    "consumed_interactions.settle_interactions": Case(
+        lambda db, a: consumed_interactions.settle_interactions(db, B, {a.correction: ("applied", "x")}, at=MOMENT),
+        equals(0),
+    ),
+    "consumed_interactions.fail_pending": Case(
+        lambda db, a: consumed_interactions.fail_pending(db, B, "x", at=MOMENT),
+        equals(1),  # B's own
+    ),
     # the sweeps work across users (OWNERLESS): each one's own conditions, never a user's data to another user
     "conversations.end_silent_conversations": Case(
         lambda db, a: conversations.end_silent_conversations(db, timeout_minutes=10**7, limit=10), equals([])
     ),
     "conversations.ended_conversation_ids": Case(
         lambda db, a: conversations.ended_conversation_ids(db, limit=10), lambda ids: isinstance(ids, list)
+    ),
+    "consumed_interactions.users_with_new_interactions": Case(
+        # A's correction is pending (B's was failed above): the sweep names A, never with A's rows
+        lambda db, a: consumed_interactions.users_with_new_interactions(db, ["correction"], limit=10),
+        equals([A]),
     ),
     "user_sessions.delete_expired_sessions": Case(
         # both users' sessions expired in 2026-03: the sweep deletes B's and A's alike, so it runs on a copy

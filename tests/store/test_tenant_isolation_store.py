@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from core.corrections import CorrectionAction, CorrectionDecision
 from core.cycle import Cycle
 from core.errors import PermanentError
 from core.ingestion import IngestionResult, IngestionStatus
@@ -27,6 +28,7 @@ from core.vocabulary import NodeLabel
 from settings import Settings
 from store import (
     concept_names,
+    corrections_writes,
     cycle_report_writes,
     cycles,
     forget,
@@ -317,6 +319,28 @@ CASES: dict[str, Case] = {
         lambda db, a, s: revise.forget_units(db, B, B_SOURCE, [a.memory_unit]),
         lambda done: done.missing == {row_id(A, "mu")} and not (done.memory_units or done.revisions),
     ),
+    "corrections_writes.read_targets": Case(
+        # A's correction handed in as B's: its target (A's unit) is no target of B's
+        lambda db, a, s: _targets_for_b(db, a),
+        lambda targets: (
+            targets.of == {row_id(A, "correction"): None} and not (targets.memory_units or targets.concepts)
+        ),
+    ),
+    "corrections_writes.write_corrections": Case(
+        # decisions naming A's interaction and A's unit: nothing of A's is applied or settled
+        lambda db, a, s: corrections_writes.write_corrections(
+            db,
+            B,
+            [a.correction],
+            [
+                CorrectionDecision(
+                    a.correction, CorrectionAction.REVISE_MEMORY, "x", target_id=a.memory_unit, content="overwritten?"
+                ),
+            ],
+            card_importance=0,
+        ),
+        lambda summary: summary.as_dict() == {"applied": 0, "ignored": 0, "failed": 0, "revisions": 0},
+    ),
     "recall.recall": Case(
         lambda db, a, s: recall.recall(db, s.graph, s.vector, B, s.query, limit=10),
         lambda found: bool(found) and no_trace_of_a(found),
@@ -355,6 +379,13 @@ async def _first_seen_for_b(db: Executor, a: Rows) -> str:
     [unit] = await memory_units.list_memory_units(db, A)
     concepts, units = await revise.as_first_seen(db, B, a.conversation, [], [unit])
     return "unchanged" if units == [unit] and concepts == [] else f"changed: {units}"
+
+
+async def _targets_for_b(db: Executor, a: Rows) -> Any:
+    from store.repos.consumed_interactions import InteractionRecord
+
+    row = await db.fetchrow("SELECT * FROM interaction_logs WHERE interaction_id = $1", a.correction)
+    return await corrections_writes.read_targets(db, B, [InteractionRecord.from_row(row)])
 
 
 async def _reset_b(db: Executor) -> bool:
