@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.corrections import CARD_TARGET, CardFeedback, InteractionType
 from core.ingestion import ForwardContext
 from core.revisions import RevisionKind
 from core.vocabulary import EntityKind, GrowthDimension
@@ -71,6 +72,25 @@ class ConceptRevisionValues(_Shape):
 
     description: str | None
 
+
+INTERACTION_ROWS: dict[InteractionType, tuple[str, str, str]] = {
+    InteractionType.CORRECTION: (
+        "`MemoryUnit` or `Concept` and its id",
+        "what is wrong, in the user's words (required)",
+        "none",
+    ),
+    InteractionType.CARD_FEEDBACK: (
+        f"`{CARD_TARGET}` and the card's `card_id`",
+        "an optional comment",
+        "`CardFeedback` below",
+    ),
+    InteractionType.REFLECTION: (
+        "none, or the `MemoryUnit` / `Concept` it is about",
+        "what the user wants remembered (required)",
+        "none",
+    ),
+}
+"""interaction_type → (target_entity_type and target_entity_id, content_text, content_structured)."""
 
 REVISION_KINDS: dict[RevisionKind, str] = {
     RevisionKind.RETOLD: "a later conversation told the same event again: the one memory unit was enriched (merged "
@@ -160,6 +180,17 @@ def blocks() -> dict[str, str]:
             ]
         ),
         "memory-unit-metadata": _schema_block(MemoryUnitMetadata),
+        "interaction-rows": "\n".join(
+            [
+                "| interaction_type | target_entity_type / target_entity_id | content_text | content_structured |",
+                "|---|---|---|---|",
+                *(f"| `{kind.value}` | {' | '.join(cells)} |" for kind, cells in INTERACTION_ROWS.items()),
+                "",
+                "`CardFeedback`:",
+                "",
+                _schema_block(CardFeedback),
+            ]
+        ),
         "memory-revisions": "\n".join(
             [
                 "| kind | meaning |",
