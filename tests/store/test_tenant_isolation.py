@@ -28,6 +28,7 @@ from store.repos import (
     derived_artifacts,
     graph_projections,
     growth_events,
+    interaction_logs,
     knowledge_edges,
     memory_revisions,
     memory_units,
@@ -441,6 +442,22 @@ CASES: dict[str, Case] = {
     "consumed_interactions.claim_interactions": Case(
         lambda db, a: consumed_interactions.claim_interactions(db, B, "job-b", ["correction"], limit=10),
         lambda batch: nothing_of_a(batch) and [i.interaction_id for i in batch] == [row_id(B, "correction")],
+    ),
+    "interaction_logs.insert_interactions": Case(
+        # A's interaction id given to B's row: A's row is neither overwritten nor taken over
+        lambda db, a: interaction_logs.insert_interactions(
+            db,
+            B,
+            [
+                interaction_logs.NewInteraction(
+                    interaction_id=a.correction, interaction_type="correction", timestamp=MOMENT, content_text="x"
+                )
+            ],
+        ),
+        equals(0),
+    ),
+    "interaction_logs.existing_interaction_ids": Case(
+        lambda db, a: interaction_logs.existing_interaction_ids(db, B, [a.correction, a.interaction]), equals(set())
     ),
     "consumed_interactions.lock_pending": Case(
         lambda db, a: consumed_interactions.lock_pending(db, B, [a.correction]), equals(set())

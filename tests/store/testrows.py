@@ -17,6 +17,7 @@ from store.repos import (
     derived_artifacts,
     graph_projections,
     growth_events,
+    interaction_logs,
     knowledge_edges,
     memory_units,
     proactive_prompts,
@@ -28,6 +29,7 @@ from store.repos.concepts import ConceptRecord
 from store.repos.derived_artifacts import DerivedArtifactRecord, NewArtifact
 from store.repos.graph_projections import GraphProjectionRecord
 from store.repos.growth_events import GrowthEventRecord, NewGrowthEvent
+from store.repos.interaction_logs import NewInteraction
 from store.repos.knowledge_edges import KnowledgeEdgeRecord, NewEdge
 from store.repos.memory_units import MemoryUnitRecord, NewMemoryUnit
 from store.repos.proactive_prompts import NewPromptRow, ProactivePromptRecord
@@ -277,19 +279,15 @@ async def write_interaction(
     structured: Any = None,
     at: datetime | None = None,
 ) -> str:
-    """An interaction_logs row as the web app writes one (Orrery only reads the table); returns its id. `target` is
-    (entity type, entity id)."""
-    interaction_id = new_id()
-    await db.execute(
-        "INSERT INTO interaction_logs (interaction_id, user_id, timestamp, interaction_type, target_entity_type, "
-        "target_entity_id, content_text, content_structured) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        interaction_id,
-        user_id,
-        to_db(at or utc_now()),
-        interaction_type,
-        target[0] if target else None,
-        target[1] if target else None,
-        text,
-        structured,
+    """An interaction_logs row as the web app writes one; returns its id. `target` is (entity type, entity id)."""
+    row = NewInteraction(
+        interaction_id=new_id(),
+        interaction_type=interaction_type,
+        timestamp=at or utc_now(),
+        target_entity_type=target[0] if target else None,
+        target_entity_id=target[1] if target else None,
+        content_text=text,
+        content_structured=structured,
     )
-    return interaction_id
+    assert await interaction_logs.insert_interactions(db, user_id, [row]) == 1
+    return row.interaction_id
