@@ -79,7 +79,8 @@ def main() -> None:
 
     print(f"{len(cases)} conversations, {len(units)} earlier memory units of one user, local model")
     print(f"candidates: the {EARLIER_CANDIDATES} nearest with similarity >= {EARLIER_FLOOR}, then the token budget\n")
-    print("| budget (tokens) | kind | cases | earlier unit shown | median rank | shown per call | prompt added (mean / max) |")
+    columns = ("budget (tokens)", "kind", "cases", "earlier unit shown", "median rank", "shown per call")
+    print("| " + " | ".join(columns) + " | prompt added (mean / max) |")
     print("|---:|---|---:|---:|---:|---:|---|")
     for budget in BUDGETS:
         by_kind: dict[str, list[tuple[bool, int | None, int, float]]] = {}
