@@ -100,10 +100,10 @@ def main() -> None:
             ranks = [rank for _, rank, *_ in rows if rank is not None]
             median = f"{statistics.median(ranks):g}" if ranks else "-"
             shown_mean = statistics.mean(count for *_, count, _ in rows)
-            added = [share for *_, share in rows]
+            shares = [share for *_, share in rows]
             print(
                 f"| {budget} | {kind} | {len(rows)} | {found}/{len(rows)} ({found / len(rows):.0%}) | {median} "
-                f"| {shown_mean:.1f} | {statistics.mean(added):.0%} / {max(added):.0%} |"
+                f"| {shown_mean:.1f} | {statistics.mean(shares):.0%} / {max(shares):.0%} |"
             )
     print("\nlookalike: the similar earlier unit shown is expected; keeping them apart is the model's decision.")
 
