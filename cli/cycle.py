@@ -11,7 +11,17 @@ from typing import Any
 
 import typer
 
-from cli.common import CommandError, console, fail, hint, migrated, print_json, run_async, settings
+from cli.common import (
+    CommandError,
+    backends,
+    console,
+    fail,
+    hint,
+    print_json,
+    require_migrated,
+    run_async,
+    settings,
+)
 from cli.tables import Col, show, styled
 from jobs.cycle import STEPS, CycleHistory, CycleStatus, cycle_history, resume_step, to_resume
 from store.ledger import JobRun
@@ -83,7 +93,9 @@ def _describe(run: JobRun | None) -> tuple[str, str]:
 
 
 async def _history(user: str, recent: int, stamp: str | None) -> CycleHistory:
-    pool = await create_pool(migrated().database_url, min_size=1, max_size=2)
+    database_url = backends().database_url
+    await require_migrated(database_url)  # in a coroutine: migrated() would start a second event loop
+    pool = await create_pool(database_url, min_size=1, max_size=2)
     try:
         try:
             history = await cycle_history(
@@ -178,7 +190,8 @@ async def _resume(user: str, stamp: str | None) -> dict[str, Any]:
     reason = f"it died: {run.error_class}: {run.error}" if run is not None and run.state == "dead" else "not run yet"
     if run is not None and run.state not in ("dead", "succeeded"):
         reason = f"it is {run.state}"
-    stack = migrated()
+    stack = backends()
+    await require_migrated(stack.database_url)
     pool = await create_pool(stack.database_url, min_size=1, max_size=2)
     redis = await connect_redis(stack.redis_url)
     try:
