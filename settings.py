@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     ingestion_max_concepts: int = Field(100, ge=1, le=10_000, description="Per LLM answer; more is sent back.")
     ingestion_max_links: int = Field(300, ge=1, le=100_000, description="Relationships, and growth events, per answer.")
     ingestion_max_text_chars: int = Field(4000, ge=200, le=1_000_000, description="Per text of an answer (not names).")
+    ingestion_earlier_memory_tokens: int = Field(
+        300, ge=0, le=20_000, description="Earlier memories shown per ingestion call, nearest first (0: none)."
+    )
     insight_model: str = "gpt-4o-mini"
     cycle_length_days: float = Field(7.0, gt=0, le=366, description="A growth cycle; the chain runs once it is over.")
     cycle_min_conversations: int = Field(1, ge=1, le=1000, description="Conversations with memory for an LLM call.")
@@ -114,6 +117,10 @@ class Settings(BaseSettings):
     proactive_prompts_max_pending: int = Field(5, ge=1, le=100, description="Pending prompts per user (the cap).")
     proactive_prompt_expiry_days: float = Field(14.0, gt=0, le=365, description="Pending longer than this: expired.")
     cycle_report_model: str = "gpt-4o-mini"
+    corrections_model: str = "gpt-4o-mini"
+    corrections_batch_size: int = Field(
+        50, ge=1, le=1000, description="A user's interactions decided in one LLM call at most; more wait for the next."
+    )
     projection_max_memory_units: int = Field(2000, ge=1, le=100_000, description="Most important ones projected.")
 
     # --- attachments (the media agent, jobs/media.py) ------------------------------------------------------

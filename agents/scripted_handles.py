@@ -49,3 +49,24 @@ def handle_for(kind: str, text: str, request_text: str) -> str | None:
 
 def _is_reference(value: Any) -> bool:
     return isinstance(value, str) and REFERENCE.match(value) is not None
+
+
+SHOWN = "@shown:"
+_LISTED = re.compile(r"^\s*([a-z]?[1-9][0-9]*)\. (.*)$", re.MULTILINE)
+
+
+def resolve_shown(answer: Any, text: str) -> Any:
+    """`answer` with every `"@shown:TEXT"` string replaced by the handle of the first listed line of `text` holding
+    TEXT anywhere (an integer for a numbered line, "p2" for a lettered one), or None when no listed line does: for
+    answers whose field takes null when the model names nothing (ingestion's earlier memory and existing concept)."""
+    if isinstance(answer, dict):
+        return {key: resolve_shown(value, text) for key, value in answer.items()}
+    if isinstance(answer, list):
+        return [resolve_shown(value, text) for value in answer]
+    if isinstance(answer, str) and answer.startswith(SHOWN):
+        wanted = answer.removeprefix(SHOWN)
+        for handle, line in _LISTED.findall(text):
+            if wanted in line:
+                return int(handle) if handle.isdigit() else handle
+        return None
+    return answer

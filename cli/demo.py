@@ -24,6 +24,7 @@ from cli.common import CommandError, backends, console, describe_backends, invoc
 from cli.demo_cycle import RECALL_QUERY, load_cycle, render_cycle
 from cli.demo_report import load_report, render_report
 from jobs.catalog import JOBS
+from jobs.corrections import APPLY_CORRECTIONS
 from jobs.cycle import STEPS, step_args
 from jobs.maintenance import end_and_enqueue_ingestion
 from jobs.runtime.enqueue import enqueue
@@ -35,7 +36,7 @@ from store.migrate import migrate
 from store.postgres import create_pool
 from store.redis import connect_redis
 from store.repos import derived_artifacts
-from store.samples.loader import seed_sample_user
+from store.samples.loader import SampleError, seed_sample_interactions, seed_sample_user
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_TIMEOUT_S = 600
@@ -106,6 +107,7 @@ async def _demo(cfg: Settings, found: Backends, concurrency: int, scripted: bool
                 console.print(f"[red]{len(dead)} not ingested[/]: `{run} jobs show {dead[0]}` says why")
         else:
             console.print("[bold]5/6[/] nothing to ingest: every sample conversation is already processed")
+        await _revisit(pool, redis, found, cfg, concurrency, scripted)
 
         await _run_cycle(pool, redis, found, seeded.user_id, concurrency, scripted)
         render_report(console, await load_report(pool, seeded.user_id))
@@ -118,12 +120,37 @@ async def _demo(cfg: Settings, found: Backends, concurrency: int, scripted: bool
             f"{run} trigger insight --arg user_id={user} --wait",
             f"{run} jobs runs --since 1h",
             f"{run} cycle show {user}",
+            f"{run} memory history {user}",
             f'{run} recall --user {user} "running"',
         ):
             console.print(f"  {hint}", highlight=False, soft_wrap=True)
     finally:
         await redis.aclose()
         await pool.close()
+
+
+async def _revisit(
+    pool: asyncpg.Pool, redis: Redis, found: Backends, cfg: Settings, concurrency: int, scripted: bool
+) -> None:
+    """What the user does once their memory exists: a later conversation that retells a memory and changes a fact,
+    then a correction and a reflection in the web app (written here as the web app would). Each once: a rerun of the
+    demo finds them done and spends no LLM call."""
+    later = await seed_sample_user(pool, redis, later=True)
+    swept = await end_and_enqueue_ingestion(pool, redis, timeout_minutes=cfg.conversation_timeout_minutes, limit=10_000)
+    if swept.ingest_job_ids:
+        dead, _ = await _run_worker(
+            pool, found, swept.ingest_job_ids, concurrency, "5/6", "a later conversation", scripted
+        )
+        console.print(f"ingested {len(swept.ingest_job_ids) - len(dead)} later conversation(s): memory revised")
+    try:
+        written = await seed_sample_interactions(pool, later.email)
+    except SampleError as exc:
+        raise CommandError(str(exc)) from None
+    if written:
+        job = await enqueue(redis, pool, APPLY_CORRECTIONS, {"user_id": later.user_id})
+        dead, _ = await _run_worker(pool, found, [job.job_id], concurrency, "5/6", "the user's corrections", scripted)
+        outcome = "applied in one LLM call" if not dead else f"not applied: `{invocation()} jobs show {job.job_id}`"
+        console.print(f"{written} correction(s) and reflection(s) from the web app {outcome}")
 
 
 async def _run_cycle(

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.revisions import RevisionKind
 from core.vocabulary import NodeLabel, RelationshipType, StructuralRelationshipType
 from store.concept_names import ConceptName, concept_name
 from store.graph.base import (
@@ -30,6 +31,7 @@ from store.postgres import Executor
 from store.repos.communities import CommunityRecord
 from store.repos.concepts import ConceptRecord
 from store.repos.derived_artifacts import DerivedArtifactRecord
+from store.repos.memory_revisions import MemoryRevisionRecord
 from store.repos.memory_units import MemoryUnitRecord
 from store.repos.users import UserRecord
 from store.vector.base import ItemKey, KnowledgeItem, SourceEntityType
@@ -41,6 +43,7 @@ TABLE: dict[NodeLabel, str] = {
     NodeLabel.CONCEPT: "concepts",
     NodeLabel.DERIVED_ARTIFACT: "derived_artifacts",
     NodeLabel.COMMUNITY: "communities",
+    NodeLabel.REVISION: "memory_revisions",
 }
 RECORD: dict[NodeLabel, Any] = {
     NodeLabel.USER: UserRecord,
@@ -48,6 +51,7 @@ RECORD: dict[NodeLabel, Any] = {
     NodeLabel.CONCEPT: ConceptRecord,
     NodeLabel.DERIVED_ARTIFACT: DerivedArtifactRecord,
     NodeLabel.COMMUNITY: CommunityRecord,
+    NodeLabel.REVISION: MemoryRevisionRecord,
 }
 VECTOR_LABELS: dict[NodeLabel, SourceEntityType] = {
     NodeLabel.MEMORY_UNIT: SourceEntityType.MEMORY_UNIT,
@@ -95,7 +99,8 @@ def _node(label: NodeLabel, record: Any, user_id: str) -> GraphNode:
 
 async def outgoing_edges(db: Executor, user_id: str, nodes: Mapping[NodeLabel, Mapping[str, Any]]) -> list[GraphEdge]:
     """The relationships leaving these nodes in Postgres: runtime.knowledge_edges rows of the extracted vocabulary,
-    a concept's community (concepts.community_id) and an artifact's sources (derived_artifacts.source_*)."""
+    a concept's community (concepts.community_id), a revision's entity (memory_revisions.entity_id) and an
+    artifact's sources (derived_artifacts.source_*)."""
     sources = [key for label, found in nodes.items() if label is not NodeLabel.USER for key in found]
     edges: dict[EdgeKey, GraphEdge] = {}
     if sources:
@@ -125,6 +130,15 @@ async def outgoing_edges(db: Executor, user_id: str, nodes: Mapping[NodeLabel, M
                 target=NodeRef(label=NodeLabel.COMMUNITY, key=concept.community_id),
             )
             edges.setdefault(edge.key, edge)
+    for revision in nodes.get(NodeLabel.REVISION, {}).values():
+        revised = revised_entity(revision)
+        if revised is not None:
+            edge = GraphEdge(
+                source=NodeRef(label=NodeLabel.REVISION, key=revision.revision_id),
+                type=StructuralRelationshipType.REVISES,
+                target=NodeRef(label=revised, key=revision.entity_id),
+            )
+            edges.setdefault(edge.key, edge)
     for artifact in nodes.get(NodeLabel.DERIVED_ARTIFACT, {}).values():
         for label, target in artifact_sources(artifact):
             edge = GraphEdge(
@@ -134,6 +148,17 @@ async def outgoing_edges(db: Executor, user_id: str, nodes: Mapping[NodeLabel, M
             )
             edges.setdefault(edge.key, edge)
     return list(edges.values())
+
+
+def revised_entity(revision: MemoryRevisionRecord) -> NodeLabel | None:
+    """The label of the node a revision REVISES; None for a forgotten memory (the unit is gone: the revision keeps
+    only when and why) or an entity type the graph does not know (a row written by another program)."""
+    if revision.kind == RevisionKind.FORGOTTEN or revision.entity_type not in _REVISABLE:
+        return None
+    return NodeLabel(revision.entity_type)
+
+
+_REVISABLE = {NodeLabel.MEMORY_UNIT.value, NodeLabel.CONCEPT.value}
 
 
 def artifact_sources(artifact: Any) -> list[tuple[NodeLabel, str]]:

@@ -20,6 +20,7 @@ from store.repos._base import (
     Record,
     UtcDatetime,
     new_id,
+    row_count,
     serialized,
     to_db,
     utc_now,
@@ -304,3 +305,32 @@ async def regroup(db: Executor, user_id: str, members: Mapping[str, str], *, at:
         list(members.values()),
     )
     return [row["concept_id"] for row in rows]
+
+
+async def lock_concepts(db: Executor, user_id: str, concept_ids: Iterable[str]) -> list[ConceptRecord]:
+    """These of the user's concepts, their rows locked until the transaction ends (a description's revision)."""
+    wanted = sorted(set(concept_ids))
+    if not wanted:
+        return []
+    rows = await db.fetch(
+        "SELECT * FROM concepts WHERE user_id = $1 AND concept_id = ANY($2::text[]) ORDER BY concept_id FOR UPDATE",
+        user_id,
+        wanted,
+    )
+    return [ConceptRecord.from_row(row) for row in rows]
+
+
+async def set_descriptions(db: Executor, user_id: str, descriptions: Mapping[str, str | None], *, at: datetime) -> int:
+    """A revision's new descriptions of these of the user's concepts (the revision row keeps the old ones)."""
+    if not descriptions:
+        return 0
+    status = await db.execute(
+        "UPDATE concepts c SET description = t.description, last_updated_ts = $2 "
+        "FROM unnest($3::text[], $4::text[]) AS t(concept_id, description) "
+        "WHERE c.user_id = $1 AND c.concept_id = t.concept_id",
+        user_id,
+        to_db(at),
+        list(descriptions),
+        list(descriptions.values()),
+    )
+    return row_count(status)

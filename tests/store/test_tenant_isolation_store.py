@@ -18,14 +18,17 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from core.corrections import CorrectionAction, CorrectionDecision
 from core.cycle import Cycle
 from core.errors import PermanentError
 from core.ingestion import IngestionResult, IngestionStatus
 from core.insight import CommunityDraft, InsightResult, InsightStatus, MergeDraft
+from core.revisions import RevisionKind, RevisionSource
 from core.vocabulary import NodeLabel
 from settings import Settings
 from store import (
     concept_names,
+    corrections_writes,
     cycle_report_writes,
     cycles,
     forget,
@@ -39,6 +42,7 @@ from store import (
     projection_source,
     recall,
     reconcile,
+    revise,
     sync,
 )
 from store.cycle_report_writes import CycleWindows, NewCycleReport
@@ -65,6 +69,7 @@ from tests.store.tenants import (
 )
 
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
+B_SOURCE = RevisionSource(conversation_id=row_id(B, "conv"))
 
 
 @dataclass(frozen=True)
@@ -278,6 +283,64 @@ CASES: dict[str, Case] = {
         lambda refs: bool(refs) and no_trace_of_a(refs),
     ),
     "reconcile.user_exists": Case(lambda db, a, s: reconcile.user_exists(db, B), equals(True)),
+    "outbox.pending": Case(
+        lambda db, a, s: outbox.pending(db, "vector", B, NodeLabel.MEMORY_UNIT, [a.memory_unit]), equals(set())
+    ),
+    "revise.revised_by_others": Case(
+        # A's unit has A's revision from A's conversation: B never sees it
+        lambda db, a, s: revise.revised_by_others(db, B, [a.memory_unit], B_SOURCE),
+        equals(set()),
+    ),
+    "revise.revise_units": Case(
+        lambda db, a, s: revise.revise_units(
+            db,
+            B,
+            [revise.UnitChange(a.memory_unit, RevisionKind.CORRECTED, B_SOURCE, lambda state: state)],
+            card_importance=0,
+        ),
+        lambda done: done.missing == {row_id(A, "mu")} and not (done.memory_units or done.revisions),
+    ),
+    "revise.revise_descriptions": Case(
+        lambda db, a, s: revise.revise_descriptions(
+            db, B, [revise.DescriptionChange(a.concept, "overwritten?", RevisionKind.CORRECTED, B_SOURCE)]
+        ),
+        lambda done: not (done.concepts or done.revisions),
+    ),
+    "revise.undo_conversation": Case(
+        lambda db, a, s: revise.undo_conversation(db, B, a.conversation),
+        lambda undone: not (undone.held or undone.changed.revisions or undone.changed.memory_units),
+    ),
+    "revise.as_first_seen": Case(
+        # A's unit and concept, handed in with A's conversation: A's revision of them is never read for B
+        lambda db, a, s: _first_seen_for_b(db, a),
+        lambda seen: seen == "unchanged",
+    ),
+    "revise.forget_units": Case(
+        lambda db, a, s: revise.forget_units(db, B, B_SOURCE, [a.memory_unit]),
+        lambda done: done.missing == {row_id(A, "mu")} and not (done.memory_units or done.revisions),
+    ),
+    "corrections_writes.read_targets": Case(
+        # A's correction handed in as B's: its target (A's unit) is no target of B's
+        lambda db, a, s: _targets_for_b(db, a),
+        lambda targets: (
+            targets.of == {row_id(A, "correction"): None} and not (targets.memory_units or targets.concepts)
+        ),
+    ),
+    "corrections_writes.write_corrections": Case(
+        # decisions naming A's interaction and A's unit: nothing of A's is applied or settled
+        lambda db, a, s: corrections_writes.write_corrections(
+            db,
+            B,
+            [a.correction],
+            [
+                CorrectionDecision(
+                    a.correction, CorrectionAction.REVISE_MEMORY, "x", target_id=a.memory_unit, content="overwritten?"
+                ),
+            ],
+            card_importance=0,
+        ),
+        lambda summary: summary.as_dict() == {"applied": 0, "ignored": 0, "failed": 0, "revisions": 0},
+    ),
     "recall.recall": Case(
         lambda db, a, s: recall.recall(db, s.graph, s.vector, B, s.query, limit=10),
         lambda found: bool(found) and no_trace_of_a(found),
@@ -307,6 +370,21 @@ CASES: dict[str, Case] = {
         lambda db, a, s: outbox.delete_user_rows(db, B), equals(0)
     ),  # dropped by forget above
 }
+
+
+async def _first_seen_for_b(db: Executor, a: Rows) -> str:
+    from store.repos import memory_units
+
+    [unit] = await memory_units.list_memory_units(db, A)
+    concepts, units = await revise.as_first_seen(db, B, a.conversation, [], [unit])
+    return "unchanged" if units == [unit] and concepts == [] else f"changed: {units}"
+
+
+async def _targets_for_b(db: Executor, a: Rows) -> Any:
+    from store.repos.consumed_interactions import InteractionRecord
+
+    row = await db.fetchrow("SELECT * FROM interaction_logs WHERE interaction_id = $1", a.correction)
+    return await corrections_writes.read_targets(db, B, [InteractionRecord.from_row(row)])
 
 
 async def _reset_b(db: Executor) -> bool:

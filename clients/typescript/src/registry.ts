@@ -35,6 +35,16 @@ export const ENQUEUE_SCRIPT = "\nlocal ttl = tonumber(ARGV[2])\nlocal score = to
 
 /** Each job's arguments, as its pydantic model validates them. */
 export interface JobArgs {
+  /** Turn a user's new corrections, card feedback and reflections (interaction_logs) into memory revisions, in one LLM call per batch. */
+  "apply_corrections": {
+    /** users.user_id whose new interactions to apply */
+    user_id: string;
+  };
+  /** Enqueue apply_corrections for every user with new corrections, card feedback or reflections. */
+  "corrections_sweep": {
+    /** Users enqueued per run at most. */
+    limit?: number;
+  };
   /** Start the cycle chain (insight → proactive prompts → cycle report → projection) for every due user, */
   "cycle_dispatch": {
     /** Users whose cycle is started per run at most. */
@@ -149,6 +159,8 @@ export interface JobSpec {
 }
 
 export const JOBS: { readonly [N in JobName]: JobSpec } = {
+  "apply_corrections": {"queue": "batch", "dedupeKey": "apply_corrections:{user_id}", "argsSchema": {"additionalProperties": false, "properties": {"user_id": {"description": "users.user_id whose new interactions to apply", "maxLength": 200, "minLength": 1, "title": "User Id", "type": "string"}}, "required": ["user_id"], "title": "ApplyCorrectionsArgs", "type": "object"}},
+  "corrections_sweep": {"queue": "batch", "dedupeKey": "corrections_sweep", "argsSchema": {"additionalProperties": false, "properties": {"limit": {"default": 500, "description": "Users enqueued per run at most.", "maximum": 10000, "minimum": 1, "title": "Limit", "type": "integer"}}, "title": "CorrectionsSweepArgs", "type": "object"}},
   "cycle_dispatch": {"queue": "batch", "dedupeKey": "cycle_dispatch", "argsSchema": {"additionalProperties": false, "properties": {"limit": {"default": 1000, "description": "Users whose cycle is started per run at most.", "maximum": 100000, "minimum": 1, "title": "Limit", "type": "integer"}}, "title": "CycleDispatchArgs", "type": "object"}},
   "cycle_report": {"queue": "batch", "dedupeKey": null, "argsSchema": {"additionalProperties": false, "description": "The arguments of every step of the chain.", "properties": {"user_id": {"description": "users.user_id", "maxLength": 200, "minLength": 1, "title": "User Id", "type": "string"}, "cycle_start": {"anyOf": [{"format": "date-time", "type": "string"}, {"type": "null"}], "default": null, "description": "The cycle, by its start; none = the user's current cycle", "title": "Cycle Start"}}, "required": ["user_id"], "title": "CycleArgs", "type": "object"}},
   "diag.echo": {"queue": "interactive", "dedupeKey": null, "argsSchema": {"additionalProperties": false, "properties": {"sleep_s": {"default": 0.0, "description": "Sleep this long before answering.", "maximum": 3600, "minimum": 0, "title": "Sleep S", "type": "number"}, "fail_mode": {"default": "none", "enum": ["none", "transient", "permanent", "deferred"], "title": "Fail Mode", "type": "string"}, "fail_attempts": {"default": 1000, "description": "Fail only while attempt <= this (then succeed).", "minimum": 0, "title": "Fail Attempts", "type": "integer"}, "defer_s": {"default": 1.0, "description": "With fail_mode=deferred: run again this much later.", "minimum": 0, "title": "Defer S", "type": "number"}, "mark": {"anyOf": [{"maxLength": 100, "type": "string"}, {"type": "null"}], "default": null, "description": "Count attempts in Redis under orrery:diag:{mark}:\u2026", "title": "Mark"}}, "title": "EchoArgs", "type": "object"}},
