@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     proactive_prompt_expiry_days: float = Field(14.0, gt=0, le=365, description="Pending longer than this: expired.")
     cycle_report_model: str = "gpt-4o-mini"
     projection_max_memory_units: int = Field(2000, ge=1, le=100_000, description="Most important ones projected.")
+    projection_refresh_delay_s: float = Field(
+        60.0, ge=0, le=3600, description="A user's cosmos is refreshed this long after new vectors (a burst: once)."
+    )
+    recall_weight_similarity: float = Field(0.5, ge=0, le=100, description="Recall's weight of similarity.")
+    recall_weight_recency: float = Field(0.3, ge=0, le=100, description="Recall's weight of recency.")
+    recall_weight_importance: float = Field(0.2, ge=0, le=100, description="Recall's weight of importance.")
 
     # --- logging --------------------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -193,6 +199,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "ORRERY_LLM=scripted and OPENAI_API_KEY / OPENAI_BASE_URL are both set: the scripted sample answers "
                 "would ignore the endpoint; unset one of them"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _some_recall_weight(self) -> Settings:
+        if self.recall_weight_similarity + self.recall_weight_recency + self.recall_weight_importance <= 0:
+            raise ValueError(
+                "ORRERY_RECALL_WEIGHT_SIMILARITY, ORRERY_RECALL_WEIGHT_RECENCY and ORRERY_RECALL_WEIGHT_IMPORTANCE are "
+                "all 0: recall would rank nothing; give at least one a positive weight (defaults 0.5, 0.3, 0.2)"
             )
         return self
 

@@ -15,6 +15,7 @@ from jobs import (
     proactive_prompts,
     projection,
     reconcile,
+    salience,
     sync,
 )
 from jobs.runtime.registry import JobTable
@@ -35,5 +36,7 @@ JOBS = JobTable(
         proactive_prompts.PROACTIVE_PROMPTS_DAILY,
         cycle_report.CYCLE_REPORT,
         projection.PROJECTION,
+        projection.PROJECTION_REFRESH,
+        salience.SALIENCE_REFRESH,
     ]
 )

@@ -21,7 +21,7 @@ from typing import Any
 from core.errors import PermanentError
 from core.ingestion import EntityRef, IngestionResult, IngestionStatus
 from core.vocabulary import EntityKind, NodeLabel
-from store import outbox
+from store import outbox, salience
 from store.postgres import Executor
 from store.repos import (
     cards,
@@ -136,6 +136,7 @@ async def write_ingestion(
             context_summary=result.context_summary,
             importance_score=importance,
         )
+        changed += await salience.refresh_touched(conn, user_id, changed)  # the concepts touched, recomputed
         await outbox.record_changes(conn, user_id, changed)  # the graph and vector stores follow this commit
     return summary
 
