@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from core.recall import RecallWeights
 
 
 def _env(name: str) -> AliasChoices:
@@ -210,6 +213,13 @@ class Settings(BaseSettings):
                 "all 0: recall would rank nothing; give at least one a positive weight (defaults 0.5, 0.3, 0.2)"
             )
         return self
+
+    @property
+    def recall_weights(self) -> RecallWeights:
+        """Recall's weights of similarity, recency and importance (core/recall.py)."""
+        from core.recall import RecallWeights
+
+        return RecallWeights(self.recall_weight_similarity, self.recall_weight_recency, self.recall_weight_importance)
 
     @property
     def resolved_data_dir(self) -> Path:

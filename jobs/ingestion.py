@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 
 RELEVANT_CONCEPTS = 50
 """How many of the user's concepts the model sees (as handles) so it can reuse them instead of inventing twins: the
-nearest to the conversation's text by their embeddings first, then the most recent (jobs/ingestion_recall.py)."""
+most relevant to the conversation's text first (similarity, recency and salience), then the most salient
+(jobs/ingestion_recall.py)."""
 
 INGESTIBLE = ("ended", "processing", "failed", "processed")
 """Statuses the job accepts; 'active' conversations are still being written and are ingested when they end."""

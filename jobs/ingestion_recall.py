@@ -27,10 +27,10 @@ from jobs.resources import EMBEDDER, VECTOR
 from jobs.runtime.context import JobContext
 from jobs.runtime.retry import describe
 from store import concept_names
+from store.recall import Query, recall
 from store.repos.concepts import ConceptRecord
 from store.repos.conversations import ConversationForJob
 from store.sync import read_records
-from store.vector.base import SourceEntityType
 
 if TYPE_CHECKING:
     from agents.embeddings import Embedder
@@ -65,8 +65,9 @@ async def _context(ctx: JobContext, user_id: str) -> tuple[Embedder, CallContext
 
 
 async def relevant_concepts(ctx: JobContext, source: ConversationForJob, limit: int) -> list[ConceptRecord]:
-    """The user's concepts nearest to the conversation's text first, then the most recent ones, `limit` in all
-    (the recent ones alone when the stores cannot answer)."""
+    """The user's concepts most relevant to the conversation first, ranked by recall (similarity to its text,
+    recency and salience together: store/recall.py), then the most salient and recent ones, `limit` in all (the
+    salient ones alone when the stores cannot answer)."""
     recent = list(source.concepts)
     query = conversation_query(source)
     user_id = source.conversation.user_id
@@ -76,12 +77,20 @@ async def relevant_concepts(ctx: JobContext, source: ConversationForJob, limit: 
         embedder, context = await _context(ctx, user_id)
         vector = await ctx.resource(VECTOR)
         [embedded] = await embedder.embed([query], context=context)
-        hits = await vector.search(user_id, embedded, limit=limit, entity_types=[SourceEntityType.CONCEPT])
-        found = await read_records(ctx.pool, user_id, NodeLabel.CONCEPT, [hit.source_entity_id for hit in hits])
+        recalled = await recall(
+            ctx.pool,
+            vector,
+            user_id,
+            [Query("the conversation", embedded)],
+            weights=ctx.settings.recall_weights,
+            labels=(NodeLabel.CONCEPT,),
+            limit=min(limit, 100),
+        )
+        found = await read_records(ctx.pool, user_id, NodeLabel.CONCEPT, [item.entity_id for item in recalled])
     except Exception as exc:
         ctx.log.warning("ingest.relevant_concepts_unavailable", error_class=type(exc).__name__, error=describe(exc))
         return recent[:limit]
-    nearest = [found[hit.source_entity_id] for hit in hits if hit.source_entity_id in found]
+    nearest = [found[item.entity_id] for item in recalled if item.entity_id in found]
     chosen: dict[str, ConceptRecord] = {}
     for concept in [*nearest, *recent]:
         if concept.status == "active" and concept.concept_id not in chosen:

@@ -14,11 +14,12 @@ from pydantic import SecretStr
 
 from agents.llm import CallContext
 from agents.scripted_llm import ScriptedLLMServer, load_sample_answers
+from core.recall import RecallWeights
 from core.vocabulary import NodeLabel
 from jobs.resources import EMBEDDER, GRAPH, VECTOR
 from jobs.runtime.resources import WorkerResources
 from settings import Settings
-from store.recall import recall
+from store.recall import Query, recall
 from tests.cli.runner import run_cli
 from tests.jobs.conftest import BurstRunner, cli_env
 from tests.jobs.test_sync_job import ingested_user
@@ -64,7 +65,8 @@ async def test_recall_finds_the_memory_explains_why_and_widens_through_the_graph
     other = await ingested_user(pool, redis_client, run_burst, llm_server)  # the same memories, another user
     graph, vector = await resources.get(GRAPH), await resources.get(VECTOR)
 
-    found = await recall(pool, graph, vector, user_id, await _query(resources, user_id, "my running race"), limit=10)
+    query = [Query("the query", await _query(resources, user_id, "my running race"))]
+    found = await recall(pool, vector, user_id, query, weights=RecallWeights(), graph=graph, limit=10)
     assert found and found[0].score >= found[-1].score
     assert {item.label for item in found} == {NodeLabel.MEMORY_UNIT, NodeLabel.CONCEPT}
     assert any(item.why.startswith("similar to the query") for item in found)
@@ -78,7 +80,7 @@ async def test_recall_finds_the_memory_explains_why_and_widens_through_the_graph
     table = "memory_units" if gone.label is NodeLabel.MEMORY_UNIT else "concepts"
     key = "muid" if gone.label is NodeLabel.MEMORY_UNIT else "concept_id"
     await pool.execute(f"DELETE FROM {table} WHERE {key} = $1", gone.entity_id)  # not synced yet
-    again = await recall(pool, graph, vector, user_id, await _query(resources, user_id, "my running race"))
+    again = await recall(pool, vector, user_id, query, weights=RecallWeights(), graph=graph)
     assert gone.entity_id not in {item.entity_id for item in again}  # Postgres has the last word
 
 

@@ -22,6 +22,7 @@ from core.cycle import Cycle
 from core.errors import PermanentError
 from core.ingestion import IngestionResult, IngestionStatus
 from core.insight import CommunityDraft, InsightResult, InsightStatus, MergeDraft
+from core.recall import RecallWeights
 from core.vocabulary import NodeLabel
 from settings import Settings
 from store import (
@@ -298,7 +299,9 @@ CASES: dict[str, Case] = {
     ),
     "reconcile.user_exists": Case(lambda db, a, s: reconcile.user_exists(db, B), equals(True)),
     "recall.recall": Case(
-        lambda db, a, s: recall.recall(db, s.graph, s.vector, B, s.query, limit=10),
+        lambda db, a, s: recall.recall(
+            db, s.vector, B, [recall.Query("q", s.query)], weights=RecallWeights(), graph=s.graph, limit=10
+        ),
         lambda found: bool(found) and no_trace_of_a(found),
     ),
     # B's own rows naming A's ids (after the reads above, which would see them): never a way to A's
