@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -84,6 +85,42 @@ async def test_recall_finds_the_memory_explains_why_and_widens_through_the_graph
     assert gone.entity_id not in {item.entity_id for item in again}  # Postgres has the last word
 
 
+async def test_recall_ranks_by_the_weighted_components_read_from_the_rows(
+    pool: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+    run_burst: BurstRunner,
+    llm_server: ScriptedLLMServer,
+    resources: WorkerResources,
+) -> None:
+    """The same hits, ranked three ways: the weights decide, and recency and importance come from Postgres (a memory
+    made old and important in its row moves up under importance, down under recency)."""
+    user_id = await ingested_user(pool, redis_client, run_burst, llm_server)
+    vector = await resources.get(VECTOR)
+    query = [Query("the query", await _query(resources, user_id, "my running race"))]
+    units = (NodeLabel.MEMORY_UNIT,)
+    found = await recall(pool, vector, user_id, query, weights=RecallWeights(), labels=units, limit=10)
+    assert len(found) >= 2
+    moved = found[-1]
+    await pool.execute(
+        "UPDATE memory_units SET importance_score = 10, last_modified_ts = last_modified_ts - interval '400 days' "
+        "WHERE user_id = $1 AND muid = $2",
+        user_id,
+        moved.entity_id,
+    )
+
+    def ranked(weights: RecallWeights) -> Any:
+        return recall(pool, vector, user_id, query, weights=weights, labels=units, limit=10)
+
+    by_importance = await ranked(RecallWeights(0, 0, 1))
+    assert by_importance[0].entity_id == moved.entity_id and by_importance[0].carried_by == "importance"
+    assert by_importance[0].components["importance"] == 1.0
+    by_recency = await ranked(RecallWeights(0, 1, 0))
+    assert by_recency[-1].entity_id == moved.entity_id and by_recency[-1].components["recency"] < 0.01
+    by_similarity = await ranked(RecallWeights(1, 0, 0))
+    scores = [item.components["similarity"] for item in by_similarity]
+    assert scores == sorted(scores, reverse=True) and all(item.carried_by == "similarity" for item in by_similarity)
+
+
 async def test_the_recall_command(
     pool: asyncpg.Pool,
     redis_client: aioredis.Redis,
@@ -98,7 +135,11 @@ async def test_the_recall_command(
     shown = run_cli("recall", "--user", user_id, "--json", "--limit", "3", "running ten kilometres", env=env)
     assert shown.returncode == 0, shown.stderr
     items = json.loads(shown.stdout)
-    assert 1 <= len(items) <= 3 and {"label", "entity_id", "title", "score", "why"} <= set(items[0])
+    assert 1 <= len(items) <= 3 and {"label", "entity_id", "title", "score", "why", "carried_by"} <= set(items[0])
+    assert set(items[0]["components"]) == {"similarity", "recency", "importance"}
+    assert f"carried by {items[0]['carried_by']}" in items[0]["why"]
+    table = run_cli("recall", "--user", user_id, "--limit", "3", "running ten kilometres", env=env)
+    assert table.returncode == 0 and "carried by" in table.stdout, table.stderr
     unknown = run_cli("recall", "--user", "nobody", "x", env=env)
     assert unknown.returncode == 2 and "no user 'nobody'" in unknown.stderr
     blank = run_cli("recall", "--user", user_id, "  ", env=env)
