@@ -12,7 +12,6 @@ pgvector's binary codec (a pool opened before the migration created the type has
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -163,7 +162,7 @@ class PgVectorStore(VectorStore):
         if not keys:
             return {}
         rows = await self._pool.fetch(
-            "SELECT source_entity_type, source_entity_id, content_hash, embedding_hash, embedding::text AS embedding "
+            "SELECT source_entity_type, source_entity_id, content_hash, embedding_hash, embedding::real[] AS embedding "
             "FROM runtime.vector_items WHERE user_id = $1 AND embedding_model_version = $2 "
             "AND vector_dims(embedding) = $3 AND source_entity_id = ANY($4::text[])",
             user_id,
@@ -176,7 +175,7 @@ class PgVectorStore(VectorStore):
         for row in rows:
             key = ItemKey(SourceEntityType(row["source_entity_type"]), row["source_entity_id"])
             if key in wanted:
-                vector = [float(x) for x in json.loads(row["embedding"])]
+                vector = list(row["embedding"])  # float4[] arrives binary: no text to parse
                 found[key] = StoredVector(row["content_hash"], row["embedding_hash"], vector)
         return found
 
