@@ -7,7 +7,7 @@ present it.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -17,6 +17,9 @@ from jobs.cycle import STEPS, CycleHistory, CycleStatus, cycle_history, resume_s
 from store.ledger import JobRun
 from store.postgres import create_pool
 from store.redis import connect_redis
+
+if TYPE_CHECKING:
+    from store.embedded import Backends
 
 cycle_app = typer.Typer(
     help="A user's growth cycle: each step's state for the current and recent cycles, and resuming it.",
@@ -82,8 +85,8 @@ def _describe(run: JobRun | None) -> tuple[str, str]:
     return state, str(outcome) if outcome else (run.error or "")
 
 
-async def _history(user: str, recent: int, stamp: str | None) -> CycleHistory:
-    pool = await create_pool(migrated().database_url, min_size=1, max_size=2)
+async def _history(database_url: str, user: str, recent: int, stamp: str | None) -> CycleHistory:
+    pool = await create_pool(database_url, min_size=1, max_size=2)
     try:
         try:
             history = await cycle_history(
@@ -114,7 +117,7 @@ def show_command(
       run.py cycle show u_123 --recent 10 --json
     """
     _check_user(user)
-    history = run_async(_history(user, recent, None))
+    history = run_async(_history(migrated().database_url, user, recent, None))  # the check runs its own loop
     resume = to_resume(history, datetime.now(UTC))
     if as_json:
         print_json(_history_json(history, resume))
@@ -152,7 +155,7 @@ def resume_command(
       run.py cycle resume u_123 --cycle 20261119T000000Z --json
     """
     _check_user(user)
-    outcome = run_async(_resume(user, cycle))
+    outcome = run_async(_resume(migrated(), user, cycle))  # the check runs its own loop
     if as_json:
         print_json(outcome)
     elif outcome["job_id"] is None:
@@ -165,10 +168,10 @@ def resume_command(
         console.print(f"not enqueued: {outcome['job_id']} is already queued or running", highlight=False)
 
 
-async def _resume(user: str, stamp: str | None) -> dict[str, Any]:
+async def _resume(stack: Backends, user: str, stamp: str | None) -> dict[str, Any]:
     from jobs.catalog import JOBS
 
-    history = await _history(user, 10, stamp)
+    history = await _history(stack.database_url, user, 10, stamp)
     found = to_resume(history, datetime.now(UTC), stamp)
     if found is None:
         reason = f"every step of cycle {stamp} has succeeded" if stamp else "no recent cycle has a step left to run"
@@ -178,7 +181,6 @@ async def _resume(user: str, stamp: str | None) -> dict[str, Any]:
     reason = f"it died: {run.error_class}: {run.error}" if run is not None and run.state == "dead" else "not run yet"
     if run is not None and run.state not in ("dead", "succeeded"):
         reason = f"it is {run.state}"
-    stack = migrated()
     pool = await create_pool(stack.database_url, min_size=1, max_size=2)
     redis = await connect_redis(stack.redis_url)
     try:
