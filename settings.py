@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from core.recall import RecallWeights
 
 
 def _env(name: str) -> AliasChoices:
@@ -122,6 +125,12 @@ class Settings(BaseSettings):
         50, ge=1, le=1000, description="A user's interactions decided in one LLM call at most; more wait for the next."
     )
     projection_max_memory_units: int = Field(2000, ge=1, le=100_000, description="Most important ones projected.")
+    projection_refresh_delay_s: float = Field(
+        60.0, ge=0, le=3600, description="A user's cosmos is refreshed this long after new vectors (a burst: once)."
+    )
+    recall_weight_similarity: float = Field(0.5, ge=0, le=100, description="Recall's weight of similarity.")
+    recall_weight_recency: float = Field(0.3, ge=0, le=100, description="Recall's weight of recency.")
+    recall_weight_importance: float = Field(0.2, ge=0, le=100, description="Recall's weight of importance.")
 
     # --- attachments (the media agent, jobs/media.py) ------------------------------------------------------
     media_vision_model: str = Field("gpt-4o-mini", description="A vision-capable chat model; describes images.")
@@ -230,6 +239,22 @@ class Settings(BaseSettings):
                 "would ignore the endpoint; unset one of them"
             )
         return self
+
+    @model_validator(mode="after")
+    def _some_recall_weight(self) -> Settings:
+        if self.recall_weight_similarity + self.recall_weight_recency + self.recall_weight_importance <= 0:
+            raise ValueError(
+                "ORRERY_RECALL_WEIGHT_SIMILARITY, ORRERY_RECALL_WEIGHT_RECENCY and ORRERY_RECALL_WEIGHT_IMPORTANCE are "
+                "all 0: recall would rank nothing; give at least one a positive weight (defaults 0.5, 0.3, 0.2)"
+            )
+        return self
+
+    @property
+    def recall_weights(self) -> RecallWeights:
+        """Recall's weights of similarity, recency and importance (core/recall.py)."""
+        from core.recall import RecallWeights
+
+        return RecallWeights(self.recall_weight_similarity, self.recall_weight_recency, self.recall_weight_importance)
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -179,7 +179,7 @@ async def _recall(cfg: Settings, pool: asyncpg.Pool, user_id: str) -> list[Any]:
     from agents.llm import CallContext
     from store.graph import open_graph_store
     from store.llm_calls import PostgresCallLog
-    from store.recall import recall
+    from store.recall import Query, recall
     from store.vector import open_vector_store
 
     async with (
@@ -188,7 +188,8 @@ async def _recall(cfg: Settings, pool: asyncpg.Pool, user_id: str) -> list[Any]:
         open_vector_store(cfg, pool, embedder) as vector,
     ):
         [query] = await embedder.embed([RECALL_QUERY], context=CallContext(user_id=user_id, agent="demo"))
-        return list(await recall(pool, graph, vector, user_id, query, limit=5))
+        queries = [Query("the query", query)]
+        return list(await recall(pool, vector, user_id, queries, weights=cfg.recall_weights, graph=graph, limit=5))
 
 
 async def _run_worker(
@@ -201,6 +202,7 @@ async def _run_worker(
     if scripted:
         env["ORRERY_LLM"] = "scripted"
     env.setdefault("ORRERY_LOG_LEVEL", "WARNING")  # the progress bar is the demo's output; the ledger has details
+    env.setdefault("ORRERY_PROJECTION_REFRESH_DELAY_S", "0")  # a burst worker would otherwise wait out the debounce
     if console.is_terminal:
         env.setdefault("ORRERY_LOG_FORMAT", "console")  # its lines are relayed to a person, not a log collector
     command = [sys.executable, str(ROOT / "run.py"), "worker", "--burst"]

@@ -17,6 +17,7 @@ from jobs import (
     proactive_prompts,
     projection,
     reconcile,
+    salience,
     sync,
 )
 from jobs.runtime.registry import JobTable
@@ -41,5 +42,7 @@ JOBS = JobTable(
         projection.PROJECTION,
         corrections.APPLY_CORRECTIONS,
         corrections.CORRECTIONS_SWEEP,
+        projection.PROJECTION_REFRESH,
+        salience.SALIENCE_REFRESH,
     ]
 )

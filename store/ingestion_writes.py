@@ -28,7 +28,7 @@ from core.errors import PermanentError
 from core.ingestion import EntityRef, IngestionResult, IngestionStatus, MemoryUnitDraft
 from core.revisions import RevisionKind, RevisionSource, Told, told_again
 from core.vocabulary import EntityKind, NodeLabel
-from store import outbox, revise
+from store import outbox, revise, salience
 from store.postgres import Executor
 from store.repos import (
     cards,
@@ -162,6 +162,7 @@ async def write_ingestion(
             context_summary=result.context_summary,
             importance_score=importance,
         )
+        changed += await salience.refresh_touched(conn, user_id, changed)  # the concepts touched, recomputed
         await outbox.record_changes(conn, user_id, changed)  # the graph and vector stores follow this commit
     return summary
 

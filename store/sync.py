@@ -34,7 +34,7 @@ from store.repos.derived_artifacts import DerivedArtifactRecord
 from store.repos.memory_revisions import MemoryRevisionRecord
 from store.repos.memory_units import MemoryUnitRecord
 from store.repos.users import UserRecord
-from store.vector.base import ItemKey, KnowledgeItem, SourceEntityType
+from store.vector.base import ItemKey, KnowledgeItem, SourceEntityType, StoredVector
 from store.vector.texts import concept_item, derived_artifact_item, memory_unit_item
 
 TABLE: dict[NodeLabel, str] = {
@@ -222,6 +222,43 @@ class VectorChanges:
     upserts: list[KnowledgeItem] = field(default_factory=list)
     deletes: list[ItemKey] = field(default_factory=list)
     names: list[ConceptName] = field(default_factory=list)
+
+
+@dataclass
+class VectorWork:
+    """What is left of one user's VectorChanges once the stores said what they hold: the items to write with a
+    vector they already have (only what is stored beside the vector changed, such as a concept's salience), those to
+    embed first, and the concept names whose vector is stale. Items the store holds as they are, and names whose
+    vector was made from the same text, need nothing."""
+
+    reuse: list[tuple[KnowledgeItem, list[float]]] = field(default_factory=list)
+    embed: list[KnowledgeItem] = field(default_factory=list)
+    names: list[ConceptName] = field(default_factory=list)
+    deletes: list[ItemKey] = field(default_factory=list)
+    current: int = 0
+    """Items already stored exactly as they are."""
+
+    @property
+    def writes(self) -> int:
+        return len(self.reuse) + len(self.embed) + len(self.deletes)
+
+
+def vector_work(
+    changes: VectorChanges, stored: Mapping[ItemKey, StoredVector], stored_names: Mapping[str, str]
+) -> VectorWork:
+    """Split `changes` by what the vector store holds (`stored`, by key) and the name texts stored for concepts
+    (`stored_names`, concept id → text): pure, so the rule is in one place."""
+    work = VectorWork(deletes=list(changes.deletes))
+    for item in changes.upserts:
+        held = stored.get(item.key)
+        if held is not None and held.content_hash == item.content_hash:
+            work.current += 1
+        elif held is not None and held.embedding_hash == item.embedding_hash:
+            work.reuse.append((item, held.vector))
+        else:
+            work.embed.append(item)
+    work.names = [name for name in changes.names if stored_names.get(name.concept_id) != name.text]
+    return work
 
 
 async def vector_changes(db: Executor, user_id: str, refs: Iterable[Ref]) -> VectorChanges:

@@ -273,20 +273,36 @@ async def mark_merged(
     return [ConceptRecord.from_row(row) for row in rows]
 
 
-async def absorb(
-    db: Executor, user_id: str, concept_id: str, *, aliases: Sequence[str], salience: float | None, at: datetime
-) -> None:
-    """What a concept keeps of those merged into it: their names as its aliases, the higher salience."""
+async def absorb(db: Executor, user_id: str, concept_id: str, *, aliases: Sequence[str], at: datetime) -> None:
+    """What a concept keeps of those merged into it: their names as its aliases (its salience is computed again
+    from the relationships the merge moved to it: store/salience.py)."""
     await db.execute(
         "UPDATE concepts SET metadata = jsonb_set(CASE WHEN jsonb_typeof(metadata) = 'object' THEN metadata "
-        "ELSE '{}'::jsonb END, '{aliases}', to_jsonb($3::text[])), salience = GREATEST(salience, $4), "
-        "last_updated_ts = $5 WHERE user_id = $1 AND concept_id = $2",
+        "ELSE '{}'::jsonb END, '{aliases}', to_jsonb($3::text[])), last_updated_ts = $4 "
+        "WHERE user_id = $1 AND concept_id = $2",
         user_id,
         concept_id,
         list(aliases),
-        salience,
         to_db(at),
     )
+
+
+async def set_salience(db: Executor, user_id: str, values: Mapping[str, float]) -> list[str]:
+    """Each of the user's concepts in `values` (id → salience) takes its value; returns those whose salience changed.
+
+    `last_updated_ts` stays: salience is derived (core/salience.py), not an edit of the concept, and the recency
+    that orders concepts of equal salience must not be reset by every recomputation."""
+    if not values:
+        return []
+    rows = await db.fetch(
+        "UPDATE concepts c SET salience = v.salience FROM unnest($2::text[], $3::float8[]) AS v(concept_id, salience) "
+        "WHERE c.user_id = $1 AND c.concept_id = v.concept_id AND c.salience IS DISTINCT FROM v.salience "
+        "RETURNING c.concept_id",
+        user_id,
+        list(values),
+        list(values.values()),
+    )
+    return sorted(row["concept_id"] for row in rows)
 
 
 async def regroup(db: Executor, user_id: str, members: Mapping[str, str], *, at: datetime) -> list[str]:

@@ -21,7 +21,7 @@ from core.llm_records import CallOutcome, CallPurpose, LLMCallRecord, ResponseFo
 from core.media import MediaKind
 from core.revisions import RevisionKind, RevisionSource
 from core.vocabulary import EntityKind
-from store import outbox
+from store import outbox, projection_refresh
 from store.cycle_report_writes import report_id
 from store.llm_calls import insert_llm_call
 from store.postgres import Executor
@@ -214,6 +214,7 @@ async def give_user_a_row_everywhere(db: Executor, user_id: str, dimension: str,
     await insert_llm_call(db, _call(user_id, tokens))
     refs = await user_refs(db, user_id)
     await outbox.record_changes(db, user_id, [outbox.Change(ref.label, ref.entity_id) for ref in refs])
+    await projection_refresh.request(db, [user_id], at=MOMENT)
     return Rows(*(row_id(user_id, suffix) for suffix in SUFFIXES))
 
 
@@ -275,6 +276,7 @@ USER_TABLES = (
     "runtime.graph_nodes",
     "runtime.vector_items",
     "runtime.concept_name_vectors",
+    "runtime.projection_refresh",
 )
 
 

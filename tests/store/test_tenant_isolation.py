@@ -340,9 +340,8 @@ CASES: dict[str, Case] = {
     "concepts.mark_merged": Case(
         lambda db, a: concepts.mark_merged(db, B, row_id(B, "concept"), [a.concept], at=MOMENT), equals([])
     ),
-    "concepts.absorb": Case(
-        lambda db, a: concepts.absorb(db, B, a.concept, aliases=["x"], salience=1.0, at=MOMENT), is_none
-    ),
+    "concepts.absorb": Case(lambda db, a: concepts.absorb(db, B, a.concept, aliases=["x"], at=MOMENT), is_none),
+    "concepts.set_salience": Case(lambda db, a: concepts.set_salience(db, B, {a.concept: 0.99}), equals([])),
     "concepts.regroup": Case(lambda db, a: concepts.regroup(db, B, {a.concept: a.community}, at=MOMENT), no_trace_of_a),
     "memory_units.existing_memory_unit_ids": Case(
         lambda db, a: memory_units.existing_memory_unit_ids(db, B, [a.memory_unit]), equals(set())

@@ -23,6 +23,7 @@ from core.cycle import Cycle
 from core.errors import PermanentError
 from core.ingestion import IngestionResult, IngestionStatus
 from core.insight import CommunityDraft, InsightResult, InsightStatus, MergeDraft
+from core.recall import RecallWeights
 from core.revisions import RevisionKind, RevisionSource
 from core.vocabulary import NodeLabel
 from settings import Settings
@@ -39,10 +40,12 @@ from store import (
     llm_calls,
     outbox,
     proactive_prompts_writes,
+    projection_refresh,
     projection_source,
     recall,
     reconcile,
     revise,
+    salience,
     sync,
 )
 from store.cycle_report_writes import CycleWindows, NewCycleReport
@@ -215,7 +218,6 @@ CASES: dict[str, Case] = {
     "projection_source.read_projection_source": Case(
         lambda db, a, s: projection_source.read_projection_source(db, B, max_memory_units=100), no_trace_of_a
     ),
-    "projection_source.stored_vectors": Case(lambda db, a, s: _stored_vectors_of_a(db, a, s), equals({})),
     "ingestion_writes.write_ingestion": Case(
         # B's extraction of A's conversation: refused before anything is written
         lambda db, a, s: ingestion_writes.write_ingestion(
@@ -259,6 +261,9 @@ CASES: dict[str, Case] = {
     "sync.vector_changes": Case(
         lambda db, a, s: sync.vector_changes(db, B, a_ref(a)), lambda changes: changes.upserts == []
     ),
+    "concept_names.stored_texts": Case(
+        lambda db, a, s: concept_names.stored_texts(db, B, s.vector.model_version, [a.concept]), equals({})
+    ),
     "concept_names.nearest": Case(
         # B's nearest names to the vector of A's own memory, of A's concept's type: only B's concepts, if any
         lambda db, a, s: _nearest_for_b(db, a, s),
@@ -270,6 +275,21 @@ CASES: dict[str, Case] = {
         lambda db, a, s: _upsert_for_b_naming_a(db, a, s),
         equals(None),
     ),
+    # salience and the projection's refresh requests
+    "salience.compute_salience": Case(
+        lambda db, a, s: salience.compute_salience(db, B, [a.concept], now=datetime.now(UTC)), equals({})
+    ),
+    "salience.refresh_salience": Case(lambda db, a, s: salience.refresh_salience(db, B, [a.concept]), equals([])),
+    "salience.refresh_touched": Case(
+        lambda db, a, s: salience.refresh_touched(db, B, [outbox.Change(NodeLabel.CONCEPT, a.concept)]), equals([])
+    ),
+    "projection_refresh.get_state": Case(
+        lambda db, a, s: projection_refresh.get_state(db, B), lambda state: state is not None and state.user_id == B
+    ),
+    "projection_refresh.refreshed": Case(
+        lambda db, a, s: projection_refresh.refreshed(db, B, started=datetime.now(UTC)), equals(False)
+    ),
+    "projection_refresh.died": Case(lambda db, a, s: projection_refresh.died(db, B, "boom"), equals(None)),
     "reconcile.expected_graph": Case(lambda db, a, s: reconcile.expected_graph(db, B), no_trace_of_a),
     "reconcile.expected_vectors": Case(lambda db, a, s: reconcile.expected_vectors(db, B), no_trace_of_a),
     "reconcile.graph_drift": Case(lambda db, a, s: reconcile.graph_drift(db, s.graph, B), no_trace_of_a),
@@ -342,7 +362,9 @@ CASES: dict[str, Case] = {
         lambda summary: summary.as_dict() == {"applied": 0, "ignored": 0, "failed": 0, "revisions": 0},
     ),
     "recall.recall": Case(
-        lambda db, a, s: recall.recall(db, s.graph, s.vector, B, s.query, limit=10),
+        lambda db, a, s: recall.recall(
+            db, s.vector, B, [recall.Query("q", s.query)], weights=RecallWeights(), graph=s.graph, limit=10
+        ),
         lambda found: bool(found) and no_trace_of_a(found),
     ),
     # B's own rows naming A's ids (after the reads above, which would see them): never a way to A's
@@ -402,14 +424,6 @@ async def _b_material(db: Executor) -> Any:
 async def _b_outgoing_edges(db: Executor) -> Any:
     nodes = {label: await sync.read_records(db, B, label, None) for label in NodeLabel}
     return await sync.outgoing_edges(db, B, nodes)
-
-
-async def _stored_vectors_of_a(db: Executor, a: Rows, s: Stores) -> Any:
-    """B's stored vectors for A's memory unit's item: none (the item of that key is A's)."""
-    source = await projection_source.read_projection_source(db, A, max_memory_units=100)
-    a_items = [item for item in source.items if item.source_entity_id == a.memory_unit]
-    assert a_items, "A's memory unit is not a projection item"
-    return await projection_source.stored_vectors(db, B, s.vector.model_version, a_items)
 
 
 @pytest.fixture

@@ -105,12 +105,17 @@ export interface JobArgs {
   /** Enqueue the daily proactive_prompts run of every user with new memory in the last day whose cycle is not due and did not just start. */
   "proactive_prompts_daily": {
   };
-  /** Lay out a user's memory units, concepts, artifacts and communities in 3D (PCA of their embeddings, aligned to the previous projection) with their edges: a user_graph_projections row. */
+  /** Lay out a user's memory units, concepts, artifacts and communities in 3D (PCA of their stored embeddings, aligned to the previous projection) with their edges: a user_graph_projections row. */
   "projection": {
     /** users.user_id */
     user_id: string;
     /** The cycle, by its start; none = the user's current cycle */
     cycle_start?: string | null;
+  };
+  /** Refresh a user's 3D projection from the vectors already stored (the projection's work, for the current cycle), after new entities. */
+  "projection_refresh": {
+    /** users.user_id */
+    user_id: string;
   };
   /** Delete job ledger rows finished longer ago than the retention. */
   "prune_ledger": {
@@ -123,6 +128,11 @@ export interface JobArgs {
     user_id?: string | null;
     /** Record outbox rows for what drifted (false: only report it). */
     repair?: boolean;
+  };
+  /** Recompute every user's concept salience (mentions, recency, connections) as of today, and sync the changed ones. */
+  "salience_refresh": {
+    /** Users read per page (each refreshed in its own transaction). */
+    page?: number;
   };
   /** Enqueue the media job of every attachment still pending (or left processing by a lost run). */
   "sweep_media": {
@@ -171,8 +181,10 @@ export const JOBS: { readonly [N in JobName]: JobSpec } = {
   "proactive_prompts": {"queue": "batch", "dedupeKey": null, "argsSchema": {"additionalProperties": false, "properties": {"user_id": {"description": "users.user_id", "maxLength": 200, "minLength": 1, "title": "User Id", "type": "string"}, "cycle_start": {"anyOf": [{"format": "date-time", "type": "string"}, {"type": "null"}], "default": null, "description": "The cycle, by its start; none = the user's current cycle", "title": "Cycle Start"}, "daily": {"anyOf": [{"format": "date", "type": "string"}, {"type": "null"}], "default": null, "description": "The daily schedule's run for this UTC day (continues no chain)", "title": "Daily"}}, "required": ["user_id"], "title": "ProactivePromptsArgs", "type": "object"}},
   "proactive_prompts_daily": {"queue": "batch", "dedupeKey": "proactive_prompts_daily", "argsSchema": {"additionalProperties": false, "properties": {}, "title": "DailyArgs", "type": "object"}},
   "projection": {"queue": "batch", "dedupeKey": null, "argsSchema": {"additionalProperties": false, "description": "The arguments of every step of the chain.", "properties": {"user_id": {"description": "users.user_id", "maxLength": 200, "minLength": 1, "title": "User Id", "type": "string"}, "cycle_start": {"anyOf": [{"format": "date-time", "type": "string"}, {"type": "null"}], "default": null, "description": "The cycle, by its start; none = the user's current cycle", "title": "Cycle Start"}}, "required": ["user_id"], "title": "CycleArgs", "type": "object"}},
+  "projection_refresh": {"queue": "batch", "dedupeKey": "projection_refresh:{user_id}", "argsSchema": {"additionalProperties": false, "properties": {"user_id": {"description": "users.user_id", "maxLength": 200, "minLength": 1, "title": "User Id", "type": "string"}}, "required": ["user_id"], "title": "RefreshArgs", "type": "object"}},
   "prune_ledger": {"queue": "batch", "dedupeKey": "prune_ledger", "argsSchema": {"additionalProperties": false, "properties": {"retention_days": {"anyOf": [{"minimum": 1, "type": "integer"}, {"type": "null"}], "default": null, "description": "Default: ORRERY_LEDGER_RETENTION_DAYS.", "title": "Retention Days"}}, "title": "PruneLedgerArgs", "type": "object"}},
   "reconcile": {"queue": "batch", "dedupeKey": "reconcile", "argsSchema": {"additionalProperties": false, "properties": {"user_id": {"anyOf": [{"maxLength": 200, "minLength": 1, "type": "string"}, {"type": "null"}], "default": null, "description": "Only this user (default: all).", "title": "User Id"}, "repair": {"default": true, "description": "Record outbox rows for what drifted (false: only report it).", "title": "Repair", "type": "boolean"}}, "title": "ReconcileArgs", "type": "object"}},
+  "salience_refresh": {"queue": "batch", "dedupeKey": "salience_refresh", "argsSchema": {"additionalProperties": false, "properties": {"page": {"default": 500, "description": "Users read per page (each refreshed in its own transaction).", "maximum": 100000, "minimum": 1, "title": "Page", "type": "integer"}}, "title": "SalienceRefreshArgs", "type": "object"}},
   "sweep_media": {"queue": "interactive", "dedupeKey": "sweep_media", "argsSchema": {"additionalProperties": false, "properties": {"limit": {"default": 500, "description": "Media jobs enqueued per run at most.", "maximum": 10000, "minimum": 1, "title": "Limit", "type": "integer"}}, "title": "SweepMediaArgs", "type": "object"}},
   "sweep_timeouts": {"queue": "interactive", "dedupeKey": "sweep_timeouts", "argsSchema": {"additionalProperties": false, "properties": {"timeout_minutes": {"anyOf": [{"exclusiveMinimum": 0, "type": "number"}, {"type": "null"}], "default": null, "description": "Default: ORRERY_CONVERSATION_TIMEOUT_MINUTES.", "title": "Timeout Minutes"}, "limit": {"default": 500, "description": "Conversations ended and enqueued per run at most.", "maximum": 10000, "minimum": 1, "title": "Limit", "type": "integer"}}, "title": "SweepTimeoutsArgs", "type": "object"}},
   "sync_stores": {"queue": "batch", "dedupeKey": "sync:{store}", "argsSchema": {"additionalProperties": false, "properties": {"store": {"description": "Which derived store to bring up to date.", "enum": ["graph", "vector"], "title": "Store", "type": "string"}, "max_rows": {"default": 100000, "description": "Stop after this many rows (the rest waits).", "maximum": 10000000, "minimum": 1, "title": "Max Rows", "type": "integer"}}, "required": ["store"], "title": "SyncArgs", "type": "object"}},
