@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from core.recall import RecallWeights
 
 
 def _env(name: str) -> AliasChoices:
@@ -105,6 +108,9 @@ class Settings(BaseSettings):
     ingestion_max_concepts: int = Field(100, ge=1, le=10_000, description="Per LLM answer; more is sent back.")
     ingestion_max_links: int = Field(300, ge=1, le=100_000, description="Relationships, and growth events, per answer.")
     ingestion_max_text_chars: int = Field(4000, ge=200, le=1_000_000, description="Per text of an answer (not names).")
+    ingestion_earlier_memory_tokens: int = Field(
+        300, ge=0, le=20_000, description="Earlier memories shown per ingestion call, nearest first (0: none)."
+    )
     insight_model: str = "gpt-4o-mini"
     cycle_length_days: float = Field(7.0, gt=0, le=366, description="A growth cycle; the chain runs once it is over.")
     cycle_min_conversations: int = Field(1, ge=1, le=1000, description="Conversations with memory for an LLM call.")
@@ -117,7 +123,17 @@ class Settings(BaseSettings):
     )
     proactive_prompt_expiry_days: float = Field(14.0, gt=0, le=365, description="Pending longer than this: expired.")
     cycle_report_model: str = "gpt-4o-mini"
+    corrections_model: str = "gpt-4o-mini"
+    corrections_batch_size: int = Field(
+        50, ge=1, le=1000, description="A user's interactions decided in one LLM call at most; more wait for the next."
+    )
     projection_max_memory_units: int = Field(2000, ge=1, le=100_000, description="Most important ones projected.")
+    projection_refresh_delay_s: float = Field(
+        60.0, ge=0, le=3600, description="A user's cosmos is refreshed this long after new vectors (a burst: once)."
+    )
+    recall_weight_similarity: float = Field(0.5, ge=0, le=100, description="Recall's weight of similarity.")
+    recall_weight_recency: float = Field(0.3, ge=0, le=100, description="Recall's weight of recency.")
+    recall_weight_importance: float = Field(0.2, ge=0, le=100, description="Recall's weight of importance.")
 
     # --- attachments (the media agent, jobs/media.py) ------------------------------------------------------
     media_vision_model: str = Field("gpt-4o-mini", description="A vision-capable chat model; describes images.")
@@ -226,6 +242,22 @@ class Settings(BaseSettings):
                 "would ignore the endpoint; unset one of them"
             )
         return self
+
+    @model_validator(mode="after")
+    def _some_recall_weight(self) -> Settings:
+        if self.recall_weight_similarity + self.recall_weight_recency + self.recall_weight_importance <= 0:
+            raise ValueError(
+                "ORRERY_RECALL_WEIGHT_SIMILARITY, ORRERY_RECALL_WEIGHT_RECENCY and ORRERY_RECALL_WEIGHT_IMPORTANCE are "
+                "all 0: recall would rank nothing; give at least one a positive weight (defaults 0.5, 0.3, 0.2)"
+            )
+        return self
+
+    @property
+    def recall_weights(self) -> RecallWeights:
+        """Recall's weights of similarity, recency and importance (core/recall.py)."""
+        from core.recall import RecallWeights
+
+        return RecallWeights(self.recall_weight_similarity, self.recall_weight_recency, self.recall_weight_importance)
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -23,7 +23,9 @@ Sample answers are per prompt: `agents/samples/<prompt_name>.json` answers the r
 prompts/<prompt_name>.j2, which the client names in the X-Orrery-Prompt header (prompts.PROMPT_HEADER). So a new agent
 adds its samples file and the demo answers it with no code change; a test's own agent adds its directory for a while
 (`extra_sample_dir`). A samples file is `{"about": "...", "answers": [{"match": "text", "answer": {...}}, ...]}`; an
-answer without `match` answers every request of its prompt.
+answer without `match` answers every request of its prompt. An answer may cite items by name (`"@c:Running"`), which
+becomes the handle the request listed for them, or `"@shown:TEXT"`, the handle of any listed line holding TEXT
+(agents/scripted_handles.py).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
+from agents.scripted_handles import resolve_references, resolve_shown
 from agents.scripted_prompt_cache import PromptCache, count_tokens, message_content_text, prompt_text
 from prompts import PROMPT_HEADER
 
@@ -278,7 +281,9 @@ class ScriptedLLMServer:
             text = f"{request.form.get('prompt', '')}\n{request.form.get('file', {}).get('filename', '')}"
         for keyed in self._keyed:
             if keyed.answers(prompt, text):
-                return ScriptedReply.json(keyed.answer, delay_s=keyed.delay_s)
+                return ScriptedReply.json(
+                    resolve_references(resolve_shown(keyed.answer, text), text), delay_s=keyed.delay_s
+                )
         if prompt is None:
             return ScriptedReply.error(400, "scripted LLM server: no reply scripted for this request")
         return ScriptedReply.error(

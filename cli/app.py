@@ -15,6 +15,7 @@ import typer
 from cli import cycle as cycle_cli
 from cli import database, demo, doctor, forget, rebuild, recall, reconcile, samples, sync, trigger
 from cli import jobs as jobs_cli
+from cli import memory as memory_cli
 from cli import metrics as metrics_cli
 from cli import worker as worker_cli
 from cli.common import invocation, settings
@@ -55,6 +56,7 @@ app.add_typer(jobs_cli.jobs_app, name="jobs")
 app.add_typer(cycle_cli.cycle_app, name="cycle")
 app.command("metrics")(metrics_cli.metrics_command)
 app.command("recall")(recall.recall_command)
+app.add_typer(memory_cli.memory_app, name="memory")
 app.add_typer(sync.sync_app, name="sync")
 app.command("reconcile")(reconcile.reconcile_command)
 app.command("rebuild")(rebuild.rebuild_command)

@@ -24,6 +24,7 @@ from cli.common import CommandError, backends, console, describe_backends, invoc
 from cli.demo_cycle import RECALL_QUERY, load_cycle, render_cycle
 from cli.demo_report import load_report, render_report
 from jobs.catalog import JOBS
+from jobs.corrections import APPLY_CORRECTIONS
 from jobs.cycle import STEPS, step_args
 from jobs.maintenance import end_and_enqueue_ingestion
 from jobs.runtime.enqueue import enqueue
@@ -35,7 +36,7 @@ from store.migrate import migrate
 from store.postgres import create_pool
 from store.redis import connect_redis
 from store.repos import derived_artifacts
-from store.samples.loader import PORTUGUESE_SAMPLE_FILE, seed_sample_user
+from store.samples.loader import PORTUGUESE_SAMPLE_FILE, SampleError, seed_sample_interactions, seed_sample_user
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_TIMEOUT_S = 600
@@ -108,6 +109,7 @@ async def _demo(cfg: Settings, found: Backends, concurrency: int, scripted: bool
                 console.print(f"[red]{len(dead)} not ingested[/]: `{run} jobs show {dead[0]}` says why")
         else:
             console.print("[bold]5/6[/] nothing to ingest: every sample conversation is already processed")
+        await _revisit(pool, redis, found, cfg, concurrency, scripted)
 
         await _run_cycle(pool, redis, found, [seeded.user_id, other.user_id], concurrency, scripted)
         render_report(console, await load_report(pool, seeded.user_id))
@@ -121,12 +123,37 @@ async def _demo(cfg: Settings, found: Backends, concurrency: int, scripted: bool
             f"{run} trigger insight --arg user_id={user} --wait",
             f"{run} jobs runs --since 1h",
             f"{run} cycle show {user}",
+            f"{run} memory history {user}",
             f'{run} recall --user {user} "running"',
         ):
             console.print(f"  {hint}", highlight=False, soft_wrap=True)
     finally:
         await redis.aclose()
         await pool.close()
+
+
+async def _revisit(
+    pool: asyncpg.Pool, redis: Redis, found: Backends, cfg: Settings, concurrency: int, scripted: bool
+) -> None:
+    """What the user does once their memory exists: a later conversation that retells a memory and changes a fact,
+    then a correction and a reflection in the web app (written here as the web app would). Each once: a rerun of the
+    demo finds them done and spends no LLM call."""
+    later = await seed_sample_user(pool, redis, later=True)
+    swept = await end_and_enqueue_ingestion(pool, redis, timeout_minutes=cfg.conversation_timeout_minutes, limit=10_000)
+    if swept.ingest_job_ids:
+        dead, _ = await _run_worker(
+            pool, found, swept.ingest_job_ids, concurrency, "5/6", "a later conversation", scripted
+        )
+        console.print(f"ingested {len(swept.ingest_job_ids) - len(dead)} later conversation(s): memory revised")
+    try:
+        written = await seed_sample_interactions(pool, later.email)
+    except SampleError as exc:
+        raise CommandError(str(exc)) from None
+    if written:
+        job = await enqueue(redis, pool, APPLY_CORRECTIONS, {"user_id": later.user_id})
+        dead, _ = await _run_worker(pool, found, [job.job_id], concurrency, "5/6", "the user's corrections", scripted)
+        outcome = "applied in one LLM call" if not dead else f"not applied: `{invocation()} jobs show {job.job_id}`"
+        console.print(f"{written} correction(s) and reflection(s) from the web app {outcome}")
 
 
 async def _run_cycle(
@@ -166,7 +193,7 @@ async def _recall(cfg: Settings, pool: asyncpg.Pool, user_id: str) -> list[Any]:
     from agents.llm import CallContext
     from store.graph import open_graph_store
     from store.llm_calls import PostgresCallLog
-    from store.recall import recall
+    from store.recall import Query, recall
     from store.vector import open_vector_store
 
     async with (
@@ -175,7 +202,8 @@ async def _recall(cfg: Settings, pool: asyncpg.Pool, user_id: str) -> list[Any]:
         open_vector_store(cfg, pool, embedder) as vector,
     ):
         [query] = await embedder.embed([RECALL_QUERY], context=CallContext(user_id=user_id, agent="demo"))
-        return list(await recall(pool, graph, vector, user_id, query, limit=5))
+        queries = [Query("the query", query)]
+        return list(await recall(pool, vector, user_id, queries, weights=cfg.recall_weights, graph=graph, limit=5))
 
 
 async def _run_worker(
@@ -188,6 +216,7 @@ async def _run_worker(
     if scripted:
         env["ORRERY_LLM"] = "scripted"
     env.setdefault("ORRERY_LOG_LEVEL", "WARNING")  # the progress bar is the demo's output; the ledger has details
+    env.setdefault("ORRERY_PROJECTION_REFRESH_DELAY_S", "0")  # a burst worker would otherwise wait out the debounce
     if console.is_terminal:
         env.setdefault("ORRERY_LOG_FORMAT", "console")  # its lines are relayed to a person, not a log collector
     command = [sys.executable, str(ROOT / "run.py"), "worker", "--burst"]

@@ -12,10 +12,20 @@ from rich.table import Table
 from core.vocabulary import GrowthDimension
 from store.llm_calls import list_llm_calls
 from store.postgres import Executor
-from store.repos import cards, concepts, conversations, growth_events, media_items, memory_units, users
+from store.repos import (
+    cards,
+    concepts,
+    conversations,
+    growth_events,
+    media_items,
+    memory_revisions,
+    memory_units,
+    users,
+)
 from store.repos.concepts import ConceptRecord
 from store.repos.conversations import ConversationRecord
 from store.repos.media_items import MediaItemRecord
+from store.repos.memory_revisions import MemoryRevisionRecord
 from store.repos.memory_units import MemoryUnitRecord
 
 
@@ -33,6 +43,7 @@ class MemoryReport:
     cached_tokens: int
     completion_tokens: int
     attachments: list[MediaItemRecord]
+    revisions: list[MemoryRevisionRecord]
 
 
 async def load_report(db: Executor, user_id: str) -> MemoryReport:
@@ -51,6 +62,7 @@ async def load_report(db: Executor, user_id: str) -> MemoryReport:
         cached_tokens=sum(c.call.cached_tokens for c in calls),
         completion_tokens=sum(c.call.completion_tokens for c in calls),
         attachments=await media_items.list_media_items(db, user_id),
+        revisions=await memory_revisions.list_revisions(db, user_id),
     )
 
 
@@ -111,6 +123,7 @@ def render_report(console: Console, report: MemoryReport) -> None:
         table.add_row(dimension.value, f"{report.growth.get(dimension.value, 0.0):+.2f}")
     console.print(table)
     console.print(f"Cards on the canvas: {report.cards}")
+    render_history(console, report)
 
     package: dict[str, Any] = report.next_context if isinstance(report.next_context, dict) else {}
     raw_topics = package.get("unresolved_topics")
@@ -124,3 +137,20 @@ def render_report(console: Console, report: MemoryReport) -> None:
         f"LLM: {report.llm_calls} calls, {report.prompt_tokens} prompt ({report.cached_tokens} cached) + "
         f"{report.completion_tokens} completion tokens"
     )
+
+
+def render_history(console: Console, report: MemoryReport) -> None:
+    """How the memory changed: each revision, oldest first, with what it is about and why (`run.py memory history`
+    shows the values)."""
+    names = {u.muid: u.title for u in report.memory_units} | {c.concept_id: c.name for c in report.concepts}
+    titles = {c.id: c.title or "(untitled)" for c in report.conversations}
+    table = Table(title=f"Memory history ({len(report.revisions)} revisions)")
+    for column in ("kind", "of", "now", "why"):
+        table.add_column(column)
+    for revision in sorted(report.revisions, key=lambda r: (r.created_at, r.revision_id)):
+        if revision.source_conversation_id is not None:
+            why = f"conversation: {_clip(titles.get(revision.source_conversation_id), 40)}"
+        else:
+            why = "the user, in the app"
+        table.add_row(revision.kind, revision.entity_type, _clip(names.get(revision.entity_id, "(gone)"), 50), why)
+    console.print(table)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.text import Text
@@ -21,8 +21,9 @@ def recall_command(
     limit: int = typer.Option(10, "--limit", "-n", min=1, max=100, help="How many memories to return."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """The user's memory units and concepts most relevant to TEXT: vector search, widened by their graph
-    neighbours, ranked and deduplicated; each with its score and why it came back.
+    """The user's memory units and concepts most relevant to TEXT, ranked as memory is: similarity, recency and
+    importance together (weights ORRERY_RECALL_WEIGHT_SIMILARITY / _RECENCY / _IMPORTANCE, 0.5 / 0.3 / 0.2), from
+    vector search widened by the graph neighbours; each with its score, the component that carried it and why.
 
     Reads the derived stores (so a commit shows up once the sync dispatcher applied it; `run.py sync status`) and
     embeds TEXT with the configured embedder (the local model unless ORRERY_EMBEDDINGS_BASE_URL is set; loading it
@@ -40,7 +41,7 @@ def recall_command(
         fail(f"--user {user[:80]!r}: expected a user id")
     found = run_async(_recall(user, text, limit))
     if as_json:
-        print_json([vars(item) | {"label": item.label.value} for item in found])
+        print_json([_as_json(item) for item in found])
         return
     if not found:
         hint(f"nothing recalled for user {user} (no memory yet, or not synced: `run.py sync status`)")
@@ -50,8 +51,23 @@ def recall_command(
         memory = Text(item.title, style="bold")
         if item.text:
             memory.append(f"\n{item.text[:200]}", style="not bold")
-        rows.append((f"{item.score:.3f}", item.label.value, memory, item.why))
-    show(console, [Col("score"), Col("kind"), Col("memory"), Col("why")], rows)
+        rows.append((f"{item.score:.3f}", item.label.value, memory, item.carried_by, item.why))
+    show(console, [Col("score"), Col("kind"), Col("memory"), Col("carried by"), Col("why")], rows)
+
+
+def _as_json(item: Recalled) -> dict[str, Any]:
+    return {
+        "label": item.label.value,
+        "entity_id": item.entity_id,
+        "title": item.title,
+        "text": item.text,
+        "score": item.score,
+        "carried_by": item.carried_by,
+        "components": item.components,
+        "why": item.why,
+        "at": item.at.isoformat() if item.at else None,
+        "importance": item.importance,
+    }
 
 
 async def _recall(user_id: str, text: str, limit: int) -> list[Recalled]:
@@ -60,7 +76,7 @@ async def _recall(user_id: str, text: str, limit: int) -> list[Recalled]:
     from store.graph import open_graph_store
     from store.llm_calls import PostgresCallLog
     from store.postgres import create_pool
-    from store.recall import recall
+    from store.recall import Query, recall
     from store.vector import open_vector_store
 
     cfg = settings()
@@ -77,6 +93,9 @@ async def _recall(user_id: str, text: str, limit: int) -> list[Recalled]:
                 open_vector_store(cfg, pool, embedder) as vector,
             ):
                 [query] = await embedder.embed([text], context=CallContext(user_id=user_id, agent="recall"))
-                return await recall(pool, graph, vector, user_id, query, limit=limit)
+                queries = [Query("the query", query)]
+                return await recall(
+                    pool, vector, user_id, queries, weights=cfg.recall_weights, graph=graph, limit=limit
+                )
     finally:
         await pool.close()

@@ -14,8 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.corrections import CARD_TARGET, CardFeedback, InteractionType
 from core.ingestion import ForwardContext
 from core.media import FailureCode, MediaFailure, MediaKind, MediaReading, MediaStatus, ReadingMethod
+from core.revisions import RevisionKind
 from core.vocabulary import EntityKind, GrowthDimension
 from store.context import TurnContextPackage, turn_context_key
 from store.ingestion_writes import GROWTH_SOURCE
@@ -48,6 +50,59 @@ class MemoryUnitMetadata(_Shape):
     extraction_key: str = Field(description='The key the model gave it ("m1"): with the conversation id, its id')
     prompt_version: str = Field(description="The ingestion prompt's version (a hash of its text)")
     model: str = Field(description="The LLM model that extracted it")
+    source_conversation_ids: list[str] | None = Field(
+        None,
+        description="Every conversation that told it, its own first; written once a later conversation retold or "
+        "updated it (memory_revisions has what each changed)",
+    )
+
+
+class MemoryUnitRevisionValues(_Shape):
+    """memory_revisions.before / .after of a `MemoryUnit` revision: only the fields the revision changed (a retelling
+    that changed nothing but the sources has both empty)."""
+
+    title: str | None = None
+    content: str | None = None
+    creation_ts: str | None = Field(None, description="ISO 8601 with offset (UTC)")
+    importance_score: float | None = None
+    sentiment_score: float | None = None
+
+
+class ConceptRevisionValues(_Shape):
+    """memory_revisions.before / .after of a `Concept` revision."""
+
+    description: str | None
+
+
+INTERACTION_ROWS: dict[InteractionType, tuple[str, str, str]] = {
+    InteractionType.CORRECTION: (
+        "`MemoryUnit` or `Concept` and its id",
+        "what is wrong, in the user's words (required)",
+        "none",
+    ),
+    InteractionType.CARD_FEEDBACK: (
+        f"`{CARD_TARGET}` and the card's `card_id`",
+        "an optional comment",
+        "`CardFeedback` below",
+    ),
+    InteractionType.REFLECTION: (
+        "none, or the `MemoryUnit` / `Concept` it is about",
+        "what the user wants remembered (required)",
+        "none",
+    ),
+}
+"""interaction_type → (target_entity_type and target_entity_id, content_text, content_structured)."""
+
+REVISION_KINDS: dict[RevisionKind, str] = {
+    RevisionKind.RETOLD: "a later conversation told the same event again: the one memory unit was enriched (merged "
+    "content, the higher importance, the earlier `creation_ts`; the conversation added to its sources)",
+    RevisionKind.UPDATED: "a later conversation changed what is true: a memory unit's text or a concept's description",
+    RevisionKind.CORRECTED: "the user corrected it in the web app (`source_interaction_id`)",
+    RevisionKind.FORGOTTEN: "the user asked to forget the memory unit: it is gone with its earlier revisions; this row "
+    "keeps when and why, never the text (`before` and `after` empty)",
+    RevisionKind.ADDED: "the user's reflection became a new memory unit",
+}
+"""memory_revisions.kind → what it means."""
 
 
 class GrowthEventDetails(_Shape):
@@ -162,6 +217,33 @@ def blocks() -> dict[str, str]:
             ]
         ),
         "memory-unit-metadata": _schema_block(MemoryUnitMetadata),
+        "interaction-rows": "\n".join(
+            [
+                "| interaction_type | target_entity_type / target_entity_id | content_text | content_structured |",
+                "|---|---|---|---|",
+                *(f"| `{kind.value}` | {' | '.join(cells)} |" for kind, cells in INTERACTION_ROWS.items()),
+                "",
+                "`CardFeedback`:",
+                "",
+                _schema_block(CardFeedback),
+            ]
+        ),
+        "memory-revisions": "\n".join(
+            [
+                "| kind | meaning |",
+                "|---|---|",
+                *(f"| `{kind.value}` | {meaning} |" for kind, meaning in REVISION_KINDS.items()),
+                "",
+                f"- `entity_type`: {_values(kind.value for kind in EntityKind)}",
+                "- `before` / `after` of a `MemoryUnit`:",
+                "",
+                _schema_block(MemoryUnitRevisionValues),
+                "",
+                "- `before` / `after` of a `Concept`:",
+                "",
+                _schema_block(ConceptRevisionValues),
+            ]
+        ),
         "next-conversation-context-package": _schema_block(NextConversationContextPackage),
         "turn-context": f"Key: `{turn_context_key('{conversationId}')}`; value: one JSON object.\n\n"
         + _schema_block(TurnContextPackage),

@@ -12,6 +12,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.llm_records import LLMUsage
+from core.revisions import RevisionKind
 from core.vocabulary import EntityKind, GrowthDimension, RelationshipType, StorableModel
 
 
@@ -44,6 +45,9 @@ class EntityRef(BaseModel):
 
 
 class MemoryUnitDraft(BaseModel):
+    """A memory unit to create, or (`revises` set) what the conversation says of an earlier one it retells or
+    updates: the store revises that unit (core/revisions.py) instead of creating a second one."""
+
     key: str
     title: str
     content: str
@@ -52,10 +56,18 @@ class MemoryUnitDraft(BaseModel):
     sentiment_score: float
     attachment_media_id: str | None = None
     """The attachment (media_items.media_id) the memory comes from, when the model cited one it was shown."""
+    revises: str | None = None
+    """The earlier memory unit's id (the model named it by the handle it was shown)."""
+    revision: RevisionKind | None = None
+    """RETOLD or UPDATED when `revises` is set."""
 
 
 class ConceptDraft(BaseModel):
-    """A concept to reuse (`existing_concept_id` set) or create (by `normalized_name` + `type`)."""
+    """A concept to reuse (`existing_concept_id` set) or create (by `normalized_name` + `type`).
+
+    A reused concept's blank description is filled with `description`; with `revise_description` (the model named
+    the concept by its handle and gave a description: what is true of it changed) a different description replaces
+    the current one, which its revision keeps."""
 
     key: str
     name: str
@@ -63,6 +75,7 @@ class ConceptDraft(BaseModel):
     type: str
     description: str | None
     existing_concept_id: str | None
+    revise_description: bool = False
 
 
 class RelationshipDraft(BaseModel):
@@ -97,6 +110,8 @@ class IngestionResult(BaseModel):
     growth_events: list[GrowthEventDraft] = Field(default_factory=list)
     forward_context: ForwardContext | None = None
     windows: int = 0
+    earlier_memories_shown: int = 0
+    """How many earlier memory units the model was shown (it may retell or update only those)."""
     llm_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0

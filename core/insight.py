@@ -60,6 +60,15 @@ class MemoryDigest(_Frozen):
     source_conversation_id: str | None
 
 
+class EarlierMemory(_Frozen):
+    """A memory unit from the user's whole history (not the cycle's) that recall found relevant to the cycle's themes:
+    older memories that matter reach the model, and its artifacts may cite them."""
+
+    memory: MemoryDigest
+    recalled_for: str
+    """The theme it answered, or how it came back (core/recall.py's reason, first part)."""
+
+
 class ConceptDigest(_Frozen):
     concept_id: str
     name: str

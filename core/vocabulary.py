@@ -44,16 +44,19 @@ class StructuralRelationshipType(StrEnum):
     MENTIONS = "MENTIONS"  # MemoryUnit -> Concept
     BELONGS_TO_COMMUNITY = "BELONGS_TO_COMMUNITY"  # Concept -> Community
     DERIVED_FROM = "DERIVED_FROM"  # DerivedArtifact -> its sources (MemoryUnit, Concept, DerivedArtifact)
+    REVISES = "REVISES"  # Revision -> the MemoryUnit or Concept it revised (public.memory_revisions)
 
 
 class NodeLabel(StrEnum):
-    """The graph's node labels (seed 000, V9.7, Neo4j schema)."""
+    """The graph's node labels: the seed's (000, V9.7, Neo4j schema) and Revision, a memory unit's or concept's
+    revision (core/revisions.py), which keeps the memory's history in the graph as in Postgres."""
 
     USER = "User"
     MEMORY_UNIT = "MemoryUnit"
     CONCEPT = "Concept"
     DERIVED_ARTIFACT = "DerivedArtifact"
     COMMUNITY = "Community"
+    REVISION = "Revision"
 
 
 class GrowthDimension(StrEnum):

@@ -6,6 +6,7 @@ A new job is a module in jobs/ and one line here; nothing registers itself on im
 from __future__ import annotations
 
 from jobs import (
+    corrections,
     cycle_dispatch,
     cycle_report,
     diagnostics,
@@ -16,6 +17,7 @@ from jobs import (
     proactive_prompts,
     projection,
     reconcile,
+    salience,
     sync,
 )
 from jobs.runtime.registry import JobTable
@@ -38,5 +40,9 @@ JOBS = JobTable(
         proactive_prompts.PROACTIVE_PROMPTS_DAILY,
         cycle_report.CYCLE_REPORT,
         projection.PROJECTION,
+        corrections.APPLY_CORRECTIONS,
+        corrections.CORRECTIONS_SWEEP,
+        projection.PROJECTION_REFRESH,
+        salience.SALIENCE_REFRESH,
     ]
 )

@@ -10,7 +10,8 @@ QUIET (a no-op under its job id, or a re-creation of one Redis lost).
 A cycle whose closing step died but whose dead hook never ran (a worker killed in between) is closed here, so no
 user stays on a cycle for ever. Dead runs of a step with `revivals` (the projection, which a store or embedder
 outage kills) are enqueued again, at most that many times per cycle, unless a later run of that step for the user has
-succeeded since.
+succeeded since. The projection's refresh, its user-keyed trigger, is swept here too: a request still pending after
+ten minutes (its enqueue lost, its refresh dead fewer than three times) is enqueued again (jobs/projection.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.cycle import Cycle, cycle_due_at
 from jobs.cycle import CHAIN, STEPS, closing_step_died, enqueue_step, next_step
+from jobs.projection import revive_refreshes
 from jobs.runtime.context import JobContext
 from jobs.runtime.registry import BATCH, JobSpec
 from jobs.user_locale import zone_for
@@ -42,7 +44,8 @@ class CycleDispatchArgs(BaseModel):
 
 
 async def dispatch_cycles(ctx: JobContext, args: CycleDispatchArgs) -> Mapping[str, Any]:
-    """Start (or keep going) every due cycle, close those whose closing step died, revive dead projections."""
+    """Start (or keep going) every due cycle, close those whose closing step died, revive dead projections and
+    pending projection refreshes."""
     now = datetime.now(UTC)
     due = await due_cycles(ctx, now, limit=args.limit)
     runs = await ledger.latest_runs(ctx.pool, [cycle.job_id(step) for cycle in due for step in STEPS])
@@ -57,9 +60,12 @@ async def dispatch_cycles(ctx: JobContext, args: CycleDispatchArgs) -> Mapping[s
             queued = await enqueue_step(ctx, cycle, step)
             enqueued += queued is not None and queued.enqueued
     revived = await revive_dead_steps(ctx, now, limit=args.limit)
-    if due or revived:
-        ctx.log.info("cycles dispatched", due=len(due), enqueued=enqueued, closed=closed, revived=revived)
-    return {"due": len(due), "enqueued": enqueued, "closed": closed, "revived": revived}
+    refreshes = await revive_refreshes(ctx, now, limit=args.limit)
+    if due or revived or refreshes:
+        ctx.log.info(
+            "cycles dispatched", due=len(due), enqueued=enqueued, closed=closed, revived=revived, refreshes=refreshes
+        )
+    return {"due": len(due), "enqueued": enqueued, "closed": closed, "revived": revived, "refreshes": refreshes}
 
 
 async def due_cycles(ctx: JobContext, now: datetime, *, limit: int) -> list[Cycle]:
@@ -110,7 +116,8 @@ CYCLE_DISPATCH = JobSpec(
     cron="5 * * * *",
     description=(
         "Start the cycle chain (insight → proactive prompts → cycle report → projection) for every due user,\n"
-        "close a due cycle whose report died, and enqueue a dead projection again (twice at most).\n"
+        "close a due cycle whose report died, enqueue a dead projection again (twice at most) and a pending\n"
+        "projection refresh (below 3 deaths).\n"
         "A cycle is due at the user's local midnight (users.timezone, else UTC) nearest ORRERY_CYCLE_LENGTH_DAYS\n"
         "after users.last_cycle_started_at (or created_at)."
     ),

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import DeferredError, PermanentError
 from core.media import MediaStatus
-from jobs.ingestion_recall import dedupe_by_similarity, relevant_concepts
+from jobs.ingestion_recall import Recalled, dedupe_by_similarity, recall_for_ingestion
 from jobs.media import MEDIA
 from jobs.resources import EMBEDDER, LLM, VECTOR
 from jobs.runtime import tracing
@@ -30,6 +30,7 @@ from jobs.runtime.context import JobContext
 from jobs.runtime.registry import INTERACTIVE, JobSpec
 from jobs.sync import follow_commit
 from jobs.user_locale import language_for
+from store import revise
 from store.context import TurnContextPackage, read_turn_context
 from store.ingestion_writes import IngestionThresholds, write_ingestion
 from store.postgres import Executor
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
 RELEVANT_CONCEPTS = 50
 """How many of the user's concepts the model sees (as handles) so it can reuse them instead of inventing twins: the
 nearest to the conversation's text by their embeddings first, then the most recent (jobs/ingestion_recall.py)."""
+RECENT_MEMORIES = 5
+"""The user's newest memory units read with the conversation: those the vector store may not hold yet are ranked
+with its hits, and all of them are what the model sees when the store cannot answer (jobs/ingestion_recall.py)."""
 
 INGESTIBLE = ("ended", "processing", "failed", "processed")
 """Statuses the job accepts; 'active' conversations are still being written and are ingested when they end."""
@@ -60,7 +64,9 @@ async def read_ingestion_source(
 ) -> tuple[ConversationForJob | None, TurnContextPackage | None]:
     """Everything the agent reads, from Postgres (one statement) and Redis (the live turn context) at once."""
     return await asyncio.gather(
-        conversations.read_conversation_for_job(db, conversation_id, concept_limit=RELEVANT_CONCEPTS),
+        conversations.read_conversation_for_job(
+            db, conversation_id, concept_limit=RELEVANT_CONCEPTS, memory_limit=RECENT_MEMORIES
+        ),
         read_turn_context(redis, conversation_id),
     )
 
@@ -68,11 +74,15 @@ async def read_ingestion_source(
 def ingestion_input(
     source: ConversationForJob,
     turn_context: TurnContextPackage | None,
+    recalled: Recalled | None = None,
     attachments: list[MediaItemRecord] | None = None,
 ) -> IngestionInput:
-    """The agent's input: messages, the live turn context, the memory profile, the relevant concepts, the
+    """The agent's input: messages, the live turn context, the memory profile, the relevant concepts, the earlier
+    memories nearest to the conversation (`recalled`; the source's concepts and no memories without it) and the
     attachments."""
-    from agents.ingestion import ConversationInput, ConversationMessage, ExistingConcept, IngestionInput
+    from agents.ingestion import ConversationInput, ConversationMessage, EarlierMemory, ExistingConcept, IngestionInput
+
+    recalled = recalled or Recalled(list(source.concepts), [])
 
     conversation = source.conversation
     return IngestionInput(
@@ -89,7 +99,11 @@ def ingestion_input(
         memory_profile=source.memory_profile,
         existing_concepts=[
             ExistingConcept(concept_id=c.concept_id, name=c.name, type=c.type, description=c.description)
-            for c in source.concepts
+            for c in recalled.concepts
+        ],
+        earlier_memories=[
+            EarlierMemory(memory_unit_id=m.muid, title=m.title, content=m.content, creation_ts=m.creation_ts)
+            for m in recalled.memories
         ],
         attachments=attachment_inputs(source, attachments or []),
     )
@@ -118,8 +132,9 @@ async def ingest(ctx: JobContext, args: IngestArgs) -> Mapping[str, Any]:
         )
 
     attachments = await read_attachments(ctx, source)
-    source = source.model_copy(update={"concepts": await relevant_concepts(ctx, source, RELEVANT_CONCEPTS)})
-    data = ingestion_input(source, turn_context, attachments)
+    recalled = await recall_for_ingestion(ctx, source, RELEVANT_CONCEPTS)
+    shown = await revise.as_first_seen(ctx.pool, user_id, conversation_id, recalled.concepts, recalled.memories)
+    data = ingestion_input(source, turn_context, Recalled(*shown), attachments)
     data.language = language_for(ctx.log, user_id, source.language_preference)
     llm = await ctx.resource(LLM)
     agent = IngestionAgent.from_settings(llm, ctx.settings)
@@ -135,7 +150,7 @@ async def ingest(ctx: JobContext, args: IngestArgs) -> Mapping[str, Any]:
         )
     try:
         extracted = await agent.run(data, job_id=ctx.job_id)
-        result = await dedupe_by_similarity(ctx, extracted, has_concepts=bool(source.concepts))
+        result = await dedupe_by_similarity(ctx, extracted, has_concepts=bool(recalled.concepts))
     except BaseException:
         if moving is not None:
             await asyncio.gather(moving, return_exceptions=True)

@@ -1,14 +1,21 @@
-"""What ingestion takes from the embeddings: the concepts most relevant to a conversation, and the similarity rule of
-concept deduplication.
+"""What ingestion takes from the embeddings: what the model is shown of the user's memory (the concepts most relevant
+to the conversation, the earlier memory units nearest to it), and the similarity rule of concept deduplication.
 
-The relevant concepts are best effort: the vector store lags a commit behind and may be down, and ingestion never
-waits for it (DESIGN.md invariant 1), so a failure there logs a warning and the model is shown the user's most
-recent concepts instead. The similarity rule is not: deduplication that quietly depends on whether a model or an
-endpoint answered in time is no deduplication. The worker loads the local model before it takes work
-(jobs/resources.py), the rule embeds only the new concepts' names (once, through the embedder's text cache) and
-finds the nearest existing names in Postgres (store/concept_names.py), so it costs an ingestion one small batch on
-the model; an embeddings endpoint that is down is waited for (EMBEDDER_PATIENCE_S, keeping the LLM answer already
-paid for), then the job is retried with the runtime's backoff, never written without the rule.
+What the model is shown is best effort: the vector store lags a commit behind and may be down, and ingestion never
+waits for it (DESIGN.md invariant 1). The conversation is embedded once (QUERY_CHARS, the user's lines first) and
+that one vector searches both. Lag is handled, not hoped away: the user's newest memory units whose vector outbox
+rows are still pending (the previous conversation, ingested seconds ago) are embedded in the same call as the
+conversation, one forward pass, and ranked with the store's hits; their vectors stay in the embedder's text cache,
+where the dispatcher finds them when it writes them to the store, so they are embedded once in all. When the store
+or the embedder fails, a warning is logged and the model is shown the user's most recent concepts and memory units
+instead.
+
+The similarity rule is not best effort: deduplication that quietly depends on whether a model or an endpoint
+answered in time is no deduplication. The worker loads the local model before it takes work (jobs/resources.py),
+the rule embeds only the new concepts' names (once, through the embedder's text cache) and finds the nearest
+existing names in Postgres (store/concept_names.py), so it costs an ingestion one small batch on the model; an
+embeddings endpoint that is down is waited for (EMBEDDER_PATIENCE_S, keeping the LLM answer already paid for), then
+the job is retried with the runtime's backoff, never written without the rule.
 """
 
 from __future__ import annotations
@@ -16,29 +23,36 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.backoff import equal_jitter
-from core.embedding_texts import concept_text
+from core.embedding_texts import concept_text, memory_unit_text
 from core.errors import TransientError
 from core.ingestion import IngestionResult
 from core.vocabulary import NodeLabel
 from jobs.resources import EMBEDDER, VECTOR
 from jobs.runtime.context import JobContext
 from jobs.runtime.retry import describe
-from store import concept_names
+from store import concept_names, outbox
 from store.repos.concepts import ConceptRecord
 from store.repos.conversations import ConversationForJob
+from store.repos.memory_units import MemoryUnitRecord
 from store.sync import read_records
-from store.vector.base import SourceEntityType
+from store.vector.base import SourceEntityType, VectorHit, VectorStore
 
 if TYPE_CHECKING:
     from agents.embeddings import Embedder
     from agents.llm import CallContext
 
 QUERY_CHARS = 4000
-"""How much of the conversation is embedded to find its concepts (the model truncates at 256 word pieces anyway;
-the user's own lines come first)."""
+"""How much of the conversation is embedded to find its concepts and earlier memories (the model truncates at 256
+word pieces anyway; the user's own lines come first)."""
+EARLIER_CANDIDATES = 12
+"""Earlier memory units asked of the vector store; the agent shows the nearest its token budget holds."""
+EARLIER_FLOOR = 0.2
+"""Earlier memory units less similar than this to the conversation are not shown: unrelated ones only cost tokens
+(bench/bench_revisions.py)."""
 CANDIDATES = 5
 """Existing concepts considered per new one: the nearest names of the same type."""
 EMBEDDER_PATIENCE_S = 60.0
@@ -64,29 +78,71 @@ async def _context(ctx: JobContext, user_id: str) -> tuple[Embedder, CallContext
     return embedder, CallContext(user_id=user_id, agent="ingestion", job_id=ctx.job_id)
 
 
-async def relevant_concepts(ctx: JobContext, source: ConversationForJob, limit: int) -> list[ConceptRecord]:
-    """The user's concepts nearest to the conversation's text first, then the most recent ones, `limit` in all
-    (the recent ones alone when the stores cannot answer)."""
-    recent = list(source.concepts)
+@dataclass(frozen=True)
+class Recalled:
+    """What the model is shown of the user's memory: concepts (the nearest, then the most recent) and earlier memory
+    units (nearest first; the agent keeps as many as its token budget holds)."""
+
+    concepts: list[ConceptRecord]
+    memories: list[MemoryUnitRecord]
+
+
+async def recall_for_ingestion(ctx: JobContext, source: ConversationForJob, concept_limit: int) -> Recalled:
+    """The concepts and earlier memory units to show the model for this conversation, from one embedding of it
+    (none when there is nothing to search: few concepts, no earlier memory)."""
+    recent_concepts, recent_memories = list(source.concepts), list(source.memories)
     query = conversation_query(source)
+    search_concepts = bool(query) and len(recent_concepts) >= concept_limit
+    search_memories = bool(query and recent_memories) and ctx.settings.ingestion_earlier_memory_tokens > 0
+    if not (search_concepts or search_memories):
+        return Recalled(recent_concepts[:concept_limit], [])  # every concept is shown, no memory to show
     user_id = source.conversation.user_id
-    if not query or len(recent) < limit:
-        return recent[:limit]  # fewer concepts than places: every one is shown, no search needed
     try:
+        lagging = await _lagging(ctx, user_id, recent_memories) if search_memories else []
         embedder, context = await _context(ctx, user_id)
         vector = await ctx.resource(VECTOR)
-        [embedded] = await embedder.embed([query], context=context)
-        hits = await vector.search(user_id, embedded, limit=limit, entity_types=[SourceEntityType.CONCEPT])
-        found = await read_records(ctx.pool, user_id, NodeLabel.CONCEPT, [hit.source_entity_id for hit in hits])
+        texts = [query, *(memory_unit_text(unit.title, unit.content) for unit in lagging)]
+        embedded, *lag_vectors = await embedder.embed(texts, context=context)
+        concept_hits, memory_hits = await asyncio.gather(
+            _search(vector, user_id, embedded, concept_limit, SourceEntityType.CONCEPT, search_concepts),
+            _search(vector, user_id, embedded, EARLIER_CANDIDATES, SourceEntityType.MEMORY_UNIT, search_memories),
+        )
+        concepts = await read_records(ctx.pool, user_id, NodeLabel.CONCEPT, [h.source_entity_id for h in concept_hits])
+        units = await read_records(ctx.pool, user_id, NodeLabel.MEMORY_UNIT, [h.source_entity_id for h in memory_hits])
     except Exception as exc:
-        ctx.log.warning("ingest.relevant_concepts_unavailable", error_class=type(exc).__name__, error=describe(exc))
-        return recent[:limit]
-    nearest = [found[hit.source_entity_id] for hit in hits if hit.source_entity_id in found]
+        ctx.log.warning("ingest.recall_unavailable", error_class=type(exc).__name__, error=describe(exc))
+        return Recalled(recent_concepts[:concept_limit], recent_memories if search_memories else [])
+    nearest_concepts = [concepts[hit.source_entity_id] for hit in concept_hits if hit.source_entity_id in concepts]
     chosen: dict[str, ConceptRecord] = {}
-    for concept in [*nearest, *recent]:
-        if concept.status == "active" and concept.concept_id not in chosen:
-            chosen[concept.concept_id] = concept
-    return list(chosen.values())[:limit]
+    for concept in [*nearest_concepts, *recent_concepts]:
+        chosen.setdefault(concept.concept_id, concept)
+    scores = {hit.source_entity_id: hit.score for hit in memory_hits if hit.source_entity_id in units}
+    for unit, unit_vector in zip(lagging, lag_vectors, strict=True):
+        units[unit.muid] = unit
+        similarity = sum(a * b for a, b in zip(embedded, unit_vector, strict=True))  # unit vectors: the cosine
+        scores[unit.muid] = max(scores.get(unit.muid, -1.0), similarity)
+    nearest = sorted(scores, key=lambda muid: (-scores[muid], muid))
+    conversation_id = source.conversation.id
+    return Recalled(
+        concepts=[c for c in chosen.values() if c.status == "active"][:concept_limit],
+        memories=[
+            units[muid]
+            for muid in nearest
+            if scores[muid] >= EARLIER_FLOOR and units[muid].source_conversation_id != conversation_id
+        ],
+    )
+
+
+async def _lagging(ctx: JobContext, user_id: str, recent: list[MemoryUnitRecord]) -> list[MemoryUnitRecord]:
+    """The user's newest memory units the vector store does not hold yet (their vector outbox rows wait)."""
+    waiting = await outbox.pending(ctx.pool, "vector", user_id, NodeLabel.MEMORY_UNIT, [u.muid for u in recent])
+    return [unit for unit in recent if unit.muid in waiting]
+
+
+async def _search(
+    vector: VectorStore, user_id: str, embedded: list[float], limit: int, kind: SourceEntityType, wanted: bool
+) -> list[VectorHit]:
+    return await vector.search(user_id, embedded, limit=limit, entity_types=[kind]) if wanted else []
 
 
 async def embed_patiently(

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from core.cycle import Cycle, CycleWindow
 from jobs.cycle import CycleArgs, StepResult, chain_step
-from jobs.resources import LLM
+from jobs.grounding import recall_history, recalled_for
+from jobs.resources import EMBEDDER, LLM, VECTOR
 from jobs.runtime.context import JobContext
 from jobs.sync import follow_commit
 from jobs.user_locale import language_for
@@ -27,11 +28,13 @@ from store.postgres import Executor
 
 if TYPE_CHECKING:
     from agents.insight import InsightInput
-    from core.insight import InsightMaterial
+    from core.insight import EarlierMemory, InsightMaterial
 
 NEIGHBOURS = 30
 """Concepts shown besides the cycle's own: their strongest neighbours in the graph, where a duplicate to merge
 usually is."""
+EARLIER_MEMORIES = 8
+"""Memory units from before the cycle recalled for its themes (the view's token budget may show fewer)."""
 
 
 async def run_insight(ctx: JobContext, args: CycleArgs, cycle: Cycle, state: CycleState) -> StepResult:
@@ -65,7 +68,7 @@ async def _insight(ctx: JobContext, state: CycleState) -> tuple[str, dict[str, A
         ctx.log.info("insight.empty_cycle", conversations=material.active_conversations)
         return "empty_cycle", {"conversations": material.active_conversations}
 
-    data = await insight_input(pool, material)
+    data = replace(await insight_input(pool, material), earlier=await earlier_memories(ctx, material))
     data = replace(data, language=language_for(ctx.log, state.user_id, state.language_preference))
     llm = await ctx.resource(LLM)
     result = await InsightAgent.from_settings(llm, settings).run(data, job_id=ctx.job_id)
@@ -125,13 +128,46 @@ async def insight_input(pool: Executor, material: InsightMaterial) -> InsightInp
     return InsightInput(material, candidates, degrees, DETECTION_METHOD)
 
 
+async def earlier_memories(ctx: JobContext, material: InsightMaterial) -> tuple[EarlierMemory, ...]:
+    """The memory units from the user's whole history that recall finds for the cycle's themes (its most mentioned
+    concepts, else its most important memories), the cycle's own left out (jobs/grounding.py)."""
+    from core.embedding_texts import concept_text, memory_unit_text
+    from core.insight import EarlierMemory, MemoryDigest
+
+    themes = [(c.name, concept_text(c.name, c.type, c.description)) for c in material.concepts]
+    themes = themes or [(m.title, memory_unit_text(m.title, m.content)) for m in material.memory_units]
+    found = await recall_history(
+        ctx,
+        material.user_id,
+        themes,
+        agent="insight",
+        limit=EARLIER_MEMORIES,
+        exclude={m.muid for m in material.memory_units},
+    )
+    return tuple(
+        EarlierMemory(
+            memory=MemoryDigest(
+                muid=item.entity_id,
+                title=item.title,
+                content=item.text,
+                importance=item.importance,
+                sentiment=None,
+                creation_ts=item.at or material.window_start,
+                source_conversation_id=None,
+            ),
+            recalled_for=recalled_for(item),
+        )
+        for item in found
+    )
+
+
 INSIGHT = chain_step(
     "insight",
     run_insight,
     timeout_s=600,
     max_tries=3,
     backoff_s=30,
-    resources=(LLM,),
+    resources=(LLM, EMBEDDER, VECTOR),
     description=(
         "Close a user's growth cycle: memory profile, graph schema, insight artifacts, concept merges, communities.\n"
         "The chain's first step (insight:{user_id}:{cycle}), started by cycle_dispatch; `--arg user_id=…` closes the"

@@ -16,7 +16,7 @@ skips the call. Stale pending prompts expire first; the cap counts what is pendi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,8 @@ from core.cycle import Cycle, cycle_due_at
 from core.errors import PermanentError
 from core.local_time import local_date, local_hour
 from jobs.cycle import CycleArgs, StepResult, chain_step
-from jobs.resources import LLM
+from jobs.grounding import recall_history, recalled_for
+from jobs.resources import EMBEDDER, LLM, VECTOR
 from jobs.runtime.context import JobContext
 from jobs.runtime.registry import BATCH, JobSpec
 from jobs.user_locale import language_for, zone_for
@@ -46,9 +47,13 @@ from store.repos import proactive_prompts
 if TYPE_CHECKING:
     from agents.llm import LLMClient
     from agents.proactive_prompts import PromptMaterial
+    from store.recall import Recalled
 
 RECENT_MEMORIES = 20
-"""How many of the memory units the user told last the model sees."""
+"""How many of the user's newest memory units the model sees."""
+EARLIER_MEMORIES = 5
+"""Older memory units recalled from the whole history for the current themes (jobs/grounding.py), each cut to the
+agent's MEMORY_CHARS: the prompt's budget for them."""
 
 
 class ProactivePromptsArgs(CycleArgs):
@@ -78,11 +83,12 @@ def daily_job_id(user_id: str, day: date) -> str:
     return f"proactive_prompts:{user_id}:daily:{day:%Y%m%d}"
 
 
-def prompt_material(user_id: str, source: PromptSource, slots: int) -> PromptMaterial:
-    """The agent's input from the store's rows; the open topics come from the next-conversation package."""
-    from agents.proactive_prompts import CycleInsight, OpenTopic, PromptMaterial, RecentMemory
+def prompt_material(user_id: str, source: PromptSource, slots: int, earlier: Sequence[Recalled] = ()) -> PromptMaterial:
+    """The agent's input from the store's rows (and the earlier memories recalled for them); the open topics come
+    from the next-conversation package."""
+    from agents.proactive_prompts import CycleInsight, EarlierMemory, OpenTopic, PromptMaterial, RecentMemory
 
-    topics = (source.next_context or {}).get("unresolved_topics")
+    topics = open_topics(source)
     return PromptMaterial(
         user_id=user_id,
         memory_profile=source.memory_profile,
@@ -92,18 +98,44 @@ def prompt_material(user_id: str, source: PromptSource, slots: int) -> PromptMat
             )
             for m in source.memories
         ],
+        earlier=[
+            EarlierMemory(
+                memory_unit_id=m.entity_id,
+                title=m.title,
+                content=m.text,
+                importance=m.importance,
+                recalled_for=recalled_for(m),
+            )
+            for m in earlier
+        ],
         insights=[
             CycleInsight(artifact_id=a["artifact_id"], title=a["title"], narrative=a["content_narrative"])
             for a in source.insights
         ],
-        open_topics=[
-            OpenTopic(topic=t["topic"], suggested_question=t.get("suggested_question"))
-            for t in (topics if isinstance(topics, list) else [])
-            if isinstance(t, dict) and isinstance(t.get("topic"), str) and t["topic"].strip()
-        ],
+        open_topics=[OpenTopic(topic=t["topic"], suggested_question=t.get("suggested_question")) for t in topics],
         pending=source.pending,
         slots=slots,
     )
+
+
+def open_topics(source: PromptSource) -> list[dict[str, Any]]:
+    """The unresolved topics of the next-conversation package that have a topic."""
+    topics = (source.next_context or {}).get("unresolved_topics")
+    return [
+        t
+        for t in (topics if isinstance(topics, list) else [])
+        if isinstance(t, dict) and isinstance(t.get("topic"), str) and t["topic"].strip()
+    ]
+
+
+def themes(source: PromptSource) -> list[tuple[str, str]]:
+    """What recall over the whole history is asked about, most pressing first: the open topics, the cycle's insights,
+    then the most important recent memories ((name, text to embed) each)."""
+    found = [(t["topic"], t["topic"]) for t in open_topics(source)]
+    found += [(a["title"], f"{a['title']}\n{a['content_narrative'] or ''}") for a in source.insights]
+    ranked = sorted(source.memories, key=lambda m: -(m["importance_score"] or 0))
+    found += [(m["title"], f"{m['title']}\n{m['content']}") for m in ranked]
+    return found
 
 
 async def write_run(
@@ -121,12 +153,22 @@ async def write_run(
     source = await read_prompt_source(ctx.pool, user_id, insights_since=insights_since, memory_limit=RECENT_MEMORIES)
     if source is None:
         raise PermanentError(f"user {user_id} was deleted while their prompts were being made")
-    material = prompt_material(user_id, source, settings.proactive_prompts_max_pending - len(source.pending))
-    material.language = language_for(ctx.log, user_id, state.language_preference)
+    slots = settings.proactive_prompts_max_pending - len(source.pending)
+    material = prompt_material(user_id, source, slots)
     if material.slots <= 0:
         return {"outcome": "cap_reached", "expired": expired, "llm_calls": 0}
     if not material.has_material:
         return {"outcome": "nothing_to_ask", "expired": expired, "llm_calls": 0}
+    earlier = await recall_history(
+        ctx,
+        user_id,
+        themes(source),
+        agent="proactive_prompts",
+        limit=EARLIER_MEMORIES,
+        exclude={m["muid"] for m in source.memories},
+    )
+    material = prompt_material(user_id, source, slots, earlier)
+    material.language = language_for(ctx.log, user_id, state.language_preference)
     llm: LLMClient = await ctx.resource(LLM)
     result = await ProactivePromptAgent.from_settings(llm, settings).run(material, job_id=ctx.job_id)
     prompts = [
@@ -213,7 +255,7 @@ PROACTIVE_PROMPTS = chain_step(
     timeout_s=300,
     max_tries=5,
     backoff_s=30,
-    resources=(LLM,),
+    resources=(LLM, EMBEDDER, VECTOR),
     args_model=ProactivePromptsArgs,
     outside_chain=run_daily_prompts,
     description=(

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.backoff import equal_jitter
 from core.errors import TransientError
+from jobs.projection import request_refresh
 from jobs.resources import EMBEDDER, GRAPH, VECTOR
 from jobs.runtime import queue as redis_queue
 from jobs.runtime import tracing
@@ -42,7 +43,7 @@ from jobs.runtime.registry import JobSpec
 from jobs.runtime.retry import describe
 from store import concept_names, outbox
 from store.outbox import OutboxRow, StoreState
-from store.sync import Ref, VectorChanges, graph_batch, vector_changes
+from store.sync import Ref, VectorWork, graph_batch, vector_changes, vector_work
 from store.vector.base import SourceEntityType, VectorItem
 
 BATCH_ROWS = 500
@@ -105,42 +106,53 @@ async def apply_graph(ctx: JobContext, refs: Mapping[str, list[Ref]]) -> Outcome
 
 
 async def apply_vector(ctx: JobContext, refs: Mapping[str, list[Ref]]) -> Outcomes:
-    """Every user's items (and their concepts' names, store/concept_names.py) embedded, then written user by user."""
+    """Every user's items (and their concepts' names, store/concept_names.py) written user by user, embedding only
+    texts the stores do not hold a vector of: an item whose text is unchanged (a concept whose salience moved) keeps
+    its stored vector. Users whose vectors changed get their 3D projection refreshed (debounced: jobs/projection.py)."""
     vector = await ctx.resource(VECTOR)
     embedder = await ctx.resource(EMBEDDER)
-    changes: dict[str, VectorChanges] = {}
+    work: dict[str, VectorWork] = {}
     for user_id, mine in refs.items():
         try:
-            changes[user_id] = await vector_changes(ctx.pool, user_id, mine)
+            changes = await vector_changes(ctx.pool, user_id, mine)
+            stored = await vector.stored_vectors(user_id, [item.key for item in changes.upserts])
+            held_names = await concept_names.stored_texts(
+                ctx.pool, user_id, embedder.model_version, [name.concept_id for name in changes.names]
+            )
+            work[user_id] = vector_work(changes, stored, held_names)
         except Exception as exc:
             yield [user_id], exc
     # The local model is fastest in large batches and records no calls: one call for every user. An endpoint's calls
     # are recorded per user (the daily budget is per user), so each user gets their own.
-    groups = [[user_id] for user_id in changes] if embedder.records_calls else [list(changes)]
+    groups = [[user_id] for user_id in work] if embedder.records_calls else [list(work)]
     for users in groups:
-        texts = [item.embedding_text for user_id in users for item in changes[user_id].upserts]
-        texts += [name.text for user_id in users for name in changes[user_id].names]
+        texts = [item.embedding_text for user_id in users for item in work[user_id].embed]
+        texts += [name.text for user_id in users for name in work[user_id].names]
         try:
             vectors = iter(await embedder.embed(texts, context=_context(users[0], ctx)) if texts else [])
         except Exception as exc:
             yield users, exc
             continue
-        items = {u: [VectorItem(i, next(vectors), embedder.model_version) for i in changes[u].upserts] for u in users}
-        names = {u: [(name, next(vectors)) for name in changes[u].names] for u in users}
+        model = embedder.model_version
+        items = {u: [VectorItem(i, next(vectors), model) for i in work[u].embed] for u in users}
+        names = {u: [(name, next(vectors)) for name in work[u].names] for u in users}
         for user_id in users:
-            change = changes[user_id]
-            gone = [k.source_entity_id for k in change.deletes if k.source_entity_type is SourceEntityType.CONCEPT]
+            todo = work[user_id]
+            gone = [k.source_entity_id for k in todo.deletes if k.source_entity_type is SourceEntityType.CONCEPT]
+            written = items[user_id] + [VectorItem(item, held, model) for item, held in todo.reuse]
             try:
-                if items[user_id]:
-                    await vector.upsert(items[user_id])
-                for key in change.deletes:
+                if written:
+                    await vector.upsert(written)
+                for key in todo.deletes:
                     await vector.delete_entity(user_id, key.source_entity_type, key.source_entity_id)
-                await concept_names.upsert(ctx.pool, user_id, embedder.model_version, names[user_id])
+                await concept_names.upsert(ctx.pool, user_id, model, names[user_id])
                 await concept_names.delete(ctx.pool, user_id, gone)
             except Exception as exc:
                 yield [user_id], exc
-            else:
-                yield [user_id], len(change.upserts) + len(change.deletes)
+                continue
+            if todo.writes:
+                await request_refresh(ctx, user_id)
+            yield [user_id], todo.writes
 
 
 def _context(user_id: str, ctx: JobContext) -> Any:

@@ -72,6 +72,22 @@ async def upsert(
     )
 
 
+async def stored_texts(db: Executor, user_id: str, model_version: str, concept_ids: Iterable[str]) -> dict[str, str]:
+    """concept id → the text its stored name vector was made from, for those of `concept_ids` with a vector of this
+    model: a name whose text did not change needs no new vector (a concept is synced again for many other reasons)."""
+    ids = sorted(set(concept_ids))
+    if not ids:
+        return {}
+    rows = await db.fetch(
+        "SELECT concept_id, name_text FROM runtime.concept_name_vectors WHERE user_id = $1 "
+        "AND embedding_model_version = $2 AND concept_id = ANY($3::text[])",
+        user_id,
+        model_version,
+        ids,
+    )
+    return {row["concept_id"]: row["name_text"] for row in rows}
+
+
 async def delete(db: Executor, user_id: str, concept_ids: Iterable[str]) -> None:
     """Forget the vectors of concepts that are gone, merged or archived."""
     ids = list(concept_ids)

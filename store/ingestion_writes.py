@@ -9,6 +9,12 @@ lock per name, shared with every other writer of concepts. Memory unit ids are d
 the extraction key, so a reprocess (or a derived store) sees the same ids for the same extraction: a reprocess
 revises those units in place and removes only the ones the new extraction no longer has, telling the artifacts that
 cite them (and the outbox) first, so no reference to a unit changes behind the derived stores' back.
+
+Memory is revised, never duplicated (DESIGN.md invariant 8): a memory unit the model says retells or updates an
+earlier one revises that unit, and a concept it names with a new description has it revised, each with a revision
+row keeping what it replaced (store/revise.py). Revision ids derive from the conversation and the entity, and a
+reprocess first undoes the revisions its conversation made (those no later source followed), so reprocessing a
+conversation writes the same revisions again, never a second set.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from typing import Any
 
 from core.errors import PermanentError
 from core.ingestion import EntityRef, IngestionResult, IngestionStatus, MemoryUnitDraft
+from core.revisions import RevisionKind, RevisionSource, Told, told_again
 from core.vocabulary import EntityKind, NodeLabel
-from store import outbox
+from store import outbox, revise, salience
 from store.postgres import Executor
 from store.repos import (
     cards,
@@ -31,11 +38,12 @@ from store.repos import (
     growth_events,
     knowledge_edges,
     media_items,
+    memory_revisions,
     memory_units,
     users,
 )
 from store.repos._base import transaction
-from store.repos.cards import NewCard
+from store.repos.cards import NewCard, concept_display, memory_display
 from store.repos.concepts import NewConcept
 from store.repos.growth_events import NewGrowthEvent
 from store.repos.knowledge_edges import NewEdge
@@ -66,6 +74,9 @@ class IngestionWriteSummary:
     relationships: int = 0
     attachments_linked: int = 0
     replaced: dict[str, int] = field(default_factory=dict)
+    memory_units_retold: int = 0
+    memory_units_updated: int = 0
+    concepts_revised: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +90,11 @@ class IngestionWriteSummary:
             "relationships": self.relationships,
             "attachments_linked": self.attachments_linked,
             "replaced": self.replaced,
+            "revised": {
+                "memory_units_retold": self.memory_units_retold,
+                "memory_units_updated": self.memory_units_updated,
+                "concepts": self.concepts_revised,
+            },
         }
 
 
@@ -114,11 +130,18 @@ async def write_ingestion(
         elif importance is not None and importance < thresholds.importance:
             summary.outcome = "below_threshold"
         changed: list[outbox.Change] = [outbox.Change(NodeLabel.USER, user_id)]
+        held: set[str] = set()
         if replace:
-            kept = {memory_unit_id(conversation_id, u.key) for u in result.memory_units if summary.outcome == "written"}
-            changed += await _replace_previous(conn, user_id, conversation_id, kept, summary)
+            undone = await revise.undo_conversation(conn, user_id, conversation_id)
+            changed += undone.changed.changes()
+            previous = await memory_units.memory_unit_ids_from_conversation(conn, user_id, conversation_id)
+            source = RevisionSource(conversation_id=conversation_id)
+            held = undone.held | await revise.revised_by_others(conn, user_id, previous, source)
+            derived = [u for u in result.memory_units if u.revises is None and summary.outcome == "written"]
+            kept = {memory_unit_id(conversation_id, u.key) for u in derived} | held
+            changed += await _replace_previous(conn, user_id, conversation_id, previous, kept, held, summary)
         if summary.outcome == "written":
-            changed += await _write_memory(conn, result, thresholds, summary, replace=replace)
+            changed += await _write_memory(conn, result, thresholds, summary, replace=replace, held=held)
             package = None
             if result.forward_context is not None and _is_latest(locked.owner_next_context, conversation.start_time):
                 package = {
@@ -139,6 +162,7 @@ async def write_ingestion(
             context_summary=result.context_summary,
             importance_score=importance,
         )
+        changed += await salience.refresh_touched(conn, user_id, changed)  # the concepts touched, recomputed
         await outbox.record_changes(conn, user_id, changed)  # the graph and vector stores follow this commit
     return summary
 
@@ -158,21 +182,27 @@ def _is_latest(package: dict[str, Any] | None, start_time: datetime) -> bool:
 
 
 async def _replace_previous(
-    conn: Executor, user_id: str, conversation_id: str, kept: set[str], summary: IngestionWriteSummary
+    conn: Executor,
+    user_id: str,
+    conversation_id: str,
+    previous: list[str],
+    kept: set[str],
+    held: set[str],
+    summary: IngestionWriteSummary,
 ) -> list[outbox.Change]:
     """Clear what this conversation produced before, for the new extraction to take its place; returns what changed,
     for the outbox. Memory units the new extraction derives again (the same ids) are kept and revised in place by
-    the write, so every reference to them stays; the others go, after the artifacts citing them were told (their
-    sources updated, not nulled behind the stores' back). Their cards, growth events and relationships are written
-    again; concepts stay (other conversations may point at them)."""
-    previous = await memory_units.memory_unit_ids_from_conversation(conn, user_id, conversation_id)
+    the write, so every reference to them stays; so are the `held` ones (another source revised them since: they
+    stay as they are, cards included). The others go, after the artifacts citing them were told (their sources
+    updated, not nulled behind the stores' back). Cards, growth events and relationships are written again; concepts
+    stay (other conversations may point at them)."""
     gone = [muid for muid in previous if muid not in kept]
     artifacts = await derived_artifacts.drop_memory_unit_sources(conn, user_id, gone)
     deleted = await memory_units.delete_memory_units(conn, user_id, gone)
     summary.replaced = {
         "memory_units": len(previous),
         "memory_units_removed": len(deleted),
-        "cards": await cards.delete_cards_for_entities(conn, user_id, previous),
+        "cards": await cards.delete_cards_for_entities(conn, user_id, [m for m in previous if m not in held]),
         "growth_events": await growth_events.delete_growth_events_from_conversation(conn, user_id, conversation_id),
         "relationships": await knowledge_edges.delete_edges_from_conversation(conn, user_id, conversation_id),
         "artifact_sources": len(artifacts),
@@ -196,6 +226,27 @@ async def _link_attachments(
     return await media_items.link_memory_units(conn, user_id, links, replacing=replacing)
 
 
+def _told(unit: MemoryUnitDraft) -> Told:
+    return Told(
+        title=unit.title,
+        content=unit.content,
+        creation_ts=unit.creation_ts,
+        importance_score=unit.importance_score,
+        sentiment_score=unit.sentiment_score,
+    )
+
+
+def _earlier_changes(result: IngestionResult, held: set[str], forgotten: set[str]) -> list[revise.UnitChange]:
+    """The revisions of earlier memory units this conversation asks for, but of those held (revised since by another
+    source) or forgotten by the user."""
+    source = RevisionSource(conversation_id=result.conversation_id)
+    return [
+        revise.UnitChange(unit.revises, unit.revision, source, told_again(unit.revision, _told(unit)))
+        for unit in result.memory_units
+        if unit.revises is not None and unit.revision is not None and unit.revises not in held | forgotten
+    ]
+
+
 async def _write_memory(
     conn: Executor,
     result: IngestionResult,
@@ -203,11 +254,19 @@ async def _write_memory(
     summary: IngestionWriteSummary,
     *,
     replace: bool,
+    held: set[str],
 ) -> list[outbox.Change]:
-    """Write the memory of `result`; returns the entities it created or touched, for the outbox."""
+    """Write the memory of `result`; returns the entities it created or touched, for the outbox.
+
+    A memory unit that retells or updates an earlier one revises that unit (store/revise.py) instead of becoming a
+    second one, and its relationships and growth events attach to it; if the earlier unit is gone by now it is
+    written as a new unit, unless the user asked to forget it. A concept named by its handle with a new description
+    has its description revised. Units the user asked to forget are never written again (a reprocess)."""
     user_id, conversation_id = result.user_id, result.conversation_id
+    source = RevisionSource(conversation_id=conversation_id)
     ids: dict[EntityRef, str] = {}
     new_cards: list[NewCard] = []
+    revised = revise.Revised()
 
     ensured = await concepts.ensure_concepts(
         conn,
@@ -223,6 +282,7 @@ async def _write_memory(
             for draft in result.concepts
         ],
     )
+    descriptions: list[revise.DescriptionChange] = []
     for draft, concept in zip(result.concepts, ensured, strict=True):
         ids[EntityRef(kind=EntityKind.CONCEPT, key=draft.key)] = concept.concept_id
         if concept.created:
@@ -232,13 +292,53 @@ async def _write_memory(
                     card_type="concept",
                     source_entity_id=concept.concept_id,
                     source_entity_type="Concept",
-                    display_data={"title": draft.name, "subtitle": draft.type, "description": draft.description},
+                    display_data=concept_display(draft.name, draft.type, draft.description),
                 )
             )
-        else:
-            summary.concepts_reused += 1
+            continue
+        summary.concepts_reused += 1
+        if draft.revise_description and concept.concept_id not in held:
+            descriptions.append(
+                revise.DescriptionChange(concept.concept_id, draft.description, RevisionKind.UPDATED, source)
+            )
+    revised.add(await revise.revise_descriptions(conn, user_id, descriptions))
 
-    units = [(memory_unit_id(conversation_id, unit.key), unit) for unit in result.memory_units]
+    fresh = [unit for unit in result.memory_units if unit.revises is None]
+    earlier = [unit for unit in result.memory_units if unit.revises is not None]
+    forgotten = await memory_revisions.forgotten_ids(
+        conn,
+        user_id,
+        [
+            *(memory_unit_id(conversation_id, u.key) for u in fresh if replace),
+            *(u.revises for u in earlier if u.revises),
+        ],
+    )
+    by_others = await revise.revise_units(
+        conn, user_id, _earlier_changes(result, held, forgotten), card_importance=thresholds.card_importance
+    )
+    revised.add(by_others)
+    dropped: set[str] = set()
+    for unit in earlier:
+        assert unit.revises is not None
+        if unit.revises in forgotten:
+            dropped.add(unit.key)
+        elif unit.revises in by_others.missing:
+            fresh.append(unit)  # the earlier unit was deleted while this conversation was read: it is new
+        else:
+            ids[EntityRef(kind=EntityKind.MEMORY_UNIT, key=unit.key)] = unit.revises
+            summary.memory_units_retold += unit.revision is RevisionKind.RETOLD
+            summary.memory_units_updated += unit.revision is RevisionKind.UPDATED
+    summary.concepts_revised = len(revised.concepts)
+
+    units = []
+    for unit in fresh:
+        muid = memory_unit_id(conversation_id, unit.key)
+        if muid in forgotten:
+            dropped.add(unit.key)
+            continue
+        ids[EntityRef(kind=EntityKind.MEMORY_UNIT, key=unit.key)] = muid
+        if muid not in held:  # a unit another source revised since keeps what it became
+            units.append((muid, unit))
     summary.memory_units = await memory_units.insert_memory_units(
         conn,
         user_id,
@@ -259,18 +359,13 @@ async def _write_memory(
     )
     summary.attachments_linked = await _link_attachments(conn, user_id, units, replace=replace)
     for muid, unit in units:
-        ids[EntityRef(kind=EntityKind.MEMORY_UNIT, key=unit.key)] = muid
         if unit.importance_score >= thresholds.card_importance:
             new_cards.append(
                 NewCard(
                     card_type="memory",
                     source_entity_id=muid,
                     source_entity_type="MemoryUnit",
-                    display_data={
-                        "title": unit.title,
-                        "preview": unit.content[:280],
-                        "importance": unit.importance_score,
-                    },
+                    display_data=memory_display(unit.title, unit.content, unit.importance_score),
                 )
             )
     # Every entity carded here was created in this transaction, except memory units re-derived in place of earlier
@@ -278,6 +373,10 @@ async def _write_memory(
     add_cards = cards.ensure_cards if replace else cards.insert_cards_for_new_entities
     summary.cards = await add_cards(conn, user_id, new_cards)
 
+    def kept(*refs: EntityRef) -> bool:
+        return all(ref.kind is not EntityKind.MEMORY_UNIT or ref.key not in dropped for ref in refs)
+
+    events = [event for event in result.growth_events if kept(event.about)]
     await growth_events.insert_growth_events(
         conn,
         user_id,
@@ -290,10 +389,11 @@ async def _write_memory(
                 source=GROWTH_SOURCE,
                 details={"rationale": event.rationale, "source_conversation_id": conversation_id},
             )
-            for event in result.growth_events
+            for event in events
         ],
     )
-    summary.growth_events = len(result.growth_events)
+    summary.growth_events = len(events)
+    relationships = [r for r in result.relationships if kept(r.source, r.target) and ids[r.source] != ids[r.target]]
     await knowledge_edges.upsert_edges(
         conn,
         user_id,
@@ -308,11 +408,12 @@ async def _write_memory(
                 description=relationship.description,
                 source_conversation_id=conversation_id,
             )
-            for relationship in result.relationships
+            for relationship in relationships
         ],
     )
-    summary.relationships = len(result.relationships)
+    summary.relationships = len(relationships)
     return [
         *outbox.changes(NodeLabel.CONCEPT, (concept.concept_id for concept in ensured)),
         *outbox.changes(NodeLabel.MEMORY_UNIT, (muid for muid, _ in units)),
+        *revised.changes(),
     ]

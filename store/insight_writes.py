@@ -33,7 +33,7 @@ from core.insight import (
     summary_artifact_id,
 )
 from core.vocabulary import EntityKind, NodeLabel, normalize_concept_name
-from store import outbox
+from store import outbox, salience
 from store.cycles import lock_current_cycle
 from store.postgres import Executor
 from store.repos import (
@@ -108,6 +108,7 @@ async def write_insight(db: Executor, result: InsightResult) -> InsightWriteSumm
             knowledge_graph_schema=result.knowledge_graph_schema,
             next_context=_next_context(result, user.next_conversation_context_package),
         )
+        changed += await salience.refresh_touched(conn, user_id, changed)  # merged, regrouped: recomputed
         await outbox.record_changes(conn, user_id, changed)  # the graph and vector stores follow this commit
     return summary
 
@@ -153,8 +154,7 @@ async def _merge_concepts(
     if not merged:
         return []
     primary_id, gone = primary.concept_id, [concept.concept_id for concept in merged]
-    salience = max((c.salience for c in merged if c.salience is not None), default=None)
-    await concepts.absorb(conn, user_id, primary_id, aliases=_aliases(primary, merged), salience=salience, at=now)
+    await concepts.absorb(conn, user_id, primary_id, aliases=_aliases(primary, merged), at=now)
     moved, ends = await knowledge_edges.repoint_edges(conn, user_id, primary_id, gone)
     display = {"title": primary.name, "subtitle": primary.type, "description": primary.description}
     await cards.move_concept_cards(conn, user_id, primary_id, gone, display=display)

@@ -93,12 +93,6 @@ async def list_job_llm_calls(executor: Executor, job_id: str, *, limit: int = 10
     return [_stored(row) for row in rows]
 
 
-async def delete_user_llm_calls(executor: Executor, user_id: str) -> int:
-    """Remove every call record of a user (forget-user: the table has no foreign key to cascade from)."""
-    status: str = await executor.execute("DELETE FROM runtime.llm_calls WHERE user_id = $1", user_id)
-    return int(status.split()[-1])
-
-
 def _stored(row: asyncpg.Record) -> StoredLLMCall:
     data: dict[str, Any] = dict(row)
     call = LLMCallRecord(

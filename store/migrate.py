@@ -19,8 +19,9 @@ from store.prisma_schema import live_tables, load_expected_tables, schema_differ
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 ADVISORY_LOCK_KEY = 0x4F52_5259  # "ORRY": one migrator at a time, across every process and host
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
-PUBLIC_MIGRATIONS = frozenset({"0001", "0005"})
-"""The migrations that build `public` (the rest touch only `runtime`); Prisma's baseline 0_init holds the same."""
+PUBLIC_MIGRATIONS = frozenset({"0001", "0005", "0016"})
+"""The migrations that build `public` (the rest touch only `runtime`); Prisma's migrations in store/prisma/migrations
+hold the same (0_init: 0001 and 0005; 16_memory_revisions: 0016)."""
 
 
 class MigrationError(Exception):
@@ -165,14 +166,17 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
 
 
 async def _adopt_public_schema(conn: asyncpg.Connection, pending: list[Migration]) -> list[str]:
-    """When the web app created `public` first (Prisma Migrate's 0_init, or `prisma db push`), Orrery's public
-    migrations would fail on tables that exist. If the live `public` is exactly the schema those migrations build
-    (store/schema.prisma), they are recorded as applied instead of run; if it differs, one error says how."""
+    """When the web app created `public` first (Prisma Migrate's store/prisma/migrations, or `prisma db push`),
+    Orrery's public migrations would fail on tables that exist. If the live `public` is exactly the schema those
+    migrations build (store/schema.prisma), the pending ones are recorded as applied instead of run; if it differs,
+    one error says how, unless Orrery applied some public migrations itself (then the pending ones simply run)."""
     public = [m for m in pending if m.version in PUBLIC_MIGRATIONS]
     if not public or await conn.fetchval("SELECT to_regclass('public.users')") is None:
         return []
     live = {name: table for name, table in (await live_tables(conn)).items() if name != "_prisma_migrations"}
     drift = schema_differences(load_expected_tables(), live)
+    if drift and len(public) < len(PUBLIC_MIGRATIONS):
+        return []  # Orrery built `public` itself and a later public migration is pending: it runs as any other
     if drift:
         raise MigrationError(
             "the public schema exists but was not created by Orrery, and it differs from store/schema.prisma: "

@@ -81,6 +81,23 @@ async def claim(db: Executor, store: str, *, limit: int, lease_s: float) -> list
     return sorted(found, key=lambda row: row.id)
 
 
+async def pending(db: Executor, store: str, user_id: str, label: NodeLabel, entity_ids: Iterable[str]) -> set[str]:
+    """Which of the user's `entity_ids` still wait to be applied to `store`: what a read of that store cannot find
+    yet (ingestion shows the model the newest memory units the vector store does not hold yet)."""
+    wanted = sorted(set(entity_ids))
+    if not wanted:
+        return set()
+    rows = await db.fetch(
+        "SELECT DISTINCT entity_id FROM runtime.outbox WHERE store = $1 AND user_id = $2 AND label = $3 "
+        "AND entity_id = ANY($4::text[])",
+        store,
+        user_id,
+        label.value,
+        wanted,
+    )
+    return {row["entity_id"] for row in rows}
+
+
 async def applied(db: Executor, ids: Iterable[int]) -> None:
     """The store matches Postgres for these rows' entities: they are done."""
     await db.execute("DELETE FROM runtime.outbox WHERE id = ANY($1::bigint[])", list(ids))

@@ -1,18 +1,19 @@
 """What the 3D projection is made from: the user's nodes (memory units, concepts, artifacts, communities), their
-edges, the vectors already in the embedded vector store, and the projection's id (the row itself is written by
-store/repos/graph_projections.py).
+edges, and the projection's id (the row itself is written by store/repos/graph_projections.py). The vectors come from
+the vector store (VectorStore.stored_vectors): a projection never embeds.
 
-Why a projection's id derives from its input: the job is keyed by the cycle, but the same cycle can be projected
-again by hand after more material arrived. The id is derived from the user, the cycle and a digest of every node's
-content and every edge, so a rerun over unchanged rows finds its row and writes nothing, and a rerun over changed
-rows adds a newer projection (the web app shows the newest).
+Why a projection's id derives from its input: the same cycle can be projected again (a refresh after new material,
+a trigger by hand). The id is derived from the user, the cycle and a digest of every placed node's content and the
+stored vector it was placed by, and of every edge, so a rerun over unchanged rows finds its row and writes nothing,
+and a rerun after changed rows, or after the vector store caught up with them, adds a newer projection (the web app
+shows the newest).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,7 @@ from store.postgres import Executor
 from store.repos.concepts import ConceptRecord
 from store.repos.derived_artifacts import DerivedArtifactRecord
 from store.repos.memory_units import MemoryUnitRecord
-from store.vector.base import ItemKey, KnowledgeItem, SourceEntityType
+from store.vector.base import ItemKey, KnowledgeItem, SourceEntityType, StoredVector
 from store.vector.texts import concept_item, derived_artifact_item, memory_unit_item
 
 log = structlog.get_logger(__name__)
@@ -47,14 +48,33 @@ class ProjectionSource:
     edges: list[ProjectionEdge] = field(default_factory=list)
     skipped: int = 0
 
-    def digest(self) -> str:
-        """sha256 of everything the projection is computed from (ids, content hashes, memberships, edges)."""
+    def digest(self, stored: Mapping[ItemKey, StoredVector]) -> str:
+        """sha256 of everything a projection placing the items of `stored` is computed from: the placed items' ids,
+        content hashes and the content hash their stored vector was written with, memberships and edges."""
         payload = [
-            sorted((item.source_entity_type.value, item.source_entity_id, item.content_hash) for item in self.items),
+            sorted(
+                (item.source_entity_type.value, item.source_entity_id, item.content_hash, stored[item.key].content_hash)
+                for item in self.items
+                if item.key in stored
+            ),
             sorted((c["community_id"], c["name"], sorted(c["members"])) for c in self.communities),
             sorted((e.source, e.target, e.type, -1.0 if e.strength is None else e.strength) for e in self.edges),
         ]
         return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
+
+
+IMPORTANCE_SCALE = 10.0
+"""memory_units.importance_score runs 1 to 10; a node's size is in [0, 1] like a concept's salience."""
+
+
+def node_size(item: KnowledgeItem) -> float | None:
+    """A node's size in the cosmos, in [0, 1]: a memory unit's importance / 10, a concept's salience (core/salience.py);
+    none for an artifact (its weight is its sources')."""
+    if item.importance_score is None or item.source_entity_type is SourceEntityType.DERIVED_ARTIFACT:
+        return None
+    if item.source_entity_type is SourceEntityType.MEMORY_UNIT:
+        return round(min(max(item.importance_score / IMPORTANCE_SCALE, 0.0), 1.0), 4)
+    return item.importance_score
 
 
 def _item(build: Any, record: Any, source: ProjectionSource) -> None:
@@ -119,31 +139,6 @@ async def read_projection_source(db: Executor, user_id: str, *, max_memory_units
             if row["artifact_id"] in present and row[column] in present:
                 source.edges.append(ProjectionEdge(row["artifact_id"], row[column], "DERIVED_FROM"))
     return source
-
-
-async def stored_vectors(
-    db: Executor, user_id: str, model_version: str, items: Sequence[KnowledgeItem]
-) -> dict[ItemKey, list[float]]:
-    """Vectors the embedded vector store (runtime.vector_items, pgvector) already holds for these items in this
-    model's space, where the stored content is still the item's (same content hash); the rest must be embedded.
-    With Weaviate configured the table is empty and every item is embedded."""
-    if not items:
-        return {}
-    rows = await db.fetch(
-        "SELECT source_entity_type, source_entity_id, content_hash, embedding::text AS embedding "
-        "FROM runtime.vector_items WHERE user_id = $1 AND embedding_model_version = $2 "
-        "AND source_entity_id = ANY($3::text[])",
-        user_id,
-        model_version,
-        [item.source_entity_id for item in items],
-    )
-    wanted = {item.key: item.content_hash for item in items}
-    found: dict[ItemKey, list[float]] = {}
-    for row in rows:
-        key = ItemKey(SourceEntityType(row["source_entity_type"]), row["source_entity_id"])
-        if wanted.get(key) == row["content_hash"]:
-            found[key] = [float(x) for x in json.loads(row["embedding"])]
-    return found
 
 
 def projection_id(cycle: Cycle, digest: str) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.revisions import RevisionKind
 from core.vocabulary import NodeLabel, RelationshipType, StructuralRelationshipType
 from store.concept_names import ConceptName, concept_name
 from store.graph.base import (
@@ -30,9 +31,10 @@ from store.postgres import Executor
 from store.repos.communities import CommunityRecord
 from store.repos.concepts import ConceptRecord
 from store.repos.derived_artifacts import DerivedArtifactRecord
+from store.repos.memory_revisions import MemoryRevisionRecord
 from store.repos.memory_units import MemoryUnitRecord
 from store.repos.users import UserRecord
-from store.vector.base import ItemKey, KnowledgeItem, SourceEntityType
+from store.vector.base import ItemKey, KnowledgeItem, SourceEntityType, StoredVector
 from store.vector.texts import concept_item, derived_artifact_item, memory_unit_item
 
 TABLE: dict[NodeLabel, str] = {
@@ -41,6 +43,7 @@ TABLE: dict[NodeLabel, str] = {
     NodeLabel.CONCEPT: "concepts",
     NodeLabel.DERIVED_ARTIFACT: "derived_artifacts",
     NodeLabel.COMMUNITY: "communities",
+    NodeLabel.REVISION: "memory_revisions",
 }
 RECORD: dict[NodeLabel, Any] = {
     NodeLabel.USER: UserRecord,
@@ -48,6 +51,7 @@ RECORD: dict[NodeLabel, Any] = {
     NodeLabel.CONCEPT: ConceptRecord,
     NodeLabel.DERIVED_ARTIFACT: DerivedArtifactRecord,
     NodeLabel.COMMUNITY: CommunityRecord,
+    NodeLabel.REVISION: MemoryRevisionRecord,
 }
 VECTOR_LABELS: dict[NodeLabel, SourceEntityType] = {
     NodeLabel.MEMORY_UNIT: SourceEntityType.MEMORY_UNIT,
@@ -95,7 +99,8 @@ def _node(label: NodeLabel, record: Any, user_id: str) -> GraphNode:
 
 async def outgoing_edges(db: Executor, user_id: str, nodes: Mapping[NodeLabel, Mapping[str, Any]]) -> list[GraphEdge]:
     """The relationships leaving these nodes in Postgres: runtime.knowledge_edges rows of the extracted vocabulary,
-    a concept's community (concepts.community_id) and an artifact's sources (derived_artifacts.source_*)."""
+    a concept's community (concepts.community_id), a revision's entity (memory_revisions.entity_id) and an
+    artifact's sources (derived_artifacts.source_*)."""
     sources = [key for label, found in nodes.items() if label is not NodeLabel.USER for key in found]
     edges: dict[EdgeKey, GraphEdge] = {}
     if sources:
@@ -125,6 +130,15 @@ async def outgoing_edges(db: Executor, user_id: str, nodes: Mapping[NodeLabel, M
                 target=NodeRef(label=NodeLabel.COMMUNITY, key=concept.community_id),
             )
             edges.setdefault(edge.key, edge)
+    for revision in nodes.get(NodeLabel.REVISION, {}).values():
+        revised = revised_entity(revision)
+        if revised is not None:
+            edge = GraphEdge(
+                source=NodeRef(label=NodeLabel.REVISION, key=revision.revision_id),
+                type=StructuralRelationshipType.REVISES,
+                target=NodeRef(label=revised, key=revision.entity_id),
+            )
+            edges.setdefault(edge.key, edge)
     for artifact in nodes.get(NodeLabel.DERIVED_ARTIFACT, {}).values():
         for label, target in artifact_sources(artifact):
             edge = GraphEdge(
@@ -134,6 +148,17 @@ async def outgoing_edges(db: Executor, user_id: str, nodes: Mapping[NodeLabel, M
             )
             edges.setdefault(edge.key, edge)
     return list(edges.values())
+
+
+def revised_entity(revision: MemoryRevisionRecord) -> NodeLabel | None:
+    """The label of the node a revision REVISES; None for a forgotten memory (the unit is gone: the revision keeps
+    only when and why) or an entity type the graph does not know (a row written by another program)."""
+    if revision.kind == RevisionKind.FORGOTTEN or revision.entity_type not in _REVISABLE:
+        return None
+    return NodeLabel(revision.entity_type)
+
+
+_REVISABLE = {NodeLabel.MEMORY_UNIT.value, NodeLabel.CONCEPT.value}
 
 
 def artifact_sources(artifact: Any) -> list[tuple[NodeLabel, str]]:
@@ -197,6 +222,43 @@ class VectorChanges:
     upserts: list[KnowledgeItem] = field(default_factory=list)
     deletes: list[ItemKey] = field(default_factory=list)
     names: list[ConceptName] = field(default_factory=list)
+
+
+@dataclass
+class VectorWork:
+    """What is left of one user's VectorChanges once the stores said what they hold: the items to write with a
+    vector they already have (only what is stored beside the vector changed, such as a concept's salience), those to
+    embed first, and the concept names whose vector is stale. Items the store holds as they are, and names whose
+    vector was made from the same text, need nothing."""
+
+    reuse: list[tuple[KnowledgeItem, list[float]]] = field(default_factory=list)
+    embed: list[KnowledgeItem] = field(default_factory=list)
+    names: list[ConceptName] = field(default_factory=list)
+    deletes: list[ItemKey] = field(default_factory=list)
+    current: int = 0
+    """Items already stored exactly as they are."""
+
+    @property
+    def writes(self) -> int:
+        return len(self.reuse) + len(self.embed) + len(self.deletes)
+
+
+def vector_work(
+    changes: VectorChanges, stored: Mapping[ItemKey, StoredVector], stored_names: Mapping[str, str]
+) -> VectorWork:
+    """Split `changes` by what the vector store holds (`stored`, by key) and the name texts stored for concepts
+    (`stored_names`, concept id → text): pure, so the rule is in one place."""
+    work = VectorWork(deletes=list(changes.deletes))
+    for item in changes.upserts:
+        held = stored.get(item.key)
+        if held is not None and held.content_hash == item.content_hash:
+            work.current += 1
+        elif held is not None and held.embedding_hash == item.embedding_hash:
+            work.reuse.append((item, held.vector))
+        else:
+            work.embed.append(item)
+    work.names = [name for name in changes.names if stored_names.get(name.concept_id) != name.text]
+    return work
 
 
 async def vector_changes(db: Executor, user_id: str, refs: Iterable[Ref]) -> VectorChanges:

@@ -3,6 +3,7 @@ summary; idempotent on rerun."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import asyncpg
@@ -20,9 +21,21 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
     # the English-speaking sample user's 8 and the Portuguese-speaking one's 3 (one with a photo)
     assert "1 silent conversation(s) ended; 11 ingestion job(s) queued" in first.stdout, first.stdout
     assert "ingested 11 conversation(s)" in first.stdout
-    assert "Memory units (14)" in first.stdout and "Next conversation opens with" in first.stdout
+    assert "Memory units (15)" in first.stdout and "Next conversation opens with" in first.stdout
+    # issue 19: a later conversation retells a memory and changes a fact (no new unit), the user corrects one and
+    # adds a reflection in the web app (one LLM call for both)
+    assert "ingested 1 later conversation(s): memory revised" in first.stdout
+    assert "2 correction(s) and reflection(s) from the web app applied in one LLM call" in first.stdout
+    history = first.stdout.split("Memory history (", 1)[1]
+    for kind, about in (
+        ("retold", "Ran 10k without stopping"),
+        ("updated", "Shins healed: four runs a week"),
+        ("corrected", "Talk with Lena about caring for Dad"),
+        ("added", "Lena and Maya are a team"),
+    ):
+        assert re.search(rf"{kind}\s.*{re.escape(about)}", history), history
     # the growth cycle: insight, proactive prompts and the cycle report made one call each; stores synced
-    assert "LLM: 12 calls" in first.stdout and "Cycle report:" in first.stdout
+    assert "LLM: 11 calls" in first.stdout and "Cycle report:" in first.stdout
     assert "Proactive prompts (" in first.stdout and "Communities (" in first.stdout
     assert "(outbox backlog 0)" in first.stdout and "3D projection of 0 nodes" not in first.stdout
     assert "Recall:" in first.stdout and "similar to the query" in first.stdout
@@ -40,9 +53,11 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
         before = await conn.fetchval("SELECT count(*) FROM memory_units")
         second = run_cli("demo", env=env, timeout=300)
         assert second.returncode == 0, second.stdout + second.stderr
-        assert "nothing to ingest" in second.stdout and "LLM: 12 calls" in second.stdout
+        assert "nothing to ingest" in second.stdout and "LLM: 11 calls" in second.stdout
+        assert "later conversation" not in second.stdout and "from the web app" not in second.stdout
         assert "growth cycle: already reported" in second.stdout
-        assert await conn.fetchval("SELECT count(*) FROM memory_units") == before == 14 + 5
+        assert await conn.fetchval("SELECT count(*) FROM memory_units") == before == 15 + 5
+        assert await conn.fetchval("SELECT count(*) FROM memory_revisions") == 5
         assert await conn.fetchval("SELECT count(*) FROM runtime.job_runs WHERE state <> 'succeeded'") == 0
     finally:
         await conn.close()

@@ -63,3 +63,12 @@ def test_the_scripted_llm_only_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ORRERY_LLM")
     endpoint = load_settings()
     assert endpoint.llm_configured and not endpoint.llm_is_scripted
+
+
+def test_recall_weights_all_zero_are_refused_with_one_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SIMILARITY", "RECENCY", "IMPORTANCE"):
+        monkeypatch.setenv(f"ORRERY_RECALL_WEIGHT_{name}", "0")
+    with pytest.raises(SettingsError, match="all 0: recall would rank nothing"):
+        load_settings()
+    monkeypatch.setenv("ORRERY_RECALL_WEIGHT_RECENCY", "1")
+    assert load_settings().recall_weights.recency == 1.0

@@ -12,6 +12,7 @@ from agents.ingestion.inputs import (
     Attachment,
     ConversationInput,
     ConversationMessage,
+    EarlierMemory,
     ExistingConcept,
     IngestionInput,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "Attachment",
     "ConversationInput",
     "ConversationMessage",
+    "EarlierMemory",
     "ExistingConcept",
     "ExtractedConcept",
     "ExtractedGrowthEvent",

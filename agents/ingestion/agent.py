@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
 from agents.ingestion.attachments import attachment_views, check_attachments, views_tokens
-from agents.ingestion.inputs import IngestionInput
+from agents.ingestion.inputs import EarlierMemory, IngestionInput
 from agents.ingestion.merge import Merger
 from agents.ingestion.schema import IngestionLimits, IngestionOutput, check_limits, check_references
 from agents.ingestion.windows import Line, iso_utc, message_lines, windows_of
-from agents.llm import CallContext, StructuredLLM
+from agents.llm import CallContext, StructuredLLM, estimate_tokens
 from core.ingestion import IngestionResult, IngestionStatus
 from core.llm_records import LLMUsage
 from prompts import Prompt, load_prompt
@@ -19,6 +20,34 @@ from settings import Settings
 
 AGENT_NAME = "ingestion"
 PROMPT_NAME = "ingestion"
+EARLIER_MEMORY_TOKENS = 300
+"""Default budget of the earlier memories shown per call (ORRERY_INGESTION_EARLIER_MEMORY_TOKENS)."""
+EARLIER_CONTENT_CHARS = 240
+"""An earlier memory's content is shown up to this long: enough to tell the same event from a look-alike."""
+
+
+def shown_earlier(memories: Sequence[EarlierMemory], budget: int) -> list[tuple[EarlierMemory, dict[str, str]]]:
+    """The earlier memories the model is shown, nearest first, as many as `budget` tokens hold, each with its prompt
+    line's parts (handle "p1".., date, title, content cut to EARLIER_CONTENT_CHARS). Pure, so the bench and the
+    prompt agree on what a candidate costs."""
+    shown: list[tuple[EarlierMemory, dict[str, str]]] = []
+    used = 0
+    for memory in memories:
+        content = " ".join(memory.content.split())
+        if len(content) > EARLIER_CONTENT_CHARS:
+            content = content[: EARLIER_CONTENT_CHARS - 1].rstrip() + "…"
+        line = {
+            "handle": f"p{len(shown) + 1}",
+            "date": iso_utc(memory.creation_ts)[:10],
+            "title": " ".join(memory.title.split()),
+            "content": content,
+        }
+        cost = estimate_tokens(" ".join(line.values())) + 4
+        if used + cost > budget:
+            break
+        shown.append((memory, line))
+        used += cost
+    return shown
 
 
 class IngestionAgent:
@@ -32,12 +61,14 @@ class IngestionAgent:
         input_token_budget: int,
         limits: IngestionLimits | None = None,
         prompt: Prompt | None = None,
+        earlier_memory_tokens: int = EARLIER_MEMORY_TOKENS,
     ):
         self._llm = llm
         self._model = model
         self._budget = input_token_budget
         self._limits = limits or IngestionLimits()
         self._prompt = prompt or load_prompt(PROMPT_NAME)
+        self._earlier_tokens = earlier_memory_tokens
 
     @classmethod
     def from_settings(cls, llm: StructuredLLM, settings: Settings) -> IngestionAgent:
@@ -46,6 +77,7 @@ class IngestionAgent:
             model=settings.ingestion_model,
             input_token_budget=settings.llm_input_token_budget,
             limits=IngestionLimits.from_settings(settings),
+            earlier_memory_tokens=settings.ingestion_earlier_memory_tokens,
         )
 
     async def run(self, data: IngestionInput, *, job_id: str | None = None) -> IngestionResult:
@@ -60,26 +92,36 @@ class IngestionAgent:
         attachments = attachment_views(data.attachments, self._budget)
         windows = windows_of(lines, max(self._budget - views_tokens(attachments), self._budget // 2))
         context = CallContext(user_id=conversation.user_id, agent=AGENT_NAME, job_id=job_id)
-        handle_count, limits, shown = len(data.existing_concepts), self._limits, len(attachments)
-        merger = Merger(data.existing_concepts, conversation.start_time, [a.media_id for a in data.attachments])
+        earlier = shown_earlier(data.earlier_memories, self._earlier_tokens)
+        handle_count, earlier_count, limits = len(data.existing_concepts), len(earlier), self._limits
+        shown = len(attachments)
+        merger = Merger(
+            data.existing_concepts,
+            conversation.start_time,
+            [a.media_id for a in data.attachments],
+            [memory for memory, _ in earlier],
+        )
         usage = LLMUsage()
         for index, window in enumerate(windows, start=1):
             variables = self._variables(data, window, index, len(windows), merger.summaries)
-            rendered = self._prompt.render(**variables, attachments=attachments)
+            rendered = self._prompt.render(
+                **variables, attachments=attachments, earlier_memories=[line for _, line in earlier]
+            )
             answer = await self._llm.complete(
                 rendered,
                 IngestionOutput,
                 model=self._model,
                 context=context,
                 check=lambda output: [
-                    *check_references(output, handle_count),
+                    *check_references(output, handle_count, earlier_count),
                     *check_limits(output, limits),
                     *check_attachments(output, shown),
                 ],
             )
             usage += answer.usage
             merger.add(answer.value)
-        return self._result(data, IngestionStatus.EXTRACTED, merger=merger, windows=len(windows), usage=usage)
+        result = self._result(data, IngestionStatus.EXTRACTED, merger=merger, windows=len(windows), usage=usage)
+        return result.model_copy(update={"earlier_memories_shown": earlier_count})
 
     def _variables(
         self, data: IngestionInput, window: list[Line], index: int, count: int, summaries: list[str]

@@ -1,4 +1,5 @@
-"""What the ingestion agent reads: one conversation, the live turn context, the profile and the known concepts."""
+"""What the ingestion agent reads: one conversation, the live turn context, the profile, the known concepts and the
+earlier memories nearest to the conversation."""
 
 from __future__ import annotations
 
@@ -46,6 +47,16 @@ class Attachment(BaseModel):
     unread: str | None = None
 
 
+class EarlierMemory(BaseModel):
+    """A memory unit from one of the user's earlier conversations, near this one: the model sees it as a handle
+    ("p1") and may say a new memory retells or updates it; the result carries `memory_unit_id` back."""
+
+    memory_unit_id: str
+    title: str
+    content: str
+    creation_ts: datetime
+
+
 class IngestionInput(BaseModel):
     conversation: ConversationInput
     turn_context: TurnContextPackage | None = None
@@ -54,6 +65,8 @@ class IngestionInput(BaseModel):
     attachments: list[Attachment] = Field(default_factory=list)
     language: Language = ENGLISH
     """What the user reads (core/language.py): the texts the model writes for them are in it."""
+    earlier_memories: list[EarlierMemory] = Field(default_factory=list)
+    """Nearest first; the agent shows as many as its token budget holds."""
 
     @field_validator("turn_context", mode="before")
     @classmethod

@@ -1,10 +1,10 @@
 """What the model answers for one window, and the checks pydantic cannot make (references, sizes, blankness).
 
-Why: the model sees existing concepts as small integer handles (1..N), never database ids, and every reference in
-its answer is checked against what it was shown; an unknown handle or key is a validation error that goes back to
-the model in the one repair request. So LLM output can never name a row it was not shown. The schema is strict-mode
-friendly (every field required, nullable where optional, no extras) and stays small: size limits are checked here,
-not sent as maxItems/maxLength with every call.
+Why: the model sees existing concepts as small integer handles (1..N) and earlier memories as "p1".."pN", never
+database ids, and every reference in its answer is checked against what it was shown; an unknown handle or key is a
+validation error that goes back to the model in the one repair request. So LLM output can never name a row it was
+not shown. The schema is strict-mode friendly (every field required on the wire, nullable where optional, no extras)
+and stays small: size limits are checked here, not sent as maxItems/maxLength with every call.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pydantic import Field, field_validator
 
 from agents.answer_limits import text_problem, too_many
-from agents.handles import handle_pattern, parse_handle, quoted
+from agents.handles import Listing, handle_pattern, parse_handle, quoted
 from core.ingestion import ForwardContext
 from core.vocabulary import (
     EARLIEST_YEAR,
@@ -44,6 +44,15 @@ class ExtractedMemoryUnit(StorableModel):
     attachment: str | None = Field(
         None, pattern=handle_pattern("a"), description='The handle of the attachment it comes from ("a1"), or null'
     )
+    retells: str | None = Field(None, pattern=handle_pattern("p"), description="Earlier memory it tells again, or null")
+    updates: str | None = Field(
+        None, pattern=handle_pattern("p"), description="Earlier memory whose fact changed, or null"
+    )
+
+    @property
+    def earlier(self) -> str | None:
+        """The earlier memory's handle this one retells or updates (check_references refuses both at once)."""
+        return self.retells or self.updates
 
     @field_validator("creation_ts", mode="after")
     @classmethod
@@ -94,15 +103,19 @@ class IngestionOutput(StorableModel):
     forward_context: ForwardContext
 
 
-def check_references(output: IngestionOutput, handle_count: int) -> list[str]:
-    """Problems pydantic cannot see: unknown keys or handles, duplicate keys, HIGHLIGHTS direction, self-loops.
+def check_references(output: IngestionOutput, handle_count: int, earlier_count: int = 0) -> list[str]:
+    """Problems pydantic cannot see: unknown keys or handles, duplicate keys, HIGHLIGHTS direction, self-loops, an
+    earlier memory retold or updated twice or both at once.
 
-    `handle_count` is how many existing concepts the model was shown (handles 1..handle_count). The messages are
-    addressed to the model, since they are sent back to it in the repair request.
+    `handle_count` is how many existing concepts the model was shown (handles 1..handle_count), `earlier_count` how
+    many earlier memories (p1..p<earlier_count>). The messages are addressed to the model, since they are sent back
+    to it in the repair request.
     """
     problems: list[str] = []
     memory_keys: set[str] = set()
     concept_identity: dict[str, str] = {}  # concept key -> "e<handle>" or the key itself
+    earlier = Listing({"p": earlier_count})
+    revised: dict[str, int] = {}  # earlier memory handle -> the memory unit that revises it
 
     def valid_handle(handle: int) -> bool:
         return 1 <= handle <= handle_count
@@ -114,6 +127,21 @@ def check_references(output: IngestionOutput, handle_count: int) -> list[str]:
                 f"memory_units[{i}].key: {quoted(unit.key)} is used twice; give each memory unit its own key"
             )
         memory_keys.add(unit.key)
+        if unit.retells and unit.updates:
+            problems.append(f"memory_units[{i}]: it retells or it updates an earlier memory, not both; null one")
+        for field in ("retells", "updates"):
+            handle = getattr(unit, field)
+            if handle is None:
+                continue
+            if problem := earlier.problem(f"memory_units[{i}].{field}", handle, "p"):
+                problems.append(problem)
+            elif handle in revised and revised[handle] != i:
+                problems.append(
+                    f"memory_units[{i}].{field}: {handle} is already revised by memory_units[{revised[handle]}]; "
+                    "make them one memory unit"
+                )
+            else:
+                revised[handle] = i
     for i, concept in enumerate(output.concepts):
         if concept.key in concept_identity:
             problems.append(f"concepts[{i}].key: {quoted(concept.key)} is used twice; give every concept its own key")

@@ -2,8 +2,9 @@
 
 Why a budget here as well as LIMITs in the store: the store bounds how many rows are read, the budget bounds what
 they cost in a prompt, whatever their length. The standing context (profile, schema, growth, communities) goes in
-first; the rest is shared between conversation summaries, memory units and concepts in that order of priority,
-each list already sorted most important first, so what is cut is always the least important.
+first; the rest is shared between conversation summaries, earlier memories (recalled from the whole history for
+the cycle's themes), memory units and concepts in that order of priority, each list already sorted most important
+first, so what is cut is always the least important.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from typing import Any
 
 from agents.insight.schema import Shown
 from agents.llm import estimate_tokens
-from core.insight import CommunityCandidate, ConceptDigest, ConversationDigest, InsightMaterial, MemoryDigest
+from core.insight import (
+    CommunityCandidate,
+    ConceptDigest,
+    ConversationDigest,
+    EarlierMemory,
+    InsightMaterial,
+    MemoryDigest,
+)
 from core.language import ENGLISH, Language
 
 MAX_NAMED_COMMUNITIES = 12
@@ -25,9 +33,9 @@ MEMBERS_SHOWN = 6
 CONTENT_CHARS = 600
 SUMMARY_CHARS = 800
 DESCRIPTION_CHARS = 200
-SHARES = (0.25, 0.45, 0.30)
-"""How the budget left after the standing context is shared: conversations, memory units, concepts (what one
-section leaves unused goes to the next)."""
+SHARES = (0.25, 0.10, 0.35, 0.30)
+"""How the budget left after the standing context is shared: conversations, earlier memories, memory units, concepts
+(what the first two leave unused goes to the memory units, what they leave to the concepts)."""
 
 
 @dataclass(frozen=True)
@@ -41,11 +49,14 @@ class InsightInput:
     detection_method: str | None = None
     language: Language = ENGLISH
     """What the user reads (core/language.py): the texts the model writes for them are in it."""
+    earlier: Sequence[EarlierMemory] = ()
+    """Memory units from before the cycle that recall found relevant to its themes, best first."""
 
 
 @dataclass(frozen=True)
 class View:
-    """The items behind the handles (m<i> is memory_units[i-1], …) and the prompt's variables."""
+    """The items behind the handles (m<i> is memory_units[i-1]: the cycle's shown, then the earlier ones shown, …)
+    and the prompt's variables."""
 
     memory_units: list[MemoryDigest]
     concepts: list[ConceptDigest]
@@ -89,6 +100,10 @@ def _memory(handle: int, m: MemoryDigest) -> dict[str, Any]:
     }
 
 
+def _earlier(handle: int, e: EarlierMemory) -> dict[str, Any]:
+    return {**_memory(handle, e.memory), "recalled_for": _cut(e.recalled_for, 200)}
+
+
 def _concept(handle: int, c: ConceptDigest, degrees: Mapping[str, int]) -> dict[str, Any]:
     return {
         "handle": f"c{handle}",
@@ -116,6 +131,7 @@ def _community(handle: int, candidate: CommunityCandidate) -> dict[str, Any]:
 _LINES = {
     "conversation": '{date} "{title}" (importance {importance}): {summary}',
     "memory": "{handle}. [{date}, importance {importance}] {title}: {content}",
+    "earlier": "{handle}. [{date}, importance {importance}] {title}: {content} (recalled: {recalled_for})",
     "concept": "{handle}. {name} ({type}): {description} [{mentions} mention(s) this cycle, {neighbours} neighbour(s)]",
     "community": '{handle}. {size} concepts: {members}; previously "{previous_name}": {previous_description}',
     "growth": "{dim}: {total} over {events} event(s)",
@@ -160,11 +176,18 @@ def build_view(data: InsightInput, token_budget: int) -> View:
     conversations, used = _take(
         "conversation", [_conversation(c) for c in material.conversations], int(left * SHARES[0])
     )
-    budget_units = int(left * (SHARES[0] + SHARES[1])) - used
+    # earlier memories are priced first (their share is small and fixed) but numbered after the cycle's own units
+    first_earlier = len(material.memory_units) + 1
+    earlier, earlier_cost = _take(
+        "earlier", [_earlier(first_earlier + i, e) for i, e in enumerate(data.earlier)], int(left * SHARES[1])
+    )
+    budget_units = int(left * (SHARES[0] + SHARES[1] + SHARES[2])) - used - earlier_cost
     units, unit_cost = _take(
         "memory", [_memory(i, m) for i, m in enumerate(material.memory_units, start=1)], budget_units
     )
-    budget_concepts = left - used - unit_cost
+    for n, item in enumerate(earlier, start=len(units) + 1):  # handles follow the cycle's units actually shown
+        item["handle"] = f"m{n}"
+    budget_concepts = left - used - earlier_cost - unit_cost
     concepts, _ = _take(
         "concept", [_concept(i, c, data.degrees) for i, c in enumerate(material.concepts, start=1)], budget_concepts
     )
@@ -178,10 +201,11 @@ def build_view(data: InsightInput, token_budget: int) -> View:
         },
         "conversations": conversations,
         "memory_units": units,
+        "earlier_memories": earlier,
         "concepts": concepts,
     }
     return View(
-        memory_units=list(material.memory_units[: len(units)]),
+        memory_units=[*material.memory_units[: len(units)], *(e.memory for e in data.earlier[: len(earlier)])],
         concepts=list(material.concepts[: len(concepts)]),
         communities=communities,
         variables=variables,

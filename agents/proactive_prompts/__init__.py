@@ -14,7 +14,7 @@ from agents.proactive_prompts.agent import (
     PromptDraft,
     PromptsResult,
 )
-from agents.proactive_prompts.inputs import CycleInsight, OpenTopic, PromptMaterial, RecentMemory
+from agents.proactive_prompts.inputs import CycleInsight, EarlierMemory, OpenTopic, PromptMaterial, RecentMemory
 from agents.proactive_prompts.schema import (
     PROMPT_CHARS,
     ProactivePromptsOutput,
@@ -29,6 +29,7 @@ __all__ = [
     "PROMPT_NAME",
     "SOURCE_AGENT",
     "CycleInsight",
+    "EarlierMemory",
     "OpenTopic",
     "ProactivePromptAgent",
     "ProactivePromptsOutput",

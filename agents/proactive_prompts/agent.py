@@ -60,7 +60,8 @@ class ProactivePromptAgent:
         Raises what the LLM layer raises (DeferredError, TransientError, PermanentError)."""
         if material.slots <= 0 or not material.has_material:
             return self._result(material, [], LLMUsage())
-        shown = Listing({"m": len(material.memories), "i": len(material.insights), "t": len(material.open_topics)})
+        memories = [*material.memories, *material.earlier]  # one numbering: m1… the recent ones, then the earlier
+        shown = Listing({"m": len(memories), "i": len(material.insights), "t": len(material.open_topics)})
         answer = await self._llm.complete(
             self._prompt.render(
                 language=material.language.instruction,
@@ -75,6 +76,16 @@ class ProactivePromptAgent:
                         "importance": m.importance,
                     }
                     for n, m in enumerate(material.memories, start=1)
+                ],
+                earlier_memories=[
+                    {
+                        "handle": f"m{n}",
+                        "title": m.title,
+                        "content": m.content[:MEMORY_CHARS],
+                        "importance": m.importance,
+                        "recalled_for": m.recalled_for,
+                    }
+                    for n, m in enumerate(material.earlier, start=len(material.memories) + 1)
                 ],
                 insights=[
                     {"handle": f"i{n}", "title": a.title, "narrative": a.narrative}
@@ -93,7 +104,7 @@ class ProactivePromptAgent:
             check=lambda output: check_prompts(output, shown),
         )
         ids = {
-            "m": [m.memory_unit_id for m in material.memories],
+            "m": [m.memory_unit_id for m in memories],
             "i": [a.artifact_id for a in material.insights],
             "t": [t.topic for t in material.open_topics],
         }

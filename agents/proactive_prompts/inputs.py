@@ -16,6 +16,13 @@ class RecentMemory(BaseModel):
     importance: float | None = None
 
 
+class EarlierMemory(RecentMemory):
+    """A memory unit from the user's whole history, older than the recent ones, that recall found for the current
+    themes (the open topics, the cycle's insights, the recent memories): why it came back is shown with it."""
+
+    recalled_for: str
+
+
 class CycleInsight(BaseModel):
     """A derived artifact of the cycle (an insight summary), shown by title and narrative."""
 
@@ -37,6 +44,7 @@ class PromptMaterial(BaseModel):
     user_id: str
     memory_profile: dict[str, Any] | None = None
     memories: list[RecentMemory] = Field(default_factory=list)
+    earlier: list[EarlierMemory] = Field(default_factory=list)
     insights: list[CycleInsight] = Field(default_factory=list)
     open_topics: list[OpenTopic] = Field(default_factory=list)
     pending: list[str] = Field(default_factory=list)

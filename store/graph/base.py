@@ -31,8 +31,9 @@ KEY_PROPERTY: dict[NodeLabel, str] = {
     NodeLabel.CONCEPT: "id",
     NodeLabel.DERIVED_ARTIFACT: "id",
     NodeLabel.COMMUNITY: "community_id",
+    NodeLabel.REVISION: "id",
 }
-"""The key property of each label, as the seed's uniqueness constraints name it."""
+"""The key property of each label, as the seed's uniqueness constraints name it (and Orrery's for Revision)."""
 
 USER_PROPERTY = "userId"
 HASH_PROPERTY = "content_hash"
@@ -43,6 +44,7 @@ ROW_KEY_COLUMN: dict[NodeLabel, str] = {
     NodeLabel.CONCEPT: "concept_id",
     NodeLabel.DERIVED_ARTIFACT: "artifact_id",
     NodeLabel.COMMUNITY: "community_id",
+    NodeLabel.REVISION: "revision_id",
 }
 
 NODE_COLUMNS: dict[NodeLabel, tuple[str, ...]] = {
@@ -77,9 +79,17 @@ NODE_COLUMNS: dict[NodeLabel, tuple[str, ...]] = {
         "source_concept_id",
     ),
     NodeLabel.COMMUNITY: ("name", "description", "created_at", "last_analyzed_ts"),
+    NodeLabel.REVISION: (
+        "entity_type",
+        "entity_id",
+        "kind",
+        "source_conversation_id",
+        "source_interaction_id",
+        "created_at",
+    ),
 }
-"""The row columns a node carries (besides its key and userId): the seed's scalar columns. JSON columns and the
-user's e-mail and password hash stay in Postgres."""
+"""The row columns a node carries (besides its key and userId): the seed's scalar columns. JSON columns (a
+revision's before and after values among them) and the user's e-mail and password hash stay in Postgres."""
 
 TEMPORAL_PROPERTIES = frozenset(
     {"created_at", "creation_ts", "ingestion_ts", "last_modified_ts", "last_updated_ts", "last_analyzed_ts"}
@@ -99,6 +109,10 @@ ENDPOINTS: dict[EdgeType, tuple[frozenset[NodeLabel], frozenset[NodeLabel]]] = {
     StructuralRelationshipType.DERIVED_FROM: (
         frozenset({NodeLabel.DERIVED_ARTIFACT}),
         frozenset({NodeLabel.MEMORY_UNIT, NodeLabel.CONCEPT, NodeLabel.DERIVED_ARTIFACT}),
+    ),
+    StructuralRelationshipType.REVISES: (
+        frozenset({NodeLabel.REVISION}),
+        frozenset({NodeLabel.MEMORY_UNIT, NodeLabel.CONCEPT}),
     ),
 }
 """Which labels each relationship type joins (source labels, target labels)."""

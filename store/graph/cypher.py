@@ -59,6 +59,12 @@ _SCHEMA_TEXT = (
 SCHEMA: tuple[Statement, ...] = tuple(Statement(text) for text in _SCHEMA_TEXT)
 """The seed's V9.7 schema (seed 000, Part 2), statement for statement; tests/store/graph/test_cypher.py compares."""
 
+ADDED_SCHEMA: tuple[Statement, ...] = (
+    Statement("CREATE CONSTRAINT revision_id_unique IF NOT EXISTS FOR (n:Revision) REQUIRE n.id IS UNIQUE"),
+    Statement("CREATE INDEX revision_userId_idx IF NOT EXISTS FOR (n:Revision) ON (n.userId)"),
+)
+"""Orrery's additions to the seed's schema, in its style: the Revision label (memory history) keyed like the others."""
+
 _WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 

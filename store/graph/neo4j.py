@@ -88,8 +88,9 @@ class Neo4jGraphStore:
         return store
 
     async def ensure_schema(self) -> None:
-        """The seed's constraints and indexes; IF NOT EXISTS makes every start after the first a no-op."""
-        for statement in cypher.SCHEMA:
+        """The seed's constraints and indexes and Orrery's additions; IF NOT EXISTS makes every start after the
+        first a no-op."""
+        for statement in (*cypher.SCHEMA, *cypher.ADDED_SCHEMA):
             text, parameters = statement.bind()
             await self._driver.execute_query(text, parameters, database_=self._database)
 

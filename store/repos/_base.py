@@ -47,11 +47,12 @@ def opt_to_db(moment: datetime | None) -> datetime | None:
     return None if moment is None else to_db(moment)
 
 
-def _as_aware_utc(moment: datetime) -> datetime:
+def from_db(moment: datetime) -> datetime:
+    """A TIMESTAMP(3) value read back (naive UTC) as an aware UTC datetime; an aware one is converted to UTC."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(_as_aware_utc)]
+UtcDatetime = Annotated[datetime, AfterValidator(from_db)]
 """A TIMESTAMP(3) column read back: the stored naive UTC value as an aware UTC datetime."""
 
 

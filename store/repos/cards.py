@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -22,6 +22,18 @@ from store.repos._base import (
 )
 
 CARD_STATUSES = ("active_canvas", "active_archive", "completed")
+PREVIEW_CHARS = 280
+"""A memory card shows this much of the memory's content."""
+
+
+def memory_display(title: str, content: str, importance: float | None) -> dict[str, Any]:
+    """display_data of a `memory` card (docs/contract.md: MemoryCardDisplay), for a new card and after a revision."""
+    return {"title": title, "preview": content[:PREVIEW_CHARS], "importance": importance}
+
+
+def concept_display(name: str, kind: str, description: str | None) -> dict[str, Any]:
+    """display_data of a `concept` card (docs/contract.md: ConceptCardDisplay)."""
+    return {"title": name, "subtitle": kind, "description": description}
 
 
 class CardRecord(Record):
@@ -144,6 +156,27 @@ async def list_cards(db: Executor, user_id: str, *, status: str | None = None) -
         status,
     )
     return [CardRecord.from_row(row) for row in rows]
+
+
+async def refresh_display(
+    db: Executor, user_id: str, source_entity_type: str, displays: Mapping[str, dict[str, Any]]
+) -> int:
+    """After a revision: the user's cards of these entities show their current values (`displays`: entity id -> the
+    display_data keys to set; other keys the web app put there are kept). Returns how many cards changed."""
+    if not displays:
+        return 0
+    status = await db.execute(
+        "UPDATE cards c SET display_data = (CASE WHEN jsonb_typeof(c.display_data) = 'object' THEN c.display_data "
+        "ELSE '{}'::jsonb END) || d.display::jsonb, updated_at = $3 "
+        "FROM unnest($4::text[], $5::text[]) AS d(entity_id, display) "
+        "WHERE c.user_id = $1 AND c.source_entity_type = $2 AND c.source_entity_id = d.entity_id",
+        user_id,
+        source_entity_type,
+        to_db(utc_now()),
+        list(displays),
+        [json.dumps(json_object(display, "display_data")) for display in displays.values()],
+    )
+    return row_count(status)
 
 
 async def delete_cards_for_entities(db: Executor, user_id: str, entity_ids: Sequence[str]) -> int:

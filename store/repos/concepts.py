@@ -20,6 +20,7 @@ from store.repos._base import (
     Record,
     UtcDatetime,
     new_id,
+    row_count,
     serialized,
     to_db,
     utc_now,
@@ -272,20 +273,36 @@ async def mark_merged(
     return [ConceptRecord.from_row(row) for row in rows]
 
 
-async def absorb(
-    db: Executor, user_id: str, concept_id: str, *, aliases: Sequence[str], salience: float | None, at: datetime
-) -> None:
-    """What a concept keeps of those merged into it: their names as its aliases, the higher salience."""
+async def absorb(db: Executor, user_id: str, concept_id: str, *, aliases: Sequence[str], at: datetime) -> None:
+    """What a concept keeps of those merged into it: their names as its aliases (its salience is computed again
+    from the relationships the merge moved to it: store/salience.py)."""
     await db.execute(
         "UPDATE concepts SET metadata = jsonb_set(CASE WHEN jsonb_typeof(metadata) = 'object' THEN metadata "
-        "ELSE '{}'::jsonb END, '{aliases}', to_jsonb($3::text[])), salience = GREATEST(salience, $4), "
-        "last_updated_ts = $5 WHERE user_id = $1 AND concept_id = $2",
+        "ELSE '{}'::jsonb END, '{aliases}', to_jsonb($3::text[])), last_updated_ts = $4 "
+        "WHERE user_id = $1 AND concept_id = $2",
         user_id,
         concept_id,
         list(aliases),
-        salience,
         to_db(at),
     )
+
+
+async def set_salience(db: Executor, user_id: str, values: Mapping[str, float]) -> list[str]:
+    """Each of the user's concepts in `values` (id → salience) takes its value; returns those whose salience changed.
+
+    `last_updated_ts` stays: salience is derived (core/salience.py), not an edit of the concept, and the recency
+    that orders concepts of equal salience must not be reset by every recomputation."""
+    if not values:
+        return []
+    rows = await db.fetch(
+        "UPDATE concepts c SET salience = v.salience FROM unnest($2::text[], $3::float8[]) AS v(concept_id, salience) "
+        "WHERE c.user_id = $1 AND c.concept_id = v.concept_id AND c.salience IS DISTINCT FROM v.salience "
+        "RETURNING c.concept_id",
+        user_id,
+        list(values),
+        list(values.values()),
+    )
+    return sorted(row["concept_id"] for row in rows)
 
 
 async def regroup(db: Executor, user_id: str, members: Mapping[str, str], *, at: datetime) -> list[str]:
@@ -304,3 +321,32 @@ async def regroup(db: Executor, user_id: str, members: Mapping[str, str], *, at:
         list(members.values()),
     )
     return [row["concept_id"] for row in rows]
+
+
+async def lock_concepts(db: Executor, user_id: str, concept_ids: Iterable[str]) -> list[ConceptRecord]:
+    """These of the user's concepts, their rows locked until the transaction ends (a description's revision)."""
+    wanted = sorted(set(concept_ids))
+    if not wanted:
+        return []
+    rows = await db.fetch(
+        "SELECT * FROM concepts WHERE user_id = $1 AND concept_id = ANY($2::text[]) ORDER BY concept_id FOR UPDATE",
+        user_id,
+        wanted,
+    )
+    return [ConceptRecord.from_row(row) for row in rows]
+
+
+async def set_descriptions(db: Executor, user_id: str, descriptions: Mapping[str, str | None], *, at: datetime) -> int:
+    """A revision's new descriptions of these of the user's concepts (the revision row keeps the old ones)."""
+    if not descriptions:
+        return 0
+    status = await db.execute(
+        "UPDATE concepts c SET description = t.description, last_updated_ts = $2 "
+        "FROM unnest($3::text[], $4::text[]) AS t(concept_id, description) "
+        "WHERE c.user_id = $1 AND c.concept_id = t.concept_id",
+        user_id,
+        to_db(at),
+        list(descriptions),
+        list(descriptions.values()),
+    )
+    return row_count(status)

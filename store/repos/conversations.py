@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from pydantic import Field
+
 from store.postgres import Executor
 from store.repos._base import (
     JsonObject,
@@ -21,6 +23,7 @@ from store.repos._base import (
     utc_now,
 )
 from store.repos.concepts import RELEVANCE_ORDER, ConceptRecord
+from store.repos.memory_units import MemoryUnitRecord
 
 CONVERSATION_STATUSES = ("active", "ended", "processing", "processed", "failed")
 """The web app's four statuses plus 'failed', set when ingestion gives up on a conversation. Orrery moves `ended`
@@ -269,17 +272,19 @@ async def count_attachment_wait(db: Executor, user_id: str, conversation_id: str
 
 class ConversationForJob(Record):
     """A conversation read by its bare id for a job, with what the job needs of its owner: every part is the
-    owner's (the messages of this conversation, the owner's memory profile and relevant concepts)."""
+    owner's (the messages of this conversation, the owner's memory profile, relevant concepts and newest memory
+    units from their other conversations)."""
 
     conversation: ConversationRecord
     messages: list[MessageRecord]
     memory_profile: JsonObject
     concepts: list[ConceptRecord]
     language_preference: str | None = None
+    memories: list[MemoryUnitRecord] = Field(default_factory=list)
 
 
 async def read_conversation_for_job(
-    db: Executor, conversation_id: str, *, concept_limit: int
+    db: Executor, conversation_id: str, *, concept_limit: int, memory_limit: int = 0
 ) -> ConversationForJob | None:
     """The one function without a user id, by design: a job is enqueued with a bare conversation id, and this
     resolves the owner together with everything the job reads, in one round trip (five separate reads were a
@@ -296,11 +301,16 @@ async def read_conversation_for_job(
              FROM conversation_messages m WHERE m.conversation_id = c.id) AS job_messages,
             (SELECT COALESCE(json_agg(k ORDER BY {RELEVANCE_ORDER}), '[]')
              FROM (SELECT * FROM concepts WHERE user_id = c.user_id AND status = 'active'
-                   ORDER BY {RELEVANCE_ORDER} LIMIT $2) AS k) AS job_concepts
+                   ORDER BY {RELEVANCE_ORDER} LIMIT $2) AS k) AS job_concepts,
+            (SELECT COALESCE(json_agg(u ORDER BY u.ingestion_ts DESC, u.muid), '[]')
+             FROM (SELECT * FROM memory_units WHERE user_id = c.user_id
+                   AND source_conversation_id IS DISTINCT FROM c.id
+                   ORDER BY ingestion_ts DESC, muid LIMIT $3) AS u) AS job_memories
         FROM conversations c WHERE c.id = $1
         """,
         conversation_id,
         concept_limit,
+        memory_limit,
     )
     if row is None:
         return None
@@ -310,6 +320,7 @@ async def read_conversation_for_job(
         memory_profile=row["job_memory_profile"],
         concepts=row["job_concepts"],
         language_preference=row["job_language_preference"],
+        memories=row["job_memories"],
     )
 
 

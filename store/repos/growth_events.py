@@ -88,3 +88,11 @@ async def repoint_entity(db: Executor, user_id: str, primary_id: str, gone: Sequ
         primary_id,
         list(gone),
     )
+
+
+async def delete_growth_events_about(db: Executor, user_id: str, entity_ids: Sequence[str]) -> int:
+    """Delete the user's growth events about these entities (a memory unit the user asked to forget)."""
+    result = await db.execute(
+        "DELETE FROM growth_events WHERE user_id = $1 AND entity_id = ANY($2::text[])", user_id, list(entity_ids)
+    )
+    return row_count(result)

@@ -92,6 +92,22 @@ _NODE = {"MemoryUnit": NodeLabel.MEMORY_UNIT, "Concept": NodeLabel.CONCEPT}
 _STRUCTURAL = [kind.value for kind in StructuralRelationshipType]
 
 
+async def delete_edges_touching(db: Executor, user_id: str, entity_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """Delete the user's truth rows with one of these entities at either end (a memory unit the user asked to
+    forget); returns the other ends as (type, id), for the outbox."""
+    rows = await db.fetch(
+        "DELETE FROM runtime.knowledge_edges WHERE user_id = $1 AND relationship_type <> ALL($3::text[]) "
+        "AND (source_id = ANY($2::text[]) OR target_id = ANY($2::text[])) "
+        "RETURNING source_type, source_id, target_type, target_id",
+        user_id,
+        list(entity_ids),
+        _STRUCTURAL,
+    )
+    gone = set(entity_ids)
+    ends = {(row[f"{end}_type"], row[f"{end}_id"]) for row in rows for end in ("source", "target")}
+    return sorted(end for end in ends if end[1] not in gone)
+
+
 async def repoint_edges(
     db: Executor, user_id: str, primary_id: str, gone: Sequence[str]
 ) -> tuple[int, set[tuple[NodeLabel, str]]]:

@@ -36,6 +36,15 @@ class MemoryUnitRecord(Record):
     source_conversation_id: str | None
     metadata: JsonObject
 
+    @property
+    def source_conversation_ids(self) -> list[str]:
+        """Every conversation that told this memory: its own, then those that retold or updated it
+        (metadata.source_conversation_ids, written by a revision)."""
+        listed = (self.metadata or {}).get("source_conversation_ids")
+        found = [value for value in listed if isinstance(value, str)] if isinstance(listed, list) else []
+        own = [self.source_conversation_id] if self.source_conversation_id else []
+        return list(dict.fromkeys([*own, *found]))
+
 
 class NewMemoryUnit(BaseModel):
     """One memory unit for `insert_memory_units`; `muid` None gets a new id."""
@@ -137,3 +146,54 @@ async def existing_memory_unit_ids(db: Executor, user_id: str, muids: Iterable[s
         "SELECT muid FROM memory_units WHERE user_id = $1 AND muid = ANY($2::text[])", user_id, wanted
     )
     return {row["muid"] for row in rows}
+
+
+async def lock_memory_units(db: Executor, user_id: str, muids: Iterable[str]) -> list[MemoryUnitRecord]:
+    """These of the user's memory units, their rows locked until the transaction ends (a revision's targets)."""
+    wanted = sorted(set(muids))
+    if not wanted:
+        return []
+    rows = await db.fetch(
+        "SELECT * FROM memory_units WHERE user_id = $1 AND muid = ANY($2::text[]) ORDER BY muid FOR UPDATE",
+        user_id,
+        wanted,
+    )
+    return [MemoryUnitRecord.from_row(row) for row in rows]
+
+
+class RevisedMemoryUnit(BaseModel):
+    """A memory unit's new state after a revision (core/revisions.py computes it), for `revise_memory_units`."""
+
+    muid: str
+    title: str
+    content: str
+    creation_ts: datetime
+    importance_score: float | None
+    sentiment_score: float | None
+    source_conversation_ids: list[str]
+
+
+async def revise_memory_units(db: Executor, user_id: str, units: Sequence[RevisedMemoryUnit]) -> int:
+    """Set the revised fields of these of the user's units in one statement, keeping their ids, ingestion time and
+    everything that points at them; the sources go into metadata.source_conversation_ids. Returns how many changed."""
+    if not units:
+        return 0
+    status = await db.execute(
+        "UPDATE memory_units m SET title = u.title, content = u.content, creation_ts = u.creation_ts, "
+        "importance_score = u.importance_score, sentiment_score = u.sentiment_score, last_modified_ts = $2, "
+        "metadata = (CASE WHEN jsonb_typeof(m.metadata) = 'object' THEN m.metadata ELSE '{}'::jsonb END) "
+        "|| jsonb_build_object('source_conversation_ids', u.sources::jsonb) "
+        "FROM unnest($3::text[], $4::text[], $5::text[], $6::timestamp[], $7::float8[], $8::float8[], $9::text[]) "
+        "AS u(muid, title, content, creation_ts, importance_score, sentiment_score, sources) "
+        "WHERE m.user_id = $1 AND m.muid = u.muid",
+        user_id,
+        to_db(utc_now()),
+        [u.muid for u in units],
+        [u.title for u in units],
+        [u.content for u in units],
+        [to_db(u.creation_ts) for u in units],
+        [u.importance_score for u in units],
+        [u.sentiment_score for u in units],
+        [json.dumps(u.source_conversation_ids) for u in units],
+    )
+    return row_count(status)

@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from core.media import MediaKind
 from settings import get_settings
 from store.context import TurnContextPackage, write_turn_context
-from store.repos import conversations, media_items, users
+from store.repos import conversations, interaction_logs, media_items, memory_units, users
+from store.repos.interaction_logs import NewInteraction
 
 SAMPLES_DIR = Path(__file__).parent
 SAMPLE_FILE = SAMPLES_DIR / "sample_user.json"
@@ -77,9 +78,23 @@ class SampleConversation(_Strict):
         return self
 
 
+class SampleInteraction(_Strict):
+    """What the sample user does in the web app once their memory exists: a correction of a memory (named by its
+    title) or a reflection."""
+
+    key: str
+    type: str
+    target_title: str | None
+    text: str
+
+
 class SampleFile(_Strict):
     user: SampleUser
     conversations: list[SampleConversation]
+    later_conversations: list[SampleConversation] = Field(default_factory=list)
+    """Told after the others were remembered (the demo seeds them once those are ingested), so they can retell an
+    earlier memory or change it."""
+    interactions: list[SampleInteraction] = Field(default_factory=list)
 
 
 class SeededConversation(NamedTuple):
@@ -121,15 +136,19 @@ async def seed_sample_user(
     now: datetime | None = None,
     path: Path = SAMPLE_FILE,
     media_dir: Path | None = None,
+    later: bool = False,
 ) -> SeededSample:
     """Load the sample user (under `email`, default the file's) in one transaction, then their turn contexts.
 
     Conversations start `days_ago` days before `now`, an hour earlier plus a minute per position in the file so
     that same-day conversations keep their order and every message lies in the past. Attachments are copied into
     `media_dir` (default: the media root workers read file:// URLs from, ORRERY_MEDIA_FILE_ROOT) under the user's
-    id, and recorded `pending` in media_items with their message's media_ids, as the web app's upload would.
+    id, and recorded `pending` in media_items with their message's media_ids, as the web app's upload would. With
+    `later`, the conversations told later (`later_conversations`, after the first ones in that order) instead of
+    the first.
     """
     sample = load_sample(path)
+    wave, offset = (sample.later_conversations, len(sample.conversations)) if later else (sample.conversations, 0)
     email = email or sample.user.email
     now = now or datetime.now(UTC)
     user_id = sample_id(email)
@@ -141,21 +160,52 @@ async def seed_sample_user(
         user_created = await users.get_user(conn, user_id) is None
         if user_created:
             await _create_user(conn, user_id, email, sample.user)
-        for position, conversation in enumerate(sample.conversations):
+        for position, conversation in enumerate(wave, start=offset):
             conversation_id = sample_id(email, conversation.key)
             if await conversations.get_conversation(conn, user_id, conversation_id) is None:
                 start = now - timedelta(days=conversation.days_ago, hours=1) + timedelta(minutes=position)
                 await _create_conversation(conn, user_id, conversation_id, email, conversation, start, uploads)
                 created_keys.append(conversation.key)
         seeded = [
-            await _seeded(conn, user_id, conversation.key, sample_id(email, conversation.key))
-            for conversation in sample.conversations
+            await _seeded(conn, user_id, conversation.key, sample_id(email, conversation.key)) for conversation in wave
         ]
-    for conversation in sample.conversations:
+    for conversation in wave:
         if conversation.turn_context is not None:
             package = TurnContextPackage.model_validate(conversation.turn_context)
             await write_turn_context(redis, sample_id(email, conversation.key), package)
     return SeededSample(user_id, email, seeded, created_keys, user_created)
+
+
+async def seed_sample_interactions(pool: asyncpg.Pool, email: str | None = None, path: Path = SAMPLE_FILE) -> int:
+    """Write the sample user's interactions as the web app would (a correction names the memory unit of its
+    `target_title`); returns how many were new (a rerun writes none). SampleError when a memory it corrects does not
+    exist yet (their conversations are not ingested)."""
+    sample = load_sample(path)
+    email = email or sample.user.email
+    user_id = sample_id(email)
+    units = {unit.title: unit.muid for unit in await memory_units.list_memory_units(pool, user_id)}
+    ids = [sample_id(email, "interaction", interaction.key) for interaction in sample.interactions]
+    written = await interaction_logs.existing_interaction_ids(pool, user_id, ids)
+    rows = []
+    for position, interaction in enumerate(sample.interactions):
+        if ids[position] in written:
+            continue  # its memory may have been corrected since: it no longer goes by the title it had
+        target = None
+        if interaction.target_title is not None:
+            if interaction.target_title not in units:
+                raise SampleError(f"the sample user has no memory {interaction.target_title!r} yet; ingest first")
+            target = units[interaction.target_title]
+        rows.append(
+            NewInteraction(
+                interaction_id=ids[position],
+                interaction_type=interaction.type,
+                timestamp=datetime.now(UTC) + timedelta(milliseconds=position),
+                target_entity_type="MemoryUnit" if target else None,
+                target_entity_id=target,
+                content_text=interaction.text,
+            )
+        )
+    return await interaction_logs.insert_interactions(pool, user_id, rows)
 
 
 async def _create_user(conn: asyncpg.Connection, user_id: str, email: str, user: SampleUser) -> None:

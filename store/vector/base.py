@@ -93,6 +93,12 @@ class KnowledgeItem:
         return item_uuid(self.user_id, self.source_entity_type, self.source_entity_id)
 
     @property
+    def embedding_hash(self) -> str:
+        """sha256 of the text embedded for it: a stored vector with the same hash (in the same model's space) is
+        this item's vector, whatever else changed (its importance, say), so it is reused instead of embedded again."""
+        return hashlib.sha256(self.embedding_text.encode()).hexdigest()
+
+    @property
     def content_hash(self) -> str:
         """sha256 of everything stored but the vector; the embedded text is in it, so a new recipe shows as drift."""
         payload = [
@@ -135,6 +141,18 @@ class VectorHit:
     @property
     def key(self) -> ItemKey:
         return ItemKey(self.source_entity_type, self.source_entity_id)
+
+
+@dataclass(frozen=True)
+class StoredVector:
+    """A vector a store holds for an item, in its current model's space, and what it was made from."""
+
+    content_hash: str
+    """The stored item's content hash (equal to the item's: nothing to write)."""
+    embedding_hash: str | None
+    """The stored item's embedding hash (equal to the item's: its vector can be reused); None for an item stored
+    before stores recorded it."""
+    vector: list[float]
 
 
 class Fingerprint(NamedTuple):
@@ -196,6 +214,11 @@ class VectorStore(ABC):
     ) -> list[VectorHit]:
         """The user's items nearest to `vector` in the current model's space, best first; filters are ANDed and the
         time range is created_from <= createdAt < created_before."""
+
+    @abstractmethod
+    async def stored_vectors(self, user_id: str, keys: Sequence[ItemKey]) -> dict[ItemKey, StoredVector]:
+        """The vectors the store holds for these items of the user in the current model's space, by key; an item it
+        does not hold, or holds made by another model, is left out."""
 
     @abstractmethod
     async def delete_entity(self, user_id: str, source_entity_type: SourceEntityType, source_entity_id: str) -> bool:

@@ -25,6 +25,7 @@ from store.vector.base import (
     Fingerprint,
     ItemKey,
     SourceEntityType,
+    StoredVector,
     VectorHit,
     VectorItem,
     VectorStore,
@@ -41,13 +42,13 @@ _COLUMNS = (
 )
 
 _UPSERT = f"""
-INSERT INTO runtime.vector_items ({_COLUMNS}, content_hash, embedding)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::vector)
+INSERT INTO runtime.vector_items ({_COLUMNS}, content_hash, embedding_hash, embedding)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::vector)
 ON CONFLICT (user_id, source_entity_type, source_entity_id) DO UPDATE SET
     title = EXCLUDED.title, text_content = EXCLUDED.text_content,
     embedding_model_version = EXCLUDED.embedding_model_version, created_at = EXCLUDED.created_at,
     importance_score = EXCLUDED.importance_score, tags = EXCLUDED.tags, content_hash = EXCLUDED.content_hash,
-    embedding = EXCLUDED.embedding, updated_at = now()
+    embedding_hash = EXCLUDED.embedding_hash, embedding = EXCLUDED.embedding, updated_at = now()
 WHERE vector_items.content_hash <> EXCLUDED.content_hash
    OR vector_items.embedding_model_version <> EXCLUDED.embedding_model_version
 """
@@ -122,6 +123,7 @@ class PgVectorStore(VectorStore):
                 entry.item.importance_score,
                 list(entry.item.tags),
                 entry.item.content_hash,
+                entry.item.embedding_hash,
                 vector_literal(entry.vector),
             )
             for entry in items
@@ -155,6 +157,27 @@ class PgVectorStore(VectorStore):
             if len(rows) < limit:
                 rows = await conn.fetch(self._exact_search, *args)
         return [_hit(row) for row in rows]
+
+    async def stored_vectors(self, user_id: str, keys: Sequence[ItemKey]) -> dict[ItemKey, StoredVector]:
+        if not keys:
+            return {}
+        rows = await self._pool.fetch(
+            "SELECT source_entity_type, source_entity_id, content_hash, embedding_hash, embedding::real[] AS embedding "
+            "FROM runtime.vector_items WHERE user_id = $1 AND embedding_model_version = $2 "
+            "AND vector_dims(embedding) = $3 AND source_entity_id = ANY($4::text[])",
+            user_id,
+            self.model_version,
+            int(self.dimension),
+            sorted({key.source_entity_id for key in keys}),
+        )
+        wanted = set(keys)
+        found: dict[ItemKey, StoredVector] = {}
+        for row in rows:
+            key = ItemKey(SourceEntityType(row["source_entity_type"]), row["source_entity_id"])
+            if key in wanted:
+                vector = list(row["embedding"])  # float4[] arrives binary: no text to parse
+                found[key] = StoredVector(row["content_hash"], row["embedding_hash"], vector)
+        return found
 
     async def delete_entity(self, user_id: str, source_entity_type: SourceEntityType, source_entity_id: str) -> bool:
         deleted = await self._pool.fetchval(

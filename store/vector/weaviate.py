@@ -4,8 +4,9 @@ Every Weaviate call of Orrery is in this module. The collection is created from 
 with the seed's properties mapped onto current data types (docs/store.md, "Vector store and embeddings"):
 `string` → `text` with `field` tokenization (whole-value matching, what an id needs), `indexInverted: true` →
 `index_filterable` (plus `index_range_filters` on the date and number, `index_searchable` on word-tokenized text),
-`vectorizer: none` → one self-provided named vector, "default", HNSW with cosine distance. Orrery adds one
-property, `contentHash`, which reconciliation compares.
+`vectorizer: none` → one self-provided named vector, "default", HNSW with cosine distance. Orrery adds two
+properties: `contentHash`, which reconciliation compares, and `embeddingHash`, which tells whether a stored vector
+was made from an item's current text (then it is reused instead of embedded again).
 
 Why multi-tenancy (one tenant per user) rather than a userId filter on a shared index:
 - isolation is enforced by Weaviate: a read or write names its tenant, and no query can reach another's objects;
@@ -39,6 +40,7 @@ from store.vector.base import (
     Fingerprint,
     ItemKey,
     SourceEntityType,
+    StoredVector,
     VectorHit,
     VectorItem,
     VectorStore,
@@ -106,8 +108,17 @@ PROPERTIES = [
         index_filterable=False,
         index_searchable=False,
     ),
+    EMBEDDING_HASH := Property(
+        name="embeddingHash",
+        data_type=DataType.TEXT,
+        tokenization=Tokenization.FIELD,
+        index_filterable=False,
+        index_searchable=False,
+    ),
 ]
-"""The seed's class (000, V9.7), property by property, plus contentHash."""
+"""The seed's class (000, V9.7), property by property, plus contentHash and embeddingHash."""
+FETCH_PAGE = 1000
+"""Objects fetched by id per request (Weaviate caps a query's results; 10,000 by default)."""
 
 
 def connection_params(url: str) -> dict[str, Any]:
@@ -201,6 +212,13 @@ class WeaviateVectorStore(VectorStore):
                 f"{self._where}: collection {COLLECTION} exists without multi-tenancy; Orrery keeps one tenant per "
                 f"user. Delete the collection (it is rebuilt from Postgres with `run.py rebuild --vector`)"
             )
+        if EMBEDDING_HASH.name not in {prop.name for prop in config.properties}:  # a collection of an older Orrery
+            try:
+                await self._collection.config.add_property(EMBEDDING_HASH)
+            except WeaviateBaseError:
+                config = await self._collection.config.get()  # another process may have added it meanwhile
+                if EMBEDDING_HASH.name not in {prop.name for prop in config.properties}:
+                    raise
 
     async def _has_tenant(self, tenant: str) -> bool:
         return bool(await self._collection.tenants.exists(tenant))
@@ -227,6 +245,7 @@ class WeaviateVectorStore(VectorStore):
                             "importanceScore": item.importance_score,
                             "tags": list(item.tags),
                             "contentHash": item.content_hash,
+                            "embeddingHash": item.embedding_hash,
                         }
                     ),
                 )
@@ -284,6 +303,40 @@ class WeaviateVectorStore(VectorStore):
             distance = obj.metadata.distance if obj.metadata.distance is not None else 1.0
             hits.append(_hit(obj.properties, 1.0 - distance))
         return hits
+
+    async def stored_vectors(self, user_id: str, keys: Sequence[ItemKey]) -> dict[ItemKey, StoredVector]:
+        tenant = tenant_of(user_id)
+        ids = sorted({item_uuid(user_id, *key) for key in keys}, key=str)
+        found: dict[ItemKey, StoredVector] = {}
+        try:
+            if not ids or not await self._has_tenant(tenant):
+                return found
+            for start in range(0, len(ids), FETCH_PAGE):
+                page = ids[start : start + FETCH_PAGE]
+                response = await self._collection.with_tenant(tenant).query.fetch_objects(
+                    filters=Filter.by_id().contains_any(page)
+                    & Filter.by_property("embeddingModelVersion").equal(self.model_version),
+                    limit=len(page),
+                    include_vector=[VECTOR_NAME],
+                    return_properties=["sourceEntityType", "sourceEntityId", "contentHash", "embeddingHash"],
+                )
+                for obj in response.objects:
+                    props = obj.properties
+                    vector = obj.vector.get(VECTOR_NAME) if isinstance(obj.vector, dict) else None
+                    if not isinstance(vector, list) or len(vector) != self.dimension:
+                        continue  # not a single vector of this store's size (a multi-vector, another space)
+                    key = ItemKey(SourceEntityType(str(props["sourceEntityType"])), str(props["sourceEntityId"]))
+                    hashed = props.get("embeddingHash")
+                    found[key] = StoredVector(
+                        str(props["contentHash"]),
+                        str(hashed) if hashed else None,
+                        [float(x) for x in vector],  # type: ignore[arg-type]
+                    )
+        except WeaviateBaseError as exc:
+            raise VectorStoreUnavailable(
+                f"{self._where}: reading vectors of user {tenant} failed: {_detail(exc)}"
+            ) from None
+        return found
 
     async def delete_entity(self, user_id: str, source_entity_type: SourceEntityType, source_entity_id: str) -> bool:
         tenant = tenant_of(user_id)

@@ -106,3 +106,13 @@ def test_a_broken_or_doubled_samples_file_is_one_clear_error(tmp_path: Path) -> 
     samples_file(twin, "ingestion", [{"answer": GOOD}])
     with pytest.raises(ValueError, match="two samples files for prompt 'ingestion'"):
         load_all_sample_answers([twin])
+
+
+def test_a_sample_names_what_was_shown_by_its_text() -> None:
+    """A keyed answer's "@shown:TEXT" is the handle the request listed TEXT under, or null when it was not listed."""
+    from agents.scripted_handles import resolve_shown
+
+    request = "<earlier_memories>\np1. [2026-04-01] Ran 10k: by the river\np2. [2026-04-11] Dad's knee: surgery\n"
+    request += "</earlier_memories>\n<existing_concepts>\n1. Running (activity)\n12. Lena (person)\n"
+    answer = {"units": [{"retells": "@shown:Dad's knee", "updates": "@shown:Tokyo trip"}], "handle": "@shown:Lena"}
+    assert resolve_shown(answer, request) == {"units": [{"retells": "p2", "updates": None}], "handle": 12}

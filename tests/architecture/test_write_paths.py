@@ -27,6 +27,7 @@ RUNTIME_OWNED = {
     "llm_calls": {"store/llm_calls.py"},
     "sync_state": {"store/outbox.py"},
     "concept_name_vectors": {"store/concept_names.py"},
+    "projection_refresh": {"store/projection_refresh.py"},
     "schema_migrations": {"store/migrate.py"},
     "graph_nodes": {"store/graph/postgres.py"},
     "vector_items": {"store/vector/pgvector.py"},

@@ -56,7 +56,7 @@ def test_bad_arguments_are_one_line_and_exit_2(args: list[str], expected: str, t
         ("{not json", "invalid configuration: ORRERY_CRON: Value error, not valid JSON"),
         ('{"sweep_timeouts": "61 * * * *"}', "ORRERY_CRON: Value error, 'sweep_timeouts': minute field '61'"),
         ('{"sweep_timeouts": 5}', "ORRERY_CRON['sweep_timeouts']: Input should be a valid string"),
-        ('{"nope": "off"}', "invalid configuration: ORRERY_CRON: unknown job 'nope'; known jobs: cycle_dispatch, "),
+        ('{"nope": "off"}', "invalid configuration: ORRERY_CRON: unknown job 'nope'; known jobs: apply_corrections, "),
     ],
 )
 @pytest.mark.parametrize("command", [["jobs", "list"], ["doctor"]])

@@ -272,12 +272,13 @@ async def test_forget_user_dry_run_then_deletes_everything_and_touches_no_one_el
     before = dry["before"]
     assert before["postgres"]["public.users"] == 1 and before["postgres"]["public.memory_units"] == 2
     assert before["postgres"]["public.conversation_messages"] == 1 and before["postgres"]["runtime.llm_calls"] == 1
-    assert before["postgres"]["runtime.job_runs"] == 1 and before["postgres"]["runtime.vector_items"] == 5
+    # the job runs: the ingestion's and the projection refresh the vector sync requested (queued, debounced)
+    assert before["postgres"]["runtime.job_runs"] == 2 and before["postgres"]["runtime.vector_items"] == 5
     assert before["graph"] == {"nodes": 7, "relationships": 4}
     assert sum(before["vector"].values()) == 5
     assert before["redis"] == {
         "turn contexts": 1,
-        "queued jobs": 1,
+        "queued jobs": 2,
         "running jobs": 0,
         "unrecorded dead letters": 1,
         "job outcomes": 1,
@@ -322,6 +323,8 @@ async def test_forget_user_after_the_dispatcher_applied_the_tombstones_finds_nob
     ana, _ = await synced(pool, session)
     await forget.delete_postgres(pool, ana.user_id, [ana.conversation_id])  # stopped after step 2 …
     await drain(session)  # … and the dispatcher deleted every tombstoned entity from both stores
+    left = ran("forget-user", ana.user_id, "--yes", "--json", env=env)  # the projection refresh still queued
+    assert left["before"]["redis"]["queued jobs"] == 1 and left["left"] == 0
     assert_one_line_error(run_cli("forget-user", ana.user_id, "--yes", env=env), "nothing anywhere names them")
 
 

@@ -1,6 +1,6 @@
 // Drives clients/typescript (compiled) with a real ioredis client, for tests/interop/test_typescript_producer.py.
 // Usage: node producer_driver.mjs <compiled index.js> <redis URL: redis://… or unix:///path.sock?db=N> <calls JSON>
-// calls: [{"fn": "enqueueIngestion" | "enqueueJob", "args": [...], "options": {... "runAt": ms}}]; prints one JSON
+// calls: [{"fn": "enqueueIngestion" | "enqueueCorrections" | "enqueueJob", "args": [...], "options": {... "runAt": ms}}]; prints one JSON
 // list with {"result": …} or {"error": "<class>: <message>"} per call.
 import { pathToFileURL } from "node:url";
 import Redis from "ioredis";

@@ -58,6 +58,25 @@ def drive(compiled: Path, redis_url: str, *calls: dict[str, Any]) -> list[dict[s
     return results
 
 
+async def test_the_web_app_asks_for_its_corrections_to_be_applied(
+    compiled: Path, redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    first, again = drive(
+        compiled,
+        redis_url,
+        {"fn": "enqueueCorrections", "args": ["u-1"]},
+        {"fn": "enqueueCorrections", "args": ["u-1"]},
+    )
+    assert (first["result"]["jobId"], first["result"]["queue"], first["result"]["enqueued"]) == (
+        "apply_corrections:u-1",
+        "batch",
+        True,
+    )
+    assert again["result"]["enqueued"] is False
+    record = json.loads(await redis_client.get("arq:job:apply_corrections:u-1"))
+    assert (record["f"], record["k"]) == ("apply_corrections", {"user_id": "u-1"})
+
+
 async def test_records_dedupe_delays_and_refused_arguments(
     compiled: Path, redis_url: str, redis_client: aioredis.Redis
 ) -> None:

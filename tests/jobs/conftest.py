@@ -30,6 +30,7 @@ FAST_ENV = {
     "ORRERY_HEALTH_CHECK_INTERVAL_S": "0.5",
     "ORRERY_SHUTDOWN_GRACE_S": "5",
     "ORRERY_LOG_FORMAT": "json",
+    "ORRERY_PROJECTION_REFRESH_DELAY_S": "0",
 }
 """Short intervals so the runtime's timings fit in test time."""
 
@@ -44,6 +45,7 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         job_lease_s=2,
         health_check_interval_s=0.5,
         shutdown_grace_s=5,
+        projection_refresh_delay_s=0,  # a burst worker would wait out the debounce
         llm="scripted",  # by name, as a worker serving the LLM jobs requires; a test's own endpoint replaces it
     )
 

@@ -38,6 +38,7 @@ from store.llm_calls import list_llm_calls
 from store.repos._base import to_db
 from tests.jobs.conftest import BurstRunner
 from tests.jobs.cycle_seed import now_s, seed_user
+from tests.jobs.test_projection_job import sync_vectors
 from tests.store import testrows
 
 DAY = timedelta(days=1)
@@ -113,7 +114,7 @@ async def test_a_manual_insight_and_the_dispatched_one_share_one_id_and_one_llm_
     user = await seed_user(pool, cycle_age=8 * DAY)
     cycle = Cycle.of(user.user_id, user.cycle_start)
 
-    assert await dispatch(resources) == {"due": 1, "enqueued": 1, "closed": 0, "revived": 0}
+    assert await dispatch(resources) == {"due": 1, "enqueued": 1, "closed": 0, "revived": 0, "refreshes": 0}
     by_hand = await enqueue(redis_client, pool, INSIGHT, {"user_id": user.user_id})
     assert (by_hand.job_id, by_hand.enqueued) == (cycle.job_id("insight"), False)
     stray = f"insight:{user.user_id}"  # what a producer following the old dedupe key still writes
@@ -185,11 +186,11 @@ async def test_the_dispatcher_finishes_a_cycle_whose_report_died_without_its_hoo
             run_state,
         )
 
-    assert await dispatch(resources) == {"due": 1, "enqueued": 1, "closed": 1, "revived": 0}
+    assert await dispatch(resources) == {"due": 1, "enqueued": 1, "closed": 1, "revived": 0, "refreshes": 0}
     assert (await chain_states(pool, cycle))["projection"] == "queued"
     state = await read_cycle(pool, user.user_id)
     assert state is not None and state.cycle.start > cycle.start
-    assert await dispatch(resources) == {"due": 0, "enqueued": 0, "closed": 0, "revived": 0}
+    assert await dispatch(resources) == {"due": 0, "enqueued": 0, "closed": 0, "revived": 0, "refreshes": 0}
 
 
 async def test_a_step_redis_lost_is_recovered_once_its_ledger_row_is_quiet(
@@ -218,13 +219,16 @@ async def test_a_step_redis_lost_is_recovered_once_its_ledger_row_is_quiet(
 async def test_a_dead_projection_is_revived_twice_at_most(
     pool: asyncpg.Pool, redis_client: aioredis.Redis, resources: WorkerResources, run_burst: BurstRunner
 ) -> None:
-    """Issue 18 defect 3: a projection killed by an embedder outage used to stay missing for ever (the cycle had
-    moved on). The dispatcher enqueues it again, and stops after its third death: no endless embedding loop."""
+    """Issue 18 defect 3: a projection killed by an outage (now of the vector store it reads its vectors from) used
+    to stay missing for ever (the cycle had moved on). The dispatcher enqueues it again, and stops after its third
+    death: no endless loop."""
     user = await seed_user(pool, cycle_age=3 * DAY)
+    await sync_vectors(redis_client, pool, run_burst, user.user_id)  # the vectors the projection lays out
+    await pool.execute("DELETE FROM user_graph_projections WHERE user_id = $1", user.user_id)  # the refresh's
     cycle = Cycle.of(user.user_id, user.cycle_start)
     args = {"user_id": user.user_id, "cycle_start": cycle.start.isoformat()}
     down = WorkerResources(
-        resources.settings.model_copy(update={"embeddings_base_url": "http://127.0.0.1:9/v1", "llm_timeout_s": 1}),
+        resources.settings.model_copy(update={"weaviate_url": "http://127.0.0.1:9"}),
         pool,
         redis_client,
         "test-host:2",
@@ -234,7 +238,7 @@ async def test_a_dead_projection_is_revived_twice_at_most(
     job_id = cycle.job_id("projection")
 
     async def dies() -> None:
-        """The queued run's last try, with the embedder down; its record leaves Redis as a dead one does."""
+        """The queued run's last try, with the vector store down; its record leaves Redis as a dead one does."""
         await run_attempt(PROJECTION, down, job_id, PROJECTION.max_tries, args)
         run = await ledger.latest_run(pool, job_id)
         assert run is not None and run.state == "dead", run

@@ -35,6 +35,7 @@ from store import ledger
 from store.cycles import cycles_near_due
 from store.llm_calls import list_llm_calls
 from store.repos import cards, communities, concepts, derived_artifacts, users
+from store.repos._base import to_db
 from store.samples.loader import seed_sample_user
 from tests.agents.test_insight import insight_answer
 from tests.jobs.conftest import BurstRunner
@@ -286,3 +287,46 @@ async def test_the_chain_closes_an_empty_cycle_without_an_llm_call(
     assert after is not None and after.last_cycle_started_at is not None
     assert after.last_cycle_started_at > user.created_at  # a new cycle started
     assert await cycles_near_due(pool, now=datetime.now(UTC), length_days=7, limit=10) == []
+
+
+def section(text: str, tag: str) -> str:
+    """What a rendered prompt's data section <tag> holds (the instructions name the tags first: the last one)."""
+    return text.rsplit(f"<{tag}>", 1)[1].split(f"</{tag}>", 1)[0]
+
+
+async def test_insight_is_grounded_in_a_memory_from_before_the_cycle(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, insight_only: BurstRunner, llm_server: ScriptedLLMServer
+) -> None:
+    """Recall over the whole history: a memory unit from before the cycle (outside the window insight compiles) that
+    relates to the cycle's themes reaches the request as an earlier memory, with why it came back, and the sample
+    answer still applies."""
+    user_id = await ingested_sample_user(pool, redis_client, insight_only)
+    user = await users.get_user(pool, user_id)
+    assert user is not None
+    old = await pool.fetchrow(
+        "SELECT muid, title FROM memory_units WHERE user_id = $1 AND (title ILIKE '%run%' OR content ILIKE '%run%') "
+        "ORDER BY importance_score DESC, muid LIMIT 1",
+        user_id,
+    )
+    assert old is not None
+    cycle_start = user.last_cycle_started_at or user.created_at
+    await pool.execute(
+        "UPDATE memory_units SET creation_ts = $3 WHERE user_id = $1 AND muid = $2",
+        user_id,
+        old["muid"],
+        to_db(cycle_start - timedelta(days=120)),
+    )
+    before = len(llm_server.chat_requests)
+
+    job_id = await trigger(redis_client, pool, user_id)
+    await insight_only()
+
+    run = await ledger.latest_run(pool, job_id)
+    assert run is not None and run.state == "succeeded" and run.result is not None, run
+    assert run.result["outcome"] == "written"
+    (request,) = llm_server.chat_requests[before:]
+    text = request.message_text()
+    assert old["title"] not in section(text, "memory_units")  # outside the cycle's window
+    earlier = section(text, "earlier_memories")
+    assert old["title"] in earlier and "recalled:" in earlier and "carried by" in earlier
+    assert old["muid"] not in text  # a handle, never an id

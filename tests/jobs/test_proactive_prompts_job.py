@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
+import jobs.proactive_prompts
 from agents.scripted_llm import ScriptedLLMServer, load_all_sample_answers, load_sample_answers
 from jobs.proactive_prompts import PROACTIVE_PROMPTS, PROACTIVE_PROMPTS_DAILY
 from jobs.runtime.enqueue import enqueue
@@ -174,3 +175,34 @@ async def test_the_daily_schedule_asks_for_users_with_new_memory_whose_cycle_is_
     day = now.date()
     daily = await ledger.latest_run(pool, f"proactive_prompts:{chosen.user_id}:daily:{day:%Y%m%d}")
     assert daily is not None and daily.state == "succeeded"
+
+
+async def test_prompts_are_grounded_in_memories_older_than_the_recent_ones(
+    pool: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+    run_burst: BurstRunner,
+    llm_server: ScriptedLLMServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The model sees the newest memory units and, besides them, older ones recall finds over the whole history (the
+    vector store the ingestions filled) for the open topics and the recent memories, each with why it came back."""
+    from tests.jobs.test_insight_job import ingested_sample_user, section
+
+    monkeypatch.setattr(jobs.proactive_prompts, "RECENT_MEMORIES", 3)
+    user_id = await ingested_sample_user(pool, redis_client, run_burst)
+    rows = await pool.fetch(
+        "SELECT title FROM memory_units WHERE user_id = $1 ORDER BY creation_ts DESC, muid", user_id
+    )  # the job's order
+    newest, older = {r["title"] for r in rows[:3]}, {r["title"] for r in rows[3:]}
+    before = len(llm_server.chat_requests)
+
+    result = await daily_run(redis_client, pool, run_burst, user_id, TODAY)
+
+    assert result["outcome"] == "written" and result["written"] == len(SAMPLE)  # the sample answer still applies
+    (request,) = [r for r in llm_server.chat_requests[before:] if r.prompt_name == "proactive_prompts"]
+    text = request.message_text()
+    recent, earlier = section(text, "memories"), section(text, "earlier_memories")
+    assert all(title in recent for title in newest)
+    shown = {title for title in older if title in earlier}
+    assert shown and not {title for title in older if title in recent}  # older memories reach the model as earlier
+    assert "recalled: similar to" in earlier and "carried by" in earlier

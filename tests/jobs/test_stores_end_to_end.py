@@ -21,13 +21,14 @@ from pydantic import SecretStr
 from agents.llm import CallContext
 from agents.scripted_llm import ScriptedLLMServer, load_sample_answers
 from core.errors import PermanentError
+from core.recall import RecallWeights
 from core.vocabulary import NodeLabel
 from jobs.resources import EMBEDDER, GRAPH, VECTOR
 from jobs.runtime.resources import WorkerResources
 from settings import Settings
 from store import outbox
 from store.graph.base import GraphWriteRefused
-from store.recall import recall
+from store.recall import Query, recall
 from store.reconcile import Orphans, find_orphans, remove_orphans
 from store.sync import graph_batch, user_refs, vector_changes
 from store.vector.base import VectorItem
@@ -117,7 +118,7 @@ async def test_ingestion_sync_recall_reconcile_and_forget_user(
 
         # recall: vector hits widened through the graph, only Ana's
         [query] = await embedder.embed(["my running race"], context=CallContext(ana, "e2e"))
-        found = await recall(pool, graph, vector, ana, query, limit=10)
+        found = await recall(pool, vector, ana, [Query("the query", query)], weights=RecallWeights(), graph=graph)
         mine = {r["muid"] for r in await pool.fetch("SELECT muid FROM memory_units WHERE user_id = $1", ana)}
         assert found and {item.entity_id for item in found if item.label is NodeLabel.MEMORY_UNIT} <= mine
         assert any(item.why.startswith("related to") for item in found)  # a graph neighbour

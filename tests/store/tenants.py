@@ -19,13 +19,16 @@ import store
 from core.cycle import Cycle
 from core.llm_records import CallOutcome, CallPurpose, LLMCallRecord, ResponseFormatMode
 from core.media import MediaKind
-from store import outbox
+from core.revisions import RevisionKind, RevisionSource
+from core.vocabulary import EntityKind
+from store import outbox, projection_refresh
 from store.cycle_report_writes import report_id
 from store.llm_calls import insert_llm_call
 from store.postgres import Executor
-from store.repos import cards, conversations, media_items, users
+from store.repos import cards, consumed_interactions, conversations, media_items, memory_revisions, users
 from store.repos._base import Record
 from store.repos.conversations import MessageRecord
+from store.repos.memory_revisions import NewRevision
 from store.sync import user_refs
 from tests.store import testrows
 
@@ -56,6 +59,7 @@ SUFFIXES = (
     "projection",
     "session",
     "media",
+    "correction",
 )
 
 
@@ -93,6 +97,7 @@ class Rows:
     projection: str
     session: str
     media: str
+    correction: str
 
 
 async def give_user_a_row_everywhere(db: Executor, user_id: str, dimension: str, tokens: int) -> Rows:
@@ -185,6 +190,15 @@ async def give_user_a_row_everywhere(db: Executor, user_id: str, dimension: str,
     await testrows.create_graph_projection(
         db, user_id, projection_data={"nodes": [user_id]}, projection_id=p["projection"]
     )
+    await memory_revisions.upsert_revisions(db, user_id, [_revision(p["conv"], p["mu"])])
+    await db.execute(  # a correction, written by the web app and claimed by a run of apply_corrections
+        "INSERT INTO interaction_logs (interaction_id, user_id, interaction_type, target_entity_type, "
+        "target_entity_id, content_text) VALUES ($1, $2, 'correction', 'MemoryUnit', $3, 'not quite')",
+        p["correction"],
+        user_id,
+        p["mu"],
+    )
+    await consumed_interactions.claim_interactions(db, user_id, f"job-{user_id}", ["correction"], limit=10)
     await db.execute(  # written by the web app; Orrery only expires sessions (store/repos/user_sessions.py)
         "INSERT INTO user_sessions (session_id, user_id, expires_at, last_active_at) VALUES ($1, $2, $3, $3)",
         p["session"],
@@ -200,7 +214,24 @@ async def give_user_a_row_everywhere(db: Executor, user_id: str, dimension: str,
     await insert_llm_call(db, _call(user_id, tokens))
     refs = await user_refs(db, user_id)
     await outbox.record_changes(db, user_id, [outbox.Change(ref.label, ref.entity_id) for ref in refs])
+    await projection_refresh.request(db, [user_id], at=MOMENT)
     return Rows(*(row_id(user_id, suffix) for suffix in SUFFIXES))
+
+
+def _revision(conversation_id: str, muid: str) -> NewRevision:
+    return NewRevision(
+        entity_type=EntityKind.MEMORY_UNIT,
+        entity_id=muid,
+        kind=RevisionKind.UPDATED,
+        source=RevisionSource(conversation_id=conversation_id),
+        before={"content": "older secret"},
+        after={"content": "secret"},
+    )
+
+
+def revision_of(user_id: str) -> str:
+    """The id of the user's one revision (of their memory unit, from their conversation)."""
+    return _revision(row_id(user_id, "conv"), row_id(user_id, "mu")).revision_id(user_id)
 
 
 def _call(user_id: str, tokens: int) -> LLMCallRecord:
@@ -237,12 +268,15 @@ USER_TABLES = (
     "communities",
     "interaction_logs",
     "user_graph_projections",
+    "memory_revisions",
     "runtime.knowledge_edges",
+    "runtime.consumed_interactions",
     "runtime.outbox",
     "runtime.llm_calls",
     "runtime.graph_nodes",
     "runtime.vector_items",
     "runtime.concept_name_vectors",
+    "runtime.projection_refresh",
 )
 
 

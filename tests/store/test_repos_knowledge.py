@@ -92,10 +92,16 @@ async def test_concepts_merge_absorb_and_regroup(pool: asyncpg.Pool, user: str) 
     assert [(c.concept_id, c.status, c.merged_into_concept_id) for c in merged] == [("k-2", "merged", "k-1")]
     assert await concepts.mark_merged(pool, user, "k-1", ["k-2"], at=utc_now()) == []  # merged already: nothing
     assert await concepts.lock_active_concept(pool, user, "k-2") is None
-    await concepts.absorb(pool, user, "k-1", aliases=["dawn jogging"], salience=0.7, at=utc_now())
+    await concepts.absorb(pool, user, "k-1", aliases=["dawn jogging"], at=utc_now())
     kept = await testrows.get_concept(pool, user, "k-1")
-    assert kept is not None and (kept.aliases, kept.salience) == (["dawn jogging"], 0.7)
+    assert kept is not None and kept.aliases == ["dawn jogging"]
     assert kept.last_updated_ts > primary.last_updated_ts
+    assert await concepts.set_salience(pool, user, {"k-1": 0.7, "k-3": 0.2, "missing": 0.9}) == ["k-1", "k-3"]
+    assert await concepts.set_salience(pool, user, {"k-1": 0.7, "k-3": 0.25}) == ["k-3"]  # only what changed
+    assert await concepts.set_salience(pool, user, {}) == []
+    salient = await testrows.get_concept(pool, user, "k-1")
+    assert salient is not None and salient.salience == 0.7
+    assert salient.last_updated_ts == kept.last_updated_ts  # derived, not an edit: recency order unchanged
     assert await concepts.existing_concept_ids(pool, user, ["k-1", "k-2", "nope"]) == {"k-1", "k-2"}
     assert await concepts.existing_concept_ids(pool, user, ["k-1", "k-2"], active=True) == {"k-1"}
     assert await concepts.existing_concept_ids(pool, user, []) == set()
@@ -129,7 +135,7 @@ async def test_ensure_concepts_reuses_by_handle_name_and_alias_and_creates_the_r
     await testrows.create_concept(
         pool, user, name="Dani", type="person", description="coach", normalized_name="dani", concept_id="k-dani"
     )
-    await concepts.absorb(pool, user, "k-dani", aliases=["coach dani"], salience=None, at=utc_now())
+    await concepts.absorb(pool, user, "k-dani", aliases=["coach dani"], at=utc_now())
     before = await testrows.get_concept(pool, user, "k-lena")
     await asyncio.sleep(0.01)
 
@@ -439,7 +445,7 @@ async def test_concept_metadata_of_the_wrong_shape_reads_and_heals(pool: asyncpg
     await pool.execute("""UPDATE concepts SET metadata = '"lena"' WHERE concept_id = 'k-1'""")
     odd = await testrows.get_concept(pool, user, "k-1")
     assert odd is not None and (odd.metadata, odd.normalized_name, odd.aliases) == (None, None, [])
-    await concepts.absorb(pool, user, "k-1", aliases=["my sister"], salience=None, at=utc_now())
+    await concepts.absorb(pool, user, "k-1", aliases=["my sister"], at=utc_now())
     healed = await testrows.get_concept(pool, user, "k-1")
     assert healed is not None and healed.metadata == {"aliases": ["my sister"]}
 

@@ -25,7 +25,7 @@ async def test_migrated_public_schema_matches_schema_prisma(pool: asyncpg.Pool) 
 
 async def test_contract_covers_every_seed_model_and_the_v91_additions() -> None:
     tables = load_expected_tables()
-    assert len(tables) == 15
+    assert len(tables) == 16
     columns = {(t.name, c.name): c for t in tables.values() for c in t.columns}
     assert columns[("proactive_prompts", "priority")] == Column("priority", "integer", False, "5")
     assert columns[("communities", "core_concept_ids")] == Column("core_concept_ids", "text[]", True, "ARRAY[]::text[]")

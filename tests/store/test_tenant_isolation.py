@@ -17,18 +17,22 @@ import asyncpg
 import pytest
 
 from core.media import FailureCode, MediaFailure, MediaKind, MediaReading, ReadingMethod
-from core.vocabulary import NodeLabel
+from core.revisions import RevisionKind, RevisionSource
+from core.vocabulary import EntityKind, NodeLabel
 from store.postgres import Executor
 from store.repos import (
     cards,
     communities,
     concepts,
+    consumed_interactions,
     conversations,
     derived_artifacts,
     graph_projections,
     growth_events,
+    interaction_logs,
     knowledge_edges,
     media_items,
+    memory_revisions,
     memory_units,
     proactive_prompts,
     user_sessions,
@@ -53,6 +57,7 @@ from tests.store.tenants import (
     no_trace_of_a,
     nothing_of_a,
     owned_by_b,
+    revision_of,
     row_id,
     run_cases,
     snapshot,
@@ -68,6 +73,7 @@ OWNERLESS = {
     "conversations.end_silent_conversations",
     "conversations.ended_conversation_ids",
     "user_sessions.delete_expired_sessions",
+    "consumed_interactions.users_with_new_interactions",
 }
 """The functions without a user id: a job's bare conversation id turned into the owner's data, and the sweeps,
 which work across users by nature (each says so)."""
@@ -334,9 +340,8 @@ CASES: dict[str, Case] = {
     "concepts.mark_merged": Case(
         lambda db, a: concepts.mark_merged(db, B, row_id(B, "concept"), [a.concept], at=MOMENT), equals([])
     ),
-    "concepts.absorb": Case(
-        lambda db, a: concepts.absorb(db, B, a.concept, aliases=["x"], salience=1.0, at=MOMENT), is_none
-    ),
+    "concepts.absorb": Case(lambda db, a: concepts.absorb(db, B, a.concept, aliases=["x"], at=MOMENT), is_none),
+    "concepts.set_salience": Case(lambda db, a: concepts.set_salience(db, B, {a.concept: 0.99}), equals([])),
     "concepts.regroup": Case(lambda db, a: concepts.regroup(db, B, {a.concept: a.community}, at=MOMENT), no_trace_of_a),
     "memory_units.existing_memory_unit_ids": Case(
         lambda db, a: memory_units.existing_memory_unit_ids(db, B, [a.memory_unit]), equals(set())
@@ -431,6 +436,104 @@ CASES: dict[str, Case] = {
     "graph_projections.graph_projection_exists": Case(
         lambda db, a: graph_projections.graph_projection_exists(db, B, a.projection), equals(False)
     ),
+    # revisions (memory history) and the statements that revise memory
+    "cards.refresh_display": Case(
+        # B's own card about A's unit id (the ensure_card case made it) changes; A's card does not
+        lambda db, a: cards.refresh_display(db, B, "MemoryUnit", {a.memory_unit: {"title": "x"}}),
+        equals(1),
+    ),
+    "concepts.lock_concepts": Case(lambda db, a: concepts.lock_concepts(db, B, [a.concept]), equals([])),
+    "concepts.set_descriptions": Case(
+        lambda db, a: concepts.set_descriptions(db, B, {a.concept: "overwritten?"}, at=MOMENT), equals(0)
+    ),
+    "memory_units.lock_memory_units": Case(
+        lambda db, a: memory_units.lock_memory_units(db, B, [a.memory_unit]), equals([])
+    ),
+    "memory_units.revise_memory_units": Case(
+        lambda db, a: memory_units.revise_memory_units(
+            db,
+            B,
+            [
+                memory_units.RevisedMemoryUnit(
+                    muid=a.memory_unit,
+                    title="x",
+                    content="overwritten?",
+                    creation_ts=MOMENT,
+                    importance_score=1,
+                    sentiment_score=0,
+                    source_conversation_ids=[row_id(B, "conv")],
+                )
+            ],
+        ),
+        equals(0),
+    ),
+    "memory_revisions.upsert_revisions": Case(
+        # B's revision of A's unit is B's own row under B's own id (ids derive from the user): A's stays as it was
+        lambda db, a: memory_revisions.upsert_revisions(db, B, [_b_revision_of(a.memory_unit)]),
+        lambda ids: ids == [_b_revision_of(row_id(A, "mu")).revision_id(B)] and revision_of(A) not in ids,
+    ),
+    "memory_revisions.revisions_from_conversation": Case(
+        lambda db, a: memory_revisions.revisions_from_conversation(db, B, a.conversation), nothing_of_a
+    ),
+    "memory_revisions.revisions_of": Case(
+        lambda db, a: memory_revisions.revisions_of(db, B, [a.memory_unit]), nothing_of_a
+    ),
+    "memory_revisions.list_revisions": Case(
+        lambda db, a: memory_revisions.list_revisions(db, B, entity_id=a.memory_unit), nothing_of_a
+    ),
+    "memory_revisions.forgotten_ids": Case(
+        lambda db, a: memory_revisions.forgotten_ids(db, B, [a.memory_unit]), equals(set())
+    ),
+    "memory_revisions.delete_revisions": Case(
+        lambda db, a: memory_revisions.delete_revisions(db, B, [revision_of(A)]), equals([])
+    ),
+    "memory_revisions.delete_history": Case(
+        # only B's own revision naming A's unit (the upsert case wrote it) goes
+        lambda db, a: memory_revisions.delete_history(db, B, [a.memory_unit]),
+        lambda ids: revision_of(A) not in ids and len(ids) == 1,
+    ),
+    "growth_events.delete_growth_events_about": Case(
+        # B's own event about A's unit (the insert_growth_events case wrote it) goes, A's stays
+        lambda db, a: growth_events.delete_growth_events_about(db, B, [a.memory_unit]),
+        equals(1),
+    ),
+    "knowledge_edges.delete_edges_touching": Case(
+        # B's own edge from A's unit id (written by the upsert case, repointed to B's concept) goes, A's stays
+        lambda db, a: knowledge_edges.delete_edges_touching(db, B, [a.memory_unit]),
+        equals([("Concept", row_id(B, "concept"))]),
+    ),
+    # the user's corrections (interaction_logs, read; runtime.consumed_interactions, written)
+    "consumed_interactions.claim_interactions": Case(
+        lambda db, a: consumed_interactions.claim_interactions(db, B, "job-b", ["correction"], limit=10),
+        lambda batch: nothing_of_a(batch) and [i.interaction_id for i in batch] == [row_id(B, "correction")],
+    ),
+    "interaction_logs.insert_interactions": Case(
+        # A's interaction id given to B's row: A's row is neither overwritten nor taken over
+        lambda db, a: interaction_logs.insert_interactions(
+            db,
+            B,
+            [
+                interaction_logs.NewInteraction(
+                    interaction_id=a.correction, interaction_type="correction", timestamp=MOMENT, content_text="x"
+                )
+            ],
+        ),
+        equals(0),
+    ),
+    "interaction_logs.existing_interaction_ids": Case(
+        lambda db, a: interaction_logs.existing_interaction_ids(db, B, [a.correction, a.interaction]), equals(set())
+    ),
+    "consumed_interactions.lock_pending": Case(
+        lambda db, a: consumed_interactions.lock_pending(db, B, [a.correction]), equals(set())
+    ),
+    "consumed_interactions.settle_interactions": Case(
+        lambda db, a: consumed_interactions.settle_interactions(db, B, {a.correction: ("applied", "x")}, at=MOMENT),
+        equals(0),
+    ),
+    "consumed_interactions.fail_pending": Case(
+        lambda db, a: consumed_interactions.fail_pending(db, B, "x", at=MOMENT),
+        equals(1),  # B's own
+    ),
     # the sweeps work across users (OWNERLESS): each one's own conditions, never a user's data to another user
     "conversations.end_silent_conversations": Case(
         lambda db, a: conversations.end_silent_conversations(db, timeout_minutes=10**7, limit=10), equals([])
@@ -438,12 +541,27 @@ CASES: dict[str, Case] = {
     "conversations.ended_conversation_ids": Case(
         lambda db, a: conversations.ended_conversation_ids(db, limit=10), lambda ids: isinstance(ids, list)
     ),
+    "consumed_interactions.users_with_new_interactions": Case(
+        # A's correction is pending (B's was failed above): the sweep names A, never with A's rows
+        lambda db, a: consumed_interactions.users_with_new_interactions(db, ["correction"], limit=10),
+        equals([A]),
+    ),
     "user_sessions.delete_expired_sessions": Case(
         # both users' sessions expired in 2026-03: the sweep deletes B's and A's alike, so it runs on a copy
         lambda db, a: _expire_only_b(db),
         equals(1),
     ),
 }
+
+
+def _b_revision_of(muid: str) -> memory_revisions.NewRevision:
+    return memory_revisions.NewRevision(
+        entity_type=EntityKind.MEMORY_UNIT,
+        entity_id=muid,
+        kind=RevisionKind.CORRECTED,
+        source=RevisionSource(conversation_id=row_id(B, "conv")),
+        after={"content": "overwritten?"},
+    )
 
 
 async def _expire_only_b(db: Executor) -> int:

@@ -18,14 +18,18 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from core.corrections import CorrectionAction, CorrectionDecision
 from core.cycle import Cycle
 from core.errors import PermanentError
 from core.ingestion import IngestionResult, IngestionStatus
 from core.insight import CommunityDraft, InsightResult, InsightStatus, MergeDraft
+from core.recall import RecallWeights
+from core.revisions import RevisionKind, RevisionSource
 from core.vocabulary import NodeLabel
 from settings import Settings
 from store import (
     concept_names,
+    corrections_writes,
     cycle_report_writes,
     cycles,
     forget,
@@ -36,9 +40,12 @@ from store import (
     llm_calls,
     outbox,
     proactive_prompts_writes,
+    projection_refresh,
     projection_source,
     recall,
     reconcile,
+    revise,
+    salience,
     sync,
 )
 from store.cycle_report_writes import CycleWindows, NewCycleReport
@@ -65,6 +72,7 @@ from tests.store.tenants import (
 )
 
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
+B_SOURCE = RevisionSource(conversation_id=row_id(B, "conv"))
 
 
 @dataclass(frozen=True)
@@ -210,7 +218,6 @@ CASES: dict[str, Case] = {
     "projection_source.read_projection_source": Case(
         lambda db, a, s: projection_source.read_projection_source(db, B, max_memory_units=100), no_trace_of_a
     ),
-    "projection_source.stored_vectors": Case(lambda db, a, s: _stored_vectors_of_a(db, a, s), equals({})),
     "ingestion_writes.write_ingestion": Case(
         # B's extraction of A's conversation: refused before anything is written
         lambda db, a, s: ingestion_writes.write_ingestion(
@@ -254,6 +261,9 @@ CASES: dict[str, Case] = {
     "sync.vector_changes": Case(
         lambda db, a, s: sync.vector_changes(db, B, a_ref(a)), lambda changes: changes.upserts == []
     ),
+    "concept_names.stored_texts": Case(
+        lambda db, a, s: concept_names.stored_texts(db, B, s.vector.model_version, [a.concept]), equals({})
+    ),
     "concept_names.nearest": Case(
         # B's nearest names to the vector of A's own memory, of A's concept's type: only B's concepts, if any
         lambda db, a, s: _nearest_for_b(db, a, s),
@@ -265,6 +275,21 @@ CASES: dict[str, Case] = {
         lambda db, a, s: _upsert_for_b_naming_a(db, a, s),
         equals(None),
     ),
+    # salience and the projection's refresh requests
+    "salience.compute_salience": Case(
+        lambda db, a, s: salience.compute_salience(db, B, [a.concept], now=datetime.now(UTC)), equals({})
+    ),
+    "salience.refresh_salience": Case(lambda db, a, s: salience.refresh_salience(db, B, [a.concept]), equals([])),
+    "salience.refresh_touched": Case(
+        lambda db, a, s: salience.refresh_touched(db, B, [outbox.Change(NodeLabel.CONCEPT, a.concept)]), equals([])
+    ),
+    "projection_refresh.get_state": Case(
+        lambda db, a, s: projection_refresh.get_state(db, B), lambda state: state is not None and state.user_id == B
+    ),
+    "projection_refresh.refreshed": Case(
+        lambda db, a, s: projection_refresh.refreshed(db, B, started=datetime.now(UTC)), equals(False)
+    ),
+    "projection_refresh.died": Case(lambda db, a, s: projection_refresh.died(db, B, "boom"), equals(None)),
     "reconcile.expected_graph": Case(lambda db, a, s: reconcile.expected_graph(db, B), no_trace_of_a),
     "reconcile.expected_vectors": Case(lambda db, a, s: reconcile.expected_vectors(db, B), no_trace_of_a),
     "reconcile.graph_drift": Case(lambda db, a, s: reconcile.graph_drift(db, s.graph, B), no_trace_of_a),
@@ -278,8 +303,68 @@ CASES: dict[str, Case] = {
         lambda refs: bool(refs) and no_trace_of_a(refs),
     ),
     "reconcile.user_exists": Case(lambda db, a, s: reconcile.user_exists(db, B), equals(True)),
+    "outbox.pending": Case(
+        lambda db, a, s: outbox.pending(db, "vector", B, NodeLabel.MEMORY_UNIT, [a.memory_unit]), equals(set())
+    ),
+    "revise.revised_by_others": Case(
+        # A's unit has A's revision from A's conversation: B never sees it
+        lambda db, a, s: revise.revised_by_others(db, B, [a.memory_unit], B_SOURCE),
+        equals(set()),
+    ),
+    "revise.revise_units": Case(
+        lambda db, a, s: revise.revise_units(
+            db,
+            B,
+            [revise.UnitChange(a.memory_unit, RevisionKind.CORRECTED, B_SOURCE, lambda state: state)],
+            card_importance=0,
+        ),
+        lambda done: done.missing == {row_id(A, "mu")} and not (done.memory_units or done.revisions),
+    ),
+    "revise.revise_descriptions": Case(
+        lambda db, a, s: revise.revise_descriptions(
+            db, B, [revise.DescriptionChange(a.concept, "overwritten?", RevisionKind.CORRECTED, B_SOURCE)]
+        ),
+        lambda done: not (done.concepts or done.revisions),
+    ),
+    "revise.undo_conversation": Case(
+        lambda db, a, s: revise.undo_conversation(db, B, a.conversation),
+        lambda undone: not (undone.held or undone.changed.revisions or undone.changed.memory_units),
+    ),
+    "revise.as_first_seen": Case(
+        # A's unit and concept, handed in with A's conversation: A's revision of them is never read for B
+        lambda db, a, s: _first_seen_for_b(db, a),
+        lambda seen: seen == "unchanged",
+    ),
+    "revise.forget_units": Case(
+        lambda db, a, s: revise.forget_units(db, B, B_SOURCE, [a.memory_unit]),
+        lambda done: done.missing == {row_id(A, "mu")} and not (done.memory_units or done.revisions),
+    ),
+    "corrections_writes.read_targets": Case(
+        # A's correction handed in as B's: its target (A's unit) is no target of B's
+        lambda db, a, s: _targets_for_b(db, a),
+        lambda targets: (
+            targets.of == {row_id(A, "correction"): None} and not (targets.memory_units or targets.concepts)
+        ),
+    ),
+    "corrections_writes.write_corrections": Case(
+        # decisions naming A's interaction and A's unit: nothing of A's is applied or settled
+        lambda db, a, s: corrections_writes.write_corrections(
+            db,
+            B,
+            [a.correction],
+            [
+                CorrectionDecision(
+                    a.correction, CorrectionAction.REVISE_MEMORY, "x", target_id=a.memory_unit, content="overwritten?"
+                ),
+            ],
+            card_importance=0,
+        ),
+        lambda summary: summary.as_dict() == {"applied": 0, "ignored": 0, "failed": 0, "revisions": 0},
+    ),
     "recall.recall": Case(
-        lambda db, a, s: recall.recall(db, s.graph, s.vector, B, s.query, limit=10),
+        lambda db, a, s: recall.recall(
+            db, s.vector, B, [recall.Query("q", s.query)], weights=RecallWeights(), graph=s.graph, limit=10
+        ),
         lambda found: bool(found) and no_trace_of_a(found),
     ),
     # B's own rows naming A's ids (after the reads above, which would see them): never a way to A's
@@ -289,7 +374,6 @@ CASES: dict[str, Case] = {
         equals(2),
     ),
     "reconcile.record_refs": Case(lambda db, a, s: reconcile.record_refs(db, B, "graph", a_ref(a)), equals(2)),
-    "llm_calls.delete_user_llm_calls": Case(lambda db, a, s: llm_calls.delete_user_llm_calls(db, B), equals(1)),
     # forget-user, last: it erases B (and only B)
     "forget.conversation_ids": Case(lambda db, a, s: forget.conversation_ids(db, B), equals([row_id(B, "conv")])),
     "forget.count_graph": Case(lambda db, a, s: forget.count_graph(s.graph, B), lambda n: n["nodes"] > 0),
@@ -310,6 +394,21 @@ CASES: dict[str, Case] = {
 }
 
 
+async def _first_seen_for_b(db: Executor, a: Rows) -> str:
+    from store.repos import memory_units
+
+    [unit] = await memory_units.list_memory_units(db, A)
+    concepts, units = await revise.as_first_seen(db, B, a.conversation, [], [unit])
+    return "unchanged" if units == [unit] and concepts == [] else f"changed: {units}"
+
+
+async def _targets_for_b(db: Executor, a: Rows) -> Any:
+    from store.repos.consumed_interactions import InteractionRecord
+
+    row = await db.fetchrow("SELECT * FROM interaction_logs WHERE interaction_id = $1", a.correction)
+    return await corrections_writes.read_targets(db, B, [InteractionRecord.from_row(row)])
+
+
 async def _reset_b(db: Executor) -> bool:
     assert isinstance(db, asyncpg.Pool)
     async with db.acquire() as conn, conn.transaction():
@@ -325,14 +424,6 @@ async def _b_material(db: Executor) -> Any:
 async def _b_outgoing_edges(db: Executor) -> Any:
     nodes = {label: await sync.read_records(db, B, label, None) for label in NodeLabel}
     return await sync.outgoing_edges(db, B, nodes)
-
-
-async def _stored_vectors_of_a(db: Executor, a: Rows, s: Stores) -> Any:
-    """B's stored vectors for A's memory unit's item: none (the item of that key is A's)."""
-    source = await projection_source.read_projection_source(db, A, max_memory_units=100)
-    a_items = [item for item in source.items if item.source_entity_id == a.memory_unit]
-    assert a_items, "A's memory unit is not a projection item"
-    return await projection_source.stored_vectors(db, B, s.vector.model_version, a_items)
 
 
 @pytest.fixture

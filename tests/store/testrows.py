@@ -17,6 +17,7 @@ from store.repos import (
     derived_artifacts,
     graph_projections,
     growth_events,
+    interaction_logs,
     knowledge_edges,
     memory_units,
     proactive_prompts,
@@ -28,6 +29,7 @@ from store.repos.concepts import ConceptRecord
 from store.repos.derived_artifacts import DerivedArtifactRecord, NewArtifact
 from store.repos.graph_projections import GraphProjectionRecord
 from store.repos.growth_events import GrowthEventRecord, NewGrowthEvent
+from store.repos.interaction_logs import NewInteraction
 from store.repos.knowledge_edges import KnowledgeEdgeRecord, NewEdge
 from store.repos.memory_units import MemoryUnitRecord, NewMemoryUnit
 from store.repos.proactive_prompts import NewPromptRow, ProactivePromptRecord
@@ -265,3 +267,27 @@ async def create_graph_projection(
     found = await get_graph_projection(db, user_id, projection_id)
     assert found is not None
     return found
+
+
+async def write_interaction(
+    db: Executor,
+    user_id: str,
+    interaction_type: str,
+    *,
+    text: str | None = None,
+    target: tuple[str, str] | None = None,
+    structured: Any = None,
+    at: datetime | None = None,
+) -> str:
+    """An interaction_logs row as the web app writes one; returns its id. `target` is (entity type, entity id)."""
+    row = NewInteraction(
+        interaction_id=new_id(),
+        interaction_type=interaction_type,
+        timestamp=at or utc_now(),
+        target_entity_type=target[0] if target else None,
+        target_entity_id=target[1] if target else None,
+        content_text=text,
+        content_structured=structured,
+    )
+    assert await interaction_logs.insert_interactions(db, user_id, [row]) == 1
+    return row.interaction_id

@@ -200,3 +200,11 @@ export function enqueueIngestion(
   const args: JobArgs["ingest"] = reprocess === undefined ? { conversation_id: conversationId } : { conversation_id: conversationId, reprocess };
   return enqueueJob(redis, "ingest", args, rest);
 }
+
+/** Enqueue the application of a user's new corrections, card feedback and reflections (rows the web app wrote to
+ * `interaction_logs`; docs/contract.md, "The user's corrections"), after inserting them: job id
+ * `apply_corrections:{userId}`, so a second call while it is queued or running enqueues nothing. Without it Orrery's
+ * `corrections_sweep` enqueues the same within a minute. */
+export function enqueueCorrections(redis: RedisLike, userId: string, options: EnqueueOptions = {}): Promise<EnqueueResult> {
+  return enqueueJob(redis, "apply_corrections", { user_id: userId }, options);
+}

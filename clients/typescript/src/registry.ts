@@ -35,6 +35,16 @@ export const ENQUEUE_SCRIPT = "\nlocal ttl = tonumber(ARGV[2])\nlocal score = to
 
 /** Each job's arguments, as its pydantic model validates them. */
 export interface JobArgs {
+  /** Turn a user's new corrections, card feedback and reflections (interaction_logs) into memory revisions, in one LLM call per batch. */
+  "apply_corrections": {
+    /** users.user_id whose new interactions to apply */
+    user_id: string;
+  };
+  /** Enqueue apply_corrections for every user with new corrections, card feedback or reflections. */
+  "corrections_sweep": {
+    /** Users enqueued per run at most. */
+    limit?: number;
+  };
   /** Start the cycle chain (insight → proactive prompts → cycle report → projection) for every due user, */
   "cycle_dispatch": {
     /** Users whose cycle is started per run at most. */
@@ -97,12 +107,17 @@ export interface JobArgs {
     /** Choose the users as at this moment instead of now (a test's clock, or a missed hour). */
     at?: string | null;
   };
-  /** Lay out a user's memory units, concepts, artifacts and communities in 3D (PCA of their embeddings, aligned to the previous projection) with their edges: a user_graph_projections row. */
+  /** Lay out a user's memory units, concepts, artifacts and communities in 3D (PCA of their stored embeddings, aligned to the previous projection) with their edges: a user_graph_projections row. */
   "projection": {
     /** users.user_id */
     user_id: string;
     /** The cycle, by its start; none = the user's current cycle */
     cycle_start?: string | null;
+  };
+  /** Refresh a user's 3D projection from the vectors already stored (the projection's work, for the current cycle), after new entities. */
+  "projection_refresh": {
+    /** users.user_id */
+    user_id: string;
   };
   /** Delete job ledger rows finished longer ago than the retention. */
   "prune_ledger": {
@@ -115,6 +130,11 @@ export interface JobArgs {
     user_id?: string | null;
     /** Record outbox rows for what drifted (false: only report it). */
     repair?: boolean;
+  };
+  /** Recompute every user's concept salience (mentions, recency, connections) as of today, and sync the changed ones. */
+  "salience_refresh": {
+    /** Users read per page (each refreshed in its own transaction). */
+    page?: number;
   };
   /** Enqueue the media job of every attachment still pending (or left processing by a lost run). */
   "sweep_media": {
@@ -151,6 +171,8 @@ export interface JobSpec {
 }
 
 export const JOBS: { readonly [N in JobName]: JobSpec } = {
+  "apply_corrections": {"queue": "batch", "dedupeKey": "apply_corrections:{user_id}", "argsSchema": {"additionalProperties": false, "properties": {"user_id": {"description": "users.user_id whose new interactions to apply", "maxLength": 200, "minLength": 1, "title": "User Id", "type": "string"}}, "required": ["user_id"], "title": "ApplyCorrectionsArgs", "type": "object"}},
+  "corrections_sweep": {"queue": "batch", "dedupeKey": "corrections_sweep", "argsSchema": {"additionalProperties": false, "properties": {"limit": {"default": 500, "description": "Users enqueued per run at most.", "maximum": 10000, "minimum": 1, "title": "Limit", "type": "integer"}}, "title": "CorrectionsSweepArgs", "type": "object"}},
   "cycle_dispatch": {"queue": "batch", "dedupeKey": "cycle_dispatch", "argsSchema": {"additionalProperties": false, "properties": {"limit": {"default": 1000, "description": "Users whose cycle is started per run at most.", "maximum": 100000, "minimum": 1, "title": "Limit", "type": "integer"}}, "title": "CycleDispatchArgs", "type": "object"}},
   "cycle_report": {"queue": "batch", "dedupeKey": null, "argsSchema": {"additionalProperties": false, "description": "The arguments of every step of the chain.", "properties": {"user_id": {"description": "users.user_id", "maxLength": 200, "minLength": 1, "title": "User Id", "type": "string"}, "cycle_start": {"anyOf": [{"format": "date-time", "type": "string"}, {"type": "null"}], "default": null, "description": "The cycle, by its start; none = the user's current cycle", "title": "Cycle Start"}}, "required": ["user_id"], "title": "CycleArgs", "type": "object"}},
   "diag.echo": {"queue": "interactive", "dedupeKey": null, "argsSchema": {"additionalProperties": false, "properties": {"sleep_s": {"default": 0.0, "description": "Sleep this long before answering.", "maximum": 3600, "minimum": 0, "title": "Sleep S", "type": "number"}, "fail_mode": {"default": "none", "enum": ["none", "transient", "permanent", "deferred"], "title": "Fail Mode", "type": "string"}, "fail_attempts": {"default": 1000, "description": "Fail only while attempt <= this (then succeed).", "minimum": 0, "title": "Fail Attempts", "type": "integer"}, "defer_s": {"default": 1.0, "description": "With fail_mode=deferred: run again this much later.", "minimum": 0, "title": "Defer S", "type": "number"}, "mark": {"anyOf": [{"maxLength": 100, "type": "string"}, {"type": "null"}], "default": null, "description": "Count attempts in Redis under orrery:diag:{mark}:\u2026", "title": "Mark"}}, "title": "EchoArgs", "type": "object"}},
@@ -161,8 +183,10 @@ export const JOBS: { readonly [N in JobName]: JobSpec } = {
   "proactive_prompts": {"queue": "batch", "dedupeKey": null, "argsSchema": {"additionalProperties": false, "properties": {"user_id": {"description": "users.user_id", "maxLength": 200, "minLength": 1, "title": "User Id", "type": "string"}, "cycle_start": {"anyOf": [{"format": "date-time", "type": "string"}, {"type": "null"}], "default": null, "description": "The cycle, by its start; none = the user's current cycle", "title": "Cycle Start"}, "daily": {"anyOf": [{"format": "date", "type": "string"}, {"type": "null"}], "default": null, "description": "The daily schedule's run for this day on the user's clock (continues no chain)", "title": "Daily"}}, "required": ["user_id"], "title": "ProactivePromptsArgs", "type": "object"}},
   "proactive_prompts_daily": {"queue": "batch", "dedupeKey": "proactive_prompts_daily", "argsSchema": {"additionalProperties": false, "properties": {"at": {"anyOf": [{"format": "date-time", "type": "string"}, {"type": "null"}], "default": null, "description": "Choose the users as at this moment instead of now (a test's clock, or a missed hour).", "title": "At"}}, "title": "DailyArgs", "type": "object"}},
   "projection": {"queue": "batch", "dedupeKey": null, "argsSchema": {"additionalProperties": false, "description": "The arguments of every step of the chain.", "properties": {"user_id": {"description": "users.user_id", "maxLength": 200, "minLength": 1, "title": "User Id", "type": "string"}, "cycle_start": {"anyOf": [{"format": "date-time", "type": "string"}, {"type": "null"}], "default": null, "description": "The cycle, by its start; none = the user's current cycle", "title": "Cycle Start"}}, "required": ["user_id"], "title": "CycleArgs", "type": "object"}},
+  "projection_refresh": {"queue": "batch", "dedupeKey": "projection_refresh:{user_id}", "argsSchema": {"additionalProperties": false, "properties": {"user_id": {"description": "users.user_id", "maxLength": 200, "minLength": 1, "title": "User Id", "type": "string"}}, "required": ["user_id"], "title": "RefreshArgs", "type": "object"}},
   "prune_ledger": {"queue": "batch", "dedupeKey": "prune_ledger", "argsSchema": {"additionalProperties": false, "properties": {"retention_days": {"anyOf": [{"minimum": 1, "type": "integer"}, {"type": "null"}], "default": null, "description": "Default: ORRERY_LEDGER_RETENTION_DAYS.", "title": "Retention Days"}}, "title": "PruneLedgerArgs", "type": "object"}},
   "reconcile": {"queue": "batch", "dedupeKey": "reconcile", "argsSchema": {"additionalProperties": false, "properties": {"user_id": {"anyOf": [{"maxLength": 200, "minLength": 1, "type": "string"}, {"type": "null"}], "default": null, "description": "Only this user (default: all).", "title": "User Id"}, "repair": {"default": true, "description": "Record outbox rows for what drifted (false: only report it).", "title": "Repair", "type": "boolean"}}, "title": "ReconcileArgs", "type": "object"}},
+  "salience_refresh": {"queue": "batch", "dedupeKey": "salience_refresh", "argsSchema": {"additionalProperties": false, "properties": {"page": {"default": 500, "description": "Users read per page (each refreshed in its own transaction).", "maximum": 100000, "minimum": 1, "title": "Page", "type": "integer"}}, "title": "SalienceRefreshArgs", "type": "object"}},
   "sweep_media": {"queue": "interactive", "dedupeKey": "sweep_media", "argsSchema": {"additionalProperties": false, "properties": {"limit": {"default": 500, "description": "Media jobs enqueued per run at most.", "maximum": 10000, "minimum": 1, "title": "Limit", "type": "integer"}}, "title": "SweepMediaArgs", "type": "object"}},
   "sweep_timeouts": {"queue": "interactive", "dedupeKey": "sweep_timeouts", "argsSchema": {"additionalProperties": false, "properties": {"timeout_minutes": {"anyOf": [{"exclusiveMinimum": 0, "type": "number"}, {"type": "null"}], "default": null, "description": "Default: ORRERY_CONVERSATION_TIMEOUT_MINUTES.", "title": "Timeout Minutes"}, "limit": {"default": 500, "description": "Conversations ended and enqueued per run at most.", "maximum": 10000, "minimum": 1, "title": "Limit", "type": "integer"}}, "title": "SweepTimeoutsArgs", "type": "object"}},
   "sync_stores": {"queue": "batch", "dedupeKey": "sync:{store}", "argsSchema": {"additionalProperties": false, "properties": {"store": {"description": "Which derived store to bring up to date.", "enum": ["graph", "vector"], "title": "Store", "type": "string"}, "max_rows": {"default": 100000, "description": "Stop after this many rows (the rest waits).", "maximum": 10000000, "minimum": 1, "title": "Max Rows", "type": "integer"}}, "required": ["store"], "title": "SyncArgs", "type": "object"}},

@@ -41,7 +41,8 @@ MOMENT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Memory:
-    """One user's sample graph: two memory units, three concepts, a community, an artifact and their links."""
+    """One user's sample graph: two memory units, three concepts, a community, an artifact, two revisions and their
+    links."""
 
     user_id: str
     nodes: tuple[GraphNode, ...]
@@ -77,6 +78,8 @@ def make_memory(user_id: str) -> Memory:
         node(CONCEPT, "c3", name="Berlin", type="place", status="active"),
         node(NodeLabel.COMMUNITY, "k1", name="Family"),
         node(NodeLabel.DERIVED_ARTIFACT, "d1", artifact_type="insight_summary", title="Running as connection"),
+        node(NodeLabel.REVISION, "r1", kind="retold", entity_type="MemoryUnit", created_at=MOMENT),
+        node(NodeLabel.REVISION, "r2", kind="updated", entity_type="Concept", source_conversation_id="conv-2"),
     )
     refs = {n.key.split("-")[0] if n.label is not NodeLabel.USER else "user": n.ref for n in nodes}
 
@@ -107,6 +110,8 @@ def make_memory(user_id: str) -> Memory:
         edge("c1", StructuralRelationshipType.BELONGS_TO_COMMUNITY, "k1", 1.0),
         edge("d1", StructuralRelationshipType.DERIVED_FROM, "m1", 1.0),
         edge("d1", StructuralRelationshipType.DERIVED_FROM, "c1", 1.0),
+        edge("r1", StructuralRelationshipType.REVISES, "m1", 1.0),
+        edge("r2", StructuralRelationshipType.REVISES, "c1", 1.0),
     )
     return Memory(user_id, nodes, edges)
 
@@ -188,7 +193,7 @@ class TestGraphStoreContract:
         await graph.apply(a.user_id, a.batch)
         assert (await snapshot(graph, a.user_id), await graph.neighbourhood(a.user_id, a.ref("c2"), 2)) == first
         assert await graph.counts(a.user_id) == GraphCounts.of(
-            {"User": 1, "MemoryUnit": 2, "Concept": 3, "DerivedArtifact": 1, "Community": 1},
+            {"User": 1, "MemoryUnit": 2, "Concept": 3, "DerivedArtifact": 1, "Community": 1, "Revision": 2},
             {
                 "MENTIONS": 3,
                 "HIGHLIGHTS": 1,
@@ -196,6 +201,7 @@ class TestGraphStoreContract:
                 "INSPIRES": 1,
                 "BELONGS_TO_COMMUNITY": 1,
                 "DERIVED_FROM": 2,
+                "REVISES": 2,
             },
         )
 

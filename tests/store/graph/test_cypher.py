@@ -135,7 +135,7 @@ async def test_the_server_has_the_seeds_constraints_and_indexes() -> None:
         indexes = {r["name"]: (r["labelsOrTypes"], r["properties"]) for r in records}
     finally:
         await store.close()
-    for statement in cypher.SCHEMA:
+    for statement in (*cypher.SCHEMA, *cypher.ADDED_SCHEMA):
         match = re.search(
             r"(CONSTRAINT|INDEX) (\w+) IF NOT EXISTS FOR \(n:(\w+)\) (?:REQUIRE|ON) \(?n\.(\w+)", statement.text
         )

@@ -76,6 +76,7 @@ SAMPLE_VALUES: dict[str, Any] = {
 def adapter_statements() -> dict[str, Statement]:
     """Every statement the adapter can send, by a name that says how it was built."""
     found = {f"SCHEMA[{n}]": statement for n, statement in enumerate(cypher.SCHEMA)}
+    found |= {f"ADDED_SCHEMA[{n}]": statement for n, statement in enumerate(cypher.ADDED_SCHEMA)}
     found |= {name: getattr(cypher, name) for name in FIXED}
     for label in NodeLabel:
         found |= {f"{build.__name__}({label})": build(label) for build in PER_LABEL}
@@ -172,8 +173,8 @@ def lint() -> dict[str, list[dict[str, Any]]]:
 
 def test_every_statement_the_adapter_can_send_passes_neo4js_front_end(lint: dict[str, list[dict[str, Any]]]) -> None:
     statements = adapter_statements()
-    # 13 DDL, 3 fixed, 7 per label, 1 per source label, 3 per relationship type and pair of labels it joins
-    assert len(statements) == 13 + 3 + 7 * 5 + 3 + 3 * (17 * 4 + 1 + 1 + 3)
+    # 13 + 2 DDL, 3 fixed, 7 per label, 1 per source label, 3 per relationship type and pair of labels it joins
+    assert len(statements) == 13 + 2 + 3 + 7 * 6 + 4 + 3 * (17 * 4 + 1 + 1 + 3 + 2)
     reported = {
         f"{name} [{result['version']}]: {statements[name].text}": result["diagnostics"]
         for name in statements
@@ -184,7 +185,8 @@ def test_every_statement_the_adapter_can_send_passes_neo4js_front_end(lint: dict
     assert all(lint[name][0]["version"] == CYPHER_5 for name in statements)
     as_cypher_25 = {name.split("(")[0] for name in statements if len(lint[name]) == 2}
     builders = (*PER_LABEL, *PER_SOURCE_LABEL, *PER_SHAPE)
-    assert as_cypher_25 == {f"SCHEMA[{n}]" for n in range(13)} | set(FIXED) | {b.__name__ for b in builders}
+    ddl = {f"SCHEMA[{n}]" for n in range(13)} | {f"ADDED_SCHEMA[{n}]" for n in range(2)}
+    assert as_cypher_25 == ddl | set(FIXED) | {b.__name__ for b in builders}
 
 
 @pytest.mark.parametrize("case", list(BAD))

@@ -192,6 +192,30 @@ class TestVectorStoreContract:
         assert await store.fingerprints(alice) == expected
         assert await store.fingerprints(alice, CONCEPT) == {k: v for k, v in expected.items() if k[0] is CONCEPT}
 
+    async def test_stored_vectors_are_the_vectors_written_with_what_they_were_made_from(
+        self, store: VectorStore, embedder: LocalEmbedder, alice: str, bob: str, alice_items: list[KnowledgeItem]
+    ) -> None:
+        """What the dispatcher reuses and the projection lays out: the vector as written (float32), the item's
+        content and embedding hashes; another user's items, unknown keys and another model's vectors left out."""
+        written = await embedded(embedder, alice_items[:2])
+        keys = [item.key for item in alice_items[:2]]
+        stranger = knowledge(alice, MU, "never stored", "nothing", 9)
+        found = await store.stored_vectors(alice, [*keys, stranger.key])
+        assert set(found) == set(keys)
+        for entry in written:
+            stored = found[entry.item.key]
+            assert (stored.content_hash, stored.embedding_hash) == (entry.item.content_hash, entry.item.embedding_hash)
+            assert len(stored.vector) == embedder.dimension
+            assert max(abs(a - b) for a, b in zip(stored.vector, entry.vector, strict=True)) < 1e-6
+        assert await store.stored_vectors(bob, keys) == {}  # Bob asking for Alice's keys
+        assert await store.stored_vectors(alice, []) == {}
+        # only the importance moves: the content hash changes, the embedding hash (and so the vector) does not
+        salient = replace(alice_items[0], importance_score=0.9)
+        assert salient.embedding_hash == alice_items[0].embedding_hash != salient.content_hash
+        await store.upsert([VectorItem(salient, written[0].vector, embedder.model_version)])
+        again = (await store.stored_vectors(alice, [salient.key]))[salient.key]
+        assert (again.content_hash, again.embedding_hash) == (salient.content_hash, salient.embedding_hash)
+
     async def test_a_small_user_next_to_a_big_one_gets_all_their_items(
         self, store: VectorStore, embedder: LocalEmbedder, alice: str, bob: str, alice_items: list[KnowledgeItem]
     ) -> None:

@@ -47,7 +47,7 @@ def test_the_copy_is_the_seeds_class() -> None:
 
 def test_every_seed_property_is_created_by_the_documented_mapping() -> None:
     created = {p._to_dict()["name"]: p._to_dict() for p in PROPERTIES}
-    assert list(created) == [p["name"] for p in SEED_CLASS["properties"]] + ["contentHash"]
+    assert list(created) == [p["name"] for p in SEED_CLASS["properties"]] + ["contentHash", "embeddingHash"]
     for seed in SEED_CLASS["properties"]:
         ours = created[seed["name"]]
         (seed_type,) = seed["dataType"]
