@@ -35,7 +35,7 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
     ):
         assert re.search(rf"{kind}\s.*{re.escape(about)}", history), history
     # the growth cycle: insight, proactive prompts and the cycle report made one call each; stores synced
-    assert "LLM: 11 calls" in first.stdout and "Cycle report:" in first.stdout
+    assert re.findall(r"LLM: \d+ calls", first.stdout) == ["LLM: 14 calls"] and "Cycle report:" in first.stdout
     assert "Proactive prompts (" in first.stdout and "Communities (" in first.stdout
     assert "(outbox backlog 0)" in first.stdout and "3D projection of 0 nodes" not in first.stdout
     assert "Recall:" in first.stdout and "similar to the query" in first.stdout
@@ -53,7 +53,7 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
         before = await conn.fetchval("SELECT count(*) FROM memory_units")
         second = run_cli("demo", env=env, timeout=300)
         assert second.returncode == 0, second.stdout + second.stderr
-        assert "nothing to ingest" in second.stdout and "LLM: 11 calls" in second.stdout
+        assert "nothing to ingest" in second.stdout and "LLM: 14 calls" in second.stdout
         assert "later conversation" not in second.stdout and "from the web app" not in second.stdout
         assert "growth cycle: already reported" in second.stdout
         assert await conn.fetchval("SELECT count(*) FROM memory_units") == before == 15 + 5
