@@ -311,7 +311,7 @@ async def test_insight_is_grounded_in_a_memory_from_before_the_cycle(
     assert old is not None
     cycle_start = user.last_cycle_started_at or user.created_at
     await pool.execute(
-        "UPDATE memory_units SET creation_ts = $3 WHERE user_id = $1 AND muid = $2",
+        "UPDATE memory_units SET creation_ts = $3, ingestion_ts = $3 WHERE user_id = $1 AND muid = $2",
         user_id,
         old["muid"],
         to_db(cycle_start - timedelta(days=120)),
