@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.ingestion import ForwardContext
 from core.media import FailureCode, MediaFailure, MediaKind, MediaReading, MediaStatus, ReadingMethod
-from core.vocabulary import EntityKind, GrowthDimension
+from core.vocabulary import EntityKind, GrowthDimension, PromptStatus
 from store.context import TurnContextPackage, turn_context_key
 from store.ingestion_writes import GROWTH_SOURCE
 from store.repos.conversations import CONVERSATION_STATUSES
@@ -57,13 +57,28 @@ class GrowthEventDetails(_Shape):
     source_conversation_id: str
 
 
+class PackagedPrompt(_Shape):
+    """One proactive prompt of the package: pending when the package was written, and deliverable until
+    `expires_at`. The web app claims it before the companion asks it (see "Proactive prompts")."""
+
+    prompt_id: str = Field(description="proactive_prompts.prompt_id, the row the web app marks delivered/answered")
+    prompt_text: str
+    priority: int = Field(description="Higher first; the list is already in delivery order")
+    created_at: str = Field(description="ISO 8601 with offset (UTC)")
+    expires_at: str = Field(description="ISO 8601 with offset (UTC); never ask it after this")
+
+
 class NextConversationContextPackage(ForwardContext):
     """users.next_conversation_context_package: what the companion should know at the start of the next
-    conversation; replaced by an ingestion only when its conversation started later than the package's."""
+    conversation; replaced by an ingestion only when its conversation started later than the package's.
+    `proactive_prompts` is refreshed whenever prompts are written or expire (other keys kept)."""
 
     source_conversation_id: str
     source_conversation_start_time: str = Field(description="ISO 8601 with offset (UTC)")
     generated_at: str = Field(description="ISO 8601 with offset (UTC)")
+    proactive_prompts: list[PackagedPrompt] = Field(
+        description="The best pending prompts (at most 3), in delivery order; never an expired one"
+    )
 
 
 class ConversationFailure(_Shape):
@@ -87,6 +102,14 @@ MEDIA_STATUS_OWNERS: dict[str, str] = {
     MediaStatus.PROCESSED: "Orrery, with what was read in `metadata.reading`",
     MediaStatus.FAILED: "Orrery, when the file cannot be read or its job gives up (`metadata.failure`); "
     "`reprocess=true` may read it again",
+}
+
+PROMPT_STATUS_OWNERS: dict[str, str] = {
+    PromptStatus.PENDING: "Orrery, when it writes the prompt; only a pending prompt enters the package",
+    PromptStatus.DELIVERED: "the web app, with `delivered_at`, when the companion asks it (only from `pending`)",
+    PromptStatus.ANSWERED: "the web app, when the user replies to it (only from `delivered`)",
+    PromptStatus.EXPIRED: "Orrery, when it was not delivered before `metadata.expires_at` "
+    "(`ORRERY_PROACTIVE_PROMPT_EXPIRY_DAYS` after it was written)",
 }
 
 CARD_TYPES: dict[str, tuple[EntityKind, type[BaseModel]]] = {
@@ -128,6 +151,11 @@ def blocks() -> dict[str, str]:
     card_shapes = "\n\n".join(f"`{shape.__name__}`:\n\n{_schema_block(shape)}" for _, shape in CARD_TYPES.values())
     if set(MediaStatus) ^ set(MEDIA_STATUS_OWNERS):
         raise ValueError("media statuses without an owner line (or owners of unknown statuses)")
+    if set(PromptStatus) ^ set(PROMPT_STATUS_OWNERS):
+        raise ValueError("prompt statuses without an owner line (or owners of unknown statuses)")
+    prompt_statuses = ["| status | set by |", "|---|---|"] + [
+        f"| `{status.value}` | {PROMPT_STATUS_OWNERS[status]} |" for status in PromptStatus
+    ]
     media_statuses = ["| processing_status | set by |", "|---|---|"] + [
         f"| `{status.value}` | {MEDIA_STATUS_OWNERS[status]} |" for status in MediaStatus
     ]
@@ -144,6 +172,7 @@ def blocks() -> dict[str, str]:
         _schema_block(MediaFailure),
     ]
     return {
+        "prompt-statuses": "\n".join(prompt_statuses),
         "media-statuses": "\n".join(media_statuses),
         "media-metadata": "\n".join(media),
         "attachment-wait": _schema_block(AttachmentWait),

@@ -72,6 +72,17 @@ class EntityKind(StrEnum):
     CONCEPT = "Concept"
 
 
+class PromptStatus(StrEnum):
+    """proactive_prompts.status. Orrery writes `pending` (a new prompt) and `expired` (nobody delivered it in time);
+    the web app writes `delivered` (with delivered_at, when the companion asks it) and `answered` (the user replied).
+    docs/contract.md says which statement the web app runs for each."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    ANSWERED = "answered"
+    EXPIRED = "expired"
+
+
 _PUNCTUATION_OR_SPACE = re.compile(r"[\W_]+", re.UNICODE)
 
 

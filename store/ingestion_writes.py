@@ -23,6 +23,7 @@ from core.ingestion import EntityRef, IngestionResult, IngestionStatus, MemoryUn
 from core.vocabulary import EntityKind, NodeLabel
 from store import outbox
 from store.postgres import Executor
+from store.proactive_prompts_writes import packaged_prompts
 from store.repos import (
     cards,
     concepts,
@@ -126,6 +127,7 @@ async def write_ingestion(
                     "source_conversation_id": conversation_id,
                     "source_conversation_start_time": conversation.start_time.isoformat(),
                     "generated_at": datetime.now(UTC).isoformat(),
+                    "proactive_prompts": await packaged_prompts(conn, user_id, now=datetime.now(UTC)),
                 }
             if summary.concepts_created or package is not None:
                 await users.record_ingestion(

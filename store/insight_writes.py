@@ -36,6 +36,7 @@ from core.vocabulary import EntityKind, NodeLabel, normalize_concept_name
 from store import outbox
 from store.cycles import lock_current_cycle
 from store.postgres import Executor
+from store.proactive_prompts_writes import packaged_prompts
 from store.repos import (
     cards,
     communities,
@@ -106,15 +107,20 @@ async def write_insight(db: Executor, result: InsightResult) -> InsightWriteSumm
             user_id,
             memory_profile=result.memory_profile,
             knowledge_graph_schema=result.knowledge_graph_schema,
-            next_context=_next_context(result, user.next_conversation_context_package),
+            next_context=_next_context(
+                result,
+                user.next_conversation_context_package,
+                await packaged_prompts(conn, user_id, now=datetime.now(UTC)),
+            ),
         )
         await outbox.record_changes(conn, user_id, changed)  # the graph and vector stores follow this commit
     return summary
 
 
-def _next_context(result: InsightResult, current: Any) -> dict[str, Any] | None:
-    """The package for the user's next conversation, unless a conversation newer than the cycle's latest one has
-    already written its own since the material was read (ingestion's rule: the newest conversation's outlook wins)."""
+def _next_context(result: InsightResult, current: Any, prompts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The package for the user's next conversation (with the deliverable `prompts`), unless a conversation newer
+    than the cycle's latest one has already written its own since the material was read (ingestion's rule: the
+    newest conversation's outlook wins). Only the keys docs/contract.md documents: the web app reads it."""
     latest = result.latest_conversation
     if result.next_context is None or latest is None:
         return None
@@ -128,11 +134,10 @@ def _next_context(result: InsightResult, current: Any) -> dict[str, Any] | None:
             return None
     return {
         **result.next_context.model_dump(mode="json"),
-        "source": GENERATED_BY,
-        "cycle_start": result.cycle_start.isoformat(),
         "source_conversation_id": latest.conversation_id,
         "source_conversation_start_time": latest.start_time.isoformat(),
         "generated_at": datetime.now(UTC).isoformat(),
+        "proactive_prompts": prompts,
     }
 
 
