@@ -171,8 +171,7 @@ async def _adopt_public_schema(conn: asyncpg.Connection, pending: list[Migration
     public = [m for m in pending if m.version in PUBLIC_MIGRATIONS]
     if not public or await conn.fetchval("SELECT to_regclass('public.users')") is None:
         return []
-    live = {name: table for name, table in (await live_tables(conn)).items() if name != "_prisma_migrations"}
-    drift = schema_differences(load_expected_tables(), live)
+    drift = schema_differences(load_expected_tables(), await live_tables(conn))
     if drift:
         raise MigrationError(
             "the public schema exists but was not created by Orrery, and it differs from store/schema.prisma: "

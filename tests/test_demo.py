@@ -22,7 +22,8 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
     assert "Memory units (12)" in first.stdout and "Next conversation opens with" in first.stdout
     # the growth cycle: insight, proactive prompts and the cycle report made one call each; stores synced
     assert "LLM: 9 calls" in first.stdout and "Cycle report:" in first.stdout
-    assert "Proactive prompts (" in first.stdout and "Communities (" in first.stdout
+    assert "Proactive prompts in the next-conversation package (" in first.stdout and "Communities (" in first.stdout
+    assert "The web app delivers: " in first.stdout  # the package's first prompt, claimed as the contract says
     assert "(outbox backlog 0)" in first.stdout and "3D projection of 0 nodes" not in first.stdout
     assert "Recall:" in first.stdout and "similar to the query" in first.stdout
     # the user's id, which the closing hints use, and hints that run from a fresh clone (issue 21, item 6); no
@@ -39,6 +40,9 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
         assert second.returncode == 0, second.stdout + second.stderr
         assert "nothing to ingest" in second.stdout and "LLM: 9 calls" in second.stdout
         assert "growth cycle: already reported" in second.stdout
+        assert "The web app delivered already (an earlier run): " in second.stdout
+        delivered = await conn.fetch("SELECT delivered_at FROM proactive_prompts WHERE status = 'delivered'")
+        assert len(delivered) == 1 and delivered[0]["delivered_at"] is not None
         assert await conn.fetchval("SELECT count(*) FROM memory_units") == before == 12
         assert await conn.fetchval("SELECT count(*) FROM runtime.job_runs WHERE state <> 'succeeded'") == 0
     finally:
