@@ -72,6 +72,32 @@ class EntityKind(StrEnum):
     CONCEPT = "Concept"
 
 
+class AgentName(StrEnum):
+    """The agents by the names Orrery writes into rows: growth_events.source, derived_artifacts.generated_by_agent,
+    proactive_prompts.source_agent (docs/contract.md lists where each appears)."""
+
+    INGESTION = "IngestionAgent"
+    INSIGHT = "InsightAgent"
+    PROACTIVE_PROMPTS = "ProactivePromptAgent"
+    CYCLE_REPORT = "CycleReportAgent"
+    MEDIA = "MediaAgent"
+
+
+GROWTH_SOURCES = (AgentName.INGESTION, AgentName.INSIGHT)
+"""The agents that write growth events (growth_events.source)."""
+
+
+class ArtifactType(StrEnum):
+    """derived_artifacts.artifact_type, the seed's values (V9.7; V9.1 adds goal_achievement_story, which no agent
+    writes yet), and the card_type of an artifact's card. An insight's finer kind (pattern, tension, breakthrough)
+    is in content_data.insight_kind."""
+
+    INSIGHT_SUMMARY = "insight_summary"
+    CYCLE_REPORT = "cycle_report"
+    TROPHY = "trophy"
+    GOAL_ACHIEVEMENT_STORY = "goal_achievement_story"
+
+
 class PromptStatus(StrEnum):
     """proactive_prompts.status. Orrery writes `pending` (a new prompt) and `expired` (nobody delivered it in time);
     the web app writes `delivered` (with delivered_at, when the companion asks it) and `answered` (the user replied).

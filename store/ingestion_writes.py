@@ -20,7 +20,7 @@ from typing import Any
 
 from core.errors import PermanentError
 from core.ingestion import EntityRef, IngestionResult, IngestionStatus, MemoryUnitDraft
-from core.vocabulary import EntityKind, NodeLabel
+from core.vocabulary import AgentName, EntityKind, NodeLabel
 from store import outbox
 from store.postgres import Executor
 from store.proactive_prompts_writes import packaged_prompts
@@ -43,7 +43,7 @@ from store.repos.knowledge_edges import NewEdge
 from store.repos.memory_units import NewMemoryUnit
 
 MEMORY_UNIT_NAMESPACE = uuid.UUID("6f1d1f57-8d1e-4a53-9a51-3f0c2d7e9b10")
-GROWTH_SOURCE = "ingestion"
+GROWTH_SOURCE = AgentName.INGESTION.value
 
 
 @dataclass(frozen=True)

@@ -201,10 +201,15 @@ async def _write_artifacts(
             artifact_id=insight_row_id(result.cycle, f"artifact:{draft.key}")
             if draft.key != "insight_summary"
             else summary_artifact_id(result.cycle),
-            artifact_type=draft.artifact_type.value,
+            artifact_type=draft.artifact_type.stored_type.value,
             title=draft.title,
             content_narrative=draft.narrative,
-            content_data={**stamp, "source_memory_unit_ids": unit_ids, "source_concept_ids": concept_ids},
+            content_data={
+                **stamp,
+                "insight_kind": draft.artifact_type.value,
+                "source_memory_unit_ids": unit_ids,
+                "source_concept_ids": concept_ids,
+            },
             source_memory_unit_id=unit_ids[0] if unit_ids else None,
             source_concept_id=concept_ids[0] if concept_ids else None,
         )
@@ -225,6 +230,7 @@ async def _write_artifacts(
                     "title": a.title,
                     "preview": (a.content_narrative or "")[:280],
                     "artifact_type": a.artifact_type,
+                    "insight_kind": (a.content_data or {}).get("insight_kind"),
                 },
             )
             for a in inserted

@@ -5,6 +5,7 @@ and answer a prompt once."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -15,7 +16,7 @@ from store.repos import proactive_prompts, users
 from tests.store import testrows
 
 NOW = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
-PACKAGE = {
+PACKAGE: dict[str, Any] = {
     "proactive_greeting": "Welcome back!",
     "unresolved_topics": [],
     "suggested_focus": None,
