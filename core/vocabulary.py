@@ -44,6 +44,8 @@ class StructuralRelationshipType(StrEnum):
     MENTIONS = "MENTIONS"  # MemoryUnit -> Concept
     BELONGS_TO_COMMUNITY = "BELONGS_TO_COMMUNITY"  # Concept -> Community
     DERIVED_FROM = "DERIVED_FROM"  # DerivedArtifact -> its sources (MemoryUnit, Concept, DerivedArtifact)
+    AUTHORED_BY = "AUTHORED_BY"  # MemoryUnit -> the User whose memory it is
+    MERGED_INTO = "MERGED_INTO"  # Concept -> the concept it was merged into (concepts.merged_into_concept_id)
 
 
 class NodeLabel(StrEnum):

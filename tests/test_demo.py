@@ -8,6 +8,7 @@ from pathlib import Path
 import asyncpg
 
 from tests.cli.runner import invocation_here, run_cli
+from tests.interop.contract_values import undocumented_values
 
 
 async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
@@ -17,9 +18,9 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
     first = run_cli("demo", env=env, timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "scripted sample answers" in first.stdout  # labelled: no model produced this
-    assert "1 silent conversation(s) ended; 7 ingestion job(s) queued" in first.stdout
-    assert "ingested 7 conversation(s)" in first.stdout
-    assert "Memory units (12)" in first.stdout and "Next conversation opens with" in first.stdout
+    assert "1 silent conversation(s) ended; 8 ingestion job(s) queued" in first.stdout
+    assert "ingested 8 conversation(s)" in first.stdout
+    assert "Memory units (14)" in first.stdout and "Next conversation opens with" in first.stdout
     # the growth cycle: insight, proactive prompts and the cycle report made one call each; stores synced
     assert "LLM: 9 calls" in first.stdout and "Cycle report:" in first.stdout
     assert "Proactive prompts in the next-conversation package (" in first.stdout and "Communities (" in first.stdout
@@ -35,6 +36,7 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
 
     conn = await asyncpg.connect(database_url)
     try:
+        assert await undocumented_values(conn) == []  # every value the web app reads is one the contract lists
         before = await conn.fetchval("SELECT count(*) FROM memory_units")
         second = run_cli("demo", env=env, timeout=300)
         assert second.returncode == 0, second.stdout + second.stderr
@@ -43,7 +45,7 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
         assert "The web app delivered already (an earlier run): " in second.stdout
         delivered = await conn.fetch("SELECT delivered_at FROM proactive_prompts WHERE status = 'delivered'")
         assert len(delivered) == 1 and delivered[0]["delivered_at"] is not None
-        assert await conn.fetchval("SELECT count(*) FROM memory_units") == before == 12
+        assert await conn.fetchval("SELECT count(*) FROM memory_units") == before == 14
         assert await conn.fetchval("SELECT count(*) FROM runtime.job_runs WHERE state <> 'succeeded'") == 0
     finally:
         await conn.close()

@@ -100,6 +100,8 @@ ENDPOINTS: dict[EdgeType, tuple[frozenset[NodeLabel], frozenset[NodeLabel]]] = {
         frozenset({NodeLabel.DERIVED_ARTIFACT}),
         frozenset({NodeLabel.MEMORY_UNIT, NodeLabel.CONCEPT, NodeLabel.DERIVED_ARTIFACT}),
     ),
+    StructuralRelationshipType.AUTHORED_BY: (frozenset({NodeLabel.MEMORY_UNIT}), frozenset({NodeLabel.USER})),
+    StructuralRelationshipType.MERGED_INTO: (frozenset({NodeLabel.CONCEPT}), frozenset({NodeLabel.CONCEPT})),
 }
 """Which labels each relationship type joins (source labels, target labels)."""
 
