@@ -108,8 +108,7 @@ def make_memory(user_id: str) -> Memory:
         edge("d1", StructuralRelationshipType.DERIVED_FROM, "m1", 1.0),
         edge("d1", StructuralRelationshipType.DERIVED_FROM, "c1", 1.0),
         edge("m1", StructuralRelationshipType.AUTHORED_BY, "user", 1.0),
-        edge("m2", StructuralRelationshipType.AUTHORED_BY, "user", 1.0),
-        edge("c3", StructuralRelationshipType.MERGED_INTO, "c1", 1.0),  # not a weight of the concept graph
+        edge("c2", StructuralRelationshipType.MERGED_INTO, "c1", 1.0),  # not a weight of the concept graph
     )
     return Memory(user_id, nodes, edges)
 
@@ -199,7 +198,7 @@ class TestGraphStoreContract:
                 "INSPIRES": 1,
                 "BELONGS_TO_COMMUNITY": 1,
                 "DERIVED_FROM": 2,
-                "AUTHORED_BY": 2,
+                "AUTHORED_BY": 1,
                 "MERGED_INTO": 1,
             },
         )
