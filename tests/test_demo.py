@@ -21,8 +21,9 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
     assert "1 silent conversation(s) ended; 8 ingestion job(s) queued" in first.stdout
     assert "ingested 8 conversation(s)" in first.stdout
     assert "Memory units (14)" in first.stdout and "Next conversation opens with" in first.stdout
-    # the growth cycle: insight, proactive prompts and the cycle report made one call each; stores synced
-    assert "LLM: 9 calls" in first.stdout and "Cycle report:" in first.stdout
+    # 8 ingestions, an attachment read by a model, and the growth cycle's insight, proactive prompts and cycle
+    # report one call each; stores synced
+    assert "LLM: 12 calls" in first.stdout and "Cycle report:" in first.stdout
     assert "Proactive prompts in the next-conversation package (" in first.stdout and "Communities (" in first.stdout
     assert "The web app delivers: " in first.stdout  # the package's first prompt, claimed as the contract says
     assert "(outbox backlog 0)" in first.stdout and "3D projection of 0 nodes" not in first.stdout
@@ -40,7 +41,7 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
         before = await conn.fetchval("SELECT count(*) FROM memory_units")
         second = run_cli("demo", env=env, timeout=300)
         assert second.returncode == 0, second.stdout + second.stderr
-        assert "nothing to ingest" in second.stdout and "LLM: 9 calls" in second.stdout
+        assert "nothing to ingest" in second.stdout and "LLM: 12 calls" in second.stdout
         assert "growth cycle: already reported" in second.stdout
         assert "The web app delivered already (an earlier run): " in second.stdout
         delivered = await conn.fetch("SELECT delivered_at FROM proactive_prompts WHERE status = 'delivered'")
