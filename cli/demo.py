@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.common import CommandError, backends, console, describe_backends, invocation, run_async, settings
-from cli.demo_cycle import RECALL_QUERY, load_cycle, render_cycle
+from cli.demo_cycle import RECALL_QUERY, deliver_first_prompt, load_cycle, render_cycle
 from cli.demo_report import load_report, render_report
 from jobs.catalog import JOBS
 from jobs.corrections import APPLY_CORRECTIONS
@@ -114,7 +114,9 @@ async def _demo(cfg: Settings, found: Backends, concurrency: int, scripted: bool
         await _run_cycle(pool, redis, found, [seeded.user_id, other.user_id], concurrency, scripted)
         render_report(console, await load_report(pool, seeded.user_id))
         await _other_report(pool, other.email, other.user_id)
-        render_cycle(console, await load_cycle(pool, seeded.user_id, await _recall(cfg, pool, seeded.user_id)))
+        delivery = await deliver_first_prompt(pool, seeded.user_id)  # as the web app does at the next conversation
+        recalled = await _recall(cfg, pool, seeded.user_id)
+        render_cycle(console, await load_cycle(pool, seeded.user_id, recalled, delivery))
         llm = "ORRERY_LLM=scripted " if scripted else ""
         user = seeded.user_id
         console.print('Next (README.md, "Walkthrough"):', highlight=False)

@@ -14,13 +14,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.insight.schema import ProfileOutput
 from core.corrections import CARD_TARGET, CardFeedback, InteractionType
 from core.ingestion import ForwardContext
+from core.insight import InsightArtifactType
 from core.media import FailureCode, MediaFailure, MediaKind, MediaReading, MediaStatus, ReadingMethod
 from core.revisions import RevisionKind
-from core.vocabulary import EntityKind, GrowthDimension
+from core.vocabulary import GROWTH_SOURCES, AgentName, ArtifactType, EntityKind, GrowthDimension, PromptStatus
 from store.context import TurnContextPackage, turn_context_key
-from store.ingestion_writes import GROWTH_SOURCE
 from store.repos.conversations import CONVERSATION_STATUSES
 
 
@@ -42,6 +43,30 @@ class MemoryCardDisplay(_Shape):
     title: str
     preview: str = Field(description="The first 280 characters of the memory's content")
     importance: float = Field(ge=1, le=10)
+
+
+class ArtifactCardDisplay(_Shape):
+    """cards.display_data of an insight's card (`insight_summary`, `trophy`)."""
+
+    title: str
+    preview: str = Field(description="The first 280 characters of the narrative")
+    artifact_type: ArtifactType
+    insight_kind: InsightArtifactType
+
+
+class ReportCardDisplay(_Shape):
+    """cards.display_data of a `cycle_report` card."""
+
+    title: str
+    preview: str = Field(description="The first 280 characters of the report's narrative")
+
+
+class MemoryProfile(ProfileOutput):
+    """users.memory_profile, written by each cycle's insight (replaced whole)."""
+
+    updated_at: str = Field(description="ISO 8601 with offset (UTC)")
+    cycle_start: str = Field(description="ISO 8601 with offset (UTC): the cycle that wrote it")
+    source: AgentName = Field(description="Always `InsightAgent`")
 
 
 class MemoryUnitMetadata(_Shape):
@@ -106,19 +131,36 @@ REVISION_KINDS: dict[RevisionKind, str] = {
 
 
 class GrowthEventDetails(_Shape):
-    """growth_events.details."""
+    """growth_events.details: `source_conversation_id` when ingestion wrote it (source `IngestionAgent`),
+    `cycle_start` when a cycle's insight did (source `InsightAgent`)."""
 
     rationale: str
-    source_conversation_id: str
+    source_conversation_id: str | None = None
+    cycle_start: str | None = Field(None, description="ISO 8601 with offset (UTC)")
+
+
+class PackagedPrompt(_Shape):
+    """One proactive prompt of the package: pending when the package was written, and deliverable until
+    `expires_at`. The web app claims it before the companion asks it (see "Proactive prompts")."""
+
+    prompt_id: str = Field(description="proactive_prompts.prompt_id, the row the web app marks delivered/answered")
+    prompt_text: str
+    priority: int = Field(description="Higher first; the list is already in delivery order")
+    created_at: str = Field(description="ISO 8601 with offset (UTC)")
+    expires_at: str = Field(description="ISO 8601 with offset (UTC); never ask it after this")
 
 
 class NextConversationContextPackage(ForwardContext):
     """users.next_conversation_context_package: what the companion should know at the start of the next
-    conversation; replaced by an ingestion only when its conversation started later than the package's."""
+    conversation; replaced by an ingestion only when its conversation started later than the package's.
+    `proactive_prompts` is refreshed whenever prompts are written or expire (other keys kept)."""
 
     source_conversation_id: str
     source_conversation_start_time: str = Field(description="ISO 8601 with offset (UTC)")
     generated_at: str = Field(description="ISO 8601 with offset (UTC)")
+    proactive_prompts: list[PackagedPrompt] = Field(
+        description="The best pending prompts (at most 3), in delivery order; never an expired one"
+    )
 
 
 class ConversationFailure(_Shape):
@@ -144,9 +186,22 @@ MEDIA_STATUS_OWNERS: dict[str, str] = {
     "`reprocess=true` may read it again",
 }
 
-CARD_TYPES: dict[str, tuple[EntityKind, type[BaseModel]]] = {
-    "concept": (EntityKind.CONCEPT, ConceptCardDisplay),
-    "memory": (EntityKind.MEMORY_UNIT, MemoryCardDisplay),
+PROMPT_STATUS_OWNERS: dict[str, str] = {
+    PromptStatus.PENDING: "Orrery, when it writes the prompt; only a pending prompt enters the package",
+    PromptStatus.DELIVERED: "the web app, with `delivered_at`, when the companion asks it (only from `pending`)",
+    PromptStatus.ANSWERED: "the web app, when the user replies to it (only from `delivered`)",
+    PromptStatus.EXPIRED: "Orrery, when it was not delivered before `metadata.expires_at` "
+    "(`ORRERY_PROACTIVE_PROMPT_EXPIRY_DAYS` after it was written)",
+}
+
+DERIVED_ARTIFACT = "DerivedArtifact"
+
+CARD_TYPES: dict[str, tuple[str, type[BaseModel]]] = {
+    "concept": (EntityKind.CONCEPT.value, ConceptCardDisplay),
+    "memory": (EntityKind.MEMORY_UNIT.value, MemoryCardDisplay),
+    ArtifactType.INSIGHT_SUMMARY.value: (DERIVED_ARTIFACT, ArtifactCardDisplay),
+    ArtifactType.TROPHY.value: (DERIVED_ARTIFACT, ArtifactCardDisplay),
+    ArtifactType.CYCLE_REPORT.value: (DERIVED_ARTIFACT, ReportCardDisplay),
 }
 """card_type → (source_entity_type, display_data shape) of the cards Orrery writes."""
 
@@ -177,12 +232,17 @@ def blocks() -> dict[str, str]:
         f"| `{status}` | {STATUS_OWNERS[status]} |" for status in CONVERSATION_STATUSES
     ]
     cards = ["| card_type | source_entity_type | display_data |", "|---|---|---|"] + [
-        f"| `{card_type}` | `{kind.value}` | `{shape.__name__}` below |"
-        for card_type, (kind, shape) in CARD_TYPES.items()
+        f"| `{card_type}` | `{kind}` | `{shape.__name__}` below |" for card_type, (kind, shape) in CARD_TYPES.items()
     ]
-    card_shapes = "\n\n".join(f"`{shape.__name__}`:\n\n{_schema_block(shape)}" for _, shape in CARD_TYPES.values())
+    shapes = dict.fromkeys(shape for _, shape in CARD_TYPES.values())
+    card_shapes = "\n\n".join(f"`{shape.__name__}`:\n\n{_schema_block(shape)}" for shape in shapes)
     if set(MediaStatus) ^ set(MEDIA_STATUS_OWNERS):
         raise ValueError("media statuses without an owner line (or owners of unknown statuses)")
+    if set(PromptStatus) ^ set(PROMPT_STATUS_OWNERS):
+        raise ValueError("prompt statuses without an owner line (or owners of unknown statuses)")
+    prompt_statuses = ["| status | set by |", "|---|---|"] + [
+        f"| `{status.value}` | {PROMPT_STATUS_OWNERS[status]} |" for status in PromptStatus
+    ]
     media_statuses = ["| processing_status | set by |", "|---|---|"] + [
         f"| `{status.value}` | {MEDIA_STATUS_OWNERS[status]} |" for status in MediaStatus
     ]
@@ -199,6 +259,7 @@ def blocks() -> dict[str, str]:
         _schema_block(MediaFailure),
     ]
     return {
+        "prompt-statuses": "\n".join(prompt_statuses),
         "media-statuses": "\n".join(media_statuses),
         "media-metadata": "\n".join(media),
         "attachment-wait": _schema_block(AttachmentWait),
@@ -209,7 +270,7 @@ def blocks() -> dict[str, str]:
             [
                 f"- `entity_type`: {_values(kind.value for kind in EntityKind)} (the table `entity_id` points into)",
                 f"- `dim_key`: {_values(dim.value for dim in GrowthDimension)}",
-                f"- `source`: {_values([GROWTH_SOURCE])}",
+                f"- `source`: {_values(source.value for source in GROWTH_SOURCES)} (the agent that wrote it)",
                 "- `delta`: -1 … 1 (positive for progress, negative for a setback)",
                 "- `details`:",
                 "",
@@ -244,6 +305,16 @@ def blocks() -> dict[str, str]:
                 _schema_block(ConceptRevisionValues),
             ]
         ),
+        "artifacts": "\n".join(
+            [
+                f"- `artifact_type`: {_values(t.value for t in ArtifactType)} (no agent writes "
+                f"`{ArtifactType.GOAL_ACHIEVEMENT_STORY.value}` yet)",
+                f"- `content_data.insight_kind` (insight's): {_values(k.value for k in InsightArtifactType)}; "
+                "a `breakthrough` is stored as a `trophy`, the others as `insight_summary`",
+                f"- `generated_by_agent`: {_values([AgentName.INSIGHT.value, AgentName.CYCLE_REPORT.value])}",
+            ]
+        ),
+        "memory-profile": _schema_block(MemoryProfile),
         "next-conversation-context-package": _schema_block(NextConversationContextPackage),
         "turn-context": f"Key: `{turn_context_key('{conversationId}')}`; value: one JSON object.\n\n"
         + _schema_block(TurnContextPackage),

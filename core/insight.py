@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.cycle import Cycle
 from core.ingestion import ForwardContext
-from core.vocabulary import EntityKind, GrowthDimension
+from core.vocabulary import AgentName, ArtifactType, EntityKind, GrowthDimension
 
-GENERATED_BY = "InsightAgent"
+GENERATED_BY = AgentName.INSIGHT.value
 """`derived_artifacts.generated_by_agent` and `growth_events.source` of everything the insight cycle writes."""
 
 INSIGHT_NAMESPACE = uuid.UUID("3b8f2a64-4c1e-4f0e-9d7a-6a0f5c2e8b41")
@@ -150,10 +150,18 @@ class CommunityCandidate(_Frozen):
 
 
 class InsightArtifactType(StrEnum):
+    """The kind of artifact the model writes; stored as content_data.insight_kind of the seed's type (stored_type)."""
+
     INSIGHT_SUMMARY = "insight_summary"
     PATTERN = "pattern"
     BREAKTHROUGH = "breakthrough"
     TENSION = "tension"
+
+    @property
+    def stored_type(self) -> ArtifactType:
+        """derived_artifacts.artifact_type: a breakthrough is a growth milestone, the seed's trophy; the others are
+        insights (insight_summary)."""
+        return ArtifactType.TROPHY if self is InsightArtifactType.BREAKTHROUGH else ArtifactType.INSIGHT_SUMMARY
 
 
 class ArtifactDraft(_Frozen):

@@ -45,6 +45,8 @@ class StructuralRelationshipType(StrEnum):
     BELONGS_TO_COMMUNITY = "BELONGS_TO_COMMUNITY"  # Concept -> Community
     DERIVED_FROM = "DERIVED_FROM"  # DerivedArtifact -> its sources (MemoryUnit, Concept, DerivedArtifact)
     REVISES = "REVISES"  # Revision -> the MemoryUnit or Concept it revised (public.memory_revisions)
+    AUTHORED_BY = "AUTHORED_BY"  # MemoryUnit -> the User whose memory it is
+    MERGED_INTO = "MERGED_INTO"  # Concept -> the concept it was merged into (concepts.merged_into_concept_id)
 
 
 class NodeLabel(StrEnum):
@@ -73,6 +75,43 @@ class EntityKind(StrEnum):
 
     MEMORY_UNIT = "MemoryUnit"
     CONCEPT = "Concept"
+
+
+class AgentName(StrEnum):
+    """The agents by the names Orrery writes into rows: growth_events.source, derived_artifacts.generated_by_agent,
+    proactive_prompts.source_agent (docs/contract.md lists where each appears)."""
+
+    INGESTION = "IngestionAgent"
+    INSIGHT = "InsightAgent"
+    PROACTIVE_PROMPTS = "ProactivePromptAgent"
+    CYCLE_REPORT = "CycleReportAgent"
+    MEDIA = "MediaAgent"
+
+
+GROWTH_SOURCES = (AgentName.INGESTION, AgentName.INSIGHT)
+"""The agents that write growth events (growth_events.source)."""
+
+
+class ArtifactType(StrEnum):
+    """derived_artifacts.artifact_type, the seed's values (V9.7; V9.1 adds goal_achievement_story, which no agent
+    writes yet), and the card_type of an artifact's card. An insight's finer kind (pattern, tension, breakthrough)
+    is in content_data.insight_kind."""
+
+    INSIGHT_SUMMARY = "insight_summary"
+    CYCLE_REPORT = "cycle_report"
+    TROPHY = "trophy"
+    GOAL_ACHIEVEMENT_STORY = "goal_achievement_story"
+
+
+class PromptStatus(StrEnum):
+    """proactive_prompts.status. Orrery writes `pending` (a new prompt) and `expired` (nobody delivered it in time);
+    the web app writes `delivered` (with delivered_at, when the companion asks it) and `answered` (the user replied).
+    docs/contract.md says which statement the web app runs for each."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    ANSWERED = "answered"
+    EXPIRED = "expired"
 
 
 _PUNCTUATION_OR_SPACE = re.compile(r"[\W_]+", re.UNICODE)

@@ -38,6 +38,7 @@ from store.proactive_prompts_writes import (
     PromptSource,
     cycle_run_key,
     daily_run_key,
+    expire_prompts,
     read_prompt_source,
     users_for_daily_prompts,
     write_prompts,
@@ -146,8 +147,9 @@ async def write_run(
     from agents.proactive_prompts import SOURCE_AGENT, ProactivePromptAgent
 
     settings, user_id = ctx.settings, state.user_id
-    expire_before = now - timedelta(days=settings.proactive_prompt_expiry_days)
-    expired = await proactive_prompts.expire_pending(ctx.pool, user_id, created_before=expire_before)
+    expiry = timedelta(days=settings.proactive_prompt_expiry_days)
+    expire_before = now - expiry
+    expired = await expire_prompts(ctx.pool, user_id, created_before=expire_before, now=now)
     if await proactive_prompts.run_wrote_prompts(ctx.pool, user_id, run_key):
         return {"outcome": "already_written", "expired": expired, "llm_calls": 0}
     source = await read_prompt_source(ctx.pool, user_id, insights_since=insights_since, memory_limit=RECENT_MEMORIES)
@@ -189,7 +191,14 @@ async def write_run(
         for draft in result.drafts
     ]
     summary = await write_prompts(
-        ctx.pool, user_id, run_key, prompts, cap=settings.proactive_prompts_max_pending, expire_before=expire_before
+        ctx.pool,
+        user_id,
+        run_key,
+        prompts,
+        cap=settings.proactive_prompts_max_pending,
+        expire_before=expire_before,
+        now=now,
+        expires_at=now + expiry,
     )
     return {**summary.as_dict(), "expired": expired + summary.expired, "llm_calls": result.usage.calls}
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from core.cycle import MEMORY_LEARNED_AT, Cycle
-from core.vocabulary import NodeLabel
+from core.vocabulary import AgentName, ArtifactType, NodeLabel
 from store import outbox
 from store.cycles import lock_current_cycle, reset_cycle
 from store.postgres import Executor
@@ -23,8 +23,8 @@ from store.repos import cards, derived_artifacts
 from store.repos._base import to_db, transaction
 from store.repos.derived_artifacts import NewArtifact
 
-REPORT_TYPE = "cycle_report"
-REPORT_AGENT = "CycleReportAgent"
+REPORT_TYPE = ArtifactType.CYCLE_REPORT.value
+REPORT_AGENT = AgentName.CYCLE_REPORT.value
 
 
 def report_id(cycle: Cycle) -> str:
@@ -182,7 +182,7 @@ async def write_cycle_report(
                 _, summary.card = await cards.ensure_card(
                     conn,
                     user_id,
-                    card_type="cycle_report",
+                    card_type=REPORT_TYPE,
                     source_entity_id=artifact_id,
                     source_entity_type="DerivedArtifact",
                     display_data={"title": report.title, "preview": (report.narrative or "")[:280]},

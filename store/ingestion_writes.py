@@ -27,9 +27,10 @@ from typing import Any
 from core.errors import PermanentError
 from core.ingestion import EntityRef, IngestionResult, IngestionStatus, MemoryUnitDraft
 from core.revisions import RevisionKind, RevisionSource, Told, told_again
-from core.vocabulary import EntityKind, NodeLabel
+from core.vocabulary import AgentName, EntityKind, NodeLabel
 from store import outbox, revise, salience
 from store.postgres import Executor
+from store.proactive_prompts_writes import packaged_prompts
 from store.repos import (
     cards,
     concepts,
@@ -50,7 +51,7 @@ from store.repos.knowledge_edges import NewEdge
 from store.repos.memory_units import NewMemoryUnit
 
 MEMORY_UNIT_NAMESPACE = uuid.UUID("6f1d1f57-8d1e-4a53-9a51-3f0c2d7e9b10")
-GROWTH_SOURCE = "ingestion"
+GROWTH_SOURCE = AgentName.INGESTION.value
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ async def write_ingestion(
                     "source_conversation_id": conversation_id,
                     "source_conversation_start_time": conversation.start_time.isoformat(),
                     "generated_at": datetime.now(UTC).isoformat(),
+                    "proactive_prompts": await packaged_prompts(conn, user_id, now=datetime.now(UTC)),
                 }
             if summary.concepts_created or package is not None:
                 await users.record_ingestion(

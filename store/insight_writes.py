@@ -36,6 +36,7 @@ from core.vocabulary import EntityKind, NodeLabel, normalize_concept_name
 from store import outbox, salience
 from store.cycles import lock_current_cycle
 from store.postgres import Executor
+from store.proactive_prompts_writes import packaged_prompts
 from store.repos import (
     cards,
     communities,
@@ -106,16 +107,21 @@ async def write_insight(db: Executor, result: InsightResult) -> InsightWriteSumm
             user_id,
             memory_profile=result.memory_profile,
             knowledge_graph_schema=result.knowledge_graph_schema,
-            next_context=_next_context(result, user.next_conversation_context_package),
+            next_context=_next_context(
+                result,
+                user.next_conversation_context_package,
+                await packaged_prompts(conn, user_id, now=datetime.now(UTC)),
+            ),
         )
         changed += await salience.refresh_touched(conn, user_id, changed)  # merged, regrouped: recomputed
         await outbox.record_changes(conn, user_id, changed)  # the graph and vector stores follow this commit
     return summary
 
 
-def _next_context(result: InsightResult, current: Any) -> dict[str, Any] | None:
-    """The package for the user's next conversation, unless a conversation newer than the cycle's latest one has
-    already written its own since the material was read (ingestion's rule: the newest conversation's outlook wins)."""
+def _next_context(result: InsightResult, current: Any, prompts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The package for the user's next conversation (with the deliverable `prompts`), unless a conversation newer
+    than the cycle's latest one has already written its own since the material was read (ingestion's rule: the
+    newest conversation's outlook wins). Only the keys docs/contract.md documents: the web app reads it."""
     latest = result.latest_conversation
     if result.next_context is None or latest is None:
         return None
@@ -129,11 +135,10 @@ def _next_context(result: InsightResult, current: Any) -> dict[str, Any] | None:
             return None
     return {
         **result.next_context.model_dump(mode="json"),
-        "source": GENERATED_BY,
-        "cycle_start": result.cycle_start.isoformat(),
         "source_conversation_id": latest.conversation_id,
         "source_conversation_start_time": latest.start_time.isoformat(),
         "generated_at": datetime.now(UTC).isoformat(),
+        "proactive_prompts": prompts,
     }
 
 
@@ -196,10 +201,15 @@ async def _write_artifacts(
             artifact_id=insight_row_id(result.cycle, f"artifact:{draft.key}")
             if draft.key != "insight_summary"
             else summary_artifact_id(result.cycle),
-            artifact_type=draft.artifact_type.value,
+            artifact_type=draft.artifact_type.stored_type.value,
             title=draft.title,
             content_narrative=draft.narrative,
-            content_data={**stamp, "source_memory_unit_ids": unit_ids, "source_concept_ids": concept_ids},
+            content_data={
+                **stamp,
+                "insight_kind": draft.artifact_type.value,
+                "source_memory_unit_ids": unit_ids,
+                "source_concept_ids": concept_ids,
+            },
             source_memory_unit_id=unit_ids[0] if unit_ids else None,
             source_concept_id=concept_ids[0] if concept_ids else None,
         )
@@ -220,6 +230,7 @@ async def _write_artifacts(
                     "title": a.title,
                     "preview": (a.content_narrative or "")[:280],
                     "artifact_type": a.artifact_type,
+                    "insight_kind": (a.content_data or {}).get("insight_kind"),
                 },
             )
             for a in inserted

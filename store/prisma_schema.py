@@ -312,8 +312,14 @@ def tables_from_dmmf(dmmf: dict[str, Any]) -> dict[str, Table]:
 _FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
 
+PRISMA_MIGRATIONS = "_prisma_migrations"
+"""Prisma Migrate's own ledger: it appears in `public` once the web app takes migrations over (`prisma migrate
+resolve --applied 0_init`, docs/contract.md) and is Prisma's bookkeeping, not a table of the schema."""
+
+
 async def live_tables(conn: asyncpg.Connection, schema: str = "public") -> dict[str, Table]:
-    """The same facts as `expected_tables`, read from a live database's catalog."""
+    """The same facts as `expected_tables`, read from a live database's catalog (without Prisma Migrate's ledger,
+    which a database handed over to Prisma has and store/schema.prisma never lists)."""
     tables: dict[str, Table] = {}
     for row in await conn.fetch(
         """
@@ -377,6 +383,7 @@ async def live_tables(conn: asyncpg.Connection, schema: str = "public") -> dict[
             _FK_ACTIONS[row["on_delete"]],
             _FK_ACTIONS[row["on_update"]],
         )
+    tables.pop(PRISMA_MIGRATIONS, None)
     return tables
 
 

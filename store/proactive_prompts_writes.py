@@ -20,9 +20,9 @@ from typing import Any
 from core.cycle import CYCLE_NAMESPACE, MEMORY_LEARNED_AT, Cycle
 from core.vocabulary import normalize_concept_name
 from store.postgres import Executor
-from store.repos import proactive_prompts
-from store.repos._base import serialized, to_db
-from store.repos.proactive_prompts import PENDING, NewPromptRow
+from store.repos import proactive_prompts, users
+from store.repos._base import serialized, to_db, transaction
+from store.repos.proactive_prompts import PACKAGED_PROMPTS, PENDING, NewPromptRow
 
 
 def cycle_run_key(cycle: Cycle) -> str:
@@ -40,6 +40,38 @@ def normalized_prompt(text: str) -> str:
 
 def prompt_id(user_id: str, run_key: str, normalized: str) -> str:
     return str(uuid.uuid5(CYCLE_NAMESPACE, f"{user_id}:prompt:{run_key}:{normalized}"))
+
+
+async def packaged_prompts(db: Executor, user_id: str, *, now: datetime) -> list[dict[str, Any]]:
+    """The `proactive_prompts` of the next-conversation package: the best deliverable prompts (pending, not expired),
+    in the shape docs/contract.md documents. Callers hold the user's row lock (a package write) so what they write is
+    what is pending when they commit."""
+    return [
+        {
+            "prompt_id": prompt.prompt_id,
+            "prompt_text": prompt.prompt_text,
+            "priority": prompt.priority,
+            "created_at": prompt.created_at.isoformat(),
+            "expires_at": expires.isoformat(),
+        }
+        for prompt in await proactive_prompts.deliverable(db, user_id, now=now, limit=PACKAGED_PROMPTS)
+        if (expires := proactive_prompts.expires_at(prompt)) is not None
+    ]
+
+
+async def refresh_package_prompts(db: Executor, user_id: str, *, now: datetime) -> None:
+    """Put the user's deliverable prompts into their package (the caller holds the user's row lock)."""
+    await users.set_package_prompts(db, user_id, await packaged_prompts(db, user_id, now=now))
+
+
+async def expire_prompts(db: Executor, user_id: str, *, created_before: datetime, now: datetime) -> int:
+    """Expire the user's stale pending prompts and take them out of the package, in one transaction."""
+    async with transaction(db) as conn:
+        if not await users.lock_user(conn, user_id):
+            return 0
+        expired = await proactive_prompts.expire_pending(conn, user_id, created_before=created_before, now=now)
+        await refresh_package_prompts(conn, user_id, now=now)
+    return expired
 
 
 @dataclass(frozen=True)
@@ -128,14 +160,19 @@ async def write_prompts(
     *,
     cap: int,
     expire_before: datetime,
+    now: datetime,
+    expires_at: datetime,
 ) -> PromptsWriteSummary:
-    """Expire stale prompts, then insert the new ones that repeat no pending prompt and fit under `cap` (highest
-    priority first), all under the user's prompt lock; nothing when this run's key already wrote prompts."""
+    """Expire stale prompts, then insert the new ones (deliverable until `expires_at`) that repeat no pending prompt
+    and fit under `cap` (highest priority first), and put the best pending ones into the user's next-conversation
+    package, all under the user's prompt lock and row lock; nothing new when this run's key already wrote prompts."""
     summary = PromptsWriteSummary(outcome="written")
     async with serialized(db, f"proactive_prompts:{user_id}") as conn:
-        summary.expired = await proactive_prompts.expire_pending(conn, user_id, created_before=expire_before)
+        await users.lock_user(conn, user_id)  # a package write (ingestion, insight) and this one take turns
+        summary.expired = await proactive_prompts.expire_pending(conn, user_id, created_before=expire_before, now=now)
         if await proactive_prompts.run_wrote_prompts(conn, user_id, run_key):
             summary.outcome = "already_written"
+            await refresh_package_prompts(conn, user_id, now=now)
             return summary
         pending = await proactive_prompts.pending_texts(conn, user_id)
         seen = {normalized_prompt(text) for text in pending}
@@ -155,12 +192,18 @@ async def write_prompts(
                 prompt_text=prompt.prompt_text,
                 source_agent=prompt.source_agent,
                 priority=prompt.priority,
-                metadata={**prompt.metadata, "run_key": run_key, "normalized_text": normalized},
+                metadata={
+                    **prompt.metadata,
+                    "run_key": run_key,
+                    "normalized_text": normalized,
+                    "expires_at": expires_at.isoformat(),
+                },
             )
             rows.append(row)
             summary.prompt_ids.append(row.prompt_id)
         await proactive_prompts.insert_prompts(conn, user_id, rows)
         summary.written = len(rows)
+        await refresh_package_prompts(conn, user_id, now=now)
     return summary
 
 

@@ -67,6 +67,16 @@ derived from columns here; with the Postgres graph backend, knowledge_edges rows
 graph itself (store/graph/postgres.py) and must never be read back as truth."""
 
 
+_MENTIONED = """
+SELECT DISTINCT CASE WHEN source_type = 'MemoryUnit' THEN source_id ELSE target_id END AS unit,
+       CASE WHEN source_type = 'Concept' THEN source_id ELSE target_id END AS concept
+FROM runtime.knowledge_edges WHERE user_id = $1 AND relationship_type = ANY($3::text[])
+  AND ((source_type = 'MemoryUnit' AND source_id = ANY($2::text[]) AND target_type = 'Concept')
+    OR (target_type = 'MemoryUnit' AND target_id = ANY($2::text[]) AND source_type = 'Concept'))
+"""
+"""The concepts each of these memory units mentions: those an extracted relationship joins it to."""
+
+
 @dataclass(frozen=True)
 class Ref:
     label: NodeLabel
@@ -99,8 +109,10 @@ def _node(label: NodeLabel, record: Any, user_id: str) -> GraphNode:
 
 async def outgoing_edges(db: Executor, user_id: str, nodes: Mapping[NodeLabel, Mapping[str, Any]]) -> list[GraphEdge]:
     """The relationships leaving these nodes in Postgres: runtime.knowledge_edges rows of the extracted vocabulary,
-    a concept's community (concepts.community_id), a revision's entity (memory_revisions.entity_id) and an
-    artifact's sources (derived_artifacts.source_*)."""
+    a concept's community (concepts.community_id) and the concept it was merged into (merged_into_concept_id), a
+    memory unit's author (the User it belongs to) and the concepts it mentions (those an extracted relationship
+    joins it to, either way), a revision's entity (memory_revisions.entity_id) and an artifact's sources
+    (derived_artifacts.source_*)."""
     sources = [key for label, found in nodes.items() if label is not NodeLabel.USER for key in found]
     edges: dict[EdgeKey, GraphEdge] = {}
     if sources:
@@ -139,6 +151,30 @@ async def outgoing_edges(db: Executor, user_id: str, nodes: Mapping[NodeLabel, M
                 target=NodeRef(label=revised, key=revision.entity_id),
             )
             edges.setdefault(edge.key, edge)
+    for concept in nodes.get(NodeLabel.CONCEPT, {}).values():
+        if concept.merged_into_concept_id and concept.merged_into_concept_id != concept.concept_id:
+            edge = GraphEdge(
+                source=NodeRef(label=NodeLabel.CONCEPT, key=concept.concept_id),
+                type=StructuralRelationshipType.MERGED_INTO,
+                target=NodeRef(label=NodeLabel.CONCEPT, key=concept.merged_into_concept_id),
+            )
+            edges.setdefault(edge.key, edge)
+    units = list(nodes.get(NodeLabel.MEMORY_UNIT, {}))
+    if units:
+        for row in await db.fetch(_MENTIONED, user_id, units, TRUTH_EDGE_TYPES):
+            edge = GraphEdge(
+                source=NodeRef(label=NodeLabel.MEMORY_UNIT, key=row["unit"]),
+                type=StructuralRelationshipType.MENTIONS,
+                target=NodeRef(label=NodeLabel.CONCEPT, key=row["concept"]),
+            )
+            edges.setdefault(edge.key, edge)
+    for unit in nodes.get(NodeLabel.MEMORY_UNIT, {}).values():
+        edge = GraphEdge(
+            source=NodeRef(label=NodeLabel.MEMORY_UNIT, key=unit.muid),
+            type=StructuralRelationshipType.AUTHORED_BY,
+            target=NodeRef(label=NodeLabel.USER, key=user_id),
+        )
+        edges.setdefault(edge.key, edge)
     for artifact in nodes.get(NodeLabel.DERIVED_ARTIFACT, {}).values():
         for label, target in artifact_sources(artifact):
             edge = GraphEdge(

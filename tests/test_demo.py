@@ -9,6 +9,7 @@ from pathlib import Path
 import asyncpg
 
 from tests.cli.runner import invocation_here, run_cli
+from tests.interop.contract_values import undocumented_values
 
 
 async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
@@ -34,9 +35,11 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
         ("added", "Lena and Maya are a team"),
     ):
         assert re.search(rf"{kind}\s.*{re.escape(about)}", history), history
-    # the growth cycle: insight, proactive prompts and the cycle report made one call each; stores synced
+    # Maya's 8 ingestions and the later one, her attachments read by a model, the corrections, and the growth
+    # cycle's insight, proactive prompts and cycle report one call each; stores synced
     assert re.findall(r"LLM: \d+ calls", first.stdout) == ["LLM: 14 calls"] and "Cycle report:" in first.stdout
-    assert "Proactive prompts (" in first.stdout and "Communities (" in first.stdout
+    assert "Proactive prompts in the next-conversation package (" in first.stdout and "Communities (" in first.stdout
+    assert "The web app delivers: " in first.stdout  # the package's first prompt, claimed as the contract says
     assert "(outbox backlog 0)" in first.stdout and "3D projection of 0 nodes" not in first.stdout
     assert "Recall:" in first.stdout and "similar to the query" in first.stdout
     # the second sample user reads Portuguese: her report is written in it (the scripted answer chosen by her language)
@@ -50,12 +53,16 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
 
     conn = await asyncpg.connect(database_url)
     try:
+        assert await undocumented_values(conn) == []  # every value the web app reads is one the contract lists
         before = await conn.fetchval("SELECT count(*) FROM memory_units")
         second = run_cli("demo", env=env, timeout=300)
         assert second.returncode == 0, second.stdout + second.stderr
         assert "nothing to ingest" in second.stdout and "LLM: 14 calls" in second.stdout
         assert "later conversation" not in second.stdout and "from the web app" not in second.stdout
         assert "growth cycle: already reported" in second.stdout
+        assert "The web app delivered already (an earlier run): " in second.stdout
+        delivered = await conn.fetch("SELECT delivered_at FROM proactive_prompts WHERE status = 'delivered'")
+        assert len(delivered) == 1 and delivered[0]["delivered_at"] is not None
         assert await conn.fetchval("SELECT count(*) FROM memory_units") == before == 15 + 5
         assert await conn.fetchval("SELECT count(*) FROM memory_revisions") == 5
         assert await conn.fetchval("SELECT count(*) FROM runtime.job_runs WHERE state <> 'succeeded'") == 0

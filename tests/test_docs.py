@@ -135,3 +135,35 @@ def test_the_repository_table_of_docs_store_md_is_the_code() -> None:
         if listed != public:
             problems.append(f"{name}: gone {sorted(listed - public)}, missing {sorted(public - listed)}")
     assert problems == [], "update docs/store.md's repository table: " + "; ".join(problems)
+
+
+CODE_PATH = re.compile(r"`((?:agents|bench|cli|clients|core|deploy|jobs|prompts|scripts|store|tests)/[^`\s]*)`")
+WORKED_EXAMPLE = "agents.md"
+"""Its worked example adds a hypothetical agent ("reflection"), whose files do not exist by design."""
+OPERATOR_FILES = {"deploy/.env"}
+"""Files the operator creates (from deploy/.env.example), not the repository."""
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p.name != WORKED_EXAMPLE], ids=lambda page: page.name)
+def test_every_code_path_a_page_names_exists(page: Path) -> None:
+    """A page names only modules, folders and functions that exist (a deleted repository or module listed in
+    docs/store.md fails here): `store/repos/users.py`, `store/graph/`, `store/cycles.close_cycle`; patterns with
+    `<…>`, `*` or `NNNN` are templates."""
+    import importlib
+
+    problems = []
+    for path in sorted(set(CODE_PATH.findall(page.read_text(encoding="utf-8")))):
+        path = re.split(r"[ (#:]", path, maxsplit=1)[0]
+        if any(mark in path for mark in ("<", "*", "NNNN", "N_name")):
+            continue
+        if (ROOT / path).exists() or path in OPERATOR_FILES:
+            continue
+        module, _, attr = path.rpartition(".")
+        if module and "/" in module and not path.endswith((".py", ".md", ".sql", ".ts", ".json", ".yaml", ".txt")):
+            try:
+                if hasattr(importlib.import_module(module.replace("/", ".")), attr):
+                    continue
+            except ImportError:
+                pass
+        problems.append(path)
+    assert problems == [], f"{page.name} names code that does not exist: {problems}"

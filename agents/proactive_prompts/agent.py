@@ -10,11 +10,12 @@ from agents.llm import CallContext, StructuredLLM
 from agents.proactive_prompts.inputs import PromptMaterial
 from agents.proactive_prompts.schema import SOURCE_KINDS, ProactivePromptsOutput, check_prompts
 from core.llm_records import LLMUsage
+from core.vocabulary import AgentName
 from prompts import Prompt, load_prompt
 from settings import Settings
 
 AGENT_NAME = "proactive_prompts"
-SOURCE_AGENT = "ProactivePromptAgent"
+SOURCE_AGENT = AgentName.PROACTIVE_PROMPTS.value
 """What proactive_prompts.source_agent says for the prompts it writes."""
 PROMPT_NAME = "proactive_prompts"
 MEMORY_CHARS = 600

@@ -114,6 +114,8 @@ ENDPOINTS: dict[EdgeType, tuple[frozenset[NodeLabel], frozenset[NodeLabel]]] = {
         frozenset({NodeLabel.REVISION}),
         frozenset({NodeLabel.MEMORY_UNIT, NodeLabel.CONCEPT}),
     ),
+    StructuralRelationshipType.AUTHORED_BY: (frozenset({NodeLabel.MEMORY_UNIT}), frozenset({NodeLabel.USER})),
+    StructuralRelationshipType.MERGED_INTO: (frozenset({NodeLabel.CONCEPT}), frozenset({NodeLabel.CONCEPT})),
 }
 """Which labels each relationship type joins (source labels, target labels)."""
 

@@ -28,7 +28,7 @@ from neo4j.exceptions import (
 from neo4j.exceptions import TransientError as Neo4jTransientError
 from neo4j.time import DateTime
 
-from core.vocabulary import NodeLabel
+from core.vocabulary import NodeLabel, StructuralRelationshipType
 from store.graph import cypher
 from store.graph.base import (
     EDGE_TYPES,
@@ -61,6 +61,8 @@ DELETE_CHUNK = 1000
 """Nodes per transaction when a user is deleted."""
 
 _TYPES = [kind.value for kind in EDGE_TYPES]
+_RELATING_TYPES = [kind.value for kind in EDGE_TYPES if kind is not StructuralRelationshipType.MERGED_INTO]
+"""What weighs in the concept graph: a merge joins a concept that is gone, it does not relate two."""
 _LABELS = [label.value for label in NodeLabel]
 
 
@@ -196,7 +198,7 @@ class Neo4jGraphStore:
         async def read(tx: AsyncManagedTransaction) -> list[WeightedEdge]:
             parts = []
             for statement in (cypher.CONCEPT_DIRECT, cypher.CONCEPT_SHARED):
-                result = await tx.run(*statement.bind(userId=user_id, types=_TYPES))
+                result = await tx.run(*statement.bind(userId=user_id, types=_RELATING_TYPES))
                 parts.append([(r["a"], r["b"], r["weight"]) async for r in result])
             return concept_weights(*parts)
 

@@ -157,6 +157,7 @@ WHERE least(s.depth, t.depth) < $5
 _CONCEPT_DIRECT = """
 SELECT e.source_id AS a, e.target_id AS b, e.strength AS weight FROM runtime.knowledge_edges AS e
 WHERE e.user_id = $1 AND e.in_graph AND e.source_type = 'Concept' AND e.target_type = 'Concept'
+  AND e.relationship_type <> 'MERGED_INTO'
 """
 
 _CONCEPT_SHARED = """

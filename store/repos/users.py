@@ -118,6 +118,26 @@ async def record_insight(
     )
 
 
+async def lock_user(db: Executor, user_id: str) -> bool:
+    """Lock the user's row until the caller's transaction ends (as ingestion and insight do before they write the
+    next-conversation package), so a package write and a prompts write take turns; False when the user is gone."""
+    found = await db.fetchval("SELECT true FROM users WHERE user_id = $1 FOR NO KEY UPDATE", user_id)
+    return bool(found)
+
+
+async def set_package_prompts(db: Executor, user_id: str, prompts: list[dict[str, Any]]) -> bool:
+    """Replace the `proactive_prompts` of the user's next-conversation package, keeping its other keys; a user
+    without a package (no conversation has written one yet) is left as is. True when a package was changed."""
+    status = await db.execute(
+        "UPDATE users SET next_conversation_context_package = "
+        "jsonb_set(next_conversation_context_package, '{proactive_prompts}', $2::jsonb) "
+        "WHERE user_id = $1 AND jsonb_typeof(next_conversation_context_package) = 'object'",
+        user_id,
+        prompts,
+    )
+    return row_count(status) == 1
+
+
 async def start_cycle(db: Executor, user_id: str, at: datetime) -> None:
     """Begin a new growth cycle at `at`: the per-cycle concept count starts again from zero."""
     await _update(db, user_id, "last_cycle_started_at = $2, concepts_created_in_cycle = 0", to_db(at))

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from agents.scripted_llm import ScriptedLLMServer
+from store.migrate import migrate
+from store.postgres import connect
 from tests.cli.runner import run_cli
 from tests.embeddings_server import EmbeddingsServer
 
@@ -104,3 +106,45 @@ def test_doctor_probes_the_embeddings_endpoint(database_url: str, redis_url: str
             {**base, "ORRERY_EMBEDDINGS_BASE_URL": server.base_url, "ORRERY_EMBEDDINGS_DIMENSION": "32"}
         )
         assert code == 1 and "set it to 16" in checks["embeddings"]["detail"], checks["embeddings"]
+
+
+PRISMA_LEDGER = """
+CREATE TABLE "_prisma_migrations" (
+    "id" VARCHAR(36) PRIMARY KEY NOT NULL,
+    "checksum" VARCHAR(64) NOT NULL,
+    "finished_at" TIMESTAMPTZ,
+    "migration_name" VARCHAR(255) NOT NULL,
+    "logs" TEXT,
+    "rolled_back_at" TIMESTAMPTZ,
+    "started_at" TIMESTAMPTZ NOT NULL DEFAULT now(),
+    "applied_steps_count" INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name, applied_steps_count)
+VALUES ('00000000-0000-0000-0000-000000000000', 'baseline', now(), '0_init', 0);
+"""
+"""What `prisma migrate resolve --applied 0_init` leaves in `public` (Prisma Migrate's own DDL for its ledger)."""
+
+
+async def test_doctor_stays_green_after_the_prisma_hand_over(
+    empty_database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """The documented hand-over adds Prisma's ledger table to `public`: it is Prisma's bookkeeping, not drift, so
+    Postgres stays ok (it was DOWN: "table _prisma_migrations is not in schema.prisma"), and a real drift still is
+    reported."""
+    conn = await connect(empty_database_url)
+    try:
+        await migrate(conn)
+        await conn.execute(PRISMA_LEDGER)
+    finally:
+        await conn.close()
+    env = {"DATABASE_URL": empty_database_url, "REDIS_URL": redis_url, "ORRERY_DATA_DIR": str(tmp_path)}
+    code, checks = doctor({**env, "ORRERY_LLM": "scripted"})
+    assert code == 0 and checks["Postgres"]["status"] == "ok", checks["Postgres"]
+
+    conn = await connect(empty_database_url)
+    try:
+        await conn.execute("CREATE TABLE public.stray (id int)")
+    finally:
+        await conn.close()
+    code, checks = doctor({**env, "ORRERY_LLM": "scripted"})
+    assert code == 1 and "table stray is not in schema.prisma" in checks["Postgres"]["detail"], checks["Postgres"]

@@ -20,6 +20,7 @@ import structlog
 from pydantic import SecretStr
 
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_all_sample_answers
+from clients.contract import NextConversationContextPackage
 from core.cycle import Cycle
 from core.insight import GENERATED_BY, summary_artifact_id
 from jobs.catalog import JOBS
@@ -128,9 +129,20 @@ async def test_the_sample_user_cycle_is_understood_once(
     assert user is not None and user.memory_profile is not None and user.knowledge_graph_schema is not None
     assert user.memory_profile["source"] == GENERATED_BY and user.memory_profile["summary"]
     package = user.next_conversation_context_package
-    assert package is not None and package["source"] == GENERATED_BY
+    assert package is not None
+    NextConversationContextPackage.model_validate(package)  # only the documented keys (no "source", "cycle_start")
     artifacts = await derived_artifacts.list_derived_artifacts(pool, user_id)
-    summary = next(a for a in artifacts if a.artifact_type == "insight_summary")
+    # the seed's types; the model's finer kind is in content_data, a breakthrough (a growth milestone) is a trophy
+    kinds = {(a.content_data or {}).get("insight_kind"): a.artifact_type for a in artifacts}
+    assert kinds == {
+        "insight_summary": "insight_summary",
+        "pattern": "insight_summary",
+        "tension": "insight_summary",
+        "breakthrough": "trophy",
+    }
+    card_types = {c.source_entity_id: c.card_type for c in await cards.list_cards(pool, user_id)}
+    assert all(card_types[a.artifact_id] == a.artifact_type for a in artifacts)
+    summary = next(a for a in artifacts if (a.content_data or {}).get("insight_kind") == "insight_summary")
     assert summary.artifact_id == summary_artifact_id(Cycle.of(user_id, user.created_at))
     assert all(a.generated_by_agent == GENERATED_BY for a in artifacts)
     assert summary.content_data is not None and summary.content_data["source_memory_unit_ids"]

@@ -175,7 +175,12 @@ async def give_user_a_row_everywhere(db: Executor, user_id: str, dimension: str,
         db, user_id, artifact_type="cycle_report", title="w", artifact_id=report_id(Cycle.of(user_id, MOMENT))
     )
     await testrows.create_proactive_prompt(
-        db, user_id, prompt_text="?", source_agent="a", prompt_id=p["prompt"], metadata={"run_key": "daily:1"}
+        db,
+        user_id,
+        prompt_text="?",
+        source_agent="a",
+        prompt_id=p["prompt"],
+        metadata={"run_key": "daily:1", "expires_at": "2100-01-01T00:00:00+00:00"},
     )
     await testrows.create_community(
         db, user_id, name="Family", core_concept_ids=[p["concept"]], community_id=p["community"]

@@ -110,6 +110,8 @@ async def test_a_user_the_outbox_kept_up_to_date_shows_no_drift(pool: asyncpg.Po
         "RELATED_TO": 1,
         "BELONGS_TO_COMMUNITY": 1,
         "DERIVED_FROM": 1,
+        "AUTHORED_BY": 2,  # each memory unit to its User
+        "MENTIONS": 1,  # the memory unit the HIGHLIGHTS relationship joins to a concept
     }
     assert {k.kind: k.held for k in vector.kinds} == {"MemoryUnit": 2, "Concept": 2, "DerivedArtifact": 1}
 

@@ -115,7 +115,10 @@ async def test_proactive_prompts_round_trip(pool: asyncpg.Pool, user: str) -> No
     await pool.execute(
         "UPDATE proactive_prompts SET created_at = $1 WHERE prompt_id = 'p-1'", MOMENT.replace(tzinfo=None)
     )
-    assert await proactive_prompts.expire_pending(pool, user, created_before=MOMENT + timedelta(seconds=1)) == 1
+    assert (
+        await proactive_prompts.expire_pending(pool, user, created_before=MOMENT + timedelta(seconds=1), now=MOMENT)
+        == 1
+    )
     assert await proactive_prompts.list_proactive_prompts(pool, user, status="pending") == [high]
     expired = await testrows.get_proactive_prompt(pool, user, "p-1")
     assert expired is not None and expired.status == "expired"

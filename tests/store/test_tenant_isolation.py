@@ -117,6 +117,10 @@ CASES: dict[str, Case] = {
     "users.record_ingestion": Case(
         lambda db, a: users.record_ingestion(db, B, concepts_created=5, next_context={"x": 1}), is_none
     ),
+    "users.lock_user": Case(lambda db, a: users.lock_user(db, B), equals(True)),
+    "users.set_package_prompts": Case(
+        lambda db, a: users.set_package_prompts(db, B, [{"prompt_id": a.prompt}]), equals(True)
+    ),
     "users.start_cycle": Case(lambda db, a: users.start_cycle(db, B, FAR_FUTURE), is_none),
     # conversations and messages
     "conversations.create_conversation": taken(
@@ -422,8 +426,14 @@ CASES: dict[str, Case] = {
         is_none,
     ),
     "proactive_prompts.expire_pending": Case(
-        lambda db, a: proactive_prompts.expire_pending(db, B, created_before=FAR_FUTURE),
+        lambda db, a: proactive_prompts.expire_pending(db, B, created_before=FAR_FUTURE, now=MOMENT),
         equals(1),  # B's own
+    ),
+    "proactive_prompts.deliverable": Case(
+        lambda db, a: proactive_prompts.deliverable(db, B, now=MOMENT, limit=10), no_trace_of_a
+    ),
+    "proactive_prompts.mark_delivered": Case(
+        lambda db, a: proactive_prompts.mark_delivered(db, B, a.prompt, at=MOMENT), equals(False)
     ),
     "proactive_prompts.pending_texts": Case(lambda db, a: proactive_prompts.pending_texts(db, B), no_trace_of_a),
     "proactive_prompts.run_wrote_prompts": Case(

@@ -65,6 +65,7 @@ from tests.store.tenants import (
     Rows,
     equals,
     give_user_a_row_everywhere,
+    is_none,
     no_trace_of_a,
     row_id,
     run_cases,
@@ -212,8 +213,20 @@ CASES: dict[str, Case] = {
             [proactive_prompts_writes.NewPrompt(prompt_text="A new question", priority=1, source_agent="a")],
             cap=10,
             expire_before=LONG_AGO,
+            now=datetime.now(UTC),
+            expires_at=datetime.now(UTC) + timedelta(days=1),
         ),
         lambda summary: summary.written == 1,
+    ),
+    "proactive_prompts_writes.packaged_prompts": Case(
+        lambda db, a, s: proactive_prompts_writes.packaged_prompts(db, B, now=LONG_AGO), no_trace_of_a
+    ),
+    "proactive_prompts_writes.refresh_package_prompts": Case(
+        lambda db, a, s: proactive_prompts_writes.refresh_package_prompts(db, B, now=LONG_AGO), is_none
+    ),
+    "proactive_prompts_writes.expire_prompts": Case(
+        lambda db, a, s: proactive_prompts_writes.expire_prompts(db, B, created_before=LONG_AGO, now=LONG_AGO),
+        equals(0),
     ),
     "projection_source.read_projection_source": Case(
         lambda db, a, s: projection_source.read_projection_source(db, B, max_memory_units=100), no_trace_of_a

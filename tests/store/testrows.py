@@ -33,6 +33,7 @@ from store.repos.interaction_logs import NewInteraction
 from store.repos.knowledge_edges import KnowledgeEdgeRecord, NewEdge
 from store.repos.memory_units import MemoryUnitRecord, NewMemoryUnit
 from store.repos.proactive_prompts import NewPromptRow, ProactivePromptRecord
+from store.sync import TRUTH_EDGE_TYPES
 
 # --- read back ----------------------------------------------------------------------------------------------------
 
@@ -98,11 +99,14 @@ async def list_growth_events(db: Executor, user_id: str, *, entity_id: str | Non
 async def list_edges(
     db: Executor, user_id: str, *, source_conversation_id: str | None = None
 ) -> list[KnowledgeEdgeRecord]:
+    """The truth rows (the extracted vocabulary): the embedded graph keeps its structural rows (AUTHORED_BY, MENTIONS,
+    ...) in the same table, and they follow the graph's sync, not the write under test."""
     rows = await db.fetch(
-        "SELECT * FROM runtime.knowledge_edges WHERE user_id = $1 "
+        "SELECT * FROM runtime.knowledge_edges WHERE user_id = $1 AND relationship_type = ANY($3::text[]) "
         "AND ($2::text IS NULL OR source_conversation_id = $2) ORDER BY created_at, edge_id",
         user_id,
         source_conversation_id,
+        TRUTH_EDGE_TYPES,
     )
     return [KnowledgeEdgeRecord.from_row(row) for row in rows]
 

@@ -112,6 +112,8 @@ def make_memory(user_id: str) -> Memory:
         edge("d1", StructuralRelationshipType.DERIVED_FROM, "c1", 1.0),
         edge("r1", StructuralRelationshipType.REVISES, "m1", 1.0),
         edge("r2", StructuralRelationshipType.REVISES, "c1", 1.0),
+        edge("m1", StructuralRelationshipType.AUTHORED_BY, "user", 1.0),
+        edge("c2", StructuralRelationshipType.MERGED_INTO, "c1", 1.0),  # not a weight of the concept graph
     )
     return Memory(user_id, nodes, edges)
 
@@ -202,6 +204,8 @@ class TestGraphStoreContract:
                 "BELONGS_TO_COMMUNITY": 1,
                 "DERIVED_FROM": 2,
                 "REVISES": 2,
+                "AUTHORED_BY": 1,
+                "MERGED_INTO": 1,
             },
         )
 
