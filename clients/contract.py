@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agents.insight.schema import ProfileOutput
 from core.corrections import CARD_TARGET, CardFeedback, InteractionType
@@ -70,16 +70,31 @@ class MemoryProfile(ProfileOutput):
 
 
 class MemoryUnitMetadata(_Shape):
-    """memory_units.metadata of a memory unit written by ingestion."""
+    """memory_units.metadata: a unit ingestion extracted carries extraction_key, prompt_version and model; a unit the
+    user added through a correction carries source_interaction_id instead (it came from no conversation)."""
 
-    extraction_key: str = Field(description='The key the model gave it ("m1"): with the conversation id, its id')
-    prompt_version: str = Field(description="The ingestion prompt's version (a hash of its text)")
-    model: str = Field(description="The LLM model that extracted it")
+    extraction_key: str | None = Field(
+        None, description='The key the model gave it ("m1"): with the conversation id, its id (ingestion)'
+    )
+    prompt_version: str | None = Field(None, description="The ingestion prompt's version (a hash of its text)")
+    model: str | None = Field(None, description="The LLM model that extracted it (ingestion)")
+    source_interaction_id: str | None = Field(
+        None, description="The interaction_logs row (a correction) the user added it with (corrections)"
+    )
     source_conversation_ids: list[str] | None = Field(
         None,
         description="Every conversation that told it, its own first; written once a later conversation retold or "
         "updated it (memory_revisions has what each changed)",
     )
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> MemoryUnitMetadata:
+        extracted = (self.extraction_key, self.prompt_version, self.model)
+        if self.source_interaction_id is None and None in extracted:
+            raise ValueError("an extracted unit names extraction_key, prompt_version and model")
+        if self.source_interaction_id is not None and any(v is not None for v in extracted):
+            raise ValueError("a unit from a correction names source_interaction_id only")
+        return self
 
 
 class MemoryUnitRevisionValues(_Shape):

@@ -49,6 +49,7 @@ async def test_an_ingestion_writes_only_what_the_contract_lists(
             redis_url=redis_url,
             data_dir=tmp_path,
             poll_delay_s=0.01,
+            projection_refresh_delay_s=0,  # a burst worker would wait out the debounce
             openai_base_url=llm.base_url,
             openai_api_key=SecretStr("test-key"),
         )

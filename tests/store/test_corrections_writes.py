@@ -3,6 +3,8 @@ is the interaction, the batch is settled with it, and applying it again changes 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import asyncpg
 import pytest
 
@@ -10,6 +12,7 @@ from core.corrections import CARD_TARGET, CorrectionAction, CorrectionDecision
 from store.corrections_writes import added_memory_id, read_targets, write_corrections
 from store.ingestion_writes import memory_unit_id, write_ingestion
 from store.repos import cards, concepts, consumed_interactions, conversations, memory_revisions, users
+from store.repos._base import utc_now
 from tests.memory_rows import memory_counts
 from tests.store import testrows
 from tests.store.test_ingestion_writes import THRESHOLDS, WHEN, result_for
@@ -41,16 +44,19 @@ async def test_each_decision_is_a_revision_from_its_interaction_and_the_batch_is
     user_id, conversation_id = maya
     run, knee = memory_unit_id(conversation_id, "m1"), memory_unit_id(conversation_id, "m2")
     [goal] = [c for c in await concepts.list_concepts(pool, user_id) if c.name == "Half Marathon"]
-    fix = await testrows.write_interaction(pool, user_id, "correction", text="It was 15 km", target=("MemoryUnit", run))
+    at = iter(utc_now() + timedelta(milliseconds=10 * i) for i in range(6))  # ties in ms would order by id
+    fix = await testrows.write_interaction(
+        pool, user_id, "correction", text="It was 15 km", target=("MemoryUnit", run), at=next(at)
+    )
     drop = await testrows.write_interaction(
-        pool, user_id, "correction", text="Not my knee", target=("MemoryUnit", knee)
+        pool, user_id, "correction", text="Not my knee", target=("MemoryUnit", knee), at=next(at)
     )
     race = await testrows.write_interaction(
-        pool, user_id, "correction", text="Porto", target=("Concept", goal.concept_id)
+        pool, user_id, "correction", text="Porto", target=("Concept", goal.concept_id), at=next(at)
     )
-    note = await testrows.write_interaction(pool, user_id, "reflection", text="I love early runs")
-    idle = await testrows.write_interaction(pool, user_id, "reflection", text="ok")
-    unseen = await testrows.write_interaction(pool, user_id, "card_opened", text="not ours")
+    note = await testrows.write_interaction(pool, user_id, "reflection", text="I love early runs", at=next(at))
+    idle = await testrows.write_interaction(pool, user_id, "reflection", text="ok", at=next(at))
+    unseen = await testrows.write_interaction(pool, user_id, "card_opened", text="not ours", at=next(at))
     batch = await claimed(pool, user_id)
     assert batch == [fix, drop, race, note, idle]  # oldest first; the web app's own types are never claimed
 

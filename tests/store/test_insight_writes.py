@@ -84,6 +84,7 @@ async def a_user_with_a_duplicate(pool: asyncpg.Pool, user_id: str) -> dict[str,
         importance_score=8,
         sentiment_score=0.5,
         source_conversation_id=conversation.id,
+        ingestion_ts=WHEN,
     )
     ids = {
         "running": await concept(pool, user_id, "Running"),
@@ -358,6 +359,7 @@ async def test_the_material_is_the_window_of_this_user_only(pool: asyncpg.Pool) 
         importance_score=9,
         sentiment_score=0,
         source_conversation_id=ids["conversation"],
+        ingestion_ts=WHEN - timedelta(days=30),  # learned before the window: not this cycle's material
     )
     cycles = {user_id: await read_cycle(pool, user_id) for user_id in ("user-a", "user-b")}
 

@@ -152,7 +152,9 @@ async def insert_memory_unit(
     source_conversation_id: str | None,
     metadata: dict[str, Any] | None = None,
     muid: str | None = None,
+    ingestion_ts: datetime | None = None,
 ) -> MemoryUnitRecord:
+    """A memory unit as ingestion writes one; `ingestion_ts` (default: now) places it in a cycle's window."""
     unit = NewMemoryUnit(
         muid=muid or new_id(),
         title=title,
@@ -164,6 +166,13 @@ async def insert_memory_unit(
         metadata=metadata,
     )
     await memory_units.insert_memory_units(db, user_id, [unit])
+    if ingestion_ts is not None:
+        await db.execute(
+            "UPDATE memory_units SET ingestion_ts = $3 WHERE user_id = $1 AND muid = $2",
+            user_id,
+            unit.muid,
+            to_db(ingestion_ts),
+        )
     found = await get_memory_unit(db, user_id, unit.muid or "")
     assert found is not None
     return found
