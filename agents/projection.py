@@ -48,8 +48,8 @@ def pca_3d(vectors: NDArray[np.float64]) -> tuple[NDArray[np.float64], list[floa
 
     count, dimension = vectors.shape
     components = min(3, count, dimension)
-    if count < 2:
-        return np.zeros((count, 3)), []
+    if count < 2 or not np.ptp(vectors, axis=0).any():
+        return np.zeros((count, 3)), []  # one point, or all the same: no direction to find (the ratios would be NaN)
     pca = PCA(n_components=components, svd_solver="full", random_state=SEED)
     reduced = pca.fit_transform(vectors)
     padded = np.zeros((count, 3))
@@ -124,9 +124,8 @@ def projection_data(
     out_nodes: list[dict[str, Any]] = []
     for node in sorted(nodes, key=lambda n: n.id):
         x, y, z = placed.coordinates[node.id]
-        out_nodes.append(
-            {"id": node.id, "type": node.type, "label": node.label, "x": x, "y": y, "z": z, "size": node.size}
-        )
+        size = node.size if node.size is None or np.isfinite(node.size) else None  # JSON has no NaN
+        out_nodes.append({"id": node.id, "type": node.type, "label": node.label, "x": x, "y": y, "z": z, "size": size})
     for community in sorted(communities, key=lambda c: str(c["community_id"])):
         points = [placed.coordinates[m] for m in community["members"] if m in placed.coordinates]
         if points:

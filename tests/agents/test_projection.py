@@ -3,6 +3,7 @@ so that unchanged nodes stay put, communities at their members' centroid, edges 
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -63,6 +64,15 @@ def test_few_nodes_are_placed_without_failing() -> None:
     assert layout([]).coordinates == {}
     assert layout(nodes(1)).coordinates == {"n000": (0.0, 0.0, 0.0)}
     assert len(layout(nodes(2)).coordinates) == 2
+
+
+def test_nodes_with_one_and_the_same_vector_give_a_projection_json_can_store() -> None:
+    """Identical vectors (a user whose every node embeds alike) have no variance to explain: PCA's ratios would be
+    NaN, which Postgres' json refuses, and the projection job would fail for ever."""
+    same = [Node(id=f"n{i}", type="Concept", label="x", vector=[0.1, 0.2, 0.3], size=float("nan")) for i in range(5)]
+    data = projection_data(same, [], [], previous={f"n{i}": (0.0, 0.0, 0.0) for i in range(5)})
+    json.dumps(data, allow_nan=False)
+    assert data["explained_variance"] == [] and {n["size"] for n in data["nodes"]} == {None}
 
 
 def test_projection_data_places_communities_at_their_members_centroid_and_keeps_edges_between_placed_nodes() -> None:
