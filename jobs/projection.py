@@ -36,7 +36,7 @@ from jobs.runtime.retry import describe
 from store import projection_refresh
 from store.cycles import CycleState, read_cycle
 from store.projection_source import node_size, projection_id, read_projection_source
-from store.repos._base import utc_now
+from store.repos._base import serialized, utc_now
 from store.repos.graph_projections import graph_projection_exists, insert_graph_projection, latest_graph_projection
 
 REFRESH_DEATHS = 3
@@ -87,7 +87,13 @@ async def project(ctx: JobContext, user_id: str, cycle: Cycle) -> dict[str, Any]
             "waiting_nodes": counts["waiting"],
         }
     )
-    written = await insert_graph_projection(ctx.pool, user_id, new_id, data)
+    async with serialized(ctx.pool, f"projection:{user_id}") as conn:
+        # the chain's step and a refresh can lay out the same input at once under two cycles' ids (the refresh
+        # after the insight, the step after the report): the second to get here sees the first's row
+        newest = await latest_graph_projection(conn, user_id)
+        if newest is not None and newest.projection_data.get("input_digest") == digest:
+            return {"projection_id": newest.projection_id, "outcome": "unchanged", **counts}
+        written = await insert_graph_projection(conn, user_id, new_id, data)
     return {
         "projection_id": new_id,
         "outcome": "written" if written else "already_written",

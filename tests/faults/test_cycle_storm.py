@@ -226,14 +226,22 @@ async def _written_once(pool: asyncpg.Pool, cycle: Cycle, states: dict[str, str]
         "cycle_report": await pool.fetchval(
             "SELECT count(*) FROM derived_artifacts WHERE user_id = $1 AND artifact_type = 'cycle_report'", user_id
         ),
-        "projection": await pool.fetchval("SELECT count(*) FROM user_graph_projections WHERE user_id = $1", user_id),
     }
-    once = {"insight": 1, "proactive_prompts": len(SAMPLE_PROMPTS), "cycle_report": 1, "projection": 1}
+    once = {"insight": 1, "proactive_prompts": len(SAMPLE_PROMPTS), "cycle_report": 1}
     problems = [
         f"{user_id} {step}: {counts[step]} rows, expected {once[step] if states[step] == 'succeeded' else 0}"
-        for step in STEPS
+        for step in once
         if counts[step] != (once[step] if states[step] == "succeeded" else 0)
     ]
+    # the projection is also refreshed after the insight (debounced, issue 19): one row per distinct input, never
+    # the same input laid out twice however often a killed run was retried
+    layouts, inputs = await pool.fetchrow(
+        "SELECT count(*), count(DISTINCT projection_data->>'input_digest') FROM user_graph_projections "
+        "WHERE user_id = $1",
+        user_id,
+    )
+    if layouts != inputs or (states["projection"] == "succeeded" and not layouts):
+        problems.append(f"{user_id} projection: {layouts} rows for {inputs} distinct inputs")
     if states["insight"] == "succeeded" and not await pool.fetchval(
         "SELECT EXISTS (SELECT 1 FROM derived_artifacts WHERE artifact_id = $1)", summary_artifact_id(cycle)
     ):
