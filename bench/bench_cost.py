@@ -102,7 +102,7 @@ async def run(postgres_dsn: str, redis_url: str, data_dir: Path) -> list[Row]:
                 openai_api_key="bench",
             )
             configure_logging("WARNING", "json")
-            seeded = await seed_sample_user(pool, redis)
+            seeded = await seed_sample_user(pool, redis, media_dir=settings.resolved_media_root)
             await end_and_enqueue_ingestion(
                 pool, redis, timeout_minutes=settings.conversation_timeout_minutes, limit=100
             )
