@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]  # comes with check-jsonschema (dev)
 from pydantic import ValidationError
 
 from agents.ingestion import (
@@ -258,7 +258,7 @@ def wire_answer() -> dict[str, Any]:
 
 def at(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     """`document` with the value at a dotted path ("memory_units.0.key") replaced (a deep copy)."""
-    changed = json.loads(json.dumps(document))
+    changed: dict[str, Any] = json.loads(json.dumps(document))
     *parents, last = path.split(".")
     node: Any = changed
     for part in parents:
