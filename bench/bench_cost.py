@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_stack import bench_servers, fresh_database
 
-from agents.scripted_llm import RecordedRequest, sample_answers_server
+from agents.scripted_llm import TRANSCRIPTIONS, RecordedRequest, sample_answers_server
 from agents.scripted_prompt_cache import count_tokens, schema_text
 from jobs.catalog import JOBS
 from jobs.cycle import STEPS, step_args
@@ -114,7 +114,8 @@ async def run(postgres_dsn: str, redis_url: str, data_dir: Path) -> list[Row]:
             await run_workers(settings, database_url, redis_url, one_at_a_time, JOBS)
             calls = [c for c in await list_llm_calls(pool, seeded.user_id) if c.call.prompt_name != "embeddings"]
             names = {f"ingest:{c.conversation_id}": c.key for c in seeded.conversations}
-            return rows(calls, llm.chat_requests, names)
+            answered = [r for r in llm.requests if r.path.endswith(("/chat/completions", TRANSCRIPTIONS))]
+            return rows(calls, answered, names)
     finally:
         await redis.aclose()
         await pool.close()
@@ -154,7 +155,8 @@ def report(table: list[Row]) -> None:
             f"| {row.completion_tokens:,} | {row.billed_input:,.0f} | {row.cost_cached:.6f} | {row.cost_uncached:.6f} |"
         )
     ingestion = [row for row in table if row.prompt == "ingestion"]
-    cycle = [row for row in table if row.prompt != "ingestion"]
+    media = [row for row in table if row.prompt.startswith("media")]
+    cycle = [row for row in table if row.prompt != "ingestion" and not row.prompt.startswith("media")]
     conversations = len(ingestion)
     billed = statistics.mean(row.billed_input for row in ingestion)
     completion = statistics.mean(row.completion_tokens for row in ingestion)
@@ -164,8 +166,9 @@ def report(table: list[Row]) -> None:
     for label, group, share in (
         ("ingestion", ingestion, conversations),
         ("ingestion, cache warm (2nd call on)", ingestion[1:], conversations - 1),
+        ("reading the attachments, spread over the conversations", media, conversations),
         ("the cycle's calls, spread over the conversations", cycle, conversations),
-        ("ingestion + cycle", table, conversations),
+        ("all calls", table, conversations),
     ):
         print(
             f"| {label} | {sum(r.prompt_tokens for r in group) / share:,.0f} "
