@@ -6,12 +6,14 @@ prices with and without the cache.
 
 The sample user's conversations (store/samples/sample_user.json) are ingested one after the other by an in-process
 worker (concurrency 1, so each call finds the cache its predecessors left), then one growth cycle runs (insight,
-proactive prompts, cycle report; the projection makes no call). The LLM is the scripted server of
-agents/scripted_llm.py in this process, answering from agents/samples/: its token counts are its estimate (~4
-characters a token) of the real requests, the structured-output schema included, and it reports cached tokens as
-OpenAI's automatic prompt caching would (agents/scripted_prompt_cache.py: 1,024 tokens at least, 128-token steps,
-the schema first). Nothing else shares its cache, so the first call of each prompt finds it cold, as in a quiet
-deployment; a busy one keeps the static part warm for every user.
+proactive prompts, cycle report; the projection makes no call). The attachments are copied where the worker reads
+file:// URLs from (its media root), so the photo and the voice note are read by the media job's two calls, shown
+apart from the ingestions, and the ingestion of their conversation sees their text, as in the demo.
+The LLM is the scripted server of agents/scripted_llm.py in this process, answering from agents/samples/: its token
+counts are its estimate (~4 characters a token) of the real requests, the structured-output schema included, and it
+reports cached tokens as OpenAI's automatic prompt caching would (agents/scripted_prompt_cache.py: 1,024 tokens at
+least, 128-token steps, the schema first). Nothing else shares its cache, so the first call of each prompt finds it
+cold, as in a quiet deployment; a busy one keeps the static part warm for every user.
 
 - schema tokens: the scripted server's count of the response format's `json_schema` as compact JSON, which the
   provider places before the system message; they are part of the prompt tokens (billed as input, cached with the
