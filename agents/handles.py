@@ -39,7 +39,8 @@ class Handle:
 def handle_pattern(kinds: str) -> str:
     """The schema `pattern` of a handle of `kinds`, for pydantic to refuse a malformed one before any check runs
     (its default regex engine matches `$` only at the very end of the text, as `re.fullmatch` does)."""
-    return rf"^[{kinds}][1-9][0-9]{{0,{MAX_DIGITS - 1}}}$"
+    letter = kinds if len(kinds) == 1 else f"[{kinds}]"
+    return rf"^{letter}[1-9][0-9]{{0,{MAX_DIGITS - 1}}}$"
 
 
 def parse_handle(text: str, kinds: str) -> Handle | None:

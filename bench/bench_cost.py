@@ -6,12 +6,14 @@ prices with and without the cache.
 
 The sample user's conversations (store/samples/sample_user.json) are ingested one after the other by an in-process
 worker (concurrency 1, so each call finds the cache its predecessors left), then one growth cycle runs (insight,
-proactive prompts, cycle report; the projection makes no call). The LLM is the scripted server of
-agents/scripted_llm.py in this process, answering from agents/samples/: its token counts are its estimate (~4
-characters a token) of the real requests, the structured-output schema included, and it reports cached tokens as
-OpenAI's automatic prompt caching would (agents/scripted_prompt_cache.py: 1,024 tokens at least, 128-token steps,
-the schema first). Nothing else shares its cache, so the first call of each prompt finds it cold, as in a quiet
-deployment; a busy one keeps the static part warm for every user.
+proactive prompts, cycle report; the projection makes no call). The attachments are copied where the worker reads
+file:// URLs from (its media root), so the photo and the voice note are read by the media job's two calls, shown
+apart from the ingestions, and the ingestion of their conversation sees their text, as in the demo.
+The LLM is the scripted server of agents/scripted_llm.py in this process, answering from agents/samples/: its token
+counts are its estimate (~4 characters a token) of the real requests, the structured-output schema included, and it
+reports cached tokens as OpenAI's automatic prompt caching would (agents/scripted_prompt_cache.py: 1,024 tokens at
+least, 128-token steps, the schema first). Nothing else shares its cache, so the first call of each prompt finds it
+cold, as in a quiet deployment; a busy one keeps the static part warm for every user.
 
 - schema tokens: the scripted server's count of the response format's `json_schema` as compact JSON, which the
   provider places before the system message; they are part of the prompt tokens (billed as input, cached with the
@@ -36,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_stack import bench_servers, fresh_database
 
-from agents.scripted_llm import RecordedRequest, sample_answers_server
+from agents.scripted_llm import TRANSCRIPTIONS, RecordedRequest, sample_answers_server
 from agents.scripted_prompt_cache import count_tokens, schema_text
 from jobs.catalog import JOBS
 from jobs.cycle import STEPS, step_args
@@ -102,7 +104,7 @@ async def run(postgres_dsn: str, redis_url: str, data_dir: Path) -> list[Row]:
                 openai_api_key="bench",
             )
             configure_logging("WARNING", "json")
-            seeded = await seed_sample_user(pool, redis)
+            seeded = await seed_sample_user(pool, redis, media_dir=settings.resolved_media_root)
             await end_and_enqueue_ingestion(
                 pool, redis, timeout_minutes=settings.conversation_timeout_minutes, limit=100
             )
@@ -114,7 +116,8 @@ async def run(postgres_dsn: str, redis_url: str, data_dir: Path) -> list[Row]:
             await run_workers(settings, database_url, redis_url, one_at_a_time, JOBS)
             calls = [c for c in await list_llm_calls(pool, seeded.user_id) if c.call.prompt_name != "embeddings"]
             names = {f"ingest:{c.conversation_id}": c.key for c in seeded.conversations}
-            return rows(calls, llm.chat_requests, names)
+            answered = [r for r in llm.requests if r.path.endswith(("/chat/completions", TRANSCRIPTIONS))]
+            return rows(calls, answered, names)
     finally:
         await redis.aclose()
         await pool.close()
@@ -154,7 +157,8 @@ def report(table: list[Row]) -> None:
             f"| {row.completion_tokens:,} | {row.billed_input:,.0f} | {row.cost_cached:.6f} | {row.cost_uncached:.6f} |"
         )
     ingestion = [row for row in table if row.prompt == "ingestion"]
-    cycle = [row for row in table if row.prompt != "ingestion"]
+    media = [row for row in table if row.prompt.startswith("media")]
+    cycle = [row for row in table if row.prompt != "ingestion" and not row.prompt.startswith("media")]
     conversations = len(ingestion)
     billed = statistics.mean(row.billed_input for row in ingestion)
     completion = statistics.mean(row.completion_tokens for row in ingestion)
@@ -164,8 +168,9 @@ def report(table: list[Row]) -> None:
     for label, group, share in (
         ("ingestion", ingestion, conversations),
         ("ingestion, cache warm (2nd call on)", ingestion[1:], conversations - 1),
+        ("reading the attachments, spread over the conversations", media, conversations),
         ("the cycle's calls, spread over the conversations", cycle, conversations),
-        ("ingestion + cycle", table, conversations),
+        ("all calls", table, conversations),
     ):
         print(
             f"| {label} | {sum(r.prompt_tokens for r in group) / share:,.0f} "

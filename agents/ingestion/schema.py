@@ -4,7 +4,9 @@ Why: the model sees existing concepts as small integer handles (1..N) and earlie
 database ids, and every reference in its answer is checked against what it was shown; an unknown handle or key is a
 validation error that goes back to the model in the one repair request. So LLM output can never name a row it was
 not shown. The schema is strict-mode friendly (every field required on the wire, nullable where optional, no extras)
-and stays small: size limits are checked here, not sent as maxItems/maxLength with every call.
+and stays small: size limits are checked here, not sent as maxItems/maxLength with every call, and the fields carry
+no descriptions, since prompts/ingestion.j2 explains each one (the schema and the prompt are both sent with every
+call: saying it twice would be paid twice). Patterns, bounds and enums stay in the schema.
 """
 
 from __future__ import annotations
@@ -35,19 +37,15 @@ _REF_PATTERN = handle_pattern("mce")
 
 
 class ExtractedMemoryUnit(StorableModel):
-    key: str = Field(pattern=handle_pattern("m"), description='"m1", "m2", …')
+    key: str = Field(pattern=handle_pattern("m"))
     title: str
     content: str
-    creation_ts: datetime | None = Field(description="When it happened (ISO 8601), or null for the conversation time")
+    creation_ts: datetime | None
     importance: float = Field(ge=1, le=10)
     sentiment: float = Field(ge=-1, le=1)
-    attachment: str | None = Field(
-        None, pattern=handle_pattern("a"), description='The handle of the attachment it comes from ("a1"), or null'
-    )
-    retells: str | None = Field(None, pattern=handle_pattern("p"), description="Earlier memory it tells again, or null")
-    updates: str | None = Field(
-        None, pattern=handle_pattern("p"), description="Earlier memory whose fact changed, or null"
-    )
+    attachment: str | None = Field(None, pattern=handle_pattern("a"))
+    retells: str | None = Field(None, pattern=handle_pattern("p"))
+    updates: str | None = Field(None, pattern=handle_pattern("p"))
 
     @property
     def earlier(self) -> str | None:
@@ -68,16 +66,16 @@ class ExtractedMemoryUnit(StorableModel):
 
 
 class ExtractedConcept(StorableModel):
-    key: str = Field(pattern=handle_pattern("c"), description='"c1", "c2", …')
+    key: str = Field(pattern=handle_pattern("c"))
     name: str
     type: str
     description: str | None
-    existing_handle: int | None = Field(description="Number of the existing concept this is, or null if new")
+    existing_handle: int | None
 
 
 class ExtractedRelationship(StorableModel):
-    source: str = Field(pattern=_REF_PATTERN, description='A memory unit key, a concept key, or "e" + handle')
-    target: str = Field(pattern=_REF_PATTERN, description='A memory unit key, a concept key, or "e" + handle')
+    source: str = Field(pattern=_REF_PATTERN)
+    target: str = Field(pattern=_REF_PATTERN)
     type: RelationshipType
     strength: float = Field(ge=0, le=1)
     description: str
@@ -85,9 +83,9 @@ class ExtractedRelationship(StorableModel):
 
 class ExtractedGrowthEvent(StorableModel):
     dim_key: GrowthDimension
-    delta: float = Field(ge=-1, le=1, description="Positive for progress, negative for a setback")
+    delta: float = Field(ge=-1, le=1)
     rationale: str
-    about: str = Field(pattern=_REF_PATTERN, description='The memory unit or concept key, or "e" + handle')
+    about: str = Field(pattern=_REF_PATTERN)
 
 
 class IngestionOutput(StorableModel):

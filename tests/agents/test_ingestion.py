@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]  # comes with check-jsonschema (dev)
 from pydantic import ValidationError
 
 from agents.ingestion import (
@@ -28,6 +29,7 @@ from agents.ingestion import (
 )
 from agents.llm import LLMClient, strict_json_schema
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_sample_answers, sample_answers_server
+from agents.scripted_prompt_cache import count_tokens
 from core.errors import PermanentError
 from core.ingestion import EntityRef, IngestionStatus
 from core.validation import error_lines
@@ -234,7 +236,87 @@ def test_relationship_types_come_from_the_vocabulary() -> None:
 def test_output_schema_is_strict_mode_compatible() -> None:
     schema = strict_json_schema(IngestionOutput)
     assert_strict_mode_compatible(schema)
-    assert schema["$defs"]["RelationshipType"]["enum"] == [t.value for t in RelationshipType]
+    relationship = schema["properties"]["relationships"]["items"]
+    assert relationship["properties"]["type"]["enum"] == [t.value for t in RelationshipType]
+
+
+def wire_answer() -> dict[str, Any]:
+    """An answer with every field the wire schema requires, each filled."""
+    unit = {**answer()["memory_units"][0], "attachment": "a1", "retells": None, "updates": "p2"}
+    return answer(
+        memory_units=[unit],
+        concepts=[concept("c1", "Running", handle=1)],
+        relationships=[rel("m1", "c1")],
+        growth_events=[growth("e1")],
+        forward_context={
+            "proactive_greeting": "Hi!",
+            "unresolved_topics": [{"topic": "Race", "suggested_question": "Which one?"}],
+            "suggested_focus": None,
+        },
+    )
+
+
+def at(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """`document` with the value at a dotted path ("memory_units.0.key") replaced (a deep copy)."""
+    changed: dict[str, Any] = json.loads(json.dumps(document))
+    *parents, last = path.split(".")
+    node: Any = changed
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return changed
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("importance_score", 11),
+        ("memory_units.0.key", "x1"),
+        ("memory_units.0.key", "m0"),
+        ("memory_units.0.importance", 0),
+        ("memory_units.0.sentiment", -1.5),
+        ("memory_units.0.attachment", "b1"),
+        ("memory_units.0.retells", "p"),
+        ("memory_units.0.updates", "m1"),
+        ("concepts.0.key", "c01"),
+        ("concepts.0.existing_handle", "one"),
+        ("relationships.0.type", "LOVES"),
+        ("relationships.0.strength", 1.5),
+        ("relationships.0.source", "p1"),
+        ("relationships.0.target", "e"),
+        ("growth_events.0.dim_key", "grow"),
+        ("growth_events.0.delta", -2),
+        ("growth_events.0.about", "a1"),
+        ("forward_context.suggested_focus", 3),
+        ("forward_context.unresolved_topics.0", {"topic": "Race"}),
+        ("concepts.0", {**concept("c1", "Running"), "id": "row-1"}),
+    ],
+)
+def test_the_lean_schema_refuses_what_the_full_schema_and_the_model_refuse(path: str, value: Any) -> None:
+    """The schema sent with every call has no titles, docstrings or field descriptions and inlines its definitions
+    (agents/llm/wire.py), but keeps every pattern, bound, enum and required field: an answer the model's full JSON
+    schema or pydantic refuses, the wire schema refuses too, so a provider's constrained decoding keeps it out."""
+    lean = Draft202012Validator(strict_json_schema(IngestionOutput))
+    full = Draft202012Validator(IngestionOutput.model_json_schema())
+    good = wire_answer()
+    assert lean.is_valid(good) and full.is_valid(good)
+    IngestionOutput.model_validate(good)
+    bad = at(good, path, value)
+    assert not lean.is_valid(bad)
+    with pytest.raises(ValidationError):
+        IngestionOutput.model_validate(bad)
+
+
+def test_the_wire_schema_carries_only_constraints() -> None:
+    """What the prompt explains is not said again in the schema: no titles, no descriptions, no definitions (each is
+    used once, so inlined), nullable scalars as a type list; the scripted server's count of it stays small."""
+    text = json.dumps(strict_json_schema(IngestionOutput), separators=(",", ":"))
+    assert '"title":{' not in text.replace('"title":{"type":"string"}', "")
+    assert '"description":"' not in text and "$defs" not in text and "anyOf" not in text
+    assert count_tokens(text) < 900
 
 
 @pytest.mark.parametrize(
@@ -312,7 +394,8 @@ async def test_long_conversation_is_windowed_and_merged_without_duplicates(
     for earlier, later in itertools.pairwise(seen):
         assert later[0] == earlier[-1]  # a small overlap, on message boundaries
         assert later[-1] > earlier[-1]  # and progress
-    assert f"part 2 of {windows}" in requests[1].messages[0]["content"]
+    assert f"part 2 of {windows}" in requests[1].message_text("user")
+    assert requests[0].messages[0] == requests[1].messages[0]  # the system message is the same for every window
     assert "<earlier_summary>\nSummary 1.\n</earlier_summary>" in requests[1].message_text("user")
 
     assert [m.title for m in result.memory_units] == ["Ran 10K", *[f"Event {i}" for i in range(1, windows + 1)]]

@@ -310,8 +310,12 @@ def assert_strict_mode_compatible(node: Any) -> None:
         if node.get("type") == "object":
             assert node["additionalProperties"] is False
             assert sorted(node["required"]) == sorted(node["properties"])
-        for value in node.values():
-            assert_strict_mode_compatible(value)
+        for key, value in node.items():
+            if key in ("properties", "$defs"):  # names, not schemas: a property may be called "default"
+                for schema in value.values():
+                    assert_strict_mode_compatible(schema)
+            else:
+                assert_strict_mode_compatible(value)
     elif isinstance(node, list):
         for item in node:
             assert_strict_mode_compatible(item)
@@ -324,11 +328,37 @@ def test_schema_is_strict_mode_compatible() -> None:
 
     schema = strict_json_schema(Loose)
     assert_strict_mode_compatible(schema)
-    assert schema["properties"]["verdict"]["properties"]["mood"] == {
-        "enum": ["good", "bad"],
-        "title": "Mood",
-        "type": "string",
-    }
+    verdict = schema["properties"]["verdict"]
+    assert verdict["description"] == "the verdict"  # a field's description stays, the model's titles do not
+    assert verdict["properties"]["mood"] == {"enum": ["good", "bad"], "type": "string"}
+    assert verdict["properties"]["score"] == {"maximum": 10, "minimum": 1, "type": "integer"}
+    assert verdict["properties"]["note"] == {"type": ["string", "null"]}
+    assert "$defs" not in schema and "title" not in schema
+
+
+def test_the_schema_keeps_a_definition_used_twice_and_properties_named_like_keywords() -> None:
+    """A model used in two places stays one definition (inlining it would say it twice); properties named "title",
+    "default" or "description" are properties, not the annotations that are left out; a nullable enum stays anyOf."""
+
+    class Pair(BaseModel):
+        """A docstring is for us, not for the model."""
+
+        title: str
+        default: Literal["a", "b"] | None
+        description: str = Field(description="What it is")
+        first: Verdict
+        second: Verdict | None
+
+    schema = strict_json_schema(Pair)
+    assert_strict_mode_compatible(schema)
+    assert "description" not in schema and "description" not in schema["$defs"]["Verdict"]
+    assert list(schema["properties"]) == ["title", "default", "description", "first", "second"]
+    assert schema["properties"]["title"] == {"type": "string"}
+    assert schema["properties"]["default"] == {"anyOf": [{"enum": ["a", "b"], "type": "string"}, {"type": "null"}]}
+    assert schema["properties"]["description"] == {"description": "What it is", "type": "string"}
+    assert schema["properties"]["first"] == {"$ref": "#/$defs/Verdict"}
+    assert schema["properties"]["second"] == {"anyOf": [{"$ref": "#/$defs/Verdict"}, {"type": "null"}]}
+    assert list(schema["$defs"]) == ["Verdict"]
 
 
 async def test_models_endpoint_speaks_openai(server: ScriptedLLMServer, client: LLMClient) -> None:

@@ -165,29 +165,61 @@ async def test_without_schema_support_the_schema_in_the_system_message_is_identi
     assert first.messages[1] != second.messages[1]
 
 
-async def test_a_long_conversation_s_windows_share_the_static_part_and_differ_only_at_the_system_message_s_end(
+async def test_a_long_conversation_s_window_has_the_same_system_message_and_the_user_s_context_before_its_place(
     server: ScriptedLLMServer, client: LLMClient
 ) -> None:
-    """The ingestion template says "part i of n" at the end of its system message (prompts/ingestion.j2): everything
-    before that sentence is the same for every window, the sentence and all that follows are not."""
+    """ "Part i of n" comes in the user message after the user's stable context (prompts/ingestion.j2), not in the
+    system message: a window's request shares the whole system message and the profile, concepts and turn context
+    with a short conversation's request of the same user, and differs only from its place in the conversation on."""
     long = ingestion_input("zuzana")
     messages = [
         ConversationMessage(role="user", content=f"Message {i}: " + "running and work " * 40, timestamp=START)
         for i in range(40)
     ]
     long = long.model_copy(update={"conversation": long.conversation.model_copy(update={"messages": messages})})
-    server.enqueue(*[ScriptedReply.error(400, "the request is what this test reads")] * 2)
-    with pytest.raises(PermanentError):
-        await IngestionAgent(client, model="m", input_token_budget=1500).run(long)
-    (first,) = server.chat_requests
-    system = first.messages[0]["content"]
-    per_window = system.index("The conversation is long")
-    assert "this is part 1 of" in system[per_window:]
-    single = IngestionAgent(client, model="m", input_token_budget=4000)
     server.enqueue(ScriptedReply.error(400, "the request is what this test reads"))
     with pytest.raises(PermanentError):
-        await single.run(ingestion_input("quillon"))
-    assert server.chat_requests[1].messages[0]["content"] == system[:per_window].rstrip()
+        await IngestionAgent(client, model="m", input_token_budget=1500).run(long)
+    server.enqueue(ScriptedReply.error(400, "the request is what this test reads"))
+    with pytest.raises(PermanentError):
+        await IngestionAgent(client, model="m", input_token_budget=4000).run(ingestion_input("zuzana"))
+    window, short = server.chat_requests
+    assert window.messages[0] == short.messages[0]
+    assert "part" not in window.messages[0]["content"].split("What to extract")[0]
+    window_user, short_user = window.messages[1]["content"], short.messages[1]["content"]
+    place = window_user.index("this is part 1 of")
+    shared = window_user[: window_user.rindex("\n", 0, place)]
+    assert "</turn_context>" in shared and short_user.startswith(shared)
+
+
+async def test_the_turn_context_comes_after_the_user_s_existing_concepts(
+    server: ScriptedLLMServer, client: LLMClient
+) -> None:
+    """Two conversations of one user ingested in a row have the same profile and existing concepts but a new turn
+    context each: the concepts come first, so the two prompts share them as a cached prefix."""
+    for focus in ("running", "sleep"):
+        data = ingestion_input("zuzana")
+        data = data.model_copy(update={"turn_context": TurnContextPackage(suggested_next_focus=focus)})
+        server.enqueue(ScriptedReply.error(400, "the request is what this test reads"))
+        with pytest.raises(PermanentError):
+            await IngestionAgent(client, model="m", input_token_budget=4000).run(data)
+    first, second = (request.messages[1]["content"] for request in server.chat_requests)
+    concepts_end = first.index("</existing_concepts>") + len("</existing_concepts>")
+    assert "<memory_profile>" in first[:concepts_end] and "<turn_context>" in first[concepts_end:]
+    assert first[:concepts_end] == second[:concepts_end] and first != second
+
+
+async def test_insight_puts_the_cycle_s_dates_and_counts_after_the_user_s_profile(
+    server: ScriptedLLMServer, client: LLMClient
+) -> None:
+    """The cycle (dates, counts) is new with every call; the memory profile, graph schema and next-conversation
+    context change less often, so they come first in the user message."""
+    with pytest.raises(PermanentError):
+        server.enqueue(ScriptedReply.error(400, "the request is what this test reads"))
+        await AGENTS["insight"](client, "zuzana")
+    user = server.chat_requests[0].messages[1]["content"]
+    assert user.startswith("<memory_profile>")
+    assert user.index("</next_context>") < user.index("<cycle>") < user.index("<growth>")
 
 
 SCHEMAS_SCRIPT = """

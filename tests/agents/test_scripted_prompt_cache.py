@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.ingestion.schema import IngestionOutput
+from pydantic import Field, create_model
+
 from agents.llm import InMemoryCallLog, LLMClient
-from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_sample_answers
+from agents.scripted_llm import ScriptedLLMServer, ScriptedReply
 from agents.scripted_prompt_cache import PromptCache, count_tokens, prompt_text, schema_text
 from prompts import RenderedPrompt
 from tests.agents.test_llm import CONTEXT, GOOD, Verdict
@@ -110,6 +111,14 @@ async def test_the_server_reports_cached_tokens_in_openais_usage_and_the_client_
     assert [record.cached_tokens for _, record in call_log.records] == [0, second.usage.cached_tokens]
 
 
+Wide = create_model(  # type: ignore[call-overload]
+    "Wide",
+    **{f"field_{n}": (str, Field(description=f"The {n}th of many fields, each described.")) for n in range(80)},
+)
+"""A schema over 1,024 tokens by itself (no agent's is, since the schemas carry only constraints)."""
+WIDE_ANSWER = {f"field_{n}": "x" for n in range(80)}
+
+
 async def changed_system_prompt(
     server: ScriptedLLMServer, output: type[Any], answer: dict[str, Any]
 ) -> tuple[int, int]:
@@ -126,11 +135,11 @@ async def changed_system_prompt(
 
 
 async def test_a_changed_system_prompt_reports_nothing_cached_beyond_the_schema(server: ScriptedLLMServer) -> None:
-    """With a small schema nothing is cached; with the ingestion schema (over 1,024 tokens by itself) the schema's
-    own 128-token steps are, and nothing of the system message or what follows it."""
+    """With a small schema nothing is cached; with a schema over 1,024 tokens by itself the schema's own 128-token
+    steps are, and nothing of the system message or what follows it."""
     assert await changed_system_prompt(server, Verdict, GOOD) == (0, 0)
 
     with ScriptedLLMServer() as other:
-        cached, shared = await changed_system_prompt(other, IngestionOutput, load_sample_answers()[0].answer)
+        cached, shared = await changed_system_prompt(other, Wide, WIDE_ANSWER)
     schema_tokens = count_tokens(schema_text(other.chat_requests[0].body))
     assert schema_tokens >= 1024 and cached == shared == schema_tokens - schema_tokens % 128
