@@ -212,13 +212,13 @@ async def test_the_turn_context_comes_after_the_user_s_existing_concepts(
 async def test_insight_puts_the_cycle_s_dates_and_counts_after_the_user_s_profile(
     server: ScriptedLLMServer, client: LLMClient
 ) -> None:
-    """The cycle (dates, counts) is new with every call; the memory profile, graph schema and next-conversation
-    context change less often, so they come first in the user message."""
+    """The cycle (dates, counts) is new with every call; the user's language, memory profile, graph schema and
+    next-conversation context change less often, so they come first in the user message."""
     with pytest.raises(PermanentError):
         server.enqueue(ScriptedReply.error(400, "the request is what this test reads"))
         await AGENTS["insight"](client, "zuzana")
     user = server.chat_requests[0].messages[1]["content"]
-    assert user.startswith("<memory_profile>")
+    assert user.startswith("<language>") and user.index("</language>") < user.index("<memory_profile>")
     assert user.index("</next_context>") < user.index("<cycle>") < user.index("<growth>")
 
 
