@@ -32,6 +32,7 @@ from agents.ingestion import EarlierMemory, IngestionLimits
 from agents.ingestion.agent import EARLIER_MEMORY_TOKENS, shown_earlier
 from agents.llm import estimate_tokens
 from core.embedding_texts import memory_unit_text
+from core.language import ENGLISH
 from jobs.ingestion_recall import EARLIER_CANDIDATES, EARLIER_FLOOR
 from prompts import load_prompt
 
@@ -57,6 +58,8 @@ def prompt_tokens(later: str, concepts: list[dict[str, Any]], earlier: list[dict
         memory_profile=None,
         existing_concepts=concepts,
         earlier_memories=earlier,
+        language=ENGLISH.instruction,
+        attachments=[],
     )
     return estimate_tokens((rendered.system or "") + rendered.user)
 
