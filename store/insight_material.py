@@ -4,9 +4,8 @@ Why bounded this way: a user's history grows without end, a cycle does not. The 
 units the cycle learned (core/cycle.CycleWindow: by ingestion_ts), and everything else is reached from them by key
 (their conversations by id, their concepts through runtime.knowledge_edges' indexes, growth events by entity), each
 with a LIMIT. Two reads are the whole history: the concept graph for community detection (`load_concept_graph`),
-by nature, timed apart in bench/bench_insight.py; and, until memory_units has a (user_id, ingestion_ts) index, the
-window's memory units, found among the user's rows of the (user_id, creation_ts) index and filtered by
-ingestion_ts. Every statement filters on the user id (DESIGN.md invariant 3).
+by nature, timed apart in bench/bench_insight.py. The window's memory units come from the (user_id, ingestion_ts)
+index (migration 0022). Every statement filters on the user id (DESIGN.md invariant 3).
 """
 
 from __future__ import annotations

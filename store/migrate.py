@@ -19,9 +19,9 @@ from store.prisma_schema import live_tables, load_expected_tables, schema_differ
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 ADVISORY_LOCK_KEY = 0x4F52_5259  # "ORRY": one migrator at a time, across every process and host
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
-PUBLIC_MIGRATIONS = frozenset({"0001", "0005", "0016"})
+PUBLIC_MIGRATIONS = frozenset({"0001", "0005", "0016", "0022"})
 """The migrations that build `public` (the rest touch only `runtime`); Prisma's migrations in store/prisma/migrations
-hold the same (0_init: 0001 and 0005; 16_memory_revisions: 0016)."""
+hold the same (0_init: 0001 and 0005; 16_memory_revisions: 0016; 22_memory_units_ingestion_ts: 0022)."""
 
 
 class MigrationError(Exception):

@@ -15,7 +15,7 @@ from store.prisma_schema import live_tables, schema_differences
 
 PRISMA_DIR = Path(__file__).resolve().parents[2] / "store" / "prisma"
 BASELINE = PRISMA_DIR / "migrations" / "0_init" / "migration.sql"
-PRISMA_MIGRATIONS = ["0_init", "16_memory_revisions"]
+PRISMA_MIGRATIONS = ["0_init", "16_memory_revisions", "22_memory_units_ingestion_ts"]
 """In the order Prisma applies them (by name)."""
 
 
@@ -66,6 +66,7 @@ async def test_orrery_adopts_a_public_schema_prisma_built_first(empty_database_u
             "0001_public_schema.sql",
             "0005_conversation_message_seq.sql",
             "0016_memory_revisions.sql",
+            "0022_memory_units_ingestion_ts.sql",
         ]
         assert "0002_job_ledger.sql" in report.applied and report.already_applied == []
         assert (await migrate(conn)).applied == []  # and from then on it is an ordinary migrated database
