@@ -207,8 +207,10 @@ async def _record_failure(
     observe(spec.name, "retried" if decision.action == "retry" else "deferred", duration, decision.error_class)
     if isinstance(exc, BudgetExceededError):
         metrics.budget_deferred()
-    event = "job failed, will retry" if decision.action == "retry" else "job deferred"
-    ctx.log.warning(event, retry_in_s=round(decision.delay_s, 2), **fields)
+    if decision.action == "retry":
+        ctx.log.warning("job failed, will retry", retry_in_s=round(decision.delay_s, 2), **fields)
+    else:  # a planned wait (attachments being read, a token budget, a store away): not a failure
+        ctx.log.info("job deferred", retry_in_s=round(decision.delay_s, 2), **fields)
     await retry_later(ctx, decision.delay_s, keep_attempt=decision.action == "defer")
 
 
