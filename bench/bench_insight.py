@@ -238,8 +238,9 @@ async def measure(pool: asyncpg.Pool, user_id: str, llm: LLMClient) -> dict[str,
     }
 
 
-async def sample_cycle(server_dsn: str, redis_url: str, data_dir: Path) -> tuple[int, int, int]:
-    """LLM calls, prompt and completion tokens of the sample user's insight (the chain after it left out)."""
+async def sample_cycle(server_dsn: str, redis_url: str, data_dir: Path) -> tuple[int, int, int, int]:
+    """Conversations, LLM calls, prompt and completion tokens of the sample user's insight (the chain after it left
+    out)."""
     database_url = await fresh_database(server_dsn)
     settings = load_settings(
         database_url=database_url, redis_url=redis_url, data_dir=data_dir, log_level="WARNING", llm="scripted"
@@ -249,13 +250,14 @@ async def sample_cycle(server_dsn: str, redis_url: str, data_dir: Path) -> tuple
     jobs = JobTable(spec for spec in JOBS.all() if spec.name not in ("proactive_prompts", "cycle_report"))
     try:
         await redis.flushdb()
-        seeded = await seed_sample_user(pool, redis)
+        seeded = await seed_sample_user(pool, redis, media_dir=settings.resolved_media_root)  # where workers read
         await end_and_enqueue_ingestion(pool, redis, timeout_minutes=0.001, limit=100)
         await run_workers(settings, database_url, redis_url, WorkerOptions((INTERACTIVE,), 4, burst=True), jobs)
         await enqueue(redis, pool, INSIGHT, {"user_id": seeded.user_id})
         await run_workers(settings, database_url, redis_url, WorkerOptions((BATCH,), 1, burst=True), jobs)
         calls = [c.call for c in await list_llm_calls(pool, seeded.user_id) if c.call.agent == "insight"]
-        return len(calls), sum(c.prompt_tokens for c in calls), sum(c.completion_tokens for c in calls)
+        prompt, completion = sum(c.prompt_tokens for c in calls), sum(c.completion_tokens for c in calls)
+        return len(seeded.conversations), len(calls), prompt, completion
     finally:
         await redis.aclose()
         await pool.close()
@@ -294,9 +296,10 @@ async def run(server_dsn: str, redis_url: str, data_dir: Path, sizes: list[int],
             f"| {m['graph_ms']:.0f} | {m['edges']:,} | {m['detect_ms']:.0f} | {m['communities']} "
             f"| {m['graph_step_ms']:.0f} | {m['write_ms']:.0f} |"
         )
-    calls, prompt_tokens, completion_tokens = await sample_cycle(server_dsn, redis_url, data_dir)
+    conversations, calls, prompt_tokens, completion_tokens = await sample_cycle(server_dsn, redis_url, data_dir)
     print(
-        f"sample user's first cycle (6 conversations): {calls} insight LLM call(s), {prompt_tokens:,} prompt and "
+        f"sample user's first cycle ({conversations} conversations): {calls} insight LLM call(s), {prompt_tokens:,} "
+        "prompt and "
         f"{completion_tokens:,} completion tokens"
     )
     base = rows[0][1]["compile_ms"]
