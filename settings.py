@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     ingestion_max_links: int = Field(300, ge=1, le=100_000, description="Relationships, and growth events, per answer.")
     ingestion_max_text_chars: int = Field(4000, ge=200, le=1_000_000, description="Per text of an answer (not names).")
     ingestion_earlier_memory_tokens: int = Field(
-        300, ge=0, le=20_000, description="Earlier memories shown per ingestion call, nearest first (0: none)."
+        250, ge=0, le=20_000, description="Earlier memories shown per ingestion call, nearest first (0: none)."
     )
     insight_model: str = "gpt-4o-mini"
     cycle_length_days: float = Field(7.0, gt=0, le=366, description="A growth cycle; the chain runs once it is over.")

@@ -20,7 +20,7 @@ from settings import Settings
 
 AGENT_NAME = "ingestion"
 PROMPT_NAME = "ingestion"
-EARLIER_MEMORY_TOKENS = 300
+EARLIER_MEMORY_TOKENS = 250
 """Default budget of the earlier memories shown per call (ORRERY_INGESTION_EARLIER_MEMORY_TOKENS)."""
 EARLIER_CONTENT_CHARS = 240
 """An earlier memory's content is shown up to this long: enough to tell the same event from a look-alike."""
