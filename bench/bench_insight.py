@@ -298,9 +298,8 @@ async def run(server_dsn: str, redis_url: str, data_dir: Path, sizes: list[int],
         )
     conversations, calls, prompt_tokens, completion_tokens = await sample_cycle(server_dsn, redis_url, data_dir)
     print(
-        f"sample user's first cycle ({conversations} conversations): {calls} insight LLM call(s), {prompt_tokens:,} "
-        "prompt and "
-        f"{completion_tokens:,} completion tokens"
+        f"sample user's first cycle ({conversations} conversations): {calls} insight LLM call(s), "
+        f"{prompt_tokens:,} prompt and {completion_tokens:,} completion tokens"
     )
     base = rows[0][1]["compile_ms"]
     for size, m in rows[1:]:

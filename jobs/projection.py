@@ -14,8 +14,9 @@ refresh. Layout: agents/projection.py (PCA to 3D, aligned to the previous projec
 
 Idempotent because (DESIGN.md invariant 2): the projection's id derives from the user's cycle and a digest of its
 input (store/projection_source.py), checked before the layout and inserted ON CONFLICT DO NOTHING, and an input equal
-to the newest projection's writes nothing; a rerun over unchanged rows writes nothing, one after new material (or
-after the store caught up) adds the newer projection.
+to the newest projection's writes nothing (checked again at the write, under a per-user lock, since the chain's step
+and a refresh may lay out the same input at once under two cycles' ids); a rerun over unchanged rows writes nothing,
+one after new material (or after the store caught up) adds the newer projection.
 """
 
 from __future__ import annotations
@@ -88,8 +89,6 @@ async def project(ctx: JobContext, user_id: str, cycle: Cycle) -> dict[str, Any]
         }
     )
     async with serialized(ctx.pool, f"projection:{user_id}") as conn:
-        # the chain's step and a refresh can lay out the same input at once under two cycles' ids (the refresh
-        # after the insight, the step after the report): the second to get here sees the first's row
         newest = await latest_graph_projection(conn, user_id)
         if newest is not None and newest.projection_data.get("input_digest") == digest:
             return {"projection_id": newest.projection_id, "outcome": "unchanged", **counts}
