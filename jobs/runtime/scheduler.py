@@ -159,7 +159,8 @@ class CronScheduler:
             self._retry_at.pop(name, None)
             self._next[name] = job.schedule.next_after(now)
             if result is not None:
-                metrics.cron_fired(name)
+                if result.enqueued:  # the metric counts slots this worker enqueued, not ones found queued already
+                    metrics.cron_fired(name)
                 logger.info("cron fired", job_name=name, slot=slot.isoformat(), enqueued=result.enqueued)
                 fired.append(result)
         return fired

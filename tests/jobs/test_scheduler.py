@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from core.cron import ScheduleError
 from jobs.diagnostics import ECHO
 from jobs.maintenance import SWEEP_TIMEOUTS
+from jobs.runtime import metrics
 from jobs.runtime.enqueue import EnqueueResult
 from jobs.runtime.keys import cron_claim_key
 from jobs.runtime.registry import JobTable
@@ -100,6 +101,8 @@ async def test_overrunning_job_with_a_dedupe_key_skips_the_next_slot(
     jobs = schedules(JobTable([SWEEP_TIMEOUTS]), {})
     scheduler = CronScheduler(redis_client, pool, jobs, clock=clock)
 
+    fired = metrics.CRON_FIRED.labels("sweep_timeouts")
+    before = fired._value.get()
     clock.now = start + timedelta(minutes=1)
     first = await scheduler.tick()
     clock.now = start + timedelta(minutes=2)
@@ -107,6 +110,7 @@ async def test_overrunning_job_with_a_dedupe_key_skips_the_next_slot(
 
     assert [r.enqueued for r in first] == [True] and [r.enqueued for r in second] == [False]
     assert first[0].job_id == "sweep_timeouts"
+    assert fired._value.get() - before == 1  # the skipped slot enqueued nothing: orrery_cron_fired_total says so
 
 
 async def test_a_slot_whose_enqueue_fails_is_retried_until_the_next_slot(
