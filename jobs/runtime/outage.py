@@ -158,10 +158,15 @@ class StoreWatch:
     async def _probe(
         self, store: str, ping: Callable[[], Awaitable[object]], errors: tuple[type[BaseException], ...]
     ) -> None:
+        """A ping that does not answer, whatever it raises, is the store not answering: an error class a server
+        shutting down raises that `errors` does not list must not end the watch (the worker would stop at once)."""
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
                 await ping()
         except errors as exc:
+            self.failed(store, exc)
+        except Exception as exc:
+            logger.warning("store probe failed in an unlisted way", store=store, error=_reason(exc), exc_info=exc)
             self.failed(store, exc)
         else:
             self.answered(store)

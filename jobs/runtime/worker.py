@@ -212,8 +212,10 @@ async def run_workers(
     # long, or a poll loop ends on a bug (a store outage never ends it)
     watched: list[asyncio.Future[Any]] = [asyncio.gather(*mains)] if options.burst else list(mains)
     failed_warming = asyncio.create_task(_warming_failed(warming))
+    signalled = False
     try:
         await asyncio.wait([*watched, stopping, watching, failed_warming], return_when=asyncio.FIRST_COMPLETED)
+        signalled = stop.is_set()
         if failed_warming.done():
             pass  # stop at once: nothing was claimed while warming
         elif stop.is_set():
@@ -240,11 +242,16 @@ async def run_workers(
     logger.info("worker stopped", worker_id=resources.worker_id, **_counts(workers))
     if warming is not None and warming.done() and not warming.cancelled() and warming.exception() is not None:
         raise WorkerConfigError(f"could not get ready to take work: {warming.exception()}")
-    if watching.done() and not watching.cancelled() and isinstance(watching.exception(), StoreOutage):
-        raise StoreOutage(str(watching.exception()))
+    if watching.done() and not watching.cancelled() and watching.exception() is not None:
+        ended = watching.exception()
+        if isinstance(ended, StoreOutage):
+            raise StoreOutage(str(ended))
+        raise RuntimeError(f"the store watch ended on {ended!r}") from ended  # never a silent exit 0
     crashed = [task.exception() for task in mains if task.done() and not task.cancelled() and task.exception()]
     if crashed and crashed[0] is not None:
         raise crashed[0]
+    if not signalled and not options.burst and any(task.cancelled() for task in mains):
+        raise RuntimeError("a queue's poll loop was cancelled without a stop signal")  # never a silent exit 0
 
 
 def to_warm(settings: Settings, specs: Sequence[JobSpec], queues: Sequence[str]) -> list[Resource[Any]]:

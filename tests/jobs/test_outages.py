@@ -30,7 +30,7 @@ from arq.connections import create_pool as create_arq_pool
 from jobs.diagnostics import ECHO
 from jobs.runtime.enqueue import enqueue
 from jobs.runtime.keys import INTERACTIVE, health_key_pattern, queue_key
-from jobs.runtime.outage import StoreWatch
+from jobs.runtime.outage import POSTGRES, StoreWatch
 from jobs.runtime.resources import WorkerResources
 from jobs.runtime.worker import WorkerOptions, build_worker
 from store import embedded, ledger
@@ -361,3 +361,19 @@ async def test_a_job_task_cut_short_by_redis_pauses_claiming_without_a_traceback
     assert watch.healthy and worker.tasks == {}
     cut = [entry for entry in logs if entry.get("job_id") == "job-8"]
     assert len(cut) == 1 and cut[0]["log_level"] == "warning" and "exc_info" not in cut[0], logs
+
+
+async def test_a_probe_that_fails_in_an_unlisted_way_is_an_outage_not_the_end_of_the_watch(
+    redis_client: aioredis.Redis, redis_url: str, database_url: str
+) -> None:
+    """A server shutting down may raise an error class the watch does not list; the watch ended on it, the worker
+    stopped with exit 0 and no word (seen in the Postgres restart fault test). It is the store not answering."""
+    watch = StoreWatch(redis_client=redis_client, redis_url=redis_url, database_url=database_url, tolerance_s=60)
+
+    async def unlisted() -> None:
+        raise EOFError("the server closed the connection mid-handshake")
+
+    await watch._probe(POSTGRES, unlisted, (OSError,))
+    assert watch.is_away(POSTGRES) and not watch.healthy
+    await watch.probe()  # both stores answer again
+    assert watch.healthy
