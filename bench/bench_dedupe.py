@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agents.embeddings import _load_local_model
+from agents.embeddings import _load_local_model, local_precision
 from agents.ingestion.similar import Candidate, same_concept
 from core.embedding_texts import concept_text
 from core.vocabulary import normalize_concept_name, normalize_concept_type
@@ -68,7 +68,7 @@ def table(cases: list[dict[str, Any]], similarity: list[float], default: float) 
 
 def main() -> None:
     cases = json.loads(DATA.read_text())["cases"]
-    model = _load_local_model()
+    model = _load_local_model(local_precision("auto"))  # what a worker loads
     default = load_settings().concept_similarity_threshold
     started = time.perf_counter()
     by_name = scores(model, cases, descriptions=False)

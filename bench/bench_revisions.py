@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agents.embeddings import _load_local_model
+from agents.embeddings import _load_local_model, local_precision
 from agents.ingestion import EarlierMemory, IngestionLimits
 from agents.ingestion.agent import EARLIER_MEMORY_TOKENS, shown_earlier
 from agents.llm import estimate_tokens
@@ -76,7 +76,7 @@ def main() -> None:
         {"handle": n, "name": title, "type": "topic", "description": None}
         for n, (title, _) in enumerate(data["background"], start=1)
     ]
-    model = _load_local_model()
+    model = _load_local_model(local_precision("auto"))  # what a worker loads
     unit_vectors = model.encode([memory_unit_text(t, c) for t, c in units], normalize_embeddings=True, batch_size=64)
     query_vectors = model.encode([case["later"] for case in cases], normalize_embeddings=True, batch_size=64)
 

@@ -15,12 +15,13 @@ from agents.embeddings import (
     CachedEmbedder,
     LocalEmbedder,
     OpenAIEmbedder,
+    local_precision,
     open_embedder,
 )
 from agents.llm import CallContext, InMemoryCallLog
 from core.errors import PermanentError, TransientError
 from core.llm_records import CallOutcome, CallPurpose, ResponseFormatMode
-from settings import load_settings
+from settings import SettingsError, load_settings
 from store.llm_calls import PostgresCallLog, list_llm_calls
 from tests.embeddings_server import EmbeddingsServer, fake_vector
 
@@ -77,6 +78,33 @@ async def test_a_small_call_waits_for_one_pass_of_a_large_one_not_all_of_it(loca
     alone = await local.embed([large[7], large[31], "Emma (person)"], context=CONTEXT)
     assert cosine(many[7], alone[0]) > 0.9999 and cosine(many[31], alone[1]) > 0.9999
     assert cosine(small[0], alone[2]) > 0.9999
+
+
+async def test_bfloat16_and_float32_write_one_vector_space(local: LocalEmbedder) -> None:
+    """Workers of either precision share a store under one model_version: each text's two vectors are the same
+    direction, and any two texts are as similar in one precision as in the other (the similarity rule's 0.80 and
+    recall's ranking read the same)."""
+    texts = [
+        "Running (activity)",
+        "half-marathon training (goal)",
+        "My sister Emma opened a bakery in Lisbon and I helped her on the first morning.",
+        "Eu corri a minha primeira meia maratona e doeram-me as canelas.",
+        "Quarterly taxes",
+    ]
+    narrow = await (await LocalEmbedder.load(precision="bfloat16")).embed(texts, context=CONTEXT)
+    wide = await (await LocalEmbedder.load(precision="float32")).embed(texts, context=CONTEXT)
+    assert all(abs(cosine(v, v) - 1) < 1e-5 for v in narrow)  # normalized in float32 after the pass
+    assert min(cosine(a, b) for a, b in zip(narrow, wide, strict=True)) > 0.999
+    for i in range(len(texts)):
+        for j in range(i + 1, len(texts)):
+            assert abs(cosine(narrow[i], narrow[j]) - cosine(wide[i], wide[j])) < 0.01
+
+
+def test_auto_precision_is_one_of_the_two_and_an_explicit_one_is_kept() -> None:
+    assert local_precision("auto") in ("bfloat16", "float32")
+    assert (local_precision("float32"), local_precision("bfloat16")) == ("float32", "bfloat16")
+    with pytest.raises(SettingsError, match="ORRERY_LOCAL_EMBEDDINGS_PRECISION"):
+        load_settings(local_embeddings_precision="half")
 
 
 async def test_blank_texts_are_refused_before_any_work(local: LocalEmbedder) -> None:
