@@ -8,7 +8,6 @@ gone (or, for vectors, a concept merged away) is deleted. The same functions ser
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -225,12 +224,8 @@ async def graph_batch(db: Executor, graph: GraphStore, user_id: str, refs: Itera
     nodes = [_node(label, record, user_id) for label, found in present.items() for record in found.values()]
     edges = [edge for edge in await outgoing_edges(db, user_id, present) if edge.target not in set(deleted)]
     wanted = {edge.key for edge in edges}
-    stale: set[EdgeKey] = set()
     sources = [node.ref for node in nodes if node.label is not NodeLabel.USER]
-    # one read per node, at once: the store's round trips overlap instead of adding up
-    around = await asyncio.gather(*(graph.neighbourhood(user_id, source) for source in sources))
-    for source, subgraph in zip(sources, around, strict=True):
-        stale |= {edge.key for edge in subgraph.edges if edge.source == source and edge.key not in wanted}
+    stale = await graph.edges_from(user_id, sources) - wanted
     return GraphBatch(
         upsert_nodes=tuple(nodes),
         upsert_edges=tuple(edges),

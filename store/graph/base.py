@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, Self
 
@@ -407,6 +407,12 @@ class GraphStore(Protocol):
     async def neighbourhood(self, user_id: str, node: NodeRef, depth: int = 1) -> Subgraph:
         """The nodes within `depth` hops of `node` (either direction) and the relationships on those paths;
         empty when the user has no such node."""
+        ...
+
+    async def edges_from(self, user_id: str, sources: Sequence[NodeRef]) -> set[EdgeKey]:
+        """The identities of the relationships leaving these nodes, in one read: what the dispatcher compares with
+        Postgres to find the relationships a batch must delete (a neighbourhood per node cost a transaction and two
+        queries each, and read nodes nobody looked at)."""
         ...
 
     async def concept_graph(self, user_id: str) -> list[WeightedEdge]:

@@ -186,6 +186,20 @@ CONCEPT_SHARED = _statement(
 )
 
 
+def edges_from(label: NodeLabel) -> Statement:
+    """The relationships leaving the label's nodes with these keys: the target's labels and every key property a
+    label may use, so the caller picks the target's key by its label."""
+    return _statement(
+        f"UNWIND $keys AS key MATCH (a:{_label(label)} {{{_key(label)}: key}})-[r]->(b) "
+        "WHERE a.userId = $userId AND b.userId = $userId AND type(r) IN $types "
+        "RETURN key AS source, type(r) AS rel_type, labels(b) AS labels, "
+        "{userId: b.userId, muid: b.muid, id: b.id, community_id: b.community_id} AS target_keys",
+        "keys",
+        "userId",
+        "types",
+    )
+
+
 def count_nodes(label: NodeLabel) -> Statement:
     return _statement(f"MATCH (n:{_label(label)}) WHERE n.userId = $userId RETURN count(n) AS n", "userId")
 

@@ -13,7 +13,7 @@ into the port's ISO text again, so nodes and hashes are the same whichever backe
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
@@ -193,6 +193,28 @@ class Neo4jGraphStore:
             return Subgraph.of(list(nodes.values()), found)
 
         return await self._read(user_id, walk)
+
+    async def edges_from(self, user_id: str, sources: Sequence[NodeRef]) -> set[EdgeKey]:
+        by_label: dict[NodeLabel, list[str]] = defaultdict(list)
+        for ref in sources:
+            by_label[ref.label].append(ref.key)
+
+        async def read(tx: AsyncManagedTransaction) -> set[EdgeKey]:
+            found: set[EdgeKey] = set()
+            for label, keys in by_label.items():
+                statement = cypher.edges_from(label).bind(keys=keys, userId=user_id, types=_TYPES)
+                async for r in await tx.run(*statement):
+                    target = next(NodeLabel(name) for name in r["labels"] if name in _LABELS)
+                    found.add(
+                        EdgeKey(
+                            source=NodeRef(label=label, key=r["source"]),
+                            type=edge_type(r["rel_type"]),
+                            target=NodeRef(label=target, key=str(r["target_keys"][KEY_PROPERTY[target]])),
+                        )
+                    )
+            return found
+
+        return await self._read(user_id, read) if by_label else set()
 
     async def concept_graph(self, user_id: str) -> list[WeightedEdge]:
         async def read(tx: AsyncManagedTransaction) -> list[WeightedEdge]:

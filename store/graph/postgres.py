@@ -15,7 +15,7 @@ size is one round trip per kind of change.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -154,6 +154,13 @@ WHERE least(s.depth, t.depth) < $5
 """
 """The relationships on the walked paths: both ends reached, one of them before the last step."""
 
+_EDGES_FROM = """
+SELECT e.source_type, e.source_id, e.relationship_type, e.target_type, e.target_id
+FROM unnest($2::text[], $3::text[]) AS s (label, node_key)
+JOIN runtime.knowledge_edges AS e
+    ON e.user_id = $1 AND e.in_graph AND e.source_type = s.label AND e.source_id = s.node_key
+"""
+
 _CONCEPT_DIRECT = """
 SELECT e.source_id AS a, e.target_id AS b, e.strength AS weight FROM runtime.knowledge_edges AS e
 WHERE e.user_id = $1 AND e.in_graph AND e.source_type = 'Concept' AND e.target_type = 'Concept'
@@ -243,6 +250,22 @@ class PostgresGraphStore:
             GraphNode(label=r["label"], key=r["node_key"], properties=json.loads(r["properties"])) for r in reached
         ]
         return Subgraph.of(nodes, [_edge(r) for r in edges])
+
+    async def edges_from(self, user_id: str, sources: Sequence[NodeRef]) -> set[EdgeKey]:
+        if not sources:
+            return set()
+        async with self._errors(user_id):
+            rows = await self._pool.fetch(
+                _EDGES_FROM, user_id, [ref.label.value for ref in sources], [ref.key for ref in sources]
+            )
+        return {
+            EdgeKey(
+                source=NodeRef(label=r["source_type"], key=r["source_id"]),
+                type=edge_type(r["relationship_type"]),
+                target=NodeRef(label=r["target_type"], key=r["target_id"]),
+            )
+            for r in rows
+        }
 
     async def concept_graph(self, user_id: str) -> list[WeightedEdge]:
         async with self._errors(user_id), self._pool.acquire() as conn, conn.transaction(readonly=True):

@@ -295,6 +295,17 @@ class TestGraphStoreContract:
         with pytest.raises(ValueError, match=r"depth must be 0\.\.5"):
             await graph.neighbourhood(a.user_id, a.ref("c1"), 6)
 
+    async def test_edges_from_are_the_relationships_leaving_the_nodes(
+        self, graph: GraphStore, two_users: tuple[Memory, Memory]
+    ) -> None:
+        a, b = two_users
+        await graph.apply(a.user_id, a.batch)
+        await graph.apply(b.user_id, b.batch)
+        for chosen in ([n.ref for n in a.nodes], [a.ref("m1")], [a.ref("c2"), a.ref("d1")], []):
+            assert await graph.edges_from(a.user_id, chosen) == {e.key for e in a.edges if e.source in chosen}
+        assert await graph.edges_from(b.user_id, [n.ref for n in a.nodes]) == set()  # another user's nodes: none
+        assert await graph.edges_from(a.user_id, [NodeRef(label=CONCEPT, key="nowhere")]) == set()
+
     async def test_concept_graph_weights(self, graph: GraphStore, two_users: tuple[Memory, Memory]) -> None:
         """c1-c2: RELATED_TO 0.4 + INSPIRES 0.7 + m1 mentions both (min 0.9, 0.6) = 1.7; c2-c3: m2 (min 0.8, 0.5)."""
         a, _ = two_users
