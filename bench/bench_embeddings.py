@@ -6,8 +6,9 @@ Measures:
   * start-up — importing torch + sentence-transformers and reading the packaged weights (`LocalEmbedder.load`);
   * throughput — items embedded per second by batch size, over --texts memory-unit-sized texts (20-40 words),
     median of --rounds rounds;
-  * what it adds to an ingestion — one `embed` call of the ~10 items one conversation yields (3 memory units,
-    6 concepts, 1 artifact), p50 / p95 over 50 calls.
+  * one call's time — the ~10 items one conversation yields (3 memory units, 6 concepts, 1 artifact), and the four
+    short names ingestion's similarity check embeds, p50 / p95 over 50 calls;
+each in float32 and in bfloat16 (ORRERY_LOCAL_EMBEDDINGS_PRECISION), alternating, so both see the same machine.
 Runs on whatever cores torch sees (2 on the reference VM); nothing else should run meanwhile.
 """
 
@@ -23,8 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agents.embeddings import LocalEmbedder
+from agents.embeddings import LocalEmbedder, local_precision
 from agents.llm import CallContext
+from settings import LocalPrecision
 
 CONTEXT = CallContext(user_id="bench", agent="bench_embeddings")
 BATCH_SIZES = (1, 8, 16, 32, 64, 128)
@@ -66,40 +68,60 @@ def ingestion_items() -> list[str]:
     return [*units, *concepts, "Insight: movement and mood\nMornings with a run read calmer."]
 
 
+NAMES = ["Running (activity)", "half-marathon training (goal)", "Sister Ana (person)", "shin splints (health)"]
+"""What ingestion's similarity check embeds: the new concepts' names (four, short), in one call."""
+PRECISIONS: tuple[LocalPrecision, ...] = ("float32", "bfloat16")
+
+
+def p50_p95(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[max(0, int(0.95 * len(ordered)) - 1)]
+
+
+async def timed(embedder: LocalEmbedder, batch: list[str]) -> float:
+    t0 = time.perf_counter()
+    await embedder.embed(batch, context=CONTEXT)
+    return time.perf_counter() - t0
+
+
 async def main(count: int, rounds: int) -> None:
-    started = time.perf_counter()
-    base = await LocalEmbedder.load()
-    load_s = time.perf_counter() - started
+    loaded: dict[str, LocalEmbedder] = {}
+    for precision in PRECISIONS:
+        started = time.perf_counter()
+        loaded[precision] = await LocalEmbedder.load(precision=precision)
+        if precision == PRECISIONS[0]:
+            load_s = time.perf_counter() - started
     corpus = texts(count)
-    await base.embed(corpus[:8], context=CONTEXT)  # first-call warm-up (allocations, thread pool)
+    for embedder in loaded.values():
+        await embedder.embed(corpus[:8], context=CONTEXT)  # first-call warm-up (allocations, thread pool)
 
-    print(f"\nLocal model start-up (import torch + sentence-transformers, read weights): {load_s:.1f} s\n")
-    print(f"Throughput on {count} texts of 20-40 words, median of {rounds} rounds\n")
-    print("| batch size | items/s | ms per item |")
+    print(f"\nLocal model start-up (import torch + sentence-transformers, read weights): {load_s:.1f} s")
+    print(f"auto chooses {local_precision('auto')} on this CPU\n")
+    print(f"Throughput on {count} texts of 20-40 words, median of {rounds} rounds, the precisions alternating\n")
+    print("| batch size | float32 items/s | bfloat16 items/s |")
     print("|---:|---:|---:|")
-    model = base._model
     for size in BATCH_SIZES:
-        embedder = LocalEmbedder(model, batch_size=size)
-        rates = []
+        rates: dict[str, list[float]] = {precision: [] for precision in PRECISIONS}
         for _ in range(rounds):
-            t0 = time.perf_counter()
-            await embedder.embed(corpus, context=CONTEXT)
-            rates.append(count / (time.perf_counter() - t0))
-        rate = statistics.median(rates)
-        print(f"| {size} | {rate:,.0f} | {1000 / rate:.1f} |")
+            for precision in PRECISIONS:
+                chunked = LocalEmbedder(loaded[precision]._model, batch_size=size)
+                rates[precision].append(count / await timed(chunked, corpus))
+        cells = " | ".join(f"{statistics.median(rates[precision]):,.0f}" for precision in PRECISIONS)
+        print(f"| {size} | {cells} |")
 
-    items = ingestion_items()
-    latencies = []
-    for _ in range(50):
-        t0 = time.perf_counter()
-        await base.embed(items, context=CONTEXT)
-        latencies.append((time.perf_counter() - t0) * 1000)
-    latencies.sort()
-    p50, p95 = statistics.median(latencies), latencies[int(0.95 * len(latencies)) - 1]
-    print(f"\nOne ingestion's {len(items)} items in one call (50 calls)\n")
-    print("| items | p50 ms | p95 ms |")
-    print("|---:|---:|---:|")
-    print(f"| {len(items)} | {p50:.0f} | {p95:.0f} |")
+    print("\nOne call, 50 times each, the precisions alternating: p50 / p95\n")
+    print("| call | float32 | bfloat16 |")
+    print("|---|---:|---:|")
+    for label, batch in (
+        (f"one ingestion's {len(ingestion_items())} items", ingestion_items()),
+        (f"the similarity check's {len(NAMES)} names", NAMES),
+    ):
+        seconds: dict[str, list[float]] = {precision: [] for precision in PRECISIONS}
+        for _ in range(50):
+            for precision in PRECISIONS:
+                seconds[precision].append(await timed(loaded[precision], batch))
+        cells = " | ".join("{:.0f} / {:.0f} ms".format(*(1000 * v for v in p50_p95(seconds[p]))) for p in PRECISIONS)
+        print(f"| {label} | {cells} |")
 
 
 if __name__ == "__main__":
