@@ -36,8 +36,9 @@ usually is."""
 EARLIER_MEMORIES = 8
 """Memory units from before the cycle recalled for its themes (the view's token budget may show fewer)."""
 GOALS_TRACED, GOAL_BEGINNINGS = 3, 2
-"""The cycle's goals (most mentioned first, those without a story) whose first memory units are shown besides, so
-a goal reached this cycle can be told from its beginning: at most 3 x 2 memory units, before the recalled ones."""
+"""The cycle's goals without a story (those it marks a milestone of first, then the most mentioned) whose first
+memory units are shown besides, so a goal reached this cycle can be told from its beginning: at most 3 x 2 memory
+units, before the recalled ones."""
 
 
 async def run_insight(ctx: JobContext, args: CycleArgs, cycle: Cycle, state: CycleState) -> StepResult:
@@ -143,7 +144,7 @@ async def earlier_memories(ctx: JobContext, material: InsightMaterial) -> tuple[
     goals = {c.concept_id: c.name for c in material.concepts if is_goal_type(c.type) and not c.story_told}
     shown = {m.muid for m in material.memory_units}
     beginnings = await load_goal_beginnings(
-        ctx.pool, material.user_id, list(goals)[:GOALS_TRACED], per_goal=GOAL_BEGINNINGS, exclude=shown
+        ctx.pool, material.user_id, list(goals), cycle_units=shown, goals=GOALS_TRACED, per_goal=GOAL_BEGINNINGS
     )
     first = {m.muid: EarlierMemory(memory=m, recalled_for=f"where the goal '{goals[g]}' began") for g, m in beginnings}
     themes = [(c.name, concept_text(c.name, c.type, c.description)) for c in material.concepts]

@@ -28,7 +28,7 @@ from core.insight import (
     MemoryDigest,
     summary_artifact_id,
 )
-from core.vocabulary import ArtifactType, GrowthDimension, StructuralRelationshipType, is_goal_type
+from core.vocabulary import ArtifactType, GrowthDimension, RelationshipType, StructuralRelationshipType, is_goal_type
 from store.graph.base import concept_weights
 from store.postgres import Executor
 from store.repos import communities, derived_artifacts
@@ -221,35 +221,47 @@ def _concept(row: Any, story_told: bool) -> ConceptDigest:
 
 
 async def load_goal_beginnings(
-    db: Executor, user_id: str, goal_ids: Sequence[str], *, per_goal: int, exclude: Collection[str]
+    db: Executor, user_id: str, goal_ids: Sequence[str], *, cycle_units: Collection[str], goals: int, per_goal: int
 ) -> list[tuple[str, MemoryDigest]]:
-    """The first `per_goal` memory units (by creation_ts) related to each of these goals, but those in `exclude`
-    (the cycle's own, already shown): where a goal achievement story begins, which recall, ranking by likeness to
-    the cycle's themes, need not find. (goal id, memory) pairs, goals in the order given; read by key through the
+    """Where these goals began: the first `per_goal` memory units (by creation_ts) related to each, but the cycle's
+    own (`cycle_units`, shown already), for at most `goals` goals: those a cycle unit IS_MILESTONE_FOR first (the
+    ones most likely reached), then in the order given. A goal achievement story begins there, and recall, ranking
+    by likeness to the cycle's themes, need not find it. (goal id, memory) pairs; read by key through the
     knowledge_edges indexes, like the cycle's concepts."""
     rows = await db.fetch(
         f"""
-        SELECT g.goal_id, m.muid, m.title, m.content, m.importance_score, m.sentiment_score, m.creation_ts,
+        WITH chosen AS (
+            SELECT g.goal_id, g.n, EXISTS (
+                SELECT 1 FROM runtime.knowledge_edges e
+                WHERE e.user_id = $1 AND e.source_id = ANY($3::text[]) AND e.source_type = 'MemoryUnit'
+                  AND e.target_id = g.goal_id AND e.target_type = 'Concept' AND e.relationship_type = $4
+            ) AS milestone
+            FROM unnest($2::text[]) WITH ORDINALITY AS g(goal_id, n)
+            ORDER BY milestone DESC, g.n LIMIT $5
+        )
+        SELECT c.goal_id, m.muid, m.title, m.content, m.importance_score, m.sentiment_score, m.creation_ts,
                m.source_conversation_id
-        FROM unnest($2::text[]) WITH ORDINALITY AS g(goal_id, n)
+        FROM chosen c
         CROSS JOIN LATERAL (
             SELECT u.* FROM memory_units u
             WHERE u.user_id = $1 AND NOT (u.muid = ANY($3::text[])) AND u.muid IN (
                 SELECT e.source_id FROM runtime.knowledge_edges e
-                WHERE e.user_id = $1 AND e.target_id = g.goal_id AND e.target_type = 'Concept'
+                WHERE e.user_id = $1 AND e.target_id = c.goal_id AND e.target_type = 'Concept'
                   AND e.source_type = 'MemoryUnit' AND e.relationship_type NOT IN {_STRUCTURAL}
                 UNION
                 SELECT e.target_id FROM runtime.knowledge_edges e
-                WHERE e.user_id = $1 AND e.source_id = g.goal_id AND e.source_type = 'Concept'
+                WHERE e.user_id = $1 AND e.source_id = c.goal_id AND e.source_type = 'Concept'
                   AND e.target_type = 'MemoryUnit' AND e.relationship_type NOT IN {_STRUCTURAL}
             )
-            ORDER BY u.creation_ts, u.muid LIMIT $4
+            ORDER BY u.creation_ts, u.muid LIMIT $6
         ) AS m
-        ORDER BY g.n, m.creation_ts, m.muid
+        ORDER BY c.milestone DESC, c.n, m.creation_ts, m.muid
         """,
         user_id,
         list(goal_ids),
-        list(exclude),
+        list(cycle_units),
+        RelationshipType.IS_MILESTONE_FOR.value,
+        goals,
         per_goal,
     )
     return [(r["goal_id"], _memory(r)) for r in rows]

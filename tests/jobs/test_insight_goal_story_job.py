@@ -22,9 +22,12 @@ from store.repos._base import to_db
 from tests.agents.test_insight import insight_answer
 from tests.jobs.conftest import BurstRunner
 from tests.jobs.test_insight_job import INSIGHT_ONLY, ingested_sample_user, section, trigger
+from tests.store import testrows
 
 GOAL = "Talking with the neighbours in Portuguese"
-FIRST = "60-day Portuguese streak"
+FIRST = "Ordering at the bakery in Portuguese"
+"""Her first order at the bakery: IS_MILESTONE_FOR the goal (agents/samples/ingestion.json)."""
+ACHIEVED = "Ordered at the bakery in Portuguese (voice note)"
 TOLD_AGAIN = KeyedAnswer(
     match=f"{GOAL} (goal) (story told)",  # the later cycle's concepts (the instructions name the mark too)
     prompt="insight",
@@ -34,7 +37,7 @@ TOLD_AGAIN = KeyedAnswer(
                 "artifact_type": "insight_summary",
                 "title": "Another week",
                 "narrative": "You kept going.",
-                "sources": ["@m:Ordering at the bakery in Portuguese"],
+                "sources": ["@m:60-day Portuguese streak"],
             },
             {
                 "artifact_type": "goal_achievement_story",
@@ -42,8 +45,8 @@ TOLD_AGAIN = KeyedAnswer(
                 "narrative": "The same goal again.",
                 "sources": [
                     f"@c:{GOAL}",
-                    "@m:Ordering at the bakery in Portuguese",
-                    "@m:Ordered at the bakery in Portuguese (voice note)",
+                    "@m:60-day Portuguese streak",
+                    f"@m:{ACHIEVED}",
                 ],
             },
         ],
@@ -94,6 +97,22 @@ async def test_a_reached_goal_is_told_once_from_its_first_memory(
         user_id,
         first,
         to_db(cycle_start - timedelta(days=120)),
+    )
+    # the cycle's evidence: the voice note of a whole order in Portuguese is a milestone for the goal
+    voice_note = await pool.fetchval(
+        "SELECT muid FROM memory_units WHERE user_id = $1 AND title = $2", user_id, ACHIEVED
+    )
+    await testrows.upsert_edge(
+        pool,
+        user_id,
+        source_id=voice_note,
+        source_type="MemoryUnit",
+        target_id=goal.concept_id,
+        target_type="Concept",
+        relationship_type="IS_MILESTONE_FOR",
+        strength=0.9,
+        description="A whole order with no English at all.",
+        source_conversation_id=None,
     )
     before = len(llm_server.chat_requests)
 

@@ -203,12 +203,25 @@ async def test_two_stories_of_goals_of_two_users_do_not_meet(pool: asyncpg.Pool)
 async def test_the_goal_s_first_memories_are_read_oldest_first(pool: asyncpg.Pool) -> None:
     ids = await a_user_with_a_goal(pool, "user-a")
     other = await a_user_with_a_goal(pool, "user-b")
-    goal, units = ids["goal"], ids["units"]
+    goal, twin, units = ids["goal"], ids["twin"], ids["units"]
 
-    found = await load_goal_beginnings(pool, "user-a", [goal, ids["twin"]], per_goal=2, exclude=())
+    found = await load_goal_beginnings(pool, "user-a", [goal, twin], cycle_units=(), goals=2, per_goal=2)
     # extracted relationships in either direction, oldest first; the structural MENTIONS is no part of the story
     assert [(g, m.muid) for g, m in found] == [(goal, units[0]), (goal, units[1])]
     assert found[0][1].title == "Signed up" and found[0][1].creation_ts == WHEN - timedelta(days=120)
-    shown = await load_goal_beginnings(pool, "user-a", [goal], per_goal=3, exclude={units[0]})
-    assert [m.muid for _, m in shown] == units[1:]  # the cycle's own units are shown already
-    assert await load_goal_beginnings(pool, "user-a", [other["goal"]], per_goal=2, exclude=()) == []
+    cycle = {units[3]}  # the cycle learned "Finished": shown already, and a milestone of the goal
+    shown = await load_goal_beginnings(pool, "user-a", [goal], cycle_units=cycle, goals=1, per_goal=5)
+    assert [m.muid for _, m in shown] == units[:3]
+    assert await load_goal_beginnings(pool, "user-a", [other["goal"]], cycle_units=(), goals=1, per_goal=2) == []
+
+
+async def test_the_goals_a_cycle_marks_a_milestone_of_come_first(pool: asyncpg.Pool) -> None:
+    """More goals than are traced: the one a cycle unit IS_MILESTONE_FOR is traced, even when given last."""
+    ids = await a_user_with_a_goal(pool, "user-a")
+    goal, twin, units = ids["goal"], ids["twin"], ids["units"]
+    await edge(pool, "user-a", ("MemoryUnit", units[2]), "RELATED_TO", ("Concept", twin))
+    assert [
+        g for g, _ in await load_goal_beginnings(pool, "user-a", [twin, goal], cycle_units=(), goals=1, per_goal=1)
+    ] == [twin]  # no milestone in the cycle: the order given
+    traced = await load_goal_beginnings(pool, "user-a", [twin, goal], cycle_units={units[3]}, goals=1, per_goal=1)
+    assert [(g, m.muid) for g, m in traced] == [(goal, units[0])]

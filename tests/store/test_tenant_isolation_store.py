@@ -181,7 +181,7 @@ CASES: dict[str, Case] = {
     ),
     "insight_material.load_goal_beginnings": Case(
         # A's memory unit is related to A's concept: never a beginning of B's goal of that id
-        lambda db, a, s: insight_material.load_goal_beginnings(db, B, [a.concept], per_goal=5, exclude=()),
+        lambda db, a, s: insight_material.load_goal_beginnings(db, B, [a.concept], cycle_units=(), goals=5, per_goal=5),
         equals([]),
     ),
     "insight_material.concept_names": Case(
