@@ -201,8 +201,8 @@ async def _write_artifacts(
     )
     units = await memory_units.existing_memory_unit_ids(conn, user_id, (m for a in drafts for m in a.memory_unit_ids))
     alive = await concepts.existing_concept_ids(conn, user_id, (c for a in drafts for c in a.concept_ids))
-    # one story per goal, whatever its id; and only of a goal that is (still) the user's
-    drafts = [a for a in drafts if a.goal_concept_id is None or (a.goal_concept_id in alive - told)]
+    drafts = [a for a in drafts if a.goal_concept_id is None or a.goal_concept_id in alive]  # (still) the user's
+    drafts = [a for a in drafts if a.goal_concept_id not in told]  # one story per goal, whatever its id
     stamp = {"cycle_start": result.cycle_start.isoformat(), "model": result.model, "prompt": result.prompt_version}
 
     def artifact(draft: ArtifactDraft) -> NewArtifact:

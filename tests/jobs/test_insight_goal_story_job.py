@@ -131,7 +131,7 @@ async def test_a_reached_goal_is_told_once_from_its_first_memory(
     assert [(s.artifact_id, s.source_concept_id, s.title) for s in stories] == [
         (story_id, goal.concept_id, "Talking with your neighbours in Portuguese")
     ]
-    data = stories[0].content_data
+    data = stories[0].content_data or {}
     assert data["insight_kind"] == "goal_achievement_story" and data["goal_concept_id"] == goal.concept_id
     assert first in data["source_memory_unit_ids"] and len(data["source_memory_unit_ids"]) == 3
     assert [c.card_type for c in await cards.list_cards(pool, user_id) if c.source_entity_id == story_id] == [

@@ -147,8 +147,9 @@ async def test_a_goal_gets_one_story_for_ever(pool: asyncpg.Pool) -> None:
     assert await stories(pool, user_id) == [(story_id, "From sign-up to finish", goal)]
     row = await testrows.get_derived_artifact(pool, user_id, story_id)
     assert row is not None and row.generated_by_agent == "InsightAgent" and row.source_memory_unit_id == units[0]
-    assert row.content_data["insight_kind"] == "goal_achievement_story" and row.content_data["goal_concept_id"] == goal
-    assert row.content_data["source_memory_unit_ids"] == [units[0], units[3]]
+    data = row.content_data or {}
+    assert data["insight_kind"] == "goal_achievement_story" and data["goal_concept_id"] == goal
+    assert data["source_memory_unit_ids"] == [units[0], units[3]]
     [card] = [c for c in await cards.list_cards(pool, user_id) if c.source_entity_id == story_id]
     assert (card.card_type, card.source_entity_type) == ("goal_achievement_story", "DerivedArtifact")
     shape = ArtifactCardDisplay.model_validate(card.display_data)  # the contract's shape, like the other insights
@@ -182,6 +183,21 @@ async def test_a_story_follows_its_goal_into_a_merge(pool: asyncpg.Pool) -> None
     )
     assert (written.outcome, written.concepts_merged, written.artifacts) == ("written", 1, 1)
     assert await stories(pool, user_id) == [(goal_story_id(user_id, twin), "The first race", goal)]
+
+
+async def test_two_stories_of_one_goal_in_one_answer_write_the_first(pool: asyncpg.Pool) -> None:
+    """The check refuses two stories naming one goal; two naming goals that a merge of the same answer made one
+    reach the write: they share the goal's id, and the one insert keeps the first."""
+    ids = await a_user_with_a_goal(pool, "user-a")
+    user = await users.get_user(pool, "user-a")
+    assert user is not None
+    goal, units = ids["goal"], tuple(ids["units"])
+    twice = result(
+        "user-a", user.created_at, story(goal, units[:2], "First"), story(goal, units[2:], "Second", key="artifact:2")
+    )
+    written = await write_insight(pool, twice)
+    assert (written.artifacts, written.cards) == (2, 2)
+    assert await stories(pool, "user-a") == [(goal_story_id("user-a", goal), "First", goal)]
 
 
 async def test_two_stories_of_goals_of_two_users_do_not_meet(pool: asyncpg.Pool) -> None:
