@@ -137,6 +137,10 @@ async def test_a_reached_goal_is_told_once_from_its_first_memory(
     assert [c.card_type for c in await cards.list_cards(pool, user_id) if c.source_entity_id == story_id] == [
         "goal_achievement_story"
     ]
+    vector = await pool.fetchrow(  # the stores followed the commit: the story is recallable, tagged with its type
+        "SELECT title, tags FROM runtime.vector_items WHERE user_id = $1 AND source_entity_id = $2", user_id, story_id
+    )
+    assert vector is not None and vector["tags"] == ["goal_achievement_story"]
 
     # a later cycle: the same memory learned again in it, and an answer that tells the goal once more
     later = datetime.now(UTC) - timedelta(hours=1)
