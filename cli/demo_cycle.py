@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from core.vocabulary import ArtifactType
 from store import outbox
 from store.postgres import Executor
 from store.repos import communities, derived_artifacts, graph_projections, proactive_prompts, users
@@ -108,6 +109,8 @@ def render_cycle(console: Console, view: CycleView) -> None:
     for artifact in view.insights:
         table.add_row(artifact.title, artifact.artifact_type)
     console.print(table)
+    for story in (a for a in view.insights if a.artifact_type == ArtifactType.GOAL_ACHIEVEMENT_STORY):
+        console.print(Panel(story.content_narrative or "", title=f"Goal reached: {story.title}"))
     status = {prompt.prompt_id: prompt.status for prompt in view.prompts}
     pending = sum(prompt.status == proactive_prompts.PENDING for prompt in view.prompts)
     table = Table(

@@ -46,7 +46,7 @@ class MemoryCardDisplay(_Shape):
 
 
 class ArtifactCardDisplay(_Shape):
-    """cards.display_data of an insight's card (`insight_summary`, `trophy`)."""
+    """cards.display_data of an insight's card (`insight_summary`, `trophy`, `goal_achievement_story`)."""
 
     title: str
     preview: str = Field(description="The first 280 characters of the narrative")
@@ -216,6 +216,7 @@ CARD_TYPES: dict[str, tuple[str, type[BaseModel]]] = {
     "memory": (EntityKind.MEMORY_UNIT.value, MemoryCardDisplay),
     ArtifactType.INSIGHT_SUMMARY.value: (DERIVED_ARTIFACT, ArtifactCardDisplay),
     ArtifactType.TROPHY.value: (DERIVED_ARTIFACT, ArtifactCardDisplay),
+    ArtifactType.GOAL_ACHIEVEMENT_STORY.value: (DERIVED_ARTIFACT, ArtifactCardDisplay),
     ArtifactType.CYCLE_REPORT.value: (DERIVED_ARTIFACT, ReportCardDisplay),
 }
 """card_type → (source_entity_type, display_data shape) of the cards Orrery writes."""
@@ -322,10 +323,14 @@ def blocks() -> dict[str, str]:
         ),
         "artifacts": "\n".join(
             [
-                f"- `artifact_type`: {_values(t.value for t in ArtifactType)} (no agent writes "
-                f"`{ArtifactType.GOAL_ACHIEVEMENT_STORY.value}` yet)",
+                f"- `artifact_type`: {_values(t.value for t in ArtifactType)}",
                 f"- `content_data.insight_kind` (insight's): {_values(k.value for k in InsightArtifactType)}; "
-                "a `breakthrough` is stored as a `trophy`, the others as `insight_summary`",
+                "a `breakthrough` is stored as a `trophy`, a `goal_achievement_story` as itself, "
+                "the others as `insight_summary`",
+                "- a `goal_achievement_story` (the story of how the user reached a goal, from the goal's first memory "
+                "to its achievement) is written at most once per goal: `source_concept_id` and "
+                "`content_data.goal_concept_id` name the goal (a concept of type `goal`), "
+                "`content_data.source_memory_unit_ids` the memories it is told from",
                 f"- `generated_by_agent`: {_values([AgentName.INSIGHT.value, AgentName.CYCLE_REPORT.value])}",
             ]
         ),

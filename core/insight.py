@@ -35,6 +35,12 @@ def summary_artifact_id(cycle: Cycle) -> str:
     return insight_row_id(cycle, "artifact:insight_summary")
 
 
+def goal_story_id(user_id: str, goal_concept_id: str) -> str:
+    """The goal achievement story of this goal: one per goal for ever, so its id depends on the goal, not the cycle;
+    a later cycle's story of the same goal finds it and is not written."""
+    return str(uuid.uuid5(INSIGHT_NAMESPACE, f"{user_id}:goal_achievement_story:{goal_concept_id}"))
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -79,6 +85,8 @@ class ConceptDigest(_Frozen):
     """Memory units of the cycle related to it."""
     degree: int = 0
     """Its neighbours in the whole concept graph (filled in from the detection graph)."""
+    story_told: bool = False
+    """A goal whose achievement story is written already (the model is told, so it writes no second one)."""
 
 
 class GrowthTotal(_Frozen):
@@ -156,12 +164,17 @@ class InsightArtifactType(StrEnum):
     PATTERN = "pattern"
     BREAKTHROUGH = "breakthrough"
     TENSION = "tension"
+    GOAL_STORY = "goal_achievement_story"
 
     @property
     def stored_type(self) -> ArtifactType:
-        """derived_artifacts.artifact_type: a breakthrough is a growth milestone, the seed's trophy; the others are
-        insights (insight_summary)."""
-        return ArtifactType.TROPHY if self is InsightArtifactType.BREAKTHROUGH else ArtifactType.INSIGHT_SUMMARY
+        """derived_artifacts.artifact_type: a breakthrough is a growth milestone, the seed's trophy; the story of a
+        goal reached is the seed's goal_achievement_story; the others are insights (insight_summary)."""
+        if self is InsightArtifactType.BREAKTHROUGH:
+            return ArtifactType.TROPHY
+        if self is InsightArtifactType.GOAL_STORY:
+            return ArtifactType.GOAL_ACHIEVEMENT_STORY
+        return ArtifactType.INSIGHT_SUMMARY
 
 
 class ArtifactDraft(_Frozen):
@@ -172,6 +185,16 @@ class ArtifactDraft(_Frozen):
     narrative: str
     memory_unit_ids: tuple[str, ...]
     concept_ids: tuple[str, ...]
+    goal_concept_id: str | None = None
+    """The goal a goal achievement story tells of (also first in concept_ids); None for every other kind."""
+
+    def artifact_id(self, cycle: Cycle) -> str:
+        """Its row's id: the cycle's summary, the goal's one story, or the cycle's N-th other artifact."""
+        if self.goal_concept_id is not None:
+            return goal_story_id(cycle.user_id, self.goal_concept_id)
+        if self.key == "insight_summary":
+            return summary_artifact_id(cycle)
+        return insight_row_id(cycle, f"artifact:{self.key}")
 
 
 class MergeDraft(_Frozen):

@@ -93,14 +93,19 @@ GROWTH_SOURCES = (AgentName.INGESTION, AgentName.INSIGHT)
 
 
 class ArtifactType(StrEnum):
-    """derived_artifacts.artifact_type, the seed's values (V9.7; V9.1 adds goal_achievement_story, which no agent
-    writes yet), and the card_type of an artifact's card. An insight's finer kind (pattern, tension, breakthrough)
-    is in content_data.insight_kind."""
+    """derived_artifacts.artifact_type, the seed's values (V9.7; V9.1 adds goal_achievement_story, the insight's story
+    of a goal the user reached), and the card_type of an artifact's card. An insight's finer kind (pattern, tension,
+    breakthrough, goal_achievement_story) is in content_data.insight_kind."""
 
     INSIGHT_SUMMARY = "insight_summary"
     CYCLE_REPORT = "cycle_report"
     TROPHY = "trophy"
     GOAL_ACHIEVEMENT_STORY = "goal_achievement_story"
+
+
+GOAL_CONCEPT_TYPE = "goal"
+"""concepts.type of what the user is working towards (ingestion's prompt names it): the concepts a goal achievement
+story can be about (compared through normalize_concept_type)."""
 
 
 class PromptStatus(StrEnum):
@@ -130,6 +135,11 @@ def normalize_concept_name(name: str) -> str:
 def normalize_concept_type(kind: str) -> str:
     """Concept types compare case- and spacing-insensitively ("Person", " person " → "person")."""
     return "_".join(normalize_concept_name(kind).split())
+
+
+def is_goal_type(kind: str) -> bool:
+    """Whether a concept of this type is a goal ("goal", "Goal", " goal ")."""
+    return normalize_concept_type(kind) == GOAL_CONCEPT_TYPE
 
 
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")

@@ -35,6 +35,10 @@ NEIGHBOURS = 30
 usually is."""
 EARLIER_MEMORIES = 8
 """Memory units from before the cycle recalled for its themes (the view's token budget may show fewer)."""
+GOALS_TRACED, GOAL_BEGINNINGS = 3, 2
+"""The cycle's goals without a story (those it marks a milestone of first, then the most mentioned) whose first
+memory units are shown besides, so a goal reached this cycle can be told from its beginning: at most 3 x 2 memory
+units, before the recalled ones."""
 
 
 async def run_insight(ctx: JobContext, args: CycleArgs, cycle: Cycle, state: CycleState) -> StepResult:
@@ -129,11 +133,20 @@ async def insight_input(pool: Executor, material: InsightMaterial) -> InsightInp
 
 
 async def earlier_memories(ctx: JobContext, material: InsightMaterial) -> tuple[EarlierMemory, ...]:
-    """The memory units from the user's whole history that recall finds for the cycle's themes (its most mentioned
-    concepts, else its most important memories), the cycle's own left out (jobs/grounding.py)."""
+    """The first memory units of the cycle's goals (GOALS_TRACED), then those from the user's whole history that
+    recall finds for the cycle's themes (its most mentioned concepts, else its most important memories), the cycle's
+    own left out (jobs/grounding.py)."""
     from core.embedding_texts import concept_text, memory_unit_text
     from core.insight import EarlierMemory, MemoryDigest
+    from core.vocabulary import is_goal_type
+    from store.insight_material import load_goal_beginnings
 
+    goals = {c.concept_id: c.name for c in material.concepts if is_goal_type(c.type) and not c.story_told}
+    shown = {m.muid for m in material.memory_units}
+    beginnings = await load_goal_beginnings(
+        ctx.pool, material.user_id, list(goals), cycle_units=shown, goals=GOALS_TRACED, per_goal=GOAL_BEGINNINGS
+    )
+    first = {m.muid: EarlierMemory(memory=m, recalled_for=f"where the goal '{goals[g]}' began") for g, m in beginnings}
     themes = [(c.name, concept_text(c.name, c.type, c.description)) for c in material.concepts]
     themes = themes or [(m.title, memory_unit_text(m.title, m.content)) for m in material.memory_units]
     found = await recall_history(
@@ -142,22 +155,25 @@ async def earlier_memories(ctx: JobContext, material: InsightMaterial) -> tuple[
         themes,
         agent="insight",
         limit=EARLIER_MEMORIES,
-        exclude={m.muid for m in material.memory_units},
+        exclude=shown | set(first),
     )
-    return tuple(
-        EarlierMemory(
-            memory=MemoryDigest(
-                muid=item.entity_id,
-                title=item.title,
-                content=item.text,
-                importance=item.importance,
-                sentiment=None,
-                creation_ts=item.at or material.window_start,
-                source_conversation_id=None,
-            ),
-            recalled_for=recalled_for(item),
-        )
-        for item in found
+    return (
+        *first.values(),
+        *(
+            EarlierMemory(
+                memory=MemoryDigest(
+                    muid=item.entity_id,
+                    title=item.title,
+                    content=item.text,
+                    importance=item.importance,
+                    sentiment=None,
+                    creation_ts=item.at or material.window_start,
+                    source_conversation_id=None,
+                ),
+                recalled_for=recalled_for(item),
+            )
+            for item in found
+        ),
     )
 
 

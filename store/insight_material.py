@@ -10,7 +10,7 @@ index (migration 0022). Every statement filters on the user id (DESIGN.md invari
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,10 +28,10 @@ from core.insight import (
     MemoryDigest,
     summary_artifact_id,
 )
-from core.vocabulary import GrowthDimension, StructuralRelationshipType
+from core.vocabulary import ArtifactType, GrowthDimension, RelationshipType, StructuralRelationshipType, is_goal_type
 from store.graph.base import concept_weights
 from store.postgres import Executor
-from store.repos import communities
+from store.repos import communities, derived_artifacts
 from store.repos._base import to_db
 
 _STRUCTURAL = "(" + ", ".join(f"'{kind.value}'" for kind in StructuralRelationshipType) + ")"
@@ -144,18 +144,7 @@ async def _load(
             )
             for r in shown
         ),
-        memory_units=tuple(
-            MemoryDigest(
-                muid=r["muid"],
-                title=r["title"],
-                content=r["content"],
-                importance=r["importance_score"],
-                sentiment=r["sentiment_score"],
-                creation_ts=_aware(r["creation_ts"]),
-                source_conversation_id=r["source_conversation_id"],
-            )
-            for r in units
-        ),
+        memory_units=tuple(_memory(r) for r in units),
         concepts=tuple(concepts),
         growth=tuple(growth),
         memory_profile=_object(user["memory_profile"]) if user else None,
@@ -214,10 +203,12 @@ async def _concepts_by_id(db: Executor, user_id: str, mentions: dict[str, int], 
         list(mentions.values()),
         limit,
     )
-    return [_concept(r) for r in rows]
+    goals = [r["concept_id"] for r in rows if is_goal_type(r["type"])]
+    told = await derived_artifacts.concepts_with_artifact(db, user_id, ArtifactType.GOAL_ACHIEVEMENT_STORY, goals)
+    return [_concept(r, r["concept_id"] in told) for r in rows]
 
 
-def _concept(row: Any) -> ConceptDigest:
+def _concept(row: Any, story_told: bool) -> ConceptDigest:
     return ConceptDigest(
         concept_id=row["concept_id"],
         name=row["name"],
@@ -225,6 +216,66 @@ def _concept(row: Any) -> ConceptDigest:
         description=row["description"],
         salience=row["salience"],
         mentions=int(row["mentions"]),
+        story_told=story_told,
+    )
+
+
+async def load_goal_beginnings(
+    db: Executor, user_id: str, goal_ids: Sequence[str], *, cycle_units: Collection[str], goals: int, per_goal: int
+) -> list[tuple[str, MemoryDigest]]:
+    """Where these goals began: the first `per_goal` memory units (by creation_ts) related to each, but the cycle's
+    own (`cycle_units`, shown already), for at most `goals` goals: those a cycle unit IS_MILESTONE_FOR first (the
+    ones most likely reached), then in the order given. A goal achievement story begins there, and recall, ranking
+    by likeness to the cycle's themes, need not find it. (goal id, memory) pairs; read by key through the
+    knowledge_edges indexes, like the cycle's concepts."""
+    rows = await db.fetch(
+        f"""
+        WITH chosen AS (
+            SELECT g.goal_id, g.n, EXISTS (
+                SELECT 1 FROM runtime.knowledge_edges e
+                WHERE e.user_id = $1 AND e.source_id = ANY($3::text[]) AND e.source_type = 'MemoryUnit'
+                  AND e.target_id = g.goal_id AND e.target_type = 'Concept' AND e.relationship_type = $4
+            ) AS milestone
+            FROM unnest($2::text[]) WITH ORDINALITY AS g(goal_id, n)
+            ORDER BY milestone DESC, g.n LIMIT $5
+        )
+        SELECT c.goal_id, m.muid, m.title, m.content, m.importance_score, m.sentiment_score, m.creation_ts,
+               m.source_conversation_id
+        FROM chosen c
+        CROSS JOIN LATERAL (
+            SELECT u.* FROM memory_units u
+            WHERE u.user_id = $1 AND NOT (u.muid = ANY($3::text[])) AND u.muid IN (
+                SELECT e.source_id FROM runtime.knowledge_edges e
+                WHERE e.user_id = $1 AND e.target_id = c.goal_id AND e.target_type = 'Concept'
+                  AND e.source_type = 'MemoryUnit' AND e.relationship_type NOT IN {_STRUCTURAL}
+                UNION
+                SELECT e.target_id FROM runtime.knowledge_edges e
+                WHERE e.user_id = $1 AND e.source_id = c.goal_id AND e.source_type = 'Concept'
+                  AND e.target_type = 'MemoryUnit' AND e.relationship_type NOT IN {_STRUCTURAL}
+            )
+            ORDER BY u.creation_ts, u.muid LIMIT $6
+        ) AS m
+        ORDER BY c.milestone DESC, c.n, m.creation_ts, m.muid
+        """,
+        user_id,
+        list(goal_ids),
+        list(cycle_units),
+        RelationshipType.IS_MILESTONE_FOR.value,
+        goals,
+        per_goal,
+    )
+    return [(r["goal_id"], _memory(r)) for r in rows]
+
+
+def _memory(row: Any) -> MemoryDigest:
+    return MemoryDigest(
+        muid=row["muid"],
+        title=row["title"],
+        content=row["content"],
+        importance=row["importance_score"],
+        sentiment=row["sentiment_score"],
+        creation_ts=_aware(row["creation_ts"]),
+        source_conversation_id=row["source_conversation_id"],
     )
 
 

@@ -32,7 +32,7 @@ from core.insight import (
     insight_row_id,
     summary_artifact_id,
 )
-from core.vocabulary import EntityKind, NodeLabel, normalize_concept_name
+from core.vocabulary import ArtifactType, EntityKind, NodeLabel, normalize_concept_name
 from store import outbox, salience
 from store.cycles import lock_current_cycle
 from store.postgres import Executor
@@ -188,25 +188,36 @@ def _aliases(primary: ConceptRecord, merged: Sequence[ConceptRecord]) -> list[st
 async def _write_artifacts(
     conn: asyncpg.Connection, result: InsightResult, summary: InsightWriteSummary
 ) -> list[outbox.Change]:
-    """The cycle's artifacts (deterministic ids) with their source links, and a card for each one inserted."""
+    """The cycle's artifacts (deterministic ids) with their source links, and a card for each one inserted. A goal
+    achievement story is written once per goal: one of a goal that has its story (an earlier cycle's, or one that a
+    merge brought over) or that is not the user's concept any more is left out, and its id is the goal's
+    (core.insight.goal_story_id)."""
     user_id, drafts = result.user_id, result.artifacts
+    told = await derived_artifacts.concepts_with_artifact(
+        conn,
+        user_id,
+        ArtifactType.GOAL_ACHIEVEMENT_STORY.value,
+        [a.goal_concept_id for a in drafts if a.goal_concept_id],
+    )
     units = await memory_units.existing_memory_unit_ids(conn, user_id, (m for a in drafts for m in a.memory_unit_ids))
     alive = await concepts.existing_concept_ids(conn, user_id, (c for a in drafts for c in a.concept_ids))
+    drafts = [a for a in drafts if a.goal_concept_id is None or a.goal_concept_id in alive]  # (still) the user's
+    drafts = [a for a in drafts if a.goal_concept_id not in told]  # one story per goal, whatever its id
     stamp = {"cycle_start": result.cycle_start.isoformat(), "model": result.model, "prompt": result.prompt_version}
 
     def artifact(draft: ArtifactDraft) -> NewArtifact:
         unit_ids = [m for m in draft.memory_unit_ids if m in units]
         concept_ids = [c for c in draft.concept_ids if c in alive]
+        goal = {"goal_concept_id": draft.goal_concept_id} if draft.goal_concept_id else {}
         return NewArtifact(
-            artifact_id=insight_row_id(result.cycle, f"artifact:{draft.key}")
-            if draft.key != "insight_summary"
-            else summary_artifact_id(result.cycle),
+            artifact_id=draft.artifact_id(result.cycle),
             artifact_type=draft.artifact_type.stored_type.value,
             title=draft.title,
             content_narrative=draft.narrative,
             content_data={
                 **stamp,
                 "insight_kind": draft.artifact_type.value,
+                **goal,
                 "source_memory_unit_ids": unit_ids,
                 "source_concept_ids": concept_ids,
             },

@@ -39,6 +39,8 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
     # cycle's insight, proactive prompts and cycle report one call each; stores synced
     assert re.findall(r"LLM: \d+ calls", first.stdout) == ["LLM: 14 calls"] and "Cycle report:" in first.stdout
     assert "Proactive prompts in the next-conversation package (" in first.stdout and "Communities (" in first.stdout
+    # seed V9.1's goal achievement story: Maya reached her goal of talking with her neighbours in Portuguese
+    assert "Goal reached: Talking with your neighbours in Portuguese" in first.stdout
     assert "The web app delivers: " in first.stdout  # the package's first prompt, claimed as the contract says
     assert "(outbox backlog 0)" in first.stdout and "3D projection of 0 nodes" not in first.stdout
     assert "Recall:" in first.stdout and "similar to the query" in first.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.insight.schema import InsightLimits, InsightOutput, check_limits, check_references
+from agents.insight.schema import InsightLimits, InsightOutput, check_limits, check_references, story_goals
 from agents.insight.view import InsightInput, View, build_view
 from agents.llm import CallContext, StructuredLLM
 from core.insight import (
@@ -101,6 +101,11 @@ class InsightAgent:
             summary = artifact.artifact_type is InsightArtifactType.INSIGHT_SUMMARY
             others += not summary
             sources = [entity(source) for source in artifact.sources]
+            goal = None
+            if artifact.artifact_type is InsightArtifactType.GOAL_STORY:  # its one goal, checked: story_goals
+                [number] = story_goals(artifact, view.shown)
+                goal = entity(f"c{number}")[1]
+            concept_ids = [found for kind, found in sources if kind == "c"]
             artifacts.append(
                 ArtifactDraft(
                     key="insight_summary" if summary else f"artifact:{others}",
@@ -108,7 +113,8 @@ class InsightAgent:
                     title=artifact.title.strip(),
                     narrative=artifact.narrative.strip(),
                     memory_unit_ids=tuple(dict.fromkeys(found for kind, found in sources if kind == "m")),
-                    concept_ids=tuple(dict.fromkeys(found for kind, found in sources if kind == "c")),
+                    concept_ids=tuple(dict.fromkeys([goal, *concept_ids] if goal else concept_ids)),
+                    goal_concept_id=goal,
                 )
             )
         growth = []

@@ -97,6 +97,8 @@ class Shown:
     memory_units: int
     concepts: int
     communities: int
+    goals: frozenset[int] = frozenset()
+    """Numbers of the concept handles that are goals (type goal): what a goal achievement story can be about."""
 
     @property
     def handles(self) -> Listing:
@@ -116,11 +118,18 @@ def check_references(output: InsightOutput, shown: Shown) -> list[str]:
     summaries = sum(1 for a in output.artifacts if a.artifact_type is InsightArtifactType.INSIGHT_SUMMARY)
     if summaries != 1:
         problems.append(f"artifacts: give exactly one insight_summary (you gave {summaries})")
+    storied: dict[int, int] = {}
     for i, artifact in enumerate(output.artifacts):
         if not artifact.sources:
             problems.append(f"artifacts[{i}].sources: name at least one memory unit or concept it rests on")
         for j, source in enumerate(artifact.sources):
             known(source, f"artifacts[{i}].sources[{j}]", "mc")
+        if artifact.artifact_type is InsightArtifactType.GOAL_STORY:
+            problem, goal = _goal_story_problem(artifact, shown, storied, i)
+            if problem:
+                problems.append(problem)
+            elif goal is not None:
+                storied[goal] = i
     merged: dict[str, str] = {}
     for i, merge in enumerate(output.concept_merges):
         where = f"concept_merges[{i}]"
@@ -144,6 +153,36 @@ def check_references(output: InsightOutput, shown: Shown) -> list[str]:
             problems.append(f"communities[{i}]: {community.community} is named twice; name each community once")
         named.add(community.community)
     return problems
+
+
+def story_goals(artifact: ArtifactOutput, shown: Shown) -> list[int]:
+    """The numbers of the goal concepts (shown.goals) an artifact names among its sources: a goal achievement story
+    passes check_references with exactly one, the goal it tells of."""
+    listing = shown.handles
+    found = (listing.resolve(source, "c") for source in artifact.sources)
+    return sorted({h.number for h in found if h is not None and h.number in shown.goals})
+
+
+def _goal_story_problem(
+    artifact: ArtifactOutput, shown: Shown, storied: dict[int, int], i: int
+) -> tuple[str | None, int | None]:
+    """One message for what a goal achievement story lacks (its one goal, its arc) or for a second story of one goal;
+    else None and its goal's number."""
+    goals = story_goals(artifact, shown)
+    listing = shown.handles
+    units = {h.number for source in artifact.sources if (h := listing.resolve(source, "m")) is not None}
+    wrong = []
+    if len(goals) != 1:
+        named = ", ".join(f"c{n}" for n in goals) or "none"
+        wrong.append(f"name exactly one concept of type goal that the user reached (you named {named})")
+    if len(units) < 2:
+        wrong.append(f"cite at least two memory units, from the goal's first memory to its achievement ({len(units)})")
+    where = f"artifacts[{i}].sources"
+    if wrong:
+        return f"{where}: a goal_achievement_story must " + " and ".join(wrong), None
+    if goals[0] in storied:
+        return f"{where}: c{goals[0]} already has its story in artifacts[{storied[goals[0]]}]; tell it once", None
+    return None, goals[0]
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from core.insight import (
     MemoryDigest,
 )
 from core.language import ENGLISH, Language
+from core.vocabulary import is_goal_type
 
 MAX_NAMED_COMMUNITIES = 12
 """Communities the model names per cycle (the largest); smaller ones keep their name or get their members'."""
@@ -65,7 +66,8 @@ class View:
 
     @property
     def shown(self) -> Shown:
-        return Shown(len(self.memory_units), len(self.concepts), len(self.communities))
+        goals = frozenset(n for n, c in enumerate(self.concepts, start=1) if is_goal_type(c.type))
+        return Shown(len(self.memory_units), len(self.concepts), len(self.communities), goals)
 
 
 def _date(moment: datetime) -> str:
@@ -112,6 +114,7 @@ def _concept(handle: int, c: ConceptDigest, degrees: Mapping[str, int]) -> dict[
         "description": _cut(c.description, DESCRIPTION_CHARS) or None,
         "mentions": c.mentions,
         "neighbours": degrees.get(c.concept_id, c.degree),
+        "told": " (story told)" if c.story_told else "",
     }
 
 
@@ -132,7 +135,8 @@ _LINES = {
     "conversation": '{date} "{title}" (importance {importance}): {summary}',
     "memory": "{handle}. [{date}, importance {importance}] {title}: {content}",
     "earlier": "{handle}. [{date}, importance {importance}] {title}: {content} (recalled: {recalled_for})",
-    "concept": "{handle}. {name} ({type}): {description} [{mentions} mention(s) this cycle, {neighbours} neighbour(s)]",
+    "concept": "{handle}. {name} ({type}){told}: {description} [{mentions} mention(s) this cycle, {neighbours} "
+    "neighbour(s)]",
     "community": '{handle}. {size} concepts: {members}; previously "{previous_name}": {previous_description}',
     "growth": "{dim}: {total} over {events} event(s)",
 }

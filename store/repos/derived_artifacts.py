@@ -1,4 +1,5 @@
-"""public.derived_artifacts: insight summaries, cycle reports and trophies the batch agents write."""
+"""public.derived_artifacts: insight summaries, trophies, goal achievement stories and cycle reports the batch agents
+write."""
 
 from __future__ import annotations
 
@@ -84,6 +85,21 @@ async def artifact_exists(db: Executor, user_id: str, artifact_id: str) -> bool:
         "SELECT EXISTS (SELECT 1 FROM derived_artifacts WHERE user_id = $1 AND artifact_id = $2)", user_id, artifact_id
     )
     return bool(found)
+
+
+async def concepts_with_artifact(
+    db: Executor, user_id: str, artifact_type: str, concept_ids: Sequence[str]
+) -> set[str]:
+    """Which of these concepts an artifact of this type is about (source_concept_id): the goals whose story is told.
+    By source column, which a concept merge repoints, so a story follows its goal into the concept kept."""
+    rows = await db.fetch(
+        "SELECT DISTINCT source_concept_id FROM derived_artifacts "
+        "WHERE user_id = $1 AND artifact_type = $2 AND source_concept_id = ANY($3::text[])",
+        user_id,
+        artifact_type,
+        list(concept_ids),
+    )
+    return {row["source_concept_id"] for row in rows}
 
 
 async def list_derived_artifacts(

@@ -43,7 +43,8 @@ def concept_item(record: ConceptRecord) -> KnowledgeItem:
 
 
 def derived_artifact_item(record: DerivedArtifactRecord) -> KnowledgeItem:
-    """A derived artifact (insight, cycle report, trophy): title + narrative; its artifact type as a tag."""
+    """A derived artifact (insight, trophy, goal achievement story, cycle report): title + narrative; its artifact
+    type as a tag."""
     return KnowledgeItem(
         user_id=record.user_id,
         source_entity_type=SourceEntityType.DERIVED_ARTIFACT,

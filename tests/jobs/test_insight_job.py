@@ -132,13 +132,15 @@ async def test_the_sample_user_cycle_is_understood_once(
     assert package is not None
     NextConversationContextPackage.model_validate(package)  # only the documented keys (no "source", "cycle_start")
     artifacts = await derived_artifacts.list_derived_artifacts(pool, user_id)
-    # the seed's types; the model's finer kind is in content_data, a breakthrough (a growth milestone) is a trophy
+    # the seed's types; the model's finer kind is in content_data, a breakthrough (a growth milestone) is a trophy,
+    # the story of the goal she reached (talking with her neighbours in Portuguese) a goal_achievement_story
     kinds = {(a.content_data or {}).get("insight_kind"): a.artifact_type for a in artifacts}
     assert kinds == {
         "insight_summary": "insight_summary",
         "pattern": "insight_summary",
         "tension": "insight_summary",
         "breakthrough": "trophy",
+        "goal_achievement_story": "goal_achievement_story",
     }
     card_types = {c.source_entity_id: c.card_type for c in await cards.list_cards(pool, user_id)}
     assert all(card_types[a.artifact_id] == a.artifact_type for a in artifacts)

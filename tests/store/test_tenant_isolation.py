@@ -383,6 +383,9 @@ CASES: dict[str, Case] = {
             [(r.artifact_id, r.source_memory_unit_id, r.source_concept_id) for r in made] == [(f"{B}-new", None, None)]
         ),
     ),
+    "derived_artifacts.concepts_with_artifact": Case(
+        lambda db, a: derived_artifacts.concepts_with_artifact(db, B, "trophy", [a.concept]), equals(set())
+    ),
     "derived_artifacts.artifact_exists": Case(
         lambda db, a: derived_artifacts.artifact_exists(db, B, a.artifact), equals(False)
     ),

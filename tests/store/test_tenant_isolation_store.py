@@ -179,6 +179,11 @@ CASES: dict[str, Case] = {
     "insight_material.load_concepts": Case(
         lambda db, a, s: insight_material.load_concepts(db, B, [a.concept]), equals([])
     ),
+    "insight_material.load_goal_beginnings": Case(
+        # A's memory unit is related to A's concept: never a beginning of B's goal of that id
+        lambda db, a, s: insight_material.load_goal_beginnings(db, B, [a.concept], cycle_units=(), goals=5, per_goal=5),
+        equals([]),
+    ),
     "insight_material.concept_names": Case(
         lambda db, a, s: insight_material.concept_names(db, B, [a.concept]), equals({})
     ),
