@@ -36,6 +36,7 @@ from tests.store.orphans import delete_user_row_only
 
 MU, CONCEPT = NodeLabel.MEMORY_UNIT, NodeLabel.CONCEPT
 MENTIONS = StructuralRelationshipType.MENTIONS
+HIGHLIGHTS = StructuralRelationshipType.HIGHLIGHTS
 MOMENT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -104,12 +105,14 @@ def make_memory(user_id: str) -> Memory:
         edge("m1", MENTIONS, "c1", 0.9),
         edge("m1", MENTIONS, "c2", 0.6),
         edge("m2", MENTIONS, "c2", 0.8),
-        edge("m2", RelationshipType.HIGHLIGHTS, "c3", 0.5, description="the move", conv="conv-2"),
+        edge("m2", RelationshipType.IS_ABOUT, "c3", 0.5, description="the move", conv="conv-2"),
         edge("c1", RelationshipType.RELATED_TO, "c2", 0.4, description="runs together"),
         edge("c2", RelationshipType.INSPIRES, "c1", 0.7),
         edge("c1", StructuralRelationshipType.BELONGS_TO_COMMUNITY, "k1", 1.0),
         edge("d1", StructuralRelationshipType.DERIVED_FROM, "m1", 1.0),
         edge("d1", StructuralRelationshipType.DERIVED_FROM, "c1", 1.0),
+        edge("d1", HIGHLIGHTS, "m1", 1.0),  # beside DERIVED_FROM: two types join the same pair
+        edge("d1", HIGHLIGHTS, "c2", 1.0),
         edge("r1", StructuralRelationshipType.REVISES, "m1", 1.0),
         edge("r2", StructuralRelationshipType.REVISES, "c1", 1.0),
         edge("m1", StructuralRelationshipType.AUTHORED_BY, "user", 1.0),
@@ -198,7 +201,8 @@ class TestGraphStoreContract:
             {"User": 1, "MemoryUnit": 2, "Concept": 3, "DerivedArtifact": 1, "Community": 1, "Revision": 2},
             {
                 "MENTIONS": 3,
-                "HIGHLIGHTS": 1,
+                "IS_ABOUT": 1,
+                "HIGHLIGHTS": 2,
                 "RELATED_TO": 1,
                 "INSPIRES": 1,
                 "BELONGS_TO_COMMUNITY": 1,
@@ -228,6 +232,7 @@ class TestGraphStoreContract:
         counts = await graph.counts(a.user_id)
         assert counts.nodes[NodeLabel.DERIVED_ARTIFACT] == 0
         assert counts.edges[StructuralRelationshipType.DERIVED_FROM] == counts.edges[RelationshipType.INSPIRES] == 0
+        assert counts.edges[HIGHLIGHTS] == 0
         assert (await graph.node_hashes(a.user_id, CONCEPT))[renamed.key] == renamed.content_hash
 
     async def test_hashes_are_the_content_hash_of_what_was_written(
@@ -283,7 +288,7 @@ class TestGraphStoreContract:
         await graph.apply(a.user_id, a.batch)
         one = await graph.neighbourhood(a.user_id, a.ref("c3"), 1)
         assert [n.ref for n in one.nodes] == [a.ref("c3"), a.ref("m2")]
-        assert one.edges == (a.edge("m2", RelationshipType.HIGHLIGHTS, "c3"),)
+        assert one.edges == (a.edge("m2", RelationshipType.IS_ABOUT, "c3"),)
         for node in a.nodes:
             for depth in range(4):
                 found = await graph.neighbourhood(a.user_id, node.ref, depth)
@@ -294,6 +299,31 @@ class TestGraphStoreContract:
         assert await graph.neighbourhood(a.user_id, NodeRef(label=CONCEPT, key="nowhere"), 2) == Subgraph()
         with pytest.raises(ValueError, match=r"depth must be 0\.\.5"):
             await graph.neighbourhood(a.user_id, a.ref("c1"), 6)
+
+    async def test_an_artifact_highlights_memory_units_and_concepts(
+        self, graph: GraphStore, two_users: tuple[Memory, Memory]
+    ) -> None:
+        """HIGHLIGHTS leaves an artifact for a memory unit or a concept (never another way): read back from either
+        end with its properties, gone with the node it highlights while the artifact keeps its other relationships,
+        and no weight of the concept graph."""
+        a, _ = two_users
+        await graph.apply(a.user_id, a.batch)
+        unit, concept = a.edge("d1", HIGHLIGHTS, "m1"), a.edge("d1", HIGHLIGHTS, "c2")
+        assert await graph.edge_hashes(a.user_id, HIGHLIGHTS) == {e.key: e.content_hash for e in (unit, concept)}
+        assert concept in (await graph.neighbourhood(a.user_id, a.ref("c2"), 1)).edges
+        assert {unit, concept} <= set((await graph.neighbourhood(a.user_id, a.ref("d1"), 1)).edges)
+        c1, c2, c3 = (a.ref(name).key for name in ("c1", "c2", "c3"))
+        assert [(w.a, w.b) for w in await graph.concept_graph(a.user_id)] == [(c1, c2), (c2, c3)]
+        await graph.apply(a.user_id, GraphBatch(delete_nodes=(a.ref("m1"),)))
+        assert await graph.edge_hashes(a.user_id, HIGHLIGHTS) == {concept.key: concept.content_hash}
+        derived = await graph.edge_hashes(a.user_id, StructuralRelationshipType.DERIVED_FROM)
+        assert set(derived) == {a.edge("d1", StructuralRelationshipType.DERIVED_FROM, "c1").key}
+        await graph.apply(a.user_id, GraphBatch(delete_edges=(concept.key,)))
+        assert (await graph.counts(a.user_id)).edges[HIGHLIGHTS] == 0
+        assert (await graph.counts(a.user_id)).nodes[CONCEPT] == 3
+        for wrong in ((a.ref("m2"), a.ref("c3")), (a.ref("d1"), a.ref("k1")), (a.ref("d1"), a.ref("r1"))):
+            with pytest.raises(ValueError, match="HIGHLIGHTS goes from DerivedArtifact to Concept/MemoryUnit"):
+                GraphEdge(source=wrong[0], type=HIGHLIGHTS, target=wrong[1])
 
     async def test_concept_graph_weights(self, graph: GraphStore, two_users: tuple[Memory, Memory]) -> None:
         """c1-c2: RELATED_TO 0.4 + INSPIRES 0.7 + m1 mentions both (min 0.9, 0.6) = 1.7; c2-c3: m2 (min 0.8, 0.5)."""
