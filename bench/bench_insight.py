@@ -121,7 +121,7 @@ async def seed_user(pool: asyncpg.Pool, user_id: str, units: int, now: datetime)
             concepts,
             naive,
         )
-        # each memory unit highlights three concepts of one cluster (one in ten reaches into the next cluster)
+        # each memory unit is about three concepts of one cluster (one in ten reaches into the next cluster)
         await conn.execute(
             """
             INSERT INTO runtime.knowledge_edges (edge_id, user_id, source_id, source_type, target_id, target_type,

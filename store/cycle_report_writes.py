@@ -94,7 +94,7 @@ GROUP BY c.concept_id, c.name, c.type, c.salience
 ORDER BY mentions DESC, c.salience DESC NULLS LAST, c.name, c.concept_id LIMIT $4
 """
 
-_HIGHLIGHTS = f"""
+_MEMORY_HIGHLIGHTS = f"""
 SELECT muid, title, content, importance_score FROM memory_units m
 WHERE m.user_id = $1 AND {_LEARNED}
 ORDER BY importance_score DESC NULLS LAST, creation_ts DESC, muid LIMIT $4
@@ -117,7 +117,7 @@ async def read_cycle_rows(db: Executor, user_id: str, windows: CycleWindows, *, 
     for row in await db.fetch(_GROWTH, user_id, start, previous, end):
         rows.growth[row["dim_key"]] = GrowthSums(row["this_cycle"], row["previous_cycle"], row["events"])
     rows.top_concepts = [dict(row) for row in await db.fetch(_TOP_CONCEPTS, user_id, start, end, top)]
-    rows.highlights = [dict(row) for row in await db.fetch(_HIGHLIGHTS, user_id, start, end, top)]
+    rows.highlights = [dict(row) for row in await db.fetch(_MEMORY_HIGHLIGHTS, user_id, start, end, top)]
     rows.insights = [dict(row) for row in await db.fetch(_INSIGHTS, user_id, start, end, top)]
     return rows
 
