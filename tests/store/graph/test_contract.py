@@ -494,3 +494,30 @@ async def test_neo4j_holds_points_in_time_as_datetime_ordered_as_instants(
     )
     assert [r["key"].split("-")[0] for r in records] == ["m3", "m1", "m2"]
     assert {r["type"] for r in records} == {"ZONED DATETIME NOT NULL"}
+
+
+@pytest.mark.parametrize("backend", [pytest.param("neo4j", marks=pytest.mark.neo4j)], indirect=True)
+async def test_neo4j_retires_the_highlights_an_earlier_orrery_extracted_when_it_connects(
+    graph: GraphStore, two_users: tuple[Memory, Memory]
+) -> None:
+    """Before migration 0023, ingestion's memory unit -> concept link was HIGHLIGHTS. No SQL migration reaches Neo4j,
+    and its neighbourhood reads would refuse the shape, so connecting deletes those relationships (the migration's
+    outbox rows write IS_ABOUT) and keeps an artifact's HIGHLIGHTS; a second start finds nothing to do."""
+    from store.graph.neo4j import Neo4jGraphStore
+
+    assert isinstance(graph, Neo4jGraphStore)
+    a, b = two_users
+    await graph.apply(a.user_id, a.batch)
+    await graph.apply(b.user_id, b.batch)
+    before_a, before_b = await snapshot(graph, a.user_id), await snapshot(graph, b.user_id)
+    for memory in (a, b):
+        await graph._driver.execute_query(
+            "MATCH (m:MemoryUnit {muid: $unit}), (c:Concept {id: $concept}) "
+            "MERGE (m)-[:HIGHLIGHTS {userId: $userId, strength: 0.9}]->(c)",
+            {"unit": memory.ref("m1").key, "concept": memory.ref("c1").key, "userId": memory.user_id},
+        )
+    await graph.ensure_schema()
+    assert (await snapshot(graph, a.user_id), await snapshot(graph, b.user_id)) == (before_a, before_b)
+    await graph.ensure_schema()  # nothing left to retire
+    around = await graph.neighbourhood(a.user_id, a.ref("m1"), 1)
+    assert {e.key for e in around.edges} == expected_neighbourhood(a, a.ref("m1"), 1)[1]
