@@ -300,31 +300,6 @@ class TestGraphStoreContract:
         with pytest.raises(ValueError, match=r"depth must be 0\.\.5"):
             await graph.neighbourhood(a.user_id, a.ref("c1"), 6)
 
-    async def test_an_artifact_highlights_memory_units_and_concepts(
-        self, graph: GraphStore, two_users: tuple[Memory, Memory]
-    ) -> None:
-        """HIGHLIGHTS leaves an artifact for a memory unit or a concept (never another way): read back from either
-        end with its properties, gone with the node it highlights while the artifact keeps its other relationships,
-        and no weight of the concept graph."""
-        a, _ = two_users
-        await graph.apply(a.user_id, a.batch)
-        unit, concept = a.edge("d1", HIGHLIGHTS, "m1"), a.edge("d1", HIGHLIGHTS, "c2")
-        assert await graph.edge_hashes(a.user_id, HIGHLIGHTS) == {e.key: e.content_hash for e in (unit, concept)}
-        assert concept in (await graph.neighbourhood(a.user_id, a.ref("c2"), 1)).edges
-        assert {unit, concept} <= set((await graph.neighbourhood(a.user_id, a.ref("d1"), 1)).edges)
-        c1, c2, c3 = (a.ref(name).key for name in ("c1", "c2", "c3"))
-        assert [(w.a, w.b) for w in await graph.concept_graph(a.user_id)] == [(c1, c2), (c2, c3)]
-        await graph.apply(a.user_id, GraphBatch(delete_nodes=(a.ref("m1"),)))
-        assert await graph.edge_hashes(a.user_id, HIGHLIGHTS) == {concept.key: concept.content_hash}
-        derived = await graph.edge_hashes(a.user_id, StructuralRelationshipType.DERIVED_FROM)
-        assert set(derived) == {a.edge("d1", StructuralRelationshipType.DERIVED_FROM, "c1").key}
-        await graph.apply(a.user_id, GraphBatch(delete_edges=(concept.key,)))
-        assert (await graph.counts(a.user_id)).edges[HIGHLIGHTS] == 0
-        assert (await graph.counts(a.user_id)).nodes[CONCEPT] == 3
-        for wrong in ((a.ref("m2"), a.ref("c3")), (a.ref("d1"), a.ref("k1")), (a.ref("d1"), a.ref("r1"))):
-            with pytest.raises(ValueError, match="HIGHLIGHTS goes from DerivedArtifact to Concept/MemoryUnit"):
-                GraphEdge(source=wrong[0], type=HIGHLIGHTS, target=wrong[1])
-
     async def test_concept_graph_weights(self, graph: GraphStore, two_users: tuple[Memory, Memory]) -> None:
         """c1-c2: RELATED_TO 0.4 + INSPIRES 0.7 + m1 mentions both (min 0.9, 0.6) = 1.7; c2-c3: m2 (min 0.8, 0.5)."""
         a, _ = two_users
@@ -380,6 +355,31 @@ class TestGraphStoreContract:
         assert (await graph.counts(a.user_id)).nodes[MU] == 2
         c1, c2 = a.ref("c1").key, a.ref("c2").key
         assert [(w.a, w.b) for w in await graph.concept_graph(a.user_id)] == [(c1, c2)]
+
+    async def test_an_artifact_highlights_memory_units_and_concepts(
+        self, graph: GraphStore, two_users: tuple[Memory, Memory]
+    ) -> None:
+        """HIGHLIGHTS leaves an artifact for a memory unit or a concept (never another way): read back from either
+        end with its properties, gone with the node it highlights while the artifact keeps its other relationships,
+        and no weight of the concept graph."""
+        a, _ = two_users
+        await graph.apply(a.user_id, a.batch)
+        unit, concept = a.edge("d1", HIGHLIGHTS, "m1"), a.edge("d1", HIGHLIGHTS, "c2")
+        assert await graph.edge_hashes(a.user_id, HIGHLIGHTS) == {e.key: e.content_hash for e in (unit, concept)}
+        assert concept in (await graph.neighbourhood(a.user_id, a.ref("c2"), 1)).edges
+        assert {unit, concept} <= set((await graph.neighbourhood(a.user_id, a.ref("d1"), 1)).edges)
+        c1, c2, c3 = (a.ref(name).key for name in ("c1", "c2", "c3"))
+        assert [(w.a, w.b) for w in await graph.concept_graph(a.user_id)] == [(c1, c2), (c2, c3)]
+        await graph.apply(a.user_id, GraphBatch(delete_nodes=(a.ref("m1"),)))
+        assert await graph.edge_hashes(a.user_id, HIGHLIGHTS) == {concept.key: concept.content_hash}
+        derived = await graph.edge_hashes(a.user_id, StructuralRelationshipType.DERIVED_FROM)
+        assert set(derived) == {a.edge("d1", StructuralRelationshipType.DERIVED_FROM, "c1").key}
+        await graph.apply(a.user_id, GraphBatch(delete_edges=(concept.key,)))
+        assert (await graph.counts(a.user_id)).edges[HIGHLIGHTS] == 0
+        assert (await graph.counts(a.user_id)).nodes[CONCEPT] == 3
+        for wrong in ((a.ref("m2"), a.ref("c3")), (a.ref("d1"), a.ref("k1")), (a.ref("d1"), a.ref("r1"))):
+            with pytest.raises(ValueError, match="HIGHLIGHTS goes from DerivedArtifact to Concept/MemoryUnit"):
+                GraphEdge(source=wrong[0], type=HIGHLIGHTS, target=wrong[1])
 
     async def test_deleting_a_user_leaves_nothing_of_theirs(
         self, graph: GraphStore, two_users: tuple[Memory, Memory]
