@@ -98,7 +98,7 @@ async def seed(pool: asyncpg.Pool, users: int, conversations: int) -> tuple[list
     await pool.execute(
         "INSERT INTO runtime.knowledge_edges (edge_id, user_id, source_id, source_type, target_id, target_type, "
         "relationship_type, strength) SELECT gen_random_uuid()::text, u, m, 'MemoryUnit', c, 'Concept', "
-        "'HIGHLIGHTS', 0.9 FROM unnest($1::text[], $2::text[], $3::text[]) AS t(m, u, c)",
+        "'IS_ABOUT', 0.9 FROM unnest($1::text[], $2::text[], $3::text[]) AS t(m, u, c)",
         units,
         unit_user,
         edge_concept,

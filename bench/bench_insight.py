@@ -4,7 +4,7 @@
 
 Each user's history is inserted directly with SQL: the last cycle (7 days) holds the same week of activity for
 every size (10 processed conversations, 40 memory units), the rest of the memory units are spread over the three
-years before it; one concept per 10 memory units, in clusters of 20 (a memory unit HIGHLIGHTS three concepts, mostly
+years before it; one concept per 10 memory units, in clusters of 20 (a memory unit is about three concepts, mostly
 of one cluster), one RELATED_TO between concepts per 5 memory units, one growth event per memory unit. Then:
 
 - compile: store.insight_material.load_insight_material (the cycle's material), median of --repeats runs, the sizes
@@ -121,7 +121,7 @@ async def seed_user(pool: asyncpg.Pool, user_id: str, units: int, now: datetime)
             concepts,
             naive,
         )
-        # each memory unit highlights three concepts of one cluster (one in ten reaches into the next cluster)
+        # each memory unit is about three concepts of one cluster (one in ten reaches into the next cluster)
         await conn.execute(
             """
             INSERT INTO runtime.knowledge_edges (edge_id, user_id, source_id, source_type, target_id, target_type,
@@ -129,7 +129,7 @@ async def seed_user(pool: asyncpg.Pool, user_id: str, units: int, now: datetime)
             SELECT $1::text || ':e:' || i || ':' || k, $1, $1 || ':mu:' || i, 'MemoryUnit',
                    $1 || ':c:' || ((((i * 31) % ($2::int / $3::int)) * $3 + (i * 7 + k * 5) % $3
                                    + CASE WHEN k = 2 AND i % 10 = 0 THEN $3 ELSE 0 END) % $2),
-                   'Concept', 'HIGHLIGHTS', 0.5 + (k * 0.2), $1 || ':conv:' || (i / 4)
+                   'Concept', 'IS_ABOUT', 0.5 + (k * 0.2), $1 || ':conv:' || (i / 4)
             FROM generate_series(0, $4::int - 1) AS i, generate_series(0, 2) AS k
             ON CONFLICT DO NOTHING
             """,

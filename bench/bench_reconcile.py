@@ -79,7 +79,7 @@ async def populate(pool: asyncpg.Pool, units: int) -> str:
             source_type=EntityKind.MEMORY_UNIT,
             target_id=b,
             target_type=EntityKind.CONCEPT,
-            relationship_type=RelationshipType.HIGHLIGHTS,
+            relationship_type=RelationshipType.IS_ABOUT,
             strength=0.5,
             description=None,
             source_conversation_id=None,

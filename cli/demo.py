@@ -115,8 +115,8 @@ async def _demo(cfg: Settings, found: Backends, concurrency: int, scripted: bool
         render_report(console, await load_report(pool, seeded.user_id))
         await _other_report(pool, other.email, other.user_id)
         delivery = await deliver_first_prompt(pool, seeded.user_id)  # as the web app does at the next conversation
-        recalled = await _recall(cfg, pool, seeded.user_id)
-        render_cycle(console, await load_cycle(pool, seeded.user_id, recalled, delivery))
+        recalled, relationships = await _through_stores(cfg, pool, seeded.user_id)
+        render_cycle(console, await load_cycle(pool, seeded.user_id, recalled, relationships, delivery))
         llm = "ORRERY_LLM=scripted " if scripted else ""
         user = seeded.user_id
         console.print('Next (README.md, "Walkthrough"):', highlight=False)
@@ -189,8 +189,9 @@ async def _other_report(pool: asyncpg.Pool, email: str, user_id: str) -> None:
         console.print(f"Cycle report of {email} (pt-PT): {reports[0].title}", highlight=False)
 
 
-async def _recall(cfg: Settings, pool: asyncpg.Pool, user_id: str) -> list[Any]:
-    """A recall through the derived stores, with the configured embedder (the local model by default)."""
+async def _through_stores(cfg: Settings, pool: asyncpg.Pool, user_id: str) -> tuple[list[Any], dict[str, int]]:
+    """A recall through the derived stores, with the configured embedder (the local model by default), and the
+    relationships the graph holds of the user, per type."""
     from agents.embeddings import open_embedder
     from agents.llm import CallContext
     from store.graph import open_graph_store
@@ -205,7 +206,9 @@ async def _recall(cfg: Settings, pool: asyncpg.Pool, user_id: str) -> list[Any]:
     ):
         [query] = await embedder.embed([RECALL_QUERY], context=CallContext(user_id=user_id, agent="demo"))
         queries = [Query("the query", query)]
-        return list(await recall(pool, vector, user_id, queries, weights=cfg.recall_weights, graph=graph, limit=5))
+        found = await recall(pool, vector, user_id, queries, weights=cfg.recall_weights, graph=graph, limit=5)
+        counts = await graph.counts(user_id)
+    return list(found), {kind.value: count for kind, count in counts.edges.items() if count}
 
 
 async def _run_worker(

@@ -62,12 +62,16 @@ class CycleView:
     communities: list[CommunityRecord]
     projection_nodes: int
     graph_nodes: int
+    graph_relationships: dict[str, int]
+    """Per type, those the user has (the graph store's own count)."""
     vector_items: int
     backlog: int
     recalled: list[Any]
 
 
-async def load_cycle(db: Executor, user_id: str, recalled: list[Any], delivery: Delivery | None) -> CycleView:
+async def load_cycle(
+    db: Executor, user_id: str, recalled: list[Any], relationships: dict[str, int], delivery: Delivery | None
+) -> CycleView:
     reports = await derived_artifacts.list_derived_artifacts(db, user_id, artifact_type="cycle_report")
     artifacts = await derived_artifacts.list_derived_artifacts(db, user_id)
     projection = await graph_projections.latest_graph_projection(db, user_id)
@@ -83,6 +87,7 @@ async def load_cycle(db: Executor, user_id: str, recalled: list[Any], delivery: 
         communities=await communities.list_communities(db, user_id),
         projection_nodes=len(nodes) if isinstance(nodes, list) else 0,
         graph_nodes=await db.fetchval("SELECT count(*) FROM runtime.graph_nodes WHERE user_id = $1", user_id),
+        graph_relationships=relationships,
         vector_items=await db.fetchval("SELECT count(*) FROM runtime.vector_items WHERE user_id = $1", user_id),
         backlog=sum(b.rows for b in await outbox.backlog(db)),
         recalled=recalled,
@@ -131,6 +136,8 @@ def render_cycle(console: Console, view: CycleView) -> None:
         f"Derived stores: {view.graph_nodes} graph nodes, {view.vector_items} vector items "
         f"(outbox backlog {view.backlog}); 3D projection of {view.projection_nodes} nodes"
     )
+    kinds = sorted(view.graph_relationships.items(), key=lambda item: (-item[1], item[0]))
+    console.print("Graph relationships: " + ", ".join(f"{k} {n}" for k, n in kinds), highlight=False, soft_wrap=True)
     table = Table("score", "memory", "why", title=f'Recall: "{RECALL_QUERY}"')
     for item in view.recalled:
         table.add_row(f"{item.score:.2f}", item.title, item.why)

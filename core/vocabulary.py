@@ -20,7 +20,7 @@ overflow when converted to UTC, so the write would fail on every try."""
 
 class RelationshipType(StrEnum):
     RELATED_TO = "RELATED_TO"
-    HIGHLIGHTS = "HIGHLIGHTS"
+    IS_ABOUT = "IS_ABOUT"  # memory unit -> each concept it is about
     IS_A_TYPE_OF = "IS_A_TYPE_OF"
     IS_PART_OF = "IS_PART_OF"
     CAUSES = "CAUSES"
@@ -44,6 +44,7 @@ class StructuralRelationshipType(StrEnum):
     MENTIONS = "MENTIONS"  # MemoryUnit -> Concept
     BELONGS_TO_COMMUNITY = "BELONGS_TO_COMMUNITY"  # Concept -> Community
     DERIVED_FROM = "DERIVED_FROM"  # DerivedArtifact -> its sources (MemoryUnit, Concept, DerivedArtifact)
+    HIGHLIGHTS = "HIGHLIGHTS"  # DerivedArtifact -> the MemoryUnits and Concepts its content_data cites
     REVISES = "REVISES"  # Revision -> the MemoryUnit or Concept it revised (public.memory_revisions)
     AUTHORED_BY = "AUTHORED_BY"  # MemoryUnit -> the User whose memory it is
     MERGED_INTO = "MERGED_INTO"  # Concept -> the concept it was merged into (concepts.merged_into_concept_id)

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from core.cycle import MEMORY_LEARNED_AT, Cycle
-from core.vocabulary import AgentName, ArtifactType, NodeLabel
+from core.vocabulary import AgentName, ArtifactType, NodeLabel, RelationshipType
 from store import outbox
 from store.cycles import lock_current_cycle, reset_cycle
 from store.postgres import Executor
@@ -84,17 +84,20 @@ FROM growth_events WHERE user_id = $1 AND created_at >= $3 AND created_at < $4
 GROUP BY dim_key ORDER BY dim_key
 """
 
+_EXTRACTED = ", ".join(f"'{kind.value}'" for kind in RelationshipType)
+
 _TOP_CONCEPTS = f"""
-SELECT c.concept_id, c.name, c.type, count(*) AS mentions
+SELECT c.concept_id, c.name, c.type, count(DISTINCT m.muid) AS mentions
 FROM memory_units m
 JOIN runtime.knowledge_edges e ON e.user_id = m.user_id AND e.source_id = m.muid AND e.target_type = 'Concept'
+    AND e.relationship_type IN ({_EXTRACTED})
 JOIN concepts c ON c.concept_id = e.target_id AND c.user_id = m.user_id AND c.status = 'active'
 WHERE m.user_id = $1 AND {_LEARNED}
 GROUP BY c.concept_id, c.name, c.type, c.salience
 ORDER BY mentions DESC, c.salience DESC NULLS LAST, c.name, c.concept_id LIMIT $4
 """
 
-_HIGHLIGHTS = f"""
+_MEMORY_HIGHLIGHTS = f"""
 SELECT muid, title, content, importance_score FROM memory_units m
 WHERE m.user_id = $1 AND {_LEARNED}
 ORDER BY importance_score DESC NULLS LAST, creation_ts DESC, muid LIMIT $4
@@ -108,8 +111,9 @@ ORDER BY created_at DESC, artifact_id LIMIT $4
 
 
 async def read_cycle_rows(db: Executor, user_id: str, windows: CycleWindows, *, top: int = 5) -> CycleRows:
-    """The cycle's counts, growth sums per dimension (this cycle and the one before), top concepts by mentions in the
-    cycle's memory units, the most important memory units and the cycle's insight artifacts (`top` of each)."""
+    """The cycle's counts, growth sums per dimension (this cycle and the one before), top concepts by mentions (how
+    many of the cycle's memory units an extracted relationship joins to each: the embedded graph's own rows in the
+    same table are not mentions), the most important memory units and the cycle's insight artifacts (`top` of each)."""
     start, end, previous = to_db(windows.start), to_db(windows.end), to_db(windows.previous_start)
     rows = CycleRows()
     counts = await db.fetchrow(_COUNTS, user_id, start, end)
@@ -117,7 +121,7 @@ async def read_cycle_rows(db: Executor, user_id: str, windows: CycleWindows, *, 
     for row in await db.fetch(_GROWTH, user_id, start, previous, end):
         rows.growth[row["dim_key"]] = GrowthSums(row["this_cycle"], row["previous_cycle"], row["events"])
     rows.top_concepts = [dict(row) for row in await db.fetch(_TOP_CONCEPTS, user_id, start, end, top)]
-    rows.highlights = [dict(row) for row in await db.fetch(_HIGHLIGHTS, user_id, start, end, top)]
+    rows.highlights = [dict(row) for row in await db.fetch(_MEMORY_HIGHLIGHTS, user_id, start, end, top)]
     rows.insights = [dict(row) for row in await db.fetch(_INSIGHTS, user_id, start, end, top)]
     return rows
 

@@ -3,7 +3,7 @@
 
 Vector search finds what reads like a query (a few times more candidates than asked for, so an older, important
 memory that is merely similar still competes); the graph, when given, adds what the best hits are related to (a
-concept a memory unit highlights, the memory behind a concept), which no similarity finds. Postgres has the last
+concept a memory unit is about, the memory behind a concept), which no similarity finds. Postgres has the last
 word: recency and importance are read from the rows, a hit whose row is gone (the stores lag a commit behind) is
 dropped, and titles and texts are the rows', not the stores'. Queries are embedded by the caller (the embedder is a
 model client, the agents' layer), so this stays pure store.

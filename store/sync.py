@@ -27,6 +27,7 @@ from store.graph.base import (
     node_from_row,
 )
 from store.postgres import Executor
+from store.repos import concepts, memory_units
 from store.repos.communities import CommunityRecord
 from store.repos.concepts import ConceptRecord
 from store.repos.derived_artifacts import DerivedArtifactRecord
@@ -110,8 +111,9 @@ async def outgoing_edges(db: Executor, user_id: str, nodes: Mapping[NodeLabel, M
     """The relationships leaving these nodes in Postgres: runtime.knowledge_edges rows of the extracted vocabulary,
     a concept's community (concepts.community_id) and the concept it was merged into (merged_into_concept_id), a
     memory unit's author (the User it belongs to) and the concepts it mentions (those an extracted relationship
-    joins it to, either way), a revision's entity (memory_revisions.entity_id) and an artifact's sources
-    (derived_artifacts.source_*)."""
+    joins it to, either way), a revision's entity (memory_revisions.entity_id), an artifact's sources
+    (derived_artifacts.source_*) and the memory units and concepts it highlights (`artifact_highlights`, those the
+    user still has)."""
     sources = [key for label, found in nodes.items() if label is not NodeLabel.USER for key in found]
     edges: dict[EdgeKey, GraphEdge] = {}
     if sources:
@@ -182,7 +184,57 @@ async def outgoing_edges(db: Executor, user_id: str, nodes: Mapping[NodeLabel, M
                 target=NodeRef(label=label, key=target),
             )
             edges.setdefault(edge.key, edge)
+    for artifact_id, highlighted in await _highlighted(db, user_id, nodes.get(NodeLabel.DERIVED_ARTIFACT, {})):
+        edge = GraphEdge(
+            source=NodeRef(label=NodeLabel.DERIVED_ARTIFACT, key=artifact_id),
+            type=StructuralRelationshipType.HIGHLIGHTS,
+            target=highlighted,
+        )
+        edges.setdefault(edge.key, edge)
     return list(edges.values())
+
+
+_MU, _CONCEPT = NodeLabel.MEMORY_UNIT, NodeLabel.CONCEPT
+_CITED_LISTS = {"memory_unit_ids": _MU, "concept_ids": _CONCEPT}
+_CITED_KEYS = {"memory_unit_id": _MU, "concept_id": _CONCEPT}
+
+
+def artifact_highlights(content_data: object) -> list[tuple[NodeLabel, str]]:
+    """The memory units and concepts an artifact's content_data cites, whatever its type, in order and without
+    repeats: each text of a top-level list named `…memory_unit_ids` or `…concept_ids` (an insight's
+    `source_memory_unit_ids` and `source_concept_ids`), and the `memory_unit_id` / `concept_id` of each object of
+    a top-level list (a cycle report's `memory_highlights` and `top_concepts`). So an artifact type that cites its
+    material either way is highlighted with no change here. Stored JSON can be anything: what has another shape
+    is ignored."""
+    if not isinstance(content_data, dict):
+        return []
+    found: list[tuple[NodeLabel, str]] = []
+    for name, value in content_data.items():
+        if not isinstance(value, list):
+            continue
+        listed = next((label for suffix, label in _CITED_LISTS.items() if str(name).endswith(suffix)), None)
+        for item in value:
+            if listed is not None and isinstance(item, str):
+                found.append((listed, item))
+            elif isinstance(item, dict):
+                found += [(label, item[key]) for key, label in _CITED_KEYS.items() if isinstance(item.get(key), str)]
+    return [cited for cited in dict.fromkeys(found) if cited[1]]
+
+
+async def _highlighted(db: Executor, user_id: str, artifacts: Mapping[str, Any]) -> list[tuple[str, NodeRef]]:
+    """(artifact id, target) of each HIGHLIGHTS relationship of these artifacts: only to memory units and concepts
+    the user has, so an id of a memory forgotten since, or another user's, is no relationship (and no placeholder)."""
+    cited = {key: artifact_highlights(artifact.content_data) for key, artifact in artifacts.items()}
+    wanted = {cited_ref for found in cited.values() for cited_ref in found}
+    units = await memory_units.existing_memory_unit_ids(db, user_id, (k for label, k in wanted if label is _MU))
+    ideas = await concepts.existing_concept_ids(db, user_id, (k for label, k in wanted if label is _CONCEPT))
+    have = {(_MU, key) for key in units} | {(_CONCEPT, key) for key in ideas}
+    return [
+        (artifact_id, NodeRef(label=label, key=key))
+        for artifact_id, found in cited.items()
+        for label, key in found
+        if (label, key) in have
+    ]
 
 
 def revised_entity(revision: MemoryRevisionRecord) -> NodeLabel | None:

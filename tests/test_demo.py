@@ -44,6 +44,9 @@ async def test_demo_ingests_the_sample_user_and_a_rerun_changes_nothing(
     assert "The web app delivers: " in first.stdout  # the package's first prompt, claimed as the contract says
     assert "(outbox backlog 0)" in first.stdout and "3D projection of 0 nodes" not in first.stdout
     assert "Recall:" in first.stdout and "similar to the query" in first.stdout
+    # the graph: ingestion's IS_ABOUT, and the HIGHLIGHTS that follow from the insights' and the report's rows
+    relationships = dict(re.findall(r"(\w+) (\d+)", first.stdout.split("Graph relationships: ")[1].splitlines()[0]))
+    assert int(relationships["IS_ABOUT"]) > 0 and int(relationships["HIGHLIGHTS"]) > 0, relationships
     # the second sample user reads Portuguese: her report is written in it (the scripted answer chosen by her language)
     assert "Cycle report of ines.amostra@orrery.dev (pt-PT): Uma semana entre o barro e o Porto" in first.stdout
     # the user's id, which the closing hints use, and hints that run from a fresh clone (issue 21, item 6); no

@@ -102,7 +102,7 @@ class IngestionOutput(StorableModel):
 
 
 def check_references(output: IngestionOutput, handle_count: int, earlier_count: int = 0) -> list[str]:
-    """Problems pydantic cannot see: unknown keys or handles, duplicate keys, HIGHLIGHTS direction, self-loops, an
+    """Problems pydantic cannot see: unknown keys or handles, duplicate keys, IS_ABOUT direction, self-loops, an
     earlier memory retold or updated twice or both at once.
 
     `handle_count` is how many existing concepts the model was shown (handles 1..handle_count), `earlier_count` how
@@ -173,9 +173,9 @@ def check_references(output: IngestionOutput, handle_count: int, earlier_count: 
         where = f"relationships[{i}]"
         source = resolve(rel.source, f"{where}.source")
         target = resolve(rel.target, f"{where}.target")
-        if rel.type is RelationshipType.HIGHLIGHTS and not (rel.source.startswith("m") and rel.target[0] in "ce"):
+        if rel.type is RelationshipType.IS_ABOUT and not (rel.source.startswith("m") and rel.target[0] in "ce"):
             problems.append(
-                f"{where}: HIGHLIGHTS must go from a memory unit to a concept (got {rel.source} -> {rel.target})"
+                f"{where}: IS_ABOUT must go from a memory unit to a concept (got {rel.source} -> {rel.target})"
             )
         if source is not None and source == target:
             problems.append(f"{where}: {rel.source} -> {rel.target} links an item to itself; remove it")

@@ -110,6 +110,10 @@ ENDPOINTS: dict[EdgeType, tuple[frozenset[NodeLabel], frozenset[NodeLabel]]] = {
         frozenset({NodeLabel.DERIVED_ARTIFACT}),
         frozenset({NodeLabel.MEMORY_UNIT, NodeLabel.CONCEPT, NodeLabel.DERIVED_ARTIFACT}),
     ),
+    StructuralRelationshipType.HIGHLIGHTS: (
+        frozenset({NodeLabel.DERIVED_ARTIFACT}),
+        frozenset({NodeLabel.MEMORY_UNIT, NodeLabel.CONCEPT}),
+    ),
     StructuralRelationshipType.REVISES: (
         frozenset({NodeLabel.REVISION}),
         frozenset({NodeLabel.MEMORY_UNIT, NodeLabel.CONCEPT}),

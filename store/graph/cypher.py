@@ -65,6 +65,26 @@ ADDED_SCHEMA: tuple[Statement, ...] = (
 )
 """Orrery's additions to the seed's schema, in its style: the Revision label (memory history) keyed like the others."""
 
+RETIRED_SHAPES: tuple[tuple[NodeLabel, str, NodeLabel], ...] = tuple(
+    (source, "HIGHLIGHTS", target)
+    for source in (NodeLabel.MEMORY_UNIT, NodeLabel.CONCEPT)
+    for target in (NodeLabel.MEMORY_UNIT, NodeLabel.CONCEPT)
+)
+"""Relationships a store written by an earlier Orrery may still hold though the vocabulary no longer has them
+(ingestion's HIGHLIGHTS joined memory units and concepts either way): what RETIRED removes."""
+
+RETIRED: tuple[Statement, ...] = (
+    _statement(
+        "MATCH (a)-[r:HIGHLIGHTS]->() WHERE NOT a:DerivedArtifact WITH r LIMIT $chunk DELETE r "
+        "RETURN count(*) AS deleted",
+        "chunk",
+    ),
+)
+"""Relationships an earlier Orrery wrote that its vocabulary no longer has, deleted at most $chunk at a time when
+the adapter connects (for every user, like the schema): HIGHLIGHTS from a memory unit to a concept, which ingestion
+calls IS_ABOUT since migration 0023 (HIGHLIGHTS now leaves artifacts only). The migration queued every memory unit
+that had one for the graph, so the dispatcher writes its IS_ABOUT relationships from Postgres."""
+
 _WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 

@@ -91,10 +91,17 @@ class Neo4jGraphStore:
 
     async def ensure_schema(self) -> None:
         """The seed's constraints and indexes and Orrery's additions; IF NOT EXISTS makes every start after the
-        first a no-op."""
+        first a no-op. Then what an earlier Orrery wrote and the vocabulary no longer has goes (cypher.RETIRED), in
+        bounded transactions; once gone, each start only looks."""
         for statement in (*cypher.SCHEMA, *cypher.ADDED_SCHEMA):
             text, parameters = statement.bind()
             await self._driver.execute_query(text, parameters, database_=self._database)
+        for retired in cypher.RETIRED:
+            text, parameters = retired.bind(chunk=DELETE_CHUNK)
+            while True:
+                records, _, _ = await self._driver.execute_query(text, parameters, database_=self._database)
+                if not records or int(records[0]["deleted"]) == 0:
+                    break
 
     @asynccontextmanager
     async def _errors(self, user_id: str) -> AsyncIterator[None]:

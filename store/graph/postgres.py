@@ -3,10 +3,10 @@ runtime.knowledge_edges, traversal by recursive SQL (migration 0006).
 
 knowledge_edges is also where ingestion writes the truth of a relationship, so a row there is in the graph while
 its `in_graph` flag is set, and who owns the row depends on its type: a row of the ingestion vocabulary
-(RelationshipType) is the truth's, and removing it from the graph only clears the flag; a structural row (MENTIONS,
-BELONGS_TO_COMMUNITY, DERIVED_FROM, whose truth is in other columns) exists only for the graph and is deleted with
-it. Upserting a relationship writes its values into the row (send the current ones, read from Postgres when the
-change is applied). Every statement filters on the user id.
+(RelationshipType) is the truth's, and removing it from the graph only clears the flag; a structural row
+(StructuralRelationshipType: MENTIONS, DERIVED_FROM, HIGHLIGHTS and the rest, whose truth is in other rows) exists
+only for the graph and is deleted with it. Upserting a relationship writes its values into the row (send the current
+ones, read from Postgres when the change is applied). Every statement filters on the user id.
 
 Values travel as parameters; batches as one JSON document each, unpacked by jsonb_to_recordset, so a batch of any
 size is one round trip per kind of change.

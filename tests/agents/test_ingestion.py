@@ -91,7 +91,7 @@ def concept(key: str, name: str, kind: str = "activity", handle: int | None = No
     return {"key": key, "name": name, "type": kind, "description": f"about {name}", "existing_handle": handle}
 
 
-def rel(source: str, target: str, kind: str = "HIGHLIGHTS", strength: float = 0.8) -> dict[str, Any]:
+def rel(source: str, target: str, kind: str = "IS_ABOUT", strength: float = 0.8) -> dict[str, Any]:
     return {"source": source, "target": target, "type": kind, "strength": strength, "description": "because"}
 
 
@@ -151,9 +151,9 @@ async def test_extraction_resolves_handles_and_dedupes_concepts(
         EntityRef(kind=EntityKind.CONCEPT, key="c3"),
     )
     assert {(r.source, r.relationship_type, r.target, r.strength) for r in result.relationships} == {
-        (memory, RelationshipType.HIGHLIGHTS, running, 0.8),
-        (memory, RelationshipType.HIGHLIGHTS, lena, 0.8),
-        (memory, RelationshipType.HIGHLIGHTS, runs, 0.9),  # c2 and c3 were one concept: the stronger link stays
+        (memory, RelationshipType.IS_ABOUT, running, 0.8),
+        (memory, RelationshipType.IS_ABOUT, lena, 0.8),
+        (memory, RelationshipType.IS_ABOUT, runs, 0.9),  # c2 and c3 were one concept: the stronger link stays
         (runs, RelationshipType.IS_A_TYPE_OF, running, 0.8),
     }
     assert [(g.about, g.dim_key, g.delta) for g in result.growth_events] == [
@@ -202,7 +202,7 @@ async def test_references_still_wrong_after_repair_are_permanent(
             {"relationships": [rel("m2", "m1", "PRECEDES")]},
             "relationships[0].source: 'm2' is not the key of any memory",
         ),
-        ({"relationships": [rel("c1", "m1")]}, "HIGHLIGHTS must go from a memory unit to a concept (got c1 -> m1)"),
+        ({"relationships": [rel("c1", "m1")]}, "IS_ABOUT must go from a memory unit to a concept (got c1 -> m1)"),
         ({"relationships": [rel("m1", "m1", "RELATED_TO")]}, "m1 -> m1 links an item to itself"),
         ({"relationships": [rel("c1", "e1", "RELATED_TO")]}, "c1 -> e1 links an item to itself"),
         ({"concepts": [concept("c1", "A"), concept("c1", "B")]}, "concepts[1].key: 'c1' is used twice"),
@@ -229,7 +229,7 @@ def test_a_clean_answer_has_no_reference_problems() -> None:
 
 
 def test_relationship_types_come_from_the_vocabulary() -> None:
-    with pytest.raises(ValueError, match="HIGHLIGHTS"):
+    with pytest.raises(ValueError, match="IS_ABOUT"):
         IngestionOutput.model_validate(answer(relationships=[rel("m1", "m1", "LOVES")]))
 
 

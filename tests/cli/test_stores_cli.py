@@ -214,7 +214,7 @@ async def test_rebuild_reconstructs_an_emptied_store_for_one_user(
     bo_nodes = await pool.fetchval("SELECT count(*) FROM runtime.graph_nodes WHERE user_id = $1", bo.user_id)
     await (await session.graph()).delete_user(ana.user_id)
     await (await session.vector()).delete_user(ana.user_id)
-    assert await drift_totals(pool, session, ana.user_id) == (14, 5)  # 7 nodes and 7 relationships; 5 items
+    assert await drift_totals(pool, session, ana.user_id) == (16, 5)  # 7 nodes and 9 relationships; 5 items
 
     out = ran("rebuild", "--graph", "--user", ana.user_id, env=env)
     assert "graph: 1 users cleared" in out and "7 outbox rows applied" in out, out
@@ -274,7 +274,7 @@ async def test_forget_user_dry_run_then_deletes_everything_and_touches_no_one_el
     assert before["postgres"]["public.conversation_messages"] == 1 and before["postgres"]["runtime.llm_calls"] == 1
     # the job runs: the ingestion's and the projection refresh the vector sync requested (queued, debounced)
     assert before["postgres"]["runtime.job_runs"] == 2 and before["postgres"]["runtime.vector_items"] == 5
-    assert before["graph"] == {"nodes": 7, "relationships": 7}  # with AUTHORED_BY x2 and a MENTIONS
+    assert before["graph"] == {"nodes": 7, "relationships": 9}  # with AUTHORED_BY x2, a MENTIONS, HIGHLIGHTS x2
     assert sum(before["vector"].values()) == 5
     assert before["redis"] == {
         "turn contexts": 1,

@@ -35,7 +35,7 @@ async def seed_user(
     community: bool = False,
 ) -> SeededUser:
     """A user whose cycle started `cycle_age` ago, with one processed conversation, `memories` memory units and
-    `concepts` concepts from `activity_age` ago (each memory unit HIGHLIGHTS the first concept), and growth events
+    `concepts` concepts from `activity_age` ago (each memory unit IS_ABOUT the first concept), and growth events
     (dimension, delta, age). `community` puts every concept in one community."""
     now = now_s()
     user_id = str(uuid.uuid4())
@@ -97,7 +97,7 @@ async def seed_user(
             await pool.execute(
                 "INSERT INTO runtime.knowledge_edges (edge_id, user_id, source_id, source_type, target_id, "
                 "target_type, relationship_type, strength) "
-                "VALUES ($1, $2, $3, 'MemoryUnit', $4, 'Concept', 'HIGHLIGHTS', 0.9)",
+                "VALUES ($1, $2, $3, 'MemoryUnit', $4, 'Concept', 'IS_ABOUT', 0.9)",
                 str(uuid.uuid4()),
                 user_id,
                 muid,

@@ -10,11 +10,14 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from core.cycle import Cycle, CycleWindow
+from core.vocabulary import StructuralRelationshipType
 from jobs.cycle_report import report_windows
 from store.cycle_report_writes import read_cycle_rows
+from store.graph.postgres import PostgresGraphStore
 from store.insight_material import load_insight_material
 from store.proactive_prompts_writes import read_prompt_source
 from store.repos._base import to_db
+from store.sync import graph_batch, user_refs
 from tests.jobs.cycle_seed import SeededUser, seed_user
 
 YEAR = timedelta(days=365)
@@ -64,3 +67,25 @@ async def test_proactive_prompts_see_the_memory_told_last_first(pool: asyncpg.Po
     user, last_year, _ = await told_this_cycle_about_last_year(pool)
     source = await read_prompt_source(pool, user.user_id, insights_since=user.cycle_start, memory_limit=1)
     assert source is not None and [m["muid"] for m in source.memories] == [last_year]
+
+
+async def test_the_reports_top_concepts_count_memory_units_whatever_the_graph_holds(pool: asyncpg.Pool) -> None:
+    """Three memory units about one concept are three mentions, with the embedded graph's own rows (MENTIONS) beside
+    the extracted ones in runtime.knowledge_edges and a second relationship from one unit to the concept."""
+    user = await seed_user(pool, cycle_age=timedelta(days=7), memories=3, concepts=2)
+    concept = user.concept_ids[0]
+    await pool.execute(
+        "INSERT INTO runtime.knowledge_edges (edge_id, user_id, source_id, source_type, target_id, target_type, "
+        "relationship_type, strength) VALUES (gen_random_uuid()::text, $1, $2, 'MemoryUnit', $3, 'Concept', "
+        "'INSPIRES', 0.5)",
+        user.user_id,
+        user.memory_ids[0],
+        concept,
+    )
+    graph = PostgresGraphStore(pool)
+    await graph.apply(user.user_id, await graph_batch(pool, graph, user.user_id, await user_refs(pool, user.user_id)))
+    assert (await graph.counts(user.user_id)).edges[StructuralRelationshipType.MENTIONS] == 3
+    cycle = Cycle.of(user.user_id, user.cycle_start)
+    windows, _ = report_windows(cycle, cycle, datetime.now(UTC))
+    rows = await read_cycle_rows(pool, user.user_id, windows)
+    assert [(c["concept_id"], c["mentions"]) for c in rows.top_concepts] == [(concept, 3)]

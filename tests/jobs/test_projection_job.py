@@ -89,7 +89,7 @@ async def test_projection_is_written_once_per_input_and_unchanged_nodes_stay_put
     assert [kinds[c] for c in user.concept_ids] == ["Concept"] * 3
     assert sorted(kinds.values()).count("Community") == 1
     edges = {(e["source"], e["target"], e["type"]) for e in data["edges"]}
-    assert {(m, user.concept_ids[0], "HIGHLIGHTS") for m in user.memory_ids} <= edges
+    assert {(m, user.concept_ids[0], "IS_ABOUT") for m in user.memory_ids} <= edges
     assert sum(1 for e in edges if e[2] == "BELONGS_TO_COMMUNITY") == 3
     sizes = {node["id"]: node["size"] for node in data["nodes"]}
     importance = dict(

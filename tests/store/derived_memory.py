@@ -37,8 +37,8 @@ def store_settings(database_url: str, redis_url: str, data_dir: Path) -> Setting
 
 
 async def remember(pool: asyncpg.Pool, name: str = "Ana") -> Memory:
-    """Two memory units, two concepts (one in a community), an artifact derived from a memory unit, two extracted
-    relationships; outbox rows for all of it, not yet applied."""
+    """Two memory units, two concepts (one in a community), an artifact derived from a memory unit that highlights
+    the other one and a concept, two extracted relationships; outbox rows for all of it, not yet applied."""
     user = await users.create_user(pool, str(uuid.uuid4()), email=f"{uuid.uuid4().hex[:10]}@example.com", name=name)
     uid = user.user_id
     conversation = await conversations.create_conversation(pool, uid, status="processed")
@@ -73,13 +73,17 @@ async def remember(pool: asyncpg.Pool, name: str = "Ana") -> Memory:
     artifact = await testrows.create_derived_artifact(
         pool,
         uid,
-        artifact_type="insight",
+        artifact_type="cycle_report",
         title="Consistency",
         content_narrative="Runs keep her steady.",
         source_memory_unit_id=units[0].muid,
+        content_data={  # what it highlights, as a cycle report keeps it; old JSON names what is gone, or junk
+            "memory_highlights": [{"memory_unit_id": units[1].muid}, {"memory_unit_id": str(uuid.uuid4())}],
+            "top_concepts": [{"concept_id": ideas[1].concept_id}, {"concept_id": 7}, "Emma", None],
+        },
     )
     for source, source_type, target, kind in (
-        (units[0].muid, EntityKind.MEMORY_UNIT, ideas[0].concept_id, RelationshipType.HIGHLIGHTS),
+        (units[0].muid, EntityKind.MEMORY_UNIT, ideas[0].concept_id, RelationshipType.IS_ABOUT),
         (ideas[0].concept_id, EntityKind.CONCEPT, ideas[1].concept_id, RelationshipType.RELATED_TO),
     ):
         await testrows.upsert_edge(

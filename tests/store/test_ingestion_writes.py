@@ -84,7 +84,7 @@ def result_for(
             RelationshipDraft(
                 source=mu("m1"),
                 target=EntityRef(kind=EntityKind.CONCEPT, key="c1"),
-                relationship_type=RelationshipType.HIGHLIGHTS,
+                relationship_type=RelationshipType.IS_ABOUT,
                 strength=0.9,
                 description="the long run is training for it",
             ),

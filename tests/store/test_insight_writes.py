@@ -96,8 +96,8 @@ async def a_user_with_a_duplicate(pool: asyncpg.Pool, user_id: str) -> dict[str,
     c, m = "Concept", "MemoryUnit"
     await edge(pool, user_id, (c, ids["jogging"]), "RELATED_TO", (c, ids["marathon"]), 0.4)
     await edge(pool, user_id, (c, ids["running"]), "RELATED_TO", (c, ids["marathon"]), 0.7)
-    await edge(pool, user_id, (m, ids["unit"]), "HIGHLIGHTS", (c, ids["jogging"]), 0.9)
-    await edge(pool, user_id, (m, ids["unit"]), "HIGHLIGHTS", (c, ids["running"]), 0.5)
+    await edge(pool, user_id, (m, ids["unit"]), "IS_ABOUT", (c, ids["jogging"]), 0.9)
+    await edge(pool, user_id, (m, ids["unit"]), "IS_ABOUT", (c, ids["running"]), 0.5)
     await edge(pool, user_id, (c, ids["running"]), "IS_SIMILAR_TO", (c, ids["jogging"]), 0.8)
     card, _ = await cards.ensure_card(
         pool,
@@ -223,7 +223,7 @@ async def test_a_merge_moves_relationships_cards_growth_and_sources_to_the_conce
     }
     assert kept == {
         (ids["running"], "RELATED_TO", ids["marathon"]): 0.7,  # two became one: the stronger stays
-        (ids["unit"], "HIGHLIGHTS", ids["running"]): 0.9,
+        (ids["unit"], "IS_ABOUT", ids["running"]): 0.9,
         # Running IS_SIMILAR_TO Jogging would link Running to itself: gone
     }
     (card,) = [c for c in await cards.list_cards(pool, user_id) if c.source_entity_type == "Concept"]

@@ -106,12 +106,13 @@ async def test_a_user_the_outbox_kept_up_to_date_shows_no_drift(pool: asyncpg.Po
         "Concept": 2,
         "DerivedArtifact": 1,
         "Community": 1,
-        "HIGHLIGHTS": 1,
+        "IS_ABOUT": 1,
         "RELATED_TO": 1,
         "BELONGS_TO_COMMUNITY": 1,
         "DERIVED_FROM": 1,
+        "HIGHLIGHTS": 2,  # what the artifact's content_data names and the user has
         "AUTHORED_BY": 2,  # each memory unit to its User
-        "MENTIONS": 1,  # the memory unit the HIGHLIGHTS relationship joins to a concept
+        "MENTIONS": 1,  # the memory unit the IS_ABOUT relationship joins to a concept
     }
     assert {k.kind: k.held for k in vector.kinds} == {"MemoryUnit": 2, "Concept": 2, "DerivedArtifact": 1}
 
@@ -134,7 +135,7 @@ async def test_graph_drift_of_each_kind_is_found_per_type_and_repaired(pool: asy
     await pool.execute(
         "UPDATE runtime.knowledge_edges SET in_graph = false WHERE user_id = $1 AND relationship_type = $2",
         uid,
-        RelationshipType.HIGHLIGHTS.value,
+        RelationshipType.IS_ABOUT.value,
     )
     await pool.execute(
         "INSERT INTO runtime.knowledge_edges (edge_id, user_id, source_id, source_type, target_id, target_type, "
@@ -150,14 +151,21 @@ async def test_graph_drift_of_each_kind_is_found_per_type_and_repaired(pool: asy
         uid,
         StructuralRelationshipType.DERIVED_FROM.value,
     )
+    await pool.execute(
+        "DELETE FROM runtime.knowledge_edges WHERE user_id = $1 AND relationship_type = $2 AND target_id = $3",
+        uid,
+        StructuralRelationshipType.HIGHLIGHTS.value,
+        ana.concepts[1],
+    )
 
     graph, _ = await drifts(pool, session, uid)
     assert by_kind(graph) == {
         "MemoryUnit": (1, 1, 0),
         "Concept": (0, 0, 1),
-        "HIGHLIGHTS": (1, 0, 0),
+        "IS_ABOUT": (1, 0, 0),
         "BELONGS_TO_COMMUNITY": (0, 1, 0),
         "DERIVED_FROM": (0, 0, 1),
+        "HIGHLIGHTS": (1, 0, 0),
     }
     memory_unit = next(k for k in graph.kinds if k.kind == "MemoryUnit")
     assert memory_unit.drift.missing == (ana.units[1],) and memory_unit.drift.extra == (stray,)
@@ -166,14 +174,14 @@ async def test_graph_drift_of_each_kind_is_found_per_type_and_repaired(pool: asy
         Ref(NodeLabel.MEMORY_UNIT, ana.units[1]),
         Ref(NodeLabel.MEMORY_UNIT, stray),
         Ref(NodeLabel.CONCEPT, ana.concepts[1]),
-        Ref(NodeLabel.MEMORY_UNIT, ana.units[0]),  # source of the missing HIGHLIGHTS
-        Ref(NodeLabel.DERIVED_ARTIFACT, ana.artifact),  # source of the changed DERIVED_FROM
+        Ref(NodeLabel.MEMORY_UNIT, ana.units[0]),  # source of the missing IS_ABOUT
+        Ref(NodeLabel.DERIVED_ARTIFACT, ana.artifact),  # source of the changed DERIVED_FROM and missing HIGHLIGHTS
     }
 
     assert await record_refs(pool, uid, GRAPH, graph.repair) == len(graph.repair)
     assert {b.store: b.rows for b in await outbox.backlog(pool)} == {"graph": len(graph.repair), "vector": 0}
     pending, _ = await drifts(pool, session, uid)
-    assert pending.total == 0 and pending.pending == graph.total == 6  # in the outbox: lag, not drift
+    assert pending.total == 0 and pending.pending == graph.total == 7  # in the outbox: lag, not drift
     await drain(session)
     after, vector_after = await drifts(pool, session, uid)
     assert after.total == 0 and after.pending == 0 and vector_after.total == 0

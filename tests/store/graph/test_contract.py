@@ -36,6 +36,7 @@ from tests.store.orphans import delete_user_row_only
 
 MU, CONCEPT = NodeLabel.MEMORY_UNIT, NodeLabel.CONCEPT
 MENTIONS = StructuralRelationshipType.MENTIONS
+HIGHLIGHTS = StructuralRelationshipType.HIGHLIGHTS
 MOMENT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -104,12 +105,14 @@ def make_memory(user_id: str) -> Memory:
         edge("m1", MENTIONS, "c1", 0.9),
         edge("m1", MENTIONS, "c2", 0.6),
         edge("m2", MENTIONS, "c2", 0.8),
-        edge("m2", RelationshipType.HIGHLIGHTS, "c3", 0.5, description="the move", conv="conv-2"),
+        edge("m2", RelationshipType.IS_ABOUT, "c3", 0.5, description="the move", conv="conv-2"),
         edge("c1", RelationshipType.RELATED_TO, "c2", 0.4, description="runs together"),
         edge("c2", RelationshipType.INSPIRES, "c1", 0.7),
         edge("c1", StructuralRelationshipType.BELONGS_TO_COMMUNITY, "k1", 1.0),
         edge("d1", StructuralRelationshipType.DERIVED_FROM, "m1", 1.0),
         edge("d1", StructuralRelationshipType.DERIVED_FROM, "c1", 1.0),
+        edge("d1", HIGHLIGHTS, "m1", 1.0),  # beside DERIVED_FROM: two types join the same pair
+        edge("d1", HIGHLIGHTS, "c2", 1.0),
         edge("r1", StructuralRelationshipType.REVISES, "m1", 1.0),
         edge("r2", StructuralRelationshipType.REVISES, "c1", 1.0),
         edge("m1", StructuralRelationshipType.AUTHORED_BY, "user", 1.0),
@@ -198,7 +201,8 @@ class TestGraphStoreContract:
             {"User": 1, "MemoryUnit": 2, "Concept": 3, "DerivedArtifact": 1, "Community": 1, "Revision": 2},
             {
                 "MENTIONS": 3,
-                "HIGHLIGHTS": 1,
+                "IS_ABOUT": 1,
+                "HIGHLIGHTS": 2,
                 "RELATED_TO": 1,
                 "INSPIRES": 1,
                 "BELONGS_TO_COMMUNITY": 1,
@@ -228,6 +232,7 @@ class TestGraphStoreContract:
         counts = await graph.counts(a.user_id)
         assert counts.nodes[NodeLabel.DERIVED_ARTIFACT] == 0
         assert counts.edges[StructuralRelationshipType.DERIVED_FROM] == counts.edges[RelationshipType.INSPIRES] == 0
+        assert counts.edges[HIGHLIGHTS] == 0
         assert (await graph.node_hashes(a.user_id, CONCEPT))[renamed.key] == renamed.content_hash
 
     async def test_hashes_are_the_content_hash_of_what_was_written(
@@ -283,7 +288,7 @@ class TestGraphStoreContract:
         await graph.apply(a.user_id, a.batch)
         one = await graph.neighbourhood(a.user_id, a.ref("c3"), 1)
         assert [n.ref for n in one.nodes] == [a.ref("c3"), a.ref("m2")]
-        assert one.edges == (a.edge("m2", RelationshipType.HIGHLIGHTS, "c3"),)
+        assert one.edges == (a.edge("m2", RelationshipType.IS_ABOUT, "c3"),)
         for node in a.nodes:
             for depth in range(4):
                 found = await graph.neighbourhood(a.user_id, node.ref, depth)
@@ -361,6 +366,31 @@ class TestGraphStoreContract:
         assert (await graph.counts(a.user_id)).nodes[MU] == 2
         c1, c2 = a.ref("c1").key, a.ref("c2").key
         assert [(w.a, w.b) for w in await graph.concept_graph(a.user_id)] == [(c1, c2)]
+
+    async def test_an_artifact_highlights_memory_units_and_concepts(
+        self, graph: GraphStore, two_users: tuple[Memory, Memory]
+    ) -> None:
+        """HIGHLIGHTS leaves an artifact for a memory unit or a concept (never another way): read back from either
+        end with its properties, gone with the node it highlights while the artifact keeps its other relationships,
+        and no weight of the concept graph."""
+        a, _ = two_users
+        await graph.apply(a.user_id, a.batch)
+        unit, concept = a.edge("d1", HIGHLIGHTS, "m1"), a.edge("d1", HIGHLIGHTS, "c2")
+        assert await graph.edge_hashes(a.user_id, HIGHLIGHTS) == {e.key: e.content_hash for e in (unit, concept)}
+        assert concept in (await graph.neighbourhood(a.user_id, a.ref("c2"), 1)).edges
+        assert {unit, concept} <= set((await graph.neighbourhood(a.user_id, a.ref("d1"), 1)).edges)
+        c1, c2, c3 = (a.ref(name).key for name in ("c1", "c2", "c3"))
+        assert [(w.a, w.b) for w in await graph.concept_graph(a.user_id)] == [(c1, c2), (c2, c3)]
+        await graph.apply(a.user_id, GraphBatch(delete_nodes=(a.ref("m1"),)))
+        assert await graph.edge_hashes(a.user_id, HIGHLIGHTS) == {concept.key: concept.content_hash}
+        derived = await graph.edge_hashes(a.user_id, StructuralRelationshipType.DERIVED_FROM)
+        assert set(derived) == {a.edge("d1", StructuralRelationshipType.DERIVED_FROM, "c1").key}
+        await graph.apply(a.user_id, GraphBatch(delete_edges=(concept.key,)))
+        assert (await graph.counts(a.user_id)).edges[HIGHLIGHTS] == 0
+        assert (await graph.counts(a.user_id)).nodes[CONCEPT] == 3
+        for wrong in ((a.ref("m2"), a.ref("c3")), (a.ref("d1"), a.ref("k1")), (a.ref("d1"), a.ref("r1"))):
+            with pytest.raises(ValueError, match="HIGHLIGHTS goes from DerivedArtifact to Concept/MemoryUnit"):
+                GraphEdge(source=wrong[0], type=HIGHLIGHTS, target=wrong[1])
 
     async def test_deleting_a_user_leaves_nothing_of_theirs(
         self, graph: GraphStore, two_users: tuple[Memory, Memory]
@@ -475,3 +505,30 @@ async def test_neo4j_holds_points_in_time_as_datetime_ordered_as_instants(
     )
     assert [r["key"].split("-")[0] for r in records] == ["m3", "m1", "m2"]
     assert {r["type"] for r in records} == {"ZONED DATETIME NOT NULL"}
+
+
+@pytest.mark.parametrize("backend", [pytest.param("neo4j", marks=pytest.mark.neo4j)], indirect=True)
+async def test_neo4j_retires_the_highlights_an_earlier_orrery_extracted_when_it_connects(
+    graph: GraphStore, two_users: tuple[Memory, Memory]
+) -> None:
+    """Before migration 0023, ingestion's memory unit -> concept link was HIGHLIGHTS. No SQL migration reaches Neo4j,
+    and its neighbourhood reads would refuse the shape, so connecting deletes those relationships (the migration's
+    outbox rows write IS_ABOUT) and keeps an artifact's HIGHLIGHTS; a second start finds nothing to do."""
+    from store.graph.neo4j import Neo4jGraphStore
+
+    assert isinstance(graph, Neo4jGraphStore)
+    a, b = two_users
+    await graph.apply(a.user_id, a.batch)
+    await graph.apply(b.user_id, b.batch)
+    before_a, before_b = await snapshot(graph, a.user_id), await snapshot(graph, b.user_id)
+    for memory in (a, b):
+        await graph._driver.execute_query(
+            "MATCH (m:MemoryUnit {muid: $unit}), (c:Concept {id: $concept}) "
+            "MERGE (m)-[:HIGHLIGHTS {userId: $userId, strength: 0.9}]->(c)",
+            {"unit": memory.ref("m1").key, "concept": memory.ref("c1").key, "userId": memory.user_id},
+        )
+    await graph.ensure_schema()
+    assert (await snapshot(graph, a.user_id), await snapshot(graph, b.user_id)) == (before_a, before_b)
+    await graph.ensure_schema()  # nothing left to retire
+    around = await graph.neighbourhood(a.user_id, a.ref("m1"), 1)
+    assert {e.key for e in around.edges} == expected_neighbourhood(a, a.ref("m1"), 1)[1]

@@ -77,6 +77,7 @@ def adapter_statements() -> dict[str, Statement]:
     """Every statement the adapter can send, by a name that says how it was built."""
     found = {f"SCHEMA[{n}]": statement for n, statement in enumerate(cypher.SCHEMA)}
     found |= {f"ADDED_SCHEMA[{n}]": statement for n, statement in enumerate(cypher.ADDED_SCHEMA)}
+    found |= {f"RETIRED[{n}]": statement for n, statement in enumerate(cypher.RETIRED)}
     found |= {name: getattr(cypher, name) for name in FIXED}
     for label in NodeLabel:
         found |= {f"{build.__name__}({label})": build(label) for build in PER_LABEL}
@@ -92,7 +93,8 @@ def adapter_statements() -> dict[str, Statement]:
 
 
 def graph_schema() -> dict[str, Any]:
-    """What Orrery's graph holds, as the front-end's DbSchema: its labels, types, property keys and endpoints."""
+    """What Orrery's graph holds, as the front-end's DbSchema: its labels, types, property keys and endpoints (and
+    the retired shapes a store an earlier Orrery wrote may still hold, which cypher.RETIRED removes)."""
     ends = {"source": NodeRef(label=MU, key="a"), "target": NodeRef(label=CONCEPT, key="b")}
     edge = GraphEdge(**ends, type=MENTIONS, description="d", source_conversation_id="c")  # every property set
     columns = {column for label_columns in NODE_COLUMNS.values() for column in label_columns}
@@ -106,6 +108,10 @@ def graph_schema() -> dict[str, Any]:
             for kind, (sources, targets) in ENDPOINTS.items()
             for source in sorted(sources)
             for target in sorted(targets)
+        ]
+        + [
+            {"from": source.value, "to": target.value, "relType": kind}
+            for source, kind, target in cypher.RETIRED_SHAPES
         ],
     }
 
@@ -173,10 +179,10 @@ def lint() -> dict[str, list[dict[str, Any]]]:
 
 def test_every_statement_the_adapter_can_send_passes_neo4js_front_end(lint: dict[str, list[dict[str, Any]]]) -> None:
     statements = adapter_statements()
-    # 13 + 2 DDL, 3 fixed, 7 per label, 2 per source label, 3 per relationship type and pair of labels it joins
-    # (the ingestion vocabulary on 4 pairs; MENTIONS, BELONGS_TO_COMMUNITY, DERIVED_FROM on 3, REVISES on 2,
-    # AUTHORED_BY, MERGED_INTO)
-    assert len(statements) == 13 + 2 + 3 + 7 * 6 + 2 * 4 + 3 * (17 * 4 + 1 + 1 + 3 + 2 + 1 + 1)
+    # 13 + 2 DDL, 1 retiring, 3 fixed, 7 per label, 2 per source label, 3 per relationship type and pair of labels
+    # it joins (the ingestion vocabulary on 4 pairs; MENTIONS, BELONGS_TO_COMMUNITY on 1, DERIVED_FROM on 3, REVISES
+    # and HIGHLIGHTS on 2, AUTHORED_BY, MERGED_INTO on 1)
+    assert len(statements) == 13 + 2 + 1 + 3 + 7 * 6 + 2 * 4 + 3 * (17 * 4 + 1 + 1 + 3 + 2 + 2 + 1 + 1)
     reported = {
         f"{name} [{result['version']}]: {statements[name].text}": result["diagnostics"]
         for name in statements
@@ -187,7 +193,7 @@ def test_every_statement_the_adapter_can_send_passes_neo4js_front_end(lint: dict
     assert all(lint[name][0]["version"] == CYPHER_5 for name in statements)
     as_cypher_25 = {name.split("(")[0] for name in statements if len(lint[name]) == 2}
     builders = (*PER_LABEL, *PER_SOURCE_LABEL, *PER_SHAPE)
-    ddl = {f"SCHEMA[{n}]" for n in range(13)} | {f"ADDED_SCHEMA[{n}]" for n in range(2)}
+    ddl = {f"SCHEMA[{n}]" for n in range(13)} | {f"ADDED_SCHEMA[{n}]" for n in range(2)} | {"RETIRED[0]"}
     assert as_cypher_25 == ddl | set(FIXED) | {b.__name__ for b in builders}
 
 
@@ -222,4 +228,6 @@ def test_the_statements_linted_are_every_statement_cypher_py_builds() -> None:
     constants = {name for name, value in vars(cypher).items() if isinstance(value, Statement)}
     assert builders == {build.__name__ for build in (*PER_LABEL, *PER_SOURCE_LABEL, *PER_SHAPE)}
     assert constants == set(FIXED)
-    assert all(isinstance(statement, Statement) for statement in cypher.SCHEMA)
+    assert all(
+        isinstance(statement, Statement) for statement in (*cypher.SCHEMA, *cypher.ADDED_SCHEMA, *cypher.RETIRED)
+    )

@@ -34,17 +34,17 @@ async def test_the_graph_never_deletes_the_truth(pool: asyncpg.Pool) -> None:
         source_type=EntityKind.MEMORY_UNIT,
         target_id=CONCEPT.key,
         target_type=EntityKind.CONCEPT,
-        relationship_type=RelationshipType.HIGHLIGHTS,
+        relationship_type=RelationshipType.IS_ABOUT,
         strength=0.5,
         description="ingestion wrote it",
         source_conversation_id="conv-1",
     )
     graph = PostgresGraphStore(pool)
-    assert (await graph.counts(USER)).edges[RelationshipType.HIGHLIGHTS] == 0  # written, not yet applied
+    assert (await graph.counts(USER)).edges[RelationshipType.IS_ABOUT] == 0  # written, not yet applied
 
     as_applied = GraphEdge(
         source=MU,
-        type=RelationshipType.HIGHLIGHTS,
+        type=RelationshipType.IS_ABOUT,
         target=CONCEPT,
         strength=0.5,
         description="ingestion wrote it",
@@ -53,20 +53,20 @@ async def test_the_graph_never_deletes_the_truth(pool: asyncpg.Pool) -> None:
     mention = GraphEdge(source=MU, type=StructuralRelationshipType.MENTIONS, target=CONCEPT, strength=0.9)
     nodes = (GraphNode(label=NodeLabel.MEMORY_UNIT, key=MU.key), GraphNode(label=NodeLabel.CONCEPT, key=CONCEPT.key))
     await graph.apply(USER, GraphBatch(upsert_nodes=nodes, upsert_edges=(as_applied, mention)))
-    assert await edge_rows(pool) == [("HIGHLIGHTS", 0.5, True), ("MENTIONS", 0.9, True)]
-    (kept,) = [e for e in await testrows.list_edges(pool, USER) if e.relationship_type == "HIGHLIGHTS"]
+    assert await edge_rows(pool) == [("IS_ABOUT", 0.5, True), ("MENTIONS", 0.9, True)]
+    (kept,) = [e for e in await testrows.list_edges(pool, USER) if e.relationship_type == "IS_ABOUT"]
     assert (kept.edge_id, kept.updated_at) == (truth.edge_id, truth.updated_at)  # same values: the row is as it was
 
     await graph.apply(USER, GraphBatch(delete_edges=(as_applied.key,)))
-    assert await edge_rows(pool) == [("HIGHLIGHTS", 0.5, False), ("MENTIONS", 0.9, True)]
+    assert await edge_rows(pool) == [("IS_ABOUT", 0.5, False), ("MENTIONS", 0.9, True)]
     await graph.apply(USER, GraphBatch(delete_nodes=(CONCEPT,)))
-    assert await edge_rows(pool) == [("HIGHLIGHTS", 0.5, False)]
+    assert await edge_rows(pool) == [("IS_ABOUT", 0.5, False)]
     await graph.apply(USER, GraphBatch(upsert_nodes=nodes, upsert_edges=(as_applied, mention)))
     await graph.apply(USER, GraphBatch(delete_edges=(mention.key,)))
-    assert await edge_rows(pool) == [("HIGHLIGHTS", 0.5, True)]
+    assert await edge_rows(pool) == [("IS_ABOUT", 0.5, True)]
     await graph.apply(USER, GraphBatch(upsert_edges=(mention,)))
     assert await graph.delete_user(USER) == 2
-    assert await edge_rows(pool) == [("HIGHLIGHTS", 0.5, False)]
+    assert await edge_rows(pool) == [("IS_ABOUT", 0.5, False)]
     assert await pool.fetchval("SELECT count(*) FROM runtime.graph_nodes WHERE user_id = $1", USER) == 0
 
 
