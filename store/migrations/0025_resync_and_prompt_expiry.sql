@@ -34,7 +34,7 @@ SELECT stale.store, stale.user_id, stale.label, stale.entity_id
 --    a longer one it is offered 14 days. A readable value (an ISO instant with its offset) is kept; an unreadable one
 --    is replaced; metadata that is neither an object nor null (no prompt Orrery wrote) is left alone. The prompt reaches the
 --    package when the user's package is next written (the daily prompts run at their local morning, an ingestion).
-CREATE OR REPLACE FUNCTION pg_temp.readable_instant(value TEXT) RETURNS BOOLEAN LANGUAGE plpgsql IMMUTABLE AS $$
+CREATE OR REPLACE FUNCTION pg_temp.readable_instant(value TEXT) RETURNS BOOLEAN LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN value ~ '^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)$'
         AND value::timestamptz IS NOT NULL;

@@ -232,27 +232,35 @@ async def test_pending_prompts_without_a_readable_expiry_get_the_code_s_and_reac
             pool, uid, "Odd?", age=timedelta(days=1), metadata={"expires_at": "2026-13-01T00:00Z"}
         ),
         "null": await old_prompt(pool, uid, "Null?", age=timedelta(days=1), metadata=None),
+        "naive": await old_prompt(
+            pool, uid, "Naive?", age=timedelta(days=1), metadata={"expires_at": "2030-01-01T00:00"}
+        ),
+        "number": await old_prompt(pool, uid, "Number?", age=timedelta(days=1), metadata={"expires_at": 5}),
+        "delivered": await old_prompt(pool, uid, "Asked?", age=timedelta(days=1), metadata={}),
         "stale": await old_prompt(pool, uid, "Stale?", age=timedelta(days=20), metadata={}),
         "readable": await old_prompt(pool, uid, "New?", age=timedelta(days=1), metadata={"expires_at": kept_expiry}),
     }
+    await pool.execute("UPDATE proactive_prompts SET status = 'delivered' WHERE prompt_id = $1", ids["delivered"])
     now = datetime.now(UTC)
     deliverable = {p.prompt_id for p in await proactive_prompts.deliverable(pool, uid, now=now, limit=10)}
     assert deliverable == {ids["readable"]}  # the defect: the others are never offered
+    backfilled = ("recent", "unreadable", "null", "naive", "number", "stale")
 
     await pool.execute((MIGRATIONS_DIR / f"{UPGRADE}_resync_and_prompt_expiry.sql").read_text(encoding="utf-8"))
 
     prompts = {p.prompt_id: p for p in await proactive_prompts.list_proactive_prompts(pool, uid)}
-    for key in ("recent", "unreadable", "null", "stale"):
+    for key in backfilled:
         prompt = prompts[ids[key]]
         assert proactive_prompts.expires_at(prompt) == prompt.created_at + timedelta(days=14), key
     assert (prompts[ids["recent"]].metadata or {})["rationale"] == "r"  # the prompt's other metadata kept
     assert (prompts[ids["readable"]].metadata or {})["expires_at"] == kept_expiry
+    assert prompts[ids["delivered"]].metadata == {}  # only pending prompts are offered, so only they need it
 
     # the next write of the package (here the daily run's expiry step) offers them, and the stale one expires
     expired = await expire_prompts(pool, uid, created_before=now - timedelta(days=14), now=now)
     assert expired == 1
     deliverable = {p.prompt_id for p in await proactive_prompts.deliverable(pool, uid, now=now, limit=10)}
-    assert deliverable == {ids[key] for key in ("recent", "unreadable", "null", "readable")}
+    assert deliverable == {ids[key] for key in (*backfilled, "readable") if key != "stale"}
     stored = await pool.fetchval("SELECT next_conversation_context_package FROM users WHERE user_id = $1", uid)
     package = NextConversationContextPackage.model_validate(stored)
     packaged = [p.prompt_id for p in package.proactive_prompts]
