@@ -39,6 +39,16 @@ class LanguageChoice:
     language: Language
     problem: str | None = None
 
+    @property
+    def speech_code(self) -> str | None:
+        """The ISO 639-1 code of the language ("pt" of "pt-PT"), the hint a transcription endpoint takes about what
+        the audio is in; None when the preference could not be used (English is then what is written, not what the
+        user is known to speak) or the language has no two-letter code."""
+        primary = self.language.tag.split("-", 1)[0].lower()
+        if self.problem is not None or len(primary) != 2 or not primary.isascii() or not primary.isalpha():
+            return None
+        return primary
+
 
 def user_language(preference: str | None) -> LanguageChoice:
     """The language of `users.language_preference`: "pt-PT", "pt", "es", "pt_BR" (normalized), else English with the

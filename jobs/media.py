@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,9 +26,13 @@ from jobs.resources import LLM
 from jobs.runtime.context import JobContext
 from jobs.runtime.keys import INTERACTIVE
 from jobs.runtime.registry import JobSpec
+from jobs.user_locale import language_choice_for
 from settings import Settings
 from store.media_files import FetchLimits, fetch_media
-from store.repos import media_items
+from store.repos import media_items, users
+
+if TYPE_CHECKING:
+    from agents.media import MediaInput
 
 
 class MediaArgs(BaseModel):
@@ -53,7 +57,7 @@ def failure(code: FailureCode, reason: str) -> MediaFailure:
 
 async def read_media(ctx: JobContext, args: MediaArgs) -> Mapping[str, Any]:
     """Fetch → read (at most one model call) → write the reading, or the item's failure."""
-    from agents.media import MediaAgent, MediaInput
+    from agents.media import MediaAgent
 
     item = await media_items.read_media_for_job(ctx.pool, args.media_id)
     if item is None:
@@ -77,11 +81,7 @@ async def read_media(ctx: JobContext, args: MediaArgs) -> Mapping[str, Any]:
         fetched = await fetch_media(item.storage_url, fetch_limits(ctx.settings))
         llm = await ctx.resource(LLM) if kind is not MediaKind.DOCUMENT else _NO_MODEL
         agent = MediaAgent.from_settings(llm, ctx.settings)
-        reading = await agent.read(
-            MediaInput(media_id=item.media_id, user_id=user_id, kind=kind, filename=item.filename),
-            fetched.data,
-            job_id=ctx.job_id,
-        )
+        reading = await agent.read(await media_input(ctx, item, kind), fetched.data, job_id=ctx.job_id)
     except MediaReadError as exc:
         await media_items.mark_media_failed(ctx.pool, user_id, item.media_id, failure(exc.code, exc.reason))
         ctx.log.warning("media.unreadable", code=exc.code.value, reason=exc.reason)
@@ -95,6 +95,21 @@ async def read_media(ctx: JobContext, args: MediaArgs) -> Mapping[str, Any]:
         "chars": len(reading.text),
         "truncated": reading.truncated,
     }
+
+
+async def media_input(ctx: JobContext, item: media_items.MediaItemRecord, kind: MediaKind) -> MediaInput:
+    """The item as the agent reads it, with its owner's language: an image is described in the language they read,
+    audio transcribed with the language they speak as the endpoint's hint (a document needs neither)."""
+    from agents.media import MediaInput
+
+    base = MediaInput(media_id=item.media_id, user_id=item.user_id, kind=kind, filename=item.filename)
+    if kind is MediaKind.DOCUMENT:
+        return base
+    owner = await users.get_user(ctx.pool, item.user_id)
+    if owner is None:
+        raise PermanentError(f"user {item.user_id} was deleted while their attachment was being read")
+    choice = language_choice_for(ctx.log, item.user_id, owner.language_preference)
+    return base.model_copy(update={"language": choice.language, "speech_code": choice.speech_code})
 
 
 class _NoModel:

@@ -12,7 +12,7 @@ from datetime import tzinfo
 
 from structlog.typing import FilteringBoundLogger
 
-from core.language import Language, user_language
+from core.language import Language, LanguageChoice, user_language
 from core.local_time import user_zone
 
 _warned_zones: set[tuple[str, str | None]] = set()
@@ -20,10 +20,15 @@ _warned_zones: set[tuple[str, str | None]] = set()
 
 def language_for(log: FilteringBoundLogger, user_id: str, preference: str | None) -> Language:
     """The language the user reads; a preference that names none is English and one warning."""
+    return language_choice_for(log, user_id, preference).language
+
+
+def language_choice_for(log: FilteringBoundLogger, user_id: str, preference: str | None) -> LanguageChoice:
+    """language_for with whether the preference named it (the media job hints a transcription only then)."""
     choice = user_language(preference)
     if choice.problem is not None:
         log.warning("user.language_unusable", user_id=user_id, problem=choice.problem)
-    return choice.language
+    return choice
 
 
 def zone_for(log: FilteringBoundLogger, user_id: str, name: str | None) -> tzinfo:

@@ -194,10 +194,17 @@ class LLMClient:
             purpose = CallPurpose.REPAIR
 
     async def transcribe(
-        self, audio: AudioFile, *, prompt: RenderedPrompt, model: str, context: CallContext
+        self,
+        audio: AudioFile,
+        *,
+        prompt: RenderedPrompt,
+        model: str,
+        context: CallContext,
+        language: str | None = None,
     ) -> Transcript:
         """What is said in `audio`, from the endpoint's /audio/transcriptions (agents/llm/transcription.py): the
-        user's budget checked first, every attempt recorded, the same retries as a chat call."""
+        user's budget checked first, every attempt recorded, the same retries as a chat call; `language` (ISO 639-1)
+        is the endpoint's hint of what the audio is in."""
         await check_budget(self._call_log, self._budget, context, self._clock())
         return await transcribe_audio(
             self._client,
@@ -207,6 +214,7 @@ class LLMClient:
             prompt=prompt,
             model=model,
             context=context,
+            language=language,
             max_retries=self._max_retries,
             backoff=(self._backoff_initial_s, self._backoff_max_s),
         )

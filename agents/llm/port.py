@@ -55,5 +55,14 @@ class Transcriber(Protocol):
     """Speech to text, the port the media agent depends on; LLMClient.transcribe is the implementation."""
 
     async def transcribe(
-        self, audio: AudioFile, *, prompt: RenderedPrompt, model: str, context: CallContext
-    ) -> Transcript: ...
+        self,
+        audio: AudioFile,
+        *,
+        prompt: RenderedPrompt,
+        model: str,
+        context: CallContext,
+        language: str | None = None,
+    ) -> Transcript:
+        """What is said in `audio`, in the language it is spoken in; `language` (an ISO 639-1 code) tells the endpoint
+        what to expect, when it is known."""
+        ...

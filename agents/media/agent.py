@@ -5,6 +5,10 @@ One model call at most per attachment: an image is described by a vision-capable
 base64 data URL in an image content part), audio is transcribed by the transcription endpoint, a document's text is
 extracted here without any model. The type is read from the bytes first (types.py), so nothing is sent that the
 model cannot read.
+
+The user's language: an image's description is written in the language the user reads (its <language> block first
+in the user message, as in every agent's prompt), while the text visible in it is copied as written; a transcript
+stays in the language spoken, the endpoint told which one the user speaks when it is known.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from agents.llm import AudioFile, CallContext, StructuredLLM, Transcriber
 from agents.media.documents import document_text
 from agents.media.schema import ImageReading, check_image_reading
 from agents.media.types import FORMATS, detect_type
+from core.language import ENGLISH, Language
 from core.media import MediaKind, MediaReading, ReadingMethod
 from core.vocabulary import storable_text
 from prompts import load_prompt
@@ -42,12 +47,17 @@ class MediaLLM(StructuredLLM, Transcriber, Protocol):
 
 
 class MediaInput(BaseModel):
-    """The item being read, as the agent needs it (the job reads it from media_items)."""
+    """The item being read, as the agent needs it (the job reads it from media_items and the owner's row)."""
 
     media_id: str
     user_id: str
     kind: MediaKind
     filename: str | None = None
+    language: Language = ENGLISH
+    """What the user reads (core/language.py): an image's description is written in it."""
+    speech_code: str | None = None
+    """The ISO 639-1 code of the language the user speaks, when known (LanguageChoice.speech_code): the
+    transcription's hint. A transcript stays in the language spoken; it is never translated."""
 
 
 class MediaAgent:
@@ -106,7 +116,9 @@ class MediaAgent:
 
     async def _describe(self, item: MediaInput, data: bytes, mime: str, context: CallContext) -> str:
         name = (item.filename or "(unnamed)")[:NAME_CHARS]
-        prompt = load_prompt(IMAGE_PROMPT).render(filename=name, max_chars=self._max_chars)
+        prompt = load_prompt(IMAGE_PROMPT).render(
+            language=item.language.instruction, filename=name, max_chars=self._max_chars
+        )
         image = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
         answer = await self._llm.complete(
             prompt.with_images(image),
@@ -123,7 +135,9 @@ class MediaAgent:
     async def _transcribe(self, item: MediaInput, data: bytes, mime: str, context: CallContext) -> str:
         prompt = load_prompt(TRANSCRIPTION_PROMPT).render()
         audio = AudioFile(data, audio_filename(item.filename, mime), mime)
-        transcript = await self._llm.transcribe(audio, prompt=prompt, model=self._transcription_model, context=context)
+        transcript = await self._llm.transcribe(
+            audio, prompt=prompt, model=self._transcription_model, context=context, language=item.speech_code
+        )
         return transcript.text
 
 

@@ -13,6 +13,7 @@ from agents.llm import InMemoryCallLog
 from agents.media import IMAGE_PROMPT, TRANSCRIPTION_PROMPT, MediaAgent, MediaInput
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, sample_answers_server
 from core.errors import DeferredError, PermanentError
+from core.language import user_language
 from core.llm_records import CallOutcome, CallPurpose, LLMCallRecord, ResponseFormatMode
 from core.media import FailureCode, MediaKind, MediaReadError, ReadingMethod
 from prompts import SAFE_LT, load_prompt
@@ -160,6 +161,42 @@ async def test_the_shipped_samples_answer_the_sample_attachments(make_client: Cl
         described = await agent.read(item(MediaKind.IMAGE, "watch-14k.png"), photo)
         heard = await agent.read(item(MediaKind.AUDIO, "bakery-order.wav"), voice)
     assert "14.1 km" in described.text and "Dona Graça" in heard.text
+
+
+async def test_an_image_is_described_in_the_user_s_language_and_audio_transcribed_with_theirs_as_the_hint(
+    server: ScriptedLLMServer, make_client: ClientFactory
+) -> None:
+    """The language block comes first in the user message, as in every agent's prompt (stable text before the
+    attachment's); the transcription endpoint gets the ISO 639-1 code, and no hint when the language is unknown."""
+    choice = user_language("pt-PT")
+    portuguese = item(MediaKind.IMAGE, "run.png").model_copy(
+        update={"language": choice.language, "speech_code": choice.speech_code}
+    )
+    server.enqueue(
+        ScriptedReply.json({"description": "Um quadrado cinzento.", "visible_text": "10 km"}),
+        ScriptedReply.json({"text": "Bom dia."}),
+        ScriptedReply.json({"text": "Good morning."}),
+    )
+    agent = agent_of(make_client())
+    described = await agent.read(portuguese, tiny_png())
+    await agent.read(portuguese.model_copy(update={"kind": MediaKind.AUDIO}), tiny_wav())
+    await agent.read(item(MediaKind.AUDIO), tiny_wav())
+
+    assert described.text == "Um quadrado cinzento.\n\nText in the image: 10 km"
+    [request] = server.chat_requests
+    assert "language named in <language>" in request.message_text("system")
+    assert request.message_text("user").startswith("<language>\nPortuguese (Portugal) [pt-PT]\n</language>\n\n")
+    hinted, unknown = server.transcription_requests
+    assert hinted.form["language"] == "pt" and "language" not in unknown.form
+
+
+async def test_the_portuguese_sample_user_s_photo_is_described_in_portuguese(make_client: ClientFactory) -> None:
+    choice = user_language("pt-PT")
+    photo = (SAMPLES_DIR / "media" / "watch-14k.png").read_bytes()
+    portuguese = item(MediaKind.IMAGE, "watch-14k.png").model_copy(update={"language": choice.language})
+    with sample_answers_server() as samples:
+        described = await agent_of(make_client(base_url=samples.base_url)).read(portuguese, photo)
+    assert described.text.startswith("Um relógio de corrida") and "14.1 km  1:35:10" in described.text
 
 
 def _spent(user_id: str, tokens: int) -> LLMCallRecord:

@@ -24,14 +24,18 @@ from agents.ingestion.inputs import ConversationInput, ConversationMessage, Exis
 from agents.insight import InsightAgent
 from agents.insight.view import InsightInput
 from agents.llm import LLMClient
+from agents.media import MediaAgent, MediaInput
 from agents.proactive_prompts import CycleInsight as PromptInsight
 from agents.proactive_prompts import OpenTopic, ProactivePromptAgent, PromptMaterial, RecentMemory
 from agents.scripted_llm import RecordedRequest, ScriptedLLMServer, ScriptedReply
 from agents.scripted_prompt_cache import prompt_text, schema_text
 from core.errors import PermanentError
+from core.language import user_language
+from core.media import MediaKind
 from core.turn_context import TurnContextPackage
 from tests.agents.conftest import ClientFactory
 from tests.agents.test_insight import concept, material, memory
+from tests.media.files import tiny_png
 
 START = datetime(2026, 11, 12, 9, 0, tzinfo=UTC)
 USERS = ("zuzana", "quillon")
@@ -102,6 +106,13 @@ def cycle_material(user: str) -> CycleMaterial:
     )
 
 
+def media_input(user: str) -> MediaInput:
+    language = user_language("pt-PT" if user == "quillon" else "en").language
+    return MediaInput(
+        media_id=f"m-{user}", user_id=user, kind=MediaKind.IMAGE, filename=f"{user}.png", language=language
+    )
+
+
 Run = Callable[[LLMClient, str], Awaitable[Any]]
 
 AGENTS: dict[str, Run] = {
@@ -109,6 +120,9 @@ AGENTS: dict[str, Run] = {
     "insight": lambda llm, user: InsightAgent(llm, model="m", input_token_budget=4000).run(insight_input(user)),
     "proactive_prompts": lambda llm, user: ProactivePromptAgent(llm, model="m").run(prompt_material(user)),
     "cycle_report": lambda llm, user: CycleReportAgent(llm, model="m").run(cycle_material(user)),
+    "media_image": lambda llm, user: MediaAgent(
+        llm, vision_model="m", transcription_model="t", max_text_chars=2000
+    ).read(media_input(user), tiny_png()),
 }
 
 
@@ -139,7 +153,7 @@ async def test_schema_and_instructions_are_byte_identical_across_users_and_come_
     assert first.messages[1]["content"] != second.messages[1]["content"]  # the users' data: all in the user message
     for user, request in zip(USERS, (first, second), strict=True):
         assert user not in request.messages[0]["content"].lower()
-        assert user in request.messages[1]["content"].lower()
+        assert user in request.message_text("user").lower()
     # as the provider reads it, the two prompts agree up to the user message's first byte of data
     text_a, text_b = prompt_text(first.body), prompt_text(second.body)
     static_end = text_a.index("\n\nuser: ") + len("\n\nuser: ")
@@ -228,8 +242,9 @@ from agents.cycle_report.schema import CycleReportOutput
 from agents.ingestion.schema import IngestionOutput
 from agents.insight.schema import InsightOutput
 from agents.llm import strict_json_schema
+from agents.media.schema import ImageReading
 from agents.proactive_prompts.schema import ProactivePromptsOutput
-outputs = (IngestionOutput, InsightOutput, ProactivePromptsOutput, CycleReportOutput)
+outputs = (IngestionOutput, InsightOutput, ProactivePromptsOutput, CycleReportOutput, ImageReading)
 print(json.dumps([strict_json_schema(output) for output in outputs]))
 """
 
@@ -249,4 +264,4 @@ def test_every_agent_s_schema_is_the_same_bytes_in_every_worker_process() -> Non
         ).stdout
         for seed in ("1", "2", "3")
     }
-    assert len(printed) == 1 and len(json.loads(printed.pop())) == 4
+    assert len(printed) == 1 and len(json.loads(printed.pop())) == 5

@@ -46,3 +46,22 @@ def test_anything_else_is_english_with_one_reason(preference: str | None, reason
     assert choice.language == ENGLISH
     assert choice.problem is not None and reason in choice.problem and choice.problem.endswith("writing English")
     assert len(choice.problem) < 120  # one log line, however long the stored value
+
+
+@pytest.mark.parametrize(
+    ("preference", "code"),
+    [
+        ("pt-PT", "pt"),
+        ("pt_BR", "pt"),
+        (" EN-us ", "en"),
+        ("zh-Hant-TW", "zh"),
+        ("iw", "he"),  # the deprecated code, normalized as the tag is
+        ("fil", None),  # no two-letter code: the endpoint is given no hint
+        (None, None),  # unknown: English is what is written, not what the user is known to speak
+        ("klingon-speak", None),
+    ],
+)
+def test_the_spoken_language_hint_is_the_iso_639_1_code_of_a_usable_preference(
+    preference: str | None, code: str | None
+) -> None:
+    assert user_language(preference).speech_code == code

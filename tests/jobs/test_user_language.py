@@ -14,20 +14,23 @@ import structlog
 from pydantic import SecretStr
 
 from agents.scripted_llm import ScriptedLLMServer, load_all_sample_answers
+from core.media import MediaKind
 from jobs.cycle import STEPS, step_args
 from jobs.ingestion import INGEST
 from jobs.insight import INSIGHT
+from jobs.media import MEDIA
 from jobs.runtime.enqueue import enqueue
 from settings import Settings
 from store import ledger
 from store.cycles import read_cycle
-from store.repos import derived_artifacts, memory_units, proactive_prompts
-from store.samples.loader import PORTUGUESE_SAMPLE_FILE, seed_sample_user
+from store.repos import derived_artifacts, media_items, memory_units, proactive_prompts
+from store.samples.loader import PORTUGUESE_SAMPLE_FILE, SAMPLES_DIR, seed_sample_user
 from tests.jobs.conftest import BurstRunner
 
 PORTUGUESE = "<language>\nPortuguese (Portugal) [pt-PT]\n</language>"
-WRITERS = {"ingestion", "insight", "proactive_prompts", "cycle_report"}
-"""Every agent whose text the user reads (the media agent's reading is ingestion's input, not the user's)."""
+WRITERS = {"ingestion", "insight", "proactive_prompts", "cycle_report", "media_image"}
+"""Every agent whose text the user reads (an image's description is shown to them through their memories); a voice
+note is transcribed in the language spoken, the user's given to the endpoint as its hint."""
 
 
 @pytest.fixture
@@ -64,13 +67,25 @@ async def test_every_writing_agent_is_told_the_user_s_language_and_writes_in_it(
         run = await ledger.latest_run(pool, state.cycle.job_id(step))
         assert run is not None and run.state == "succeeded", (step, run)
 
+    voice = settings.resolved_media_root / seeded.user_id / "bakery-order.wav"
+    voice.write_bytes((SAMPLES_DIR / "media" / "bakery-order.wav").read_bytes())
+    await media_items.insert_media_item(
+        pool, seeded.user_id, kind=MediaKind.AUDIO, storage_url=voice.as_uri(), filename=voice.name, media_id="voice"
+    )
+    await enqueue(redis_client, pool, MEDIA, {"media_id": "voice"})
+    await run_burst()
+    [transcription] = llm_server.transcription_requests
+    assert transcription.form["language"] == "pt"
+
     requests = llm_server.chat_requests
-    assert {r.prompt_name for r in requests} >= WRITERS | {"media_image"}
+    assert {r.prompt_name for r in requests} >= WRITERS
     for request in (r for r in requests if r.prompt_name in WRITERS):
         system, user = request.message_text("system"), request.message_text("user")
         assert "language named in <language>" in system, request.prompt_name
         assert user.startswith(PORTUGUESE), (request.prompt_name, user[:200])
 
+    (photo,) = [m for m in await media_items.list_media_items(pool, seeded.user_id) if m.type == "image"]
+    assert photo.reading is not None and photo.reading.text.startswith("Um relógio de corrida")
     titles = {m.title for m in await memory_units.list_memory_units(pool, seeded.user_id)}
     assert "14 km com a Marta à volta da lagoa" in titles  # from the photo's conversation
     artifacts = await derived_artifacts.list_derived_artifacts(pool, seeded.user_id)
