@@ -1,4 +1,4 @@
-"""What an upgrade across migration 0025 costs an existing deployment: the migration's own statements, then the
+"""What an upgrade across migration 0024 costs an existing deployment: the migration's own statements, then the
 dispatcher bringing the stores up to date with no `reconcile --repair`.
 
     .venv/bin/python bench/bench_upgrade.py [--users 100] [--units 200]
@@ -8,7 +8,7 @@ relationships per memory unit, three InsightAgent artifacts and five pending pro
 and pgvector. The stores are filled as an Orrery from before issue 20 left them: the graph through the dispatcher,
 then without the relationships it did not write (AUTHORED_BY, MENTIONS, MERGED_INTO); vector items with random unit
 vectors (reconcile compares hashes, never vectors, and no model is loaded) tagged with insight's old types, which
-0020 then rewrites in Postgres. Times: 0025's outbox INSERT … SELECT and its prompt backfill, then the graph and
+0020 then rewrites in Postgres. Times: 0024's outbox INSERT … SELECT and its prompt backfill, then the graph and
 vector dispatchers until the outbox is empty; afterwards reconcile finds no drift. Uses a throwaway embedded Postgres
 and Redis.
 """
@@ -42,7 +42,7 @@ from store.redis import connect_redis
 from store.sync import VECTOR_LABELS, knowledge_item, read_records
 from store.vector.base import VectorItem
 
-UPGRADE = next(MIGRATIONS_DIR.glob("0025_*.sql")).read_text(encoding="utf-8")
+UPGRADE = next(MIGRATIONS_DIR.glob("0024_*.sql")).read_text(encoding="utf-8")
 OUTBOX_PART, PROMPTS_PART = re.split(r"\n(?=-- 2\. )", UPGRADE, maxsplit=1)
 OLD_KINDS = ("pattern", "tension", "breakthrough")
 
@@ -156,10 +156,10 @@ async def main(users: int, units: int) -> None:
             started = time.perf_counter()
             await pool.execute(OUTBOX_PART)
             backlog = {b.store: b.rows for b in await outbox.backlog(pool)}
-            rows.append(("0025: outbox rows (one INSERT … SELECT)", time.perf_counter() - started, f"{backlog}"))
+            rows.append(("0024: outbox rows (one INSERT … SELECT)", time.perf_counter() - started, f"{backlog}"))
             started = time.perf_counter()
             await pool.execute(PROMPTS_PART)
-            rows.append(("0025: prompt expiries", time.perf_counter() - started, f"{users * 5} pending prompts"))
+            rows.append(("0024: prompt expiries", time.perf_counter() - started, f"{users * 5} pending prompts"))
             for store in (GRAPH, VECTOR):
                 started = time.perf_counter()
                 applied = await dispatch(session, store)

@@ -115,8 +115,9 @@ async def test_0023_renames_the_extracted_rows_and_the_graph_converges_through_t
     await pool.execute("UPDATE runtime.knowledge_edges SET in_graph = true WHERE edge_id = $1", old.edge_id)
     assert (await graph.counts(uid)).edges[HIGHLIGHTS] == 1  # the extracted row, under its old name
 
+    shutil.copy(MIGRATIONS_DIR / "0023_highlights_from_rows.sql", tmp_path / "migrations")  # 0023 alone
     async with pool.acquire() as conn:
-        assert (await migrate(conn)).applied == ["0023_highlights_from_rows.sql"]
+        assert (await migrate(conn, tmp_path / "migrations")).applied == ["0023_highlights_from_rows.sql"]
 
     row = await pool.fetchrow("SELECT * FROM runtime.knowledge_edges WHERE edge_id = $1", old.edge_id)
     assert (row["relationship_type"], row["strength"], row["description"], row["in_graph"]) == (

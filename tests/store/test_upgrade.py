@@ -1,4 +1,4 @@
-"""An existing deployment upgraded across issue 20's migrations converges by itself (migration 0025): the graph and
+"""An existing deployment upgraded across issue 20's migrations converges by itself (migration 0024): the graph and
 vector stores an earlier Orrery filled come to match Postgres through the outbox, with no `reconcile --repair`, and
 pending prompts written before prompts were packaged get the expiry that makes them deliverable."""
 
@@ -28,7 +28,7 @@ from store.sync import graph_batch, user_refs
 from tests.store import testrows
 from tests.store.derived_memory import drain, open_stores, store_settings
 
-UPGRADE = "0025"
+UPGRADE = "0024"
 """The migration under test: what came before it is the upgrade an existing deployment runs."""
 BEFORE_ISSUE_20 = "0020"
 NEW_EDGES = {
@@ -163,8 +163,9 @@ async def test_an_upgraded_deployment_s_stores_converge_through_the_outbox_witho
         await sync_as_before_issue_20(session, uid)
     assert await backlog(old_pool) == {"graph": 0, "vector": 0}
 
-    # the upgrade up to 0025 rewrites the rows, and alone leaves the stores behind them, with nothing to repair it
-    await migrate_with(empty_database_url, migrations_before(UPGRADE, tmp_path / "upto"))
+    # issue 20's migrations (0020-0022) rewrite the rows, and alone leave the stores behind them, with nothing to
+    # repair it (0023, which queues the artifacts for the graph for its own reason, comes after)
+    await migrate_with(empty_database_url, migrations_before("0023", tmp_path / "upto"))
     async with open_stores(settings, old_pool, redis_client) as session:
         assert await drifted(session, uid) == {
             "graph": {"DerivedArtifact": 2, "AUTHORED_BY": 2, "MENTIONS": 1, "MERGED_INTO": 1},
@@ -174,7 +175,8 @@ async def test_an_upgraded_deployment_s_stores_converge_through_the_outbox_witho
 
     await migrate_with(empty_database_url, MIGRATIONS_DIR)
     enqueued = await backlog(old_pool)
-    assert enqueued == {"graph": 2 + 1 + 3, "vector": 3}  # memory units, the merged concept, the artifacts
+    # 0024: the memory units, the merged concept and the artifacts; 0023 queued the artifacts for the graph too
+    assert enqueued == {"graph": 2 + 1 + 3 + 3, "vector": 3}
     async with open_stores(settings, old_pool, redis_client) as session:
         await drain(session)
         assert await drifted(session, uid) == {"graph": {}, "vector": {}}
