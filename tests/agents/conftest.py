@@ -11,12 +11,15 @@ from agents.llm import InMemoryCallLog, LLMClient, ResponseFormatSupport
 from agents.scripted_llm import ScriptedLLMServer
 
 FAST: dict[str, Any] = {
-    "timeout_s": 0.3,
+    "timeout_s": 5.0,
     "max_retries": 2,
     "backoff_initial_s": 0.01,
     "backoff_max_s": 2.0,
 }
-"""Short timeouts and backoffs so retry tests take milliseconds, not the production seconds."""
+"""Short backoffs so retry tests take milliseconds, not the production seconds. The timeout is long enough that a
+loaded machine never turns an answered call into a timeout and a retry (a test of timeouts asks for a short one,
+SHORT_TIMEOUT_S, with a reply slower than it)."""
+SHORT_TIMEOUT_S = 0.3
 
 ClientFactory = Callable[..., LLMClient]
 

@@ -16,7 +16,7 @@ from core.errors import DeferredError, PermanentError, TransientError
 from core.llm_records import CallOutcome, CallPurpose, LLMCallRecord, ResponseFormatMode
 from prompts import RenderedPrompt
 from settings import load_settings
-from tests.agents.conftest import ClientFactory
+from tests.agents.conftest import SHORT_TIMEOUT_S, ClientFactory
 
 
 class Verdict(BaseModel):
@@ -191,9 +191,11 @@ async def test_persistent_server_errors_become_transient(server: ScriptedLLMServ
     assert len(server.chat_requests) == 2
 
 
-async def test_timeout_is_retried(server: ScriptedLLMServer, client: LLMClient, call_log: InMemoryCallLog) -> None:
+async def test_timeout_is_retried(
+    server: ScriptedLLMServer, make_client: ClientFactory, call_log: InMemoryCallLog
+) -> None:
     server.enqueue(ScriptedReply.slow(1.0, then=ScriptedReply.json(GOOD)), ScriptedReply.json(GOOD))
-    assert await ask(client) == Verdict(**GOOD)
+    assert await ask(make_client(timeout_s=SHORT_TIMEOUT_S)) == Verdict(**GOOD)
     assert [outcome for _, outcome in outcomes(call_log)] == [CallOutcome.TIMEOUT, CallOutcome.OK]
     assert call_log.records[0][1].latency_ms >= 250  # the client waited for its 0.3 s timeout
 

@@ -16,7 +16,7 @@ from agents.scripted_llm import ScriptedLLMServer, ScriptedReply
 from core.errors import PermanentError, TransientError
 from core.llm_records import CallOutcome, CallPurpose
 from store.llm_calls import PostgresCallLog, list_llm_calls, tokens_used_since
-from tests.agents.conftest import FAST, ClientFactory
+from tests.agents.conftest import FAST, SHORT_TIMEOUT_S, ClientFactory
 from tests.agents.test_llm import CONTEXT, GOOD, PROMPT, Verdict, ask, outcomes
 
 
@@ -76,7 +76,7 @@ async def test_a_call_cut_off_after_it_was_sent_counts_its_prompt(
 ) -> None:
     server.enqueue(reply)
     with pytest.raises(TransientError, match=outcome.value):
-        await ask(make_client(max_retries=0))
+        await ask(make_client(max_retries=0, timeout_s=SHORT_TIMEOUT_S if outcome is CallOutcome.TIMEOUT else 5.0))
     ((_, record),) = call_log.records
     assert record.outcome is outcome and record.error is not None and said in record.error
     assert record.prompt_tokens > 0 and record.completion_tokens == 0  # the provider bills a prompt it received
