@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
 from bench_stack import bench_servers, fresh_database
+from store_fill import fill_vectors
 
 from cli.session import Session, configured_space, dispatch
 from core.vocabulary import EntityKind, RelationshipType
@@ -39,8 +40,6 @@ from store.reconcile import GRAPH, graph_drift, record_refs, store_refs, vector_
 from store.redis import connect_redis
 from store.repos import memory_units, users
 from store.repos.knowledge_edges import NewEdge, upsert_edges
-from store.sync import VECTOR_LABELS, knowledge_item, read_records
-from store.vector.base import VectorItem
 
 
 async def populate(pool: asyncpg.Pool, units: int) -> str:
@@ -91,23 +90,6 @@ async def populate(pool: asyncpg.Pool, units: int) -> str:
     refs = await store_refs(pool, user_id, GRAPH)
     await outbox.record_changes(pool, user_id, [outbox.Change(r.label, r.entity_id) for r in refs], stores=("graph",))
     return user_id
-
-
-async def fill_vectors(session: Session, user_id: str) -> int:
-    """The vector items Postgres says the user should have, with random unit vectors (no model)."""
-    vector = await session.vector()
-    rng = random.Random(3)
-    items = []
-    for label in VECTOR_LABELS:
-        for record in (await read_records(session.pool, user_id, label, None)).values():
-            item = knowledge_item(label, record)
-            if item is not None:
-                raw = [rng.gauss(0, 1) for _ in range(vector.dimension)]
-                norm = sum(x * x for x in raw) ** 0.5
-                items.append(VectorItem(item, [x / norm for x in raw], vector.model_version))
-    for start in range(0, len(items), 2000):
-        await vector.upsert(items[start : start + 2000])
-    return len(items)
 
 
 T = TypeVar("T")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
 import re
 import sys
 import time
@@ -30,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
 from bench_stack import bench_servers, fresh_database
+from store_fill import fill_vectors
 
 from cli.session import Session, configured_space, dispatch
 from jobs.runtime.logs import configure_logging
@@ -39,8 +39,6 @@ from store.migrate import MIGRATIONS_DIR
 from store.postgres import create_pool
 from store.reconcile import GRAPH, VECTOR, graph_drift, store_refs, vector_drift
 from store.redis import connect_redis
-from store.sync import VECTOR_LABELS, knowledge_item, read_records
-from store.vector.base import VectorItem
 
 UPGRADE = next(MIGRATIONS_DIR.glob("0024_*.sql")).read_text(encoding="utf-8")
 OUTBOX_PART, PROMPTS_PART = re.split(r"\n(?=-- 2\. )", UPGRADE, maxsplit=1)
@@ -106,21 +104,6 @@ async def populate(pool: asyncpg.Pool, users: int, units: int) -> list[str]:
         refs = await store_refs(pool, user_id, GRAPH)
         await outbox.record_changes(pool, user_id, [outbox.Change(r.label, r.entity_id) for r in refs], stores=(GRAPH,))
     return user_ids
-
-
-async def fill_vectors(session: Session, user_id: str) -> None:
-    """The vector items of the user's rows as they are, with random unit vectors (no model)."""
-    vector = await session.vector()
-    rng = random.Random(3)
-    items = []
-    for label in VECTOR_LABELS:
-        for record in (await read_records(session.pool, user_id, label, None)).values():
-            item = knowledge_item(label, record)
-            if item is not None:
-                raw = [rng.gauss(0, 1) for _ in range(vector.dimension)]
-                norm = sum(x * x for x in raw) ** 0.5
-                items.append(VectorItem(item, [x / norm for x in raw], vector.model_version))
-    await vector.upsert(items)
 
 
 async def main(users: int, units: int) -> None:
