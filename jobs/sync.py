@@ -396,12 +396,15 @@ async def follow_commit(ctx: JobContext) -> None:
     A dispatcher queued but not yet running will (it claims every due row when it starts): nothing to do, one Redis
     round trip. One already running may have made its last claim before this commit, so a follow-up is enqueued
     under the store's other id (its own would be refused while it runs), as it is when the queued one waits for a
-    failed row's backoff; with neither, the main id is enqueued."""
+    failed row's backoff; with neither, the main id is enqueued. Every store's ids are read in one Redis round trip
+    (this runs after every ingestion)."""
     soon_ms = (time.time() + SOON_S) * 1000
-    for store in outbox.STORES:
-        main = SYNC_STORES.dedupe_key.format(store=store)  # type: ignore[union-attr]
+    ids = {store: SYNC_STORES.dedupe_key.format(store=store) for store in outbox.STORES}  # type: ignore[union-attr]
+    candidates = [job_id for main in ids.values() for job_id in (main, f"{main}:retry")]
+    seen = dict(zip(candidates, await redis_queue.presences(ctx.redis, candidates, SYNC_STORES.queue), strict=True))
+    for store, main in ids.items():
         for job_id in (main, f"{main}:retry"):
-            found = await redis_queue.presence(ctx.redis, job_id, SYNC_STORES.queue)
+            found = seen[job_id]
             if found.queued and not found.running and found.due_ms is not None and found.due_ms <= soon_ms:
                 break  # about to start: it will claim these rows
             if not found.queued:

@@ -312,6 +312,8 @@ async def as_first_seen(
     did since) with the values its revision replaced. A reprocess shows the model these, so it decides again from
     what was there, not from its own earlier answer: seeing its own update as the current text, a model would say
     nothing changed, and the undo would lose the update."""
+    if not concept_rows and not unit_rows:
+        return [], []  # nothing recalled (a user's first conversations): nothing to restore, no round trip
     own = await memory_revisions.revisions_from_conversation(conn, user_id, conversation_id)
     if not own:
         return list(concept_rows), list(unit_rows)

@@ -191,12 +191,18 @@ class Presence:
 
 async def presence(redis: aioredis.Redis, job_id: str, queue: str) -> Presence:
     """One round trip."""
+    return (await presences(redis, [job_id], queue))[0]
+
+
+async def presences(redis: aioredis.Redis, job_ids: Sequence[str], queue: str) -> list[Presence]:
+    """`presence` of each job, in order, in one round trip whatever their number."""
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.exists(job_key(job_id))
-        pipe.exists(in_progress_key(job_id))
-        pipe.zscore(queue_key(queue), job_id)
-        queued, running, due_ms = await pipe.execute()
-    return Presence(bool(queued), bool(running), due_ms)
+        for job_id in job_ids:
+            pipe.exists(job_key(job_id))
+            pipe.exists(in_progress_key(job_id))
+            pipe.zscore(queue_key(queue), job_id)
+        answers = await pipe.execute()
+    return [Presence(bool(q), bool(r), due) for q, r, due in zip(*[iter(answers)] * 3, strict=True)]
 
 
 @dataclass(frozen=True)

@@ -101,16 +101,16 @@ async def ensure_concepts(db: Executor, user_id: str, wanted: Sequence[NewConcep
     active concept of its type whose normalized name or alias matches, else a new row (or the row of the same
     surface name, or that row's active successor when it was merged away). Two entries meaning the same concept get
     the same id; only the first counts as created. At most five round trips whatever the count (the locks, one
-    lookup, merged successors, one insert, one touch), where creating them one by one took four each: an ingestion
-    resolves several concepts, and this was the largest part of its write. Takes the same per-name advisory locks
-    as `create_concept`, so the two never create twins.
+    lookup, merged successors when one found was merged, one insert, one touch), where creating them one by one took
+    four each: an ingestion resolves several concepts, and this was the largest part of its write. Takes the same
+    per-name advisory locks as `create_concept`, so the two never create twins.
     """
     if not wanted:
         return []
     keys = [_concept_lock(user_id, c.type, c.normalized_name) for c in wanted]
     async with serialized(db, keys) as conn:
         rows = await conn.fetch(
-            "SELECT DISTINCT ON (d.i) d.i, c.concept_id "
+            "SELECT DISTINCT ON (d.i) d.i, c.concept_id, c.status "
             "FROM unnest($2::int[], $3::text[], $4::text[], $5::text[]) AS d(i, existing_id, type, normalized_name) "
             "JOIN concepts c ON c.user_id = $1 AND (c.concept_id = d.existing_id OR (c.type = d.type "
             f"AND c.status = 'active' AND {_matches_name('c.', 'd.normalized_name')})) "
@@ -122,7 +122,8 @@ async def ensure_concepts(db: Executor, user_id: str, wanted: Sequence[NewConcep
             [c.normalized_name for c in wanted],
         )
         found: dict[int, str] = {row["i"]: row["concept_id"] for row in rows}
-        successor = await _successors(conn, user_id, set(found.values()))
+        # only an existing_concept_id can name a merged concept (names match active ones): most batches have none
+        successor = await _successors(conn, user_id, {row["concept_id"] for row in rows if row["status"] == "merged"})
         found = {index: successor.get(concept_id, concept_id) for index, concept_id in found.items()}
         now = to_db(utc_now())
         # one new row per (type, normalized name): "Morning runs" and "morning runs" in one batch are one concept
@@ -165,7 +166,7 @@ async def _successors(conn: Executor, user_id: str, concept_ids: set[str]) -> di
     concept that a merge retired while its LLM call ran, and new links must go to the concept kept."""
     resolved: dict[str, str] = {}
     current = {concept_id: concept_id for concept_id in concept_ids}
-    for _ in range(MERGE_HOPS):
+    for _ in range(MERGE_HOPS if current else 0):
         rows = await conn.fetch(
             "SELECT concept_id, merged_into_concept_id FROM concepts WHERE user_id = $1 "
             "AND concept_id = ANY($2::text[]) AND status = 'merged' AND merged_into_concept_id IS NOT NULL",
