@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(30.0, ge=0, le=3600)
     worker_concurrency: int = Field(10, ge=1, le=1000)
     worker_processes: int = Field(1, ge=1, le=64, description="Worker processes per `run.py worker` (one per core).")
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto", description="The worker's event loop: uvloop where installed (auto), or asyncio's own."
+    )
     ledger_retention_days: int = Field(30, ge=1)
     outage_tolerance_s: float = Field(
         300.0, gt=0, le=86400, description="A worker waits this long for Redis or Postgres to come back, then exits."

@@ -7,7 +7,6 @@ that gave up (`trigger --wait`).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -22,6 +21,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from core.cron import ScheduleError
+from jobs.runtime import loop as event_loop
+from jobs.runtime.loop import EventLoopChoice
 from settings import Settings, SettingsError, get_settings
 from store.embedded import Backends, EmbeddedStackError, resolve_backends
 from store.migrate import MigrationError
@@ -137,10 +138,11 @@ def describe_backends(found: Backends) -> str:
 EXPECTED_ERRORS = (BackendUnavailable, MigrationError, EmbeddedStackError, SettingsError, ScheduleError, CommandError)
 
 
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine; expected failures become one red line and exit code 2."""
+def run_async(coro: Coroutine[Any, Any, T], *, loop: EventLoopChoice = "asyncio") -> T:
+    """Run a command's coroutine (on asyncio's loop, or the one `loop` names: the worker's choice); expected
+    failures become one red line and exit code 2."""
     try:
-        return asyncio.run(coro)
+        return event_loop.run(coro, loop)
     except EXPECTED_ERRORS as exc:
         fail(str(exc))
 

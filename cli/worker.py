@@ -13,6 +13,7 @@ from cli.sync import read_lags
 from cli.tables import Col, show
 from core.cron import ScheduleError
 from jobs.catalog import JOBS
+from jobs.runtime import loop as event_loop
 from jobs.runtime import queue as redis_queue
 from jobs.runtime.keys import QUEUES
 from jobs.runtime.outage import StoreOutage
@@ -89,8 +90,12 @@ def worker_command(
     )
     count = processes or cfg.worker_processes
     try:
+        loop = event_loop.loop_name(cfg.event_loop)
+    except RuntimeError as exc:
+        fail(str(exc))
+    try:
         if count == 1:
-            run_async(run_workers(cfg, found.database_url, found.redis_url, options, JOBS))
+            run_async(run_workers(cfg, found.database_url, found.redis_url, options, JOBS), loop=loop)
             return
         code = run_worker_processes(cfg, found.database_url, found.redis_url, options, JOBS, count)
     except (WorkerConfigError, ScheduleError, BackendUnavailable) as exc:

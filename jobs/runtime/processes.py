@@ -37,6 +37,7 @@ from types import FrameType
 
 import structlog
 
+from jobs.runtime import loop as event_loop
 from jobs.runtime import metrics
 from jobs.runtime.logs import configure_logging, share_write_lock
 from jobs.runtime.registry import JobTable
@@ -63,7 +64,7 @@ def _child(
     share_write_lock(log_lock)
     configure_logging(settings.log_level, settings.log_format)
     try:
-        asyncio.run(run_workers(settings, database_url, redis_url, options, jobs))
+        event_loop.run(run_workers(settings, database_url, redis_url, options, jobs), settings.event_loop)
     except KeyboardInterrupt:  # a terminal's Ctrl-C reaches the children too; the drain already happened
         pass
     except Exception as exc:

@@ -26,6 +26,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from jobs.runtime import loop as event_loop
 from jobs.runtime import metrics, tracing, wire
 from jobs.runtime.arq_seam import OrreryWorker, RedisSettings
 from jobs.runtime.attempt import RESOURCES, arq_function
@@ -200,6 +201,7 @@ async def run_workers(
         llm="scripted" if settings.llm_is_scripted else redact_url(settings.openai_base_url or "api.openai.com"),
         queues=list(options.queues),
         concurrency=options.concurrency,
+        event_loop=event_loop.running_loop_name(),
         poll_delay_s=settings.poll_delay_s,
         lease_s=settings.job_lease_s,
         outage_tolerance_s=settings.outage_tolerance_s,
