@@ -10,7 +10,8 @@
    LLM in another process (a real one runs elsewhere too), validation, the one-transaction write — timed by the
    ledger from the first job's start to the last one's finish, after the processes warmed up on 20 other
    conversations; against the floor: a bare asyncpg script performing the same inserts and updates, one transaction
-   per conversation. Both keep --concurrency jobs in flight (split across the worker processes). Medians of --rounds.
+   per conversation, timed just before and just after the runtime in each round (their mean is the round's floor).
+   Both keep --concurrency jobs in flight (split across the worker processes). Medians of --rounds.
    Goal: 1 LLM call per conversation; runtime within 3x floor.
 Uses DATABASE_URL / REDIS_URL when set, else a throwaway embedded Postgres and Redis.
 """
@@ -400,13 +401,15 @@ async def run(
     for round_number in range(1, rounds + 1):
         print(f"round {round_number}/{rounds}…", file=sys.stderr)
         await redis_flush(redis_url)
+        before = await floor_throughput(await fresh_database(server_dsn), count, concurrency)
         runtime_db = await fresh_database(server_dsn)
         warmup_s, runtime_s = await runtime_throughput(
             runtime_db, redis_url, data_dir, count, concurrency, processes, event_loop
         )
         samples["warmup"].append(warmup_s)
         samples["runtime"].append(runtime_s)
-        samples["floor"].append(await floor_throughput(await fresh_database(server_dsn), count, concurrency))
+        after = await floor_throughput(await fresh_database(server_dsn), count, concurrency)
+        samples["floor"].append((before + after) / 2)  # one floor swung 0.42-0.66 s between rounds on this VM
         agent_s, write_s = await breakdown(await fresh_database(server_dsn), redis_url, data_dir, count, concurrency)
         samples["agent"].append(agent_s)
         samples["write"].append(write_s)
