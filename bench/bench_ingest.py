@@ -95,7 +95,7 @@ async def sample_costs(database_url: str, redis_url: str, data_dir: Path) -> lis
     pool = await create_pool(database_url)
     redis = await connect_redis(redis_url)
     try:
-        seeded = await seed_sample_user(pool, redis)
+        seeded = await seed_sample_user(pool, redis, media_dir=settings.resolved_media_root)  # where the job reads
         await end_and_enqueue_ingestion(pool, redis, timeout_minutes=settings.conversation_timeout_minutes, limit=100)
         await run_workers(settings, database_url, redis_url, WorkerOptions((INTERACTIVE,), 4, burst=True), JOBS)
         calls = await list_llm_calls(pool, seeded.user_id)
