@@ -1,5 +1,5 @@
-"""The one dead path (`mark_dead`): the dead ledger row, one "job dead" log line, then the job's on_dead hook for a
-run that started; and the records arq cannot run at all, turned into NotRunnable dead letters through it.
+"""The one dead path (`mark_dead`): the job's on_dead hook for a run that started, the dead ledger row, one "job
+dead" log line; and the records arq cannot run at all, turned into NotRunnable dead letters through it.
 
 A record that never ran calls no hook: its job did nothing, so there is nothing for the hook to clean up, and a
 hook's policy for its entities (ingestion marks the conversation `failed`) would let one stray record take a real
@@ -43,7 +43,12 @@ async def mark_dead(
     queue: str = "",
     exc_info: BaseException | None = None,
 ) -> None:
-    """The one dead path: the dead ledger row, one "job dead" log line, then the job's on_dead hook for a run.
+    """The one dead path: the job's on_dead hook for a run, the dead ledger row, one "job dead" log line.
+
+    The hook runs before the dead row because the row ends the job id's dedupe: from then on a producer may enqueue
+    the id again, and the hook is what tells producers not to (ingestion marks the conversation `failed`, which the
+    timeout sweep skips). In the other order a sweep firing between the two re-enqueued a dead ingestion with a fresh
+    budget of tries (tests/faults/test_poisoned_conversation.py saw a sixth LLM call for max_tries=5).
 
     `outcome` is the dead outcome of a run the ledger knows; None for a record that never got a run of its own (it
     cannot run, or the ledger cannot hold it as written): then `error_class`, `error` and `queue` describe it, and
@@ -54,14 +59,14 @@ async def mark_dead(
     what a hook does to its entities (ingestion marks the conversation `failed`) would let one stray record (a
     producer's typo, an expired record) take a real conversation out of the sweep before any ingestion ran."""
     if outcome is not None and spec is not None:
-        await record_final(ctx, spec, outcome)
         error_class, error = outcome.error_class or "", outcome.error or ""
+        if spec.on_dead is not None:  # before the dead row: see the docstring
+            await _call_dead_hook(ctx, spec, spec.on_dead, raw, error)
+        await record_final(ctx, spec, outcome)
     else:
         await _record_unrunnable(ctx, spec, raw, queue=queue, error_class=error_class, error=error)
         observe(spec.name if spec is not None else "unknown", "dead", None, error_class)  # a producer's name: no label
     ctx.log.error("job dead", error_class=error_class, error=error, exc_info=exc_info)
-    if outcome is not None and spec is not None and spec.on_dead is not None:  # a record that never ran: no hook
-        await _call_dead_hook(ctx, spec, spec.on_dead, raw, error)
 
 
 async def _record_unrunnable(

@@ -1,7 +1,8 @@
 """JobSpec.on_dead is called once on every dead path of a run (issue 10 item 1, the runtime half): a permanent error,
 the last try spent, a timeout on the last try, a run abandoned by killed workers. A record that never ran (it cannot
 run) is a dead letter without the hook: it changes no domain row (issue 18 defect 5). A hook that raises is logged
-and the run is dead all the same."""
+and the run is dead all the same. The hook runs while the run's ledger row still holds the job id, so no producer
+can enqueue the job again before the hook has said what dead means for its entity."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ async def test_every_dead_path_calls_the_hook_once(
             attempt,
             reason,
         ), mark
-        assert await _hook_calls(redis_client, mark) == [{"attempt": attempt, "reason": reason}], mark
+        assert await _hook_calls(redis_client, mark) == [{"attempt": attempt, "reason": reason, "id_held": True}], mark
     assert await _hook_calls(redis_client, "fine") == []
 
 
@@ -62,7 +63,7 @@ async def test_an_abandoned_run_calls_the_hook(
 
     run = await ledger.latest_run(pool, job.job_id)
     assert run is not None and (run.state, run.error_class) == ("dead", "Abandoned")
-    assert await _hook_calls(redis_client, "abandoned") == [{"attempt": 3, "reason": run.error}]
+    assert await _hook_calls(redis_client, "abandoned") == [{"attempt": 3, "reason": run.error, "id_held": True}]
 
 
 async def test_a_record_that_never_ran_calls_no_hook_and_invalid_arguments_do_not_either(

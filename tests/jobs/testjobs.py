@@ -17,6 +17,7 @@ from jobs.catalog import JOBS
 from jobs.runtime.context import JobContext
 from jobs.runtime.keys import BATCH, INTERACTIVE, in_progress_key
 from jobs.runtime.registry import JobSpec, JobTable
+from store import ledger
 
 
 class SlowArgs(BaseModel):
@@ -85,8 +86,12 @@ async def _doomed(ctx: JobContext, args: DoomedArgs) -> dict[str, Any]:
 
 
 async def _on_dead(ctx: JobContext, args: DoomedArgs, reason: str) -> None:
-    """Records each call: the marker a dead path must leave exactly once."""
-    await ctx.redis.rpush(f"test:dead:{args.mark}", json.dumps({"attempt": ctx.attempt, "reason": reason}))  # type: ignore[misc]
+    """Records each call: the marker a dead path must leave exactly once, and whether the run's ledger row still
+    held the job id (not dead yet), so no producer could enqueue it again before the hook did its part."""
+    run = await ledger.latest_run(ctx.resources.ledger_pool, ctx.job_id)
+    held = run is not None and run.state != "dead"
+    entry = {"attempt": ctx.attempt, "reason": reason, "id_held": held}
+    await ctx.redis.rpush(f"test:dead:{args.mark}", json.dumps(entry))  # type: ignore[misc]
     if args.mark.startswith("raise"):
         raise RuntimeError("the hook itself failed")
 
