@@ -1,10 +1,11 @@
 """The event loop a worker runs on: uvloop where it is installed (Linux and macOS), else asyncio's own.
 
 Why: a worker spends most of its CPU between awaits (asyncpg and Redis round trips, the LLM client's HTTP), which
-is the event loop's own work. On uvloop the same ingestion takes about a quarter less CPU on this 2-core VM
-(bench/bench_ingest.py), and ingestion throughput is CPU-bound once the LLM answers fast. asyncpg, redis-py, aiohttp
-and arq all run on it unchanged. Where it is missing (Windows, or a build without it) the worker runs as before;
-`ORRERY_EVENT_LOOP=asyncio` chooses asyncio's loop anyway (settings.py), for comparing or ruling it out.
+is the event loop's own work. On uvloop the same ingestions took 12% less worker CPU on this 2-core VM (an
+interleaved A/B of bench/bench_ingest.py; docs/benchmarks.md), and ingestion throughput is CPU-bound once the LLM
+answers fast. asyncpg, redis-py, aiohttp and arq all run on it unchanged. Where it is missing (Windows, or a build
+without it) the worker runs as before; `ORRERY_EVENT_LOOP=asyncio` chooses asyncio's loop anyway (settings.py), for
+comparing or ruling it out.
 """
 
 from __future__ import annotations
