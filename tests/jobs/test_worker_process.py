@@ -128,8 +128,16 @@ async def test_cron_slot_fires_once_with_two_workers(
         "SELECT job_id, count(*) AS runs, min(state) AS state FROM runtime.job_runs "
         "WHERE job_name = 'diag.echo' GROUP BY job_id ORDER BY job_id"
     )
-    assert len(rows) >= 3, workers.log(0)
-    assert all(r["runs"] == 1 and r["state"] == "succeeded" for r in rows)
+    runs = [dict(r) for r in rows]
+    assert all(r["runs"] == 1 for r in runs), runs  # no slot ran twice
+    # A slot fired as the stop signal arrived is left queued for the next worker (seen in CI when the signal landed
+    # on a second boundary): only the last slot may be, and it must still be in the queue, not lost.
+    *earlier, last = runs
+    assert len(runs) >= 3 and all(r["state"] == "succeeded" for r in earlier), runs
+    if last["state"] != "succeeded":
+        assert last["state"] == "queued", runs
+        assert await redis_client.zscore(queue_key(ECHO.queue), last["job_id"]) is not None, runs
+        assert await redis_client.exists(job_key(last["job_id"])), runs
     slots = [datetime.strptime(r["job_id"].split("@")[1], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC) for r in rows]
     assert all((b - a).total_seconds() == 1 for a, b in itertools.pairwise(slots))
     assert slots[0] > started  # nothing fired for a slot before the workers started
