@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,12 +44,22 @@ async def end_and_enqueue_ingestion(
     Idempotent: ending is a conditional update (only `active` rows change), and ingestion is enqueued under its
     dedupe key `ingest:{conversation_id}`, so a conversation already queued or running is not enqueued twice; a
     repeated sweep finds nothing new to end and enqueues nothing new. The cron job and the demo both run this.
+
+    Each enqueue checks again that the conversation still waits (`still_wanted`): a `processing` conversation read
+    here may belong to an ingestion going dead right now, which marks it `failed` and then frees its job id. Without
+    the check, an enqueue landing after both started a dead ingestion over with a fresh budget of tries (LLM calls).
     """
     ended = await conversations.end_silent_conversations(pool, timeout_minutes=timeout_minutes, limit=limit)
     job_ids: list[str] = []
     enqueued = 0
     for conversation_id in await conversations.ended_conversation_ids(pool, limit=limit):
-        result = await enqueue(redis, pool, ingestion.INGEST, {"conversation_id": conversation_id})
+
+        async def still_waiting(conn: asyncpg.Connection, conversation_id: str = conversation_id) -> bool:
+            return await conversations.awaits_ingestion(conn, conversation_id)
+
+        result = await enqueue(
+            redis, pool, ingestion.INGEST, {"conversation_id": conversation_id}, still_wanted=still_waiting
+        )
         job_ids.append(result.job_id)
         enqueued += result.enqueued
     return SweepResult(len(ended), job_ids, enqueued)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pydantic
 import redis.asyncio as aioredis
 
@@ -97,8 +98,15 @@ async def enqueue(
     queue: str | None = None,
     defer_by: timedelta | None = None,
     run_at: datetime | None = None,
+    still_wanted: Callable[[asyncpg.Connection], Awaitable[bool]] | None = None,
 ) -> EnqueueResult:
     """Validate, deduplicate, record and enqueue one job (see the module docstring).
+
+    `still_wanted`, when given, is asked once the ledger row is written, in its transaction and under the job id's
+    lock; False enqueues nothing. It is for producers that decided from an earlier read (the timeout sweep read a
+    conversation as waiting for ingestion): the dedupe frees a job id only once its last run is final, so a check
+    made after the insert sees everything that run's end committed before it (a dead ingestion's conversation
+    marked `failed`), which the producer's own earlier read could not.
 
     The ledger row is written before the Redis job so a worker never starts a run the ledger has not seen; the
     ledger's unique index on active job ids is the dedupe check, confirmed against Redis so that a row left active by
@@ -140,6 +148,9 @@ async def enqueue(
             run_id = await insert()
             if run_id is None:  # a worker recorded a run pushed straight into Redis in between
                 return not_enqueued
+        if still_wanted is not None and not await still_wanted(conn):
+            await ledger.delete_run(conn, run_id)
+            return not_enqueued
         if not await push_job(redis, job_id=job_id, name=name, queue=queue, args=values, run_at=when):
             await ledger.delete_run(conn, run_id)
             return not_enqueued

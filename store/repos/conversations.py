@@ -359,6 +359,16 @@ async def end_silent_conversations(db: Executor, *, timeout_minutes: float, limi
     return [r["id"] for r in rows]
 
 
+AWAITING_INGESTION = ("ended", "processing")
+"""The statuses the timeout sweep enqueues ingestion for."""
+
+
+async def awaits_ingestion(db: Executor, conversation_id: str) -> bool:
+    """Whether the conversation is still waiting for ingestion (one of AWAITING_INGESTION) as of now."""
+    status = await db.fetchval("SELECT status FROM public.conversations WHERE id = $1", conversation_id)
+    return status in AWAITING_INGESTION
+
+
 async def ended_conversation_ids(db: Executor, *, limit: int) -> list[str]:
     """Conversations of every user waiting for ingestion, oldest first (ended by the sweep or by the web app).
 
@@ -366,8 +376,8 @@ async def ended_conversation_ids(db: Executor, *, limit: int) -> list[str]:
     key), but one whose job was lost with Redis must not stay `processing` for ever.
     """
     rows = await db.fetch(
-        "SELECT id FROM public.conversations WHERE status IN ('ended', 'processing') "
-        "ORDER BY ended_at NULLS FIRST, id LIMIT $1",
+        "SELECT id FROM public.conversations WHERE status = ANY($2::text[]) ORDER BY ended_at NULLS FIRST, id LIMIT $1",
         limit,
+        list(AWAITING_INGESTION),
     )
     return [r["id"] for r in rows]

@@ -98,6 +98,25 @@ async def test_active_row_lost_from_redis_does_not_block_the_key(
     assert [(r.state, r.error_class) for r in runs] == [("queued", None), ("dead", "LostJob")]
 
 
+async def test_still_wanted_is_asked_after_the_row_and_can_enqueue_nothing(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    seen: list[bool] = []
+
+    async def asked(conn: asyncpg.Connection) -> bool:  # sees its own run's row: asked after the insert
+        seen.append(await conn.fetchval("SELECT count(*) FROM runtime.job_runs WHERE job_id = 'w'") == 1)
+        return len(seen) > 1
+
+    refused = await enqueue(redis_client, pool, ECHO, {}, job_id="w", still_wanted=asked)
+    assert not refused.enqueued and refused.run_id is None
+    assert await ledger.latest_run(pool, "w") is None and not await redis_client.exists(job_key("w"))
+
+    wanted = await enqueue(redis_client, pool, ECHO, {}, job_id="w", still_wanted=asked)
+    assert wanted.enqueued and seen == [True, True]
+    run = await ledger.latest_run(pool, "w")
+    assert run is not None and run.state == "queued" and await redis_client.exists(job_key("w"))
+
+
 async def test_deferred_enqueue_scores_in_the_future(pool: asyncpg.Pool, redis_client: aioredis.Redis) -> None:
     result = await enqueue(redis_client, pool, ECHO, {}, defer_by=timedelta(minutes=10))
 

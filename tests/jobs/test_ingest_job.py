@@ -24,6 +24,7 @@ from jobs.ingestion import INGEST, IngestArgs
 from jobs.maintenance import SWEEP_TIMEOUTS, end_and_enqueue_ingestion
 from jobs.runtime.context import JobContext
 from jobs.runtime.enqueue import enqueue
+from jobs.runtime.keys import job_key
 from jobs.runtime.registry import JobSpec
 from jobs.runtime.resources import WorkerResources
 from settings import Settings
@@ -467,6 +468,31 @@ async def test_the_conversation_is_processing_while_the_llm_works(
 
 async def _is(value: Awaitable[str | None], expected: str) -> bool:
     return await value == expected
+
+
+async def test_the_sweep_does_not_start_over_an_ingestion_that_went_dead_after_it_read(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep reads a `processing` conversation; before it enqueues, that conversation's ingestion goes dead: its
+    hook marks it `failed`, then its dead ledger row frees the job id. The enqueue must see `failed` and enqueue
+    nothing (it used to start the dead ingestion over with a fresh budget of tries, each an LLM call)."""
+    user_id, conversation_id = await one_conversation(pool, status="processing")
+    read = conversations.ended_conversation_ids
+
+    async def read_then_go_dead(db: Any, *, limit: int) -> list[str]:
+        ids = await read(db, limit=limit)
+        await conversations.mark_conversation_failed(pool, user_id, conversation_id, "LLM answer invalid 5 times")
+        return ids
+
+    monkeypatch.setattr(conversations, "ended_conversation_ids", read_then_go_dead)
+    swept = await end_and_enqueue_ingestion(pool, redis_client, timeout_minutes=10, limit=100)
+    assert (swept.ingest_job_ids, swept.ingest_enqueued) == ([f"ingest:{conversation_id}"], 0)
+    assert await ledger.latest_run(pool, f"ingest:{conversation_id}") is None  # the row written for the check is gone
+    assert not await redis_client.exists(job_key(f"ingest:{conversation_id}"))
+
+    # `jobs retry` of the dead letter, or an operator's enqueue, still starts a failed conversation over
+    retried = await enqueue(redis_client, pool, INGEST, {"conversation_id": conversation_id})
+    assert retried.enqueued
 
 
 async def test_the_sweep_picks_up_a_conversation_left_processing_by_a_lost_job(
