@@ -35,9 +35,10 @@ from store.migrate import migrate
 from store.postgres import connect
 from store.repos import conversations, users
 from tests.cli.runner import ROOT
-from tests.jobs.conftest import (  # noqa: F401  (run_burst, settings: the in-process worker)
+from tests.jobs.conftest import (  # noqa: F401  (run_burst, settings, llm_server: the in-process worker)
     WorkerProcesses,
     cli_env,
+    llm_server,
     run_burst,
     settings,
     wait_progressing,

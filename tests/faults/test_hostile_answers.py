@@ -18,7 +18,7 @@ from store.llm_calls import list_llm_calls
 from store.repos import conversations
 from tests.faults.conftest import SAMPLE
 from tests.jobs.conftest import BurstRunner
-from tests.jobs.test_ingest_job import ingest, llm_server, one_conversation, settings  # noqa: F401  (fixtures)
+from tests.jobs.test_ingest_job import ingest, one_conversation, pytestmark  # noqa: F401  (its scripted LLM)
 from tests.memory_rows import memory_counts
 
 Answer = dict[str, Any]
@@ -62,7 +62,7 @@ async def test_a_hostile_answer_fails_the_conversation_and_writes_nothing(
     pool: asyncpg.Pool,
     redis_client: aioredis.Redis,
     run_burst: BurstRunner,
-    llm_server: ScriptedLLMServer,  # noqa: F811  (the imported fixture)
+    llm_server: ScriptedLLMServer,
 ) -> None:
     user_id, conversation_id = await one_conversation(pool)
     llm_server.enqueue(*[ScriptedReply.json(HOSTILE_ANSWERS[name])] * 12)  # the same answer however often asked

@@ -19,7 +19,7 @@ from jobs.runtime.keys import INTERACTIVE, job_key, queue_key
 from store.postgres import connect
 from tests.faults.conftest import check_exactly_once, documented_enqueue_script, raw_record, seed_backlog
 from tests.jobs.conftest import BurstRunner
-from tests.jobs.test_ingest_job import llm_server, settings  # noqa: F401  (the scripted LLM and settings that use it)
+from tests.jobs.test_ingest_job import pytestmark  # noqa: F401  (its scripted LLM and settings)
 
 ROUNDS = 40
 PYTHON_PRODUCERS = 6
@@ -48,7 +48,7 @@ async def test_racing_enqueues_of_one_id_queue_one_run_and_make_one_llm_call(
     redis_client: aioredis.Redis,
     producer_connections: list[tuple[asyncpg.Connection, aioredis.Redis]],
     run_burst: BurstRunner,
-    llm_server: ScriptedLLMServer,  # noqa: F811  (the imported fixture)
+    llm_server: ScriptedLLMServer,
 ) -> None:
     script = documented_enqueue_script()
     lua_clients = [aioredis.Redis.from_url(redis_url) for _ in range(LUA_PRODUCERS)]

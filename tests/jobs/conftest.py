@@ -13,7 +13,9 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from pydantic import SecretStr
 
+from agents.scripted_llm import ScriptedLLMServer
 from jobs.runtime.keys import INTERACTIVE, QUEUES, health_key_pattern
 from jobs.runtime.registry import JobTable
 from jobs.runtime.resources import WorkerResources
@@ -35,9 +37,25 @@ FAST_ENV = {
 """Short intervals so the runtime's timings fit in test time."""
 
 
+def _scripted_llm(request: pytest.FixtureRequest) -> pytest.Mark | None:
+    mark: pytest.Mark | None = request.node.get_closest_marker("scripted_llm")
+    return mark
+
+
 @pytest.fixture
-def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
-    return load_settings(
+def llm_server(request: pytest.FixtureRequest) -> Iterator[ScriptedLLMServer]:
+    """The scripted LLM over HTTP, answering the `answers` of the test's `scripted_llm` mark (KeyedAnswers) and
+    whatever the test enqueues on it."""
+    mark = _scripted_llm(request)
+    with ScriptedLLMServer(keyed_answers=mark.kwargs.get("answers", ()) if mark else ()) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Short runtime intervals; with a `scripted_llm` mark, the worker's LLM is `llm_server`, and the mark's other
+    keywords are settings (`llm_timeout_s=5`)."""
+    settings = load_settings(
         database_url=database_url,
         redis_url=redis_url,
         data_dir=tmp_path,
@@ -47,6 +65,16 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         shutdown_grace_s=5,
         projection_refresh_delay_s=0,  # a burst worker would wait out the debounce
         llm="scripted",  # by name, as a worker serving the LLM jobs requires; a test's own endpoint replaces it
+    )
+    mark = _scripted_llm(request)
+    if mark is None:
+        return settings
+    server: ScriptedLLMServer = request.getfixturevalue("llm_server")
+    changes = {name: value for name, value in mark.kwargs.items() if name != "answers"}
+    unknown = sorted(set(changes) - set(Settings.model_fields))
+    assert not unknown, f"scripted_llm mark: not settings: {unknown}"
+    return settings.model_copy(
+        update={"openai_base_url": server.base_url, "openai_api_key": SecretStr("test-key"), **changes}
     )
 
 

@@ -5,17 +5,14 @@ spends nothing; a batch whose answer cannot be used is settled as failed and nev
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from pydantic import SecretStr
 
 from agents.scripted_llm import KeyedAnswer, ScriptedLLMServer, ScriptedReply
 from jobs.corrections import CORRECTIONS_SWEEP
 from jobs.runtime.enqueue import enqueue
-from settings import Settings
 from store import ledger
 from store.ingestion_writes import memory_unit_id, write_ingestion
 from store.llm_calls import list_llm_calls
@@ -50,18 +47,9 @@ ANSWER = {
 }
 
 
-@pytest.fixture
-def llm_server() -> Iterator[ScriptedLLMServer]:
-    keyed = [KeyedAnswer(match="It was 15 km", answer=ANSWER, prompt="corrections")]
-    with ScriptedLLMServer(keyed_answers=keyed) as server:
-        yield server
-
-
-@pytest.fixture
-def settings(settings: Settings, llm_server: ScriptedLLMServer) -> Settings:
-    return settings.model_copy(
-        update={"openai_base_url": llm_server.base_url, "openai_api_key": SecretStr("test-key"), "llm_timeout_s": 5}
-    )
+pytestmark = pytest.mark.scripted_llm(
+    answers=[KeyedAnswer(match="It was 15 km", answer=ANSWER, prompt="corrections")], llm_timeout_s=5
+)
 
 
 async def remembering_user(pool: asyncpg.Pool) -> tuple[str, str]:

@@ -4,21 +4,18 @@ rerun that changes nothing, and an empty cycle that makes no call and still adva
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from pydantic import SecretStr
 
-from agents.scripted_llm import ScriptedLLMServer, load_all_sample_answers, load_sample_answers
+from agents.scripted_llm import load_all_sample_answers, load_sample_answers
 from core.cycle import Cycle
 from jobs.cycle_report import CYCLE_REPORT
 from jobs.proactive_prompts import PROACTIVE_PROMPTS
 from jobs.runtime.enqueue import enqueue
-from settings import Settings
 from store import ledger
 from store.cycle_report_writes import report_id
 from store.llm_calls import list_llm_calls
@@ -32,15 +29,7 @@ REPORT_SAMPLE: dict[str, Any] = load_sample_answers("cycle_report")[0].answer
 DAY = timedelta(days=1)
 
 
-@pytest.fixture
-def llm_server() -> Iterator[ScriptedLLMServer]:
-    with ScriptedLLMServer(keyed_answers=load_all_sample_answers()) as server:
-        yield server
-
-
-@pytest.fixture
-def settings(settings: Settings, llm_server: ScriptedLLMServer) -> Settings:
-    return settings.model_copy(update={"openai_base_url": llm_server.base_url, "openai_api_key": SecretStr("k")})
+pytestmark = pytest.mark.scripted_llm(answers=load_all_sample_answers())
 
 
 async def cycle_rows(pool: asyncpg.Pool, user_id: str) -> dict[str, Any]:

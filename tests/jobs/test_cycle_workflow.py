@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import pickle
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,9 +14,8 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 import structlog
-from pydantic import SecretStr
 
-from agents.scripted_llm import ScriptedLLMServer, load_all_sample_answers
+from agents.scripted_llm import load_all_sample_answers
 from core.cycle import Cycle
 from jobs.catalog import JOBS
 from jobs.cycle import STEPS, CycleArgs, closing_step_died, next_step
@@ -29,7 +27,6 @@ from jobs.runtime.context import JobContext
 from jobs.runtime.enqueue import enqueue
 from jobs.runtime.keys import BATCH, job_key, queue_key
 from jobs.runtime.resources import WorkerResources
-from settings import Settings
 from store import ledger
 from store.cycle_report_writes import report_id
 from store.cycles import read_cycle
@@ -44,15 +41,7 @@ from tests.store import testrows
 DAY = timedelta(days=1)
 
 
-@pytest.fixture
-def llm_server() -> Iterator[ScriptedLLMServer]:
-    with ScriptedLLMServer(keyed_answers=load_all_sample_answers()) as server:
-        yield server
-
-
-@pytest.fixture
-def settings(settings: Settings, llm_server: ScriptedLLMServer) -> Settings:
-    return settings.model_copy(update={"openai_base_url": llm_server.base_url, "openai_api_key": SecretStr("k")})
+pytestmark = pytest.mark.scripted_llm(answers=load_all_sample_answers())
 
 
 def job_context(resources: WorkerResources, job_id: str, job_name: str) -> JobContext:

@@ -10,14 +10,13 @@ import asyncio
 import dataclasses
 import json
 import uuid
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
 import structlog
-from pydantic import SecretStr
 
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_all_sample_answers, load_sample_answers
 from jobs.ingestion import INGEST, IngestArgs
@@ -39,23 +38,7 @@ from tests.memory_rows import memory_counts
 SAMPLE_ANSWER: dict[str, Any] = load_sample_answers()[0].answer  # a valid answer (the 10k run conversation)
 
 
-@pytest.fixture
-def llm_server() -> Iterator[ScriptedLLMServer]:
-    with ScriptedLLMServer(keyed_answers=load_all_sample_answers()) as server:  # the attachments' too
-        yield server
-
-
-@pytest.fixture
-def settings(settings: Settings, llm_server: ScriptedLLMServer) -> Settings:
-    """The runtime tests' worker settings, talking to the scripted LLM over HTTP with short LLM timeouts."""
-    return settings.model_copy(
-        update={
-            "openai_base_url": llm_server.base_url,
-            "openai_api_key": SecretStr("test-key"),
-            "llm_timeout_s": 0.5,
-            "llm_max_retries": 2,
-        }
-    )
+pytestmark = pytest.mark.scripted_llm(answers=load_all_sample_answers(), llm_timeout_s=0.5, llm_max_retries=2)
 
 
 async def one_conversation(pool: asyncpg.Pool, *, status: str = "ended") -> tuple[str, str]:

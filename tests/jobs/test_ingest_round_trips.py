@@ -13,7 +13,7 @@ import contextvars
 import dataclasses
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -21,14 +21,12 @@ import asyncpg.connection
 import pytest
 import redis.asyncio as aioredis
 import redis.asyncio.client
-from pydantic import SecretStr
 
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_sample_answers
 from jobs.ingestion import INGEST, IngestArgs
 from jobs.runtime.context import JobContext
 from jobs.runtime.enqueue import enqueue
 from jobs.runtime.keys import INTERACTIVE
-from settings import Settings
 from store.repos import conversations, users
 from tests.jobs.conftest import BurstRunner
 from tests.jobs.testjobs import replacing
@@ -47,15 +45,7 @@ REDIS_BUDGET = 2
 _counting: contextvars.ContextVar[Counter[str] | None] = contextvars.ContextVar("counting", default=None)
 
 
-@pytest.fixture
-def llm_server() -> Iterator[ScriptedLLMServer]:
-    with ScriptedLLMServer() as server:
-        yield server
-
-
-@pytest.fixture
-def settings(settings: Settings, llm_server: ScriptedLLMServer) -> Settings:
-    return settings.model_copy(update={"openai_base_url": llm_server.base_url, "openai_api_key": SecretStr("k")})
+pytestmark = pytest.mark.scripted_llm()
 
 
 @pytest.fixture

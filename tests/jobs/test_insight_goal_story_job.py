@@ -5,17 +5,14 @@ the same goal again writes no second story."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from pydantic import SecretStr
 
 from agents.scripted_llm import KeyedAnswer, ScriptedLLMServer, load_all_sample_answers
 from core.insight import goal_story_id
-from settings import Settings
 from store import ledger
 from store.repos import cards, concepts, derived_artifacts, users
 from store.repos._base import to_db
@@ -57,22 +54,9 @@ TOLD_AGAIN = KeyedAnswer(
 """What a model that ignores the "(story told)" mark answers in the later cycle."""
 
 
-@pytest.fixture
-def llm_server() -> Iterator[ScriptedLLMServer]:
-    with ScriptedLLMServer(keyed_answers=[TOLD_AGAIN, *load_all_sample_answers()]) as server:
-        yield server
-
-
-@pytest.fixture
-def settings(settings: Settings, llm_server: ScriptedLLMServer) -> Settings:
-    return settings.model_copy(
-        update={
-            "openai_base_url": llm_server.base_url,
-            "openai_api_key": SecretStr("test-key"),
-            "llm_timeout_s": 2.0,
-            "llm_max_retries": 0,
-        }
-    )
+pytestmark = pytest.mark.scripted_llm(
+    answers=[TOLD_AGAIN, *load_all_sample_answers()], llm_timeout_s=2.0, llm_max_retries=0
+)
 
 
 @pytest.fixture

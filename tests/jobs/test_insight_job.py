@@ -9,7 +9,6 @@ stops), so they see insight alone; one runs the whole chain.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +16,6 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 import structlog
-from pydantic import SecretStr
 
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_all_sample_answers
 from clients.contract import NextConversationContextPackage
@@ -31,7 +29,6 @@ from jobs.runtime.context import JobContext
 from jobs.runtime.enqueue import enqueue
 from jobs.runtime.registry import JobTable
 from jobs.runtime.resources import WorkerResources
-from settings import Settings
 from store import ledger
 from store.cycles import cycles_near_due
 from store.llm_calls import list_llm_calls
@@ -46,22 +43,7 @@ INSIGHT_ONLY = JobTable(spec for spec in JOBS.all() if spec.name not in ("proact
 """The catalog without the chain after insight: the insight job's follow-up is not known, so the chain stops."""
 
 
-@pytest.fixture
-def llm_server() -> Iterator[ScriptedLLMServer]:
-    with ScriptedLLMServer(keyed_answers=load_all_sample_answers()) as server:
-        yield server
-
-
-@pytest.fixture
-def settings(settings: Settings, llm_server: ScriptedLLMServer) -> Settings:
-    return settings.model_copy(
-        update={
-            "openai_base_url": llm_server.base_url,
-            "openai_api_key": SecretStr("test-key"),
-            "llm_timeout_s": 2.0,
-            "llm_max_retries": 0,
-        }
-    )
+pytestmark = pytest.mark.scripted_llm(answers=load_all_sample_answers(), llm_timeout_s=2.0, llm_max_retries=0)
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from pydantic import SecretStr
 
 from agents.scripted_llm import KeyedAnswer, ScriptedLLMServer, load_all_sample_answers
 from clients.contract import AttachmentWait
@@ -87,32 +86,20 @@ def slow_storage() -> Iterator[str]:
         httpd.server_close()
 
 
-@pytest.fixture
-def llm_server() -> Iterator[ScriptedLLMServer]:
-    keyed = [
+pytestmark = pytest.mark.scripted_llm(
+    answers=[
         KeyedAnswer("name: finish.png", PHOTO_ANSWER, "media_image"),
         KeyedAnswer("voice.wav", {"text": VOICE_TEXT}, "media_transcription"),
         KeyedAnswer("Look at my race photo", INGESTION_ANSWER, "ingestion"),
         *load_all_sample_answers(),
-    ]
-    with ScriptedLLMServer(keyed_answers=keyed) as server:
-        yield server
-
-
-@pytest.fixture
-def settings(settings: Settings, llm_server: ScriptedLLMServer) -> Settings:
-    return settings.model_copy(
-        update={
-            "openai_base_url": llm_server.base_url,
-            "openai_api_key": SecretStr("test-key"),
-            "llm_timeout_s": 5,
-            "llm_max_retries": 0,
-            "media_max_bytes": 5000,
-            "media_allowed_hosts": ["127.0.0.1"],
-            "media_wait_s": 0.2,
-            "media_wait_tries": 2,
-        }
-    )
+    ],
+    llm_timeout_s=5,
+    llm_max_retries=0,
+    media_max_bytes=5000,
+    media_allowed_hosts=["127.0.0.1"],
+    media_wait_s=0.2,
+    media_wait_tries=2,
+)
 
 
 @pytest.fixture

@@ -3,14 +3,12 @@ written once, deduplicated against the pending ones, capped, stale ones expired;
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from pydantic import SecretStr
 
 import jobs.proactive_prompts
 from agents.scripted_llm import ScriptedLLMServer, load_all_sample_answers, load_sample_answers
@@ -29,15 +27,7 @@ SAMPLE: list[dict[str, Any]] = load_sample_answers("proactive_prompts")[0].answe
 TODAY = date(2026, 11, 20)
 
 
-@pytest.fixture
-def llm_server() -> Iterator[ScriptedLLMServer]:
-    with ScriptedLLMServer(keyed_answers=load_all_sample_answers()) as server:
-        yield server
-
-
-@pytest.fixture
-def settings(settings: Settings, llm_server: ScriptedLLMServer) -> Settings:
-    return settings.model_copy(update={"openai_base_url": llm_server.base_url, "openai_api_key": SecretStr("k")})
+pytestmark = pytest.mark.scripted_llm(answers=load_all_sample_answers())
 
 
 async def daily_run(redis: aioredis.Redis, pool: asyncpg.Pool, run_burst: BurstRunner, user_id: str, day: date) -> Any:

@@ -5,38 +5,24 @@ reports its shared prefix as cached; runtime.llm_calls keeps it and `run.py jobs
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from pydantic import SecretStr
 
 from agents.scripted_llm import ScriptedLLMServer, load_sample_answers
 from agents.scripted_prompt_cache import count_tokens, prompt_text, schema_text
 from jobs.ingestion import INGEST
 from jobs.runtime.enqueue import enqueue
 from jobs.runtime.metrics import list_price_usd
-from settings import Settings
 from store.llm_calls import list_llm_calls
 from store.samples.loader import seed_sample_user
 from tests.agents.test_scripted_prompt_cache import shared_prefix_tokens
 from tests.cli.runner import run_cli
 from tests.jobs.conftest import BurstRunner, cli_env
 
-
-@pytest.fixture
-def llm_server() -> Iterator[ScriptedLLMServer]:
-    with ScriptedLLMServer(keyed_answers=load_sample_answers()) as server:
-        yield server
-
-
-@pytest.fixture
-def settings(settings: Settings, llm_server: ScriptedLLMServer) -> Settings:
-    return settings.model_copy(
-        update={"openai_base_url": llm_server.base_url, "openai_api_key": SecretStr("test-key"), "llm_max_retries": 2}
-    )
+pytestmark = pytest.mark.scripted_llm(answers=load_sample_answers(), llm_max_retries=2)
 
 
 async def test_a_second_ingestion_of_the_same_user_reports_the_shared_prefix_as_cached(

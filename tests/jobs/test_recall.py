@@ -4,14 +4,13 @@ never another user's; and the `recall` command on top of it."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from pydantic import SecretStr
 
 from agents.llm import CallContext
 from agents.scripted_llm import ScriptedLLMServer, load_sample_answers
@@ -25,17 +24,7 @@ from tests.cli.runner import run_cli
 from tests.jobs.conftest import BurstRunner, cli_env
 from tests.jobs.test_sync_job import ingested_user
 
-
-@pytest.fixture
-def llm_server() -> Iterator[ScriptedLLMServer]:
-    with ScriptedLLMServer(keyed_answers=load_sample_answers()) as server:
-        yield server
-
-
-@pytest.fixture
-def settings(settings: Settings, llm_server: ScriptedLLMServer) -> Settings:
-    """The worker's settings, talking to the scripted LLM."""
-    return settings.model_copy(update={"openai_base_url": llm_server.base_url, "openai_api_key": SecretStr("k")})
+pytestmark = pytest.mark.scripted_llm(answers=load_sample_answers())
 
 
 @pytest.fixture

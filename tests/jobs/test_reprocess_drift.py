@@ -18,8 +18,7 @@ from tests.jobs.conftest import BurstRunner
 from tests.jobs.test_insight_job import (  # noqa: F401  (fixtures)
     ingested_sample_user,
     insight_only,
-    llm_server,
-    settings,
+    pytestmark,
     trigger,
 )
 from tests.jobs.test_reconcile_job import drift_totals
@@ -36,7 +35,7 @@ async def test_reprocess_then_reconcile_finds_no_drift(
     pool: asyncpg.Pool,
     redis_client: aioredis.Redis,
     insight_only: BurstRunner,  # noqa: F811
-    settings: Settings,  # noqa: F811
+    settings: Settings,
 ) -> None:
     user_id = await ingested_sample_user(pool, redis_client, insight_only)
     await trigger(redis_client, pool, user_id)

@@ -5,18 +5,15 @@ current text with one revision, and a concept's new description; a reprocess lea
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from pydantic import SecretStr
 
 from agents.scripted_llm import ScriptedLLMServer, load_sample_answers
 from jobs.ingestion import INGEST
 from jobs.runtime.enqueue import enqueue
-from settings import Settings
 from store.llm_calls import list_llm_calls
 from store.repos import cards, concepts, conversations, memory_revisions, memory_units, users
 from tests.jobs.conftest import BurstRunner
@@ -26,17 +23,7 @@ LATER = "Dani still talks about my first 10k, by the river. And my shins are fin
 START = datetime(2026, 10, 1, 8, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def llm_server() -> Iterator[ScriptedLLMServer]:
-    with ScriptedLLMServer(keyed_answers=load_sample_answers()) as server:
-        yield server
-
-
-@pytest.fixture
-def settings(settings: Settings, llm_server: ScriptedLLMServer) -> Settings:
-    return settings.model_copy(
-        update={"openai_base_url": llm_server.base_url, "openai_api_key": SecretStr("test-key"), "llm_timeout_s": 5}
-    )
+pytestmark = pytest.mark.scripted_llm(answers=load_sample_answers(), llm_timeout_s=5)
 
 
 async def conversation(pool: asyncpg.Pool, user_id: str, text: str, start: datetime) -> str:

@@ -41,12 +41,6 @@ def endpoint() -> Iterator[EmbeddingsServer]:
 
 
 @pytest.fixture
-def llm_server() -> Iterator[ScriptedLLMServer]:
-    with ScriptedLLMServer() as server:
-        yield server
-
-
-@pytest.fixture
 def settings(settings: Settings, llm_server: ScriptedLLMServer, endpoint: EmbeddingsServer) -> Settings:
     return settings.model_copy(
         update={

@@ -10,7 +10,7 @@ model. Ids are fresh uuids and both users are removed at the end, so a shared se
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -54,10 +54,7 @@ def servers(request: pytest.FixtureRequest) -> dict[str, str]:
     return {name: os.environ.get(name, "") for name in SERVER_VARIABLES}
 
 
-@pytest.fixture
-def llm_server() -> Iterator[ScriptedLLMServer]:
-    with ScriptedLLMServer(keyed_answers=load_sample_answers()) as server:
-        yield server
+pytestmark = pytest.mark.scripted_llm(answers=load_sample_answers())
 
 
 @pytest.fixture

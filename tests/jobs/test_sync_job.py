@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from pydantic import SecretStr
 
 import jobs.ingestion
 import jobs.sync
@@ -34,16 +33,7 @@ from store.vector.pgvector import PgVectorStore
 from tests.jobs.conftest import BurstRunner
 from tests.jobs.testjobs import replacing
 
-
-@pytest.fixture
-def llm_server() -> Iterator[ScriptedLLMServer]:
-    with ScriptedLLMServer(keyed_answers=load_sample_answers()) as server:
-        yield server
-
-
-@pytest.fixture
-def settings(settings: Settings, llm_server: ScriptedLLMServer) -> Settings:
-    return settings.model_copy(update={"openai_base_url": llm_server.base_url, "openai_api_key": SecretStr("k")})
+pytestmark = pytest.mark.scripted_llm(answers=load_sample_answers())
 
 
 SAMPLE_ANSWER: dict[str, Any] = load_sample_answers()[0].answer

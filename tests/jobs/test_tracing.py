@@ -14,7 +14,6 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 import structlog
-from pydantic import SecretStr
 
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, load_sample_answers
 from jobs.runtime import tracing
@@ -34,17 +33,7 @@ CONVERSATION_TEXT = ("How was the run?", "Ran 10k, no stops!")
 """What one_conversation writes: must never reach a span."""
 
 
-@pytest.fixture
-def llm_server() -> Iterator[ScriptedLLMServer]:
-    with ScriptedLLMServer(keyed_answers=load_sample_answers()) as server:
-        yield server
-
-
-@pytest.fixture
-def settings(settings: Settings, llm_server: ScriptedLLMServer) -> Settings:
-    return settings.model_copy(
-        update={"openai_base_url": llm_server.base_url, "openai_api_key": SecretStr("test-key"), "llm_timeout_s": 10}
-    )
+pytestmark = pytest.mark.scripted_llm(answers=load_sample_answers(), llm_timeout_s=10)
 
 
 @pytest.fixture

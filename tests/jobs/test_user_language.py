@@ -5,13 +5,10 @@ Portuguese sample answers the server chose by that line."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
 import structlog
-from pydantic import SecretStr
 
 from agents.scripted_llm import ScriptedLLMServer, load_all_sample_answers
 from core.media import MediaKind
@@ -33,17 +30,7 @@ WRITERS = {"ingestion", "insight", "proactive_prompts", "cycle_report", "media_i
 note is transcribed in the language spoken, the user's given to the endpoint as its hint."""
 
 
-@pytest.fixture
-def llm_server() -> Iterator[ScriptedLLMServer]:
-    with ScriptedLLMServer(keyed_answers=load_all_sample_answers()) as server:
-        yield server
-
-
-@pytest.fixture
-def settings(settings: Settings, llm_server: ScriptedLLMServer) -> Settings:
-    return settings.model_copy(
-        update={"openai_base_url": llm_server.base_url, "openai_api_key": SecretStr("test-key"), "llm_max_retries": 2}
-    )
+pytestmark = pytest.mark.scripted_llm(answers=load_all_sample_answers(), llm_max_retries=2)
 
 
 async def test_every_writing_agent_is_told_the_user_s_language_and_writes_in_it(
