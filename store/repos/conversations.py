@@ -364,7 +364,8 @@ AWAITING_INGESTION = ("ended", "processing")
 
 
 async def awaits_ingestion(db: Executor, conversation_id: str) -> bool:
-    """Whether the conversation is still waiting for ingestion (one of AWAITING_INGESTION) as of now."""
+    """Whether the conversation is still waiting for ingestion (one of AWAITING_INGESTION) as of now. It is asked
+    without a user id, by the sweep, of each conversation `ended_conversation_ids` listed (across users by nature)."""
     status = await db.fetchval("SELECT status FROM public.conversations WHERE id = $1", conversation_id)
     return status in AWAITING_INGESTION
 

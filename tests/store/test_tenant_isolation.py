@@ -72,6 +72,7 @@ OWNERLESS = {
     "media_items.waiting_media_ids",
     "conversations.end_silent_conversations",
     "conversations.ended_conversation_ids",
+    "conversations.awaits_ingestion",
     "user_sessions.delete_expired_sessions",
     "consumed_interactions.users_with_new_interactions",
 }
@@ -553,6 +554,9 @@ CASES: dict[str, Case] = {
     ),
     "conversations.ended_conversation_ids": Case(
         lambda db, a: conversations.ended_conversation_ids(db, limit=10), lambda ids: isinstance(ids, list)
+    ),
+    "conversations.awaits_ingestion": Case(  # the sweep's check of a conversation it listed: a yes or no, no rows
+        lambda db, a: conversations.awaits_ingestion(db, a.conversation), lambda waits: isinstance(waits, bool)
     ),
     "consumed_interactions.users_with_new_interactions": Case(
         # A's correction is pending (B's was failed above): the sweep names A, never with A's rows
