@@ -5,11 +5,11 @@ The hourly cycle dispatcher (users whose growth cycle is due → insight jobs) a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,10 +53,7 @@ async def end_and_enqueue_ingestion(
     job_ids: list[str] = []
     enqueued = 0
     for conversation_id in await conversations.ended_conversation_ids(pool, limit=limit):
-
-        async def still_waiting(conn: asyncpg.Connection, conversation_id: str = conversation_id) -> bool:
-            return await conversations.awaits_ingestion(conn, conversation_id)
-
+        still_waiting = functools.partial(conversations.awaits_ingestion, conversation_id=conversation_id)
         result = await enqueue(
             redis, pool, ingestion.INGEST, {"conversation_id": conversation_id}, still_wanted=still_waiting
         )
