@@ -127,10 +127,7 @@ class MediaAgent:
             context=context,
             check=lambda output: check_image_reading(output, self._max_chars),
         )
-        reading = answer.value
-        if reading.visible_text and reading.visible_text.strip():
-            return f"{reading.description.strip()}\n\nText in the image: {reading.visible_text.strip()}"
-        return reading.description
+        return image_text(answer.value)
 
     async def _transcribe(self, item: MediaInput, data: bytes, mime: str, context: CallContext) -> str:
         prompt = load_prompt(TRANSCRIPTION_PROMPT).render()
@@ -139,6 +136,17 @@ class MediaAgent:
             audio, prompt=prompt, model=self._transcription_model, context=context, language=item.speech_code
         )
         return transcript.text
+
+
+def image_text(reading: ImageReading) -> str:
+    """The description, then the text written in the image as a quotation ("> " before each line), never under a
+    label: the description is in the user's language, the quoted text as written, and an English "Text in the image:"
+    between them was the one word of a Portuguese user's reading not in Portuguese."""
+    visible = reading.visible_text.strip() if reading.visible_text else ""
+    if not visible:
+        return reading.description
+    quoted = "\n".join(f"> {line}".rstrip() for line in visible.splitlines())
+    return f"{reading.description.strip()}\n\n{quoted}"
 
 
 def audio_filename(filename: str | None, mime: str) -> str:

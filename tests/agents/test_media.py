@@ -11,6 +11,8 @@ import pytest
 
 from agents.llm import InMemoryCallLog
 from agents.media import IMAGE_PROMPT, TRANSCRIPTION_PROMPT, MediaAgent, MediaInput
+from agents.media.agent import image_text
+from agents.media.schema import ImageReading
 from agents.scripted_llm import ScriptedLLMServer, ScriptedReply, sample_answers_server
 from core.errors import DeferredError, PermanentError
 from core.language import user_language
@@ -46,7 +48,7 @@ async def test_an_image_is_described_by_a_vision_request_with_the_image_as_a_dat
     reading = await agent_of(make_client()).read(item(MediaKind.IMAGE, "run.png"), png, job_id="media:media-1")
 
     assert reading.method is ReadingMethod.VISION and reading.model == "vision-model"
-    assert reading.text == "A grey square.\n\nText in the image: 10 km"
+    assert reading.text == "A grey square.\n\n> 10 km"
     assert reading.detected_type == "image/png" and reading.size_bytes == len(png) and reading.pages is None
     [request] = server.chat_requests
     assert request.prompt_name == IMAGE_PROMPT and request.body["model"] == "vision-model"
@@ -56,6 +58,13 @@ async def test_an_image_is_described_by_a_vision_request_with_the_image_as_a_dat
     [(_, record)] = call_log.records
     assert (record.agent, record.prompt_name, record.outcome) == ("media", IMAGE_PROMPT, CallOutcome.OK)
     assert record.prompt_version == load_prompt(IMAGE_PROMPT).version and record.prompt_tokens > 0
+
+
+def test_the_text_in_an_image_is_quoted_line_by_line_and_an_image_without_text_is_its_description() -> None:
+    receipt = ImageReading(description="Um recibo.", visible_text="Café  1,20\n\nTotal 1,20 \n")
+    assert image_text(receipt) == "Um recibo.\n\n> Café  1,20\n>\n> Total 1,20"
+    assert image_text(ImageReading(description="Um cão.", visible_text="  ")) == "Um cão."
+    assert image_text(ImageReading(description="Um cão.", visible_text=None)) == "Um cão."
 
 
 async def test_a_hostile_file_name_cannot_close_the_delimiters(
@@ -182,7 +191,7 @@ async def test_an_image_is_described_in_the_user_s_language_and_audio_transcribe
     await agent.read(portuguese.model_copy(update={"kind": MediaKind.AUDIO}), tiny_wav())
     await agent.read(item(MediaKind.AUDIO), tiny_wav())
 
-    assert described.text == "Um quadrado cinzento.\n\nText in the image: 10 km"
+    assert described.text == "Um quadrado cinzento.\n\n> 10 km"  # no English label between
     [request] = server.chat_requests
     assert "language named in <language>" in request.message_text("system")
     assert request.message_text("user").startswith("<language>\nPortuguese (Portugal) [pt-PT]\n</language>\n\n")
