@@ -176,20 +176,8 @@ async def outgoing_edges(db: Executor, user_id: str, nodes: Mapping[NodeLabel, M
             target=NodeRef(label=NodeLabel.USER, key=user_id),
         )
         edges.setdefault(edge.key, edge)
-    for artifact in nodes.get(NodeLabel.DERIVED_ARTIFACT, {}).values():
-        for label, target in artifact_sources(artifact):
-            edge = GraphEdge(
-                source=NodeRef(label=NodeLabel.DERIVED_ARTIFACT, key=artifact.artifact_id),
-                type=StructuralRelationshipType.DERIVED_FROM,
-                target=NodeRef(label=label, key=target),
-            )
-            edges.setdefault(edge.key, edge)
-    for artifact_id, highlighted in await _highlighted(db, user_id, nodes.get(NodeLabel.DERIVED_ARTIFACT, {})):
-        edge = GraphEdge(
-            source=NodeRef(label=NodeLabel.DERIVED_ARTIFACT, key=artifact_id),
-            type=StructuralRelationshipType.HIGHLIGHTS,
-            target=highlighted,
-        )
+    for kind, artifact_id, target in await _cited(db, user_id, nodes.get(NodeLabel.DERIVED_ARTIFACT, {})):
+        edge = GraphEdge(source=NodeRef(label=NodeLabel.DERIVED_ARTIFACT, key=artifact_id), type=kind, target=target)
         edges.setdefault(edge.key, edge)
     return list(edges.values())
 
@@ -221,17 +209,29 @@ def artifact_highlights(content_data: object) -> list[tuple[NodeLabel, str]]:
     return [cited for cited in dict.fromkeys(found) if cited[1]]
 
 
-async def _highlighted(db: Executor, user_id: str, artifacts: Mapping[str, Any]) -> list[tuple[str, NodeRef]]:
-    """(artifact id, target) of each HIGHLIGHTS relationship of these artifacts: only to memory units and concepts
-    the user has, so an id of a memory forgotten since, or another user's, is no relationship (and no placeholder)."""
-    cited = {key: artifact_highlights(artifact.content_data) for key, artifact in artifacts.items()}
-    wanted = {cited_ref for found in cited.values() for cited_ref in found}
+async def _cited(
+    db: Executor, user_id: str, artifacts: Mapping[str, Any]
+) -> list[tuple[StructuralRelationshipType, str, NodeRef]]:
+    """(type, artifact id, target) of each DERIVED_FROM and HIGHLIGHTS relationship of these artifacts: only to
+    memory units and concepts the user has, so an id of a memory forgotten since, or another user's, is no
+    relationship (no placeholder node, no refused batch). content_data is written by agents and by the web app: its
+    ids are claims, checked here in two lookups for both kinds. DERIVED_FROM used to trust them, and one foreign id in
+    an artifact refused its user's whole graph batch."""
+    cited = {
+        kind: {key: found(artifact) for key, artifact in artifacts.items()}
+        for kind, found in (
+            (StructuralRelationshipType.DERIVED_FROM, artifact_sources),
+            (StructuralRelationshipType.HIGHLIGHTS, lambda artifact: artifact_highlights(artifact.content_data)),
+        )
+    }
+    wanted = {ref for per_artifact in cited.values() for found in per_artifact.values() for ref in found}
     units = await memory_units.existing_memory_unit_ids(db, user_id, (k for label, k in wanted if label is _MU))
     ideas = await concepts.existing_concept_ids(db, user_id, (k for label, k in wanted if label is _CONCEPT))
     have = {(_MU, key) for key in units} | {(_CONCEPT, key) for key in ideas}
     return [
-        (artifact_id, NodeRef(label=label, key=key))
-        for artifact_id, found in cited.items()
+        (kind, artifact_id, NodeRef(label=label, key=key))
+        for kind, per_artifact in cited.items()
+        for artifact_id, found in per_artifact.items()
         for label, key in found
         if (label, key) in have
     ]

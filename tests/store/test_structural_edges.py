@@ -1,7 +1,7 @@
 """The graph's structural relationships follow from the rows (store/sync.py, outgoing_edges): a memory unit is
 AUTHORED_BY its User (the User node is not isolated) and MENTIONS each concept an extracted relationship joins it to,
 either way; a merged concept is MERGED_INTO the one that absorbed it; an artifact HIGHLIGHTS the memory units and
-concepts its content_data cites."""
+concepts its content_data cites and is DERIVED_FROM those it rests on, in both cases only those the user still has."""
 
 from __future__ import annotations
 
@@ -146,4 +146,9 @@ async def test_highlights_join_an_artifact_to_what_the_user_still_has(pool: asyn
         (insight.artifact_id, NodeLabel.MEMORY_UNIT, run),
         (insight.artifact_id, NodeLabel.CONCEPT, running),
         (report.artifact_id, NodeLabel.MEMORY_UNIT, rest),
+    }
+    # what it rests on (DERIVED_FROM), read from the same lists, is held to the same rule
+    assert {(e.source.key, e.target.label, e.target.key) for e in edges if e.type.value == "DERIVED_FROM"} == {
+        (insight.artifact_id, NodeLabel.MEMORY_UNIT, run),
+        (insight.artifact_id, NodeLabel.CONCEPT, running),
     }
