@@ -8,6 +8,7 @@ server (agents/scripted_llm.py) in this process, answering every conversation wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -30,7 +31,7 @@ import pytest
 from agents.scripted_llm import KeyedAnswer, ScriptedLLMServer, ScriptedReply, load_sample_answers
 from jobs.ingestion import INGEST
 from jobs.runtime.enqueue import enqueue
-from store import embedded
+from store import embedded, ledger
 from store.migrate import migrate
 from store.postgres import connect
 from store.repos import conversations, users
@@ -206,6 +207,34 @@ async def wait_processed(
         raise AssertionError(
             f"{seen} of {len(conversation_ids)} conversations processed, none more for {STALL_S:.0f} s; "
             f"not processed: {[(r['id'], r['status']) for r in left]}; workers died: {died}"
+        ) from None
+    if at_least is None:
+        await _wait_runs_final(pool, [f"ingest:{c}" for c in conversation_ids], fleet)
+
+
+async def _wait_runs_final(pool: asyncpg.Pool, job_ids: Sequence[str], fleet: Fleet | None) -> None:
+    """Until every job's latest ledger run is final. A run records its outcome after its write commits, and one
+    whose ledger was away right then (a Postgres restart) records it on its next attempt, so a conversation is
+    `processed` a moment, or a retry delay, before its run `succeeded`: the checks must not read the ledger in
+    between (CI once caught the last run of a restart still `running`). A run that never settles still fails here,
+    with its state, once nothing has settled for STALL_S."""
+    states: dict[str, str] = {}
+
+    async def measure() -> int:
+        nonlocal states
+        # across a restart the test's own connection fails: the last states seen stand
+        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            states = dict(await ledger.latest_states(pool, list(job_ids)))
+        return sum(state in ledger.FINAL_STATES for state in states.values())
+
+    try:
+        await wait_progressing(measure, lambda final: final >= len(job_ids), stall_s=STALL_S, interval=0.2)
+    except AssertionError:
+        active = {job_id: state for job_id, state in states.items() if state not in ledger.FINAL_STATES}
+        died = fleet.dead() if fleet is not None else []
+        raise AssertionError(
+            f"{len(job_ids) - len(active)} of {len(job_ids)} runs final, none more for {STALL_S:.0f} s; "
+            f"still active: {dict(list(active.items())[:5])}; workers died: {died}"
         ) from None
 
 
