@@ -43,7 +43,7 @@ from store.repos import (
     memory_units,
     users,
 )
-from store.repos._base import transaction
+from store.repos._base import Write, apply_together, transaction
 from store.repos.cards import NewCard, concept_display, memory_display
 from store.repos.concepts import NewConcept
 from store.repos.growth_events import NewGrowthEvent
@@ -141,8 +141,11 @@ async def write_ingestion(
             derived = [u for u in result.memory_units if u.revises is None and summary.outcome == "written"]
             kept = {memory_unit_id(conversation_id, u.key) for u in derived} | held
             changed += await _replace_previous(conn, user_id, conversation_id, previous, kept, held, summary)
+        memory: _Memory | None = None
+        recorded: Write | None = None
         if summary.outcome == "written":
-            changed += await _write_memory(conn, result, thresholds, summary, replace=replace, held=held)
+            memory = await _plan_memory(conn, result, thresholds, summary, replace=replace, held=held)
+            changed += memory.changes
             package = None
             if result.forward_context is not None and _is_latest(locked.owner_next_context, conversation.start_time):
                 package = {
@@ -153,19 +156,21 @@ async def write_ingestion(
                     "proactive_prompts": await packaged_prompts(conn, user_id, now=datetime.now(UTC)),
                 }
             if summary.concepts_created or package is not None:
-                await users.record_ingestion(
-                    conn, user_id, concepts_created=summary.concepts_created, next_context=package
+                recorded = users.recording_ingestion(
+                    user_id, concepts_created=summary.concepts_created, next_context=package
                 )
-        await conversations.mark_conversation_processed(
-            conn,
+        processed = conversations.marking_processed(
             user_id,
             conversation_id,
             title=result.title,
             context_summary=result.context_summary,
             importance_score=importance,
         )
-        changed += await salience.refresh_touched(conn, user_id, changed)  # the concepts touched, recomputed
-        await outbox.record_changes(conn, user_id, changed)  # the graph and vector stores follow this commit
+        if memory is None:
+            await apply_together(conn, [recorded, processed])
+        else:  # the conversation's new rows and the updates recording them: one round trip
+            await memory.write(conn, summary, [recorded, processed])
+        await salience.refresh_and_record(conn, user_id, changed)  # the graph and vector stores follow this commit
     return summary
 
 
@@ -249,7 +254,34 @@ def _earlier_changes(result: IngestionResult, held: set[str], forgotten: set[str
     ]
 
 
-async def _write_memory(
+@dataclass
+class _Memory:
+    """What `_plan_memory` leaves to write: rows nothing else in the transaction reads before the commit, sent in
+    one statement with the user's and the conversation's updates."""
+
+    changes: list[outbox.Change]
+    user_id: str
+    units: list[tuple[str, MemoryUnitDraft]]
+    new_cards: list[NewCard]
+    replace: bool
+    writes: list[Write | None]
+    """The memory units, growth events and relationships, in that order."""
+
+    async def write(self, conn: Executor, summary: IngestionWriteSummary, updates: list[Write | None]) -> None:
+        """Send the planned rows with `updates`, then what must follow them: the attachments' links (they point at
+        the new units) and, on a replace, the cards. Every entity carded in the same statement was created in this
+        transaction, so nobody else can be carding it; memory units re-derived in place of earlier ones keep the
+        earlier ids, which others could already see and card, so a replace ensures its cards after the units."""
+        carded = None if self.replace else cards.carding_new_entities(self.user_id, self.new_cards)
+        counts = await apply_together(conn, [*self.writes, carded, *updates])
+        summary.memory_units = counts[0]
+        summary.attachments_linked = await _link_attachments(conn, self.user_id, self.units, replace=self.replace)
+        summary.cards = (
+            await cards.ensure_cards(conn, self.user_id, self.new_cards) if self.replace else counts[len(self.writes)]
+        )
+
+
+async def _plan_memory(
     conn: Executor,
     result: IngestionResult,
     thresholds: IngestionThresholds,
@@ -257,8 +289,9 @@ async def _write_memory(
     *,
     replace: bool,
     held: set[str],
-) -> list[outbox.Change]:
-    """Write the memory of `result`; returns the entities it created or touched, for the outbox.
+) -> _Memory:
+    """Write the memory of `result` that later rows depend on (concepts, revisions of earlier units) and plan the
+    rest (the new memory units, cards, growth events, relationships), which `_Memory.write` sends in one round trip.
 
     A memory unit that retells or updates an earlier one revises that unit (store/revise.py) instead of becoming a
     second one, and its relationships and growth events attach to it; if the earlier unit is gone by now it is
@@ -341,8 +374,7 @@ async def _write_memory(
         ids[EntityRef(kind=EntityKind.MEMORY_UNIT, key=unit.key)] = muid
         if muid not in held:  # a unit another source revised since keeps what it became
             units.append((muid, unit))
-    summary.memory_units = await memory_units.insert_memory_units(
-        conn,
+    inserted_units = memory_units.inserting(
         user_id,
         [
             NewMemoryUnit(
@@ -359,7 +391,6 @@ async def _write_memory(
         ],
         revise=replace,
     )
-    summary.attachments_linked = await _link_attachments(conn, user_id, units, replace=replace)
     for muid, unit in units:
         if unit.importance_score >= thresholds.card_importance:
             new_cards.append(
@@ -370,17 +401,12 @@ async def _write_memory(
                     display_data=memory_display(unit.title, unit.content, unit.importance_score),
                 )
             )
-    # Every entity carded here was created in this transaction, except memory units re-derived in place of earlier
-    # ones (their ids are the earlier ones, which others could already see and card).
-    add_cards = cards.ensure_cards if replace else cards.insert_cards_for_new_entities
-    summary.cards = await add_cards(conn, user_id, new_cards)
 
     def kept(*refs: EntityRef) -> bool:
         return all(ref.kind is not EntityKind.MEMORY_UNIT or ref.key not in dropped for ref in refs)
 
     events = [event for event in result.growth_events if kept(event.about)]
-    await growth_events.insert_growth_events(
-        conn,
+    inserted_events = growth_events.inserting(
         user_id,
         [
             NewGrowthEvent(
@@ -396,8 +422,7 @@ async def _write_memory(
     )
     summary.growth_events = len(events)
     relationships = [r for r in result.relationships if kept(r.source, r.target) and ids[r.source] != ids[r.target]]
-    await knowledge_edges.upsert_edges(
-        conn,
+    upserted_edges = knowledge_edges.upserting(
         user_id,
         [
             NewEdge(
@@ -414,8 +439,15 @@ async def _write_memory(
         ],
     )
     summary.relationships = len(relationships)
-    return [
-        *outbox.changes(NodeLabel.CONCEPT, (concept.concept_id for concept in ensured)),
-        *outbox.changes(NodeLabel.MEMORY_UNIT, (muid for muid, _ in units)),
-        *revised.changes(),
-    ]
+    return _Memory(
+        changes=[
+            *outbox.changes(NodeLabel.CONCEPT, (concept.concept_id for concept in ensured)),
+            *outbox.changes(NodeLabel.MEMORY_UNIT, (muid for muid, _ in units)),
+            *revised.changes(),
+        ],
+        user_id=user_id,
+        units=units,
+        new_cards=new_cards,
+        replace=replace,
+        writes=[inserted_units, inserted_events, upserted_edges],
+    )

@@ -113,8 +113,7 @@ async def write_insight(db: Executor, result: InsightResult) -> InsightWriteSumm
                 await packaged_prompts(conn, user_id, now=datetime.now(UTC)),
             ),
         )
-        changed += await salience.refresh_touched(conn, user_id, changed)  # merged, regrouped: recomputed
-        await outbox.record_changes(conn, user_id, changed)  # the graph and vector stores follow this commit
+        await salience.refresh_and_record(conn, user_id, changed)  # the graph and vector stores follow this commit
     return summary
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from core.vocabulary import NodeLabel
 from store.postgres import Executor
-from store.repos._base import row_count
+from store.repos._base import Write, apply, row_count
 
 STORES: tuple[str, ...] = ("graph", "vector")
 """The derived stores; each has its own rows, so one that is down delays only itself."""
@@ -38,22 +38,21 @@ async def record_changes(
     conn: Executor, user_id: str, changed: Iterable[Change], *, stores: Sequence[str] = STORES
 ) -> int:
     """One outbox row per distinct change and store; call it in the transaction that made the changes. `stores`
-    narrows it to some stores (reconcile repairs only the store that drifted)."""
+    narrows it to some stores (reconcile repairs only the store that drifted). Returns the rows recorded."""
+    return await apply(conn, recording(user_id, changed, stores=stores))
+
+
+def recording(user_id: str, changed: Iterable[Change], *, stores: Sequence[str] = STORES) -> Write | None:
+    """`record_changes` as a Write, to send with others (None: no change)."""
     distinct = sorted({(c.label.value, c.entity_id) for c in changed})
     if not distinct:
-        return 0
-    labels = [label for label, _ in distinct]
-    ids = [entity_id for _, entity_id in distinct]
-    await conn.execute(
+        return None
+    return Write(
         "INSERT INTO runtime.outbox (store, user_id, label, entity_id) "
         "SELECT s.store, $1, c.label, c.entity_id "
         "FROM unnest($2::text[]) AS s(store) CROSS JOIN unnest($3::text[], $4::text[]) AS c(label, entity_id)",
-        user_id,
-        list(stores),
-        labels,
-        ids,
+        (user_id, list(stores), [label for label, _ in distinct], [entity_id for _, entity_id in distinct]),
     )
-    return len(distinct) * len(stores)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 changed values written through the concepts repository.
 
 Who calls it, and why inside their transactions: ingestion's and the insight's writes refresh the concepts they
-touched (`refresh_touched`) just before recording their outbox rows, so the new values commit with the relationships
+touched and record their outbox rows in one step (`refresh_and_record`), so the new values commit with the relationships
 they are computed from and reach the graph and vector stores through the same outbox rows, with no second
 transaction or sync round. It costs each write one read and one update over its few concepts, never the user's
 whole graph. Salience also decays with time, which no write sees: the daily `salience_refresh` job recomputes every
@@ -11,7 +11,7 @@ user's active concepts (`refresh_salience` with no ids), which is also how exist
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from core.salience import salience
@@ -19,7 +19,7 @@ from core.vocabulary import NodeLabel
 from store import outbox
 from store.postgres import Executor
 from store.repos import concepts
-from store.repos._base import from_db, utc_now
+from store.repos._base import apply_together, from_db, utc_now
 from store.sync import TRUTH_EDGE_TYPES
 
 _INPUTS = """
@@ -84,11 +84,14 @@ async def refresh_salience(
     return await concepts.set_salience(db, user_id, values)
 
 
-async def refresh_touched(db: Executor, user_id: str, changed: Iterable[outbox.Change]) -> list[outbox.Change]:
-    """Within a write's transaction: refresh the salience of the concepts among `changed` (what the write is about
-    to record in the outbox); returns the outbox changes of those whose value changed."""
+async def refresh_and_record(db: Executor, user_id: str, changed: Sequence[outbox.Change]) -> None:
+    """Within a write's transaction, last: refresh the salience of the concepts among `changed` and record `changed`
+    in the outbox. Two round trips: the salience inputs read (after the write's relationships, which it counts),
+    then the new values and the outbox rows in one statement; the concepts touched are among `changed` already, so
+    their new values reach the stores through the same rows."""
     touched = [change.entity_id for change in changed if change.label is NodeLabel.CONCEPT]
-    return outbox.changes(NodeLabel.CONCEPT, await refresh_salience(db, user_id, touched))
+    values = await compute_salience(db, user_id, touched, now=utc_now())
+    await apply_together(db, [concepts.setting_salience(user_id, values), outbox.recording(user_id, changed)])
 
 
 async def users_with_concepts(db: Executor, *, after: str | None, limit: int) -> list[str]:

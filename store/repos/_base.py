@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Self
 
@@ -101,6 +103,65 @@ class Record(BaseModel):
 def row_count(status: str) -> int:
     """The number of rows an INSERT/UPDATE/DELETE status string ("DELETE 3") reports."""
     return int(status.split()[-1])
+
+
+def _same_count(count: int) -> int:
+    return count
+
+
+@dataclass(frozen=True)
+class Write:
+    """One data-modifying statement built but not sent: `apply` sends it alone, `apply_together` sends several
+    independent ones in one round trip.
+
+    Why: a statement's round trip costs the worker and Postgres about as much as the small insert it carries, and
+    inside a write's transaction every round trip is time the user's row stays locked (more so against a remote
+    Postgres). The repository still owns its SQL; the caller only decides what travels together. `sql` must not
+    end in RETURNING (the row count is what comes back); `result` turns that count into the function's answer, or
+    raises (a row that was not there), after the statement ran, inside the caller's transaction.
+    """
+
+    sql: str
+    args: tuple[Any, ...]
+    result: Callable[[int], int] = _same_count
+
+
+_PARAMETER = re.compile(r"\$(\d+)")
+
+
+def _renumbered(sql: str, offset: int) -> str:
+    return _PARAMETER.sub(lambda match: f"${int(match.group(1)) + offset}", sql)
+
+
+async def apply(db: Executor, write: Write | None) -> int:
+    """Send one write (None: nothing to write, 0); returns its `result`."""
+    if write is None:
+        return 0
+    return write.result(row_count(await db.execute(write.sql, *write.args)))
+
+
+async def apply_together(db: Executor, writes: Sequence[Write | None]) -> list[int]:
+    """Send `writes` in one statement (data-modifying WITH clauses) and return each one's `result`, in order.
+
+    Only for writes that do not depend on each other: they run on one snapshot, so none sees the rows another adds,
+    and no two may change the same row. Each part's parameters are renumbered after the previous parts'."""
+    present = [(i, w) for i, w in enumerate(writes) if w is not None]
+    results = [0] * len(writes)
+    if len(present) <= 1:
+        for i, write in present:
+            results[i] = await apply(db, write)
+        return results
+    parts: list[str] = []
+    args: list[Any] = []
+    for n, (_, write) in enumerate(present):
+        parts.append(f"w{n} AS ({_renumbered(write.sql, len(args))} RETURNING 1)")
+        args.extend(write.args)
+    counts = ", ".join(f"(SELECT count(*) FROM w{n})" for n in range(len(present)))
+    row = await db.fetchrow(f"WITH {', '.join(parts)} SELECT {counts}", *args)
+    assert row is not None
+    for n, (i, write) in enumerate(present):
+        results[i] = write.result(int(row[n]))
+    return results
 
 
 async def _lock(conn: asyncpg.Connection, key: str | Sequence[str]) -> None:

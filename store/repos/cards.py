@@ -13,6 +13,8 @@ from store.repos._base import (
     JsonObject,
     Record,
     UtcDatetime,
+    Write,
+    apply,
     json_object,
     new_id,
     row_count,
@@ -108,7 +110,7 @@ async def ensure_cards(db: Executor, user_id: str, new_cards: Sequence[NewCard])
         return 0
     keys = [f"card:{user_id}:{c.source_entity_type}:{c.source_entity_id}" for c in wanted]
     async with serialized(db, keys) as conn:
-        return await _insert(conn, user_id, wanted, only_missing=True)
+        return await apply(conn, _inserting(user_id, wanted, only_missing=True))
 
 
 async def insert_cards_for_new_entities(db: Executor, user_id: str, new_cards: Sequence[NewCard]) -> int:
@@ -117,36 +119,45 @@ async def insert_cards_for_new_entities(db: Executor, user_id: str, new_cards: S
     Why no lock and no existence check: no other transaction can see those entities before the caller commits, so
     nobody else can be carding them; ensure_cards' locks would only cost a round trip. Entities that existed before
     the transaction (a concept reused, a memory unit re-derived) go through ensure_cards."""
-    return await _insert(db, user_id, _one_per_entity(new_cards), only_missing=False)
+    return await apply(db, carding_new_entities(user_id, new_cards))
+
+
+def carding_new_entities(user_id: str, new_cards: Sequence[NewCard]) -> Write | None:
+    """`insert_cards_for_new_entities` as a Write, to send with others (None: no cards)."""
+    return _inserting(user_id, _one_per_entity(new_cards), only_missing=False)
 
 
 def _one_per_entity(new_cards: Sequence[NewCard]) -> list[NewCard]:
     return list({(c.source_entity_type, c.source_entity_id): c for c in new_cards}.values())
 
 
-async def _insert(db: Executor, user_id: str, wanted: list[NewCard], *, only_missing: bool) -> int:
+def _inserting(user_id: str, wanted: list[NewCard], *, only_missing: bool) -> Write | None:
     if not wanted:
-        return 0
+        return None
     missing = (
         " WHERE NOT EXISTS (SELECT 1 FROM cards c WHERE c.user_id = $1 AND c.source_entity_id = n.source_entity_id "
         "AND c.source_entity_type = n.source_entity_type)"
         if only_missing
         else ""
     )
-    status = await db.execute(
+    return Write(
         "INSERT INTO cards (card_id, user_id, card_type, source_entity_id, source_entity_type, display_data, "
         "created_at, updated_at) SELECT n.card_id, $1, n.card_type, n.source_entity_id, n.source_entity_type, "
         "n.display_data::jsonb, $2, $2 FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) "
         f"AS n(card_id, card_type, source_entity_id, source_entity_type, display_data){missing}",
-        user_id,
-        to_db(utc_now()),
-        [new_id() for _ in wanted],
-        [c.card_type for c in wanted],
-        [c.source_entity_id for c in wanted],
-        [c.source_entity_type for c in wanted],
-        [None if c.display_data is None else json.dumps(json_object(c.display_data, "display_data")) for c in wanted],
+        (
+            user_id,
+            to_db(utc_now()),
+            [new_id() for _ in wanted],
+            [c.card_type for c in wanted],
+            [c.source_entity_id for c in wanted],
+            [c.source_entity_type for c in wanted],
+            [
+                None if c.display_data is None else json.dumps(json_object(c.display_data, "display_data"))
+                for c in wanted
+            ],
+        ),
     )
-    return row_count(status)
 
 
 async def list_cards(db: Executor, user_id: str, *, status: str | None = None) -> list[CardRecord]:

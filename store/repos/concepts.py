@@ -19,6 +19,7 @@ from store.repos._base import (
     JsonObject,
     Record,
     UtcDatetime,
+    Write,
     new_id,
     row_count,
     serialized,
@@ -288,6 +289,12 @@ async def absorb(db: Executor, user_id: str, concept_id: str, *, aliases: Sequen
     )
 
 
+_SET_SALIENCE = (
+    "UPDATE concepts c SET salience = v.salience FROM unnest($2::text[], $3::float8[]) AS v(concept_id, salience) "
+    "WHERE c.user_id = $1 AND c.concept_id = v.concept_id AND c.salience IS DISTINCT FROM v.salience"
+)
+
+
 async def set_salience(db: Executor, user_id: str, values: Mapping[str, float]) -> list[str]:
     """Each of the user's concepts in `values` (id → salience) takes its value; returns those whose salience changed.
 
@@ -295,15 +302,15 @@ async def set_salience(db: Executor, user_id: str, values: Mapping[str, float]) 
     that orders concepts of equal salience must not be reset by every recomputation."""
     if not values:
         return []
-    rows = await db.fetch(
-        "UPDATE concepts c SET salience = v.salience FROM unnest($2::text[], $3::float8[]) AS v(concept_id, salience) "
-        "WHERE c.user_id = $1 AND c.concept_id = v.concept_id AND c.salience IS DISTINCT FROM v.salience "
-        "RETURNING c.concept_id",
-        user_id,
-        list(values),
-        list(values.values()),
-    )
+    rows = await db.fetch(_SET_SALIENCE + " RETURNING c.concept_id", user_id, list(values), list(values.values()))
     return sorted(row["concept_id"] for row in rows)
+
+
+def setting_salience(user_id: str, values: Mapping[str, float]) -> Write | None:
+    """`set_salience` as a Write, to send with others, for a caller that needs no answer (the count of changed)."""
+    if not values:
+        return None
+    return Write(_SET_SALIENCE, (user_id, list(values), list(values.values())))
 
 
 async def regroup(db: Executor, user_id: str, members: Mapping[str, str], *, at: datetime) -> list[str]:

@@ -15,6 +15,8 @@ from store.repos._base import (
     Record,
     TextArray,
     UtcDatetime,
+    Write,
+    apply,
     json_object,
     new_id,
     opt_to_db,
@@ -204,20 +206,38 @@ async def mark_conversation_processed(
     is kept. A failure recorded by an earlier try (metadata.failure, metadata.reprocess_failure) is removed: it no
     longer describes the conversation.
     """
-    status = await db.execute(
+    await apply(
+        db,
+        marking_processed(
+            user_id, conversation_id, title=title, context_summary=context_summary, importance_score=importance_score
+        ),
+    )
+
+
+def marking_processed(
+    user_id: str,
+    conversation_id: str,
+    *,
+    title: str | None,
+    context_summary: str | None,
+    importance_score: float | None,
+) -> Write:
+    """`mark_conversation_processed` as a Write, to send with others."""
+
+    def found(count: int) -> int:
+        if count == 0:
+            raise NotFoundError(f"conversation {conversation_id} not found for user {user_id}")
+        return count
+
+    return Write(
         "UPDATE conversations SET status = 'processed', title = COALESCE(NULLIF(btrim(title), ''), $3), "
         "context_summary = $4, importance_score = $5, "
         "metadata = CASE WHEN jsonb_typeof(metadata) = 'object' "
         "THEN metadata - 'failure' - 'reprocess_failure' ELSE metadata END "
         "WHERE id = $2 AND user_id = $1",
-        user_id,
-        conversation_id,
-        title,
-        context_summary,
-        importance_score,
+        (user_id, conversation_id, title, context_summary, importance_score),
+        found,
     )
-    if row_count(status) == 0:
-        raise NotFoundError(f"conversation {conversation_id} not found for user {user_id}")
 
 
 async def mark_conversation_failed(db: Executor, user_id: str, conversation_id: str, reason: str) -> str:

@@ -9,7 +9,18 @@ from typing import Any
 from pydantic import BaseModel
 
 from store.postgres import Executor
-from store.repos._base import JsonObject, Record, UtcDatetime, json_object, new_id, row_count, to_db, utc_now
+from store.repos._base import (
+    JsonObject,
+    Record,
+    UtcDatetime,
+    Write,
+    apply,
+    json_object,
+    new_id,
+    row_count,
+    to_db,
+    utc_now,
+)
 
 
 class GrowthEventRecord(Record):
@@ -40,24 +51,30 @@ async def insert_growth_events(db: Executor, user_id: str, events: Sequence[NewG
     """Insert the events in one statement; an event whose id exists already (a rerun of the insight that derived
     it) is left as it is. Returns how many were inserted. Put `source_conversation_id` in `details` so re-ingestion
     can remove an event again."""
+    return await apply(db, inserting(user_id, events))
+
+
+def inserting(user_id: str, events: Sequence[NewGrowthEvent]) -> Write | None:
+    """`insert_growth_events` as a Write, to send with others (None: no events)."""
     if not events:
-        return 0
-    status = await db.execute(
+        return None
+    return Write(
         "INSERT INTO growth_events (event_id, user_id, entity_id, entity_type, dim_key, delta, source, created_at, "
         "details) SELECT e.id, $1, e.entity, e.kind, e.dim, e.delta, e.source, $2, e.details::jsonb "
         "FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::text[], $9::text[]) "
         "AS e(id, entity, kind, dim, delta, source, details) ON CONFLICT (event_id) DO NOTHING",
-        user_id,
-        to_db(utc_now()),
-        [e.event_id or new_id() for e in events],
-        [e.entity_id for e in events],
-        [e.entity_type for e in events],
-        [e.dim_key for e in events],
-        [e.delta for e in events],
-        [e.source for e in events],
-        [None if e.details is None else json.dumps(json_object(e.details, "details")) for e in events],
+        (
+            user_id,
+            to_db(utc_now()),
+            [e.event_id or new_id() for e in events],
+            [e.entity_id for e in events],
+            [e.entity_type for e in events],
+            [e.dim_key for e in events],
+            [e.delta for e in events],
+            [e.source for e in events],
+            [None if e.details is None else json.dumps(json_object(e.details, "details")) for e in events],
+        ),
     )
-    return row_count(status)
 
 
 async def growth_by_dimension(db: Executor, user_id: str) -> dict[str, float]:

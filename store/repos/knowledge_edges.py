@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from core.vocabulary import NodeLabel, StructuralRelationshipType
 from store.postgres import Executor
-from store.repos._base import Record, new_id, row_count
+from store.repos._base import Record, Write, apply, new_id, row_count
 
 
 class KnowledgeEdgeRecord(Record):
@@ -32,16 +32,6 @@ class KnowledgeEdgeRecord(Record):
     updated_at: datetime
 
 
-_UPSERT = (
-    "INSERT INTO runtime.knowledge_edges (edge_id, user_id, source_id, source_type, target_id, target_type, "
-    "relationship_type, strength, description, source_conversation_id) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-    "ON CONFLICT ON CONSTRAINT knowledge_edges_unique DO UPDATE SET "
-    "strength = GREATEST(knowledge_edges.strength, EXCLUDED.strength), "
-    "description = COALESCE(EXCLUDED.description, knowledge_edges.description), updated_at = now()"
-)
-
-
 class NewEdge(BaseModel):
     """One edge for `upsert_edges`."""
 
@@ -57,25 +47,56 @@ class NewEdge(BaseModel):
 
 
 async def upsert_edges(db: Executor, user_id: str, edges: Sequence[NewEdge]) -> None:
-    """Insert the edges in one pipelined round trip; an edge the user already has keeps its id and source
-    conversation (ids in the graph store stay stable), the stronger strength and the newer description."""
-    await db.executemany(
-        _UPSERT,
-        [
-            (
-                e.edge_id or new_id(),
-                user_id,
-                e.source_id,
-                e.source_type,
-                e.target_id,
-                e.target_type,
-                e.relationship_type,
-                e.strength,
-                e.description,
-                e.source_conversation_id,
+    """Insert the edges in one statement; an edge the user already has keeps its id and source conversation (ids in
+    the graph store stay stable), the stronger strength and the newer description."""
+    await apply(db, upserting(user_id, edges))
+
+
+def upserting(user_id: str, edges: Sequence[NewEdge]) -> Write | None:
+    """`upsert_edges` as a Write, to send with others (None: no edges).
+
+    One statement cannot change a row twice, so edges repeated in `edges` (the same ends and type) are merged first,
+    as inserting them one after the other would: the first one's id, the stronger strength, the last description."""
+    merged: dict[tuple[str, str, str], NewEdge] = {}
+    for edge in edges:
+        key = (edge.source_id, edge.relationship_type, edge.target_id)
+        earlier = merged.get(key)
+        merged[key] = (
+            edge.model_copy(update={"edge_id": edge.edge_id or new_id()})
+            if earlier is None
+            else earlier.model_copy(
+                update={
+                    "strength": max(earlier.strength, edge.strength),
+                    "description": edge.description if edge.description is not None else earlier.description,
+                }
             )
-            for e in edges
-        ],
+        )
+    if not merged:
+        return None
+    rows = list(merged.values())
+    return Write(
+        "INSERT INTO runtime.knowledge_edges (edge_id, user_id, source_id, source_type, target_id, target_type, "
+        "relationship_type, strength, description, source_conversation_id) "
+        "SELECT e.edge_id, $1, e.source_id, e.source_type, e.target_id, e.target_type, e.relationship_type, "
+        "e.strength, e.description, e.source_conversation_id "
+        "FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], "
+        "$9::text[], $10::text[]) AS e(edge_id, source_id, source_type, target_id, target_type, relationship_type, "
+        "strength, description, source_conversation_id) "
+        "ON CONFLICT ON CONSTRAINT knowledge_edges_unique DO UPDATE SET "
+        "strength = GREATEST(knowledge_edges.strength, EXCLUDED.strength), "
+        "description = COALESCE(EXCLUDED.description, knowledge_edges.description), updated_at = now()",
+        (
+            user_id,
+            [e.edge_id for e in rows],
+            [e.source_id for e in rows],
+            [e.source_type for e in rows],
+            [e.target_id for e in rows],
+            [e.target_type for e in rows],
+            [e.relationship_type for e in rows],
+            [e.strength for e in rows],
+            [e.description for e in rows],
+            [e.source_conversation_id for e in rows],
+        ),
     )
 
 

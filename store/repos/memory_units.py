@@ -15,6 +15,8 @@ from store.repos._base import (
     NotFoundError,
     Record,
     UtcDatetime,
+    Write,
+    apply,
     json_object,
     new_id,
     row_count,
@@ -77,9 +79,22 @@ async def insert_memory_units(
 
     With `revise`, a unit whose id exists already (a reprocess derives the same ids) is updated in place, keeping
     its id, its ingestion time and everything that points at it (artifact sources, cards, edges)."""
+    return await apply(db, inserting(user_id, units, revise=revise))
+
+
+def inserting(user_id: str, units: Sequence[NewMemoryUnit], *, revise: bool = False) -> Write | None:
+    """`insert_memory_units` as a Write, to send with others (None: no units)."""
     if not units:
-        return 0
-    status = await db.execute(
+        return None
+    expected = len(units)
+
+    def written(count: int) -> int:
+        if count != expected:
+            sources = sorted({u.source_conversation_id for u in units if u.source_conversation_id is not None})
+            raise NotFoundError(f"conversation(s) {', '.join(sources)} not found for user {user_id}")
+        return count
+
+    return Write(
         "INSERT INTO memory_units (muid, user_id, title, content, creation_ts, ingestion_ts, last_modified_ts, "
         "importance_score, sentiment_score, source_conversation_id, metadata) "
         "SELECT u.muid, $1, u.title, u.content, u.creation_ts, $2, $2, u.importance_score, u.sentiment_score, "
@@ -90,21 +105,20 @@ async def insert_memory_units(
         "WHERE NOT EXISTS (SELECT 1 FROM unnest($9::text[]) AS s(id) WHERE s.id IS NOT NULL "
         "AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = s.id AND c.user_id = $1))"
         + (_REVISE if revise else ""),
-        user_id,
-        to_db(utc_now()),
-        [u.muid or new_id() for u in units],
-        [u.title for u in units],
-        [u.content for u in units],
-        [to_db(u.creation_ts) for u in units],
-        [u.importance_score for u in units],
-        [u.sentiment_score for u in units],
-        [u.source_conversation_id for u in units],
-        [None if u.metadata is None else json.dumps(json_object(u.metadata, "metadata")) for u in units],
+        (
+            user_id,
+            to_db(utc_now()),
+            [u.muid or new_id() for u in units],
+            [u.title for u in units],
+            [u.content for u in units],
+            [to_db(u.creation_ts) for u in units],
+            [u.importance_score for u in units],
+            [u.sentiment_score for u in units],
+            [u.source_conversation_id for u in units],
+            [None if u.metadata is None else json.dumps(json_object(u.metadata, "metadata")) for u in units],
+        ),
+        written,
     )
-    if row_count(status) != len(units):
-        sources = sorted({u.source_conversation_id for u in units if u.source_conversation_id is not None})
-        raise NotFoundError(f"conversation(s) {', '.join(sources)} not found for user {user_id}")
-    return len(units)
 
 
 async def list_memory_units(

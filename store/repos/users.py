@@ -11,6 +11,8 @@ from store.repos._base import (
     NotFoundError,
     Record,
     UtcDatetime,
+    Write,
+    apply,
     json_object,
     row_count,
     to_db,
@@ -76,9 +78,16 @@ async def _update(db: Executor, user_id: str, assignments: str, *args: Any) -> N
     last_active_at (`@updatedAt` in the Prisma schema) is not touched: everything Orrery writes on a user is
     background work (ingestion, cycles), not the user's activity, which is the web app's to record.
     """
-    status = await db.execute(f"UPDATE users SET {assignments} WHERE user_id = $1", user_id, *args)
-    if row_count(status) == 0:
-        raise NotFoundError(f"user {user_id} not found")
+    await apply(db, _updating(user_id, assignments, *args))
+
+
+def _updating(user_id: str, assignments: str, *args: Any) -> Write:
+    def found(count: int) -> int:
+        if count == 0:
+            raise NotFoundError(f"user {user_id} not found")
+        return count
+
+    return Write(f"UPDATE users SET {assignments} WHERE user_id = $1", (user_id, *args), found)
 
 
 async def record_ingestion(
@@ -87,8 +96,12 @@ async def record_ingestion(
     """What one ingestion changes on the user, in one statement: the cycle's concept count goes up by
     `concepts_created` (an increment, so concurrent jobs do not lose each other's) and, when given, `next_context`
     becomes the next-conversation package."""
-    await _update(
-        db,
+    await apply(db, recording_ingestion(user_id, concepts_created=concepts_created, next_context=next_context))
+
+
+def recording_ingestion(user_id: str, *, concepts_created: int, next_context: dict[str, Any] | None) -> Write:
+    """`record_ingestion` as a Write, to send with others."""
+    return _updating(
         user_id,
         "concepts_created_in_cycle = concepts_created_in_cycle + $2, "
         "next_conversation_context_package = COALESCE($3::jsonb, next_conversation_context_package)",

@@ -33,12 +33,14 @@ from tests.jobs.testjobs import replacing
 
 SAMPLE_ANSWER: dict[str, Any] = load_sample_answers()[0].answer
 
-POSTGRES_BUDGET = 20
+POSTGRES_BUDGET = 14
 """A user's first conversation: reading it, the budget check, the 'processing' mark and the call log (4), then one
-transaction: BEGIN, the conversation's lock, the concepts' locks, lookup and insert, memory units, cards, growth
-events, relationships, pending prompts for the package, the user's row, the conversation's status, salience read and
-written, outbox, COMMIT (16). It was 22 before a conversation with nothing recalled stopped reading the revisions it
-made before, and concepts looked up stopped being checked for merges when none of them is merged."""
+transaction: BEGIN, the conversation's lock, the concepts' locks, lookup and insert, pending prompts for the package,
+one statement for the memory units, cards, growth events, relationships, the user's row and the conversation's
+status, the salience inputs read, the salience and outbox rows written, COMMIT (10). It was 22 before a conversation
+with nothing recalled stopped reading the revisions it made before, and concepts looked up stopped being checked for
+merges when none of them is merged; 20 before the independent writes went together (store/repos/_base.py,
+apply_together)."""
 REDIS_BUDGET = 2
 """The turn context, and one pipeline asking whether each store's dispatcher will see the commit (was one each)."""
 

@@ -500,6 +500,21 @@ async def test_batched_cards_events_and_edges(pool: asyncpg.Pool, user: str) -> 
         description="a",
         source_conversation_id=None,
     )
-    await knowledge_edges.upsert_edges(pool, user, [edge, edge.model_copy(update={"strength": 0.9})])
+    # one statement cannot change a row twice: repeats are merged as inserting them one by one would (the first
+    # one's id, the stronger strength, the last description given)
+    await knowledge_edges.upsert_edges(
+        pool,
+        user,
+        [
+            edge.model_copy(update={"edge_id": "e-first"}),
+            edge.model_copy(update={"strength": 0.9, "description": None, "edge_id": "e-second"}),
+            edge.model_copy(update={"strength": 0.2, "description": "c"}),
+        ],
+    )
     [stored_edge] = await testrows.list_edges(pool, user)
-    assert (stored_edge.strength, stored_edge.user_id) == (0.9, user)
+    assert (stored_edge.edge_id, stored_edge.strength, stored_edge.description, stored_edge.user_id) == (
+        "e-first",
+        0.9,
+        "c",
+        user,
+    )

@@ -298,9 +298,6 @@ CASES: dict[str, Case] = {
         lambda db, a, s: salience.compute_salience(db, B, [a.concept], now=datetime.now(UTC)), equals({})
     ),
     "salience.refresh_salience": Case(lambda db, a, s: salience.refresh_salience(db, B, [a.concept]), equals([])),
-    "salience.refresh_touched": Case(
-        lambda db, a, s: salience.refresh_touched(db, B, [outbox.Change(NodeLabel.CONCEPT, a.concept)]), equals([])
-    ),
     "projection_refresh.get_state": Case(
         lambda db, a, s: projection_refresh.get_state(db, B), lambda state: state is not None and state.user_id == B
     ),
@@ -390,6 +387,11 @@ CASES: dict[str, Case] = {
         # a row of B's naming A's id: the dispatcher reads B's rows for it (none), never A's
         lambda db, a, s: outbox.record_changes(db, B, [outbox.Change(NodeLabel.MEMORY_UNIT, a.memory_unit)]),
         equals(2),
+    ),
+    "salience.refresh_and_record": Case(
+        # B's outbox row naming A's concept, and no salience of A's computed or set
+        lambda db, a, s: salience.refresh_and_record(db, B, [outbox.Change(NodeLabel.CONCEPT, a.concept)]),
+        equals(None),
     ),
     "reconcile.record_refs": Case(lambda db, a, s: reconcile.record_refs(db, B, "graph", a_ref(a)), equals(2)),
     # forget-user, last: it erases B (and only B)
