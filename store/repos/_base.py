@@ -125,6 +125,10 @@ class Write:
     args: tuple[Any, ...]
     result: Callable[[int], int] = _same_count
 
+    def __post_init__(self) -> None:
+        if "RETURNING" in self.sql.upper():
+            raise ValueError("a Write answers with its row count: its SQL must not have a RETURNING clause")
+
 
 _PARAMETER = re.compile(r"\$(\d+)")
 

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from store.repos import conversations, memory_units, users
-from store.repos._base import NotFoundError, apply_together, transaction
+from store.repos._base import NotFoundError, Write, apply_together, transaction
 
 MOMENT = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
 
@@ -101,3 +101,8 @@ async def test_a_single_part_goes_alone_and_none_are_nothing(pool: asyncpg.Pool,
     assert await apply_together(pool, [None, None]) == [0, 0]
     assert await apply_together(pool, [None, memory_units.inserting(user, _units("a"))]) == [0, 1]
     assert [u.muid for u in await memory_units.list_memory_units(pool, user)] == ["mu-a"]
+
+
+def test_a_write_that_returns_rows_is_refused_where_it_is_built() -> None:
+    with pytest.raises(ValueError, match="RETURNING"):
+        Write("DELETE FROM cards WHERE user_id = $1 RETURNING card_id", ("u-1",))
