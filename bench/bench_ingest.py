@@ -11,7 +11,9 @@
    ledger from the first job's start to the last one's finish, after the processes warmed up on 20 other
    conversations; against the floor: a bare asyncpg script performing the same inserts and updates, one transaction
    per conversation, timed just before and just after the runtime in each round (their mean is the round's floor).
-   Both keep --concurrency jobs in flight (split across the worker processes). Medians of --rounds.
+   Both keep --concurrency jobs in flight (split across the worker processes). Medians of --rounds. Also the worker
+   processes' CPU per ingestion over the burst (Linux: read from /proc when the backlog is released and when its last
+   job succeeded), which does not count time the processes waited for a core.
    Goal: 1 LLM call per conversation; runtime within 3x floor.
 Uses DATABASE_URL / REDIS_URL when set, else a throwaway embedded Postgres and Redis.
 """
@@ -130,9 +132,10 @@ when other work keeps the 2 cores busy), and made due at once as soon as the war
 
 async def runtime_throughput(
     database_url: str, redis_url: str, data_dir: Path, count: int, concurrency: int, processes: int, event_loop: str
-) -> tuple[float, float]:
+) -> tuple[float, float, float | None]:
     """(seconds from the worker command's start to the warm-up done, seconds from the first backlog job's start to
-    the last one's finish, by the ledger's clock).
+    the last one's finish, by the ledger's clock, and the CPU seconds the worker processes used from the backlog's
+    release to its last job's end; None where /proc is not there to tell).
 
     The worker is the real `run.py worker --burst` command; the jobs are queued beforehand from this process, as the
     web app queues them from its own (bench_dispatch.py measures enqueueing)."""
@@ -176,7 +179,11 @@ async def runtime_throughput(
             started = time.time()
             worker = await asyncio.create_subprocess_exec(*command, env=env, cwd=ROOT, stderr=asyncio.subprocess.PIPE)
             waiting = asyncio.create_task(worker.communicate())
-            await _release_when_warm(pool, redis, warmup, backlog, waiting, processes)
+            at_release = await _release_when_warm(pool, redis, warmup, backlog, waiting, processes, worker.pid)
+            burst_cpu = None
+            if at_release is not None and await _all_done(pool, backlog, waiting):
+                at_end = _tree_cpu(worker.pid)
+                burst_cpu = None if at_end is None else at_end - at_release
             _, stderr = await waiting
             if worker.returncode != 0:
                 raise SystemExit(f"the worker exited {worker.returncode}:\n{stderr.decode(errors='replace')[-2000:]}")
@@ -192,19 +199,63 @@ async def runtime_throughput(
             if spans["backlog"]["first"] < spans["warmup"]["last"]:
                 raise SystemExit(f"the workers took over {BACKLOG_DELAY_S} s to warm up; raise BACKLOG_DELAY_S")
             warm_s = spans["warmup"]["last"].timestamp() - started
-            return warm_s, (spans["backlog"]["last"] - spans["backlog"]["first"]).total_seconds()
+            return warm_s, (spans["backlog"]["last"] - spans["backlog"]["first"]).total_seconds(), burst_cpu
         finally:
             await redis.aclose()
             await pool.close()
 
 
+async def _all_done(pool: asyncpg.Pool, backlog: list[str], worker: asyncio.Task[Any]) -> bool:
+    """Wait until every backlog job succeeded (True), or the worker command ended first (False)."""
+    ids = [f"ingest:{c}" for c in backlog]
+    while not worker.done():
+        done = await pool.fetchval(
+            "SELECT count(*) FROM runtime.job_runs WHERE job_id = ANY($1::text[]) AND state = 'succeeded'", ids
+        )
+        if done == len(ids):
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+def _tree_cpu(root: int) -> float | None:
+    """CPU seconds used so far by process `root` and its descendants (those alive, and the ones they reaped); None
+    without /proc."""
+    stats: dict[int, tuple[int, int]] = {}
+    try:
+        entries = [entry for entry in os.listdir("/proc") if entry.isdigit()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        stats[int(entry)] = (int(fields[1]), sum(int(value) for value in fields[11:15]))  # ppid; utime…cstime
+    tree = {root}
+    for _ in range(len(stats)):  # parents first, however deep
+        grown = tree | {pid for pid, (ppid, _) in stats.items() if ppid in tree}
+        if grown == tree:
+            break
+        tree = grown
+    ticks = sum(stats[pid][1] for pid in tree if pid in stats)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 async def _release_when_warm(
-    pool: asyncpg.Pool, redis: Any, warmup: list[str], backlog: list[str], worker: asyncio.Task[Any], processes: int
-) -> None:
+    pool: asyncpg.Pool,
+    redis: Any,
+    warmup: list[str],
+    backlog: list[str],
+    worker: asyncio.Task[Any],
+    processes: int,
+    worker_pid: int,
+) -> float | None:
     """Make the backlog due at once when every worker process has ingested WARMUP_PER_PROCESS warm-up conversations
     (it is up, its connections are open, its statement caches are filled): right then, not after an idle wait, which
     made the burst after it 2-3x slower on the shared VM (measured with the code before this bench waited: 6.07x the
-    floor after 30 s idle, 2.72x after none). `warmup` grows by a wave while some process has not had its share."""
+    floor after 30 s idle, 2.72x after none). `warmup` grows by a wave while some process has not had its share.
+    Returns the CPU the worker processes had used by then (None without /proc)."""
     while not worker.done():
         rows = await pool.fetch(
             "SELECT worker_id, count(*) AS done FROM runtime.job_runs WHERE job_id = ANY($1::text[]) "
@@ -213,14 +264,16 @@ async def _release_when_warm(
         )
         if sum(r["done"] for r in rows) == len(warmup):
             if len(rows) >= processes and all(r["done"] >= WARMUP_PER_PROCESS for r in rows):
+                used = _tree_cpu(worker_pid)
                 now_ms = int(time.time() * 1000)
                 await job_queue.make_due(redis, INTERACTIVE, [f"ingest:{c}" for c in backlog], now_ms)
-                return
+                return used
             wave = [c for _, c in await _make_conversations(pool, WARMUP_CONVERSATIONS, f"warmup{len(warmup)}")]
             for conversation_id in wave:
                 await enqueue(redis, pool, INGEST, {"conversation_id": conversation_id})
             warmup.extend(wave)
         await asyncio.sleep(0.05)
+    return None
 
 
 async def _floor_one(conn: asyncpg.Connection, user_id: str, conversation_id: str) -> None:
@@ -397,15 +450,17 @@ async def run(
         f"{sum(r[2] for r in ingested) / len(ingested):>13.0f} | {sum(r[3] for r in ingested) / len(ingested):>17.0f} |"
     )
 
-    samples: dict[str, list[float]] = {"runtime": [], "floor": [], "agent": [], "write": [], "warmup": []}
+    samples: dict[str, list[float]] = {"runtime": [], "floor": [], "agent": [], "write": [], "warmup": [], "cpu": []}
     for round_number in range(1, rounds + 1):
         print(f"round {round_number}/{rounds}…", file=sys.stderr)
         await redis_flush(redis_url)
         before = await floor_throughput(await fresh_database(server_dsn), count, concurrency)
         runtime_db = await fresh_database(server_dsn)
-        warmup_s, runtime_s = await runtime_throughput(
+        warmup_s, runtime_s, burst_cpu = await runtime_throughput(
             runtime_db, redis_url, data_dir, count, concurrency, processes, event_loop
         )
+        if burst_cpu is not None:
+            samples["cpu"].append(burst_cpu / count * 1000)
         samples["warmup"].append(warmup_s)
         samples["runtime"].append(runtime_s)
         after = await floor_throughput(await fresh_database(server_dsn), count, concurrency)
@@ -413,7 +468,7 @@ async def run(
         agent_s, write_s = await breakdown(await fresh_database(server_dsn), redis_url, data_dir, count, concurrency)
         samples["agent"].append(agent_s)
         samples["write"].append(write_s)
-    median = {name: statistics.median(values) for name, values in samples.items()}
+    median = {name: statistics.median(values) for name, values in samples.items() if values}
     ratios = [r / f for r, f in zip(samples["runtime"], samples["floor"], strict=True)]
     floor_s = median["floor"]
 
@@ -435,6 +490,11 @@ async def run(
         f"{', '.join(f'{r:.2f}x' for r in ratios)}, median {statistics.median(ratios):.2f}x; warm-up run "
         f"(until every process ingested {WARMUP_PER_PROCESS}, not in the table): {median['warmup']:.2f} s"
     )
+    if samples["cpu"]:
+        print(
+            f"worker processes' CPU per ingestion over the burst: {', '.join(f'{c:.2f}' for c in samples['cpu'])} ms, "
+            f"median {median['cpu']:.2f} ms"
+        )
 
 
 async def redis_flush(redis_url: str) -> None:
