@@ -28,6 +28,10 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,  # "pool is closing", "connection was closed in the middle of operation"
+    # a pooled connection whose server just went away, used before the loss reached it: "cannot switch to state 12;
+    # another operation (2) is in progress" (CI saw a finish_run fail so during a Postgres restart, and the run's row
+    # stayed 'running' for good); by the retry the pool knows the connection is closed and opens another
+    asyncpg.InternalClientError,
     asyncpg.exceptions.OperatorInterventionError,  # CannotConnectNow (starting up), AdminShutdown, CrashShutdown
     asyncpg.exceptions.InsufficientResourcesError,  # TooManyConnections
     redis.exceptions.ConnectionError,
