@@ -43,7 +43,7 @@ from store.repos import (
     memory_units,
     users,
 )
-from store.repos._base import Write, apply_together, transaction
+from store.repos._base import Write, apply, apply_together, transaction
 from store.repos.cards import NewCard, concept_display, memory_display
 from store.repos.concepts import NewConcept
 from store.repos.growth_events import NewGrowthEvent
@@ -166,8 +166,8 @@ async def write_ingestion(
             context_summary=result.context_summary,
             importance_score=importance,
         )
-        if memory is None:
-            await apply_together(conn, [recorded, processed])
+        if memory is None:  # nothing written: only the conversation's status
+            await apply(conn, processed)
         else:  # the conversation's new rows and the updates recording them: one round trip
             await memory.write(conn, summary, [recorded, processed])
         await salience.refresh_and_record(conn, user_id, changed)  # the graph and vector stores follow this commit
